@@ -1,0 +1,389 @@
+//! `hanzo-node.toml` (CONTRACTS §5): every key has a default that works on one
+//! machine with nothing configured; `HANZO_<SECTION>_<KEY>` environment variables
+//! override the file; an unknown key or a bad value is an error that names it.
+
+use crate::{ComputeError, RuntimeKind};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The whole configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `[node]`.
+    pub node: NodeConfig,
+    /// `[compute]` and its subsections.
+    pub compute: ComputeConfig,
+}
+
+/// `[node]`: identity, storage and the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Where the node keeps its key, module store and job store
+    /// (default `$HANZO_HOME`, else `~/.hanzo`).
+    pub data_dir: PathBuf,
+    /// Address of the HTTP API.
+    pub api_listen: String,
+    /// Bearer token for the API; empty means none (allowed on loopback only).
+    pub api_token: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            data_dir: default_data_dir(),
+            api_listen: "127.0.0.1:3690".into(),
+            api_token: String::new(),
+        }
+    }
+}
+
+/// The default data directory: `$HANZO_HOME`, else `~/.hanzo`, else `./.hanzo`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("HANZO_HOME").filter(|h| !h.is_empty()) {
+        return PathBuf::from(h);
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".hanzo"),
+        None => PathBuf::from(".hanzo"),
+    }
+}
+
+/// `[compute]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ComputeConfig {
+    /// Runtimes the node offers.
+    pub enabled_runtimes: Vec<String>,
+    /// Default cap on a tool's output, in bytes.
+    pub max_output_bytes: u64,
+    /// `[compute.wasm]`.
+    pub wasm: WasmConfig,
+    /// `[compute.docker]`.
+    pub docker: DockerConfig,
+    /// `[compute.kubernetes]`.
+    pub kubernetes: KubernetesConfig,
+    /// `[compute.resources]`.
+    pub resources: ResourcesConfig,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        ComputeConfig {
+            enabled_runtimes: RuntimeKind::ALL.iter().map(|k| k.name().to_string()).collect(),
+            max_output_bytes: crate::limits::DEFAULT_MAX_OUTPUT_BYTES,
+            wasm: WasmConfig::default(),
+            docker: DockerConfig::default(),
+            kubernetes: KubernetesConfig::default(),
+            resources: ResourcesConfig::default(),
+        }
+    }
+}
+
+/// `[compute.wasm]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WasmConfig {
+    /// The engine; only `wasmtime` exists.
+    pub engine: String,
+    /// Largest `memory_mb` a job may ask for.
+    pub max_memory_mb: u64,
+    /// Largest `timeout_ms` a job may ask for.
+    pub max_execution_time_ms: u64,
+    /// Wasm call-stack limit in KiB (deep recursion traps cleanly past it).
+    pub max_stack_kb: u64,
+    /// Instances that may run at once (the pooling allocator's slots).
+    pub max_instances: u32,
+}
+
+impl Default for WasmConfig {
+    fn default() -> Self {
+        WasmConfig {
+            engine: "wasmtime".into(),
+            max_memory_mb: 4096,
+            max_execution_time_ms: 3_600_000,
+            max_stack_kb: 512,
+            max_instances: 256,
+        }
+    }
+}
+
+/// `[compute.docker]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DockerConfig {
+    /// The daemon's socket.
+    pub socket: String,
+    /// Default registry for short image names; empty means the daemon's default.
+    pub registry: String,
+    /// `always | if-not-present | never`.
+    pub pull_policy: String,
+    /// Registry user name; empty means anonymous.
+    pub username: String,
+    /// Registry password or token.
+    pub password: String,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        DockerConfig {
+            socket: "/var/run/docker.sock".into(),
+            registry: String::new(),
+            pull_policy: "if-not-present".into(),
+            username: String::new(),
+            password: String::new(),
+        }
+    }
+}
+
+/// `[compute.kubernetes]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// kubeconfig path; empty means in-cluster or the default lookup.
+    pub config_path: String,
+    /// kubeconfig context; empty means the current one.
+    pub context: String,
+    /// Namespace for jobs and services.
+    pub namespace: String,
+    /// Service account for job pods.
+    pub service_account: String,
+}
+
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            config_path: "~/.kube/config".into(),
+            context: String::new(),
+            namespace: "hanzo-compute".into(),
+            service_account: "hanzo-node".into(),
+        }
+    }
+}
+
+/// `[compute.resources]`: what the node offers in total.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourcesConfig {
+    /// Jobs running at once.
+    pub max_concurrent_jobs: u32,
+    /// Memory the node hands out to jobs, in GiB.
+    pub total_memory_gb: u64,
+    /// CPU cores the node hands out.
+    pub total_cpu_cores: u32,
+}
+
+impl Default for ResourcesConfig {
+    fn default() -> Self {
+        ResourcesConfig {
+            max_concurrent_jobs: 10,
+            total_memory_gb: 16,
+            total_cpu_cores: 8,
+        }
+    }
+}
+
+impl Config {
+    /// Loads `path` (or nothing) and applies `HANZO_*` overrides from `env`.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ComputeError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p)
+                .map_err(|e| ComputeError::invalid(format!("cannot read config {}: {e}", p.display())))?,
+            None => String::new(),
+        };
+        let origin = path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "defaults".into());
+        Self::from_toml(&text, &origin, env)
+    }
+
+    /// Parses TOML text and applies `HANZO_*` overrides from `env`.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ComputeError> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| ComputeError::invalid(format!("{origin}: {e}")))?;
+        let defaults = toml::Table::try_from(Config::default()).map_err(ComputeError::internal)?;
+        let env: std::collections::HashMap<String, String> =
+            env.into_iter().filter(|(k, _)| k.starts_with("HANZO_")).collect();
+        apply_env(&mut table, &defaults, "HANZO", &env)?;
+        // serde_path_to_error names the key (`compute.wasm.max_memory_mb`) in type errors,
+        // which toml alone does not once the file and the environment are merged.
+        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            ComputeError::invalid(format!("{origin}: {path}: {}", inner.message()))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ComputeError> {
+        for name in &self.compute.enabled_runtimes {
+            name.parse::<RuntimeKind>()
+                .map_err(|e| ComputeError::invalid(format!("compute.enabled_runtimes: {e}")))?;
+        }
+        if self.compute.wasm.engine != "wasmtime" {
+            return Err(ComputeError::invalid(format!(
+                "compute.wasm.engine: unsupported engine '{}' (only wasmtime)",
+                self.compute.wasm.engine
+            )));
+        }
+        if !["always", "if-not-present", "never"].contains(&self.compute.docker.pull_policy.as_str()) {
+            return Err(ComputeError::invalid(format!(
+                "compute.docker.pull_policy: invalid value '{}' (expected always, if-not-present or never)",
+                self.compute.docker.pull_policy
+            )));
+        }
+        let positive = [
+            ("compute.max_output_bytes", self.compute.max_output_bytes),
+            ("compute.wasm.max_memory_mb", self.compute.wasm.max_memory_mb),
+            (
+                "compute.wasm.max_execution_time_ms",
+                self.compute.wasm.max_execution_time_ms,
+            ),
+            ("compute.wasm.max_stack_kb", self.compute.wasm.max_stack_kb),
+            (
+                "compute.wasm.max_instances",
+                self.compute.wasm.max_instances as u64,
+            ),
+            (
+                "compute.resources.max_concurrent_jobs",
+                self.compute.resources.max_concurrent_jobs as u64,
+            ),
+        ];
+        for (key, v) in positive {
+            if v == 0 {
+                return Err(ComputeError::invalid(format!("{key}: must be greater than 0")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `kind` is among `compute.enabled_runtimes`.
+    pub fn runtime_enabled(&self, kind: RuntimeKind) -> bool {
+        self.compute.enabled_runtimes.iter().any(|n| n == kind.name())
+    }
+}
+
+/// Overlays environment variables on `table`, walking the keys the defaults know.
+/// `HANZO_COMPUTE_WASM_MAX_MEMORY_MB` sets `[compute.wasm] max_memory_mb`.
+fn apply_env(
+    table: &mut toml::Table,
+    defaults: &toml::Table,
+    prefix: &str,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<(), ComputeError> {
+    for (key, default) in defaults {
+        let name = format!("{prefix}_{}", key.to_ascii_uppercase());
+        if let toml::Value::Table(sub_defaults) = default {
+            let sub = table
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            if let toml::Value::Table(sub) = sub {
+                apply_env(sub, sub_defaults, &name, env)?;
+            }
+            continue;
+        }
+        let Some(raw) = env.get(&name) else { continue };
+        let value = match default {
+            toml::Value::String(_) => toml::Value::String(raw.clone()),
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_string()))
+                    .collect(),
+            ),
+            _ => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .ok_or_else(|| ComputeError::invalid(format!("{name}: invalid value '{raw}'")))?,
+        };
+        table.insert(key.clone(), value);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn no_file_gives_working_defaults() {
+        let c = Config::from_toml("", "x", env(&[])).unwrap();
+        assert_eq!(c.node.api_listen, "127.0.0.1:3690");
+        assert_eq!(c.compute.docker.pull_policy, "if-not-present");
+        assert!(c.runtime_enabled(RuntimeKind::Wasm));
+    }
+
+    #[test]
+    fn the_seed_example_parses() {
+        let text = r#"
+[compute]
+enabled_runtimes = ["native", "wasm", "docker", "k8s", "deno", "python"]
+[compute.wasm]
+engine = "wasmtime"
+max_memory_mb = 256
+max_execution_time_ms = 30000
+[compute.docker]
+socket = "/var/run/docker.sock"
+registry = "registry.example"
+pull_policy = "if-not-present"
+[compute.kubernetes]
+config_path = "~/.kube/config"
+namespace = "hanzo-compute"
+service_account = "hanzo-node"
+[compute.resources]
+max_concurrent_jobs = 10
+total_memory_gb = 16
+total_cpu_cores = 8
+"#;
+        let c = Config::from_toml(text, "seed", env(&[])).unwrap();
+        assert_eq!(c.compute.wasm.max_memory_mb, 256);
+        assert!(!c.runtime_enabled(RuntimeKind::Go));
+    }
+
+    #[test]
+    fn env_overrides_the_file() {
+        let c = Config::from_toml(
+            "[node]\napi_listen = \"127.0.0.1:1\"\n",
+            "x",
+            env(&[
+                ("HANZO_NODE_API_LISTEN", "127.0.0.1:4000"),
+                ("HANZO_COMPUTE_WASM_MAX_MEMORY_MB", "64"),
+                ("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm, docker"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.node.api_listen, "127.0.0.1:4000");
+        assert_eq!(c.compute.wasm.max_memory_mb, 64);
+        assert_eq!(c.compute.enabled_runtimes, vec!["wasm", "docker"]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let e = Config::from_toml("[compute.wasm]\nmax_memroy_mb = 1\n", "f.toml", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("max_memroy_mb"), "{e}");
+        let e =
+            Config::from_toml("[compute.docker]\npull_policy = \"sometimes\"\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("pull_policy"), "{e}");
+        let e = Config::from_toml("", "f", env(&[("HANZO_COMPUTE_WASM_MAX_MEMORY_MB", "lots")])).unwrap_err();
+        assert!(e.to_string().contains("HANZO_COMPUTE_WASM_MAX_MEMORY_MB"), "{e}");
+        let e = Config::from_toml("[compute.wasm]\nmax_memory_mb = \"x\"\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("max_memory_mb"), "{e}");
+    }
+}

@@ -1,0 +1,351 @@
+//! The job spec: what to run, with what, under which limits (CONTRACTS §6).
+
+use crate::{ComputeError, ResourceLimits};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// Which runtime a job runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// WebAssembly modules on wasmtime.
+    Wasm,
+    /// Containers on a Docker engine.
+    Docker,
+    /// TypeScript/JavaScript on Deno.
+    Deno,
+    /// Python through uv.
+    Python,
+    /// Go packages, built to wasip1 or natively.
+    Go,
+    /// Native executables and built-in tools.
+    Native,
+    /// Kubernetes jobs.
+    K8s,
+}
+
+impl RuntimeKind {
+    /// Every runtime kind, in display order.
+    pub const ALL: [RuntimeKind; 7] = [
+        RuntimeKind::Wasm,
+        RuntimeKind::Docker,
+        RuntimeKind::Deno,
+        RuntimeKind::Python,
+        RuntimeKind::Go,
+        RuntimeKind::Native,
+        RuntimeKind::K8s,
+    ];
+
+    /// The name used on the command line and in job specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Wasm => "wasm",
+            RuntimeKind::Docker => "docker",
+            RuntimeKind::Deno => "deno",
+            RuntimeKind::Python => "python",
+            RuntimeKind::Go => "go",
+            RuntimeKind::Native => "native",
+            RuntimeKind::K8s => "k8s",
+        }
+    }
+}
+
+impl fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for RuntimeKind {
+    type Err = ComputeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RuntimeKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = RuntimeKind::ALL.iter().map(|k| k.name()).collect();
+                ComputeError::invalid(format!(
+                    "unknown runtime '{s}' (expected one of: {})",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// Whether a job may use the network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// No network at all (the default).
+    #[default]
+    None,
+    /// Whatever network the runtime can give.
+    Full,
+}
+
+impl FromStr for Network {
+    type Err = ComputeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Network::None),
+            "full" => Ok(Network::Full),
+            _ => Err(ComputeError::invalid(format!(
+                "invalid network '{s}' (expected none or full)"
+            ))),
+        }
+    }
+}
+
+/// A host directory made visible to the job.
+///
+/// Written `HOST:GUEST[:ro|rw]`; read-only unless `rw` is given, so that granting
+/// write access is always a deliberate act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "MountRepr", into = "String")]
+pub struct Mount {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the job sees it (an absolute path).
+    pub guest: String,
+    /// Whether the job may write to it.
+    pub writable: bool,
+}
+
+impl FromStr for Mount {
+    type Err = ComputeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || ComputeError::invalid(format!("invalid mount '{s}' (expected HOST:GUEST[:ro|rw])"));
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, guest, writable) = match parts.as_slice() {
+            [h, g] => (*h, *g, false),
+            [h, g, "ro"] => (*h, *g, false),
+            [h, g, "rw"] => (*h, *g, true),
+            _ => return Err(bad()),
+        };
+        if host.is_empty() || !guest.starts_with('/') {
+            return Err(bad());
+        }
+        Ok(Mount {
+            host: PathBuf::from(host),
+            guest: guest.to_string(),
+            writable,
+        })
+    }
+}
+
+impl fmt::Display for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mode = if self.writable { "rw" } else { "ro" };
+        write!(f, "{}:{}:{mode}", self.host.display(), self.guest)
+    }
+}
+
+impl From<Mount> for String {
+    fn from(m: Mount) -> String {
+        m.to_string()
+    }
+}
+
+/// A mount in JSON: either the CLI's string form or an object.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MountRepr {
+    Text(String),
+    Object {
+        host: PathBuf,
+        guest: String,
+        #[serde(default)]
+        writable: bool,
+    },
+}
+
+impl TryFrom<MountRepr> for Mount {
+    type Error = ComputeError;
+    fn try_from(r: MountRepr) -> Result<Self, Self::Error> {
+        match r {
+            MountRepr::Text(s) => s.parse(),
+            MountRepr::Object {
+                host,
+                guest,
+                writable,
+            } => {
+                if !guest.starts_with('/') {
+                    return Err(ComputeError::invalid(format!(
+                        "mount guest path '{guest}' must be absolute"
+                    )));
+                }
+                Ok(Mount {
+                    host,
+                    guest,
+                    writable,
+                })
+            }
+        }
+    }
+}
+
+/// Parses `KEY=VALUE` (the CLI's `--env`).
+pub fn parse_env_pair(s: &str) -> Result<(String, String), ComputeError> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(ComputeError::invalid(format!(
+            "invalid env '{s}' (expected KEY=VALUE)"
+        ))),
+    }
+}
+
+/// The default function name (CONTRACTS §1a: `HANZO_FUNCTION` defaults to `run`).
+pub const DEFAULT_FUNCTION: &str = "run";
+
+/// One job: the unit every runtime executes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Which runtime runs it.
+    pub runtime: RuntimeKind,
+    /// A path, an image reference or `sha256:<hex>` of a stored module.
+    pub source: String,
+    /// The function to call; `None` lets the runtime choose (`run`, or the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
+    /// The tool's input.
+    #[serde(default = "empty_object")]
+    pub params: serde_json::Value,
+    /// Limits; missing fields take the defaults.
+    #[serde(default)]
+    pub limits: ResourceLimits,
+    /// Environment variables granted to the tool, and nothing else.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Host directories granted to the tool.
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
+    /// Network access.
+    #[serde(default)]
+    pub network: Network,
+    /// Scheduling priority (higher first).
+    #[serde(default)]
+    pub priority: i32,
+    /// How many times the node may retry the job after a crash of the node.
+    #[serde(default)]
+    pub retries: u32,
+    /// Run under the deterministic profile (WASM): same module and params give the
+    /// same output and fuel on any machine.
+    #[serde(default)]
+    pub deterministic: bool,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+impl JobSpec {
+    /// A job with default limits, no grants and `{}` as params.
+    pub fn new(runtime: RuntimeKind, source: impl Into<String>) -> Self {
+        JobSpec {
+            runtime,
+            source: source.into(),
+            function: None,
+            params: empty_object(),
+            limits: ResourceLimits::default(),
+            env: BTreeMap::new(),
+            mounts: Vec::new(),
+            network: Network::None,
+            priority: 0,
+            retries: 0,
+            deterministic: false,
+        }
+    }
+
+    /// Sets the function.
+    pub fn function(mut self, name: impl Into<String>) -> Self {
+        self.function = Some(name.into());
+        self
+    }
+
+    /// Sets the params.
+    pub fn params(mut self, params: serde_json::Value) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// Sets the limits.
+    pub fn limits(mut self, limits: ResourceLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The function the runtime will be asked for, `run` when none was named.
+    pub fn function_or_default(&self) -> &str {
+        self.function.as_deref().unwrap_or(DEFAULT_FUNCTION)
+    }
+}
+
+/// A `sha256:<hex>` source, if `source` is one.
+///
+/// Returns `Err` when it starts with `sha256:` but the digest is malformed, so that a
+/// typo is reported as such rather than as a missing file.
+pub fn parse_digest_source(source: &str) -> Result<Option<String>, ComputeError> {
+    let Some(hex) = source.strip_prefix("sha256:") else {
+        return Ok(None);
+    };
+    if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(Some(hex.to_ascii_lowercase()))
+    } else {
+        Err(ComputeError::invalid(format!(
+            "invalid digest '{source}' (expected sha256: followed by 64 hex digits)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts_default_to_read_only() {
+        let m: Mount = "/data:/in".parse().unwrap();
+        assert!(!m.writable);
+        let m: Mount = "/data:/out:rw".parse().unwrap();
+        assert!(m.writable);
+        assert!("/data:relative".parse::<Mount>().is_err());
+        assert!("/data:/x:rx".parse::<Mount>().is_err());
+        assert!("nocolon".parse::<Mount>().is_err());
+    }
+
+    #[test]
+    fn job_spec_needs_only_runtime_and_source() {
+        let j: JobSpec = serde_json::from_str(r#"{"runtime":"wasm","source":"x.wasm"}"#).unwrap();
+        assert_eq!(j.runtime, RuntimeKind::Wasm);
+        assert_eq!(j.params, serde_json::json!({}));
+        assert_eq!(j.limits, ResourceLimits::default());
+        assert_eq!(j.function_or_default(), "run");
+    }
+
+    #[test]
+    fn job_spec_accepts_both_mount_forms() {
+        let j: JobSpec = serde_json::from_str(
+            r#"{"runtime":"wasm","source":"x","mounts":["/a:/a",{"host":"/b","guest":"/b","writable":true}]}"#,
+        )
+        .unwrap();
+        assert_eq!(j.mounts.len(), 2);
+        assert!(!j.mounts[0].writable && j.mounts[1].writable);
+    }
+
+    #[test]
+    fn unknown_runtime_names_the_choices() {
+        let e = "lua".parse::<RuntimeKind>().unwrap_err().to_string();
+        assert!(e.contains("lua") && e.contains("wasm"), "{e}");
+    }
+
+    #[test]
+    fn digest_sources() {
+        let h = "a".repeat(64);
+        assert_eq!(parse_digest_source(&format!("sha256:{h}")).unwrap(), Some(h));
+        assert_eq!(parse_digest_source("x.wasm").unwrap(), None);
+        assert!(parse_digest_source("sha256:abc").is_err());
+    }
+}

@@ -1,0 +1,28 @@
+//! # hanzo-compute
+//!
+//! The core of hanzo-node, with almost no dependencies: what a job is
+//! ([`JobSpec`]), the limits it runs under ([`ResourceLimits`]), the trait every
+//! runtime implements ([`Runtime`]), the errors they share ([`ComputeError`]), the
+//! registry that dispatches jobs to runtimes and signs receipts ([`Compute`]), the
+//! receipts themselves ([`Receipt`]), the node's configuration ([`Config`]), and the
+//! [`conformance`] suite every runtime must pass.
+
+pub mod canonical;
+pub mod config;
+pub mod conformance;
+mod error;
+mod job;
+pub mod keys;
+mod limits;
+pub mod receipt;
+mod registry;
+mod runtime;
+
+pub use config::Config;
+pub use error::ComputeError;
+pub use job::{DEFAULT_FUNCTION, JobSpec, Mount, Network, RuntimeKind, parse_digest_source, parse_env_pair};
+pub use keys::NodeKey;
+pub use limits::{Capabilities, DEFAULT_MAX_OUTPUT_BYTES, LimitKind, LimitSupport, ResourceLimits, Support};
+pub use receipt::{Receipt, VerifyError};
+pub use registry::{Compute, JobOutcome, Signing};
+pub use runtime::{CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};

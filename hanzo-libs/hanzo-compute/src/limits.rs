@@ -1,0 +1,268 @@
+//! Resource limits (CONTRACTS §2) and the per-runtime declaration of which ones are
+//! really enforced.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Default cap on what a tool may write as its output: 16 MiB (CONTRACTS §2).
+pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The limits applied to one job.
+///
+/// The defaults are chosen for untrusted code on a shared machine: a modest memory
+/// ceiling, a 30 s wall clock, no network, 16 MiB of output. A job raises them
+/// explicitly; a runtime may refuse values above its configured maxima.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ResourceLimits {
+    /// Relative CPU weight (Docker/cgroup semantics, 1024 = one normal share).
+    pub cpu_shares: u32,
+    /// Memory ceiling in MiB (for WASM: linear memories plus tables).
+    pub memory_mb: u64,
+    /// Scratch disk in MiB.
+    pub disk_mb: u64,
+    /// Network bandwidth in Mbit/s; `None` asks for no particular cap.
+    pub network_bandwidth_mbps: Option<u32>,
+    /// Wall-clock limit in milliseconds.
+    pub timeout_ms: u64,
+    /// WASM fuel (instructions, roughly); `None` means unmetered beyond the timeout.
+    pub fuel: Option<u64>,
+    /// Cap on the bytes of output (stdout, or the exports-ABI envelope).
+    pub max_output_bytes: u64,
+}
+
+impl Default for ResourceLimits {
+    fn default() -> Self {
+        ResourceLimits {
+            cpu_shares: 1024,
+            memory_mb: 256,
+            disk_mb: 512,
+            network_bandwidth_mbps: None,
+            timeout_ms: 30_000,
+            fuel: None,
+            max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
+        }
+    }
+}
+
+impl ResourceLimits {
+    /// Rejects values that cannot mean anything (zero memory, zero timeout).
+    pub fn validate(&self) -> Result<(), crate::ComputeError> {
+        let bad = |what: &str| {
+            Err(crate::ComputeError::invalid(format!(
+                "{what} must be greater than 0"
+            )))
+        };
+        if self.memory_mb == 0 {
+            return bad("memory_mb");
+        }
+        if self.timeout_ms == 0 {
+            return bad("timeout_ms");
+        }
+        if self.cpu_shares == 0 {
+            return bad("cpu_shares");
+        }
+        if self.max_output_bytes == 0 {
+            return bad("max_output_bytes");
+        }
+        Ok(())
+    }
+
+    /// Memory ceiling in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.memory_mb.saturating_mul(1024 * 1024)
+    }
+}
+
+/// One kind of limit, as named in errors, receipts and capability tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// `cpu_shares`.
+    CpuShares,
+    /// `memory_mb`.
+    Memory,
+    /// `disk_mb`.
+    Disk,
+    /// `network_bandwidth_mbps`.
+    NetworkBandwidth,
+    /// `timeout_ms`.
+    Timeout,
+    /// `fuel` (WASM).
+    Fuel,
+    /// `max_output_bytes`.
+    Output,
+    /// Process count (fork bombs).
+    Processes,
+    /// Call-stack depth (WASM stack size).
+    Stack,
+}
+
+impl LimitKind {
+    /// Every limit kind, in table order.
+    pub const ALL: [LimitKind; 9] = [
+        LimitKind::CpuShares,
+        LimitKind::Memory,
+        LimitKind::Disk,
+        LimitKind::NetworkBandwidth,
+        LimitKind::Timeout,
+        LimitKind::Fuel,
+        LimitKind::Output,
+        LimitKind::Processes,
+        LimitKind::Stack,
+    ];
+
+    /// The short name used in messages ("memory", "timeout", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            LimitKind::CpuShares => "cpu_shares",
+            LimitKind::Memory => "memory",
+            LimitKind::Disk => "disk",
+            LimitKind::NetworkBandwidth => "network_bandwidth",
+            LimitKind::Timeout => "timeout",
+            LimitKind::Fuel => "fuel",
+            LimitKind::Output => "output",
+            LimitKind::Processes => "processes",
+            LimitKind::Stack => "stack",
+        }
+    }
+}
+
+impl fmt::Display for LimitKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How a runtime honours one limit (CONTRACTS §2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Support {
+    /// The runtime stops a job that breaks the limit.
+    Enforced,
+    /// The runtime measures and reports it, but does not stop the job.
+    Advisory,
+    /// The runtime cannot honour it; setting it has no effect.
+    Unsupported,
+}
+
+impl fmt::Display for Support {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Support::Enforced => "enforced",
+            Support::Advisory => "advisory",
+            Support::Unsupported => "unsupported",
+        })
+    }
+}
+
+/// One row of a runtime's capability table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitSupport {
+    /// Enforced, advisory or unsupported.
+    pub support: Support,
+    /// How, or why not, in a sentence.
+    pub how: String,
+}
+
+/// What a runtime can do: per limit, whether it is enforced, plus the isolation
+/// features it offers. Shown by `hanzo-node runtimes` and `GET /v1/runtimes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// Every [`LimitKind`], with how it is honoured.
+    pub limits: BTreeMap<LimitKind, LimitSupport>,
+    /// Whether jobs may ask for network access (`network: full`).
+    pub network: bool,
+    /// Whether host directories can be mounted (`--mount`).
+    pub mounts: bool,
+    /// Whether the runtime offers the deterministic profile.
+    pub deterministic: bool,
+    /// The isolation boundary, in a phrase ("wasmtime sandbox", "container", ...).
+    pub isolation: String,
+}
+
+impl Capabilities {
+    /// A table in which every limit starts as unsupported; runtimes fill it in.
+    pub fn new(isolation: impl Into<String>) -> Self {
+        let limits = LimitKind::ALL
+            .iter()
+            .map(|k| {
+                (
+                    *k,
+                    LimitSupport {
+                        support: Support::Unsupported,
+                        how: "not honoured by this runtime".into(),
+                    },
+                )
+            })
+            .collect();
+        Capabilities {
+            limits,
+            network: false,
+            mounts: false,
+            deterministic: false,
+            isolation: isolation.into(),
+        }
+    }
+
+    /// Sets how one limit is honoured.
+    pub fn with(mut self, kind: LimitKind, support: Support, how: impl Into<String>) -> Self {
+        self.limits.insert(
+            kind,
+            LimitSupport {
+                support,
+                how: how.into(),
+            },
+        );
+        self
+    }
+
+    /// How `kind` is honoured.
+    pub fn support(&self, kind: LimitKind) -> Support {
+        self.limits
+            .get(&kind)
+            .map(|l| l.support)
+            .unwrap_or(Support::Unsupported)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_safe_and_valid() {
+        let l = ResourceLimits::default();
+        l.validate().unwrap();
+        assert_eq!(l.memory_mb, 256);
+        assert_eq!(l.max_output_bytes, 16 * 1024 * 1024);
+        assert!(l.fuel.is_none());
+    }
+
+    #[test]
+    fn partial_limits_fill_in_defaults_and_unknown_keys_are_rejected() {
+        let l: ResourceLimits = serde_json::from_str(r#"{"memory_mb": 64}"#).unwrap();
+        assert_eq!(l.memory_mb, 64);
+        assert_eq!(l.timeout_ms, 30_000);
+        let e = serde_json::from_str::<ResourceLimits>(r#"{"memroy_mb": 64}"#).unwrap_err();
+        assert!(e.to_string().contains("memroy_mb"), "{e}");
+    }
+
+    #[test]
+    fn zero_values_are_rejected() {
+        let l = ResourceLimits {
+            timeout_ms: 0,
+            ..Default::default()
+        };
+        assert!(l.validate().unwrap_err().to_string().contains("timeout_ms"));
+    }
+
+    #[test]
+    fn capability_tables_cover_every_limit() {
+        let c = Capabilities::new("test").with(LimitKind::Memory, Support::Enforced, "x");
+        assert_eq!(c.limits.len(), LimitKind::ALL.len());
+        assert_eq!(c.support(LimitKind::Memory), Support::Enforced);
+        assert_eq!(c.support(LimitKind::Disk), Support::Unsupported);
+    }
+}

@@ -1,0 +1,355 @@
+//! Receipts: the node's signed statement of what it ran (CONTRACTS §4).
+//!
+//! A receipt binds the code (`code_hash`), the input (`input_hash`) and the output
+//! (`output_hash`) of one execution to the node that ran it, with the limits applied
+//! and the resources used. The signature is ed25519 over the canonical JSON of every
+//! other field, so changing, adding or removing any field breaks it.
+
+use crate::keys::NodeKey;
+use crate::runtime::Usage;
+use crate::{ComputeError, ResourceLimits, RuntimeKind, canonical};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use std::time::SystemTime;
+
+/// The receipt format version written by this node.
+pub const RECEIPT_VERSION: u32 = 1;
+
+/// sha256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// sha256 of the canonical JSON of `value`, lower-case hex.
+pub fn hash_json(value: &Value) -> String {
+    sha256_hex(&canonical::to_vec(value))
+}
+
+/// An RFC 3339 UTC timestamp with microseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+/// How the execution ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The tool produced an output.
+    Succeeded,
+    /// The tool failed, or was stopped at a limit.
+    Failed,
+}
+
+/// Why a receipted execution failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptError {
+    /// The stable code of the [`ComputeError`] (`tool_failed`, `limit_exceeded`, ...).
+    pub code: String,
+    /// The error message.
+    pub message: String,
+}
+
+/// A signed record of one execution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Receipt {
+    /// Format version ([`RECEIPT_VERSION`]).
+    pub version: u32,
+    /// The job's id.
+    pub job_id: String,
+    /// The runtime that ran it.
+    pub runtime: RuntimeKind,
+    /// The function called.
+    pub function: String,
+    /// sha256 (hex) of the module or script bytes, or the image digest's hex.
+    pub code_hash: String,
+    /// sha256 (hex) of the canonical JSON of the params.
+    pub input_hash: String,
+    /// sha256 (hex) of the canonical JSON of the output; `null` when there is none.
+    pub output_hash: Option<String>,
+    /// How it ended.
+    pub status: Outcome,
+    /// Why it failed, when it did.
+    pub error: Option<ReceiptError>,
+    /// Resources used.
+    pub usage: Usage,
+    /// The limits applied.
+    pub limits: ResourceLimits,
+    /// Whether the deterministic profile was on.
+    pub deterministic: bool,
+    /// When execution started (RFC 3339, UTC).
+    pub started_at: String,
+    /// When it finished.
+    pub finished_at: String,
+    /// The node's ed25519 public key, hex.
+    pub node_id: String,
+    /// ed25519 signature (hex) over the canonical JSON of every other field.
+    pub signature: String,
+}
+
+/// The facts a receipt records, before signing.
+#[derive(Debug, Clone)]
+pub struct ReceiptBody {
+    /// See [`Receipt::job_id`].
+    pub job_id: String,
+    /// See [`Receipt::runtime`].
+    pub runtime: RuntimeKind,
+    /// See [`Receipt::function`].
+    pub function: String,
+    /// See [`Receipt::code_hash`].
+    pub code_hash: String,
+    /// See [`Receipt::input_hash`].
+    pub input_hash: String,
+    /// The output, or the error that replaced it.
+    pub result: Result<String, ReceiptError>,
+    /// See [`Receipt::usage`].
+    pub usage: Usage,
+    /// See [`Receipt::limits`].
+    pub limits: ResourceLimits,
+    /// See [`Receipt::deterministic`].
+    pub deterministic: bool,
+    /// See [`Receipt::started_at`].
+    pub started_at: SystemTime,
+    /// See [`Receipt::finished_at`].
+    pub finished_at: SystemTime,
+}
+
+impl Receipt {
+    /// Signs `body` with the node's key.
+    pub fn sign(body: ReceiptBody, key: &NodeKey) -> Result<Receipt, ComputeError> {
+        let (output_hash, status, error) = match body.result {
+            Ok(h) => (Some(h), Outcome::Succeeded, None),
+            Err(e) => (None, Outcome::Failed, Some(e)),
+        };
+        let mut receipt = Receipt {
+            version: RECEIPT_VERSION,
+            job_id: body.job_id,
+            runtime: body.runtime,
+            function: body.function,
+            code_hash: body.code_hash,
+            input_hash: body.input_hash,
+            output_hash,
+            status,
+            error,
+            usage: body.usage,
+            limits: body.limits,
+            deterministic: body.deterministic,
+            started_at: timestamp(body.started_at),
+            finished_at: timestamp(body.finished_at),
+            node_id: key.id().to_string(),
+            signature: String::new(),
+        };
+        let value = serde_json::to_value(&receipt).map_err(ComputeError::internal)?;
+        receipt.signature = key.sign_hex(&signed_bytes(&value).map_err(ComputeError::internal)?);
+        Ok(receipt)
+    }
+
+    /// This receipt as JSON.
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a receipt always serialises")
+    }
+
+    /// Verifies the signature and the shape of a receipt given as JSON.
+    pub fn verify(value: &Value) -> Result<Receipt, VerifyError> {
+        verify(value)
+    }
+}
+
+/// The canonical bytes that are signed: the receipt without its `signature` field.
+fn signed_bytes(value: &Value) -> Result<Vec<u8>, VerifyError> {
+    let mut obj = value.as_object().cloned().ok_or(VerifyError::NotAnObject)?;
+    obj.remove("signature");
+    Ok(canonical::to_vec(&Value::Object(obj)))
+}
+
+/// Why a receipt did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// The document is not a JSON object.
+    #[error("a receipt must be a JSON object")]
+    NotAnObject,
+    /// A required field is missing or has the wrong type.
+    #[error("malformed receipt: {0}")]
+    Malformed(String),
+    /// A field that must be hex is not, or has the wrong length.
+    #[error("field '{field}' is not {expected}")]
+    BadHex {
+        /// The field.
+        field: &'static str,
+        /// What it should be.
+        expected: &'static str,
+    },
+    /// The signature does not match the contents: something was altered.
+    #[error("signature does not match the receipt's contents (it was altered or signed by another key)")]
+    BadSignature,
+    /// A recomputed hash differs from the recorded one.
+    #[error("{field} does not match: receipt has {recorded}, recomputed {actual}")]
+    HashMismatch {
+        /// The field.
+        field: &'static str,
+        /// What the receipt says.
+        recorded: String,
+        /// What the given data hashes to.
+        actual: String,
+    },
+}
+
+fn hex_field<const N: usize>(
+    s: &str,
+    field: &'static str,
+    expected: &'static str,
+) -> Result<[u8; N], VerifyError> {
+    hex::decode(s)
+        .ok()
+        .filter(|_| s.bytes().all(|b| !b.is_ascii_uppercase()))
+        .and_then(|b| <[u8; N]>::try_from(b).ok())
+        .ok_or(VerifyError::BadHex { field, expected })
+}
+
+fn verify(value: &Value) -> Result<Receipt, VerifyError> {
+    if !value.is_object() {
+        return Err(VerifyError::NotAnObject);
+    }
+    let receipt: Receipt =
+        serde_json::from_value(value.clone()).map_err(|e| VerifyError::Malformed(e.to_string()))?;
+    let key_bytes = hex_field::<32>(&receipt.node_id, "node_id", "a 32-byte ed25519 public key in hex")?;
+    let sig_bytes = hex_field::<64>(
+        &receipt.signature,
+        "signature",
+        "a 64-byte ed25519 signature in hex",
+    )?;
+    hex_field::<32>(&receipt.code_hash, "code_hash", "a sha256 in hex")?;
+    hex_field::<32>(&receipt.input_hash, "input_hash", "a sha256 in hex")?;
+    if let Some(h) = &receipt.output_hash {
+        hex_field::<32>(h, "output_hash", "a sha256 in hex")?;
+    }
+    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| VerifyError::BadHex {
+        field: "node_id",
+        expected: "a valid ed25519 public key",
+    })?;
+    let sig = Signature::from_bytes(&sig_bytes);
+    // The signature covers the document as given (not as re-serialised from the
+    // struct), so a field this version does not know would still be covered.
+    key.verify_strict(&signed_bytes(value)?, &sig)
+        .map_err(|_| VerifyError::BadSignature)?;
+    Ok(receipt)
+}
+
+impl Receipt {
+    /// Checks `code_hash` against the code's bytes.
+    pub fn check_code(&self, code: &[u8]) -> Result<(), VerifyError> {
+        compare("code_hash", &self.code_hash, sha256_hex(code))
+    }
+
+    /// Checks `input_hash` against the params.
+    pub fn check_input(&self, params: &Value) -> Result<(), VerifyError> {
+        compare("input_hash", &self.input_hash, hash_json(params))
+    }
+
+    /// Checks `output_hash` against an output.
+    pub fn check_output(&self, output: &Value) -> Result<(), VerifyError> {
+        compare(
+            "output_hash",
+            self.output_hash.as_deref().unwrap_or("null"),
+            hash_json(output),
+        )
+    }
+}
+
+fn compare(field: &'static str, recorded: &str, actual: String) -> Result<(), VerifyError> {
+    if recorded == actual {
+        Ok(())
+    } else {
+        Err(VerifyError::HashMismatch {
+            field,
+            recorded: recorded.to_string(),
+            actual,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sample(key: &NodeKey) -> Receipt {
+        let now = SystemTime::now();
+        Receipt::sign(
+            ReceiptBody {
+                job_id: "job-1".into(),
+                runtime: RuntimeKind::Wasm,
+                function: "run".into(),
+                code_hash: sha256_hex(b"module"),
+                input_hash: hash_json(&json!({"a": 1})),
+                result: Ok(hash_json(&json!({"b": 2.5}))),
+                usage: Usage {
+                    wall_time_ms: 0.25,
+                    fuel_consumed: Some(1234),
+                    peak_memory_bytes: Some(65536),
+                },
+                limits: ResourceLimits::default(),
+                deterministic: false,
+                started_at: now,
+                finished_at: now,
+            },
+            key,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_signed_receipt_verifies_and_its_hashes_check() {
+        let key = NodeKey::generate().unwrap();
+        let r = sample(&key);
+        let back = Receipt::verify(&r.to_value()).unwrap();
+        assert_eq!(back, r);
+        r.check_code(b"module").unwrap();
+        r.check_input(&json!({"a": 1})).unwrap();
+        r.check_output(&json!({"b": 2.5})).unwrap();
+        assert!(r.check_output(&json!({"b": 2.6})).is_err());
+    }
+
+    #[test]
+    fn altering_any_field_breaks_the_signature() {
+        let key = NodeKey::generate().unwrap();
+        let v = sample(&key).to_value();
+        for field in v.as_object().unwrap().keys() {
+            if field == "signature" {
+                continue;
+            }
+            let mut t = v.clone();
+            let slot = t.get_mut(field).unwrap();
+            *slot = match slot.clone() {
+                Value::String(s) if s.len() == 64 => {
+                    Value::String(format!("{}0", &s[..63]).replace("00", "01"))
+                }
+                Value::String(s) => Value::String(format!("{s}x")),
+                Value::Number(_) => json!(7),
+                Value::Bool(b) => json!(!b),
+                Value::Null => json!("x"),
+                Value::Object(mut m) => {
+                    m.insert("extra".into(), json!(1));
+                    Value::Object(m)
+                }
+                Value::Array(_) => json!([]),
+            };
+            assert!(Receipt::verify(&t).is_err(), "altering {field} went unnoticed");
+        }
+        // Adding a field is an alteration too.
+        let mut t = v.clone();
+        t.as_object_mut().unwrap().insert("bonus".into(), json!(1));
+        assert!(Receipt::verify(&t).is_err());
+    }
+
+    #[test]
+    fn another_nodes_key_does_not_verify() {
+        let a = NodeKey::generate().unwrap();
+        let b = NodeKey::generate().unwrap();
+        let mut v = sample(&a).to_value();
+        v["node_id"] = json!(b.id());
+        assert_eq!(Receipt::verify(&v).unwrap_err(), VerifyError::BadSignature);
+    }
+}

@@ -1,0 +1,148 @@
+//! The registry that dispatches a job to its runtime and signs the receipt (the
+//! seed's `UniversalCompute`).
+
+use crate::receipt::{ReceiptBody, ReceiptError, hash_json};
+use crate::runtime::{Execution, Job, Runtime, Usage};
+use crate::{ComputeError, JobSpec, NodeKey, Receipt, RuntimeKind};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// The result of one job, with its signed receipt.
+#[derive(Debug, Clone)]
+pub struct JobOutcome {
+    /// The job's id.
+    pub job_id: String,
+    /// The output, or why there is none.
+    pub result: Result<serde_json::Value, ComputeError>,
+    /// Resources used.
+    pub usage: Usage,
+    /// The tool's logs (stderr), bounded.
+    pub logs: Vec<u8>,
+    /// The receipt; `None` only when nothing was run (the job was rejected before
+    /// its code was resolved).
+    pub receipt: Option<Receipt>,
+}
+
+/// Whether to sign receipts; benchmarks measure both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signing {
+    /// Sign a receipt for every execution (the default).
+    On,
+    /// Skip the receipt (hashes and signature); for measurement only.
+    Off,
+}
+
+/// Every runtime of the node, keyed by kind, plus the node's key.
+pub struct Compute {
+    runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
+    key: Arc<NodeKey>,
+}
+
+impl Compute {
+    /// A registry with no runtimes that signs with `key`.
+    pub fn new(key: Arc<NodeKey>) -> Self {
+        Compute {
+            runtimes: BTreeMap::new(),
+            key,
+        }
+    }
+
+    /// Adds (or replaces) a runtime.
+    pub fn register(&mut self, runtime: Arc<dyn Runtime>) {
+        self.runtimes.insert(runtime.kind(), runtime);
+    }
+
+    /// The runtime for `kind`, if registered.
+    pub fn runtime(&self, kind: RuntimeKind) -> Option<&Arc<dyn Runtime>> {
+        self.runtimes.get(&kind)
+    }
+
+    /// Every registered runtime.
+    pub fn runtimes(&self) -> impl Iterator<Item = &Arc<dyn Runtime>> {
+        self.runtimes.values()
+    }
+
+    /// The node's key.
+    pub fn key(&self) -> &NodeKey {
+        &self.key
+    }
+
+    /// Runs a job with a fresh id and signs its receipt.
+    pub async fn run(&self, spec: JobSpec) -> JobOutcome {
+        self.run_job(&Job::new(spec), Signing::On).await
+    }
+
+    /// Runs `job` on its runtime.
+    pub async fn run_job(&self, job: &Job, signing: Signing) -> JobOutcome {
+        let outcome = |result, usage, logs, receipt| JobOutcome {
+            job_id: job.id.clone(),
+            result,
+            usage,
+            logs,
+            receipt,
+        };
+        if let Err(e) = job.spec.limits.validate() {
+            return outcome(Err(e), Usage::default(), Vec::new(), None);
+        }
+        let Some(runtime) = self.runtimes.get(&job.spec.runtime) else {
+            let e = ComputeError::Unavailable(format!(
+                "the {} runtime is not enabled on this node",
+                job.spec.runtime
+            ));
+            return outcome(Err(e), Usage::default(), Vec::new(), None);
+        };
+        let started_at = SystemTime::now();
+        let exec = runtime.execute(job).await;
+        let finished_at = SystemTime::now();
+        let receipt = match signing {
+            Signing::On => self.receipt(job, &exec, started_at, finished_at),
+            Signing::Off => Ok(None),
+        };
+        match receipt {
+            Ok(receipt) => outcome(exec.result, exec.usage, exec.logs, receipt),
+            Err(e) => outcome(Err(e), exec.usage, exec.logs, None),
+        }
+    }
+
+    fn receipt(
+        &self,
+        job: &Job,
+        exec: &Execution,
+        started_at: SystemTime,
+        finished_at: SystemTime,
+    ) -> Result<Option<Receipt>, ComputeError> {
+        let Some(code_hash) = exec.code_hash.clone() else {
+            return Ok(None);
+        };
+        // Bad input (an unknown function, params a tool cannot take) ran nothing
+        // worth attesting.
+        if let Err(ComputeError::InvalidInput(_)) = exec.result {
+            return Ok(None);
+        }
+        let result = match &exec.result {
+            Ok(output) => Ok(hash_json(output)),
+            Err(e) => Err(ReceiptError {
+                code: e.code().to_string(),
+                message: e.to_string(),
+            }),
+        };
+        Receipt::sign(
+            ReceiptBody {
+                job_id: job.id.clone(),
+                runtime: job.spec.runtime,
+                function: exec.function.clone(),
+                code_hash,
+                input_hash: hash_json(&job.spec.params),
+                result,
+                usage: exec.usage.clone(),
+                limits: job.spec.limits.clone(),
+                deterministic: job.spec.deterministic,
+                started_at,
+                finished_at,
+            },
+            &self.key,
+        )
+        .map(Some)
+    }
+}

@@ -1,0 +1,190 @@
+//! The runtime trait every workload driver implements, in the spirit of Nomad's task
+//! drivers: fingerprint (health), capabilities, and execute (start + wait), with
+//! stop through the job's [`CancelToken`].
+
+use crate::{Capabilities, ComputeError, JobSpec, RuntimeKind};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::Notify;
+
+/// Resources one execution used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Usage {
+    /// Wall-clock time of the execution proper, in milliseconds (µs precision).
+    pub wall_time_ms: f64,
+    /// Fuel consumed, where the runtime meters it.
+    pub fuel_consumed: Option<u64>,
+    /// Peak memory in bytes, where known.
+    pub peak_memory_bytes: Option<u64>,
+}
+
+impl Usage {
+    /// Sets the wall time from a duration, rounded to the microsecond so that the
+    /// figure prints the same way everywhere.
+    pub fn set_wall_time(&mut self, d: std::time::Duration) {
+        self.wall_time_ms = d.as_micros() as f64 / 1000.0;
+    }
+}
+
+/// A runtime's answer to "can you run jobs now?" (Nomad's fingerprint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Health {
+    /// Whether jobs can run.
+    pub available: bool,
+    /// The version of the engine, daemon or toolchain behind the runtime.
+    pub version: Option<String>,
+    /// Why it is unavailable, or any other note for the operator.
+    pub detail: Option<String>,
+}
+
+impl Health {
+    /// An available runtime of the given version.
+    pub fn ok(version: impl Into<String>) -> Self {
+        Health {
+            available: true,
+            version: Some(version.into()),
+            detail: None,
+        }
+    }
+
+    /// An unavailable runtime, with the reason and what to do about it.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        Health {
+            available: false,
+            version: None,
+            detail: Some(detail.into()),
+        }
+    }
+}
+
+/// A cooperative stop signal for a running job (Nomad's `StopTask`).
+///
+/// Cheap to clone; every clone sees the same state.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken {
+    inner: Arc<CancelInner>,
+}
+
+#[derive(Debug, Default)]
+struct CancelInner {
+    cancelled: AtomicBool,
+    notify: Notify,
+}
+
+impl CancelToken {
+    /// A token that has not fired.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the job to stop.
+    pub fn cancel(&self) {
+        self.inner.cancelled.store(true, Ordering::SeqCst);
+        self.inner.notify.notify_waiters();
+    }
+
+    /// Whether [`cancel`](Self::cancel) was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once the token fires.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.inner.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One job handed to a runtime.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The job's id (also given to the tool as `HANZO_JOB_ID`).
+    pub id: String,
+    /// What to run.
+    pub spec: JobSpec,
+    /// Fires when the job must stop.
+    pub cancel: CancelToken,
+}
+
+impl Job {
+    /// A job with a fresh random id.
+    pub fn new(spec: JobSpec) -> Self {
+        Job {
+            id: new_job_id(),
+            spec,
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+/// A fresh job id: 16 random bytes in hex.
+pub fn new_job_id() -> String {
+    let mut b = [0u8; 16];
+    // getrandom only fails on hosts with no entropy source at all; a time-based id is
+    // still unique enough for a local job there.
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = t.to_le_bytes();
+    }
+    hex::encode(b)
+}
+
+/// What a runtime reports after running (or failing to run) a job.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    /// sha256 (hex) of the code that was resolved; `None` if it never got that far,
+    /// in which case no receipt is issued.
+    pub code_hash: Option<String>,
+    /// The function that was called.
+    pub function: String,
+    /// The output, or why there is none.
+    pub result: Result<serde_json::Value, ComputeError>,
+    /// Resources used.
+    pub usage: Usage,
+    /// The tool's log stream (stderr), bounded.
+    pub logs: Vec<u8>,
+}
+
+impl Execution {
+    /// An execution that failed before any code was resolved.
+    pub fn rejected(spec: &JobSpec, error: ComputeError) -> Self {
+        Execution {
+            code_hash: None,
+            function: spec.function_or_default().to_string(),
+            result: Err(error),
+            usage: Usage::default(),
+            logs: Vec::new(),
+        }
+    }
+}
+
+/// A workload driver: WASM, Docker, Deno, ...
+///
+/// Implementations must be safe to call concurrently from many tasks, must honour
+/// every limit their [`capabilities`](Runtime::capabilities) call enforced, and must
+/// leave nothing of a job behind (instance, container, process) once `execute`
+/// returns, whatever the outcome.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync {
+    /// Which runtime this is.
+    fn kind(&self) -> RuntimeKind;
+
+    /// What the runtime enforces, honestly.
+    fn capabilities(&self) -> Capabilities;
+
+    /// Whether the runtime can run jobs now, and its version.
+    async fn health(&self) -> Health;
+
+    /// Runs a job to completion, timeout, limit or cancellation.
+    async fn execute(&self, job: &Job) -> Execution;
+}
