@@ -1,0 +1,178 @@
+//! The shared wasmtime engines (one per profile) and the epoch ticker that bounds
+//! every guest's wall-clock time.
+
+use crate::host::HostState;
+use hanzo_compute::ComputeError;
+use hanzo_compute::config::WasmConfig;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+
+/// How often the epoch advances. Each tick gives every running guest a chance to
+/// yield to the executor and to be stopped, so this is also the granularity of
+/// timeouts and cancellation.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Which engine configuration a job runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Profile {
+    /// The fast default.
+    Standard,
+    /// NaN canonicalisation and deterministic relaxed SIMD, for re-execution checks.
+    Deterministic,
+}
+
+/// One engine with its WASI linker.
+pub(crate) struct ProfileEngine {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+    /// Identifies the engine's code format; names compiled artifacts on disk.
+    pub(crate) artifact_tag: String,
+    /// Whether the pooling allocator is in use (false after a fallback).
+    pub(crate) pooling: bool,
+}
+
+fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -> Config {
+    let mut c = Config::new();
+    // Timeouts and cancellation: epoch checks are a load and compare on loop
+    // back-edges and function entries, so a loop with no calls still ends.
+    c.epoch_interruption(true);
+    // Fuel is metered for every job so usage and receipts can report it; a job's
+    // `fuel` limit only changes how much it is given.
+    c.consume_fuel(true);
+    let stack = (cfg.max_stack_kb as usize) * 1024;
+    c.max_wasm_stack(stack);
+    // Guests run on fibers; the fiber must hold the wasm stack plus host frames.
+    c.async_stack_size(stack + 1024 * 1024);
+    // Shared memories and threads would make results depend on scheduling: the
+    // workspace builds wasmtime without its `threads` feature, so modules that use
+    // them fail validation.
+    if profile == Profile::Deterministic {
+        c.cranelift_nan_canonicalization(true);
+        c.relaxed_simd_deterministic(true);
+    }
+    if pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_core_instances(cfg.max_instances);
+        pool.total_memories(cfg.max_instances);
+        pool.total_tables(cfg.max_instances);
+        pool.total_stacks(cfg.max_instances);
+        pool.total_component_instances(0);
+        pool.max_memory_size((cfg.max_memory_mb as usize).saturating_mul(1024 * 1024));
+        c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}
+
+impl ProfileEngine {
+    pub(crate) fn new(profile: Profile, cfg: &WasmConfig) -> Result<Self, ComputeError> {
+        // The pooling allocator reserves address space for every slot up front. Some
+        // hosts cap virtual memory (ulimit -v, some containers); there the node falls
+        // back to allocating per instance rather than refusing to start.
+        let (engine, pooling) = match Engine::new(&engine_config(profile, cfg, true)) {
+            Ok(e) => (e, true),
+            Err(_) => (
+                Engine::new(&engine_config(profile, cfg, false))
+                    .map_err(|e| ComputeError::internal(format!("cannot create the wasm engine: {e}")))?,
+                false,
+            ),
+        };
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
+            .map_err(|e| ComputeError::internal(format!("cannot link WASI: {e}")))?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        let artifact_tag = format!("{:016x}", h.finish());
+        Ok(ProfileEngine {
+            engine,
+            linker,
+            artifact_tag,
+            pooling,
+        })
+    }
+}
+
+/// Advances every engine's epoch while any guest runs, and sleeps otherwise.
+pub(crate) struct Ticker {
+    shared: Arc<TickerShared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct TickerShared {
+    engines: Mutex<Vec<Engine>>,
+    running: AtomicUsize,
+    stop: AtomicBool,
+}
+
+impl Ticker {
+    pub(crate) fn start() -> Self {
+        let shared = Arc::new(TickerShared {
+            engines: Mutex::new(Vec::new()),
+            running: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("hanzo-wasm-epoch".into())
+            .spawn(move || {
+                while !s.stop.load(Ordering::Acquire) {
+                    if s.running.load(Ordering::Acquire) == 0 {
+                        // Idle: no guest to interrupt. `enter` unparks us.
+                        std::thread::park_timeout(Duration::from_millis(100));
+                        continue;
+                    }
+                    std::thread::sleep(EPOCH_TICK);
+                    for e in s.engines.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+                        e.increment_epoch();
+                    }
+                }
+            })
+            .expect("spawn the epoch thread");
+        Ticker {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    pub(crate) fn add(&self, engine: &Engine) {
+        self.shared
+            .engines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(engine.clone());
+    }
+
+    /// Marks a guest as running until the guard drops.
+    pub(crate) fn enter(&self) -> RunningGuard<'_> {
+        if self.shared.running.fetch_add(1, Ordering::AcqRel) == 0
+            && let Some(t) = &self.thread
+        {
+            t.thread().unpark();
+        }
+        RunningGuard { ticker: self }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Keeps the ticker running while a guest runs.
+pub(crate) struct RunningGuard<'a> {
+    ticker: &'a Ticker,
+}
+
+impl Drop for RunningGuard<'_> {
+    fn drop(&mut self) {
+        self.ticker.shared.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}

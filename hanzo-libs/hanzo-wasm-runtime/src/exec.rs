@@ -1,0 +1,500 @@
+//! Loading a module and running one call of it: the two tool ABIs, the sandbox
+//! set-up, and the mapping of everything a guest can do wrong onto typed errors.
+
+use crate::WasmRuntime;
+use crate::engine::ProfileEngine;
+use crate::host::{HostState, HostStop, MemoryLimitHit, MemoryLimiter, VirtualClock, deterministic_random};
+use crate::pipes::{BoundedPipe, OutputLimitHit, Overflow};
+use crate::store::ModuleStore;
+use hanzo_compute::receipt::hash_json;
+use hanzo_compute::{ComputeError, Execution, Job, LimitKind, Usage};
+use serde_json::Value;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::{ExternType, InstancePre, Module, Store, Trap, UpdateDeadline, ValType};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// How much of a tool's log stream (stderr, and stdout under the exports ABI) is kept.
+pub(crate) const LOG_CAP: usize = 1024 * 1024;
+
+/// How long past its deadline a guest blocked inside a host call may take to notice.
+const HOST_CALL_GRACE: Duration = Duration::from_millis(20);
+
+/// Which tool ABI a module follows (CONTRACTS §1b).
+#[derive(Debug, Clone)]
+pub(crate) enum Abi {
+    /// Exports `hanzo_alloc`: params in memory, an envelope back.
+    Exports {
+        /// Exports of type `(i32, i32) -> i64`, the callable tool functions.
+        functions: Vec<String>,
+        /// Whether `_initialize` (a WASI reactor's constructor) must run first.
+        initialize: bool,
+    },
+    /// Exports `_start`: params on stdin, output on stdout.
+    Command,
+}
+
+/// A module ready to instantiate.
+pub(crate) struct Prepared {
+    pub(crate) sha: String,
+    pre: InstancePre<HostState>,
+    abi: Abi,
+}
+
+/// Loads `sha` for `engine`: its precompiled artifact when one exists and fits the
+/// engine, else compiles it and saves the artifact.
+pub(crate) fn load(
+    engine: &ProfileEngine,
+    store: &ModuleStore,
+    sha: &str,
+    compilations: &AtomicU64,
+) -> Result<Prepared, ComputeError> {
+    let artifact = store.artifact_path(sha, &engine.artifact_tag);
+    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. Only
+    // this node writes artifacts, atomically, into its own data directory; anyone
+    // able to replace them could replace the node binary too. An artifact from
+    // another wasmtime build is rejected by its header check and recompiled.
+    let module = match artifact.is_file() {
+        true => unsafe { Module::deserialize_file(&engine.engine, &artifact) }.ok(),
+        false => None,
+    };
+    let module = match module {
+        Some(m) => m,
+        None => {
+            let bytes = store
+                .read(sha)?
+                .ok_or_else(|| ComputeError::invalid(format!("no module sha256:{sha} in the store")))?;
+            let module = Module::new(&engine.engine, &bytes)
+                .map_err(|e| ComputeError::invalid(format!("invalid WebAssembly module: {}", root_message(&e))))?;
+            compilations.fetch_add(1, Ordering::Relaxed);
+            if let Ok(code) = module.serialize() {
+                // A failure to cache only costs a compile next time.
+                let _ = store.write_artifact(sha, &engine.artifact_tag, &code);
+            }
+            module
+        }
+    };
+    let abi = classify(&module)?;
+    let pre = engine.linker.instantiate_pre(&module).map_err(|e| {
+        ComputeError::invalid(format!(
+            "cannot link the module: {} (only WASI preview 1 imports are provided)",
+            root_message(&e)
+        ))
+    })?;
+    Ok(Prepared {
+        sha: sha.to_string(),
+        pre,
+        abi,
+    })
+}
+
+fn classify(module: &Module) -> Result<Abi, ComputeError> {
+    let func = |name: &str| match module.get_export(name) {
+        Some(ExternType::Func(f)) => Some(f),
+        _ => None,
+    };
+    let is = |f: &wasmtime::FuncType, params: &[ValType], results: &[ValType]| {
+        f.params().map(|p| p.to_string()).eq(params.iter().map(|p| p.to_string()))
+            && f.results().map(|p| p.to_string()).eq(results.iter().map(|p| p.to_string()))
+    };
+    if let Some(alloc) = func("hanzo_alloc") {
+        if !is(&alloc, &[ValType::I32], &[ValType::I32]) {
+            return Err(ComputeError::invalid("hanzo_alloc must have type (i32) -> i32"));
+        }
+        if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
+            return Err(ComputeError::invalid("an exports-ABI module must export its memory as 'memory'"));
+        }
+        let functions = module
+            .exports()
+            .filter(|e| !e.name().starts_with("hanzo_") && !e.name().starts_with('_'))
+            .filter(|e| matches!(e.ty(), ExternType::Func(f) if is(&f, &[ValType::I32, ValType::I32], &[ValType::I64])))
+            .map(|e| e.name().to_string())
+            .collect();
+        return Ok(Abi::Exports {
+            functions,
+            initialize: func("_initialize").is_some(),
+        });
+    }
+    if func("_start").is_some() {
+        return Ok(Abi::Command);
+    }
+    Err(ComputeError::invalid(
+        "the module exports neither hanzo_alloc (exports ABI) nor _start (WASI command)",
+    ))
+}
+
+/// The function an exports-ABI job calls: the one named, else `run`, else the only one.
+fn pick_function(functions: &[String], asked: Option<&str>) -> Result<String, ComputeError> {
+    let list = || functions.join(", ");
+    match asked {
+        Some(name) if functions.iter().any(|f| f == name) => Ok(name.to_string()),
+        Some(name) => Err(ComputeError::invalid(format!(
+            "the module has no tool function '{name}' (it exports: {})",
+            list()
+        ))),
+        None if functions.iter().any(|f| f == "run") => Ok("run".into()),
+        None if functions.len() == 1 => Ok(functions[0].clone()),
+        None if functions.is_empty() => Err(ComputeError::invalid(
+            "the module exports no tool function of type (i32, i32) -> i64",
+        )),
+        None => Err(ComputeError::invalid(format!(
+            "the module exports several tool functions ({}); choose one with --function",
+            list()
+        ))),
+    }
+}
+
+/// What went wrong inside a call, before it is named for the user.
+enum Failure {
+    Wasm(wasmtime::Error),
+    Compute(ComputeError),
+}
+
+impl From<wasmtime::Error> for Failure {
+    fn from(e: wasmtime::Error) -> Self {
+        Failure::Wasm(e)
+    }
+}
+
+impl From<ComputeError> for Failure {
+    fn from(e: ComputeError) -> Self {
+        Failure::Compute(e)
+    }
+}
+
+/// Runs one call of a prepared module in a fresh instance.
+pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, job: &Job) -> Execution {
+    let spec = &job.spec;
+    let limits = &spec.limits;
+    let mut exec = Execution {
+        code_hash: Some(p.sha.clone()),
+        function: spec.function_or_default().to_string(),
+        result: Err(ComputeError::internal("not run")),
+        usage: Usage::default(),
+        logs: Vec::new(),
+    };
+    if let Abi::Exports { functions, .. } = &p.abi {
+        match pick_function(functions, spec.function.as_deref()) {
+            Ok(f) => exec.function = f,
+            Err(e) => {
+                exec.result = Err(e);
+                return exec;
+            }
+        }
+    }
+    let params = match serde_json::to_vec(&spec.params) {
+        Ok(b) => b,
+        Err(e) => {
+            exec.result = Err(ComputeError::invalid(format!("params cannot be serialised: {e}")));
+            return exec;
+        }
+    };
+    let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
+    let logs = BoundedPipe::new(LOG_CAP, Overflow::Truncate);
+    let stdout = BoundedPipe::new(cap, Overflow::Trap);
+
+    // The sandbox: nothing from the host unless the job lists it.
+    let mut wasi = WasiCtxBuilder::new();
+    match p.abi {
+        Abi::Command => {
+            wasi.stdin(MemoryInputPipe::new(params.clone()));
+            wasi.stdout(stdout.clone());
+        }
+        Abi::Exports { .. } => {
+            // Under the exports ABI the output is the envelope; anything printed is log.
+            wasi.stdout(logs.clone());
+        }
+    }
+    wasi.stderr(logs.clone());
+    wasi.arg("tool.wasm");
+    wasi.env("HANZO_FUNCTION", &exec.function);
+    wasi.env("HANZO_JOB_ID", &job.id);
+    for (k, v) in &spec.env {
+        wasi.env(k, v);
+    }
+    for m in &spec.mounts {
+        let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, perms) {
+            exec.result = Err(ComputeError::invalid(format!("cannot mount {}: {e}", m.host.display())));
+            return exec;
+        }
+    }
+    if spec.deterministic {
+        // Same module + same params => same clock readings and "random" bytes.
+        let seed = format!("{}:{}", p.sha, hash_json(&spec.params));
+        wasi.wall_clock(VirtualClock::default());
+        wasi.monotonic_clock(VirtualClock::default());
+        wasi.secure_random(deterministic_random(format!("secure:{seed}").as_bytes()));
+        wasi.insecure_random(deterministic_random(format!("insecure:{seed}").as_bytes()));
+        wasi.insecure_random_seed(u128::from_le_bytes(
+            hex::decode(&hash_json(&Value::String(seed))[..32])
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or([0; 16]),
+        ));
+    }
+
+    let mut store = Store::new(
+        &engine.engine,
+        HostState {
+            wasi: wasi.build_p1(),
+            limiter: MemoryLimiter::new(limits.memory_bytes()),
+        },
+    );
+    store.limiter(|s| &mut s.limiter);
+    let fuel = limits.fuel.unwrap_or(u64::MAX);
+    if let Err(e) = store.set_fuel(fuel) {
+        exec.result = Err(ComputeError::internal(e));
+        return exec;
+    }
+
+    // Wait for a pooling slot before the clock starts: queueing is not running.
+    let _permit = match rt.permits.acquire().await {
+        Ok(p) => p,
+        Err(_) => {
+            exec.result = Err(ComputeError::internal("the wasm runtime is shutting down"));
+            return exec;
+        }
+    };
+    let _running = rt.ticker.enter();
+    let started = Instant::now();
+    let timeout = Duration::from_millis(limits.timeout_ms);
+    let deadline = started + timeout;
+    let cancel = job.cancel.clone();
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        if cancel.is_cancelled() {
+            return Err(wasmtime::Error::new(HostStop::Cancelled));
+        }
+        if Instant::now() >= deadline {
+            return Err(wasmtime::Error::new(HostStop::Timeout));
+        }
+        // Yield to the executor once per tick so one long guest cannot starve the
+        // other jobs sharing this thread.
+        Ok(UpdateDeadline::Yield(1))
+    });
+
+    let outcome = {
+        let call = call(&mut store, p, &exec.function, &params, cap, &stdout);
+        tokio::select! {
+            biased;
+            r = call => r,
+            // A guest blocked inside a host call (a WASI sleep) sees no epoch ticks;
+            // these arms stop it there. Dropping the call unwinds its fiber.
+            _ = job.cancel.cancelled() => Err(Failure::Wasm(wasmtime::Error::new(HostStop::Cancelled))),
+            _ = tokio::time::sleep_until((deadline + HOST_CALL_GRACE).into()) => {
+                Err(Failure::Wasm(wasmtime::Error::new(HostStop::Timeout)))
+            }
+        }
+    };
+    exec.usage.set_wall_time(started.elapsed());
+    exec.usage.fuel_consumed = store.get_fuel().ok().map(|left| fuel - left);
+    exec.usage.peak_memory_bytes = Some(store.data().limiter.peak());
+    exec.logs = logs.take();
+    exec.result = outcome.map_err(|f| match f {
+        Failure::Compute(e) => e,
+        Failure::Wasm(e) => name_failure(&e, job, rt.config.max_stack_kb, &exec.logs),
+    });
+    exec
+}
+
+/// Instantiates and calls the module under its ABI.
+async fn call(
+    store: &mut Store<HostState>,
+    p: &Prepared,
+    function: &str,
+    params: &[u8],
+    cap: usize,
+    stdout: &BoundedPipe,
+) -> Result<Value, Failure> {
+    let instance = p.pre.instantiate_async(&mut *store).await?;
+    match &p.abi {
+        Abi::Command => {
+            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+            match start.call_async(&mut *store, ()).await {
+                Ok(()) => {}
+                // Go's wasip1 programs, among others, always end with proc_exit.
+                Err(e) if e.downcast_ref::<I32Exit>().map(|x| x.0) == Some(0) => {}
+                Err(e) => {
+                    // CONTRACTS §1a: a failing tool's message is the `error` field of
+                    // its stdout when it wrote one, else the last line of its stderr.
+                    if let Some(code) = e.downcast_ref::<I32Exit>().map(|x| x.0)
+                        && let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&stdout.take())
+                        && let Some(Value::String(msg)) = m.get("error")
+                    {
+                        return Err(ComputeError::ToolFailed(format!("exited with code {code}: {msg}")).into());
+                    }
+                    return Err(e.into());
+                }
+            }
+            let out = stdout.take();
+            parse_stdout(&out).map_err(Failure::Compute)
+        }
+        Abi::Exports { initialize, .. } => {
+            if *initialize {
+                let init = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")?;
+                init.call_async(&mut *store, ()).await?;
+            }
+            let memory = instance
+                .get_memory(&mut *store, "memory")
+                .ok_or_else(|| ComputeError::invalid("the module exports no memory"))?;
+            let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "hanzo_alloc")?;
+            let len = i32::try_from(params.len()).map_err(|_| ComputeError::invalid("params are larger than 2 GiB"))?;
+            let ptr = alloc.call_async(&mut *store, len).await?;
+            memory
+                .write(&mut *store, ptr as u32 as usize, params)
+                .map_err(|_| ComputeError::ToolFailed("hanzo_alloc returned memory outside the module's memory".into()))?;
+            let f = instance.get_typed_func::<(i32, i32), i64>(&mut *store, function)?;
+            let packed = f.call_async(&mut *store, (ptr, len)).await? as u64;
+            let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+            if out_len > cap {
+                return Err(ComputeError::limit(
+                    LimitKind::Output,
+                    format!("the tool returned {out_len} bytes, more than the cap of {cap}"),
+                )
+                .into());
+            }
+            let data = memory.data(&*store);
+            let bytes = out_ptr
+                .checked_add(out_len)
+                .and_then(|end| data.get(out_ptr..end))
+                .ok_or_else(|| ComputeError::ToolFailed("the result points outside the module's memory".into()))?;
+            parse_envelope(bytes).map_err(Failure::Compute)
+        }
+    }
+}
+
+/// `{"ok": output}` or `{"error": message}`, nothing else.
+fn parse_envelope(bytes: &[u8]) -> Result<Value, ComputeError> {
+    let malformed = |why: String| ComputeError::ToolFailed(format!("malformed result envelope: {why}"));
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON ({e})")))?;
+    match v {
+        Value::Object(mut m) if m.len() == 1 => {
+            if let Some(out) = m.remove("ok") {
+                return Ok(out);
+            }
+            match m.remove("error") {
+                Some(Value::String(msg)) => Err(ComputeError::ToolFailed(msg)),
+                Some(other) => Err(ComputeError::ToolFailed(other.to_string())),
+                None => Err(malformed("expected {\"ok\": ...} or {\"error\": \"...\"}".into())),
+            }
+        }
+        _ => Err(malformed("expected {\"ok\": ...} or {\"error\": \"...\"}".into())),
+    }
+}
+
+/// A WASI command's stdout: exactly one JSON document.
+fn parse_stdout(bytes: &[u8]) -> Result<Value, ComputeError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|_| ComputeError::ToolFailed("the tool's output is not UTF-8".into()))?;
+    if text.trim().is_empty() {
+        return Err(ComputeError::ToolFailed("the tool exited 0 but wrote no output".into()));
+    }
+    serde_json::from_str(text.trim())
+        .map_err(|e| ComputeError::ToolFailed(format!("the tool's output is not one JSON document: {e}")))
+}
+
+/// The last non-empty line of the logs: by convention, the error message.
+fn last_log_line(logs: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(logs)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty() && !l.starts_with("[hanzo-node:"))
+        .map(|l| l.trim().to_string())
+}
+
+fn find<T: std::error::Error + Send + Sync + 'static>(e: &wasmtime::Error) -> Option<&T> {
+    e.downcast_ref::<T>()
+        .or_else(|| e.chain().find_map(|c| c.downcast_ref::<T>()))
+}
+
+fn root_message(e: &wasmtime::Error) -> String {
+    e.root_cause().to_string()
+}
+
+/// Names what stopped the guest.
+fn name_failure(e: &wasmtime::Error, job: &Job, stack_kb: u64, logs: &[u8]) -> ComputeError {
+    let limits = &job.spec.limits;
+    if let Some(stop) = find::<HostStop>(e) {
+        return match stop {
+            HostStop::Timeout => ComputeError::limit(
+                LimitKind::Timeout,
+                format!("stopped after the {} ms timeout", limits.timeout_ms),
+            ),
+            HostStop::Cancelled => ComputeError::Cancelled,
+        };
+    }
+    if let Some(m) = find::<MemoryLimitHit>(e) {
+        return ComputeError::limit(LimitKind::Memory, m.to_string());
+    }
+    if let Some(o) = find::<OutputLimitHit>(e) {
+        return ComputeError::limit(LimitKind::Output, o.to_string());
+    }
+    if let Some(exit) = find::<I32Exit>(e) {
+        let why = last_log_line(logs).unwrap_or_else(|| "no message".into());
+        return ComputeError::ToolFailed(format!("exited with code {}: {why}", exit.0));
+    }
+    if let Some(trap) = find::<Trap>(e) {
+        return match trap {
+            Trap::OutOfFuel => ComputeError::limit(
+                LimitKind::Fuel,
+                format!("used all {} units of fuel", limits.fuel.unwrap_or(u64::MAX)),
+            ),
+            Trap::StackOverflow => ComputeError::limit(
+                LimitKind::Stack,
+                format!("call stack exhausted (the wasm stack is capped at {stack_kb} KiB)"),
+            ),
+            Trap::Interrupt => ComputeError::limit(
+                LimitKind::Timeout,
+                format!("stopped after the {} ms timeout", limits.timeout_ms),
+            ),
+            other => {
+                let mut msg = format!("the tool trapped: {other}");
+                if let Some(line) = last_log_line(logs) {
+                    msg.push_str(&format!(" ({line})"));
+                }
+                ComputeError::ToolFailed(msg)
+            }
+        };
+    }
+    // Errors raised by the embedding rather than the guest: name them plainly.
+    let msg = root_message(e);
+    if msg.contains("maximum concurrent") || msg.contains("pooling") {
+        return ComputeError::internal(format!("no free instance slot: {msg}"));
+    }
+    ComputeError::ToolFailed(msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelopes() {
+        assert_eq!(parse_envelope(br#"{"ok":{"a":1}}"#).unwrap(), serde_json::json!({"a":1}));
+        assert_eq!(
+            parse_envelope(br#"{"error":"bad"}"#).unwrap_err(),
+            ComputeError::ToolFailed("bad".into())
+        );
+        for bad in [&br#"{"ok":1,"error":"x"}"#[..], b"[1]", b"nope", br#"{"result":1}"#] {
+            let e = parse_envelope(bad).unwrap_err().to_string();
+            assert!(e.contains("malformed result envelope"), "{e}");
+        }
+    }
+
+    #[test]
+    fn function_choice() {
+        let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(pick_function(&f(&["a", "run"]), None).unwrap(), "run");
+        assert_eq!(pick_function(&f(&["only"]), None).unwrap(), "only");
+        assert!(pick_function(&f(&["a", "b"]), None).unwrap_err().to_string().contains("--function"));
+        assert!(pick_function(&f(&["a"]), Some("zz")).unwrap_err().to_string().contains("zz"));
+    }
+
+    #[test]
+    fn last_line_is_the_message() {
+        assert_eq!(last_log_line(b"one\ntwo\n\n").as_deref(), Some("two"));
+        assert_eq!(last_log_line(b""), None);
+    }
+}

@@ -1,0 +1,156 @@
+//! Shared helpers: a runtime in a temporary data directory, WAT fixture builders,
+//! and the SDK examples built for wasm32-wasip1.
+
+use hanzo_compute::config::WasmConfig;
+use hanzo_compute::{Compute, ComputeError, JobOutcome, JobSpec, LimitKind, NodeKey, RuntimeKind};
+use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+/// A runtime and registry over a fresh data directory.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub wasm: Arc<WasmRuntime>,
+    pub compute: Arc<Compute>,
+}
+
+pub fn test_config() -> WasmConfig {
+    WasmConfig {
+        // Fewer slots than the default keeps each test's address-space reservation small.
+        max_instances: 32,
+        ..WasmConfig::default()
+    }
+}
+
+impl Node {
+    pub fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        Self::in_dir(dir)
+    }
+
+    pub fn in_dir(dir: tempfile::TempDir) -> Node {
+        let wasm = Arc::new(WasmRuntime::new(WasmOptions::new(dir.path(), test_config())).unwrap());
+        let mut compute = Compute::new(Arc::new(NodeKey::load_or_create(dir.path()).unwrap()));
+        compute.register(wasm.clone());
+        Node {
+            dir,
+            wasm,
+            compute: Arc::new(compute),
+        }
+    }
+
+    /// Writes `wat` to a file in the data directory and returns its path.
+    pub fn fixture(&self, name: &str, wat: &str) -> String {
+        let p = self.dir.path().join(format!("{name}.wat"));
+        std::fs::write(&p, wat).unwrap();
+        p.display().to_string()
+    }
+
+    pub async fn run(&self, spec: JobSpec) -> JobOutcome {
+        self.compute.run(spec).await
+    }
+
+    /// Runs a WAT fixture with the given params and limits tweak.
+    pub async fn run_wat(&self, wat: &str, params: Value, tweak: impl FnOnce(&mut JobSpec)) -> JobOutcome {
+        let path = self.fixture("fixture", wat);
+        let mut spec = JobSpec::new(RuntimeKind::Wasm, path).params(params);
+        tweak(&mut spec);
+        self.run(spec).await
+    }
+}
+
+/// Asserts a limit error of `kind` and returns its message.
+pub fn expect_limit(out: &JobOutcome, kind: LimitKind) -> String {
+    match &out.result {
+        Err(e @ ComputeError::LimitExceeded { limit, .. }) if *limit == kind => {
+            assert_eq!(e.exit_code(), 3);
+            e.to_string()
+        }
+        other => panic!("expected a {kind} limit error, got {other:?}"),
+    }
+}
+
+/// An exports-ABI module: memory, a bump `hanzo_alloc` from 64 KiB, `data` (plain
+/// text) at offset 1024, and the given extra module fields (functions, imports).
+pub fn exports_module(data: &str, fields: &str) -> String {
+    let data = data.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 65536))
+  (func (export "hanzo_alloc") (param $len i32) (result i32)
+    (local $p i32)
+    (local.set $p (global.get $bump))
+    (global.set $bump (i32.add (global.get $bump) (local.get $len)))
+    (local.get $p))
+  (data (i32.const 1024) "{data}")
+  {funcs}
+)"#,
+        imports = fields.lines().filter(|l| l.trim_start().starts_with("(import")).collect::<Vec<_>>().join("\n"),
+        funcs = fields.lines().filter(|l| !l.trim_start().starts_with("(import")).collect::<Vec<_>>().join("\n"),
+    )
+}
+
+/// The packed return value pointing at `len` bytes at offset 1024.
+pub fn packed(len: usize) -> String {
+    format!("(i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len}))")
+}
+
+/// An exports-ABI function `name` that returns the data segment as its envelope.
+pub fn returning(name: &str, envelope: &str) -> String {
+    exports_module(
+        envelope,
+        &format!(
+            r#"(func (export "{name}") (param i32 i32) (result i64) {})"#,
+            packed(envelope.len())
+        ),
+    )
+}
+
+/// The SDK examples for wasm32-wasip1 (release): `$HANZO_EXAMPLES_DIR` when the test
+/// command built them already, else built here once per test process.
+pub fn examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("HANZO_EXAMPLES_DIR").map(PathBuf::from)
+            && dir.join("echo.wasm").is_file()
+        {
+            return dir;
+        }
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(&root)
+            .args([
+                "build",
+                "--quiet",
+                "--ignore-rust-version",
+                "--release",
+                "--target",
+                "wasm32-wasip1",
+                "-p",
+                "echo",
+                "-p",
+                "text-tools",
+                "-p",
+                "sentiment",
+            ])
+            .status()
+            .expect("run cargo");
+        assert!(
+            status.success(),
+            "building the SDK examples failed (is the wasm32-wasip1 target installed? run scripts/test.sh)"
+        );
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("wasm32-wasip1/release")
+    })
+}
+
+/// Path of one built example module, as a source string.
+pub fn example(file: &str) -> String {
+    examples_dir().join(file).display().to_string()
+}
