@@ -259,6 +259,13 @@ mod tests {
     }
 
     #[test]
+    fn serialised_names_are_the_display_names() {
+        for k in LimitKind::ALL {
+            assert_eq!(serde_json::to_value(k).unwrap(), serde_json::json!(k.name()));
+        }
+    }
+
+    #[test]
     fn capability_tables_cover_every_limit() {
         let c = Capabilities::new("test").with(LimitKind::Memory, Support::Enforced, "x");
         assert_eq!(c.limits.len(), LimitKind::ALL.len());

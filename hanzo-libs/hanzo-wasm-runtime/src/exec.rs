@@ -65,8 +65,9 @@ pub(crate) fn load(
             let bytes = store
                 .read(sha)?
                 .ok_or_else(|| ComputeError::invalid(format!("no module sha256:{sha} in the store")))?;
-            let module = Module::new(&engine.engine, &bytes)
-                .map_err(|e| ComputeError::invalid(format!("invalid WebAssembly module: {}", root_message(&e))))?;
+            let module = Module::new(&engine.engine, &bytes).map_err(|e| {
+                ComputeError::invalid(format!("invalid WebAssembly module: {}", root_message(&e)))
+            })?;
             compilations.fetch_add(1, Ordering::Relaxed);
             if let Ok(code) = module.serialize() {
                 // A failure to cache only costs a compile next time.
@@ -95,15 +96,21 @@ fn classify(module: &Module) -> Result<Abi, ComputeError> {
         _ => None,
     };
     let is = |f: &wasmtime::FuncType, params: &[ValType], results: &[ValType]| {
-        f.params().map(|p| p.to_string()).eq(params.iter().map(|p| p.to_string()))
-            && f.results().map(|p| p.to_string()).eq(results.iter().map(|p| p.to_string()))
+        f.params()
+            .map(|p| p.to_string())
+            .eq(params.iter().map(|p| p.to_string()))
+            && f.results()
+                .map(|p| p.to_string())
+                .eq(results.iter().map(|p| p.to_string()))
     };
     if let Some(alloc) = func("hanzo_alloc") {
         if !is(&alloc, &[ValType::I32], &[ValType::I32]) {
             return Err(ComputeError::invalid("hanzo_alloc must have type (i32) -> i32"));
         }
         if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
-            return Err(ComputeError::invalid("an exports-ABI module must export its memory as 'memory'"));
+            return Err(ComputeError::invalid(
+                "an exports-ABI module must export its memory as 'memory'",
+            ));
         }
         let functions = module
             .exports()
@@ -214,9 +221,16 @@ pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, 
         wasi.env(k, v);
     }
     for m in &spec.mounts {
-        let perms = if m.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly };
+        let perms = if m.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        };
         if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, perms) {
-            exec.result = Err(ComputeError::invalid(format!("cannot mount {}: {e}", m.host.display())));
+            exec.result = Err(ComputeError::invalid(format!(
+                "cannot mount {}: {e}",
+                m.host.display()
+            )));
             return exec;
         }
     }
@@ -323,7 +337,9 @@ async fn call(
                         && let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&stdout.take())
                         && let Some(Value::String(msg)) = m.get("error")
                     {
-                        return Err(ComputeError::ToolFailed(format!("exited with code {code}: {msg}")).into());
+                        return Err(
+                            ComputeError::ToolFailed(format!("exited with code {code}: {msg}")).into(),
+                        );
                     }
                     return Err(e.into());
                 }
@@ -340,11 +356,14 @@ async fn call(
                 .get_memory(&mut *store, "memory")
                 .ok_or_else(|| ComputeError::invalid("the module exports no memory"))?;
             let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "hanzo_alloc")?;
-            let len = i32::try_from(params.len()).map_err(|_| ComputeError::invalid("params are larger than 2 GiB"))?;
+            let len = i32::try_from(params.len())
+                .map_err(|_| ComputeError::invalid("params are larger than 2 GiB"))?;
             let ptr = alloc.call_async(&mut *store, len).await?;
             memory
                 .write(&mut *store, ptr as u32 as usize, params)
-                .map_err(|_| ComputeError::ToolFailed("hanzo_alloc returned memory outside the module's memory".into()))?;
+                .map_err(|_| {
+                    ComputeError::ToolFailed("hanzo_alloc returned memory outside the module's memory".into())
+                })?;
             let f = instance.get_typed_func::<(i32, i32), i64>(&mut *store, function)?;
             let packed = f.call_async(&mut *store, (ptr, len)).await? as u64;
             let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
@@ -359,7 +378,9 @@ async fn call(
             let bytes = out_ptr
                 .checked_add(out_len)
                 .and_then(|end| data.get(out_ptr..end))
-                .ok_or_else(|| ComputeError::ToolFailed("the result points outside the module's memory".into()))?;
+                .ok_or_else(|| {
+                    ComputeError::ToolFailed("the result points outside the module's memory".into())
+                })?;
             parse_envelope(bytes).map_err(Failure::Compute)
         }
     }
@@ -389,7 +410,9 @@ fn parse_stdout(bytes: &[u8]) -> Result<Value, ComputeError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ComputeError::ToolFailed("the tool's output is not UTF-8".into()))?;
     if text.trim().is_empty() {
-        return Err(ComputeError::ToolFailed("the tool exited 0 but wrote no output".into()));
+        return Err(ComputeError::ToolFailed(
+            "the tool exited 0 but wrote no output".into(),
+        ));
     }
     serde_json::from_str(text.trim())
         .map_err(|e| ComputeError::ToolFailed(format!("the tool's output is not one JSON document: {e}")))
@@ -472,12 +495,20 @@ mod tests {
 
     #[test]
     fn envelopes() {
-        assert_eq!(parse_envelope(br#"{"ok":{"a":1}}"#).unwrap(), serde_json::json!({"a":1}));
+        assert_eq!(
+            parse_envelope(br#"{"ok":{"a":1}}"#).unwrap(),
+            serde_json::json!({"a":1})
+        );
         assert_eq!(
             parse_envelope(br#"{"error":"bad"}"#).unwrap_err(),
             ComputeError::ToolFailed("bad".into())
         );
-        for bad in [&br#"{"ok":1,"error":"x"}"#[..], b"[1]", b"nope", br#"{"result":1}"#] {
+        for bad in [
+            &br#"{"ok":1,"error":"x"}"#[..],
+            b"[1]",
+            b"nope",
+            br#"{"result":1}"#,
+        ] {
             let e = parse_envelope(bad).unwrap_err().to_string();
             assert!(e.contains("malformed result envelope"), "{e}");
         }
@@ -488,8 +519,18 @@ mod tests {
         let f = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(pick_function(&f(&["a", "run"]), None).unwrap(), "run");
         assert_eq!(pick_function(&f(&["only"]), None).unwrap(), "only");
-        assert!(pick_function(&f(&["a", "b"]), None).unwrap_err().to_string().contains("--function"));
-        assert!(pick_function(&f(&["a"]), Some("zz")).unwrap_err().to_string().contains("zz"));
+        assert!(
+            pick_function(&f(&["a", "b"]), None)
+                .unwrap_err()
+                .to_string()
+                .contains("--function")
+        );
+        assert!(
+            pick_function(&f(&["a"]), Some("zz"))
+                .unwrap_err()
+                .to_string()
+                .contains("zz")
+        );
     }
 
     #[test]

@@ -182,17 +182,23 @@ impl WasmRuntime {
             return Ok(sha);
         }
         let path = PathBuf::from(source);
-        let meta = std::fs::metadata(&path).map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
+        let meta = std::fs::metadata(&path)
+            .map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
         if !meta.is_file() {
             return Err(ComputeError::invalid(format!("{source} is not a file")));
         }
         let stamp = FileStamp::of(&meta);
-        if let Some((s, sha)) = self.path_digests.lock().unwrap_or_else(|p| p.into_inner()).get(&path)
+        if let Some((s, sha)) = self
+            .path_digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&path)
             && *s == stamp
         {
             return Ok(sha.clone());
         }
-        let bytes = std::fs::read(&path).map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
+        let bytes =
+            std::fs::read(&path).map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
         let binary = store::to_binary(&bytes, source)?;
         let sha = sha256_hex(&binary);
         self.store.put_binary(&sha, &binary)?;
@@ -207,7 +213,13 @@ impl WasmRuntime {
     /// its precompiled artifact, else compiled (and the artifact saved).
     async fn prepare(&self, sha: &str, profile: Profile) -> Result<Arc<Prepared>, ComputeError> {
         let key = (profile, sha.to_string());
-        let cached = || self.prepared.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let cached = || {
+            self.prepared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned()
+        };
         if let Some(p) = cached() {
             return Ok(p);
         }
@@ -311,7 +323,11 @@ impl Runtime for WasmRuntime {
                 Support::Enforced,
                 "epoch interruption every 1 ms, even in loops without calls",
             )
-            .with(LimitKind::Fuel, Support::Enforced, "wasmtime fuel metering; always measured")
+            .with(
+                LimitKind::Fuel,
+                Support::Enforced,
+                "wasmtime fuel metering; always measured",
+            )
             .with(
                 LimitKind::Output,
                 Support::Enforced,

@@ -72,7 +72,9 @@ impl BoundedPipe {
         let mut b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
         let mut data = std::mem::take(&mut b.data);
         if b.dropped > 0 {
-            data.extend_from_slice(format!("\n[hanzo-node: {} more bytes of logs dropped]\n", b.dropped).as_bytes());
+            data.extend_from_slice(
+                format!("\n[hanzo-node: {} more bytes of logs dropped]\n", b.dropped).as_bytes(),
+            );
         }
         data
     }

@@ -7,7 +7,13 @@ use serde_json::json;
 #[tokio::test]
 async fn exports_abi_returns_the_ok_value() {
     let node = Node::new();
-    let out = node.run_wat(&returning("run", r#"{"ok":{"answer":42}}"#), json!({"q": 1}), |_| {}).await;
+    let out = node
+        .run_wat(
+            &returning("run", r#"{"ok":{"answer":42}}"#),
+            json!({"q": 1}),
+            |_| {},
+        )
+        .await;
     assert_eq!(out.result.unwrap(), json!({"answer": 42}));
     let r = out.receipt.expect("receipt");
     r.check_input(&json!({"q": 1})).unwrap();
@@ -17,7 +23,13 @@ async fn exports_abi_returns_the_ok_value() {
 #[tokio::test]
 async fn error_envelope_is_a_tool_failure() {
     let node = Node::new();
-    let out = node.run_wat(&returning("run", r#"{"error":"no such city"}"#), json!({}), |_| {}).await;
+    let out = node
+        .run_wat(
+            &returning("run", r#"{"error":"no such city"}"#),
+            json!({}),
+            |_| {},
+        )
+        .await;
     let e = out.result.unwrap_err();
     assert_eq!(e, ComputeError::ToolFailed("no such city".into()));
     assert_eq!(e.exit_code(), 1);
@@ -45,7 +57,10 @@ async fn a_result_outside_memory_is_a_tool_error() {
         r#"(func (export "run") (param i32 i32) (result i64) (i64.const 0x7fff000000000100))"#,
     );
     let e = node.run_wat(&wat, json!({}), |_| {}).await.result.unwrap_err();
-    assert!(matches!(&e, ComputeError::ToolFailed(m) if m.contains("outside")), "{e:?}");
+    assert!(
+        matches!(&e, ComputeError::ToolFailed(m) if m.contains("outside")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -66,7 +81,9 @@ async fn unknown_function_names_the_exports() {
 #[tokio::test]
 async fn the_only_function_or_run_is_the_default() {
     let node = Node::new();
-    let out = node.run_wat(&returning("score", r#"{"ok":7}"#), json!({}), |_| {}).await;
+    let out = node
+        .run_wat(&returning("score", r#"{"ok":7}"#), json!({}), |_| {})
+        .await;
     assert_eq!(out.result.unwrap(), json!(7));
     let two = exports_module(
         r#"{"ok":1}"#,
@@ -158,7 +175,13 @@ async fn wasi_command_reads_params_on_stdin_and_answers_on_stdout() {
 #[tokio::test]
 async fn proc_exit_zero_is_success() {
     let node = Node::new();
-    let out = node.run_wat(&command_writing(r#"{"done":true}"#, "log line\n", 0), json!({}), |_| {}).await;
+    let out = node
+        .run_wat(
+            &command_writing(r#"{"done":true}"#, "log line\n", 0),
+            json!({}),
+            |_| {},
+        )
+        .await;
     assert_eq!(out.result.unwrap(), json!({"done": true}));
     assert_eq!(out.logs, b"log line\n");
 }
@@ -166,16 +189,29 @@ async fn proc_exit_zero_is_success() {
 #[tokio::test]
 async fn non_zero_exit_reports_the_last_stderr_line() {
     let node = Node::new();
-    let out = node.run_wat(&command_writing("", "working\nboom: bad input\n", 3), json!({}), |_| {}).await;
+    let out = node
+        .run_wat(
+            &command_writing("", "working\nboom: bad input\n", 3),
+            json!({}),
+            |_| {},
+        )
+        .await;
     let e = out.result.unwrap_err();
-    assert_eq!(e, ComputeError::ToolFailed("exited with code 3: boom: bad input".into()));
+    assert_eq!(
+        e,
+        ComputeError::ToolFailed("exited with code 3: boom: bad input".into())
+    );
 }
 
 #[tokio::test]
 async fn non_zero_exit_prefers_the_error_field_on_stdout() {
     let node = Node::new();
     let out = node
-        .run_wat(&command_writing(r#"{"error":"quota exceeded"}"#, "noise\n", 1), json!({}), |_| {})
+        .run_wat(
+            &command_writing(r#"{"error":"quota exceeded"}"#, "noise\n", 1),
+            json!({}),
+            |_| {},
+        )
         .await;
     assert_eq!(
         out.result.unwrap_err(),
@@ -186,16 +222,26 @@ async fn non_zero_exit_prefers_the_error_field_on_stdout() {
 #[tokio::test]
 async fn output_that_is_not_json_is_a_tool_error() {
     let node = Node::new();
-    let e = node.run_wat(&command_writing("hello", "", 0), json!({}), |_| {}).await.result.unwrap_err();
+    let e = node
+        .run_wat(&command_writing("hello", "", 0), json!({}), |_| {})
+        .await
+        .result
+        .unwrap_err();
     assert!(e.to_string().contains("not one JSON document"), "{e}");
 }
 
 #[tokio::test]
 async fn a_trap_is_a_tool_error_with_the_trap_named() {
     let node = Node::new();
-    let wat = exports_module("", r#"(func (export "run") (param i32 i32) (result i64) unreachable)"#);
+    let wat = exports_module(
+        "",
+        r#"(func (export "run") (param i32 i32) (result i64) unreachable)"#,
+    );
     let e = node.run_wat(&wat, json!({}), |_| {}).await.result.unwrap_err();
-    assert!(matches!(&e, ComputeError::ToolFailed(m) if m.contains("trapped") && m.contains("unreachable")), "{e:?}");
+    assert!(
+        matches!(&e, ComputeError::ToolFailed(m) if m.contains("trapped") && m.contains("unreachable")),
+        "{e:?}"
+    );
 }
 
 #[tokio::test]
@@ -208,10 +254,16 @@ async fn bad_modules_are_bad_input() {
         ("/nonexistent/tool.wasm".to_string(), "cannot read"),
         (node.fixture("broken", "(module (func"), "not valid WAT"),
         (
-            node.fixture("imports", r#"(module (import "env" "secret" (func)) (func (export "_start")))"#),
+            node.fixture(
+                "imports",
+                r#"(module (import "env" "secret" (func)) (func (export "_start")))"#,
+            ),
             "cannot link",
         ),
-        (node.fixture("inert", "(module (memory 1))"), "neither hanzo_alloc"),
+        (
+            node.fixture("inert", "(module (memory 1))"),
+            "neither hanzo_alloc",
+        ),
         (format!("sha256:{}", "ab".repeat(32)), "no module"),
         ("sha256:123".to_string(), "invalid digest"),
     ];

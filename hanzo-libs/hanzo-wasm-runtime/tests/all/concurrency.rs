@@ -15,11 +15,16 @@ fn many_threads_share_one_runtime() {
             let path = path.clone();
             s.spawn(move || {
                 // Each thread drives its own executor: the runtime must not care.
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
                     for i in 0..25 {
                         let params = json!({"thread": t, "call": i});
-                        let out = compute.run(JobSpec::new(RuntimeKind::Wasm, &path).params(params.clone())).await;
+                        let out = compute
+                            .run(JobSpec::new(RuntimeKind::Wasm, &path).params(params.clone()))
+                            .await;
                         assert_eq!(out.result.unwrap(), params);
                     }
                 });

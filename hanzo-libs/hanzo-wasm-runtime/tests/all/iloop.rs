@@ -12,7 +12,10 @@ const BOUND: Duration = Duration::from_secs(15);
 #[tokio::test]
 async fn a_loop_without_calls_ends_at_the_timeout() {
     let node = Node::new();
-    let wat = exports_module("", r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#);
+    let wat = exports_module(
+        "",
+        r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#,
+    );
     let t = Instant::now();
     let out = node.run_wat(&wat, json!({}), |s| s.limits.timeout_ms = 200).await;
     let msg = expect_limit(&out, LimitKind::Timeout);
@@ -21,7 +24,9 @@ async fn a_loop_without_calls_ends_at_the_timeout() {
     assert!(out.usage.wall_time_ms >= 200.0, "stopped early: {:?}", out.usage);
     assert!(out.receipt.is_some(), "a timed-out job is receipted");
     // The runtime is still healthy.
-    let ok = node.run_wat(&returning("run", r#"{"ok":1}"#), json!({}), |_| {}).await;
+    let ok = node
+        .run_wat(&returning("run", r#"{"ok":1}"#), json!({}), |_| {})
+        .await;
     assert_eq!(ok.result.unwrap(), json!(1));
 }
 
@@ -64,7 +69,10 @@ async fn many_spinning_guests_all_end() {
     let node = Node::new();
     let path = node.fixture(
         "spin",
-        &exports_module("", r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#),
+        &exports_module(
+            "",
+            r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#,
+        ),
     );
     let mut tasks = Vec::new();
     for _ in 0..8 {

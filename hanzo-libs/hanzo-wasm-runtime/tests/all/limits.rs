@@ -42,7 +42,10 @@ async fn tables_count_against_the_memory_limit() {
     (loop $l (br_if $l (i32.ne (table.grow $t (ref.null func) (i32.const 8000)) (i32.const -1))))
     (i64.const 0))"#,
     )
-    .replace("(memory (export \"memory\") 2)", "(memory (export \"memory\") 15)");
+    .replace(
+        "(memory (export \"memory\") 2)",
+        "(memory (export \"memory\") 15)",
+    );
     let out = node.run_wat(&wat, json!({}), |s| s.limits.memory_mb = 1).await;
     let msg = expect_limit(&out, LimitKind::Memory);
     assert!(msg.contains("table"), "{msg}");
@@ -69,9 +72,13 @@ async fn fuel_is_metered_and_enforced() {
     assert_eq!(used, b.usage.fuel_consumed.unwrap(), "fuel is exact, run to run");
     assert_eq!(a.receipt.unwrap().usage.fuel_consumed, Some(used));
 
-    let out = node.run_wat(&counting, json!({}), |s| s.limits.fuel = Some(10_000)).await;
+    let out = node
+        .run_wat(&counting, json!({}), |s| s.limits.fuel = Some(10_000))
+        .await;
     expect_limit(&out, LimitKind::Fuel);
-    let out = node.run_wat(&counting, json!({}), |s| s.limits.fuel = Some(used)).await;
+    let out = node
+        .run_wat(&counting, json!({}), |s| s.limits.fuel = Some(used))
+        .await;
     assert_eq!(out.result.unwrap(), json!(1), "exactly enough fuel is enough");
 }
 
@@ -79,9 +86,20 @@ async fn fuel_is_metered_and_enforced() {
 async fn an_envelope_over_the_output_cap_is_a_limit_error() {
     let node = Node::new();
     // Claims 2 MiB at offset 1024 of a 64-page (4 MiB) memory.
-    let wat = exports_module("", &format!(r#"(func (export "run") (param i32 i32) (result i64) {})"#, packed(2 << 20)))
-        .replace("(memory (export \"memory\") 2)", "(memory (export \"memory\") 64)");
-    let out = node.run_wat(&wat, json!({}), |s| s.limits.max_output_bytes = 1 << 20).await;
+    let wat = exports_module(
+        "",
+        &format!(
+            r#"(func (export "run") (param i32 i32) (result i64) {})"#,
+            packed(2 << 20)
+        ),
+    )
+    .replace(
+        "(memory (export \"memory\") 2)",
+        "(memory (export \"memory\") 64)",
+    );
+    let out = node
+        .run_wat(&wat, json!({}), |s| s.limits.max_output_bytes = 1 << 20)
+        .await;
     expect_limit(&out, LimitKind::Output);
 }
 
@@ -96,7 +114,9 @@ async fn stdout_over_the_cap_stops_a_command() {
     (i32.store (i32.const 0) (i32.const 1024))
     (i32.store (i32.const 4) (i32.const 65536))
     (loop $l (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16))) (br $l))))"#;
-    let out = node.run_wat(wat, json!({}), |s| s.limits.max_output_bytes = 1 << 20).await;
+    let out = node
+        .run_wat(wat, json!({}), |s| s.limits.max_output_bytes = 1 << 20)
+        .await;
     expect_limit(&out, LimitKind::Output);
 }
 
@@ -128,10 +148,28 @@ async fn logs_are_bounded_and_never_fail_the_job() {
 async fn requests_beyond_the_node_are_refused() {
     let node = Node::new();
     let wat = returning("run", r#"{"ok":1}"#);
-    let e = node.run_wat(&wat, json!({}), |s| s.limits.memory_mb = 1 << 20).await.result.unwrap_err();
-    assert!(matches!(&e, ComputeError::InvalidInput(m) if m.contains("max_memory_mb")), "{e:?}");
-    let e = node.run_wat(&wat, json!({}), |s| s.network = Network::Full).await.result.unwrap_err();
-    assert!(matches!(&e, ComputeError::InvalidInput(m) if m.contains("network")), "{e:?}");
-    let e = node.run_wat(&wat, json!({}), |s| s.limits.timeout_ms = 0).await.result.unwrap_err();
+    let e = node
+        .run_wat(&wat, json!({}), |s| s.limits.memory_mb = 1 << 20)
+        .await
+        .result
+        .unwrap_err();
+    assert!(
+        matches!(&e, ComputeError::InvalidInput(m) if m.contains("max_memory_mb")),
+        "{e:?}"
+    );
+    let e = node
+        .run_wat(&wat, json!({}), |s| s.network = Network::Full)
+        .await
+        .result
+        .unwrap_err();
+    assert!(
+        matches!(&e, ComputeError::InvalidInput(m) if m.contains("network")),
+        "{e:?}"
+    );
+    let e = node
+        .run_wat(&wat, json!({}), |s| s.limits.timeout_ms = 0)
+        .await
+        .result
+        .unwrap_err();
     assert_eq!(e.exit_code(), 2);
 }

@@ -14,14 +14,20 @@ async fn a_restarted_runtime_loads_the_precompiled_module() {
     assert_eq!(out.result.unwrap(), json!("from the store"));
     assert_eq!(first.wasm.compilations(), 1);
     // A second call is served from memory.
-    first.run(JobSpec::new(RuntimeKind::Wasm, &path)).await.result.unwrap();
+    first
+        .run(JobSpec::new(RuntimeKind::Wasm, &path))
+        .await
+        .result
+        .unwrap();
     assert_eq!(first.wasm.compilations(), 1);
     let sha = out.receipt.unwrap().code_hash;
     assert_eq!(sha, hanzo_wasm_runtime::module_digest(wat.as_bytes()).unwrap());
 
     // "Restart": a new runtime over the same data directory.
     let node = Node::in_dir(first.dir);
-    let out = node.run(JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}"))).await;
+    let out = node
+        .run(JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}")))
+        .await;
     assert_eq!(out.result.unwrap(), json!("from the store"));
     assert_eq!(node.wasm.compilations(), 0, "the restart compiled again");
 }
@@ -29,8 +35,14 @@ async fn a_restarted_runtime_loads_the_precompiled_module() {
 #[tokio::test]
 async fn a_corrupt_artifact_is_recompiled() {
     let node = Node::new();
-    let sha = node.wasm.add_module(returning("run", r#"{"ok":2}"#).as_bytes()).unwrap();
-    node.run(JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}"))).await.result.unwrap();
+    let sha = node
+        .wasm
+        .add_module(returning("run", r#"{"ok":2}"#).as_bytes())
+        .unwrap();
+    node.run(JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}")))
+        .await
+        .result
+        .unwrap();
     for entry in std::fs::read_dir(node.wasm.module_store().dir()).unwrap() {
         let p = entry.unwrap().path();
         if p.extension().is_some_and(|e| e == "cwasm") {
@@ -38,7 +50,9 @@ async fn a_corrupt_artifact_is_recompiled() {
         }
     }
     let fresh = Node::in_dir(node.dir);
-    let out = fresh.run(JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}"))).await;
+    let out = fresh
+        .run(JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}")))
+        .await;
     assert_eq!(out.result.unwrap(), json!(2));
     assert_eq!(fresh.wasm.compilations(), 1);
 }

@@ -6,7 +6,11 @@ use serde_json::{Value, json};
 
 async fn call(node: &Node, module: &str, function: &str, params: Value) -> Value {
     let out = node
-        .run(JobSpec::new(RuntimeKind::Wasm, example(module)).function(function).params(params))
+        .run(
+            JobSpec::new(RuntimeKind::Wasm, example(module))
+                .function(function)
+                .params(params),
+        )
         .await;
     let receipt = out.receipt.expect("receipt");
     hanzo_compute::Receipt::verify(&receipt.to_value()).unwrap();
@@ -23,8 +27,18 @@ async fn text_tools_give_the_same_answer_through_both_abis() {
     let command = call(&node, "text-tools-cmd.wasm", "word_stats", params).await;
     assert_eq!(exports, command);
     assert_eq!(exports["sentences"], json!(3), "{exports}");
-    assert_eq!(exports["top_words"][0], json!({"count": 3, "word": "the"}), "{exports}");
-    let slug = call(&node, "text_tools.wasm", "slugify", json!({"text": "Hello, Wörld! 2026"})).await;
+    assert_eq!(
+        exports["top_words"][0],
+        json!({"count": 3, "word": "the"}),
+        "{exports}"
+    );
+    let slug = call(
+        &node,
+        "text_tools.wasm",
+        "slugify",
+        json!({"text": "Hello, Wörld! 2026"}),
+    )
+    .await;
     assert!(slug.to_string().contains("hello"), "{slug}");
     let emails = call(&node, "text_tools.wasm", "extract_emails", json!({"text": TEXT})).await;
     assert!(emails.to_string().contains("ops@example.com"), "{emails}");
@@ -33,9 +47,27 @@ async fn text_tools_give_the_same_answer_through_both_abis() {
 #[tokio::test]
 async fn sentiment_scores_text() {
     let node = Node::new();
-    let good = call(&node, "sentiment.wasm", "analyze", json!({"text": "a wonderful, fast and reliable node"})).await;
-    let bad = call(&node, "sentiment.wasm", "analyze", json!({"text": "slow, broken and terrible"})).await;
-    let negated = call(&node, "sentiment.wasm", "analyze", json!({"text": "not good at all"})).await;
+    let good = call(
+        &node,
+        "sentiment.wasm",
+        "analyze",
+        json!({"text": "a wonderful, fast and reliable node"}),
+    )
+    .await;
+    let bad = call(
+        &node,
+        "sentiment.wasm",
+        "analyze",
+        json!({"text": "slow, broken and terrible"}),
+    )
+    .await;
+    let negated = call(
+        &node,
+        "sentiment.wasm",
+        "analyze",
+        json!({"text": "not good at all"}),
+    )
+    .await;
     assert_eq!(good["label"], json!("positive"), "{good}");
     assert_eq!(bad["label"], json!("negative"), "{bad}");
     assert_ne!(negated["label"], json!("positive"), "{negated}");

@@ -17,6 +17,8 @@ async fn unbounded_recursion_is_a_clean_stack_limit_error() {
         let msg = expect_limit(&out, LimitKind::Stack);
         assert!(msg.contains("KiB"), "{msg}");
     }
-    let ok = node.run_wat(&returning("run", r#"{"ok":"still here"}"#), json!({}), |_| {}).await;
+    let ok = node
+        .run_wat(&returning("run", r#"{"ok":"still here"}"#), json!({}), |_| {})
+        .await;
     assert_eq!(ok.result.unwrap(), json!("still here"));
 }

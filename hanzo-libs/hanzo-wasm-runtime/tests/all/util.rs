@@ -88,8 +88,16 @@ pub fn exports_module(data: &str, fields: &str) -> String {
   (data (i32.const 1024) "{data}")
   {funcs}
 )"#,
-        imports = fields.lines().filter(|l| l.trim_start().starts_with("(import")).collect::<Vec<_>>().join("\n"),
-        funcs = fields.lines().filter(|l| !l.trim_start().starts_with("(import")).collect::<Vec<_>>().join("\n"),
+        imports = fields
+            .lines()
+            .filter(|l| l.trim_start().starts_with("(import"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        funcs = fields
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("(import"))
+            .collect::<Vec<_>>()
+            .join("\n"),
     )
 }
 

@@ -32,11 +32,9 @@ fn probe(body: &str, path: &str) -> String {
 
 const PRESTAT: &str = "(call $prestat (i32.const 3) (i32.const 100))";
 /// path_open(fd 3, path, no oflags, rights FD_READ)
-const OPEN_READ: &str =
-    "(call $open (i32.const 3) (i32.const 0) (i32.const 3000) (i32.const PATH_LEN) (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200))";
+const OPEN_READ: &str = "(call $open (i32.const 3) (i32.const 0) (i32.const 3000) (i32.const PATH_LEN) (i32.const 0) (i64.const 2) (i64.const 0) (i32.const 0) (i32.const 200))";
 /// path_open(fd 3, path, O_CREAT, rights FD_WRITE)
-const OPEN_CREATE: &str =
-    "(call $open (i32.const 3) (i32.const 0) (i32.const 3000) (i32.const PATH_LEN) (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 200))";
+const OPEN_CREATE: &str = "(call $open (i32.const 3) (i32.const 0) (i32.const 3000) (i32.const PATH_LEN) (i32.const 1) (i64.const 64) (i64.const 0) (i32.const 0) (i32.const 200))";
 const ENV_COUNT: &str = "(drop (call $env_sizes (i32.const 100) (i32.const 104))) (i32.load (i32.const 100))";
 
 async fn probe_value(node: &Node, body: &str, path: &str, tweak: impl FnOnce(&mut JobSpec)) -> u32 {

@@ -1,0 +1,99 @@
+//! `hanzo-node`: run tools on any runtime, list runtimes, verify receipts.
+//!
+//! The flags and exit codes are the external contract of CONTRACTS §3: stdout carries
+//! only the tool's output (or, with `--json`, the whole result); everything for people
+//! goes to stderr, and an error is one line beginning `error:`.
+
+mod demo;
+mod node;
+mod receipt_cmd;
+mod run;
+mod runtimes;
+
+use clap::{Parser, Subcommand};
+use hanzo_compute::ComputeError;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// A compute node: runs WASM (and, as they land, Docker, Deno, Python, Go, native and
+/// Kubernetes) tools behind one job contract, with enforced limits and signed receipts.
+#[derive(Parser, Debug)]
+#[command(name = "hanzo-node", version, about)]
+struct Cli {
+    /// Configuration file (default: $HANZO_CONFIG, else <data dir>/hanzo-node.toml if it exists).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run one tool and print its output.
+    Run(run::RunArgs),
+    /// List the runtimes: available?, version, and how each limit is honoured.
+    Runtimes {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with receipts.
+    #[command(subcommand)]
+    Receipt(receipt_cmd::ReceiptCmd),
+    /// Work with the content-addressed module store.
+    #[command(subcommand)]
+    Module(node::ModuleCmd),
+    /// Run the example tools and print their outputs and receipts.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // clap's message spans several lines; the contract wants one.
+            let text = e.to_string();
+            let first = text.lines().next().unwrap_or("invalid usage");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("error: {first} (see hanzo-node --help)");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::Error::new(ComputeError::internal(e)))
+        .and_then(|rt| rt.block_on(dispatch(cli)));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let code = e
+                .downcast_ref::<ComputeError>()
+                .map(|c| c.exit_code())
+                .unwrap_or(5);
+            eprintln!("error: {}", one_line(&format!("{e:#}")));
+            ExitCode::from(code as u8)
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Run(args) => run::run(cli.config.as_deref(), args).await,
+        Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json).await,
+        Command::Receipt(cmd) => receipt_cmd::run(cmd),
+        Command::Module(cmd) => node::module(cli.config.as_deref(), cmd),
+        Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
+    }
+}
+
+/// Folds a message onto one line, so a multi-line cause cannot break the contract.
+pub(crate) fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,110 @@
+//! Building the node from its configuration: the data directory, the key, and the
+//! runtimes that are enabled and built in.
+
+use anyhow::Context;
+use clap::Subcommand;
+use hanzo_compute::{Compute, ComputeError, Config, NodeKey, RuntimeKind};
+use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The configuration file to read: `--config`, else `$HANZO_CONFIG`, else
+/// `<data dir>/hanzo-node.toml` when it exists, else none (all defaults).
+fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("HANZO_CONFIG").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let default = hanzo_compute::config::default_data_dir().join("hanzo-node.toml");
+    default.is_file().then_some(default)
+}
+
+/// Loads the configuration, with `HANZO_*` overrides from the environment.
+pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(config_path(explicit).as_deref(), std::env::vars())?)
+}
+
+/// The node: its configuration, its runtimes, and its key.
+pub struct Node {
+    pub config: Config,
+    pub compute: Compute,
+    pub wasm: Option<Arc<WasmRuntime>>,
+}
+
+impl Node {
+    /// Builds the node. With `only`, just that runtime is started (a CLI `run` needs
+    /// one, and starting the others would only cost time).
+    pub fn build(explicit_config: Option<&Path>, only: Option<RuntimeKind>) -> anyhow::Result<Node> {
+        let config = load_config(explicit_config)?;
+        let data_dir = config.node.data_dir.clone();
+        let key = NodeKey::load_or_create(&data_dir)?;
+        let mut compute = Compute::new(Arc::new(key));
+        let wanted = |k: RuntimeKind| config.runtime_enabled(k) && only.is_none_or(|o| o == k);
+        let mut wasm = None;
+        if wanted(RuntimeKind::Wasm) {
+            let rt = Arc::new(WasmRuntime::new(WasmOptions::new(
+                &data_dir,
+                config.compute.wasm.clone(),
+            ))?);
+            compute.register(rt.clone());
+            wasm = Some(rt);
+        }
+        Ok(Node {
+            config,
+            compute,
+            wasm,
+        })
+    }
+
+    /// Why `kind` cannot run here, for a runtime that is not registered.
+    pub fn unavailable_reason(&self, kind: RuntimeKind) -> String {
+        if !self.config.runtime_enabled(kind) {
+            format!("the {kind} runtime is disabled by compute.enabled_runtimes")
+        } else {
+            format!("the {kind} runtime is not built into this version of hanzo-node")
+        }
+    }
+}
+
+/// `hanzo-node module ...`
+#[derive(Subcommand, Debug)]
+pub enum ModuleCmd {
+    /// Add a module (binary or .wat) to the store and print its sha256.
+    Add {
+        /// The module file.
+        path: PathBuf,
+    },
+    /// List the modules in the store.
+    Ls,
+}
+
+pub fn module(config: Option<&Path>, cmd: ModuleCmd) -> anyhow::Result<u8> {
+    let node = Node::build(config, Some(RuntimeKind::Wasm))?;
+    let wasm = node
+        .wasm
+        .ok_or_else(|| ComputeError::Unavailable(node_reason(&node.config)))?;
+    match cmd {
+        ModuleCmd::Add { path } => {
+            let bytes = std::fs::read(&path)
+                .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", path.display())))?;
+            let sha = wasm.add_module(&bytes)?;
+            println!("sha256:{sha}");
+        }
+        ModuleCmd::Ls => {
+            for (sha, size) in wasm.module_store().list().context("listing the module store")? {
+                println!("sha256:{sha}  {size} bytes");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn node_reason(config: &Config) -> String {
+    if config.runtime_enabled(RuntimeKind::Wasm) {
+        "the wasm runtime could not start".into()
+    } else {
+        "the wasm runtime is disabled by compute.enabled_runtimes".into()
+    }
+}

@@ -1,0 +1,166 @@
+//! `hanzo-node run <RUNTIME> <SOURCE> ...` (CONTRACTS §3).
+
+use crate::node::Node;
+use clap::Args;
+use hanzo_compute::{
+    ComputeError, JobOutcome, JobSpec, Mount, Network, ResourceLimits, RuntimeKind, parse_env_pair,
+};
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// wasm | docker | deno | python | go | native | k8s
+    pub runtime: String,
+    /// A file or directory path, an image reference, or sha256:<hex> of a stored module.
+    pub source: String,
+    /// The function to call (default: run, or the module's only tool function).
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+    /// The tool's params as JSON (default {}).
+    #[arg(long, value_name = "JSON", conflicts_with = "params_file")]
+    pub params: Option<String>,
+    /// Read the params from a file.
+    #[arg(long, value_name = "PATH")]
+    pub params_file: Option<PathBuf>,
+    /// Memory limit in MiB.
+    #[arg(long, value_name = "N")]
+    pub memory_mb: Option<u64>,
+    /// Wall-clock limit in milliseconds.
+    #[arg(long, value_name = "N")]
+    pub timeout_ms: Option<u64>,
+    /// Fuel limit (WASM).
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Relative CPU weight.
+    #[arg(long, value_name = "N")]
+    pub cpu_shares: Option<u32>,
+    /// Scratch disk in MiB.
+    #[arg(long, value_name = "N")]
+    pub disk_mb: Option<u64>,
+    /// Cap on the output in bytes (default 16 MiB, or [compute] max_output_bytes).
+    #[arg(long, value_name = "N")]
+    pub max_output_bytes: Option<u64>,
+    /// none (default) or full.
+    #[arg(long, value_name = "none|full", default_value = "none")]
+    pub network: String,
+    /// Grant an environment variable (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Grant a host directory, read-only unless :rw (repeatable).
+    #[arg(long = "mount", value_name = "HOST:GUEST[:ro|rw]")]
+    pub mounts: Vec<String>,
+    /// Run under the deterministic profile (WASM).
+    #[arg(long)]
+    pub deterministic: bool,
+    /// Write the receipt to this file.
+    #[arg(long, value_name = "PATH")]
+    pub receipt: Option<PathBuf>,
+    /// Print the whole result {"output", "usage", "receipt"} instead of the output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// The job spec, or a bad-input error naming the flag.
+    pub fn to_spec(&self, default_output_cap: u64) -> Result<JobSpec, ComputeError> {
+        let runtime: RuntimeKind = self.runtime.parse()?;
+        let params = match (&self.params, &self.params_file) {
+            (Some(text), _) => parse_params(text, "--params")?,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ComputeError::invalid(format!("cannot read --params-file {}: {e}", path.display()))
+                })?;
+                parse_params(&text, &format!("--params-file {}", path.display()))?
+            }
+            (None, None) => json!({}),
+        };
+        let defaults = ResourceLimits::default();
+        let limits = ResourceLimits {
+            cpu_shares: self.cpu_shares.unwrap_or(defaults.cpu_shares),
+            memory_mb: self.memory_mb.unwrap_or(defaults.memory_mb),
+            disk_mb: self.disk_mb.unwrap_or(defaults.disk_mb),
+            network_bandwidth_mbps: None,
+            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
+            fuel: self.fuel,
+            max_output_bytes: self.max_output_bytes.unwrap_or(default_output_cap),
+        };
+        let mut spec = JobSpec::new(runtime, &self.source).params(params).limits(limits);
+        spec.function = self.function.clone();
+        spec.network = self.network.parse::<Network>()?;
+        for e in &self.env {
+            let (k, v) = parse_env_pair(e)?;
+            spec.env.insert(k, v);
+        }
+        spec.mounts = self
+            .mounts
+            .iter()
+            .map(|m| m.parse::<Mount>())
+            .collect::<Result<_, _>>()?;
+        spec.deterministic = self.deterministic;
+        Ok(spec)
+    }
+}
+
+fn parse_params(text: &str, what: &str) -> Result<Value, ComputeError> {
+    serde_json::from_str(text).map_err(|e| ComputeError::invalid(format!("{what} is not valid JSON: {e}")))
+}
+
+pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
+    // Parse the runtime name before anything else, so a typo is a usage error even
+    // when the configuration cannot load.
+    let kind: RuntimeKind = args.runtime.parse()?;
+    let node = Node::build(config, Some(kind))?;
+    let spec = args.to_spec(node.config.compute.max_output_bytes)?;
+    if node.compute.runtime(kind).is_none() {
+        return Err(ComputeError::Unavailable(node.unavailable_reason(kind)).into());
+    }
+    let outcome = node.compute.run(spec).await;
+    report(&outcome, args.receipt.as_deref(), args.json)
+}
+
+/// Prints the outcome as the contract asks, writes the receipt, and returns the exit
+/// code (an error line is printed by `main`).
+pub fn report(outcome: &JobOutcome, receipt_path: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+    // The tool's own log stream goes to our stderr, before any error line.
+    if !outcome.logs.is_empty() {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(&outcome.logs);
+        if !outcome.logs.ends_with(b"\n") {
+            let _ = err.write_all(b"\n");
+        }
+    }
+    if let (Some(path), Some(receipt)) = (receipt_path, &outcome.receipt) {
+        let text = serde_json::to_string_pretty(&receipt.to_value())?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| ComputeError::internal(format!("cannot write receipt {}: {e}", path.display())))?;
+    }
+    let receipt = outcome
+        .receipt
+        .as_ref()
+        .map(|r| r.to_value())
+        .unwrap_or(Value::Null);
+    match &outcome.result {
+        Ok(output) => {
+            let line = if json {
+                json!({"output": output, "usage": outcome.usage, "receipt": receipt})
+            } else {
+                output.clone()
+            };
+            println!("{}", serde_json::to_string(&line)?);
+            Ok(0)
+        }
+        Err(e) => {
+            if json {
+                let line = json!({
+                    "error": {"code": e.code(), "message": e.to_string()},
+                    "usage": outcome.usage,
+                    "receipt": receipt,
+                });
+                println!("{}", serde_json::to_string(&line)?);
+            }
+            Err(e.clone().into())
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `hanzo-node runtimes`: each runtime, whether it is available, its version, and how
+//! it honours each limit (CONTRACTS §2: never claim a limit that is not enforced).
+
+use crate::node::Node;
+use hanzo_compute::{LimitKind, RuntimeKind};
+use serde_json::json;
+use std::path::Path;
+
+pub async fn list(config: Option<&Path>, as_json: bool) -> anyhow::Result<u8> {
+    let node = Node::build(config, None)?;
+    let mut rows = Vec::new();
+    for kind in RuntimeKind::ALL {
+        let row = match node.compute.runtime(kind) {
+            Some(rt) => {
+                let health = rt.health().await;
+                json!({
+                    "runtime": kind,
+                    "available": health.available,
+                    "version": health.version,
+                    "detail": health.detail,
+                    "capabilities": rt.capabilities(),
+                })
+            }
+            None => json!({
+                "runtime": kind,
+                "available": false,
+                "version": null,
+                "detail": node.unavailable_reason(kind),
+                "capabilities": null,
+            }),
+        };
+        rows.push(row);
+    }
+    if as_json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    for row in &rows {
+        let available = if row["available"] == true {
+            "available"
+        } else {
+            "unavailable"
+        };
+        let version = row["version"].as_str().unwrap_or("-");
+        println!(
+            "{:<8} {:<12} {}",
+            row["runtime"].as_str().unwrap_or("?"),
+            available,
+            version
+        );
+        if let Some(detail) = row["detail"].as_str() {
+            println!("    {detail}");
+        }
+        let caps = &row["capabilities"];
+        if caps.is_null() {
+            continue;
+        }
+        println!("    isolation: {}", caps["isolation"].as_str().unwrap_or("-"));
+        println!(
+            "    network: {}  mounts: {}  deterministic profile: {}",
+            yes_no(&caps["network"]),
+            yes_no(&caps["mounts"]),
+            yes_no(&caps["deterministic"])
+        );
+        for kind in LimitKind::ALL {
+            let l = &caps["limits"][kind.name()];
+            println!(
+                "    {:<18} {:<12} {}",
+                kind.name(),
+                l["support"].as_str().unwrap_or("?"),
+                l["how"].as_str().unwrap_or("")
+            );
+        }
+    }
+    Ok(0)
+}
+
+fn yes_no(v: &serde_json::Value) -> &'static str {
+    if v == true { "yes" } else { "no" }
+}

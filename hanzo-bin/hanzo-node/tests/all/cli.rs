@@ -1,0 +1,202 @@
+//! Flags, output shapes and exit codes (CONTRACTS §3).
+
+use crate::util::*;
+
+fn assert_one_error_line(r: &Run, code: i32, needle: &str) {
+    assert_eq!(r.code, code, "stderr: {}", r.stderr);
+    let line = r.error_line();
+    assert!(line.starts_with("error: "), "error line: {line:?}");
+    assert!(line.contains(needle), "error line {line:?} lacks {needle:?}");
+}
+
+#[test]
+fn a_tool_prints_its_output_on_one_line() {
+    let h = Home::new();
+    let m = h.file("t.wat", &returning(r#"{"ok":{"answer":42,"list":[1,2]}}"#));
+    let r = h.run(&["run", "wasm", &m, "--params", r#"{"q":"life"}"#]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "{\"answer\":42,\"list\":[1,2]}\n");
+}
+
+#[test]
+fn json_prints_output_usage_and_receipt() {
+    let h = Home::new();
+    let m = h.file("t.wat", &returning(r#"{"ok":"hi"}"#));
+    let r = h.run(&["run", "wasm", &m, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    assert_eq!(v["output"], "hi");
+    assert!(v["usage"]["wall_time_ms"].as_f64().unwrap() > 0.0);
+    assert!(v["usage"]["fuel_consumed"].as_u64().is_some());
+    for field in [
+        "runtime",
+        "code_hash",
+        "input_hash",
+        "output_hash",
+        "usage",
+        "limits",
+        "started_at",
+        "finished_at",
+        "node_id",
+        "signature",
+    ] {
+        assert!(!v["receipt"][field].is_null(), "receipt lacks {field}");
+    }
+}
+
+#[test]
+fn params_from_a_file() {
+    let h = Home::new();
+    let m = h.file("t.wat", &returning(r#"{"ok":1}"#));
+    let p = h.file("params.json", r#"{"from": "file"}"#);
+    let r = h.run(&["run", "wasm", &m, "--params-file", &p, "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let expected = hanzo_compute::receipt::hash_json(&serde_json::json!({"from": "file"}));
+    assert_eq!(r.json()["receipt"]["input_hash"], expected);
+}
+
+#[test]
+fn bad_input_is_exit_2_with_one_error_line() {
+    let h = Home::new();
+    let m = h.file("t.wat", &returning(r#"{"ok":1}"#));
+    let not_wasm = h.file("tool.wasm", "just text");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["run", "wasm", &m, "--params", "{not json"],
+            "--params is not valid JSON",
+        ),
+        (
+            vec!["run", "wasm", &m, "--params-file", "/nonexistent.json"],
+            "cannot read --params-file",
+        ),
+        (vec!["run", "wasm", "/nonexistent/tool.wasm"], "cannot read"),
+        (vec!["run", "wasm", &not_wasm], "not a WebAssembly module"),
+        (vec!["run", "lua", &m], "unknown runtime 'lua'"),
+        (
+            vec!["run", "wasm", &m, "--function", "nope"],
+            "no tool function 'nope'",
+        ),
+        (vec!["run", "wasm", &m, "--mount", "relative"], "invalid mount"),
+        (vec!["run", "wasm", &m, "--env", "NOVALUE"], "invalid env"),
+        (vec!["run", "wasm", &m, "--network", "some"], "invalid network"),
+        (vec!["run", "wasm", &m, "--memory-mb", "lots"], "invalid value"),
+        (vec!["run", "wasm", &m, "--network", "full"], "no network"),
+        (vec!["run", "wasm"], "required"),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ];
+    for (args, needle) in cases {
+        let r = h.run(&args);
+        assert_one_error_line(&r, 2, needle);
+        assert!(r.stdout.is_empty(), "{args:?} printed {}", r.stdout);
+        assert!(!r.stderr.contains("panicked"), "{args:?} panicked");
+    }
+}
+
+#[test]
+fn tool_failure_is_exit_1() {
+    let h = Home::new();
+    let m = h.file("t.wat", &returning(r#"{"error":"city not found"}"#));
+    assert_one_error_line(&h.run(&["run", "wasm", &m]), 1, "city not found");
+}
+
+#[test]
+fn unbuilt_or_disabled_runtimes_are_exit_4() {
+    let h = Home::new();
+    assert_one_error_line(&h.run(&["run", "docker", "busybox:latest"]), 4, "docker");
+    let m = h.file("t.wat", &returning(r#"{"ok":1}"#));
+    let r = h.run_with(&["run", "wasm", &m], |c| {
+        c.env("HANZO_COMPUTE_ENABLED_RUNTIMES", "docker");
+    });
+    assert_one_error_line(&r, 4, "disabled");
+}
+
+#[test]
+fn a_bad_config_names_the_key() {
+    let h = Home::new();
+    let cfg = h.file("hanzo-node.toml", "[compute.wasm]\nmax_memroy_mb = 5\n");
+    let m = h.file("t.wat", &returning(r#"{"ok":1}"#));
+    assert_one_error_line(&h.run(&["--config", &cfg, "run", "wasm", &m]), 2, "max_memroy_mb");
+    let r = h.run_with(&["run", "wasm", &m], |c| {
+        c.env("HANZO_COMPUTE_WASM_MAX_STACK_KB", "deep");
+    });
+    assert_one_error_line(&r, 2, "HANZO_COMPUTE_WASM_MAX_STACK_KB");
+}
+
+#[test]
+fn runtimes_lists_what_each_runtime_enforces() {
+    let h = Home::new();
+    let r = h.run(&["runtimes", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    let wasm = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["runtime"] == "wasm")
+        .unwrap();
+    assert_eq!(wasm["available"], true);
+    assert_eq!(wasm["capabilities"]["limits"]["memory"]["support"], "enforced");
+    assert_eq!(wasm["capabilities"]["limits"]["disk"]["support"], "unsupported");
+    let docker = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["runtime"] == "docker")
+        .unwrap();
+    assert_eq!(docker["available"], false);
+    let table = h.run(&["runtimes"]);
+    assert!(
+        table.stdout.contains("wasm") && table.stdout.contains("enforced"),
+        "{}",
+        table.stdout
+    );
+}
+
+#[test]
+fn modules_added_to_the_store_run_by_digest() {
+    let h = Home::new();
+    let m = h.file("t.wat", &returning(r#"{"ok":"stored"}"#));
+    let r = h.run(&["module", "add", &m]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let digest = r.stdout.trim().to_string();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
+    let out = h.run(&["run", "wasm", &digest]);
+    assert_eq!(out.stdout.trim(), "\"stored\"");
+    assert!(h.run(&["module", "ls"]).stdout.contains(&digest));
+}
+
+#[test]
+fn an_sdk_tool_runs_and_its_receipt_verifies() {
+    let h = Home::new();
+    let dir = examples_dir();
+    let module = dir.join("text_tools.wasm").display().to_string();
+    let receipt = h.path("receipt.json").display().to_string();
+    let params = r#"{"text":"one two two three three three","top":1}"#;
+    let r = h.run(&[
+        "run",
+        "wasm",
+        &module,
+        "--function",
+        "word_stats",
+        "--params",
+        params,
+        "--receipt",
+        &receipt,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let out = r.json();
+    assert_eq!(out["top_words"][0]["word"], "three", "{out}");
+    let v = h.run(&[
+        "receipt",
+        "verify",
+        &receipt,
+        "--code",
+        &module,
+        "--params",
+        params,
+        "--output",
+        r.stdout.trim(),
+    ]);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(v.stdout.starts_with("ok:"), "{}", v.stdout);
+}

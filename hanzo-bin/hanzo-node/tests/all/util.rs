@@ -1,0 +1,130 @@
+//! Runs the real binary with a private data directory.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The last line of stderr, which carries the error.
+    pub fn error_line(&self) -> &str {
+        self.stderr.lines().last().unwrap_or("")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout not JSON ({e}): {}", self.stdout))
+    }
+}
+
+impl Home {
+    pub fn new() -> Home {
+        Home {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a fixture file and returns its path as a string.
+    pub fn file(&self, name: &str, contents: &str) -> String {
+        let p = self.path(name);
+        std::fs::write(&p, contents).unwrap();
+        p.display().to_string()
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_hanzo-node"));
+        c.env("HANZO_HOME", self.path("home"));
+        c.env_remove("HANZO_CONFIG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, |_| {})
+    }
+
+    pub fn run_with(&self, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Run {
+        let mut c = self.cmd();
+        c.args(args);
+        tweak(&mut c);
+        let Output {
+            status,
+            stdout,
+            stderr,
+        } = c.output().expect("run hanzo-node");
+        Run {
+            code: status.code().expect("exited, not killed"),
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+}
+
+/// An exports-ABI module whose `run` returns `envelope` (plain text).
+pub fn returning(envelope: &str) -> String {
+    let data = envelope.replace('\\', "\\\\").replace('"', "\\\"");
+    format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (global $bump (mut i32) (i32.const 65536))
+  (func (export "hanzo_alloc") (param $len i32) (result i32)
+    (local $p i32) (local.set $p (global.get $bump))
+    (global.set $bump (i32.add (global.get $bump) (local.get $len))) (local.get $p))
+  (data (i32.const 1024) "{data}")
+  (func (export "run") (param i32 i32) (result i64)
+    (i64.or (i64.shl (i64.const 1024) (i64.const 32)) (i64.const {len}))))"#,
+        len = envelope.len()
+    )
+}
+
+/// An exports-ABI module whose `run` has the given body (which must leave an i64).
+pub fn with_body(body: &str) -> String {
+    format!(
+        r#"(module
+  (memory (export "memory") 2)
+  (func (export "hanzo_alloc") (param i32) (result i32) (i32.const 65536))
+  {body})"#
+    )
+}
+
+/// The SDK examples for wasm32-wasip1, built if the test command did not.
+pub fn examples_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HANZO_EXAMPLES_DIR").map(PathBuf::from)
+        && dir.join("text_tools.wasm").is_file()
+    {
+        return dir;
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&root)
+        .args([
+            "build",
+            "--quiet",
+            "--ignore-rust-version",
+            "--release",
+            "--target",
+            "wasm32-wasip1",
+        ])
+        .args(["-p", "echo", "-p", "text-tools", "-p", "sentiment"])
+        .status()
+        .expect("run cargo");
+    assert!(
+        status.success(),
+        "building the examples failed (run scripts/test.sh)"
+    );
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+        .join("wasm32-wasip1/release")
+}
