@@ -12,4 +12,3 @@ cargo fmt --all -- --check
 exclude=()
 if grep -q '"benches/wasm-bench"' Cargo.toml; then exclude=(--exclude wasm-bench); fi
 cargo nextest run "${CARGO_FLAGS[@]}" --workspace "${exclude[@]}" --no-fail-fast "$@"
-cargo test "${CARGO_FLAGS[@]}" --workspace "${exclude[@]}" --doc --quiet

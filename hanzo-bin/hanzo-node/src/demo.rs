@@ -31,8 +31,9 @@ struct Step {
 }
 
 fn steps() -> Vec<Step> {
-    let text = "Hanzo runs any workload behind one job contract. It enforces limits, \
-                signs receipts, and keeps hostile code in its sandbox. Contact: ops@hanzo.example";
+    let text = "Hanzo runs any workload behind one job contract. Every workload gets enforced limits, \
+                every workload gets a signed receipt, and hostile workloads stay in their sandbox. \
+                Questions: ops@hanzo.example";
     vec![
         Step {
             title: "word statistics (Rust SDK tool, exports ABI)",
