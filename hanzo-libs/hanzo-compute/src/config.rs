@@ -123,6 +123,10 @@ pub struct DockerConfig {
     pub username: String,
     /// Registry password or token.
     pub password: String,
+    /// Processes a tool container may run at once (fork bombs stop here).
+    pub pids_limit: u32,
+    /// The user tool containers run as unless a job names one.
+    pub default_user: String,
 }
 
 impl Default for DockerConfig {
@@ -133,6 +137,8 @@ impl Default for DockerConfig {
             pull_policy: "if-not-present".into(),
             username: String::new(),
             password: String::new(),
+            pids_limit: 256,
+            default_user: "65534:65534".into(),
         }
     }
 }

@@ -236,6 +236,9 @@ pub struct JobSpec {
     /// same output and fuel on any machine.
     #[serde(default)]
     pub deterministic: bool,
+    /// The user to run as (containers); `None` means an unprivileged one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -257,6 +260,7 @@ impl JobSpec {
             priority: 0,
             retries: 0,
             deterministic: false,
+            user: None,
         }
     }
 

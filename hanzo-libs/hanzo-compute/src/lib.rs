@@ -17,6 +17,7 @@ mod limits;
 pub mod receipt;
 mod registry;
 mod runtime;
+pub mod stdio;
 
 pub use config::Config;
 pub use error::ComputeError;

@@ -308,7 +308,7 @@ pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, 
     exec.logs = logs.take();
     exec.result = outcome.map_err(|f| match f {
         Failure::Compute(e) => e,
-        Failure::Wasm(e) => name_failure(&e, job, rt.config.max_stack_kb, &exec.logs),
+        Failure::Wasm(e) => name_failure(&e, job, rt.config.max_stack_kb, &stdout.take(), &exec.logs),
     });
     exec
 }
@@ -330,22 +330,10 @@ async fn call(
                 Ok(()) => {}
                 // Go's wasip1 programs, among others, always end with proc_exit.
                 Err(e) if e.downcast_ref::<I32Exit>().map(|x| x.0) == Some(0) => {}
-                Err(e) => {
-                    // CONTRACTS §1a: a failing tool's message is the `error` field of
-                    // its stdout when it wrote one, else the last line of its stderr.
-                    if let Some(code) = e.downcast_ref::<I32Exit>().map(|x| x.0)
-                        && let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&stdout.take())
-                        && let Some(Value::String(msg)) = m.get("error")
-                    {
-                        return Err(
-                            ComputeError::ToolFailed(format!("exited with code {code}: {msg}")).into(),
-                        );
-                    }
-                    return Err(e.into());
-                }
+                // A non-zero exit is named in `name_failure`, with stdout and logs.
+                Err(e) => return Err(e.into()),
             }
-            let out = stdout.take();
-            parse_stdout(&out).map_err(Failure::Compute)
+            hanzo_compute::stdio::parse_output(&stdout.take()).map_err(Failure::Compute)
         }
         Abi::Exports { initialize, .. } => {
             if *initialize {
@@ -405,28 +393,6 @@ fn parse_envelope(bytes: &[u8]) -> Result<Value, ComputeError> {
     }
 }
 
-/// A WASI command's stdout: exactly one JSON document.
-fn parse_stdout(bytes: &[u8]) -> Result<Value, ComputeError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| ComputeError::ToolFailed("the tool's output is not UTF-8".into()))?;
-    if text.trim().is_empty() {
-        return Err(ComputeError::ToolFailed(
-            "the tool exited 0 but wrote no output".into(),
-        ));
-    }
-    serde_json::from_str(text.trim())
-        .map_err(|e| ComputeError::ToolFailed(format!("the tool's output is not one JSON document: {e}")))
-}
-
-/// The last non-empty line of the logs: by convention, the error message.
-fn last_log_line(logs: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(logs)
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty() && !l.starts_with("[hanzo-node:"))
-        .map(|l| l.trim().to_string())
-}
-
 fn find<T: std::error::Error + Send + Sync + 'static>(e: &wasmtime::Error) -> Option<&T> {
     e.downcast_ref::<T>()
         .or_else(|| e.chain().find_map(|c| c.downcast_ref::<T>()))
@@ -437,7 +403,7 @@ fn root_message(e: &wasmtime::Error) -> String {
 }
 
 /// Names what stopped the guest.
-fn name_failure(e: &wasmtime::Error, job: &Job, stack_kb: u64, logs: &[u8]) -> ComputeError {
+fn name_failure(e: &wasmtime::Error, job: &Job, stack_kb: u64, stdout: &[u8], logs: &[u8]) -> ComputeError {
     let limits = &job.spec.limits;
     if let Some(stop) = find::<HostStop>(e) {
         return match stop {
@@ -455,8 +421,7 @@ fn name_failure(e: &wasmtime::Error, job: &Job, stack_kb: u64, logs: &[u8]) -> C
         return ComputeError::limit(LimitKind::Output, o.to_string());
     }
     if let Some(exit) = find::<I32Exit>(e) {
-        let why = last_log_line(logs).unwrap_or_else(|| "no message".into());
-        return ComputeError::ToolFailed(format!("exited with code {}: {why}", exit.0));
+        return hanzo_compute::stdio::failure(exit.0.into(), stdout, logs);
     }
     if let Some(trap) = find::<Trap>(e) {
         return match trap {
@@ -474,7 +439,7 @@ fn name_failure(e: &wasmtime::Error, job: &Job, stack_kb: u64, logs: &[u8]) -> C
             ),
             other => {
                 let mut msg = format!("the tool trapped: {other}");
-                if let Some(line) = last_log_line(logs) {
+                if let Some(line) = hanzo_compute::stdio::last_log_line(logs) {
                     msg.push_str(&format!(" ({line})"));
                 }
                 ComputeError::ToolFailed(msg)
@@ -531,11 +496,5 @@ mod tests {
                 .to_string()
                 .contains("zz")
         );
-    }
-
-    #[test]
-    fn last_line_is_the_message() {
-        assert_eq!(last_log_line(b"one\ntwo\n\n").as_deref(), Some("two"));
-        assert_eq!(last_log_line(b""), None);
     }
 }
