@@ -6,6 +6,7 @@
 
 mod demo;
 mod node;
+mod progress;
 mod receipt_cmd;
 mod run;
 mod runtimes;

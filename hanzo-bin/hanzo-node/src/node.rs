@@ -4,6 +4,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use hanzo_compute::{Compute, ComputeError, Config, NodeKey, RuntimeKind};
+use hanzo_docker_runtime::{DockerOptions, DockerRuntime};
 use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +32,7 @@ pub struct Node {
     pub config: Config,
     pub compute: Compute,
     pub wasm: Option<Arc<WasmRuntime>>,
+    pub docker: Option<Arc<DockerRuntime>>,
 }
 
 impl Node {
@@ -51,10 +53,23 @@ impl Node {
             compute.register(rt.clone());
             wasm = Some(rt);
         }
+        let mut docker = None;
+        if wanted(RuntimeKind::Docker) {
+            // Connects lazily: a node without a daemon still starts, and says so.
+            let rt = DockerRuntime::new(DockerOptions {
+                config: config.compute.docker.clone(),
+                node_id: compute.key().id().to_string(),
+            })
+            .with_progress(crate::progress::pull_bar());
+            let rt = Arc::new(rt);
+            compute.register(rt.clone());
+            docker = Some(rt);
+        }
         Ok(Node {
             config,
             compute,
             wasm,
+            docker,
         })
     }
 

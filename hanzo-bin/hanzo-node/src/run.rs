@@ -54,6 +54,9 @@ pub struct RunArgs {
     /// Run under the deterministic profile (WASM).
     #[arg(long)]
     pub deterministic: bool,
+    /// The user to run as (containers; default: an unprivileged user).
+    #[arg(long, value_name = "USER[:GROUP]")]
+    pub user: Option<String>,
     /// Write the receipt to this file.
     #[arg(long, value_name = "PATH")]
     pub receipt: Option<PathBuf>,
@@ -99,6 +102,7 @@ impl RunArgs {
             .map(|m| m.parse::<Mount>())
             .collect::<Result<_, _>>()?;
         spec.deterministic = self.deterministic;
+        spec.user = self.user.clone();
         Ok(spec)
     }
 }

@@ -1,0 +1,153 @@
+//! The container a tool job runs in: hardened by default, relaxed only by what the
+//! job spec says explicitly.
+
+use crate::image::ImageRef;
+use crate::labels;
+use bollard::models::{ContainerCreateBody, HostConfig};
+use hanzo_compute::config::DockerConfig;
+use hanzo_compute::{ComputeError, Job, Network};
+use std::collections::HashMap;
+
+/// CFS period for the CPU quota (the kernel's default, 100 ms).
+const CPU_PERIOD_US: i64 = 100_000;
+/// The smallest quota given, so a job asking for a sliver of CPU still runs.
+const MIN_CPU_QUOTA_US: i64 = 10_000;
+
+/// The create request for a one-shot tool container.
+pub(crate) fn tool_container(
+    image: &ImageRef,
+    job: &Job,
+    config: &DockerConfig,
+    node_id: &str,
+) -> Result<ContainerCreateBody, ComputeError> {
+    let spec = &job.spec;
+    let limits = &spec.limits;
+    let memory =
+        i64::try_from(limits.memory_bytes()).map_err(|_| ComputeError::invalid("memory_mb is too large"))?;
+    // Docker refuses less than 6 MiB; say so in our words rather than its.
+    if memory < 6 * 1024 * 1024 {
+        return Err(ComputeError::invalid(
+            "memory_mb must be at least 6 for containers",
+        ));
+    }
+    let mut env = vec![
+        format!("HANZO_FUNCTION={}", spec.function_or_default()),
+        format!("HANZO_JOB_ID={}", job.id),
+    ];
+    for (k, v) in &spec.env {
+        if k.contains('=') || k.is_empty() {
+            return Err(ComputeError::invalid(format!("invalid env name '{k}'")));
+        }
+        env.push(format!("{k}={v}"));
+    }
+    let mut binds = Vec::new();
+    for m in &spec.mounts {
+        let host = m.host.canonicalize().map_err(|e| {
+            ComputeError::invalid(format!("mount source {} is not usable: {e}", m.host.display()))
+        })?;
+        let mode = if m.writable { "rw" } else { "ro" };
+        binds.push(format!("{}:{}:{mode}", host.display(), m.guest));
+    }
+    let quota = ((limits.cpu_shares as i64) * CPU_PERIOD_US / 1024).max(MIN_CPU_QUOTA_US);
+    let host_config = HostConfig {
+        network_mode: Some(match spec.network {
+            Network::None => "none".into(),
+            Network::Full => "bridge".into(),
+        }),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([(
+            "/tmp".to_string(),
+            format!("rw,noexec,nosuid,size={}m,mode=1777", limits.disk_mb),
+        )])),
+        pids_limit: Some(config.pids_limit as i64),
+        memory: Some(memory),
+        // Swap equal to memory: no swap at all, so the limit is the limit.
+        memory_swap: Some(memory),
+        cpu_shares: Some(limits.cpu_shares as i64),
+        cpu_period: Some(CPU_PERIOD_US),
+        cpu_quota: Some(quota),
+        // An init reaps zombies and forwards signals, so a kill ends the whole tree.
+        init: Some(true),
+        binds: (!binds.is_empty()).then_some(binds),
+        ..Default::default()
+    };
+    let labels = HashMap::from([
+        (labels::MANAGED.to_string(), "true".to_string()),
+        (labels::NODE.to_string(), node_id.to_string()),
+        (labels::JOB.to_string(), job.id.clone()),
+        (labels::KIND.to_string(), "tool".to_string()),
+    ]);
+    Ok(ContainerCreateBody {
+        image: Some(image.to_string()),
+        env: Some(env),
+        user: Some(spec.user.clone().unwrap_or_else(|| config.default_user.clone())),
+        labels: Some(labels),
+        attach_stdin: Some(true),
+        attach_stdout: Some(true),
+        attach_stderr: Some(true),
+        open_stdin: Some(true),
+        stdin_once: Some(true),
+        tty: Some(false),
+        network_disabled: Some(spec.network == Network::None),
+        host_config: Some(host_config),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hanzo_compute::{JobSpec, RuntimeKind};
+
+    fn body(tweak: impl FnOnce(&mut JobSpec)) -> Result<ContainerCreateBody, ComputeError> {
+        let mut spec = JobSpec::new(RuntimeKind::Docker, "tool:1");
+        tweak(&mut spec);
+        tool_container(
+            &"tool:1".parse().unwrap(),
+            &Job::new(spec),
+            &DockerConfig::default(),
+            "node",
+        )
+    }
+
+    #[test]
+    fn defaults_are_hardened() {
+        let b = body(|_| {}).unwrap();
+        let h = b.host_config.unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("none"));
+        assert_eq!(h.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(h.security_opt, Some(vec!["no-new-privileges".to_string()]));
+        assert_eq!(h.readonly_rootfs, Some(true));
+        assert_eq!(h.memory, h.memory_swap);
+        assert_eq!(h.memory, Some(256 * 1024 * 1024));
+        assert_eq!(h.pids_limit, Some(256));
+        assert_eq!(h.init, Some(true));
+        assert!(h.binds.is_none());
+        assert!(h.tmpfs.unwrap()["/tmp"].contains("size=512m"));
+        assert_eq!(b.user.as_deref(), Some("65534:65534"));
+        assert_eq!(b.labels.unwrap()[labels::KIND], "tool");
+    }
+
+    #[test]
+    fn relaxations_are_explicit() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = body(|s| {
+            s.network = Network::Full;
+            s.user = Some("0:0".into());
+            s.mounts = vec![format!("{}:/data", dir.path().display()).parse().unwrap()];
+        })
+        .unwrap();
+        let h = b.host_config.unwrap();
+        assert_eq!(h.network_mode.as_deref(), Some("bridge"));
+        assert_eq!(b.user.as_deref(), Some("0:0"));
+        assert!(h.binds.unwrap()[0].ends_with(":/data:ro"));
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        assert!(body(|s| s.limits.memory_mb = 1).is_err());
+        assert!(body(|s| s.mounts = vec!["/nonexistent/x:/x".parse().unwrap()]).is_err());
+    }
+}

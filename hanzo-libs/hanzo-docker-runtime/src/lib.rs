@@ -1,0 +1,192 @@
+//! # hanzo-docker-runtime
+//!
+//! Runs container tools on a Docker engine through bollard, behind hanzo-compute's
+//! [`Runtime`] trait. Tools follow the stdio contract (CONTRACTS §1a): params on
+//! stdin, one JSON document on stdout, logs on stderr.
+//!
+//! Containers are hardened by default and relaxed only by explicit job fields: no
+//! network, every capability dropped, `no-new-privileges`, a read-only root with a
+//! size-limited `/tmp`, a pids limit, memory with swap equal to memory, CPU shares
+//! and a quota, an init process, an unprivileged user, and no host mounts except the
+//! job's. Every container carries `hanzo.*` labels; the node removes its own in every
+//! outcome and reaps orphans of a crashed node when it connects.
+
+mod hardening;
+pub mod image;
+pub mod labels;
+mod tool;
+
+pub use image::{ImageRef, PullPolicy, PullProgress};
+
+use bollard::Docker;
+use hanzo_compute::config::DockerConfig;
+use hanzo_compute::{
+    Capabilities, ComputeError, Execution, Health, Job, LimitKind, Runtime, RuntimeKind, Support,
+};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+/// How to reach the daemon and what defaults to apply.
+#[derive(Debug, Clone)]
+pub struct DockerOptions {
+    /// `[compute.docker]`.
+    pub config: DockerConfig,
+    /// The node's id, written into the `hanzo.node` label so a node reaps only its own
+    /// orphans.
+    pub node_id: String,
+}
+
+/// A progress callback for image pulls (the CLI draws a bar with it).
+pub type ProgressSink = Arc<dyn Fn(PullProgress) + Send + Sync>;
+
+/// The Docker runtime. Connects lazily: a node without a daemon still starts, and
+/// reports the runtime unavailable with how to start one.
+pub struct DockerRuntime {
+    options: DockerOptions,
+    client: OnceCell<Docker>,
+    progress: Option<ProgressSink>,
+}
+
+/// Seconds bollard waits for one API call before giving up.
+const API_TIMEOUT_SECS: u64 = 120;
+
+impl DockerRuntime {
+    /// A runtime for the daemon at `options.config.socket`. Nothing is contacted yet.
+    pub fn new(options: DockerOptions) -> Self {
+        DockerRuntime {
+            options,
+            client: OnceCell::new(),
+            progress: None,
+        }
+    }
+
+    /// Reports image-pull progress to `sink`.
+    pub fn with_progress(mut self, sink: ProgressSink) -> Self {
+        self.progress = Some(sink);
+        self
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &DockerConfig {
+        &self.options.config
+    }
+
+    /// The connected client: on first use, connects, negotiates the API version and
+    /// reaps orphaned tool containers of this node.
+    pub async fn client(&self) -> Result<&Docker, ComputeError> {
+        self.client
+            .get_or_try_init(|| async {
+                let docker = self.connect().await?;
+                // A node that crashed mid-job left its containers behind; they carry
+                // this node's id, so remove them before running anything new.
+                let _ = tool::reap_orphans(&docker, &self.options.node_id).await;
+                Ok(docker)
+            })
+            .await
+    }
+
+    async fn connect(&self) -> Result<Docker, ComputeError> {
+        let socket = &self.options.config.socket;
+        let unavailable = |why: String| {
+            ComputeError::Unavailable(format!(
+                "no Docker daemon at {socket} ({why}); start one with `sudo systemctl start docker` \
+                 or `sudo dockerd &`, or set [compute.docker] socket"
+            ))
+        };
+        let docker = Docker::connect_with_socket(socket, API_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)
+            .map_err(|e| unavailable(describe(&e)))?;
+        // Daemons as old as API 1.41 (Docker 20.10, Debian 12) are common on the
+        // machines that will sell capacity: speak their version.
+        docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unavailable(describe(&e)))
+    }
+
+    /// Removes this node's leftover tool containers; returns how many.
+    pub async fn reap_orphans(&self) -> Result<usize, ComputeError> {
+        tool::reap_orphans(self.client().await?, &self.options.node_id).await
+    }
+}
+
+/// A bollard error in one line, with the daemon's own message when it sent one.
+pub(crate) fn describe(e: &bollard::errors::Error) -> String {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { message, .. } => message.trim().to_string(),
+        other => other.to_string().lines().next().unwrap_or("").to_string(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for DockerRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Docker
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let mut c =
+            Capabilities::new("Linux container: namespaces, cgroups, no capabilities, read-only root")
+                .with(
+                    LimitKind::Memory,
+                    Support::Enforced,
+                    "cgroup memory limit with swap equal to memory; an OOM kill is a memory limit error",
+                )
+                .with(
+                    LimitKind::Timeout,
+                    Support::Enforced,
+                    "the container is killed at the deadline",
+                )
+                .with(
+                    LimitKind::Output,
+                    Support::Enforced,
+                    "stdout is read up to the cap; past it the container is killed",
+                )
+                .with(
+                    LimitKind::CpuShares,
+                    Support::Enforced,
+                    "cgroup CPU shares, plus a CPU quota of cpu_shares/1024 cores",
+                )
+                .with(
+                    LimitKind::Disk,
+                    Support::Enforced,
+                    "read-only root filesystem; /tmp is a tmpfs of disk_mb (rw mounts are not size-limited)",
+                )
+                .with(
+                    LimitKind::Processes,
+                    Support::Enforced,
+                    format!("cgroup pids limit of {}", self.options.config.pids_limit),
+                )
+                .with(
+                    LimitKind::NetworkBandwidth,
+                    Support::Unsupported,
+                    "no bandwidth shaping; network is off unless the job asks for it",
+                )
+                .with(LimitKind::Fuel, Support::Unsupported, "fuel is a WASM measure")
+                .with(
+                    LimitKind::Stack,
+                    Support::Unsupported,
+                    "the process's own stack rlimit applies",
+                );
+        c.network = true;
+        c.mounts = true;
+        c
+    }
+
+    async fn health(&self) -> Health {
+        match self.client().await {
+            Ok(docker) => match docker.version().await {
+                Ok(v) => Health::ok(format!(
+                    "Docker {} (API {})",
+                    v.version.unwrap_or_default(),
+                    v.api_version.unwrap_or_default()
+                )),
+                Err(e) => Health::unavailable(describe(&e)),
+            },
+            Err(e) => Health::unavailable(e.to_string()),
+        }
+    }
+
+    async fn execute(&self, job: &Job) -> Execution {
+        tool::run(self, job).await
+    }
+}

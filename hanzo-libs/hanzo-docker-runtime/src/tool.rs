@@ -1,0 +1,285 @@
+//! One-shot tool containers: create, attach, start, write the params, wait with the
+//! job's timeout, collect, remove, whatever the outcome.
+
+use crate::image::{ImageRef, PullPolicy};
+use crate::{DockerRuntime, describe, hardening, labels};
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use hanzo_compute::{ComputeError, Execution, Job, LimitKind, Usage};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// How much of a tool's stderr is kept as its logs.
+const LOG_CAP: usize = 1024 * 1024;
+
+/// Removes the container when dropped, unless already removed: covers errors, panics
+/// and a caller that drops the job's future (cancellation).
+struct Cleanup {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl Cleanup {
+    async fn remove_now(&mut self) {
+        if let Some(id) = self.id.take() {
+            let _ = remove(&self.docker, &id).await;
+        }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(id) = self.id.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            let docker = self.docker.clone();
+            handle.spawn(async move {
+                let _ = remove(&docker, &id).await;
+            });
+        }
+    }
+}
+
+async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
+    docker
+        .remove_container(
+            id,
+            Some(
+                RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build(),
+            ),
+        )
+        .await
+}
+
+async fn kill(docker: &Docker, id: &str) {
+    let _ = docker
+        .kill_container(
+            id,
+            Some(KillContainerOptionsBuilder::default().signal("KILL").build()),
+        )
+        .await;
+}
+
+/// Removes every tool container labelled with this node's id.
+pub(crate) async fn reap_orphans(docker: &Docker, node_id: &str) -> Result<usize, ComputeError> {
+    let filters = HashMap::from([(
+        "label",
+        vec![
+            format!("{}={node_id}", labels::NODE),
+            format!("{}=tool", labels::KIND),
+        ],
+    )]);
+    let list = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| ComputeError::Unavailable(describe(&e)))?;
+    let mut n = 0;
+    for c in list {
+        if let Some(id) = c.id
+            && remove(docker, &id).await.is_ok()
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// How the container's run ended, before it is named for the user.
+enum Ended {
+    Exited(i64),
+    OutputOverflow,
+    TimedOut,
+    Cancelled,
+}
+
+/// Runs one tool job.
+pub(crate) async fn run(rt: &DockerRuntime, job: &Job) -> Execution {
+    let spec = &job.spec;
+    let mut exec = Execution::rejected(spec, ComputeError::internal("not run"));
+    let image = match spec.source.parse::<ImageRef>() {
+        Ok(i) => i.with_default_registry(&rt.options.config.registry),
+        Err(e) => return Execution::rejected(spec, e),
+    };
+    let policy = match rt.options.config.pull_policy.parse::<PullPolicy>() {
+        Ok(p) => p,
+        Err(e) => return Execution::rejected(spec, e),
+    };
+    let docker = match rt.client().await {
+        Ok(d) => d.clone(),
+        Err(e) => return Execution::rejected(spec, e),
+    };
+    let progress = rt.progress.clone();
+    let mut report = move |p| {
+        if let Some(sink) = &progress {
+            sink(p)
+        }
+    };
+    let digest = match rt.ensure_image(&image, policy, &mut report).await {
+        Ok(d) => d,
+        Err(e) => return Execution::rejected(spec, e),
+    };
+    exec.code_hash = Some(digest);
+    let body = match hardening::tool_container(&image, job, &rt.options.config, &rt.options.node_id) {
+        Ok(b) => b,
+        Err(e) => {
+            exec.result = Err(e);
+            return exec;
+        }
+    };
+    let params = match serde_json::to_vec(&spec.params) {
+        Ok(p) => p,
+        Err(e) => {
+            exec.result = Err(ComputeError::invalid(format!("params cannot be serialised: {e}")));
+            return exec;
+        }
+    };
+
+    let name = format!("hanzo-tool-{}", job.id);
+    let created = docker
+        .create_container(
+            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+            body,
+        )
+        .await;
+    let id = match created {
+        Ok(c) => c.id,
+        Err(e) => {
+            exec.result = Err(ComputeError::internal(format!(
+                "cannot create the container: {}",
+                describe(&e)
+            )));
+            return exec;
+        }
+    };
+    let mut cleanup = Cleanup {
+        docker: docker.clone(),
+        id: Some(id.clone()),
+    };
+    exec.result = run_container(&docker, &id, job, &params, &mut exec.usage, &mut exec.logs).await;
+    cleanup.remove_now().await;
+    exec
+}
+
+async fn run_container(
+    docker: &Docker,
+    id: &str,
+    job: &Job,
+    params: &[u8],
+    usage: &mut Usage,
+    logs: &mut Vec<u8>,
+) -> Result<serde_json::Value, ComputeError> {
+    let limits = &job.spec.limits;
+    // Attach before starting, so not a byte of output is missed.
+    let attach = docker
+        .attach_container(
+            id,
+            Some(
+                AttachContainerOptionsBuilder::default()
+                    .stdin(true)
+                    .stdout(true)
+                    .stderr(true)
+                    .stream(true)
+                    .build(),
+            ),
+        )
+        .await
+        .map_err(|e| ComputeError::internal(format!("cannot attach to the container: {}", describe(&e))))?;
+    docker
+        .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+        .await
+        .map_err(|e| ComputeError::ToolFailed(format!("the container did not start: {}", describe(&e))))?;
+    let started = Instant::now();
+    let deadline = started + Duration::from_millis(limits.timeout_ms);
+    let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
+
+    let mut input = attach.input;
+    let mut output = attach.output;
+    let mut stdout = Vec::new();
+    let mut dropped_logs = 0usize;
+    let write_params = async {
+        // A tool that exits without reading its stdin closes the pipe: not an error.
+        let _ = input.write_all(params).await;
+        let _ = input.shutdown().await;
+    };
+    let collect = async {
+        while let Some(frame) = output.next().await {
+            match frame {
+                Ok(LogOutput::StdOut { message }) => {
+                    if stdout.len() + message.len() > cap {
+                        return Ended::OutputOverflow;
+                    }
+                    stdout.extend_from_slice(&message);
+                }
+                Ok(LogOutput::StdErr { message }) => {
+                    let room = LOG_CAP.saturating_sub(logs.len());
+                    logs.extend_from_slice(&message[..room.min(message.len())]);
+                    dropped_logs += message.len().saturating_sub(room);
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        // The streams closed: the process exited. Ask for its code.
+        let mut wait = docker.wait_container(id, None::<bollard::query_parameters::WaitContainerOptions>);
+        match wait.next().await {
+            Some(Ok(r)) => Ended::Exited(r.status_code),
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ended::Exited(code),
+            _ => Ended::Exited(-1),
+        }
+    };
+    let ended = tokio::select! {
+        (_, ended) = async { tokio::join!(write_params, collect) } => ended,
+        _ = tokio::time::sleep_until(deadline.into()) => Ended::TimedOut,
+        _ = job.cancel.cancelled() => Ended::Cancelled,
+    };
+    if !matches!(ended, Ended::Exited(_)) {
+        kill(docker, id).await;
+    }
+    usage.set_wall_time(started.elapsed());
+    if dropped_logs > 0 {
+        logs.extend_from_slice(
+            format!("\n[hanzo-node: {dropped_logs} more bytes of logs dropped]\n").as_bytes(),
+        );
+    }
+    let state = docker
+        .inspect_container(id, None)
+        .await
+        .ok()
+        .and_then(|c| c.state);
+    let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+    match ended {
+        Ended::TimedOut => Err(ComputeError::limit(
+            LimitKind::Timeout,
+            format!("killed after the {} ms timeout", limits.timeout_ms),
+        )),
+        Ended::Cancelled => Err(ComputeError::Cancelled),
+        Ended::OutputOverflow => Err(ComputeError::limit(
+            LimitKind::Output,
+            format!("the tool wrote more than {cap} bytes of output"),
+        )),
+        // An OOM kill shows as exit 137; the daemon's flag says which it was.
+        Ended::Exited(_) if oom => Err(ComputeError::limit(
+            LimitKind::Memory,
+            format!(
+                "killed by the kernel at the {} MiB memory limit (memory_mb)",
+                limits.memory_mb
+            ),
+        )),
+        Ended::Exited(0) => hanzo_compute::stdio::parse_output(&stdout),
+        Ended::Exited(code) => Err(hanzo_compute::stdio::failure(code, &stdout, logs)),
+    }
+}
