@@ -10,6 +10,7 @@ mod progress;
 mod receipt_cmd;
 mod run;
 mod runtimes;
+mod service_cmd;
 
 use clap::{Parser, Subcommand};
 use hanzo_compute::ComputeError;
@@ -45,6 +46,9 @@ enum Command {
     /// Work with the content-addressed module store.
     #[command(subcommand)]
     Module(node::ModuleCmd),
+    /// Long-running services: deploy, ls, inspect, scale, rm.
+    #[command(subcommand)]
+    Service(service_cmd::ServiceCmd),
     /// Run the example tools and print their outputs and receipts.
     Demo(demo::DemoArgs),
 }
@@ -90,6 +94,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json).await,
         Command::Receipt(cmd) => receipt_cmd::run(cmd),
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd),
+        Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
     }
 }

@@ -127,6 +127,8 @@ pub struct DockerConfig {
     pub pids_limit: u32,
     /// The user tool containers run as unless a job names one.
     pub default_user: String,
+    /// The host address services' ports are published on.
+    pub publish_address: String,
 }
 
 impl Default for DockerConfig {
@@ -139,6 +141,7 @@ impl Default for DockerConfig {
             password: String::new(),
             pids_limit: 256,
             default_user: "65534:65534".into(),
+            publish_address: "127.0.0.1".into(),
         }
     }
 }

@@ -17,6 +17,7 @@ mod limits;
 pub mod receipt;
 mod registry;
 mod runtime;
+pub mod service;
 pub mod stdio;
 
 pub use config::Config;
@@ -27,3 +28,4 @@ pub use limits::{Capabilities, DEFAULT_MAX_OUTPUT_BYTES, LimitKind, LimitSupport
 pub use receipt::{Receipt, VerifyError};
 pub use registry::{Compute, JobOutcome, Signing};
 pub use runtime::{CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};
+pub use service::{RestartPolicy, ServiceRuntime, ServiceSpec, ServiceStatus};

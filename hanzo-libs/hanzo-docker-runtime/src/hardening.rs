@@ -5,13 +5,56 @@ use crate::image::ImageRef;
 use crate::labels;
 use bollard::models::{ContainerCreateBody, HostConfig};
 use hanzo_compute::config::DockerConfig;
-use hanzo_compute::{ComputeError, Job, Network};
+use hanzo_compute::{ComputeError, Job, Network, ResourceLimits};
 use std::collections::HashMap;
 
 /// CFS period for the CPU quota (the kernel's default, 100 ms).
 const CPU_PERIOD_US: i64 = 100_000;
 /// The smallest quota given, so a job asking for a sliver of CPU still runs.
 const MIN_CPU_QUOTA_US: i64 = 10_000;
+
+/// The hardened host configuration every container of the node starts from: no
+/// capabilities, no new privileges, a read-only root with a `/tmp` tmpfs of `disk_mb`,
+/// memory with swap equal to it, CPU shares and a quota, a pids limit, an init, and no
+/// network unless asked.
+pub(crate) fn host_config(
+    limits: &ResourceLimits,
+    network: Network,
+    pids_limit: u32,
+) -> Result<HostConfig, ComputeError> {
+    let memory =
+        i64::try_from(limits.memory_bytes()).map_err(|_| ComputeError::invalid("memory_mb is too large"))?;
+    // Docker refuses less than 6 MiB; say so in our words rather than its.
+    if memory < 6 * 1024 * 1024 {
+        return Err(ComputeError::invalid(
+            "memory_mb must be at least 6 for containers",
+        ));
+    }
+    let quota = ((limits.cpu_shares as i64) * CPU_PERIOD_US / 1024).max(MIN_CPU_QUOTA_US);
+    Ok(HostConfig {
+        network_mode: Some(match network {
+            Network::None => "none".into(),
+            Network::Full => "bridge".into(),
+        }),
+        cap_drop: Some(vec!["ALL".into()]),
+        security_opt: Some(vec!["no-new-privileges".into()]),
+        readonly_rootfs: Some(true),
+        tmpfs: Some(HashMap::from([(
+            "/tmp".to_string(),
+            format!("rw,noexec,nosuid,size={}m,mode=1777", limits.disk_mb),
+        )])),
+        pids_limit: Some(pids_limit as i64),
+        memory: Some(memory),
+        // Swap equal to memory: no swap at all, so the limit is the limit.
+        memory_swap: Some(memory),
+        cpu_shares: Some(limits.cpu_shares as i64),
+        cpu_period: Some(CPU_PERIOD_US),
+        cpu_quota: Some(quota),
+        // An init reaps zombies and forwards signals, so a kill ends the whole tree.
+        init: Some(true),
+        ..Default::default()
+    })
+}
 
 /// The create request for a one-shot tool container.
 pub(crate) fn tool_container(
@@ -22,14 +65,6 @@ pub(crate) fn tool_container(
 ) -> Result<ContainerCreateBody, ComputeError> {
     let spec = &job.spec;
     let limits = &spec.limits;
-    let memory =
-        i64::try_from(limits.memory_bytes()).map_err(|_| ComputeError::invalid("memory_mb is too large"))?;
-    // Docker refuses less than 6 MiB; say so in our words rather than its.
-    if memory < 6 * 1024 * 1024 {
-        return Err(ComputeError::invalid(
-            "memory_mb must be at least 6 for containers",
-        ));
-    }
     let mut env = vec![
         format!("HANZO_FUNCTION={}", spec.function_or_default()),
         format!("HANZO_JOB_ID={}", job.id),
@@ -48,30 +83,9 @@ pub(crate) fn tool_container(
         let mode = if m.writable { "rw" } else { "ro" };
         binds.push(format!("{}:{}:{mode}", host.display(), m.guest));
     }
-    let quota = ((limits.cpu_shares as i64) * CPU_PERIOD_US / 1024).max(MIN_CPU_QUOTA_US);
     let host_config = HostConfig {
-        network_mode: Some(match spec.network {
-            Network::None => "none".into(),
-            Network::Full => "bridge".into(),
-        }),
-        cap_drop: Some(vec!["ALL".into()]),
-        security_opt: Some(vec!["no-new-privileges".into()]),
-        readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([(
-            "/tmp".to_string(),
-            format!("rw,noexec,nosuid,size={}m,mode=1777", limits.disk_mb),
-        )])),
-        pids_limit: Some(config.pids_limit as i64),
-        memory: Some(memory),
-        // Swap equal to memory: no swap at all, so the limit is the limit.
-        memory_swap: Some(memory),
-        cpu_shares: Some(limits.cpu_shares as i64),
-        cpu_period: Some(CPU_PERIOD_US),
-        cpu_quota: Some(quota),
-        // An init reaps zombies and forwards signals, so a kill ends the whole tree.
-        init: Some(true),
         binds: (!binds.is_empty()).then_some(binds),
-        ..Default::default()
+        ..host_config(limits, spec.network, config.pids_limit)?
     };
     let labels = HashMap::from([
         (labels::MANAGED.to_string(), "true".to_string()),

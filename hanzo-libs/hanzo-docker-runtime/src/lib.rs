@@ -14,6 +14,7 @@
 mod hardening;
 pub mod image;
 pub mod labels;
+mod service;
 mod tool;
 
 pub use image::{ImageRef, PullPolicy, PullProgress};

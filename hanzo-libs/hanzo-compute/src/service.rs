@@ -1,0 +1,221 @@
+//! Long-running services (the seed's `deploy_service`): one spec shared by the Docker
+//! and Kubernetes runtimes, so a service moves between them by changing one word.
+
+use crate::{ComputeError, Network, ResourceLimits, RuntimeKind};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// What a service restarts on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart whenever a replica stops (the default).
+    #[default]
+    Always,
+    /// Restart only after a non-zero exit.
+    OnFailure,
+    /// Never restart.
+    Never,
+}
+
+/// A command the runtime runs inside a replica to decide whether it is healthy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The command and its arguments (exit 0 = healthy).
+    pub command: Vec<String>,
+    /// Time between checks.
+    #[serde(default = "default_interval")]
+    pub interval_ms: u64,
+    /// How long one check may take.
+    #[serde(default = "default_check_timeout")]
+    pub timeout_ms: u64,
+    /// Failures in a row before the replica is unhealthy.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_interval() -> u64 {
+    5_000
+}
+fn default_check_timeout() -> u64 {
+    2_000
+}
+fn default_retries() -> u32 {
+    3
+}
+
+/// A long-running service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// The service's name: lower-case letters, digits and '-', at most 40 characters.
+    pub name: String,
+    /// The image reference.
+    pub image: String,
+    /// How many replicas to run.
+    #[serde(default = "one")]
+    pub replicas: u32,
+    /// Container ports to publish (TCP).
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Limits per replica (the timeout does not apply to services).
+    #[serde(default)]
+    pub limits: ResourceLimits,
+    /// A health check, if any.
+    #[serde(default)]
+    pub health_check: Option<HealthCheck>,
+    /// The restart policy.
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    /// Network access; services answer on ports, so it defaults to `full`.
+    #[serde(default = "full")]
+    pub network: Network,
+    /// Overrides the image's command.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// The user to run as; `None` means an unprivileged one.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn full() -> Network {
+    Network::Full
+}
+
+/// Most replicas a service may ask for on one node.
+pub const MAX_REPLICAS: u32 = 64;
+
+impl ServiceSpec {
+    /// A one-replica service with defaults.
+    pub fn new(name: impl Into<String>, image: impl Into<String>) -> Self {
+        ServiceSpec {
+            name: name.into(),
+            image: image.into(),
+            replicas: 1,
+            ports: Vec::new(),
+            env: BTreeMap::new(),
+            limits: ResourceLimits::default(),
+            health_check: None,
+            restart: RestartPolicy::Always,
+            network: Network::Full,
+            command: None,
+            user: None,
+        }
+    }
+
+    /// Rejects names and counts no runtime could honour.
+    pub fn validate(&self) -> Result<(), ComputeError> {
+        validate_name(&self.name)?;
+        if self.replicas > MAX_REPLICAS {
+            return Err(ComputeError::invalid(format!(
+                "replicas {} is above the limit of {MAX_REPLICAS}",
+                self.replicas
+            )));
+        }
+        if self.ports.contains(&0) {
+            return Err(ComputeError::invalid("port 0 is not a port"));
+        }
+        self.limits.validate()
+    }
+}
+
+/// A service name: `[a-z0-9]([a-z0-9-]*[a-z0-9])?`, at most 40 characters (it becomes
+/// part of container and Kubernetes object names).
+pub fn validate_name(name: &str) -> Result<(), ComputeError> {
+    let ok = !name.is_empty()
+        && name.len() <= 40
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ComputeError::invalid(format!(
+            "invalid service name '{name}' (lower-case letters, digits and '-', at most 40)"
+        )))
+    }
+}
+
+/// One replica of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replica {
+    /// The runtime's id for it (container id, pod name).
+    pub id: String,
+    /// `running`, `restarting`, `exited`, ...
+    pub state: String,
+    /// `healthy`, `unhealthy`, `starting`, or `none` without a health check.
+    pub health: String,
+    /// Where its published ports answer (`127.0.0.1:49153`).
+    pub endpoints: Vec<String>,
+}
+
+/// A service as the runtime sees it now.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// The service's name.
+    pub name: String,
+    /// The runtime it runs on.
+    pub runtime: RuntimeKind,
+    /// The spec it was deployed with.
+    pub spec: ServiceSpec,
+    /// Replicas asked for.
+    pub replicas_desired: u32,
+    /// Replicas running now.
+    pub replicas_running: u32,
+    /// Every endpoint of every replica.
+    pub endpoints: Vec<String>,
+    /// Each replica.
+    pub replicas: Vec<Replica>,
+}
+
+/// A runtime that can run long-running services.
+#[async_trait::async_trait]
+pub trait ServiceRuntime: Send + Sync {
+    /// Which runtime this is.
+    fn kind(&self) -> RuntimeKind;
+    /// Deploys (or redeploys) a service and returns its status with its endpoints.
+    async fn deploy(&self, spec: &ServiceSpec) -> Result<ServiceStatus, ComputeError>;
+    /// Every service of this node.
+    async fn list(&self) -> Result<Vec<ServiceStatus>, ComputeError>;
+    /// One service; `InvalidInput` when there is none of that name.
+    async fn inspect(&self, name: &str) -> Result<ServiceStatus, ComputeError>;
+    /// Changes the replica count.
+    async fn scale(&self, name: &str, replicas: u32) -> Result<ServiceStatus, ComputeError>;
+    /// Removes the service and every replica.
+    async fn remove(&self, name: &str) -> Result<(), ComputeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minimal_spec_parses_with_defaults() {
+        let s: ServiceSpec =
+            serde_json::from_str(r#"{"name":"web","image":"web:1","ports":[8080]}"#).unwrap();
+        assert_eq!(s.replicas, 1);
+        assert_eq!(s.restart, RestartPolicy::Always);
+        assert_eq!(s.network, Network::Full);
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_names_and_counts_are_refused() {
+        for n in ["", "Web", "-web", "web-", "a_b", &"x".repeat(41)] {
+            assert!(validate_name(n).is_err(), "{n}");
+        }
+        let mut s = ServiceSpec::new("web", "web:1");
+        s.replicas = 1000;
+        assert!(s.validate().is_err());
+    }
+}
