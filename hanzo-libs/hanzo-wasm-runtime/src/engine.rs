@@ -16,6 +16,9 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAlloca
 /// timeouts and cancellation.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Bytes of each pooled linear memory and table kept resident between uses.
+const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
+
 /// Which engine configuration a job runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Profile {
@@ -62,6 +65,12 @@ fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -> Config {
         pool.total_stacks(cfg.max_instances);
         pool.total_component_instances(0);
         pool.max_memory_size((cfg.max_memory_mb as usize).saturating_mul(1024 * 1024));
+        // Reusing a slot otherwise returns its pages to the kernel (madvise), and every
+        // such call makes the kernel flush the other cores' TLBs: on a 2-core VM that
+        // halved throughput with two workers (BENCHMARKS.md). Keeping the first pages
+        // resident and zeroing them instead costs a little memory per used slot.
+        pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
+        pool.table_keep_resident(KEEP_RESIDENT_BYTES);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     c

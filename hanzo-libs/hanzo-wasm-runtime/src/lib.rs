@@ -171,8 +171,14 @@ impl WasmRuntime {
     }
 
     /// Resolves a source to a digest, adding a file's module to the store.
-    fn resolve(&self, source: &str) -> Result<String, ComputeError> {
+    fn resolve(&self, source: &str, profile: Profile) -> Result<String, ComputeError> {
         if let Some(sha) = parse_digest_source(source)? {
+            // A module already prepared is known to be in the store: skip the stat.
+            let key = (profile, sha);
+            if self.prepared.read().unwrap_or_else(|p| p.into_inner()).contains_key(&key) {
+                return Ok(key.1);
+            }
+            let sha = key.1;
             if !self.store.contains(&sha) {
                 return Err(ComputeError::invalid(format!(
                     "no module sha256:{sha} in the store at {}",
@@ -248,7 +254,7 @@ impl WasmRuntime {
         } else {
             Profile::Standard
         };
-        let prepared = match self.resolve(&spec.source) {
+        let prepared = match self.resolve(&spec.source, profile) {
             Ok(sha) => self.prepare(&sha, profile).await,
             Err(e) => Err(e),
         };
