@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest),
-# builds the example tools once, then runs the workspace's tests.
+# Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest, the
+# Docker engine and what its tests use) and starts dockerd, builds the example tools
+# once, then runs the workspace's tests and checks that no tool container is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
+source scripts/docker.sh
 ensure_wasm_target
 ensure_nextest
+ensure_docker
 build_examples
 cargo fmt --all -- --check
 # The benchmark crate has no tests and pulls in extism: it is built by the bench only.
 exclude=()
 if grep -q '"benches/wasm-bench"' Cargo.toml; then exclude=(--exclude wasm-bench); fi
-cargo nextest run "${CARGO_FLAGS[@]}" --workspace "${exclude[@]}" --no-fail-fast "$@"
+status=0
+cargo nextest run "${CARGO_FLAGS[@]}" --workspace "${exclude[@]}" --no-fail-fast "$@" || status=$?
+# Every tool container the suite created must be gone, whatever happened.
+check_no_hanzo_containers || status=1
+exit "$status"

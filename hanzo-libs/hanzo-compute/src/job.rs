@@ -197,6 +197,9 @@ pub fn parse_env_pair(s: &str) -> Result<(String, String), ComputeError> {
     }
 }
 
+/// Environment variables only the node sets (CONTRACTS §1a).
+pub const RESERVED_ENV: [&str; 2] = ["HANZO_FUNCTION", "HANZO_JOB_ID"];
+
 /// The default function name (CONTRACTS §1a: `HANZO_FUNCTION` defaults to `run`).
 pub const DEFAULT_FUNCTION: &str = "run";
 
@@ -282,6 +285,23 @@ impl JobSpec {
         self
     }
 
+    /// Checks what every runtime relies on: sane limits, and an environment that cannot
+    /// impersonate the node (`HANZO_FUNCTION` and `HANZO_JOB_ID` are the node's to set).
+    pub fn validate(&self) -> Result<(), ComputeError> {
+        self.limits.validate()?;
+        for k in self.env.keys() {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err(ComputeError::invalid(format!("invalid env name '{k}'")));
+            }
+            if RESERVED_ENV.contains(&k.as_str()) {
+                return Err(ComputeError::invalid(format!(
+                    "env {k} is set by the node and cannot be overridden"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The function the runtime will be asked for, `run` when none was named.
     pub fn function_or_default(&self) -> &str {
         self.function.as_deref().unwrap_or(DEFAULT_FUNCTION)
@@ -337,6 +357,16 @@ mod tests {
         .unwrap();
         assert_eq!(j.mounts.len(), 2);
         assert!(!j.mounts[0].writable && j.mounts[1].writable);
+    }
+
+    #[test]
+    fn the_node_variables_cannot_be_overridden() {
+        let mut j = JobSpec::new(RuntimeKind::Wasm, "x");
+        j.env.insert("HANZO_JOB_ID".into(), "someone-else".into());
+        assert!(j.validate().unwrap_err().to_string().contains("HANZO_JOB_ID"));
+        j.env.clear();
+        j.env.insert("A=B".into(), "x".into());
+        assert!(j.validate().is_err());
     }
 
     #[test]

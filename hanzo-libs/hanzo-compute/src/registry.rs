@@ -82,7 +82,7 @@ impl Compute {
             logs,
             receipt,
         };
-        if let Err(e) = job.spec.limits.validate() {
+        if let Err(e) = job.spec.validate() {
             return outcome(Err(e), Usage::default(), Vec::new(), None);
         }
         let Some(runtime) = self.runtimes.get(&job.spec.runtime) else {

@@ -30,6 +30,11 @@ pub(crate) fn host_config(
             "memory_mb must be at least 6 for containers",
         ));
     }
+    // A tmpfs of size 0 means "no limit" to the kernel: refuse it rather than hand out
+    // unbounded scratch space.
+    if limits.disk_mb == 0 {
+        return Err(ComputeError::invalid("disk_mb must be at least 1 for containers"));
+    }
     let quota = ((limits.cpu_shares as i64) * CPU_PERIOD_US / 1024).max(MIN_CPU_QUOTA_US);
     Ok(HostConfig {
         network_mode: Some(match network {
@@ -76,7 +81,17 @@ pub(crate) fn tool_container(
         env.push(format!("{k}={v}"));
     }
     let mut binds = Vec::new();
+    let mut targets = std::collections::HashSet::new();
     for m in &spec.mounts {
+        // /tmp is the job's size-limited scratch; a bind there (or two binds on one
+        // target) would be refused by the daemon in its words, or shadow the limit.
+        let target = m.guest.trim_end_matches('/');
+        if target == "/tmp" || target.is_empty() || !targets.insert(target.to_string()) {
+            return Err(ComputeError::invalid(format!(
+                "mount target {} is reserved or used twice",
+                m.guest
+            )));
+        }
         let host = m.host.canonicalize().map_err(|e| {
             ComputeError::invalid(format!("mount source {} is not usable: {e}", m.host.display()))
         })?;

@@ -46,6 +46,8 @@ pub struct DockerRuntime {
     options: DockerOptions,
     client: OnceCell<Docker>,
     progress: Option<ProgressSink>,
+    /// Orphans removed when the client connected, not yet reported by `reap_orphans`.
+    reaped_at_connect: std::sync::atomic::AtomicUsize,
 }
 
 /// Seconds bollard waits for one API call before giving up.
@@ -58,6 +60,7 @@ impl DockerRuntime {
             options,
             client: OnceCell::new(),
             progress: None,
+            reaped_at_connect: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -80,7 +83,10 @@ impl DockerRuntime {
                 let docker = self.connect().await?;
                 // A node that crashed mid-job left its containers behind; they carry
                 // this node's id, so remove them before running anything new.
-                let _ = tool::reap_orphans(&docker, &self.options.node_id).await;
+                if let Ok(n) = tool::reap_orphans(&docker, &self.options.node_id).await {
+                    self.reaped_at_connect
+                        .store(n, std::sync::atomic::Ordering::Relaxed);
+                }
                 Ok(docker)
             })
             .await
@@ -104,9 +110,26 @@ impl DockerRuntime {
             .map_err(|e| unavailable(describe(&e)))
     }
 
-    /// Removes this node's leftover tool containers; returns how many.
+    /// Removes this node's leftover tool containers; returns how many, counting those
+    /// already removed when the client first connected.
     pub async fn reap_orphans(&self) -> Result<usize, ComputeError> {
-        tool::reap_orphans(self.client().await?, &self.options.node_id).await
+        let docker = self.client().await?;
+        let now = tool::reap_orphans(docker, &self.options.node_id).await?;
+        Ok(now
+            + self
+                .reaped_at_connect
+                .swap(0, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// A failed create: the daemon's 400s (a bad mount, an unknown user, ...) are the
+/// job's fault, anything else the node's.
+pub(crate) fn create_error(what: &str, e: &bollard::errors::Error) -> ComputeError {
+    match e {
+        bollard::errors::Error::DockerResponseServerError { status_code: 400, .. } => {
+            ComputeError::invalid(format!("cannot create {what}: {}", describe(e)))
+        }
+        _ => ComputeError::internal(format!("cannot create {what}: {}", describe(e))),
     }
 }
 

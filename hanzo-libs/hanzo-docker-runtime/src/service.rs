@@ -144,7 +144,7 @@ impl DockerRuntime {
                 body,
             )
             .await
-            .map_err(|e| ComputeError::internal(format!("cannot create replica {name}: {}", describe(&e))))?;
+            .map_err(|e| crate::create_error(&format!("replica {name}"), &e))?;
         if let Err(e) = docker
             .start_container(
                 &created.id,

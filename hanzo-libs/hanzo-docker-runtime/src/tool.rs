@@ -158,10 +158,7 @@ pub(crate) async fn run(rt: &DockerRuntime, job: &Job) -> Execution {
     let id = match created {
         Ok(c) => c.id,
         Err(e) => {
-            exec.result = Err(ComputeError::internal(format!(
-                "cannot create the container: {}",
-                describe(&e)
-            )));
+            exec.result = Err(crate::create_error("the container", &e));
             return exec;
         }
     };
@@ -241,8 +238,22 @@ async fn run_container(
             _ => Ended::Exited(-1),
         }
     };
+    // Feed stdin while reading the output, but stop waiting for the writer once the
+    // output has ended: a tool may exit without reading its params, and the daemon
+    // need not drain stdin then, which would otherwise hold the job to its deadline.
+    let run = async {
+        tokio::pin!(write_params);
+        tokio::pin!(collect);
+        let mut writing = true;
+        loop {
+            tokio::select! {
+                _ = &mut write_params, if writing => writing = false,
+                ended = &mut collect => break ended,
+            }
+        }
+    };
     let ended = tokio::select! {
-        (_, ended) = async { tokio::join!(write_params, collect) } => ended,
+        ended = run => ended,
         _ = tokio::time::sleep_until(deadline.into()) => Ended::TimedOut,
         _ = job.cancel.cancelled() => Ended::Cancelled,
     };

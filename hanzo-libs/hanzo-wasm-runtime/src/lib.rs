@@ -175,7 +175,12 @@ impl WasmRuntime {
         if let Some(sha) = parse_digest_source(source)? {
             // A module already prepared is known to be in the store: skip the stat.
             let key = (profile, sha);
-            if self.prepared.read().unwrap_or_else(|p| p.into_inner()).contains_key(&key) {
+            if self
+                .prepared
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&key)
+            {
                 return Ok(key.1);
             }
             let sha = key.1;

@@ -1,0 +1,157 @@
+//! Nothing is left behind: a node reaps the tool containers a crash of its own left over
+//! (and only its own), and removes a job's container after a timeout, a cancellation, or a
+//! caller that drops the job.
+
+use crate::util::*;
+use hanzo_compute::{ComputeError, Job, Runtime, Signing};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+/// `docker create`s a stopped container that looks like a tool container of `node`.
+fn fake_tool_container(node: &str, kind: &str) -> ContainerGuard {
+    let job = format!("orphan-{}", &hanzo_compute::new_job_id()[..8]);
+    let id = docker(&[
+        "create",
+        "--label",
+        "hanzo.managed=true",
+        "--label",
+        &format!("hanzo.node={node}"),
+        "--label",
+        &format!("hanzo.job={job}"),
+        "--label",
+        &format!("hanzo.kind={kind}"),
+        busybox(),
+    ]);
+    ContainerGuard(id)
+}
+
+fn exists(container: &ContainerGuard) -> bool {
+    docker_output(&["inspect", &container.0]).status.success()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orphans_of_this_node_are_reaped_and_no_others() {
+    let node = Node::new();
+    // Connect first, so the reaping below is the explicit call's.
+    assert!(node.rt.health().await.available);
+    let other_node = unique_node_id();
+    let orphan = fake_tool_container(&node.id, "tool");
+    let foreign = fake_tool_container(&other_node, "tool");
+    let service = fake_tool_container(&node.id, "service");
+    let reaped = node.rt.reap_orphans().await.unwrap();
+    assert_eq!(reaped, 1);
+    assert!(!exists(&orphan), "the node's orphan was left");
+    assert!(exists(&foreign), "another node's container was removed");
+    assert!(
+        exists(&service),
+        "a service container was reaped as a tool orphan"
+    );
+    assert_eq!(node.rt.reap_orphans().await.unwrap(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connecting_reaps_the_orphans_of_a_crashed_run() {
+    let node = Node::new();
+    let orphan = fake_tool_container(&node.id, "tool");
+    // The first job connects, and reaps before it runs.
+    let out = node.run(echo_job("run").params(json!({"x": 1}))).await;
+    assert_eq!(expect_ok(&out), json!({"x": 1}));
+    assert!(!exists(&orphan), "the orphan survived the node's start");
+}
+
+/// `reap_orphans` says how many containers it removed, also when it is the call that
+/// connects to the daemon (a node's start-up: `hanzo-node` reports the number).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reap_orphans_counts_what_it_removed_on_first_use() {
+    let node = Node::new();
+    let orphan = fake_tool_container(&node.id, "tool");
+    let reaped = node.rt.reap_orphans().await.unwrap();
+    assert!(!exists(&orphan));
+    assert_eq!(
+        reaped, 1,
+        "one orphan was removed, but reap_orphans reported {reaped}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_left_after_a_timeout() {
+    let node = Node::new();
+    let mut spec = script_job("sleep 1000");
+    spec.limits.timeout_ms = 400;
+    let job = Job::new(spec);
+    let compute = node.compute.clone();
+    let run = {
+        let job = job.clone();
+        tokio::spawn(async move { compute.run_job(&job, Signing::On).await })
+    };
+    // The filter finds the container while it runs: its absence afterwards means something.
+    wait_for_container(&job.id, Duration::from_secs(20)).await;
+    let out = run.await.unwrap();
+    expect_limit(&out, hanzo_compute::LimitKind::Timeout);
+    assert_gone(&job.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_left_after_a_cancellation() {
+    let node = Node::new();
+    let mut spec = echo_job("spin");
+    spec.limits.timeout_ms = 60_000;
+    let job = Job::new(spec);
+    let cancel = job.cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let t = Instant::now();
+    let out = node.compute.run_job(&job, Signing::On).await;
+    assert_eq!(out.result.unwrap_err(), ComputeError::Cancelled);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "cancel took {:?}",
+        t.elapsed()
+    );
+    assert_gone(&job.id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_left_when_the_caller_drops_the_job() {
+    let node = Node::new();
+    let mut spec = script_job("sleep 1000");
+    spec.limits.timeout_ms = 60_000;
+    let job = Job::new(spec);
+    let rt = node.rt.clone();
+    {
+        let execute = rt.execute(&job);
+        tokio::pin!(execute);
+        let wait = wait_for_container(&job.id, Duration::from_secs(20));
+        tokio::select! {
+            _ = &mut execute => panic!("the job ended on its own"),
+            _ = wait => {}
+        }
+        // `execute` is dropped here, mid-run.
+    }
+    let t = Instant::now();
+    while !containers(&format!("label=hanzo.job={}", job.id)).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the dropped job's container is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!(
+        "container of a dropped job removed {:?} after the drop",
+        t.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_left_when_the_container_cannot_start() {
+    let node = Node::new();
+    // A user name the scratch image has no /etc/passwd for: create works, start fails.
+    let mut spec = echo_job("run");
+    spec.user = Some("no-such-user".into());
+    let out = node.run(spec).await;
+    eprintln!("unknown user: {:?}", out.result);
+    assert!(out.result.is_err());
+    assert_gone(&out.job_id);
+}
