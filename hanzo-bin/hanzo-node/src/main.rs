@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run one tool and print its output.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// List the runtimes: available?, version, and how each limit is honoured.
     Runtimes {
         /// Print JSON instead of a table.
@@ -90,7 +90,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run(args) => run::run(cli.config.as_deref(), args).await,
+        Command::Run(args) => run::run(cli.config.as_deref(), *args).await,
         Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json).await,
         Command::Receipt(cmd) => receipt_cmd::run(cmd),
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd),

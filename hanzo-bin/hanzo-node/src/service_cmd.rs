@@ -10,7 +10,7 @@ use std::sync::Arc;
 #[derive(Subcommand, Debug)]
 pub enum ServiceCmd {
     /// Deploy (or redeploy) a service and print its endpoints.
-    Deploy(DeployArgs),
+    Deploy(Box<DeployArgs>),
     /// List this node's services.
     Ls(Common),
     /// Show one service, its replicas and endpoints.

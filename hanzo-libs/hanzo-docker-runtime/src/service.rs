@@ -3,15 +3,13 @@
 //! the daemon itself is the record of what is deployed (no state file to lose).
 
 use crate::image::{ImageRef, PullPolicy};
-use crate::{DockerRuntime, describe, hardening, labels};
+use crate::{DockerRuntime, containers, describe, hardening, labels};
 use bollard::Docker;
 use bollard::models::{
     ContainerCreateBody, ContainerSummary, HealthConfig, PortBinding, RestartPolicy as DockerRestart,
     RestartPolicyNameEnum,
 };
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use hanzo_compute::service::{Replica, RestartPolicy, ServiceRuntime, ServiceSpec, ServiceStatus};
 use hanzo_compute::{ComputeError, Network, RuntimeKind};
 use std::collections::{BTreeMap, HashMap};
@@ -32,23 +30,15 @@ impl DockerRuntime {
         docker: &Docker,
         name: &str,
     ) -> Result<BTreeMap<u32, ContainerSummary>, ComputeError> {
-        let filters = HashMap::from([(
-            "label",
+        let list = containers::labelled(
+            docker,
             vec![
                 format!("{}=service", labels::KIND),
                 format!("{}={name}", labels::SERVICE),
                 format!("{}={}", labels::NODE, self.options.node_id),
             ],
-        )]);
-        let list = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| ComputeError::Unavailable(describe(&e)))?;
+        )
+        .await?;
         Ok(list
             .into_iter()
             .filter_map(|c| {
@@ -152,7 +142,7 @@ impl DockerRuntime {
             )
             .await
         {
-            let _ = remove_container(docker, &created.id).await;
+            let _ = containers::remove(docker, &created.id).await;
             return Err(ComputeError::ToolFailed(format!(
                 "replica {name} did not start: {}",
                 describe(&e)
@@ -265,20 +255,6 @@ fn free_port(address: &str) -> Result<u16, ComputeError> {
         .map_err(|e| ComputeError::invalid(format!("cannot find a free port on {address}: {e}")))
 }
 
-async fn remove_container(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
-    docker
-        .remove_container(
-            id,
-            Some(
-                RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .v(true)
-                    .build(),
-            ),
-        )
-        .await
-}
-
 #[async_trait::async_trait]
 impl ServiceRuntime for DockerRuntime {
     fn kind(&self) -> RuntimeKind {
@@ -295,7 +271,7 @@ impl ServiceRuntime for DockerRuntime {
         // Redeploying replaces every replica with the new spec.
         for c in self.replicas_of(docker, &spec.name).await?.values() {
             if let Some(id) = &c.id {
-                let _ = remove_container(docker, id).await;
+                let _ = containers::remove(docker, id).await;
             }
         }
         for index in 0..spec.replicas {
@@ -309,22 +285,14 @@ impl ServiceRuntime for DockerRuntime {
 
     async fn list(&self) -> Result<Vec<ServiceStatus>, ComputeError> {
         let docker = self.client().await?;
-        let filters = HashMap::from([(
-            "label",
+        let list = containers::labelled(
+            docker,
             vec![
                 format!("{}=service", labels::KIND),
                 format!("{}={}", labels::NODE, self.options.node_id),
             ],
-        )]);
-        let list = docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(|e| ComputeError::Unavailable(describe(&e)))?;
+        )
+        .await?;
         let mut names: Vec<String> = list
             .iter()
             .filter_map(|c| c.labels.as_ref()?.get(labels::SERVICE).cloned())
@@ -358,7 +326,7 @@ impl ServiceRuntime for DockerRuntime {
         // Add or drop replicas from the top; the ones that stay keep running.
         for (index, c) in existing.iter().filter(|(i, _)| **i >= replicas) {
             if let Some(id) = &c.id {
-                remove_container(docker, id).await.map_err(|e| {
+                containers::remove(docker, id).await.map_err(|e| {
                     ComputeError::internal(format!("cannot remove replica {index}: {}", describe(&e)))
                 })?;
             }
@@ -381,7 +349,7 @@ impl ServiceRuntime for DockerRuntime {
         }
         for c in replicas.values() {
             if let Some(id) = &c.id {
-                remove_container(docker, id)
+                containers::remove(docker, id)
                     .await
                     .map_err(|e| ComputeError::internal(format!("cannot remove {id}: {}", describe(&e))))?;
             }

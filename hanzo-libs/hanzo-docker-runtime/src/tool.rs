@@ -2,16 +2,14 @@
 //! job's timeout, collect, remove, whatever the outcome.
 
 use crate::image::{ImageRef, PullPolicy};
-use crate::{DockerRuntime, describe, hardening, labels};
+use crate::{DockerRuntime, containers, describe, hardening, labels};
 use bollard::Docker;
 use bollard::container::LogOutput;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
-    ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use hanzo_compute::{ComputeError, Execution, Job, LimitKind, Usage};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
@@ -28,7 +26,7 @@ struct Cleanup {
 impl Cleanup {
     async fn remove_now(&mut self) {
         if let Some(id) = self.id.take() {
-            let _ = remove(&self.docker, &id).await;
+            let _ = containers::remove(&self.docker, &id).await;
         }
     }
 }
@@ -40,24 +38,10 @@ impl Drop for Cleanup {
         {
             let docker = self.docker.clone();
             handle.spawn(async move {
-                let _ = remove(&docker, &id).await;
+                let _ = containers::remove(&docker, &id).await;
             });
         }
     }
-}
-
-async fn remove(docker: &Docker, id: &str) -> Result<(), bollard::errors::Error> {
-    docker
-        .remove_container(
-            id,
-            Some(
-                RemoveContainerOptionsBuilder::default()
-                    .force(true)
-                    .v(true)
-                    .build(),
-            ),
-        )
-        .await
 }
 
 async fn kill(docker: &Docker, id: &str) {
@@ -71,26 +55,18 @@ async fn kill(docker: &Docker, id: &str) {
 
 /// Removes every tool container labelled with this node's id.
 pub(crate) async fn reap_orphans(docker: &Docker, node_id: &str) -> Result<usize, ComputeError> {
-    let filters = HashMap::from([(
-        "label",
+    let list = containers::labelled(
+        docker,
         vec![
             format!("{}={node_id}", labels::NODE),
             format!("{}=tool", labels::KIND),
         ],
-    )]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| ComputeError::Unavailable(describe(&e)))?;
+    )
+    .await?;
     let mut n = 0;
     for c in list {
         if let Some(id) = c.id
-            && remove(docker, &id).await.is_ok()
+            && containers::remove(docker, &id).await.is_ok()
         {
             n += 1;
         }
