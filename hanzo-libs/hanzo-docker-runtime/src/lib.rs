@@ -11,6 +11,7 @@
 //! job's. Every container carries `hanzo.*` labels; the node removes its own in every
 //! outcome and reaps orphans of a crashed node when it connects.
 
+mod cgroup;
 mod containers;
 mod hardening;
 pub mod image;

@@ -142,7 +142,16 @@ pub(crate) async fn run(rt: &DockerRuntime, job: &Job) -> Execution {
         docker: docker.clone(),
         id: Some(id.clone()),
     };
-    exec.result = run_container(&docker, &id, job, &params, &mut exec.usage, &mut exec.logs).await;
+    exec.result = run_container(
+        &docker,
+        &id,
+        job,
+        &params,
+        rt.options.config.pids_limit,
+        &mut exec.usage,
+        &mut exec.logs,
+    )
+    .await;
     cleanup.remove_now().await;
     exec
 }
@@ -152,6 +161,7 @@ async fn run_container(
     id: &str,
     job: &Job,
     params: &[u8],
+    pids_limit: u32,
     usage: &mut Usage,
     logs: &mut Vec<u8>,
 ) -> Result<serde_json::Value, ComputeError> {
@@ -233,7 +243,17 @@ async fn run_container(
         _ = tokio::time::sleep_until(deadline.into()) => Ended::TimedOut,
         _ = job.cancel.cancelled() => Ended::Cancelled,
     };
+    // The kernel's record lives in the container's cgroup, which the runtime deletes
+    // as soon as the container stops: read it while the container still runs (a tool
+    // that exited on its own has no cgroup left, and these stay unknown).
+    // Hang up the attach connection first: while nobody reads it, the daemon can sit
+    // blocked on a tool that is still writing, and the kill would wait behind it.
+    drop(input);
+    drop(output);
+    let mut forks_refused = 0;
     if !matches!(ended, Ended::Exited(_)) {
+        forks_refused = crate::cgroup::pids_refused(id).unwrap_or(0);
+        usage.peak_memory_bytes = crate::cgroup::peak_memory(id);
         kill(docker, id).await;
     }
     usage.set_wall_time(started.elapsed());
@@ -248,11 +268,13 @@ async fn run_container(
         .ok()
         .and_then(|c| c.state);
     let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+    let processes = || {
+        ComputeError::limit(
+            LimitKind::Processes,
+            format!("the tool hit the limit of {pids_limit} processes ({forks_refused} forks refused)"),
+        )
+    };
     match ended {
-        Ended::TimedOut => Err(ComputeError::limit(
-            LimitKind::Timeout,
-            format!("killed after the {} ms timeout", limits.timeout_ms),
-        )),
         Ended::Cancelled => Err(ComputeError::Cancelled),
         Ended::OutputOverflow => Err(ComputeError::limit(
             LimitKind::Output,
@@ -267,6 +289,13 @@ async fn run_container(
             ),
         )),
         Ended::Exited(0) => hanzo_compute::stdio::parse_output(&stdout),
+        // A tool that ran out its time while the pids limit was refusing its forks was
+        // held there by that limit (a fork bomb): name it.
+        Ended::TimedOut if forks_refused > 0 => Err(processes()),
+        Ended::TimedOut => Err(ComputeError::limit(
+            LimitKind::Timeout,
+            format!("killed after the {} ms timeout", limits.timeout_ms),
+        )),
         Ended::Exited(code) => Err(hanzo_compute::stdio::failure(code, &stdout, logs)),
     }
 }
