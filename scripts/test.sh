@@ -1,20 +1,24 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest, the
-# Docker engine and what its tests use) and starts dockerd, builds the example tools
+# Docker engine and what its tests use, Go) and starts dockerd, builds the example tools
 # once, then runs the workspace's tests and checks that no tool container is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 source scripts/docker.sh
+source scripts/go.sh
 ensure_wasm_target
 ensure_nextest
 ensure_docker
+ensure_go
 build_examples
 cargo fmt --all -- --check
 # The benchmark crate has no tests and pulls in extism: it is built by the bench only.
 exclude=()
 if grep -q '"benches/wasm-bench"' Cargo.toml; then exclude=(--exclude wasm-bench); fi
 status=0
+# The Go SDK's own tests (standard library only, no module proxy).
+go_sdk_tests || status=$?
 cargo nextest run "${CARGO_FLAGS[@]}" --workspace "${exclude[@]}" --no-fail-fast "$@" || status=$?
 # Every tool container the suite created must be gone, whatever happened.
 check_no_hanzo_containers || status=1
