@@ -1,5 +1,5 @@
-# Shared set-up for scripts/demo.sh and scripts/test.sh: installs what is missing.
-# Sourced, not run.
+# Shared set-up for the scripts (demo.sh, test.sh, docker.sh, sandbox.sh, go.sh): installs
+# what is missing. Sourced, not run; sourcing it twice is harmless.
 
 # wasmtime 49 (the version extism 1.41 builds on) declares rust-version 1.96 but
 # compiles with 1.95, this machine's stable toolchain; every cargo call passes this.
@@ -30,4 +30,34 @@ build_examples() {
     cargo build "${CARGO_FLAGS[@]}" --release --target wasm32-wasip1 -p echo -p text-tools -p sentiment
     export HANZO_EXAMPLES_DIR
     HANZO_EXAMPLES_DIR="$(target_dir)/wasm32-wasip1/release"
+}
+
+# Root helpers for installing Debian packages.
+_hanzo_apt_updated=""
+
+_hanzo_as_root() {
+    if [ "$(id -u)" -eq 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        echo "error: '$*' needs root, and sudo is not installed" >&2
+        return 1
+    fi
+}
+
+# Installs the given Debian packages; runs `apt-get update` once per shell.
+_hanzo_apt_install() {
+    [ "$#" -gt 0 ] || return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "error: apt-get not found; install these yourself: $*" >&2
+        return 1
+    fi
+    echo "installing $*" >&2
+    if [ -z "$_hanzo_apt_updated" ]; then
+        _hanzo_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || return 1
+        _hanzo_apt_updated=1
+    fi
+    _hanzo_as_root env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "$@" >/dev/null || return 1
 }

@@ -9,34 +9,8 @@
 #
 # Both are idempotent and print nothing when there is nothing to do.
 
-_hanzo_docker_apt_updated=""
-
-_hanzo_as_root() {
-    if [ "$(id -u)" -eq 0 ]; then
-        "$@"
-    elif command -v sudo >/dev/null 2>&1; then
-        sudo "$@"
-    else
-        echo "error: '$*' needs root, and sudo is not installed" >&2
-        return 1
-    fi
-}
-
-# Installs the given Debian packages; runs `apt-get update` once per shell.
-_hanzo_apt_install() {
-    [ "$#" -gt 0 ] || return 0
-    if ! command -v apt-get >/dev/null 2>&1; then
-        echo "error: apt-get not found; install these yourself: $*" >&2
-        return 1
-    fi
-    echo "installing $*" >&2
-    if [ -z "$_hanzo_docker_apt_updated" ]; then
-        _hanzo_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || return 1
-        _hanzo_docker_apt_updated=1
-    fi
-    _hanzo_as_root env DEBIAN_FRONTEND=noninteractive \
-        apt-get install -y -qq --no-install-recommends "$@" >/dev/null || return 1
-}
+# _hanzo_as_root and _hanzo_apt_install live in common.sh.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 _hanzo_pkg_installed() {
     dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest, the
-# Docker engine and what its tests use, Go) and starts dockerd, builds the example tools
+# Docker engine and what its tests use, Go, bubblewrap) and starts dockerd, builds the example tools
 # once, then runs the workspace's tests and checks that no tool container is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 source scripts/docker.sh
 source scripts/go.sh
+source scripts/sandbox.sh
 ensure_wasm_target
 ensure_nextest
 ensure_docker
 ensure_go
+ensure_sandbox_tools
 build_examples
 cargo fmt --all -- --check
 # The benchmark crate has no tests and pulls in extism: it is built by the bench only.

@@ -1,0 +1,63 @@
+//! What the child process does to itself between `fork` and `exec`, in one place, so
+//! that detection probes and real runs set processes up the same way.
+
+use crate::sys::{Resource, child};
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+/// The child's set-up, prepared (allocations included) before `fork`; [`apply`]
+/// itself only makes async-signal-safe calls.
+///
+/// [`apply`]: ChildSetup::apply
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ChildSetup {
+    /// `cgroup.procs` files to write "0" into: the child joins the job's cgroup before
+    /// it can run any of the tool's code, so no process of the tool is ever outside it.
+    pub(crate) cgroup_procs: Arc<Vec<OwnedFd>>,
+    /// `(resource, soft, hard)`.
+    pub(crate) rlimits: Vec<(Resource, u64, u64)>,
+    /// Namespaces to unshare (plain mode, as root: network, ipc, uts).
+    pub(crate) unshare: libc::c_int,
+    /// Host uid/gid to become, when the node is root and the tool must not be.
+    pub(crate) user: Option<(u32, u32)>,
+    /// Descriptors bubblewrap must inherit (work files, its status pipe).
+    pub(crate) pass_fds: Vec<RawFd>,
+    /// The node's pid: the child dies with it.
+    pub(crate) parent: libc::pid_t,
+}
+
+impl ChildSetup {
+    /// A set-up that only isolates the child's session and ties it to this process.
+    pub(crate) fn new() -> Self {
+        ChildSetup {
+            // SAFETY: getpid cannot fail.
+            parent: unsafe { libc::getpid() },
+            ..Default::default()
+        }
+    }
+
+    /// Runs in the child, after `fork` and before `exec`.
+    pub(crate) fn apply(&self) -> io::Result<()> {
+        child::new_session()?;
+        for fd in self.cgroup_procs.iter() {
+            child::write_all(fd.as_raw_fd(), b"0")?;
+        }
+        for &(resource, soft, hard) in &self.rlimits {
+            child::set_rlimit(resource, soft, hard)?;
+        }
+        if self.unshare != 0 {
+            child::unshare(self.unshare)?;
+        }
+        if let Some((uid, gid)) = self.user {
+            child::become_user(uid, gid)?;
+        }
+        child::die_with_parent(self.parent)?;
+        child::no_new_privs()?;
+        child::cloexec_from(3);
+        for &fd in &self.pass_fds {
+            child::keep_across_exec(fd)?;
+        }
+        Ok(())
+    }
+}

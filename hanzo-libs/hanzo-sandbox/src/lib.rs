@@ -1,0 +1,509 @@
+//! # hanzo-sandbox
+//!
+//! The process sandbox every process runtime of hanzo-node shares (Deno, Python
+//! through uv, Go built natively, native executables): one [`ProcessSpec`] in, one
+//! [`ProcessOutcome`] out, with the tool held to its limits and nothing of it left
+//! behind.
+//!
+//! [`Sandbox::detect`] probes the host once: is bubblewrap installed, and can it create
+//! user, pid, net and mount namespaces here? Which cgroup version, and may this process
+//! create cgroups? The answer decides how each run is isolated, and
+//! [`Sandbox::limit_support`] says, per limit, whether it is enforced, only advisory, or
+//! unsupported on this host, for the runtimes' capability tables. Where something is
+//! missing the tool still runs, and the table says what is not enforced:
+//!
+//! | host | isolation | memory / processes | a root node runs tools as |
+//! |---|---|---|---|
+//! | bubblewrap + writable cgroups | namespaces, read-only root, private `/tmp` | cgroup, enforced | root in a user namespace, no capabilities |
+//! | bubblewrap only | namespaces, read-only root, private `/tmp` | rlimits, advisory | `nobody` |
+//! | cgroups only | own session; own network namespace | cgroup, enforced | `nobody` |
+//! | neither | own session; own network namespace | rlimits, advisory | `nobody` |
+//!
+//! ```no_run
+//! # async fn f() {
+//! use hanzo_sandbox::{ProcessSpec, Sandbox};
+//! let sandbox = Sandbox::detect();
+//! let spec = ProcessSpec::new("/usr/bin/python3")
+//!     .arg("tool.py")
+//!     .file("tool.py", "import json, sys\nprint(json.dumps(json.load(sys.stdin)))")
+//!     .env("PATH", "/usr/bin:/bin")
+//!     .stdin(r#"{"x": 1}"#);
+//! let outcome = sandbox.run(spec, &hanzo_compute::CancelToken::new()).await;
+//! let output = outcome.result(); // Ok({"x": 1}), or the error under CONTRACTS §1a/§2
+//! # }
+//! ```
+//!
+//! See the crate's README for what each mode enforces and why.
+
+#![warn(missing_docs)]
+
+mod bwrap;
+mod cgroup;
+mod child;
+mod outcome;
+mod run;
+mod spec;
+mod sys;
+
+pub use cgroup::{CgroupVersion, Controller};
+pub use outcome::{Exit, ProcessOutcome};
+pub use spec::{DEFAULT_PIDS_LIMIT, GUEST_WORKDIR, ProcessSpec, SYSTEM_RO_PATHS, WorkFile};
+
+use bwrap::Bwrap;
+use cgroup::Cgroups;
+use child::ChildSetup;
+use hanzo_compute::{CancelToken, Capabilities, LimitKind, Support};
+use std::path::PathBuf;
+
+/// Errors of the sandbox's own steps; a run reports them through [`Exit`].
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SandboxError {
+    /// The spec cannot be run as written.
+    #[error("{0}")]
+    Spec(String),
+    /// A host operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What the sandbox was doing.
+        what: String,
+        /// Why it failed.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> SandboxError {
+        let what = what.into();
+        move |source| SandboxError::Io { what, source }
+    }
+}
+
+/// How to cap memory where there is no memory cgroup.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MemoryRlimit {
+    /// `RLIMIT_DATA`: heap and private writable mappings. Address-space reservations
+    /// (V8's pointer cage, Go's arenas) do not count until used, so runtimes work.
+    #[default]
+    Data,
+    /// `RLIMIT_AS`: all virtual memory. Stricter, but breaks runtimes that reserve
+    /// large address ranges up front (Deno's V8 fails to start under a few hundred MiB).
+    AddressSpace,
+    /// No memory rlimit (the runtime caps itself, e.g. V8's `--max-old-space-size`).
+    Off,
+}
+
+/// Which host user tool processes run as, when the node runs as root.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ToolUser {
+    /// With bubblewrap and a pids cgroup: root, inside a user namespace, with no
+    /// capabilities (toolchains under root-only directories such as `/root` stay
+    /// reachable). Otherwise `nobody` (65534): without bubblewrap nothing else stands
+    /// between the tool and the host's files, and without a pids cgroup only
+    /// `RLIMIT_NPROC` bounds a fork bomb, which never applies to root.
+    #[default]
+    Auto,
+    /// The node's own uid, always.
+    Node,
+    /// This uid and gid, always. With bubblewrap, the sandbox is then set up by that
+    /// user, so every read-only path and mount must be readable by it.
+    Id {
+        /// Host uid.
+        uid: u32,
+        /// Host gid.
+        gid: u32,
+    },
+}
+
+/// The uid and gid of `nobody` on Debian and most distributions.
+pub const NOBODY: (u32, u32) = (65534, 65534);
+
+/// How [`Sandbox::detect_with`] may isolate tools.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Use bubblewrap when it is installed and works (default true).
+    pub allow_bwrap: bool,
+    /// bubblewrap's path; default: `bwrap` on the node's PATH.
+    pub bwrap_path: Option<PathBuf>,
+    /// Use cgroups when this process may create them (default true).
+    pub allow_cgroups: bool,
+    /// Where job cgroups go, relative to each hierarchy's root (default `hanzo`, so
+    /// `/sys/fs/cgroup/memory/hanzo/<job>` on v1, `/sys/fs/cgroup/hanzo/<job>` on v2).
+    /// On v2 without root, point it at a delegated subtree the node's user owns.
+    pub cgroup_parent: PathBuf,
+    /// Memory cap where there is no memory cgroup.
+    pub memory_rlimit: MemoryRlimit,
+    /// Which user tools run as when the node is root.
+    pub tool_user: ToolUser,
+    /// Where work directories go without bubblewrap (default: the system temp dir).
+    pub work_root: PathBuf,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            allow_bwrap: true,
+            bwrap_path: None,
+            allow_cgroups: true,
+            cgroup_parent: PathBuf::from("hanzo"),
+            memory_rlimit: MemoryRlimit::Data,
+            tool_user: ToolUser::Auto,
+            work_root: std::env::temp_dir(),
+        }
+    }
+}
+
+/// The host's isolation features, probed once; runs processes in them.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    options: Options,
+    euid: u32,
+    bwrap: Option<Bwrap>,
+    cgroups: Option<Cgroups>,
+    /// Why bubblewrap or cgroups are not used, for the report.
+    notes: Vec<String>,
+    /// The uid/gid tools become, when different from the node's.
+    tool_ids: Option<(u32, u32)>,
+    /// Namespaces a plain (bubblewrap-less) run can still unshare.
+    plain_unshare: libc::c_int,
+    cpus: u64,
+}
+
+impl Sandbox {
+    /// Probes the host with the default [`Options`].
+    pub fn detect() -> Sandbox {
+        Sandbox::detect_with(Options::default())
+    }
+
+    /// Probes the host: bubblewrap's path and whether it can create its namespaces here
+    /// (by running one sandbox), the cgroup version and whether job cgroups can be
+    /// created and joined (by creating one). Takes a few milliseconds; do it once.
+    pub fn detect_with(options: Options) -> Sandbox {
+        let euid = sys::euid();
+        let mut notes = Vec::new();
+        let cgroups = if options.allow_cgroups {
+            match Cgroups::detect(&options.cgroup_parent) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    notes.push(format!("no cgroups: {e}"));
+                    None
+                }
+            }
+        } else {
+            notes.push("cgroups disabled by options".into());
+            None
+        };
+        // Root may only stay root where both bubblewrap and a pids cgroup hold the tool:
+        // RLIMIT_NPROC, the only other bound on a fork bomb, never applies to root, and
+        // an unbounded fork bomb exhausts the host's pids.
+        let pids_cgroup = cgroups.as_ref().is_some_and(|c| c.has(Controller::Pids));
+        let chosen = |bwrap: bool| match (euid, options.tool_user) {
+            (0, ToolUser::Id { uid, gid }) => Some((uid, gid)),
+            (0, ToolUser::Auto) if !bwrap || !pids_cgroup => Some(NOBODY),
+            _ => None,
+        };
+        let bwrap = if options.allow_bwrap {
+            let mut setup = ChildSetup::new();
+            setup.user = chosen(true);
+            match Bwrap::detect(options.bwrap_path.as_deref(), &setup) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    notes.push(format!("no bubblewrap: {e}"));
+                    None
+                }
+            }
+        } else {
+            notes.push("bubblewrap disabled by options".into());
+            None
+        };
+        let tool_ids = chosen(bwrap.is_some());
+        // Without bubblewrap, root can still give the tool network, ipc and uts
+        // namespaces of its own (one unshare call): Network::None then holds.
+        let mut plain_unshare = 0;
+        if bwrap.is_none() && euid == 0 {
+            let flags = libc::CLONE_NEWNET | libc::CLONE_NEWIPC | libc::CLONE_NEWUTS;
+            if sys::fork_probe(|| sys::child::unshare(flags).is_ok()) {
+                plain_unshare = flags;
+            } else {
+                notes.push("cannot unshare namespaces (no CAP_SYS_ADMIN?)".into());
+            }
+        }
+        Sandbox {
+            options,
+            euid,
+            bwrap,
+            cgroups,
+            notes,
+            tool_ids,
+            plain_unshare,
+            cpus: sys::cpus(),
+        }
+    }
+
+    /// The options it was detected with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// bubblewrap's version, when runs use it.
+    pub fn bwrap_version(&self) -> Option<&str> {
+        self.bwrap.as_ref().map(|b| b.version.as_str())
+    }
+
+    /// Whether sandboxes get a user namespace.
+    pub fn user_namespace(&self) -> bool {
+        self.bwrap.as_ref().is_some_and(|b| b.userns)
+    }
+
+    /// The cgroup version in use, if any.
+    pub fn cgroup_version(&self) -> Option<CgroupVersion> {
+        self.cgroups.as_ref().map(|c| c.version)
+    }
+
+    /// The cgroup controllers in use.
+    pub fn controllers(&self) -> Vec<Controller> {
+        self.cgroups
+            .as_ref()
+            .map(Cgroups::controllers)
+            .unwrap_or_default()
+    }
+
+    /// The directories job cgroups are created in (empty without cgroups).
+    pub fn cgroup_parents(&self) -> Vec<PathBuf> {
+        self.cgroups
+            .as_ref()
+            .map(Cgroups::parent_dirs)
+            .unwrap_or_default()
+    }
+
+    /// Whether `Network::None` really cuts the tool off (a network namespace of its own).
+    pub fn isolates_network(&self) -> bool {
+        self.bwrap.is_some() || self.plain_unshare & libc::CLONE_NEWNET != 0
+    }
+
+    /// Whether the tool sees only the paths it is given (bubblewrap); also whether
+    /// job mounts can be honoured.
+    pub fn isolates_filesystem(&self) -> bool {
+        self.bwrap.is_some()
+    }
+
+    /// The host uid tool processes run as.
+    pub fn tool_uid(&self) -> u32 {
+        self.tool_ids.map(|(u, _)| u).unwrap_or(self.euid)
+    }
+
+    /// Why a feature is not in use (bubblewrap missing, cgroups not writable, ...).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    fn has(&self, c: Controller) -> bool {
+        self.cgroups.as_ref().is_some_and(|cg| cg.has(c))
+    }
+
+    fn cgroup_name(&self) -> String {
+        match self.cgroup_version() {
+            Some(CgroupVersion::V1) => "cgroup v1".into(),
+            Some(CgroupVersion::V2) => "cgroup v2".into(),
+            None => "cgroup".into(),
+        }
+    }
+
+    /// How each limit is honoured on this host: `(limit, support, how)` for every
+    /// [`LimitKind`], for the runtimes' capability tables.
+    pub fn limit_support(&self) -> Vec<(LimitKind, Support, String)> {
+        let cg = self.cgroup_name();
+        let memory = if self.has(Controller::Memory) {
+            let swap = match self.cgroups.as_ref().map(|c| (c.version, c.swap_limit)) {
+                Some((CgroupVersion::V1, true)) => " with memsw equal to it (no swap)",
+                Some((CgroupVersion::V2, _)) => " with memory.swap.max 0 and memory.oom.group",
+                _ => " (swap is not limited: no swap accounting on this host)",
+            };
+            let seen = if self.cgroups.as_ref().is_some_and(|c| c.oom_counter) {
+                "an OOM kill is a memory limit error"
+            } else {
+                "a SIGKILL while the cgroup refused memory is a memory limit error (no oom_kill counter here)"
+            };
+            (
+                Support::Enforced,
+                format!("{cg} memory limit of memory_mb{swap}; {seen}"),
+            )
+        } else {
+            match self.options.memory_rlimit {
+                MemoryRlimit::Off => (
+                    Support::Unsupported,
+                    "no memory cgroup and no memory rlimit (left to the runtime)".into(),
+                ),
+                r => (
+                    Support::Advisory,
+                    format!(
+                        "no memory cgroup: {} of memory_mb per process (allocations past it fail \
+                         inside the tool; not reported as a memory limit)",
+                        if r == MemoryRlimit::Data {
+                            "RLIMIT_DATA"
+                        } else {
+                            "RLIMIT_AS"
+                        }
+                    ),
+                ),
+            }
+        };
+        let processes = if self.has(Controller::Pids) {
+            (
+                Support::Enforced,
+                format!(
+                    "{cg} pids limit (pids_limit, threads included); refused forks make a process limit error"
+                ),
+            )
+        } else if self.tool_uid() != 0 {
+            (
+                Support::Advisory,
+                format!(
+                    "no pids cgroup: RLIMIT_NPROC of pids_limit above the tasks uid {} already has \
+                     (per host user, not per job; a contained fork bomb ends as a failure or timeout)",
+                    self.tool_uid()
+                ),
+            )
+        } else {
+            (
+                Support::Unsupported,
+                "no pids cgroup, and RLIMIT_NPROC does not apply to root".into(),
+            )
+        };
+        let cpu = if self.has(Controller::Cpu) {
+            match self.cgroup_version() {
+                Some(CgroupVersion::V2) => (
+                    Support::Enforced,
+                    "cgroup v2 cpu.weight converted from cpu_shares (1024 -> 39)".into(),
+                ),
+                _ => (Support::Enforced, "cgroup v1 cpu.shares = cpu_shares".into()),
+            }
+        } else {
+            (Support::Unsupported, "no cpu cgroup".into())
+        };
+        let disk = match &self.bwrap {
+            Some(b) if b.size => (
+                Support::Enforced,
+                "/tmp (with the work directory) and /dev/shm are each a private tmpfs of disk_mb, \
+                 counted as memory too; writable mounts are not size-limited"
+                    .into(),
+            ),
+            Some(b) => (
+                Support::Unsupported,
+                format!("bubblewrap {} cannot size its tmpfs (needs 0.7+)", b.version),
+            ),
+            None => (
+                Support::Unsupported,
+                "no bubblewrap: the work directory is a plain host directory".into(),
+            ),
+        };
+        let tree = if self.bwrap.is_some() {
+            "the sandbox's pid namespace"
+        } else if self.cgroups.is_some() {
+            "the process group and the job's cgroup"
+        } else {
+            "the process group (a process that calls setsid escapes it)"
+        };
+        vec![
+            (LimitKind::CpuShares, cpu.0, cpu.1),
+            (LimitKind::Memory, memory.0, memory.1),
+            (LimitKind::Disk, disk.0, disk.1),
+            (
+                LimitKind::NetworkBandwidth,
+                Support::Unsupported,
+                "no bandwidth shaping; network is off unless the job asks for it".into(),
+            ),
+            (
+                LimitKind::Timeout,
+                Support::Enforced,
+                format!("wall clock; at the deadline every process of {tree} is killed"),
+            ),
+            (
+                LimitKind::Fuel,
+                Support::Unsupported,
+                "fuel is a WASM measure".into(),
+            ),
+            (
+                LimitKind::Output,
+                Support::Enforced,
+                "stdout is read up to max_output_bytes; past it every process of the tool is killed".into(),
+            ),
+            (LimitKind::Processes, processes.0, processes.1),
+            (
+                LimitKind::Stack,
+                Support::Unsupported,
+                "the process's own stack rlimit applies".into(),
+            ),
+        ]
+    }
+
+    /// A capability table ([`hanzo_compute::Capabilities`]) filled from
+    /// [`limit_support`](Self::limit_support) and [`describe`](Self::describe);
+    /// runtimes adjust it (deterministic, their own limits).
+    pub fn capabilities(&self) -> Capabilities {
+        let mut c = Capabilities::new(self.describe());
+        for (k, s, how) in self.limit_support() {
+            c = c.with(k, s, how);
+        }
+        c.network = true;
+        c.mounts = self.isolates_filesystem();
+        c
+    }
+
+    /// One line for operators, e.g. `bubblewrap 0.8.0 (user, pid, mount, net, ipc,
+    /// uts, cgroup namespaces) + cgroup v1 (memory, pids, cpu); tools run as uid 0
+    /// without capabilities`.
+    pub fn describe(&self) -> String {
+        let mut s = match &self.bwrap {
+            Some(b) => format!(
+                "bubblewrap {} ({}pid, mount, net, ipc, uts, cgroup namespaces)",
+                b.version,
+                if b.userns { "user, " } else { "" }
+            ),
+            None => {
+                let ns = if self.plain_unshare != 0 {
+                    " with its own net, ipc and uts namespaces"
+                } else {
+                    ", no namespaces"
+                };
+                format!("plain process in its own session{ns}, no filesystem isolation")
+            }
+        };
+        if let Some(cg) = &self.cgroups {
+            let names: Vec<&str> = cg.controllers().iter().map(|c| c.name()).collect();
+            s += &format!(" + {} ({})", self.cgroup_name(), names.join(", "));
+        }
+        let mut rl = Vec::new();
+        if !self.has(Controller::Memory) {
+            match self.options.memory_rlimit {
+                MemoryRlimit::Data => rl.push("RLIMIT_DATA"),
+                MemoryRlimit::AddressSpace => rl.push("RLIMIT_AS"),
+                MemoryRlimit::Off => {}
+            }
+        }
+        if !self.has(Controller::Pids) && self.tool_uid() != 0 {
+            rl.push("RLIMIT_NPROC");
+        }
+        if !rl.is_empty() {
+            s += &format!(" + rlimits ({})", rl.join(", "));
+        }
+        let who = match self.tool_uid() {
+            0 if self.user_namespace() => "root in a user namespace, without capabilities".to_string(),
+            0 if self.bwrap.is_some() => "root without capabilities".to_string(),
+            0 => "root (no isolation from the host!)".to_string(),
+            65534 => "nobody (65534)".to_string(),
+            uid => format!("uid {uid}"),
+        };
+        s + &format!("; tools run as {who}")
+    }
+
+    /// Runs one process to completion, limit, timeout or cancellation, and leaves
+    /// nothing of it behind: no process (the whole tree is killed), no work directory,
+    /// no cgroup. Dropping the future before it completes also kills and cleans up.
+    ///
+    /// Must be awaited on a thread that outlives the job (any tokio worker does): the
+    /// tool is killed when the thread that started it exits (`PR_SET_PDEATHSIG`).
+    pub async fn run(&self, spec: ProcessSpec, cancel: &CancelToken) -> ProcessOutcome {
+        run::run(self, spec, cancel).await
+    }
+}
