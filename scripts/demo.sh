@@ -6,4 +6,19 @@ cd "$(dirname "$0")/.."
 source scripts/common.sh
 ensure_wasm_target
 build_examples
-cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" "$@"
+# With a Docker daemon at hand, the demo also runs the text tools in a hardened container:
+# the same Rust source built as a static Linux executable, in a `FROM scratch` image.
+docker_args=()
+if docker info >/dev/null 2>&1; then
+    RUSTFLAGS="-C target-feature=+crt-static" cargo build "${CARGO_FLAGS[@]}" --release \
+        --target x86_64-unknown-linux-gnu -p text-tools --bin text-tools-cmd
+    ctx="$(mktemp -d)"
+    cp "$(target_dir)/x86_64-unknown-linux-gnu/release/text-tools-cmd" "$ctx/tool"
+    printf 'FROM scratch\nCOPY tool /tool\nENTRYPOINT ["/tool"]\n' >"$ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t hanzo-demo/text-tools:latest "$ctx" >/dev/null 2>&1
+    rm -rf "$ctx"
+    docker_args=(--docker-image hanzo-demo/text-tools:latest)
+else
+    echo "no Docker daemon: the demo runs the WASM tools only (start dockerd to add the container step)" >&2
+fi
+cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" "${docker_args[@]}" "$@"

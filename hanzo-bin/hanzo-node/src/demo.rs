@@ -13,6 +13,10 @@ pub struct DemoArgs {
     /// Directory holding the example modules built for wasm32-wasip1.
     #[arg(long, value_name = "DIR", default_value = "target/wasm32-wasip1/release")]
     pub examples: PathBuf,
+    /// A local image of the text tools (scripts/demo.sh builds one when Docker runs):
+    /// adds a step that runs them in a hardened container.
+    #[arg(long, value_name = "IMAGE")]
+    pub docker_image: Option<String>,
 }
 
 /// What a demo step expects to happen.
@@ -23,7 +27,9 @@ enum Expect {
 
 struct Step {
     title: &'static str,
-    module: &'static str,
+    runtime: RuntimeKind,
+    /// A module file in the examples directory, or an image reference.
+    module: String,
     function: &'static str,
     params: Value,
     tweak: fn(&mut JobSpec),
@@ -37,7 +43,8 @@ fn steps() -> Vec<Step> {
     vec![
         Step {
             title: "word statistics (Rust SDK tool, exports ABI)",
-            module: "text_tools.wasm",
+            runtime: RuntimeKind::Wasm,
+            module: "text_tools.wasm".into(),
             function: "word_stats",
             params: json!({"text": text, "top": 3, "exclude_stopwords": true}),
             tweak: |_| {},
@@ -45,7 +52,8 @@ fn steps() -> Vec<Step> {
         },
         Step {
             title: "slugify (the same tools built as a WASI command)",
-            module: "text-tools-cmd.wasm",
+            runtime: RuntimeKind::Wasm,
+            module: "text-tools-cmd.wasm".into(),
             function: "slugify",
             params: json!({"text": "Decentralised Compute: Fast, Safe & Honest!"}),
             tweak: |_| {},
@@ -53,7 +61,8 @@ fn steps() -> Vec<Step> {
         },
         Step {
             title: "sentiment scoring (a bag-of-words linear model)",
-            module: "sentiment.wasm",
+            runtime: RuntimeKind::Wasm,
+            module: "sentiment.wasm".into(),
             function: "batch",
             params: json!({"texts": [
                 "the node was fast and the results were excellent",
@@ -65,7 +74,8 @@ fn steps() -> Vec<Step> {
         },
         Step {
             title: "deterministic profile (same output hash and fuel on every machine)",
-            module: "sentiment.wasm",
+            runtime: RuntimeKind::Wasm,
+            module: "sentiment.wasm".into(),
             function: "analyze",
             params: json!({"text": "reproducible results are wonderful"}),
             tweak: |s| s.deterministic = true,
@@ -73,7 +83,8 @@ fn steps() -> Vec<Step> {
         },
         Step {
             title: "hostile: a tool that spins forever, stopped at its 250 ms timeout",
-            module: "echo.wasm",
+            runtime: RuntimeKind::Wasm,
+            module: "echo.wasm".into(),
             function: "spin",
             params: json!({}),
             tweak: |s| s.limits.timeout_ms = 250,
@@ -81,7 +92,8 @@ fn steps() -> Vec<Step> {
         },
         Step {
             title: "hostile: a tool that allocates without bound, stopped at 32 MiB",
-            module: "echo.wasm",
+            runtime: RuntimeKind::Wasm,
+            module: "echo.wasm".into(),
             function: "grow",
             params: json!({}),
             tweak: |s| s.limits.memory_mb = 32,
@@ -90,9 +102,26 @@ fn steps() -> Vec<Step> {
     ]
 }
 
+/// The container step: the text tools' `word_stats` in a hardened container.
+fn docker_step(image: &str) -> Step {
+    Step {
+        title: "word statistics in a hardened container (no network, no capabilities, read-only root)",
+        runtime: RuntimeKind::Docker,
+        module: image.to_string(),
+        function: "word_stats",
+        params: json!({"text": "Containers too: the same tool, the same contract, the same receipt.", "top": 2}),
+        tweak: |s| s.limits.memory_mb = 64,
+        expect: Expect::Output,
+    }
+}
+
 pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
-    for step in steps() {
-        if !args.examples.join(step.module).is_file() {
+    let mut all = steps();
+    if let Some(image) = &args.docker_image {
+        all.push(docker_step(image));
+    }
+    for step in all.iter().filter(|s| s.runtime == RuntimeKind::Wasm) {
+        if !args.examples.join(&step.module).is_file() {
             return Err(ComputeError::invalid(format!(
                 "example module {} not found in {}; build the examples first: \
                  cargo build --release --target wasm32-wasip1 -p echo -p text-tools -p sentiment \
@@ -103,13 +132,16 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
             .into());
         }
     }
-    let node = Node::build(config, Some(RuntimeKind::Wasm))?;
+    let node = Node::build(config, None)?;
     println!("hanzo-node demo: node {}", node.compute.key().id());
     println!("data directory: {}\n", node.config.node.data_dir.display());
     let mut failures = 0;
-    for step in steps() {
-        let source = args.examples.join(step.module).display().to_string();
-        let mut spec = JobSpec::new(RuntimeKind::Wasm, source)
+    for step in all {
+        let source = match step.runtime {
+            RuntimeKind::Wasm => args.examples.join(&step.module).display().to_string(),
+            _ => step.module.clone(),
+        };
+        let mut spec = JobSpec::new(step.runtime, source)
             .function(step.function)
             .params(step.params);
         (step.tweak)(&mut spec);
