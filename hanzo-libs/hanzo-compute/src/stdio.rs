@@ -4,6 +4,61 @@
 use crate::ComputeError;
 use serde_json::Value;
 
+/// How much of a tool's log stream (stderr) a runtime keeps.
+pub const LOG_CAP: usize = 1024 * 1024;
+
+/// A tool's log stream, bounded: the first bytes up to a cap are kept and the rest only
+/// counted, because logs are for people and must never fail a job or fill the node.
+/// [`finish`](LogBuffer::finish) appends a `[hanzo-node: N more bytes of logs dropped]`
+/// note, which [`last_log_line`] knows to skip.
+#[derive(Debug, Clone)]
+pub struct LogBuffer {
+    cap: usize,
+    data: Vec<u8>,
+    dropped: u64,
+}
+
+impl Default for LogBuffer {
+    fn default() -> Self {
+        Self::new(LOG_CAP)
+    }
+}
+
+impl LogBuffer {
+    /// An empty buffer keeping at most `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        LogBuffer {
+            cap,
+            data: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    /// Bytes that still fit.
+    pub fn room(&self) -> usize {
+        self.cap.saturating_sub(self.data.len())
+    }
+
+    /// Keeps what fits of `bytes` and counts the rest.
+    pub fn push(&mut self, bytes: &[u8]) {
+        let keep = self.room().min(bytes.len());
+        self.data.extend_from_slice(&bytes[..keep]);
+        self.dropped += (bytes.len() - keep) as u64;
+    }
+
+    /// Everything kept, with the note when bytes were dropped; leaves the buffer empty.
+    pub fn finish(&mut self) -> Vec<u8> {
+        let mut data = std::mem::take(&mut self.data);
+        if self.dropped > 0 {
+            data.extend_from_slice(
+                format!("\n[hanzo-node: {} more bytes of logs dropped]\n", self.dropped).as_bytes(),
+            );
+            self.dropped = 0;
+        }
+        data
+    }
+}
+
 /// A successful tool's stdout: exactly one JSON document.
 pub fn parse_output(stdout: &[u8]) -> Result<Value, ComputeError> {
     let text = std::str::from_utf8(stdout)
@@ -56,6 +111,16 @@ mod tests {
                 .to_string()
                 .contains("one JSON document")
         );
+    }
+
+    #[test]
+    fn logs_keep_the_start_and_note_the_rest() {
+        let mut l = LogBuffer::new(4);
+        l.push(b"abcdef");
+        l.push(b"g");
+        let out = String::from_utf8(l.finish()).unwrap();
+        assert_eq!(out, "abcd\n[hanzo-node: 3 more bytes of logs dropped]\n");
+        assert_eq!(last_log_line(out.as_bytes()).as_deref(), Some("abcd"));
     }
 
     #[test]

@@ -168,6 +168,24 @@ pub struct PullProgress {
 }
 
 impl DockerRuntime {
+    /// Parses `reference` (applying the configured default registry), makes sure the
+    /// image is present under the configured pull policy, reporting pull progress to
+    /// the runtime's sink, and returns the reference with the image's content digest.
+    pub(crate) async fn resolve_image(&self, reference: &str) -> Result<(ImageRef, String), ComputeError> {
+        let image = reference
+            .parse::<ImageRef>()?
+            .with_default_registry(&self.options.config.registry);
+        let policy: PullPolicy = self.options.config.pull_policy.parse()?;
+        let progress = self.progress.clone();
+        let mut report = move |p| {
+            if let Some(sink) = &progress {
+                sink(p)
+            }
+        };
+        let digest = self.ensure_image(&image, policy, &mut report).await?;
+        Ok((image, digest))
+    }
+
     /// Makes sure `image` is present according to the pull policy, pulling it (with
     /// progress reported to `progress`) when needed; returns the image's content
     /// digest (hex), which receipts record as `code_hash`.

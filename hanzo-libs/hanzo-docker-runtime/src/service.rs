@@ -2,7 +2,7 @@
 //! `hanzo-svc-<name>-<index>`, labelled with the service and carrying its spec, so
 //! the daemon itself is the record of what is deployed (no state file to lose).
 
-use crate::image::{ImageRef, PullPolicy};
+use crate::image::ImageRef;
 use crate::{DockerRuntime, containers, describe, hardening, labels};
 use bollard::Docker;
 use bollard::models::{
@@ -229,22 +229,6 @@ impl DockerRuntime {
             spec,
         })
     }
-
-    async fn image_for(&self, spec: &ServiceSpec) -> Result<ImageRef, ComputeError> {
-        let image = spec
-            .image
-            .parse::<ImageRef>()?
-            .with_default_registry(&self.options.config.registry);
-        let policy: PullPolicy = self.options.config.pull_policy.parse()?;
-        let progress = self.progress.clone();
-        let mut report = move |p| {
-            if let Some(sink) = &progress {
-                sink(p)
-            }
-        };
-        self.ensure_image(&image, policy, &mut report).await?;
-        Ok(image)
-    }
 }
 
 /// A TCP port free on `address` right now (the kernel's pick).
@@ -267,7 +251,7 @@ impl ServiceRuntime for DockerRuntime {
             return Err(ComputeError::invalid("a service needs at least one replica"));
         }
         let docker = self.client().await?;
-        let image = self.image_for(spec).await?;
+        let image = self.resolve_image(&spec.image).await?.0;
         // Redeploying replaces every replica with the new spec.
         for c in self.replicas_of(docker, &spec.name).await?.values() {
             if let Some(id) = &c.id {
@@ -331,7 +315,7 @@ impl ServiceRuntime for DockerRuntime {
                 })?;
             }
         }
-        let image = self.image_for(&spec).await?;
+        let image = self.resolve_image(&spec.image).await?.0;
         for index in 0..replicas {
             if !existing.contains_key(&index) {
                 self.start_replica(docker, &spec, &image, index).await?;

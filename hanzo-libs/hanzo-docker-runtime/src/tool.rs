@@ -1,7 +1,6 @@
 //! One-shot tool containers: create, attach, start, write the params, wait with the
 //! job's timeout, collect, remove, whatever the outcome.
 
-use crate::image::{ImageRef, PullPolicy};
 use crate::{DockerRuntime, containers, describe, hardening, labels};
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -12,9 +11,6 @@ use futures_util::StreamExt;
 use hanzo_compute::{ComputeError, Execution, Job, LimitKind, Usage};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-
-/// How much of a tool's stderr is kept as its logs.
-const LOG_CAP: usize = 1024 * 1024;
 
 /// Removes the container when dropped, unless already removed: covers errors, panics
 /// and a caller that drops the job's future (cancellation).
@@ -86,26 +82,12 @@ enum Ended {
 pub(crate) async fn run(rt: &DockerRuntime, job: &Job) -> Execution {
     let spec = &job.spec;
     let mut exec = Execution::rejected(spec, ComputeError::internal("not run"));
-    let image = match spec.source.parse::<ImageRef>() {
-        Ok(i) => i.with_default_registry(&rt.options.config.registry),
-        Err(e) => return Execution::rejected(spec, e),
-    };
-    let policy = match rt.options.config.pull_policy.parse::<PullPolicy>() {
-        Ok(p) => p,
+    let (image, digest) = match rt.resolve_image(&spec.source).await {
+        Ok(resolved) => resolved,
         Err(e) => return Execution::rejected(spec, e),
     };
     let docker = match rt.client().await {
         Ok(d) => d.clone(),
-        Err(e) => return Execution::rejected(spec, e),
-    };
-    let progress = rt.progress.clone();
-    let mut report = move |p| {
-        if let Some(sink) = &progress {
-            sink(p)
-        }
-    };
-    let digest = match rt.ensure_image(&image, policy, &mut report).await {
-        Ok(d) => d,
         Err(e) => return Execution::rejected(spec, e),
     };
     exec.code_hash = Some(digest);
@@ -192,7 +174,7 @@ async fn run_container(
     let mut input = attach.input;
     let mut output = attach.output;
     let mut stdout = Vec::new();
-    let mut dropped_logs = 0usize;
+    let mut log_buf = hanzo_compute::stdio::LogBuffer::default();
     let write_params = async {
         // A tool that exits without reading its stdin closes the pipe: not an error.
         let _ = input.write_all(params).await;
@@ -207,11 +189,7 @@ async fn run_container(
                     }
                     stdout.extend_from_slice(&message);
                 }
-                Ok(LogOutput::StdErr { message }) => {
-                    let room = LOG_CAP.saturating_sub(logs.len());
-                    logs.extend_from_slice(&message[..room.min(message.len())]);
-                    dropped_logs += message.len().saturating_sub(room);
-                }
+                Ok(LogOutput::StdErr { message }) => log_buf.push(&message),
                 Ok(_) => {}
                 Err(_) => break,
             }
@@ -257,11 +235,7 @@ async fn run_container(
         kill(docker, id).await;
     }
     usage.set_wall_time(started.elapsed());
-    if dropped_logs > 0 {
-        logs.extend_from_slice(
-            format!("\n[hanzo-node: {dropped_logs} more bytes of logs dropped]\n").as_bytes(),
-        );
-    }
+    *logs = log_buf.finish();
     let state = docker
         .inspect_container(id, None)
         .await

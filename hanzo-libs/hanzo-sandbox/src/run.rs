@@ -7,6 +7,7 @@ use crate::cgroup::{Controller, JobCgroup, Stats};
 use crate::outcome::Applied;
 use crate::sys::{self, WaitStatus};
 use crate::{ChildSetup, Exit, MemoryRlimit, ProcessOutcome, ProcessSpec, Sandbox, SandboxError};
+use hanzo_compute::stdio::LogBuffer;
 use hanzo_compute::{CancelToken, Network};
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -21,7 +22,7 @@ use tokio::net::unix::pipe;
 use tokio::task::{AbortHandle, JoinHandle};
 
 /// The share of stderr kept: logs are for people and must never exhaust the node.
-pub(crate) const STDERR_CAP: usize = 1024 * 1024;
+pub(crate) const STDERR_CAP: usize = hanzo_compute::stdio::LOG_CAP;
 
 /// How long, once the tool's processes are dead, the node waits for its pipes to reach
 /// end-of-file. Only a process that escaped the kill (possible only without bubblewrap
@@ -158,26 +159,7 @@ fn open_up(path: &Path) {
     }
 }
 
-/// stderr, bounded: the first [`STDERR_CAP`] bytes and a count of the rest.
-#[derive(Default)]
-struct Logs {
-    data: Vec<u8>,
-    dropped: u64,
-}
-
-impl Logs {
-    fn take(&mut self) -> Vec<u8> {
-        let mut data = std::mem::take(&mut self.data);
-        if self.dropped > 0 {
-            data.extend_from_slice(
-                format!("\n[hanzo-node: {} more bytes of logs dropped]\n", self.dropped).as_bytes(),
-            );
-        }
-        data
-    }
-}
-
-async fn read_logs(mut rx: impl AsyncRead + Unpin, logs: Arc<Mutex<Logs>>) {
+async fn read_logs(mut rx: impl AsyncRead + Unpin, logs: Arc<Mutex<LogBuffer>>) {
     let mut buf = vec![0u8; 64 * 1024];
     // Keep reading after the cap, discarding: a tool blocked on a full stderr pipe
     // would otherwise hang until its timeout.
@@ -185,10 +167,7 @@ async fn read_logs(mut rx: impl AsyncRead + Unpin, logs: Arc<Mutex<Logs>>) {
         if n == 0 {
             break;
         }
-        let mut l = logs.lock().unwrap_or_else(|p| p.into_inner());
-        let room = STDERR_CAP.saturating_sub(l.data.len()).min(n);
-        l.data.extend_from_slice(&buf[..room]);
-        l.dropped += (n - room) as u64;
+        logs.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]);
     }
 }
 
@@ -478,7 +457,7 @@ async fn supervise(
         });
         cleanup.tasks.push(writer.abort_handle());
     }
-    let logs = Arc::new(Mutex::new(Logs::default()));
+    let logs = Arc::new(Mutex::new(LogBuffer::new(STDERR_CAP)));
     let mut stderr_task =
         receiver(started.child.stderr.take()).map(|rx| tokio::spawn(read_logs(rx, logs.clone())));
     let mut status_task = started
@@ -560,7 +539,7 @@ async fn supervise(
     {
         t.abort();
     }
-    let stderr = logs.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let stderr = logs.lock().unwrap_or_else(|p| p.into_inner()).finish();
     let mut bwrap_exit = None;
     if let Some(t) = status_task.as_mut() {
         match tokio::time::timeout_at(grace, &mut *t).await {
@@ -719,15 +698,5 @@ mod tests {
         remove_tree(tree.path());
         assert!(!tree.path().exists());
         assert!(outside.path().exists());
-    }
-
-    #[test]
-    fn logs_note_what_was_dropped() {
-        let mut l = Logs {
-            data: b"x".to_vec(),
-            dropped: 7,
-        };
-        let s = String::from_utf8(l.take()).unwrap();
-        assert!(s.ends_with("[hanzo-node: 7 more bytes of logs dropped]\n"), "{s}");
     }
 }

@@ -15,9 +15,6 @@ use wasmtime::{ExternType, InstancePre, Module, Store, Trap, UpdateDeadline, Val
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
-/// How much of a tool's log stream (stderr, and stdout under the exports ABI) is kept.
-pub(crate) const LOG_CAP: usize = 1024 * 1024;
-
 /// How long past its deadline a guest blocked inside a host call may take to notice.
 const HOST_CALL_GRACE: Duration = Duration::from_millis(20);
 
@@ -198,7 +195,7 @@ pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, 
         }
     };
     let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
-    let logs = BoundedPipe::new(LOG_CAP, Overflow::Truncate);
+    let logs = BoundedPipe::new(hanzo_compute::stdio::LOG_CAP, Overflow::Truncate);
     let stdout = BoundedPipe::new(cap, Overflow::Trap);
 
     // The sandbox: nothing from the host unless the job lists it.

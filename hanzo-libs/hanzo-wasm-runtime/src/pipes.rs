@@ -6,6 +6,7 @@
 //! rest, because logs are for people and must never fail a job.
 
 use bytes::Bytes;
+use hanzo_compute::stdio::LogBuffer;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -17,12 +18,6 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 #[error("the tool wrote more than {cap} bytes of output")]
 pub(crate) struct OutputLimitHit {
     pub(crate) cap: usize,
-}
-
-#[derive(Debug, Default)]
-struct Buffer {
-    data: Vec<u8>,
-    dropped: usize,
 }
 
 /// What happens when a write would pass the cap.
@@ -39,7 +34,7 @@ pub(crate) enum Overflow {
 pub(crate) struct BoundedPipe {
     cap: usize,
     overflow: Overflow,
-    buf: Arc<Mutex<Buffer>>,
+    buf: Arc<Mutex<LogBuffer>>,
 }
 
 impl BoundedPipe {
@@ -47,36 +42,23 @@ impl BoundedPipe {
         BoundedPipe {
             cap,
             overflow,
-            buf: Arc::new(Mutex::new(Buffer::default())),
+            buf: Arc::new(Mutex::new(LogBuffer::new(cap))),
         }
     }
 
     /// Appends `bytes`, or reports that the cap was passed (in `Trap` mode).
     fn push(&self, bytes: &[u8]) -> Result<usize, OutputLimitHit> {
         let mut b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        let room = self.cap.saturating_sub(b.data.len());
-        if bytes.len() > room {
-            if self.overflow == Overflow::Trap {
-                return Err(OutputLimitHit { cap: self.cap });
-            }
-            b.data.extend_from_slice(&bytes[..room]);
-            b.dropped += bytes.len() - room;
-        } else {
-            b.data.extend_from_slice(bytes);
+        if self.overflow == Overflow::Trap && bytes.len() > b.room() {
+            return Err(OutputLimitHit { cap: self.cap });
         }
+        b.push(bytes);
         Ok(bytes.len())
     }
 
     /// Everything written, with a note when bytes were dropped.
     pub(crate) fn take(&self) -> Vec<u8> {
-        let mut b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        let mut data = std::mem::take(&mut b.data);
-        if b.dropped > 0 {
-            data.extend_from_slice(
-                format!("\n[hanzo-node: {} more bytes of logs dropped]\n", b.dropped).as_bytes(),
-            );
-        }
-        data
+        self.buf.lock().unwrap_or_else(|p| p.into_inner()).finish()
     }
 }
 
