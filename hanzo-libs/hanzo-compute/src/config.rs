@@ -64,6 +64,14 @@ pub struct ComputeConfig {
     pub docker: DockerConfig,
     /// `[compute.kubernetes]`.
     pub kubernetes: KubernetesConfig,
+    /// `[compute.sandbox]`: the process sandbox of deno, python, go and native.
+    pub sandbox: SandboxConfig,
+    /// `[compute.deno]`.
+    pub deno: DenoConfig,
+    /// `[compute.python]`.
+    pub python: PythonConfig,
+    /// `[compute.go]`.
+    pub go: GoConfig,
     /// `[compute.resources]`.
     pub resources: ResourcesConfig,
 }
@@ -76,6 +84,10 @@ impl Default for ComputeConfig {
             wasm: WasmConfig::default(),
             docker: DockerConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            sandbox: SandboxConfig::default(),
+            deno: DenoConfig::default(),
+            python: PythonConfig::default(),
+            go: GoConfig::default(),
             resources: ResourcesConfig::default(),
         }
     }
@@ -171,6 +183,60 @@ impl Default for KubernetesConfig {
     }
 }
 
+/// `[compute.sandbox]`: how the process runtimes (deno, python, go, native) isolate
+/// their tools. Both switches only ever remove isolation the host could give; the
+/// runtimes' capability tables say what is left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Use bubblewrap (namespaces, read-only root) when it is installed.
+    pub bubblewrap: bool,
+    /// bubblewrap's path; empty means `bwrap` on PATH.
+    pub bubblewrap_path: String,
+    /// Put each tool in a cgroup of its own (memory, pids, cpu) when allowed.
+    pub cgroups: bool,
+    /// Processes and threads one tool may have at once (fork bombs stop here).
+    pub pids_limit: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            bubblewrap: true,
+            bubblewrap_path: String::new(),
+            cgroups: true,
+            pids_limit: 128,
+        }
+    }
+}
+
+/// `[compute.deno]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DenoConfig {
+    /// The deno binary; empty means `deno` on PATH.
+    pub binary: String,
+}
+
+/// `[compute.python]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PythonConfig {
+    /// The uv binary; empty means `uv` on PATH.
+    pub uv: String,
+    /// The interpreter environments are built on (uv's `--python`: a path or a
+    /// version); empty means `python3` on PATH.
+    pub python: String,
+}
+
+/// `[compute.go]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct GoConfig {
+    /// The go binary; empty means `go` on PATH.
+    pub binary: String,
+}
+
 /// `[compute.resources]`: what the node offers in total.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -261,6 +327,10 @@ impl Config {
             (
                 "compute.wasm.max_instances",
                 self.compute.wasm.max_instances as u64,
+            ),
+            (
+                "compute.sandbox.pids_limit",
+                self.compute.sandbox.pids_limit as u64,
             ),
             (
                 "compute.resources.max_concurrent_jobs",

@@ -242,6 +242,10 @@ pub struct JobSpec {
     /// The user to run as (containers); `None` means an unprivileged one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Go: build the package for the host and run it in the process sandbox instead
+    /// of building it to `wasip1` for the WASM runtime.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub native: bool,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -264,6 +268,7 @@ impl JobSpec {
             retries: 0,
             deterministic: false,
             user: None,
+            native: false,
         }
     }
 

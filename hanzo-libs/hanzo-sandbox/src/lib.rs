@@ -40,12 +40,15 @@
 mod bwrap;
 mod cgroup;
 mod child;
+mod job;
 mod outcome;
 mod run;
 mod spec;
 mod sys;
+pub mod toolchain;
 
 pub use cgroup::{CgroupVersion, Controller};
+pub use job::TOOL_PATH;
 pub use outcome::{Exit, ProcessOutcome};
 pub use spec::{DEFAULT_PIDS_LIMIT, GUEST_WORKDIR, ProcessSpec, SYSTEM_RO_PATHS, WorkFile};
 
@@ -149,6 +152,18 @@ impl Default for Options {
             memory_rlimit: MemoryRlimit::Data,
             tool_user: ToolUser::Auto,
             work_root: std::env::temp_dir(),
+        }
+    }
+}
+
+impl Options {
+    /// The options `[compute.sandbox]` asks for (the rest default).
+    pub fn from_config(c: &hanzo_compute::config::SandboxConfig) -> Options {
+        Options {
+            allow_bwrap: c.bubblewrap,
+            bwrap_path: Some(PathBuf::from(&c.bubblewrap_path)).filter(|p| !p.as_os_str().is_empty()),
+            allow_cgroups: c.cgroups,
+            ..Options::default()
         }
     }
 }

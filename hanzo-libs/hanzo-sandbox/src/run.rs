@@ -6,7 +6,9 @@ use crate::bwrap::Layout;
 use crate::cgroup::{Controller, JobCgroup, Stats};
 use crate::outcome::Applied;
 use crate::sys::{self, WaitStatus};
-use crate::{ChildSetup, Exit, MemoryRlimit, ProcessOutcome, ProcessSpec, Sandbox, SandboxError};
+use crate::{
+    ChildSetup, Exit, GUEST_WORKDIR, MemoryRlimit, ProcessOutcome, ProcessSpec, Sandbox, SandboxError,
+};
 use hanzo_compute::stdio::LogBuffer;
 use hanzo_compute::{CancelToken, Network};
 use std::ffi::CString;
@@ -259,6 +261,7 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
 
     let mut keep: Vec<OwnedFd> = Vec::new();
     let mut status_rx = None;
+    let mut home = PathBuf::from(GUEST_WORKDIR);
     let mut cmd: Command = match &sb.bwrap {
         Some(b) => {
             let mut files = Vec::new();
@@ -304,12 +307,20 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
             }
             let mut cmd = Command::new(plain_program(spec, &dir));
             cmd.args(&spec.args).current_dir(&dir);
+            home = dir.clone();
             cmd
         }
     };
-    cmd.env_clear()
-        .envs(&spec.env)
-        .stdin(Stdio::piped())
+    cmd.env_clear().envs(&spec.env);
+    // Toolchains look for a home and a temporary directory (deno's and uv's caches,
+    // Python's tempfile): give them the private work directory unless the spec says
+    // otherwise, never the node's own.
+    for key in ["HOME", "TMPDIR"] {
+        if !spec.env.contains_key(key) {
+            cmd.env(key, &home);
+        }
+    }
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     // SAFETY: ChildSetup::apply only makes async-signal-safe calls.

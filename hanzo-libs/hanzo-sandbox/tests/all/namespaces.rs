@@ -99,6 +99,7 @@ async fn without_the_network_there_is_only_loopback() {
 #[tokio::test]
 async fn the_environment_is_exactly_the_specs() {
     // The test process has plenty to leak (HOME, CARGO_*, the harness's own variables).
+    // HOME and TMPDIR are the sandbox's own: the private work directory.
     assert!(std::env::vars().count() > 3);
     for mode in ALL_MODES {
         let o = run(mode, sh("env | sort").env("HANZO_JOB_ID", "j1")).await;
@@ -106,7 +107,13 @@ async fn the_environment_is_exactly_the_specs() {
         let mut names: Vec<&str> = text.lines().map(|l| l.split('=').next().unwrap()).collect();
         // The shell itself adds PWD (and, on some shells, SHLVL and _).
         names.retain(|n| !matches!(*n, "PWD" | "SHLVL" | "_" | "OLDPWD"));
-        assert_eq!(names, ["HANZO_JOB_ID", "PATH"], "{mode:?}: {text}");
+        assert_eq!(
+            names,
+            ["HANZO_JOB_ID", "HOME", "PATH", "TMPDIR"],
+            "{mode:?}: {text}"
+        );
+        let pwd = text.lines().find_map(|l| l.strip_prefix("PWD=")).unwrap();
+        assert!(text.contains(&format!("\nHOME={pwd}\n")), "{mode:?}: {text}");
     }
 }
 
