@@ -1,0 +1,60 @@
+//! # hanzo-testkit
+//!
+//! Test support shared by the runtime crates' test suites, so that each suite checks
+//! the same things the same way. A dev-dependency only: nothing here ships in the node.
+//!
+//! - [`marker`] and [`host_processes`] / [`assert_no_process`]: "no process of the
+//!   tool is alive afterwards", checked on the host's process table.
+//! - [`toolchain`]: the real deno, uv, python and go binaries (past pyenv shims), or a
+//!   panic that says how to install them (`bash scripts/test.sh` does).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A marker unique to this test process and call, to find a tool's processes on the
+/// host: put it in the tool's command line (`sleep <marker>` is a valid sleep of
+/// ~987 s; in a script, a comment or string holding it is enough when it is an
+/// argument).
+pub fn marker() -> String {
+    static N: AtomicU64 = AtomicU64::new(1);
+    format!("987.{}{:04}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Host pids (other than this process) whose command line contains `needle`.
+pub fn host_processes(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut v = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return v;
+    };
+    for e in dir.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        // Zombies have an empty command line, and a dead process is no longer running.
+        if String::from_utf8_lossy(&cmd).replace('\0', " ").contains(needle) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Panics if a process whose command line contains `needle` is alive on the host.
+pub fn assert_no_process(needle: &str) {
+    let left = host_processes(needle);
+    assert!(left.is_empty(), "processes left running: {left:?} ({needle})");
+}
+
+/// The real binary of a toolchain program (`deno`, `uv`, `go`, `python3`), past pyenv
+/// shims; panics with how to install it. The test command installs all of them.
+pub fn toolchain(name: &str) -> PathBuf {
+    hanzo_sandbox::toolchain::find_program(name, None).unwrap_or_else(|e| {
+        panic!("{e}: the tests need real toolchains; run `bash scripts/test.sh` (it installs deno, uv and go)")
+    })
+}
