@@ -61,3 +61,47 @@ _hanzo_apt_install() {
     _hanzo_as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -qq --no-install-recommends "$@" >/dev/null || return 1
 }
+
+# Installs a PyPI package that ships a program (`_hanzo_pip_program deno deno`), when the program
+# is not on PATH yet, and makes sure the program is on PATH afterwards (pyenv shims are rehashed;
+# a scripts directory off PATH is added). Returns non-zero, having said why, on failure.
+_hanzo_pip_program() {
+    local program="$1" package="$2"
+    command -v "$program" >/dev/null 2>&1 && return 0
+    local py
+    py="$(command -v python3 || command -v python)" || {
+        echo "error: $program is missing and there is no python3 to pip install $package with" >&2
+        return 1
+    }
+    echo "installing $program (pip install $package)" >&2
+    local log
+    log="$(PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+        "$py" -m pip install -q "$package" 2>&1)" ||
+        # A Debian-managed python refuses plain installs (PEP 668).
+        log="$(PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            "$py" -m pip install -q --break-system-packages "$package" 2>&1)" || {
+        echo "$log" >&2
+        echo "error: pip install $package failed" >&2
+        return 1
+    }
+    hash -r
+    if ! command -v "$program" >/dev/null 2>&1 && command -v pyenv >/dev/null 2>&1; then
+        pyenv rehash >/dev/null 2>&1
+        hash -r
+    fi
+    if ! command -v "$program" >/dev/null 2>&1; then
+        local dir
+        for dir in "$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)" \
+            "$("$py" -m site --user-base 2>/dev/null)/bin"; do
+            if [ -x "$dir/$program" ]; then
+                export PATH="$dir:$PATH"
+                break
+            fi
+        done
+        hash -r
+    fi
+    command -v "$program" >/dev/null 2>&1 || {
+        echo "error: $package is installed but $program is not on PATH" >&2
+        return 1
+    }
+}

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest, the
-# Docker engine and what its tests use, Go, bubblewrap) and starts dockerd, builds the example tools
+# Docker engine and what its tests use, Go, deno, uv, bubblewrap) and starts dockerd, builds the example tools
 # once, then runs the workspace's tests and checks that no tool container is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,10 +8,13 @@ source scripts/common.sh
 source scripts/docker.sh
 source scripts/go.sh
 source scripts/sandbox.sh
+source scripts/toolchains.sh
 ensure_wasm_target
 ensure_nextest
 ensure_docker
 ensure_go
+ensure_deno
+ensure_uv
 ensure_sandbox_tools
 build_examples
 cargo fmt --all -- --check

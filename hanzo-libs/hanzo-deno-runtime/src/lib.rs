@@ -1,0 +1,1 @@
+//! hanzo-deno-runtime (work in progress).

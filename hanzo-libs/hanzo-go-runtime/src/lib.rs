@@ -1,0 +1,1 @@
+//! hanzo-go-runtime (work in progress).

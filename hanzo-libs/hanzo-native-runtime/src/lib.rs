@@ -1,0 +1,1 @@
+//! hanzo-native-runtime (work in progress).

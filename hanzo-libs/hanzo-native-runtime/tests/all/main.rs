@@ -1,0 +1,1 @@
+//! Integration tests (work in progress).

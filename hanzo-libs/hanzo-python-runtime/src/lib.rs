@@ -1,0 +1,1 @@
+//! hanzo-python-runtime (work in progress).
