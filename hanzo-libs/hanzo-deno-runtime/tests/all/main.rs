@@ -1,1 +1,10 @@
-//! Integration tests (work in progress).
+//! Integration tests of the Deno runtime with the real deno, bubblewrap and cgroups, one
+//! module per topic. A missing deno or bubblewrap fails the tests rather than skipping
+//! them (`bash scripts/test.sh` installs the toolchains).
+
+mod cache;
+mod conformance;
+mod hostile;
+mod permissions;
+mod tools;
+mod util;
