@@ -10,7 +10,12 @@
 //!   `hanzo_alloc`, `hanzo_free`, `hanzo_schema` and `memory`;
 //! * a **stdio command** (a `[[bin]]` whose `main` calls the generated `hanzo_main()`): params
 //!   on stdin, output on stdout, the function chosen by `HANZO_FUNCTION`. Built for
-//!   `wasm32-wasip1` it is a WASI command; built natively it is a `native` runtime tool.
+//!   `wasm32-wasip1` it is a WASI command; built natively it is a `native` runtime tool;
+//! * built natively, the `cdylib` is a **native shared library** (`lib<name>.so`) exporting the
+//!   seed's `execute_tool(params_ptr: *const u8, params_len: usize) -> *mut c_char`, which
+//!   answers the same envelope as a NUL-terminated string for the tool `HANZO_FUNCTION` names,
+//!   and `hanzo_free_result(ptr)` to free it. hanzo-node's `native` runtime loads it only in a
+//!   sandboxed helper process.
 //!
 //! The binary compiles the library's source as a module (`#[path = "lib.rs"] mod tools;`)
 //! rather than linking the library: on wasm, rustc exports every `#[no_mangle]` symbol of all
@@ -64,6 +69,10 @@ mod stdio;
 #[doc(hidden)]
 pub mod abi;
 
+#[cfg(not(target_family = "wasm"))]
+#[doc(hidden)]
+pub mod native;
+
 pub use def::{ToolDef, envelope, parse_params, schema_document, select, to_output};
 pub use stdio::{StdioOutcome, run_stdio};
 
@@ -94,7 +103,13 @@ pub use hanzo_tool_macros::tool;
 ///   named by `HANZO_FUNCTION`, prints the output, exits (0 on success, 1 on failure);
 /// * on wasm, outside binary targets, the exports `hanzo_schema`, `hanzo_alloc` and
 ///   `hanzo_free`, and, when no listed tool is called `run`, a `run` export aliasing the first
-///   one, so the node's default function name always works.
+///   one, so the node's default function name always works;
+/// * on every other target, outside binary targets, the C symbols
+///   `execute_tool(params_ptr: *const u8, params_len: usize) -> *mut c_char` (runs the tool
+///   `HANZO_FUNCTION` names, answers `{"ok": ..}` / `{"error": ..}` as a NUL-terminated string;
+///   a panic becomes `{"error": "tool panicked: .."}`) and `hanzo_free_result(ptr)`, so the
+///   native `cdylib` is a `native` runtime tool. Being unmangled symbols, they make two tool
+///   libraries clash when linked into one binary: link at most one per binary.
 ///
 /// The first listed tool is the default: it answers `HANZO_FUNCTION` unset or `run` when no
 /// tool is named `run`, and its document is the top level of `hanzo_schema`.
@@ -118,6 +133,9 @@ pub mod __private {
 
     #[cfg(target_family = "wasm")]
     pub use crate::abi;
+
+    #[cfg(not(target_family = "wasm"))]
+    pub use crate::native;
 
     /// Names the success type of a fallible tool's return type, so that type aliases such as
     /// `anyhow::Result<T>` still yield `T`'s schema.

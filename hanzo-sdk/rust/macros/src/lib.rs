@@ -302,9 +302,9 @@ fn expand_export(input: TokenStream2) -> syn::Result<TokenStream2> {
             }
         }
     };
-    // `hanzo_alloc` / `hanzo_free` are emitted here, in the tool crate, rather than defined
-    // `#[no_mangle]` in hanzo-tool: see `in_binary_target` for why a dependency must not carry
-    // them.
+    // `hanzo_alloc` / `hanzo_free` (and natively `execute_tool` / `hanzo_free_result`) are
+    // emitted here, in the tool crate, rather than defined `#[no_mangle]` in hanzo-tool: see
+    // `in_binary_target` for why a dependency must not carry them.
     let exports = if in_binary_target() {
         quote!()
     } else {
@@ -329,6 +329,30 @@ fn expand_export(input: TokenStream2) -> syn::Result<TokenStream2> {
                 }
 
                 #run_alias
+            };
+
+            // Natively the cdylib is a shared library for the node's `native` runtime: the
+            // seed's `execute_tool` symbol, which takes no function name and so dispatches on
+            // `HANZO_FUNCTION`, and the matching free.
+            #[cfg(not(target_family = "wasm"))]
+            const _: () = {
+                #[unsafe(export_name = "execute_tool")]
+                unsafe extern "C" fn __hanzo_execute_tool(
+                    params_ptr: *const u8,
+                    params_len: usize,
+                ) -> *mut ::core::ffi::c_char {
+                    // SAFETY: per the native ABI the host passes params_len readable bytes.
+                    unsafe {
+                        ::hanzo_tool::__private::native::execute_tool(__HANZO_TOOLS, params_ptr, params_len)
+                    }
+                }
+
+                #[unsafe(export_name = "hanzo_free_result")]
+                unsafe extern "C" fn __hanzo_free_result(ptr: *mut ::core::ffi::c_char) {
+                    // SAFETY: per the native ABI the host frees only what execute_tool
+                    // returned, once.
+                    unsafe { ::hanzo_tool::__private::native::free_result(ptr) }
+                }
             };
         }
     };
@@ -525,6 +549,10 @@ mod tests {
             assert!(out.contains("export_name = \"hanzo_alloc\""), "{out}");
             assert!(out.contains("export_name = \"hanzo_free\""), "{out}");
             assert!(out.contains("export_name = \"hanzo_schema\""), "{out}");
+            // Natively: the seed's symbol and its free, gated in the generated code.
+            assert!(out.contains("export_name = \"execute_tool\""), "{out}");
+            assert!(out.contains("export_name = \"hanzo_free_result\""), "{out}");
+            assert!(out.contains("not (target_family = \"wasm\")"), "{out}");
         }
         let with_run = expand_export(quote!(other, run)).unwrap().to_string();
         assert!(!with_run.contains("export_name = \"run\""), "{with_run}");
