@@ -230,11 +230,31 @@ pub struct PythonConfig {
 }
 
 /// `[compute.go]`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GoConfig {
     /// The go binary; empty means `go` on PATH.
     pub binary: String,
+    /// How a package is built for the WASM runtime: `command` (a WASI command under
+    /// the stdio contract), `exports` (a reactor with the exports ABI, built with
+    /// `-tags hanzo_exports`), or `auto`: `exports` when the package has files for the
+    /// `hanzo_exports` tag (the Go SDK's convention), else `command`.
+    pub abi: String,
+    /// Longest a build may take, in milliseconds.
+    pub build_timeout_ms: u64,
+    /// Memory a build may use, in MiB.
+    pub build_memory_mb: u64,
+}
+
+impl Default for GoConfig {
+    fn default() -> Self {
+        GoConfig {
+            binary: String::new(),
+            abi: "auto".into(),
+            build_timeout_ms: 300_000,
+            build_memory_mb: 2048,
+        }
+    }
 }
 
 /// `[compute.resources]`: what the node offers in total.
@@ -316,7 +336,15 @@ impl Config {
                 self.compute.docker.pull_policy
             )));
         }
+        if !["auto", "command", "exports"].contains(&self.compute.go.abi.as_str()) {
+            return Err(ComputeError::invalid(format!(
+                "compute.go.abi: invalid value '{}' (expected auto, command or exports)",
+                self.compute.go.abi
+            )));
+        }
         let positive = [
+            ("compute.go.build_timeout_ms", self.compute.go.build_timeout_ms),
+            ("compute.go.build_memory_mb", self.compute.go.build_memory_mb),
             ("compute.max_output_bytes", self.compute.max_output_bytes),
             ("compute.wasm.max_memory_mb", self.compute.wasm.max_memory_mb),
             (

