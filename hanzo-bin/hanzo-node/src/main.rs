@@ -17,8 +17,8 @@ use hanzo_compute::ComputeError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// A compute node: runs WASM (and, as they land, Docker, Deno, Python, Go, native and
-/// Kubernetes) tools behind one job contract, with enforced limits and signed receipts.
+/// A compute node: runs WASM, Docker, Deno, Python, Go and native tools (and, as it
+/// lands, Kubernetes) behind one job contract, with enforced limits and signed receipts.
 #[derive(Parser, Debug)]
 #[command(name = "hanzo-node", version, about)]
 struct Cli {
@@ -54,6 +54,17 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The native runtime's helper: hanzo-node re-run inside the process sandbox to load
+    // a tool's cdylib or run a built-in tool there, never in the node itself. Checked
+    // before anything else starts (no runtime, no config, no threads).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args
+        .get(1)
+        .is_some_and(|a| a == hanzo_native_runtime::TOOL_HOST_SUBCOMMAND)
+    {
+        let code = hanzo_native_runtime::tool_host_main(args[2..].to_vec());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -4,7 +4,12 @@
 use anyhow::Context;
 use clap::Subcommand;
 use hanzo_compute::{Compute, ComputeError, Config, NodeKey, RuntimeKind};
+use hanzo_deno_runtime::DenoRuntime;
 use hanzo_docker_runtime::{DockerOptions, DockerRuntime};
+use hanzo_go_runtime::GoRuntime;
+use hanzo_native_runtime::NativeRuntime;
+use hanzo_python_runtime::PythonRuntime;
+use hanzo_sandbox::Sandbox;
 use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,12 +50,15 @@ impl Node {
         let mut compute = Compute::new(Arc::new(key));
         let wanted = |k: RuntimeKind| config.runtime_enabled(k) && only.is_none_or(|o| o == k);
         let mut wasm = None;
-        if wanted(RuntimeKind::Wasm) {
+        // The go runtime runs its wasip1 builds on the WASM runtime.
+        if wanted(RuntimeKind::Wasm) || wanted(RuntimeKind::Go) {
             let rt = Arc::new(WasmRuntime::new(WasmOptions::new(
                 &data_dir,
                 config.compute.wasm.clone(),
             ))?);
-            compute.register(rt.clone());
+            if wanted(RuntimeKind::Wasm) {
+                compute.register(rt.clone());
+            }
             wasm = Some(rt);
         }
         let mut docker = None;
@@ -64,6 +72,52 @@ impl Node {
             let rt = Arc::new(rt);
             compute.register(rt.clone());
             docker = Some(rt);
+        }
+        // One sandbox, probed once, shared by every process runtime.
+        let process_kinds = [
+            RuntimeKind::Deno,
+            RuntimeKind::Python,
+            RuntimeKind::Go,
+            RuntimeKind::Native,
+        ];
+        if process_kinds.into_iter().any(wanted) {
+            let sandbox = Arc::new(Sandbox::detect_with(hanzo_sandbox::Options::from_config(
+                &config.compute.sandbox,
+            )));
+            let pids = config.compute.sandbox.pids_limit;
+            if wanted(RuntimeKind::Deno) {
+                compute.register(Arc::new(DenoRuntime::new(
+                    sandbox.clone(),
+                    &config.compute.deno,
+                    &data_dir,
+                    pids,
+                )));
+            }
+            if wanted(RuntimeKind::Python) {
+                compute.register(Arc::new(PythonRuntime::new(
+                    sandbox.clone(),
+                    &config.compute.python,
+                    &data_dir,
+                    pids,
+                )));
+            }
+            if wanted(RuntimeKind::Go)
+                && let Some(wasm) = &wasm
+            {
+                compute.register(Arc::new(GoRuntime::new(
+                    sandbox.clone(),
+                    wasm.clone(),
+                    &config.compute.go,
+                    &data_dir,
+                    pids,
+                )));
+            }
+            if wanted(RuntimeKind::Native) {
+                // The helper that loads cdylibs and runs built-in tools in the sandbox
+                // is this very binary (`hanzo-node __tool-host`).
+                let helper = std::env::current_exe().context("cannot find the hanzo-node binary")?;
+                compute.register(Arc::new(NativeRuntime::new(sandbox.clone(), helper, pids)));
+            }
         }
         Ok(Node {
             config,

@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Run under the deterministic profile (WASM).
     #[arg(long)]
     pub deterministic: bool,
+    /// Go: build the package for this host and run it in the process sandbox instead of
+    /// building it to wasip1 for the WASM runtime.
+    #[arg(long)]
+    pub native: bool,
     /// The user to run as (containers; default: an unprivileged user).
     #[arg(long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
@@ -103,6 +107,10 @@ impl RunArgs {
             .collect::<Result<_, _>>()?;
         spec.deterministic = self.deterministic;
         spec.user = self.user.clone();
+        if self.native && spec.runtime != RuntimeKind::Go {
+            return Err(ComputeError::invalid("--native applies to the go runtime only"));
+        }
+        spec.native = self.native;
         Ok(spec)
     }
 }

@@ -29,6 +29,11 @@ pub async fn list(config: Option<&Path>, as_json: bool) -> anyhow::Result<u8> {
                 "capabilities": null,
             }),
         };
+        let mut row = row;
+        if kind == RuntimeKind::Native {
+            // The built-in tools, run as `hanzo-node run native builtin:<name>`.
+            row["builtins"] = serde_json::to_value(hanzo_native_runtime::builtins())?;
+        }
         rows.push(row);
     }
     if as_json {
@@ -50,6 +55,16 @@ pub async fn list(config: Option<&Path>, as_json: bool) -> anyhow::Result<u8> {
         );
         if let Some(detail) = row["detail"].as_str() {
             println!("    {detail}");
+        }
+        if let Some(builtins) = row["builtins"].as_array() {
+            println!("    built-in tools (SOURCE builtin:<name>):");
+            for b in builtins {
+                println!(
+                    "      {:<16} {}",
+                    b["name"].as_str().unwrap_or("?"),
+                    b["description"].as_str().unwrap_or("")
+                );
+            }
         }
         let caps = &row["capabilities"];
         if caps.is_null() {

@@ -184,12 +184,12 @@ impl Runtime for GoRuntime {
         ));
         for kind in LimitKind::ALL {
             let (w, n) = (&wasm.limits[&kind], &native.limits[&kind]);
-            let support = if rank(w.support) <= rank(n.support) {
+            let mut support = if rank(w.support) <= rank(n.support) {
                 w.support
             } else {
                 n.support
             };
-            let how = if w.support == n.support && w.how == n.how {
+            let mut how = if w.support == n.support && w.how == n.how {
                 w.how.clone()
             } else {
                 format!(
@@ -197,6 +197,12 @@ impl Runtime for GoRuntime {
                     w.support, w.how, n.support, n.how
                 )
             };
+            // A --native job that sets fuel is refused rather than run unmetered, so
+            // fuel holds for every job that runs.
+            if kind == LimitKind::Fuel {
+                support = w.support;
+                how = format!("{}; a --native job that sets fuel is refused", w.how);
+            }
             c = c.with(kind, support, how);
         }
         // The wasip1 build has no sockets at all; --native can be granted the network.

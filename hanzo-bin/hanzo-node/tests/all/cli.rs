@@ -2,13 +2,6 @@
 
 use crate::util::*;
 
-fn assert_one_error_line(r: &Run, code: i32, needle: &str) {
-    assert_eq!(r.code, code, "stderr: {}", r.stderr);
-    let line = r.error_line();
-    assert!(line.starts_with("error: "), "error line: {line:?}");
-    assert!(line.contains(needle), "error line {line:?} lacks {needle:?}");
-}
-
 #[test]
 fn a_tool_prints_its_output_on_one_line() {
     let h = Home::new();
@@ -103,7 +96,14 @@ fn tool_failure_is_exit_1() {
 fn unbuilt_disabled_or_unreachable_runtimes_are_exit_4() {
     let h = Home::new();
     let script = h.file("tool.ts", "export function run(p) { return p }");
-    assert_one_error_line(&h.run(&["run", "deno", &script]), 4, "deno");
+    let r = h.run_with(&["run", "deno", &script], |c| {
+        c.env("HANZO_COMPUTE_DENO_BINARY", "/nonexistent/deno");
+    });
+    assert_one_error_line(&r, 4, "deno");
+    let r = h.run_with(&["run", "go", "."], |c| {
+        c.env("HANZO_COMPUTE_GO_BINARY", "/nonexistent/go");
+    });
+    assert_one_error_line(&r, 4, "go");
     let m = h.file("t.wat", &returning(r#"{"ok":1}"#));
     let r = h.run_with(&["run", "wasm", &m], |c| {
         c.env("HANZO_COMPUTE_ENABLED_RUNTIMES", "docker");
@@ -152,13 +152,41 @@ fn runtimes_lists_what_each_runtime_enforces() {
     // Available or not depends on the host's daemon; the table is there either way.
     assert_eq!(docker["capabilities"]["limits"]["fuel"]["support"], "unsupported");
     assert_eq!(docker["capabilities"]["limits"]["memory"]["support"], "enforced");
-    let deno = v
+    // The test command installs deno, uv and go: every process runtime is available,
+    // on the sandbox's table.
+    for name in ["deno", "python", "go", "native"] {
+        let rt = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["runtime"] == name)
+            .unwrap();
+        assert_eq!(rt["available"], true, "{name}: {}", rt["detail"]);
+        assert_eq!(rt["capabilities"]["limits"]["timeout"]["support"], "enforced");
+    }
+    let native = v
         .as_array()
         .unwrap()
         .iter()
-        .find(|x| x["runtime"] == "deno")
+        .find(|x| x["runtime"] == "native")
         .unwrap();
-    assert_eq!(deno["available"], false);
+    let builtins: Vec<&str> = native["builtins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        builtins.contains(&"hash") && builtins.contains(&"json-query"),
+        "{builtins:?}"
+    );
+    let k8s = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["runtime"] == "k8s")
+        .unwrap();
+    assert_eq!(k8s["available"], false);
     let table = h.run(&["runtimes"]);
     assert!(
         table.stdout.contains("wasm") && table.stdout.contains("enforced"),

@@ -3,5 +3,6 @@
 
 mod cli;
 mod hostile;
+mod process;
 mod receipts;
 mod util;

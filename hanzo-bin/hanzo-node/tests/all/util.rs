@@ -128,3 +128,12 @@ pub fn examples_dir() -> PathBuf {
         .unwrap_or_else(|| root.join("target"))
         .join("wasm32-wasip1/release")
 }
+
+/// Asserts the exit code and that the last stderr line is one `error:` line naming
+/// `needle` (CONTRACTS §3).
+pub fn assert_one_error_line(r: &Run, code: i32, needle: &str) {
+    assert_eq!(r.code, code, "stderr: {}", r.stderr);
+    let line = r.error_line();
+    assert!(line.starts_with("error: "), "error line: {line:?}");
+    assert!(line.contains(needle), "error line {line:?} lacks {needle:?}");
+}
