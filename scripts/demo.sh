@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: builds the example tools and the node, then
-# runs the tools through the WASM runtime, printing outputs and receipts.
+# The main job on the embedded defaults: installs what is missing (the wasm32-wasip1 target,
+# bubblewrap, Go, deno, uv), builds the example tools and the node, then runs the tools on
+# the WASM runtime, on Deno, Python and Go in the process sandbox, and a built-in tool,
+# printing outputs and receipts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
+source scripts/go.sh
+source scripts/sandbox.sh
+source scripts/toolchains.sh
 ensure_wasm_target
+ensure_sandbox_tools
+ensure_go
+ensure_deno
+ensure_uv
 build_examples
 # With a Docker daemon at hand, the demo also runs the text tools in a hardened container:
 # the same Rust source built as a static Linux executable, in a `FROM scratch` image.
@@ -21,4 +30,4 @@ if docker info >/dev/null 2>&1; then
 else
     echo "no Docker daemon: the demo runs the WASM tools only (start dockerd to add the container step)" >&2
 fi
-cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" "${docker_args[@]}" "$@"
+cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples "${docker_args[@]}" "$@"

@@ -1,6 +1,8 @@
-//! `hanzo-node demo`: the README's first command. Runs the example tools (built from
-//! `examples/` for wasm32-wasip1) on the embedded default configuration, printing each
-//! output and its receipt, and shows two hostile tools stopped at their limits.
+//! `hanzo-node demo`: the README's first command. Runs the example tools on the embedded
+//! default configuration — the Rust ones built for wasm32-wasip1 on the WASM runtime,
+//! the TypeScript, Python and Go ones on their runtimes in the process sandbox, a
+//! built-in tool, and (with a daemon) a container — printing each output and its
+//! receipt, and shows hostile tools stopped at their limits or walls.
 
 use crate::node::Node;
 use clap::Args;
@@ -17,12 +19,17 @@ pub struct DemoArgs {
     /// adds a step that runs them in a hardened container.
     #[arg(long, value_name = "IMAGE")]
     pub docker_image: Option<String>,
+    /// The repository's examples directory (the TypeScript, Python and Go tools).
+    #[arg(long, value_name = "DIR", default_value = "examples")]
+    pub sources: PathBuf,
 }
 
 /// What a demo step expects to happen.
 enum Expect {
     Output,
     Limit(LimitKind),
+    /// The tool fails (exit 1): what it tried is not there for it.
+    Refused,
 }
 
 struct Step {
@@ -34,6 +41,92 @@ struct Step {
     params: Value,
     tweak: fn(&mut JobSpec),
     expect: Expect,
+}
+
+/// A hostile Python tool: reads the host's password hashes.
+const READ_SHADOW_PY: &str =
+    "def run(params):\n    with open('/etc/shadow') as f:\n        return f.read()\n";
+
+/// A hostile TypeScript tool: phones home (to the node's own API port, on loopback).
+const CONNECT_TS: &str = "export async function run() {\n  const c = await Deno.connect({ hostname: '127.0.0.1', port: 3690 });\n  c.close();\n  return 'connected';\n}\n";
+
+/// The process runtimes' steps; `hostile` is a directory holding the hostile scripts.
+fn process_steps(hostile: &Path) -> Vec<Step> {
+    let csv = "city,temp_c,rain_mm\nOslo,3.5,60\nRome,14.1,70\nCairo,22.5,2\nLima,19.0,1";
+    vec![
+        Step {
+            title: "text statistics (TypeScript on Deno, permissions deny-all, in the process sandbox)",
+            runtime: RuntimeKind::Deno,
+            module: "deno/text.ts".into(),
+            function: "run",
+            params: json!({"text": "Deno tools run with no permissions unless the job grants them. Deno is fast.", "top": 3}),
+            tweak: |_| {},
+            expect: Expect::Output,
+        },
+        Step {
+            title: "CSV column statistics (Python, standard library only, in the process sandbox)",
+            runtime: RuntimeKind::Python,
+            module: "python/csv_stats.py".into(),
+            function: "run",
+            params: json!({"csv": csv}),
+            tweak: |_| {},
+            expect: Expect::Output,
+        },
+        Step {
+            title: "word frequencies (Go SDK tool, built once to wasip1, on the WASM runtime)",
+            runtime: RuntimeKind::Go,
+            module: "go/wordfreq".into(),
+            function: "run",
+            params: json!({"text": "the quick brown fox jumps over the lazy dog the end", "top": 2}),
+            tweak: |_| {},
+            expect: Expect::Output,
+        },
+        Step {
+            title: "the same Go tool built natively (--native), in the process sandbox",
+            runtime: RuntimeKind::Go,
+            module: "go/wordfreq".into(),
+            function: "run",
+            params: json!({"text": "the quick brown fox jumps over the lazy dog the end", "top": 2}),
+            tweak: |s| s.native = true,
+            expect: Expect::Output,
+        },
+        Step {
+            title: "a built-in Rust tool (sha256), run in the sandboxed tool host",
+            runtime: RuntimeKind::Native,
+            module: "builtin:hash".into(),
+            function: "run",
+            params: json!({"text": "hello, hanzo"}),
+            tweak: |_| {},
+            expect: Expect::Output,
+        },
+        Step {
+            title: "hostile: a Python tool reading /etc/shadow, which the sandbox does not show",
+            runtime: RuntimeKind::Python,
+            module: hostile.join("read_shadow.py").display().to_string(),
+            function: "run",
+            params: json!({}),
+            tweak: |_| {},
+            expect: Expect::Refused,
+        },
+        Step {
+            title: "hostile: a TypeScript tool connecting to the host's loopback without a network grant",
+            runtime: RuntimeKind::Deno,
+            module: hostile.join("connect.ts").display().to_string(),
+            function: "run",
+            params: json!({}),
+            tweak: |_| {},
+            expect: Expect::Refused,
+        },
+        Step {
+            title: "hostile: a Python tool that spins forever, its whole process tree killed at 500 ms",
+            runtime: RuntimeKind::Python,
+            module: hostile.join("spin.py").display().to_string(),
+            function: "run",
+            params: json!({}),
+            tweak: |s| s.limits.timeout_ms = 500,
+            expect: Expect::Limit(LimitKind::Timeout),
+        },
+    ]
 }
 
 fn steps() -> Vec<Step> {
@@ -135,10 +228,44 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
     let node = Node::build(config, None)?;
     println!("hanzo-node demo: node {}", node.compute.key().id());
     println!("data directory: {}\n", node.config.node.data_dir.display());
+    // The hostile scripts live in the data directory for the demo's length.
+    let hostile = node.config.node.data_dir.join("demo");
+    std::fs::create_dir_all(&hostile)
+        .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", hostile.display())))?;
+    for (name, text) in [
+        ("read_shadow.py", READ_SHADOW_PY),
+        ("connect.ts", CONNECT_TS),
+        ("spin.py", "def run(params):\n    while True:\n        pass\n"),
+    ] {
+        std::fs::write(hostile.join(name), text)
+            .map_err(|e| ComputeError::internal(format!("cannot write the demo's {name}: {e}")))?;
+    }
+    // Process runtimes whose toolchain is missing here are skipped, saying why
+    // (scripts/demo.sh installs them all).
+    let mut skipped = Vec::new();
+    for step in process_steps(&hostile) {
+        let health = match node.compute.runtime(step.runtime) {
+            Some(rt) => rt.health().await,
+            None => hanzo_compute::Health::unavailable(node.unavailable_reason(step.runtime)),
+        };
+        if health.available {
+            all.push(step);
+        } else if !skipped.contains(&step.runtime) {
+            skipped.push(step.runtime);
+            println!(
+                "skipping the {} steps: {}\n",
+                step.runtime,
+                health.detail.unwrap_or_default()
+            );
+        }
+    }
     let mut failures = 0;
     for step in all {
         let source = match step.runtime {
             RuntimeKind::Wasm => args.examples.join(&step.module).display().to_string(),
+            RuntimeKind::Deno | RuntimeKind::Python | RuntimeKind::Go => {
+                args.sources.join(&step.module).display().to_string()
+            }
             _ => step.module.clone(),
         };
         let mut spec = JobSpec::new(step.runtime, source)
@@ -163,7 +290,11 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
                 println!("stopped: {e} (exit code {})", e.exit_code());
                 true
             }
-            (Ok(output), Expect::Limit(_)) => {
+            (Err(e @ ComputeError::ToolFailed(_)), Expect::Refused) => {
+                println!("refused: {e} (exit code {})", e.exit_code());
+                true
+            }
+            (Ok(output), Expect::Limit(_) | Expect::Refused) => {
                 println!("UNEXPECTED output: {output}");
                 false
             }

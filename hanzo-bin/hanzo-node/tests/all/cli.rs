@@ -243,3 +243,31 @@ fn an_sdk_tool_runs_and_its_receipt_verifies() {
     assert_eq!(v.code, 0, "{}", v.stderr);
     assert!(v.stdout.starts_with("ok:"), "{}", v.stdout);
 }
+
+#[test]
+fn the_demo_runs_every_step_as_expected() {
+    // README command 1 without its set-up: every runtime this host has (the test
+    // command installs deno, uv and go) runs its example and hostile steps.
+    let h = Home::new();
+    let examples = examples_dir();
+    let sources = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    let r = h.run(&[
+        "demo",
+        "--examples",
+        &examples.display().to_string(),
+        "--sources",
+        &sources.display().to_string(),
+    ]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stdout.contains("skipping"), "{}", r.stdout);
+    for needle in [
+        "TypeScript on Deno",
+        "Python",
+        "--native",
+        "built-in",
+        "/etc/shadow",
+    ] {
+        assert!(r.stdout.contains(needle), "{needle}: {}", r.stdout);
+    }
+    assert!(r.stdout.contains("all demo steps behaved as expected"));
+}
