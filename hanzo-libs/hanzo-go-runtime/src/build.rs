@@ -261,12 +261,15 @@ impl Builder {
     ) -> Result<(), ComputeError> {
         let mut spec = ProcessSpec::new(&tc.go)
             .args(args.iter().cloned())
-            .ro_path(&tc.goroot)
-            .mount(Mount {
-                host: pkg.tree.clone(),
-                guest: pkg.tree.to_string_lossy().to_string(),
+            .ro_path(&tc.goroot);
+        for root in &pkg.roots {
+            spec = spec.mount(Mount {
+                host: root.clone(),
+                guest: root.to_string_lossy().to_string(),
                 writable: false,
-            })
+            });
+        }
+        spec = spec
             .mount(Mount {
                 host: builds.to_path_buf(),
                 guest: builds.to_string_lossy().to_string(),

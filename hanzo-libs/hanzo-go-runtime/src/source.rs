@@ -15,10 +15,10 @@ const MAX_BYTES: u64 = 512 * 1024 * 1024;
 pub(crate) struct Package {
     /// The package directory (canonical).
     pub(crate) dir: PathBuf,
-    /// The deepest directory holding the package's module and every local `replace`
-    /// target: the build sees this tree, read-only, at its host path (relative
+    /// The package's module root and every local `replace` target (none inside
+    /// another): the build sees each, read-only, at its host path (so relative
     /// `replace` paths keep working) and nothing else of the host.
-    pub(crate) tree: PathBuf,
+    pub(crate) roots: Vec<PathBuf>,
     /// sha256 over every file of the module and of its local `replace` targets.
     pub(crate) digest: String,
     /// Whether the package has files for the `hanzo_exports` build tag (the Go SDK's
@@ -74,8 +74,8 @@ impl Package {
         }
         roots.sort();
         roots.dedup();
-        let tree = common_ancestor(&roots);
         let digest = digest(&roots)?;
+        let roots = outermost(roots);
         let has_exports = go_files.iter().any(|f| {
             std::fs::read_to_string(f).is_ok_and(|text| {
                 text.lines()
@@ -85,7 +85,7 @@ impl Package {
         });
         Ok(Package {
             dir,
-            tree,
+            roots,
             digest,
             has_exports,
         })
@@ -125,16 +125,15 @@ fn local_replacements(go_mod: &str) -> Vec<String> {
     out
 }
 
-fn common_ancestor(paths: &[PathBuf]) -> PathBuf {
-    let mut acc = paths[0].clone();
-    for p in &paths[1..] {
-        while !p.starts_with(&acc) {
-            if !acc.pop() {
-                return PathBuf::from("/");
-            }
+/// `paths` (sorted) without those inside another one.
+fn outermost(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        if !out.iter().any(|o| p.starts_with(o)) {
+            out.push(p);
         }
     }
-    acc
+    out
 }
 
 /// sha256 over the sorted (root, relative path, contents) of every regular file below
@@ -208,11 +207,12 @@ mod tests {
     }
 
     #[test]
-    fn the_tree_covers_every_root() {
-        let a = PathBuf::from("/w/r/examples/go/wf");
-        let b = PathBuf::from("/w/r/sdk/go");
-        assert_eq!(common_ancestor(&[a.clone(), b]), PathBuf::from("/w/r"));
-        assert_eq!(common_ancestor(std::slice::from_ref(&a)), a);
+    fn nested_roots_are_mounted_once() {
+        let v = |s: &[&str]| s.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(
+            outermost(v(&["/a", "/a/b", "/c/d", "/c/de"])),
+            v(&["/a", "/c/d", "/c/de"])
+        );
     }
 
     #[test]
