@@ -17,7 +17,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// argument).
 pub fn marker() -> String {
     static N: AtomicU64 = AtomicU64::new(1);
-    format!("987.{}{:04}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "987.{}{:04}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Host pids (other than this process) whose command line contains `needle`.
@@ -55,6 +59,8 @@ pub fn assert_no_process(needle: &str) {
 /// shims; panics with how to install it. The test command installs all of them.
 pub fn toolchain(name: &str) -> PathBuf {
     hanzo_sandbox::toolchain::find_program(name, None).unwrap_or_else(|e| {
-        panic!("{e}: the tests need real toolchains; run `bash scripts/test.sh` (it installs deno, uv and go)")
+        panic!(
+            "{e}: the tests need real toolchains; run `bash scripts/test.sh` (it installs deno, uv and go)"
+        )
     })
 }
