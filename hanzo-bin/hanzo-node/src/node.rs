@@ -116,7 +116,9 @@ impl Node {
                 // The helper that loads cdylibs and runs built-in tools in the sandbox
                 // is this very binary (`hanzo-node __tool-host`).
                 let helper = std::env::current_exe().context("cannot find the hanzo-node binary")?;
-                compute.register(Arc::new(NativeRuntime::new(sandbox.clone(), helper, pids)));
+                compute.register(Arc::new(
+                    NativeRuntime::new(sandbox.clone(), helper, pids).with_store(data_dir.join("native")),
+                ));
             }
         }
         Ok(Node {

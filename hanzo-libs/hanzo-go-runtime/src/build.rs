@@ -182,7 +182,12 @@ impl Builder {
                 .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", d.display())))?;
         }
         self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = builds.join(format!(".tmp-{}", hanzo_compute::new_job_id()));
+        // The build writes into a directory of its own, the only part of the builds
+        // directory it can see: finished builds stay out of its reach.
+        let out_dir = builds.join(format!(".tmp-{}", hanzo_compute::new_job_id()));
+        std::fs::create_dir(&out_dir)
+            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", out_dir.display())))?;
+        let tmp = out_dir.join("out");
         let mut args = vec![
             "-C".to_string(),
             pkg.dir.to_string_lossy().to_string(),
@@ -223,7 +228,7 @@ impl Builder {
             env.push(("GOARCH", "wasm".into()));
         }
         let result = if self.sandboxed() {
-            self.build_in_sandbox(tc, pkg, &args, &env, &builds, &cache, cancel)
+            self.build_in_sandbox(tc, pkg, &args, &env, &out_dir, &cache, cancel)
                 .await
         } else {
             self.build_directly(tc, &args, &env, cancel).await
@@ -232,9 +237,7 @@ impl Builder {
             std::fs::rename(&tmp, dest)
                 .map_err(|e| ComputeError::internal(format!("cannot store the build: {e}")))
         });
-        if outcome.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
+        let _ = std::fs::remove_dir_all(&out_dir);
         outcome
     }
 
@@ -255,7 +258,7 @@ impl Builder {
         pkg: &Package,
         args: &[String],
         env: &[(&str, String)],
-        builds: &Path,
+        out_dir: &Path,
         cache: &Path,
         cancel: &CancelToken,
     ) -> Result<(), ComputeError> {
@@ -271,8 +274,8 @@ impl Builder {
         }
         spec = spec
             .mount(Mount {
-                host: builds.to_path_buf(),
-                guest: builds.to_string_lossy().to_string(),
+                host: out_dir.to_path_buf(),
+                guest: out_dir.to_string_lossy().to_string(),
                 writable: true,
             })
             .mount(Mount {

@@ -134,11 +134,19 @@ impl GoRuntime {
         }
         let built = self.builder.get(tc, &pkg, target, &job.cancel).await?;
         if target == Target::Native {
-            let bytes = blocking(|| std::fs::read(&built.path))
-                .map_err(|e| ComputeError::internal(format!("cannot read the build: {e}")))?;
-            let spec = ProcessSpec::for_job("./tool", job)
-                .executable("tool", bytes)
-                .pids_limit(self.pids_limit);
+            let spec = if self.sandbox.isolates_filesystem() {
+                // The build is immutable and content-addressed (its name is the key of
+                // its sources; `built.sha256` hashes its bytes): show it read-only at
+                // its path instead of copying megabytes into every job.
+                ProcessSpec::for_job(&built.path, job).ro_path(&built.path)
+            } else {
+                // Without bubblewrap the tool's user may not reach the data directory:
+                // hand it a copy in its work directory.
+                let bytes = blocking(|| std::fs::read(&built.path))
+                    .map_err(|e| ComputeError::internal(format!("cannot read the build: {e}")))?;
+                ProcessSpec::for_job("./tool", job).executable("tool", bytes)
+            }
+            .pids_limit(self.pids_limit);
             let out = self.sandbox.run(spec, &job.cancel).await;
             return Ok(out.execution(job, Some(built.sha256.clone())));
         }

@@ -76,15 +76,30 @@ pub struct NativeRuntime {
     pids_limit: u32,
     /// sha256 of the helper's bytes, with the file identity it was computed for.
     helper_digest: Mutex<Option<(FileStamp, String)>>,
+    /// Where tools' bytes are kept by digest (see [`NativeRuntime::with_store`]).
+    store: Option<PathBuf>,
+    /// SOURCE files already stored: identity → (kind, digest).
+    stored: Mutex<std::collections::HashMap<(PathBuf, FileStamp), (StoredKind, String)>>,
 }
 
+/// What a stored file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StoredKind {
+    Program,
+    Library,
+}
+
+/// The most SOURCE identities remembered; past it the map starts afresh.
+const MAX_REMEMBERED: usize = 4096;
+
 /// Enough of a file's metadata to notice that it was replaced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct FileStamp {
     dev: u64,
     ino: u64,
     len: u64,
     mtime: (i64, i64),
+    ctime: (i64, i64),
 }
 
 impl FileStamp {
@@ -96,6 +111,7 @@ impl FileStamp {
             ino: m.ino(),
             len: m.len(),
             mtime: (m.mtime(), m.mtime_nsec()),
+            ctime: (m.ctime(), m.ctime_nsec()),
         })
     }
 }
@@ -109,7 +125,62 @@ impl NativeRuntime {
             helper,
             pids_limit,
             helper_digest: Mutex::new(None),
+            store: None,
+            stored: Mutex::new(std::collections::HashMap::new()),
         }
+    }
+
+    /// Keeps each tool's bytes in `dir` under their sha256 (written once, read-only)
+    /// and, where the sandbox shows host files (bubblewrap), runs that stored copy
+    /// read-only in place instead of copying the tool into every job. A SOURCE whose
+    /// file identity (device, inode, size, mtime, ctime) is unchanged is not read or
+    /// hashed again. What runs is always the stored copy, whose name is its digest, so
+    /// the receipt's `code_hash` holds even if the SOURCE changes unnoticed.
+    pub fn with_store(mut self, dir: PathBuf) -> NativeRuntime {
+        self.store = Some(dir);
+        self
+    }
+
+    /// The stored copy of SOURCE `path` (its path, kind and digest), storing it first
+    /// when it is new. `None` when there is no store or the sandbox cannot show it.
+    fn stored(
+        &self,
+        path: &str,
+        disk_mb: u64,
+    ) -> Option<Result<(PathBuf, StoredKind, String), ComputeError>> {
+        let dir = self
+            .store
+            .as_ref()
+            .filter(|_| self.sandbox.isolates_filesystem())?;
+        let src = Path::new(path);
+        let stamp = FileStamp::of(src).ok()?;
+        let key = (std::fs::canonicalize(src).ok()?, stamp);
+        let known = self.stored.lock().ok()?.get(&key).cloned();
+        if let Some((kind, hash)) = known {
+            let at = dir.join(&hash);
+            if at.is_file() {
+                return Some(Ok((at, kind, hash)));
+            }
+        }
+        let (kind, bytes, hash) = match source::resolve(path, disk_mb) {
+            Ok(Source::Program { bytes, hash }) => (StoredKind::Program, bytes, hash),
+            Ok(Source::Library { bytes, hash }) => (StoredKind::Library, bytes, hash),
+            Ok(Source::Builtin(_)) => return None,
+            Err(e) => return Some(Err(ComputeError::InvalidInput(e.to_string()))),
+        };
+        let at = dir.join(&hash);
+        if !at.is_file()
+            && let Err(e) = store_file(dir, &at, &bytes)
+        {
+            return Some(Err(ComputeError::internal(format!("cannot store the tool: {e}"))));
+        }
+        if let Ok(mut m) = self.stored.lock() {
+            if m.len() >= MAX_REMEMBERED {
+                m.clear();
+            }
+            m.insert(key, (kind, hash.clone()));
+        }
+        Some(Ok((at, kind, hash)))
     }
 
     /// The tool-host helper's path.
@@ -186,6 +257,30 @@ impl NativeRuntime {
     }
 }
 
+/// Runs blocking file work (a stat on the warm path; reading and hashing a new tool)
+/// without stalling a multi-threaded executor; directly on a current-thread one.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+/// Writes `bytes` to `at` (in `dir`) atomically, read-only and executable: a stored
+/// tool never changes after it is written.
+fn store_file(dir: &Path, at: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_data()?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o555))?;
+    tmp.persist(at).map_err(|e| e.error)?;
+    Ok(())
+}
+
 fn hash_file(path: &Path) -> std::io::Result<String> {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
@@ -254,8 +349,34 @@ impl Runtime for NativeRuntime {
         if let Err(e) = job.spec.validate() {
             return Execution::rejected(&job.spec, e);
         }
-        let source = job.spec.source.clone();
         let disk_mb = job.spec.limits.disk_mb;
+        if !job.spec.source.starts_with(BUILTIN_PREFIX) && self.store.is_some() {
+            let stored = blocking(|| self.stored(&job.spec.source, disk_mb));
+            match stored {
+                Some(Ok((at, StoredKind::Program, hash))) => {
+                    let spec = ProcessSpec::for_job(&at, job)
+                        .ro_path(&at)
+                        .pids_limit(self.pids_limit);
+                    return self
+                        .sandbox
+                        .run(spec, &job.cancel)
+                        .await
+                        .execution(job, Some(hash));
+                }
+                Some(Ok((at, StoredKind::Library, hash))) => {
+                    if let Some(p) = self.helper_problem() {
+                        return Execution::rejected(&job.spec, ComputeError::Unavailable(p));
+                    }
+                    let spec = self
+                        .helper_spec(job, ["cdylib", &at.to_string_lossy()])
+                        .ro_path(&at);
+                    return self.run_helper(job, spec, hash).await;
+                }
+                Some(Err(e)) => return Execution::rejected(&job.spec, e),
+                None => {}
+            }
+        }
+        let source = job.spec.source.clone();
         let resolved = match tokio::task::spawn_blocking(move || source::resolve(&source, disk_mb)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Execution::rejected(&job.spec, ComputeError::InvalidInput(e.to_string())),

@@ -9,4 +9,5 @@ mod cdylib;
 mod conformance;
 mod executables;
 mod hostile;
+mod store;
 mod util;
