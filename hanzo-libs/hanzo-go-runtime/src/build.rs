@@ -182,6 +182,7 @@ impl Builder {
                 .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", d.display())))?;
         }
         self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        sweep_stale(&builds, Duration::from_millis(self.timeout_ms.saturating_mul(2)));
         // The build writes into a directory of its own, the only part of the builds
         // directory it can see: finished builds stay out of its reach.
         let out_dir = builds.join(format!(".tmp-{}", hanzo_compute::new_job_id()));
@@ -190,7 +191,11 @@ impl Builder {
         let tmp = out_dir.join("out");
         let mut args = vec![
             "-C".to_string(),
-            pkg.dir.to_string_lossy().to_string(),
+            if self.sandboxed() {
+                format!("{}/{SRC}{}", hanzo_sandbox::GUEST_WORKDIR, pkg.dir.display())
+            } else {
+                pkg.dir.to_string_lossy().to_string()
+            },
             "build".into(),
             "-trimpath".into(),
             "-buildvcs=false".into(),
@@ -265,12 +270,13 @@ impl Builder {
         let mut spec = ProcessSpec::new(&tc.go)
             .args(args.iter().cloned())
             .ro_path(&tc.goroot);
-        for root in &pkg.roots {
-            spec = spec.mount(Mount {
-                host: root.clone(),
-                guest: root.to_string_lossy().to_string(),
-                writable: false,
-            });
+        // The build sees a private copy of exactly the bytes the digest names, laid
+        // out under `src/` as on the host (relative `replace` paths keep working), and
+        // nothing of the host tree itself: no link can lead it elsewhere, and a tree
+        // changed after hashing cannot be built under the old digest.
+        for (host, bytes) in blocking_read(pkg)? {
+            let rel = host.strip_prefix("/").unwrap_or(&host);
+            spec = spec.file(format!("{SRC}/{}", rel.display()), bytes);
         }
         spec = spec
             .mount(Mount {
@@ -341,6 +347,35 @@ impl Builder {
             },
             _ = cancel.cancelled() => Err(ComputeError::Cancelled),
         }
+    }
+}
+
+/// Removes `.tmp-*` output directories older than `age`: left by a node that crashed
+/// mid-build (a live build is never older than its timeout).
+fn sweep_stale(builds: &Path, age: Duration) {
+    let Ok(entries) = std::fs::read_dir(builds) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|a| a > age);
+        if old && e.file_name().to_string_lossy().starts_with(".tmp-") {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Where a build's copy of the sources lives in the sandbox's work directory.
+const SRC: &str = "src";
+
+fn blocking_read(pkg: &Package) -> Result<Vec<(PathBuf, Vec<u8>)>, ComputeError> {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| pkg.read_verified()),
+        _ => pkg.read_verified(),
     }
 }
 

@@ -48,6 +48,8 @@ pub struct GoRuntime {
     pids_limit: u32,
     builder: Builder,
     toolchain: OnceLock<Result<Toolchain, String>>,
+    /// The node's data directory, which no package may overlap.
+    data_dir: PathBuf,
 }
 
 impl GoRuntime {
@@ -75,6 +77,7 @@ impl GoRuntime {
             abi: config.abi.clone(),
             pids_limit,
             toolchain: OnceLock::new(),
+            data_dir: data_dir.to_path_buf(),
         }
     }
 
@@ -99,7 +102,7 @@ impl GoRuntime {
     /// Builds `source` for `target` (or takes it from the cache): what a job would run.
     pub async fn build(&self, source: &str, target: Target) -> Result<Arc<Built>, ComputeError> {
         let tc = self.toolchain()?;
-        let pkg = blocking(|| Package::load(source))?;
+        let pkg = blocking(|| Package::load(source, &self.data_dir))?;
         self.builder
             .get(tc, &pkg, target, &hanzo_compute::CancelToken::new())
             .await
@@ -120,7 +123,7 @@ impl GoRuntime {
 
     async fn run(&self, job: &Job) -> Result<Execution, ComputeError> {
         let tc = self.toolchain()?;
-        let pkg = blocking(|| Package::load(&job.spec.source))?;
+        let pkg = blocking(|| Package::load(&job.spec.source, &self.data_dir))?;
         let target = self.target(job, &pkg);
         if target == Target::Native && job.spec.deterministic {
             return Err(ComputeError::invalid(

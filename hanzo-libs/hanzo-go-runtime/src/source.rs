@@ -5,20 +5,19 @@ use hanzo_compute::ComputeError;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
-/// The most files and bytes hashed for one package (its module and local `replace`
-/// targets): a SOURCE pointing at a huge tree is refused rather than read for minutes.
+/// The most files and bytes of one package (its module and local `replace` targets):
+/// a SOURCE pointing at a huge tree is refused rather than read for minutes. Node-wide
+/// bounds, not job limits: the node holds a build's sources in memory.
 const MAX_FILES: usize = 20_000;
-const MAX_BYTES: u64 = 512 * 1024 * 1024;
+const MAX_BYTES: u64 = 128 * 1024 * 1024;
 
 /// A Go package ready to build.
 #[derive(Debug, Clone)]
 pub(crate) struct Package {
     /// The package directory (canonical).
     pub(crate) dir: PathBuf,
-    /// The package's module root and every local `replace` target (none inside
-    /// another): the build sees each, read-only, at its host path (so relative
-    /// `replace` paths keep working) and nothing else of the host.
-    pub(crate) roots: Vec<PathBuf>,
+    /// Every file hashed: `(root, path relative to it)`, sorted.
+    files: Vec<(PathBuf, PathBuf)>,
     /// sha256 over every file of the module and of its local `replace` targets.
     pub(crate) digest: String,
     /// Whether the package has files for the `hanzo_exports` build tag (the Go SDK's
@@ -28,7 +27,9 @@ pub(crate) struct Package {
 
 impl Package {
     /// Reads the package at `source`: a directory with Go files, inside a module.
-    pub(crate) fn load(source: &str) -> Result<Package, ComputeError> {
+    /// Nothing of it may lie in `forbidden` (the node's data directory: its key, other
+    /// jobs' builds).
+    pub(crate) fn load(source: &str, forbidden: &Path) -> Result<Package, ComputeError> {
         let bad = |m: String| ComputeError::invalid(m);
         let path = Path::new(source);
         let meta =
@@ -64,6 +65,11 @@ impl Package {
             .map_err(|e| bad(format!("cannot read {}: {e}", module.join("go.mod").display())))?;
         let mut roots = vec![module.clone()];
         for target in local_replacements(&go_mod) {
+            if target.starts_with('/') {
+                return Err(bad(format!(
+                    "go.mod replaces a module with the absolute path {target}: use a path relative to the module"
+                )));
+            }
             let p = module.join(&target);
             let p = std::fs::canonicalize(&p).map_err(|e| {
                 bad(format!(
@@ -74,8 +80,23 @@ impl Package {
         }
         roots.sort();
         roots.dedup();
-        let digest = digest(&roots)?;
-        let roots = outermost(roots);
+        let forbidden = std::fs::canonicalize(forbidden).unwrap_or_else(|_| forbidden.to_path_buf());
+        if let Some(r) = roots
+            .iter()
+            .find(|r| r.starts_with(&forbidden) || forbidden.starts_with(r))
+        {
+            return Err(bad(format!(
+                "{} overlaps the node's data directory; build from elsewhere",
+                r.display()
+            )));
+        }
+        let mut files = Vec::new();
+        for root in &roots {
+            walk(root, root, &mut files)?;
+        }
+        files.sort();
+        files.dedup();
+        let digest = hash_files(&files, |_, _| Ok(()))?;
         let has_exports = go_files.iter().any(|f| {
             std::fs::read_to_string(f).is_ok_and(|text| {
                 text.lines()
@@ -85,7 +106,7 @@ impl Package {
         });
         Ok(Package {
             dir,
-            roots,
+            files,
             digest,
             has_exports,
         })
@@ -125,38 +146,37 @@ fn local_replacements(go_mod: &str) -> Vec<String> {
     out
 }
 
-/// `paths` (sorted) without those inside another one.
-fn outermost(paths: Vec<PathBuf>) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = Vec::new();
-    for p in paths {
-        if !out.iter().any(|o| p.starts_with(o)) {
-            out.push(p);
-        }
-    }
-    out
-}
-
-/// sha256 over the sorted (root, relative path, contents) of every regular file below
-/// the roots, skipping what the go command ignores (directories starting with `.` or
-/// `_`, and `testdata`).
-fn digest(roots: &[PathBuf]) -> Result<String, ComputeError> {
-    let mut files = Vec::new();
-    for root in roots {
-        walk(root, root, &mut files)?;
-    }
-    files.sort();
+/// sha256 over the sorted (root, relative path, contents) of `files`, calling `keep`
+/// with each file's bytes. Sizes are checked before anything is read.
+fn hash_files(
+    files: &[(PathBuf, PathBuf)],
+    mut keep: impl FnMut(&Path, Vec<u8>) -> Result<(), ComputeError>,
+) -> Result<String, ComputeError> {
     let mut h = Sha256::new();
     let mut total = 0u64;
-    for (root, rel) in &files {
-        let bytes = std::fs::read(root.join(rel))
-            .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", root.join(rel).display())))?;
-        total += bytes.len() as u64;
+    for (root, rel) in files {
+        let path = root.join(rel);
+        let unreadable =
+            |e: std::io::Error| ComputeError::invalid(format!("cannot read {}: {e}", path.display()));
+        // Not following links: a link could show the build any file of the host.
+        let meta = std::fs::symlink_metadata(&path).map_err(unreadable)?;
+        if !meta.is_file() {
+            return Err(ComputeError::invalid(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        total += meta.len();
         if total > MAX_BYTES {
             return Err(ComputeError::invalid(format!(
                 "the Go package and its local dependencies exceed {} MiB",
                 MAX_BYTES >> 20
             )));
         }
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        std::fs::File::open(&path)
+            .and_then(|f| std::io::Read::read_to_end(&mut std::io::Read::take(f, meta.len()), &mut bytes))
+            .map_err(unreadable)?;
         for part in [
             root.as_os_str().as_encoded_bytes(),
             rel.as_os_str().as_encoded_bytes(),
@@ -166,8 +186,28 @@ fn digest(roots: &[PathBuf]) -> Result<String, ComputeError> {
         }
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(&bytes);
+        keep(&path, bytes)?;
     }
     Ok(hex::encode(h.finalize()))
+}
+
+impl Package {
+    /// Every file of the package, read again, as `(host path, bytes)`, checked to be
+    /// exactly what [`digest`](Package::digest) names: a build made from these bytes is
+    /// the build of that digest, however the host tree changes meanwhile.
+    pub(crate) fn read_verified(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, ComputeError> {
+        let mut out = Vec::with_capacity(self.files.len());
+        let digest = hash_files(&self.files, |p, b| {
+            out.push((p.to_path_buf(), b));
+            Ok(())
+        })?;
+        if digest != self.digest {
+            return Err(ComputeError::invalid(
+                "the Go package changed while it was being built; run the job again",
+            ));
+        }
+        Ok(out)
+    }
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<(), ComputeError> {
@@ -183,7 +223,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()
                 continue;
             }
             walk(root, &path, out)?;
-        } else if ft.is_file() || (ft.is_symlink() && path.is_file()) {
+        } else if ft.is_symlink() {
+            return Err(ComputeError::invalid(format!(
+                "{} is a symbolic link: the go runtime builds regular files only",
+                path.display()
+            )));
+        } else if ft.is_file() {
             if out.len() >= MAX_FILES {
                 return Err(ComputeError::invalid(format!(
                     "the Go package and its local dependencies have more than {MAX_FILES} files"
@@ -207,29 +252,22 @@ mod tests {
     }
 
     #[test]
-    fn nested_roots_are_mounted_once() {
-        let v = |s: &[&str]| s.iter().map(PathBuf::from).collect::<Vec<_>>();
-        assert_eq!(
-            outermost(v(&["/a", "/a/b", "/c/d", "/c/de"])),
-            v(&["/a", "/c/d", "/c/de"])
-        );
-    }
-
-    #[test]
     fn the_digest_follows_every_file() {
         let d = tempfile::tempdir().unwrap();
         std::fs::write(d.path().join("go.mod"), "module x\n\ngo 1.24\n").unwrap();
         std::fs::write(d.path().join("main.go"), "package main\nfunc main() {}\n").unwrap();
-        let p1 = Package::load(d.path().to_str().unwrap()).unwrap();
+        let p1 = Package::load(d.path().to_str().unwrap(), Path::new("/nonexistent-data")).unwrap();
         assert!(!p1.has_exports);
         std::fs::create_dir(d.path().join("sub")).unwrap();
         std::fs::write(d.path().join("sub/x.txt"), "embedded").unwrap();
-        let p2 = Package::load(d.path().to_str().unwrap()).unwrap();
+        let p2 = Package::load(d.path().to_str().unwrap(), Path::new("/nonexistent-data")).unwrap();
         assert_ne!(p1.digest, p2.digest);
         std::fs::create_dir(d.path().join(".git")).unwrap();
         std::fs::write(d.path().join(".git/HEAD"), "ignored").unwrap();
         assert_eq!(
-            Package::load(d.path().to_str().unwrap()).unwrap().digest,
+            Package::load(d.path().to_str().unwrap(), Path::new("/nonexistent-data"))
+                .unwrap()
+                .digest,
             p2.digest
         );
         std::fs::write(
@@ -237,18 +275,26 @@ mod tests {
             "//go:build wasip1 && hanzo_exports\n\npackage main\n",
         )
         .unwrap();
-        assert!(Package::load(d.path().to_str().unwrap()).unwrap().has_exports);
+        assert!(
+            Package::load(d.path().to_str().unwrap(), Path::new("/nonexistent-data"))
+                .unwrap()
+                .has_exports
+        );
     }
 
     #[test]
     fn bad_sources_are_named() {
-        let e = Package::load("/nonexistent/pkg").unwrap_err();
+        let e = Package::load("/nonexistent/pkg", Path::new("/nonexistent-data")).unwrap_err();
         assert_eq!(e.exit_code(), 2);
         let d = tempfile::tempdir().unwrap();
-        let e = Package::load(d.path().to_str().unwrap()).unwrap_err();
+        let e = Package::load(d.path().to_str().unwrap(), Path::new("/nonexistent-data")).unwrap_err();
         assert!(e.to_string().contains("has no Go files"), "{e}");
         std::fs::write(d.path().join("main.go"), "package main\n").unwrap();
-        let e = Package::load(d.path().join("main.go").to_str().unwrap()).unwrap_err();
+        let e = Package::load(
+            d.path().join("main.go").to_str().unwrap(),
+            Path::new("/nonexistent-data"),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("is not a directory"), "{e}");
     }
 }

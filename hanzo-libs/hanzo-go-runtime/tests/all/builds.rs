@@ -80,13 +80,6 @@ async fn concurrent_first_calls_build_once() {
     // Warm calls only hash the sources.
     assert_eq!(rt.execute(&Job::new(job(&src))).await.result, Ok(json!("c")));
     assert_eq!(rt.builds(), 1);
-    let builds = data_dir().join("go/builds");
-    let left: Vec<_> = std::fs::read_dir(builds)
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".tmp"))
-        .collect();
-    assert!(left.is_empty(), "half-built files left: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,4 +139,44 @@ async fn builds_run_in_the_sandbox_here() {
     // This machine has bubblewrap and runs the tests as root: the build must be
     // sandboxed, or the cache and source-tree mounts above were never exercised.
     assert!(runtime("auto").builds_sandboxed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_that_reach_outside_their_tree_are_refused() {
+    let main = "package main\n\nfunc main() {}\n";
+    // A link to a host file (say, the node's key) would be read and built.
+    let linked = fresh_package("linked", main);
+    std::os::unix::fs::symlink("/etc/hostname", linked.join("x.go")).unwrap();
+    let e = run("auto", job(&linked)).await.result.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+    // A replace of a module by the node's data directory, relative or absolute.
+    let data = data_dir().display().to_string();
+    for target in [data.clone(), pathdiff(&data)] {
+        let pkg = fresh_package("replacing", main);
+        write_atomically(
+            &pkg.join("go.mod"),
+            &format!("module example.com/r\n\ngo 1.24\n\nreplace example.com/none => {target}\n"),
+        );
+        let e = run("auto", job(&pkg)).await.result.unwrap_err();
+        assert_eq!(e.exit_code(), 2, "{target}: {e}");
+        assert!(
+            e.to_string().contains("absolute path") || e.to_string().contains("data directory"),
+            "{target}: {e}"
+        );
+    }
+    // A package inside the data directory itself.
+    let inside = data_dir().join("pkg-inside");
+    std::fs::create_dir_all(&inside).unwrap();
+    write_atomically(&inside.join("go.mod"), "module example.com/in\n\ngo 1.24\n");
+    write_atomically(&inside.join("main.go"), main);
+    let e = run("auto", job(&inside)).await.result.unwrap_err();
+    assert!(e.to_string().contains("data directory"), "{e}");
+}
+
+/// `target` relative to a fresh fixture package (`../../..` up to `/`, then down).
+fn pathdiff(target: &str) -> String {
+    let from = fresh_package("probe", "package main\n\nfunc main() {}\n");
+    let ups = from.components().count() - 1;
+    format!("{}{}", "../".repeat(ups), target.trim_start_matches('/'))
 }

@@ -56,7 +56,10 @@ pub fn runtime(abi: &str) -> Arc<GoRuntime> {
 /// it: files are only replaced when they differ, and atomically, so that another
 /// process hashing or building the package never sees a half-written file.
 pub fn package(name: &str, main_go: &str) -> PathBuf {
-    let dir = data_dir().join("fixtures").join(name);
+    // Outside the data directory, which no package may overlap.
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("hanzo-go-runtime-fixtures")
+        .join(name);
     std::fs::create_dir_all(&dir).unwrap();
     write_atomically(
         &dir.join("go.mod"),
