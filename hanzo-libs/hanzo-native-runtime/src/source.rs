@@ -12,6 +12,9 @@ use std::path::Path;
 /// The prefix of a built-in tool's SOURCE.
 pub const BUILTIN_PREFIX: &str = "builtin:";
 
+/// The largest tool the node reads, in MiB, whatever the job's `disk_mb`.
+pub(crate) const MAX_SOURCE_MB: u64 = 512;
+
 /// What a SOURCE names.
 #[derive(Debug)]
 pub(crate) enum Source {
@@ -48,8 +51,9 @@ pub(crate) enum SourceError {
     /// The file exists but cannot be read.
     #[error("cannot read {0}: {1}")]
     Unreadable(String, std::io::Error),
-    /// Larger than the job's work directory (disk_mb) could hold.
-    #[error("{0} is larger than the job's disk_mb ({1} MiB), which must hold it")]
+    /// Larger than the job's work directory (disk_mb) could hold, or than the node
+    /// reads at all (512 MiB).
+    #[error("{0} is larger than {1} MiB (the job's disk_mb, at most 512)")]
     TooLarge(String, u64),
     /// An ELF program or script without an execute permission bit.
     #[error("{0} is not executable (chmod +x it)")]
@@ -107,6 +111,9 @@ pub(crate) fn resolve(source: &str, disk_mb: u64) -> Result<Source, SourceError>
     if !meta.is_file() {
         return Err(SourceError::NotRegular(shown));
     }
+    // The node holds the tool in memory to hash it: a node-wide bound, whatever the
+    // job's disk_mb says (a sparse file of many GiB must not take the node down).
+    let disk_mb = disk_mb.min(MAX_SOURCE_MB);
     let limit = disk_mb.saturating_mul(1024 * 1024);
     if meta.len() > limit {
         return Err(SourceError::TooLarge(shown, disk_mb));

@@ -132,3 +132,21 @@ async fn health_capabilities_and_a_missing_helper() {
     err(&node.run(job("builtin:uuid")).await, 4);
     err(&node.run(job(example("libecho.so"))).await, 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_sparse_file_is_refused_without_reading_it() {
+    // 6 GiB that take no disk: the node must not try to hold them in memory, however
+    // large a disk_mb the job asks for.
+    let f = Fixtures::new();
+    let p = f.file("huge", b"\x7fELF", 0o755);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(6 << 30)
+        .unwrap();
+    let mut spec = job(&p);
+    spec.limits.disk_mb = 100_000;
+    let out = Node::new().run(spec).await;
+    rejected(&out, "larger than 512 MiB");
+}
