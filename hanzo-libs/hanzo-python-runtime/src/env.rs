@@ -6,16 +6,26 @@
 //! complete, so a job either finds a whole environment or none; a build that fails or
 //! is cancelled removes its temporary directory. Builds of one key are serialised by an
 //! in-process lock and a `flock` on `<envs>/.lock-<key>` (nodes sharing a data
-//! directory), and whoever gets the lock second finds the environment built.
+//! directory), and whoever gets the lock second finds the environment built. Both are
+//! released when the build ends: the map entry and the lock file are removed, so neither
+//! grows with the number of keys ever built.
+//!
+//! The uv cache is shared by every environment and is writable during installs, so no
+//! process that can run package code may ever see it: uv only downloads and unpacks
+//! wheels (no `--compile-bytecode`, which starts the environment's python with `site`
+//! and so runs every `.pth` file a wheel ships), and bytecode is compiled afterwards in a
+//! step of its own that sees only the new environment, with no network and `site` off.
 
 use crate::toolchain::Toolchain;
 use hanzo_compute::{CancelToken, ComputeError, Mount, Network, ResourceLimits};
 use hanzo_sandbox::{Exit, ProcessSpec, Sandbox};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncReadExt;
 
 /// The most an environment build may take (uv venv and uv pip install together).
 /// Installs are the node's work, not the tool's, so they do not count against the
@@ -27,6 +37,10 @@ const INSTALL_MEMORY_MB: u64 = 2048;
 const INSTALL_DISK_MB: u64 = 1024;
 /// uv resolves and downloads with a thread pool per core.
 const INSTALL_PIDS: u32 = 512;
+
+/// How much of a host-side (unsandboxed) installer's stderr is kept: the end, where uv
+/// puts its error. The sandboxed path is capped by the sandbox.
+const HOST_STDERR_CAP: usize = 64 * 1024;
 
 /// Version of the key's layout: bump it when what goes into an environment changes.
 const KEY_VERSION: &str = "hanzo-python-env/1";
@@ -90,7 +104,64 @@ impl EnvKey {
 pub(crate) struct EnvCache {
     envs: PathBuf,
     uv_cache: PathBuf,
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    locks: KeyLocks,
+}
+
+/// The in-process build locks, one per key being built (or waited for) right now.
+type KeyLocks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+/// Holds a key's in-process lock; dropping it (also when the waiting future is
+/// dropped on cancellation) removes the map entry once nobody else holds or awaits it.
+struct LocalLock<'a> {
+    map: &'a KeyLocks,
+    key: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for LocalLock<'_> {
+    fn drop(&mut self) {
+        self.guard.take();
+        let mut m = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        // Clones are only made under this map lock, so a count of one (the map's own)
+        // means no task holds or waits for the entry: removing it cannot split waiters.
+        if m.get(&self.key).is_some_and(|a| Arc::strong_count(a) == 1) {
+            m.remove(&self.key);
+        }
+    }
+}
+
+/// Holds the `flock` on `envs/.lock-<key>`; dropping it removes the file (then
+/// unlocks by closing it). A waiter that then gets the lock on the removed file sees
+/// that the path no longer names it and locks the path afresh ([`lock_file`]).
+struct FileLock {
+    path: PathBuf,
+    _file: std::fs::File,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Locks `path` (created if missing), retrying until the locked file is the one the
+/// path names: the previous holder removes the file when it is done.
+fn lock_file(path: &Path) -> std::io::Result<std::fs::File> {
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(path)?;
+        f.lock()?;
+        let held = f.metadata()?;
+        if let Ok(now) = std::fs::metadata(path)
+            && now.ino() == held.ino()
+            && now.dev() == held.dev()
+        {
+            return Ok(f);
+        }
+    }
 }
 
 impl EnvCache {
@@ -122,14 +193,7 @@ impl EnvCache {
         if is_env(&dir) {
             return Ok(dir);
         }
-        let local = {
-            let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
-            m.entry(hash.clone()).or_default().clone()
-        };
-        let _local = tokio::select! {
-            g = local.lock() => g,
-            _ = cancel.cancelled() => return Err(ComputeError::Cancelled),
-        };
+        let _local = self.lock_key(&hash, cancel).await?;
         if is_env(&dir) {
             return Ok(dir);
         }
@@ -137,19 +201,17 @@ impl EnvCache {
             .and_then(|_| std::fs::create_dir_all(&self.uv_cache))
             .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", self.envs.display())))?;
         let lock_path = self.envs.join(format!(".lock-{hash}"));
-        let file_lock = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            let f = std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&lock_path)?;
-            f.lock()?;
-            Ok(f)
-        });
+        let file_lock = {
+            let path = lock_path.clone();
+            tokio::task::spawn_blocking(move || lock_file(&path))
+        };
         let _file_lock = tokio::select! {
-            r = file_lock => r
-                .map_err(ComputeError::internal)?
-                .map_err(|e| ComputeError::internal(format!("cannot lock the environment {hash}: {e}")))?,
+            r = file_lock => FileLock {
+                path: lock_path,
+                _file: r
+                    .map_err(ComputeError::internal)?
+                    .map_err(|e| ComputeError::internal(format!("cannot lock the environment {hash}: {e}")))?,
+            },
             _ = cancel.cancelled() => return Err(ComputeError::Cancelled),
         };
         if is_env(&dir) {
@@ -180,6 +242,27 @@ impl EnvCache {
         done.map(|()| dir)
     }
 
+    /// Takes the in-process lock of `key`.
+    async fn lock_key(&self, key: &str, cancel: &CancelToken) -> Result<LocalLock<'_>, ComputeError> {
+        let shared = {
+            let mut m = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            m.entry(key.to_string()).or_default().clone()
+        };
+        // Made before waiting, so a cancelled wait also removes the entry.
+        let mut held = LocalLock {
+            map: &self.locks,
+            key: key.to_string(),
+            guard: None,
+        };
+        // select! drops the unfinished lock future (and its Arc) before the handler
+        // runs, so `held`'s drop on cancellation sees the true count.
+        held.guard = Some(tokio::select! {
+            g = shared.lock_owned() => g,
+            _ = cancel.cancelled() => return Err(ComputeError::Cancelled),
+        });
+        Ok(held)
+    }
+
     /// `uv venv` then `uv pip install`, into `tmp`.
     async fn build(
         &self,
@@ -201,14 +284,19 @@ impl EnvCache {
         ];
         // Wheels only (`--no-build`): building a source distribution runs its setup.py
         // or build backend, arbitrary code from the index, at install time. Installing
-        // a wheel only unpacks files. `--no-config` keeps the host's uv.toml (and any
-        // credentials in it) out; `--` ends the options before the requirements.
+        // a wheel only unpacks files. No `--compile-bytecode`: uv compiles by starting
+        // the environment's python with `site` on, which executes every `.pth` file
+        // the wheels just installed, i.e. package code in a process that has the
+        // network and the shared uv cache writable (it could rewrite other packages
+        // there for every later install). The only python uv starts here is its
+        // interpreter query, before anything is installed. `--no-config` keeps the
+        // host's uv.toml (and any credentials in it) out; `--` ends the options
+        // before the requirements.
         let mut install = vec![
             "pip".to_string(),
             "install".into(),
             "--no-config".into(),
             "--no-build".into(),
-            "--compile-bytecode".into(),
             "--link-mode".into(),
             "copy".into(),
             "--python".into(),
@@ -221,11 +309,46 @@ impl EnvCache {
         for args in [venv, install] {
             self.uv(tc, sandbox, cancel, tmp, args).await?;
         }
-        Ok(())
+        self.compile(tc, sandbox, cancel, tmp, &python).await
     }
 
-    /// Runs uv once: in the sandbox when it can show only the environment and the uv
-    /// cache writable, else (no bubblewrap) as a plain child of the node.
+    /// Compiles the environment's bytecode (jobs see it read-only, so they could not
+    /// write `__pycache__` themselves). `-I -S`: `site` is off, so no `.pth` file
+    /// runs, and `compileall` only compiles the sources, it never imports them; the
+    /// standard library alone is on `sys.path`. Defence in depth on top: the sandbox
+    /// shows only this environment writable, not the uv cache, and has no network.
+    /// Bytecode is an optimisation, so a file that does not compile (a package may
+    /// ship sources for another Python) or a failed run leaves the environment as it
+    /// is, usable without it; only cancellation ends the build.
+    async fn compile(
+        &self,
+        tc: &Toolchain,
+        sandbox: &Sandbox,
+        cancel: &CancelToken,
+        tmp: &Path,
+        python: &Path,
+    ) -> Result<(), ComputeError> {
+        let args: Vec<String> = vec![
+            "-I".into(),
+            "-S".into(),
+            "-m".into(),
+            "compileall".into(),
+            "-q".into(),
+            "-j".into(),
+            "0".into(),
+            tmp.join("lib").display().to_string(),
+        ];
+        let env = vec![("PATH".to_string(), hanzo_sandbox::TOOL_PATH.to_string())];
+        match self
+            .run_step(python, args, env, Network::None, &[tmp], tc, sandbox, cancel)
+            .await
+        {
+            Err(ComputeError::Cancelled) => Err(ComputeError::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs uv once, with the environment and the uv cache writable and the network.
     async fn uv(
         &self,
         tc: &Toolchain,
@@ -247,10 +370,29 @@ impl EnvCache {
                 env.push((k.to_string(), v));
             }
         }
+        let writable = [tmp, self.uv_cache.as_path()];
+        self.run_step(&tc.uv, args, env, Network::Full, &writable, tc, sandbox, cancel)
+            .await
+    }
+
+    /// Runs one build step: in the sandbox when it can show only `writable` writable,
+    /// else (no bubblewrap) as a plain child of the node.
+    #[allow(clippy::too_many_arguments)]
+    async fn run_step(
+        &self,
+        program: &Path,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        network: Network,
+        writable: &[&Path],
+        tc: &Toolchain,
+        sandbox: &Sandbox,
+        cancel: &CancelToken,
+    ) -> Result<(), ComputeError> {
         let (code, stderr) = if sandbox.isolates_filesystem() {
-            let mut spec = ProcessSpec::new(&tc.uv)
+            let mut spec = ProcessSpec::new(program)
                 .args(args)
-                .network(Network::Full)
+                .network(network)
                 .pids_limit(INSTALL_PIDS)
                 .limits(ResourceLimits {
                     memory_mb: INSTALL_MEMORY_MB,
@@ -264,7 +406,7 @@ impl EnvCache {
             for p in tc.ro_paths() {
                 spec = spec.ro_path(p);
             }
-            for dir in [tmp, &self.uv_cache] {
+            for dir in writable {
                 spec = spec.mount(Mount {
                     host: dir.to_path_buf(),
                     guest: dir.display().to_string(),
@@ -290,7 +432,7 @@ impl EnvCache {
             };
             (code, out.stderr)
         } else {
-            run_on_host(&tc.uv, &args, &env, cancel).await?
+            run_on_host(program, &args, &env, cancel).await?
         };
         if code == 0 {
             return Ok(());
@@ -349,13 +491,16 @@ fn install_error(stderr: &str) -> ComputeError {
     }
 }
 
+/// Runs `program` as a plain child of the node (no bubblewrap), keeping the last
+/// [`HOST_STDERR_CAP`] bytes of its stderr: a hostile or broken installer cannot make
+/// the node buffer without bound.
 async fn run_on_host(
-    uv: &Path,
+    program: &Path,
     args: &[String],
     env: &[(String, String)],
     cancel: &CancelToken,
 ) -> Result<(i32, Vec<u8>), ComputeError> {
-    let mut cmd = tokio::process::Command::new(uv);
+    let mut cmd = tokio::process::Command::new(program);
     cmd.args(args)
         .env_clear()
         .envs(env.iter().cloned())
@@ -363,19 +508,42 @@ async fn run_on_host(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let child = cmd
+    let mut child = cmd
         .spawn()
-        .map_err(|e| ComputeError::internal(format!("cannot run {}: {e}", uv.display())))?;
+        .map_err(|e| ComputeError::internal(format!("cannot run {}: {e}", program.display())))?;
+    let mut pipe = child.stderr.take();
+    let run = async {
+        let mut tail = Vec::new();
+        if let Some(pipe) = pipe.as_mut() {
+            let mut buf = [0u8; 8192];
+            loop {
+                match pipe.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => keep_tail(&mut tail, &buf[..n], HOST_STDERR_CAP),
+                }
+            }
+        }
+        let status = child.wait().await;
+        (status, tail)
+    };
     tokio::select! {
-        out = tokio::time::timeout(INSTALL_TIMEOUT, child.wait_with_output()) => match out {
-            Ok(Ok(o)) => Ok((o.status.code().unwrap_or(-1), o.stderr)),
-            Ok(Err(e)) => Err(ComputeError::internal(format!("uv: {e}"))),
+        out = tokio::time::timeout(INSTALL_TIMEOUT, run) => match out {
+            Ok((Ok(status), tail)) => Ok((status.code().unwrap_or(-1), tail)),
+            Ok((Err(e), _)) => Err(ComputeError::internal(format!("{}: {e}", program.display()))),
             Err(_) => Err(ComputeError::Unavailable(format!(
                 "installing the script's dependencies took longer than {} s",
                 INSTALL_TIMEOUT.as_secs()
             ))),
         },
         _ = cancel.cancelled() => Err(ComputeError::Cancelled),
+    }
+}
+
+/// Appends `chunk` to `tail`, then keeps only its last `cap` bytes.
+fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8], cap: usize) {
+    tail.extend_from_slice(chunk);
+    if tail.len() > cap {
+        tail.drain(..tail.len() - cap);
     }
 }
 
@@ -420,5 +588,65 @@ mod tests {
         assert!(!m.contains('\n'));
         let e = install_error("error: Failed to fetch: `https://pypi.org/simple/x/`\n  cause: dns error\n");
         assert_eq!(e.exit_code(), 4);
+    }
+
+    #[test]
+    fn host_stderr_keeps_only_its_end() {
+        let mut tail = Vec::new();
+        for i in 0..100u8 {
+            keep_tail(&mut tail, &[i; 1000], HOST_STDERR_CAP);
+            assert!(tail.len() <= HOST_STDERR_CAP);
+        }
+        assert_eq!(tail.len(), HOST_STDERR_CAP);
+        assert_eq!(tail.last(), Some(&99));
+        keep_tail(&mut tail, b"error: the end", HOST_STDERR_CAP);
+        assert!(tail.ends_with(b"error: the end"));
+    }
+
+    #[tokio::test]
+    async fn key_locks_are_removed_when_released_or_cancelled() {
+        let data = std::env::temp_dir().join(format!("hanzo-py-locks-{}", std::process::id()));
+        let cache = EnvCache::new(&data);
+        let live = |c: &EnvCache| c.locks.lock().unwrap().len();
+        let cancel = CancelToken::new();
+        let a = cache.lock_key("k1", &cancel).await.unwrap();
+        assert_eq!(live(&cache), 1);
+        // A second waiter for the same key, cancelled while it waits.
+        let waiting = CancelToken::new();
+        let w = cache.lock_key("k1", &waiting);
+        waiting.cancel();
+        assert!(matches!(w.await, Err(ComputeError::Cancelled)));
+        assert_eq!(live(&cache), 1, "the holder's entry stays");
+        drop(a);
+        assert_eq!(live(&cache), 0);
+        for i in 0..50 {
+            drop(cache.lock_key(&format!("k{i}"), &cancel).await.unwrap());
+        }
+        assert_eq!(live(&cache), 0);
+    }
+
+    #[test]
+    fn a_lock_file_is_removed_and_a_waiter_relocks_the_new_one() {
+        let dir = std::env::temp_dir().join(format!("hanzo-py-lockfile-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(".lock-x");
+        let first = FileLock {
+            path: path.clone(),
+            _file: lock_file(&path).unwrap(),
+        };
+        // The waiter opens the same file, then blocks on it.
+        let p = path.clone();
+        let waiter = std::thread::spawn(move || {
+            let f = lock_file(&p).unwrap();
+            let ino = f.metadata().unwrap().ino();
+            (ino, std::fs::metadata(&p).map(|m| m.ino()).ok())
+        });
+        std::thread::sleep(Duration::from_millis(100));
+        drop(first);
+        let (held, named) = waiter.join().unwrap();
+        assert_eq!(Some(held), named, "the waiter holds the file the path names");
+        std::fs::remove_file(&path).unwrap();
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

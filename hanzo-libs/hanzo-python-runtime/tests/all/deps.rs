@@ -1,8 +1,9 @@
 //! PEP 723 dependencies: installed by uv from PyPI on the first run, reused from the
 //! cache on the next, one environment per dependency set, built once under
-//! concurrency, nothing half-built left by a failure, read-only for the job.
+//! concurrency, nothing half-built left by a failure, read-only for the job, and no
+//! package code run while installing.
 
-use crate::util::{Node, err, examples, ok};
+use crate::util::{Node, alone_in_process, err, examples, lock_files, ok};
 use serde_json::json;
 use std::os::unix::fs::MetadataExt;
 use std::time::{Instant, SystemTime};
@@ -67,6 +68,7 @@ async fn first_run_installs_second_reuses_other_sets_get_their_own() {
     assert_eq!(n.envs().len(), 2);
     assert_eq!(identity(&envs[0]), before);
     assert!(n.leftovers().is_empty());
+    assert!(lock_files(&n).is_empty(), "{:?}", lock_files(&n));
     eprintln!("timing: table.py cold env {cold:?}, cached env {warm:?}");
 }
 
@@ -90,6 +92,7 @@ async fn concurrent_first_runs_build_one_environment() {
     // A second build of the same key would have failed to rename onto the first.
     assert_eq!(n.envs().len(), 1);
     assert!(n.leftovers().is_empty());
+    assert!(lock_files(&n).is_empty(), "{:?}", lock_files(&n));
 }
 
 #[tokio::test]
@@ -121,6 +124,7 @@ async fn a_failed_install_is_bad_input_and_leaves_nothing() {
         .await;
     assert_eq!(err(&ex).exit_code(), 2, "{}", err(&ex));
     assert!(n.envs().is_empty() && n.leftovers().is_empty());
+    assert!(lock_files(&n).is_empty(), "{:?}", lock_files(&n));
 }
 
 /// docopt 0.6.2, its only release, is published as a source distribution only: installing
@@ -169,4 +173,142 @@ async fn no_dependencies_run_without_an_environment() {
     assert_eq!(ok(&ex), &json!(true));
     assert!(!n.rt.envs_dir().exists(), "no cache was created");
     eprintln!("timing: no-deps run {first:?}, again {second:?}");
+}
+
+/// Builds the wheel `hanzo-pth-probe 1.0` into a simple index under `argv[1]` and serves
+/// it on a free loopback port, printing the port. The wheel ships a `.pth` file, which
+/// `site` runs at every start of an interpreter whose site-packages holds it: it marks
+/// the process environment (`HANZO_PTH_RAN`) and tries to write `PTH-RAN` into
+/// `sys.prefix` (the environment) and `$UV_CACHE_DIR`, both writable while installing.
+const PTH_INDEX: &str = r#"
+import base64, functools, hashlib, http.server, os, sys, zipfile
+root = sys.argv[1]
+hook = '''import os, sys
+os.environ["HANZO_PTH_RAN"] = "1"
+for d in (sys.prefix, os.environ.get("UV_CACHE_DIR")):
+    if d:
+        try:
+            open(os.path.join(d, "PTH-RAN"), "w").close()
+        except OSError:
+            pass
+'''
+info = "hanzo_pth_probe-1.0.dist-info"
+files = {
+    "hanzo_pth_probe/__init__.py": "def hello(s):\n    return 'hello ' + s\n",
+    "hanzo_pth_hook.py": hook,
+    "hanzo_pth_probe.pth": "import hanzo_pth_hook\n",
+    info + "/METADATA": "Metadata-Version: 2.1\nName: hanzo-pth-probe\nVersion: 1.0\n",
+    info + "/WHEEL": "Wheel-Version: 1.0\nGenerator: hanzo-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+}
+record = []
+for path, text in files.items():
+    digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+    record.append("%s,sha256=%s,%d" % (path, digest, len(text.encode())))
+files[info + "/RECORD"] = "\n".join(record + [info + "/RECORD,,"]) + "\n"
+wheel = "hanzo_pth_probe-1.0-py3-none-any.whl"
+os.makedirs(os.path.join(root, "hanzo-pth-probe"))
+with zipfile.ZipFile(os.path.join(root, "hanzo-pth-probe", wheel), "w") as z:
+    for path, text in files.items():
+        z.writestr(path, text)
+with open(os.path.join(root, "hanzo-pth-probe", "index.html"), "w") as f:
+    f.write('<html><body><a href="%s">%s</a></body></html>' % (wheel, wheel))
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// Kills the index server when the test ends, passed or not.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The regression test for package code run at install time: uv's `--compile-bytecode`
+/// started the new environment's python with `site` on, so a wheel's `.pth` ran with the
+/// network and the shared uv cache writable (and could rewrite other packages there).
+/// The `.pth` must not run while installing, must run in the job (so this test would
+/// see it), and the package must still import; its bytecode is compiled.
+#[tokio::test]
+async fn a_pth_file_in_a_wheel_does_not_run_at_install() {
+    if !alone_in_process("deps::a_pth_file_in_a_wheel_does_not_run_at_install") {
+        return;
+    }
+    let index = tempfile::tempdir().unwrap();
+    let python = hanzo_testkit::toolchain("python3");
+    let mut child = std::process::Command::new(&python)
+        .args(["-I", "-c", PTH_INDEX])
+        .arg(index.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+    let port: u16 = line.trim().parse().expect("the index server's port");
+    // SAFETY: this test is alone in its process (checked above) and no other thread
+    // reads the environment while it is changed, before the runtime exists.
+    unsafe {
+        for k in ["UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_OFFLINE"] {
+            std::env::remove_var(k);
+        }
+        std::env::set_var("UV_INDEX_URL", format!("http://127.0.0.1:{port}/"));
+    }
+
+    let n = Node::new();
+    let ex = n
+        .run_script(
+            "probe.py",
+            "# /// script\n# dependencies = [\"hanzo-pth-probe\"]\n# ///\nimport os, hanzo_pth_probe\ndef run(p):\n    return {'hello': hanzo_pth_probe.hello(p['s']), 'pth': os.environ.get('HANZO_PTH_RAN')}\n",
+            json!({"s": "x"}),
+        )
+        .await;
+    drop(server);
+    // Installed and working, and the .pth is live: it ran when the job's python started.
+    assert_eq!(ok(&ex), &json!({"hello": "hello x", "pth": "1"}));
+    let envs = n.envs();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    let uv_cache = n._data.path().join("python").join("uv-cache");
+    assert!(uv_cache.is_dir(), "{}", uv_cache.display());
+    for dir in [&envs[0], &uv_cache] {
+        let marker = dir.join("PTH-RAN");
+        assert!(
+            !marker.exists(),
+            "the wheel's .pth ran during the install: {}",
+            marker.display()
+        );
+    }
+    // Bytecode was compiled (by the separate step), for the package and the hook module.
+    let lib = std::fs::read_dir(envs[0].join("lib"))
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let site = lib.join("site-packages");
+    for (dir, module) in [
+        (site.join("hanzo_pth_probe"), "__init__."),
+        (site.clone(), "hanzo_pth_hook."),
+    ] {
+        let pyc: Vec<String> = std::fs::read_dir(dir.join("__pycache__"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(
+            pyc.iter().any(|f| f.starts_with(module) && f.ends_with(".pyc")),
+            "no bytecode for {module}py in {}: {pyc:?}",
+            dir.display()
+        );
+    }
+    assert!(n.leftovers().is_empty() && lock_files(&n).is_empty());
 }

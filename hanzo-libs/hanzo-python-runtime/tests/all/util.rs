@@ -119,3 +119,34 @@ pub fn err(ex: &Execution) -> &ComputeError {
 pub fn logs(ex: &Execution) -> String {
     String::from_utf8_lossy(&ex.logs).into_owned()
 }
+
+/// Whether this test is alone in its process (nextest runs one test per process), so it
+/// may change the process's environment, which the runtime reads (`UV_INDEX_URL`).
+/// Under a runner that shares the process (`cargo test`), it re-runs itself alone in a
+/// child test process, checks that it passed, and returns false.
+pub fn alone_in_process(test: &str) -> bool {
+    if std::env::var("NEXTEST_EXECUTION_MODE").as_deref() == Ok("process-per-test")
+        || std::env::var_os("HANZO_TEST_ALONE").is_some()
+    {
+        return true;
+    }
+    let status = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        .env("HANZO_TEST_ALONE", "1")
+        .status()
+        .expect("re-run the test binary");
+    assert!(status.success(), "{test} failed in its own process");
+    false
+}
+
+/// Files directly in the cache's envs directory whose name starts with `.lock-`.
+pub fn lock_files(n: &Node) -> Vec<PathBuf> {
+    std::fs::read_dir(n.rt.envs_dir())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with(".lock-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
