@@ -22,9 +22,16 @@
 //! Remote dependencies (`npm:`, and `jsr:`/`https:` where reachable) are fetched into a
 //! module cache (`DENO_DIR`) under `<data_dir>/deno/cache` by a separate *prepare* step
 //! (`deno install --entrypoint`, which resolves, downloads and transpiles but runs none
-//! of the tool's code) with the cache writable; the tool itself then runs with the
-//! cache mounted read-only and `--cached-only`, so a hostile tool cannot poison it for
-//! later jobs. See the crate's README.
+//! of the tool's code) with the cache writable; the tool itself then runs with
+//! `--cached-only` and sees, read-only, only the cache's downloads (`npm/`, `remote/`)
+//! and its own transpiled code (`<data_dir>/deno/gen/<sha256>`), so a hostile tool can
+//! neither poison the cache for later jobs nor read what other tools left in it.
+//!
+//! Deno's read permission does not cover static imports: a tool can load any file the
+//! sandbox shows at a path it can name (`import x from "file:///…"`, also
+//! `with { type: "text" }` or `"json"`) without `--allow-read`. So for reads the
+//! sandbox's view is the wall, and nothing of another job may be in it. See the
+//! crate's README.
 
 #![warn(missing_docs)]
 
@@ -50,6 +57,23 @@ pub const RUNNER_FILE: &str = "hanzo_runner.mjs";
 
 /// Where the module cache (`DENO_DIR`) appears inside the sandbox.
 pub const CACHE_GUEST: &str = "/opt/hanzo/deno-cache";
+
+/// The parts of `DENO_DIR` shared by all tools: downloads from public registries and
+/// module hosts, the same bytes for every tool that names them. Not `gen/`
+/// (transpiled code, which holds local sources: each tool has its own, see
+/// [`DenoRuntime::emit_dir`]), nor Deno's sqlite caches (module analysis of every
+/// tool prepared, keyed by paths holding their sha256; deno runs without them).
+pub const SHARED_CACHE_DIRS: [&str; 2] = ["npm", "remote"];
+
+/// The runner's exit code for an unknown function, which the runtime reports as bad
+/// input (exit 2) like the other runtimes. A tool can exit 2 itself with the same
+/// message on stdout (through `process.stdout`, or `Deno.exit`): that only makes its
+/// own job report bad input, which is no more than a failure it could report anyway.
+pub const EXIT_UNKNOWN_FUNCTION: i32 = 2;
+
+/// Written into the prepared marker with deno's version: a tool prepared under an
+/// older cache layout (its transpiled code in the shared cache) is prepared again.
+const CACHE_LAYOUT: &str = "layout 2: per-tool gen";
 
 /// How to install deno, for the unavailable message.
 pub const INSTALL_ADVICE: &str = "install it with `pip install deno` or the official installer \
@@ -151,6 +175,17 @@ impl DenoRuntime {
         self.root.join("prepared").join(hash)
     }
 
+    /// The tool's own `gen/` (Deno's emit cache: transpiled code of the tool and of its
+    /// remote TypeScript modules): `<data_dir>/deno/gen/<sha256>`. Shown at
+    /// `DENO_DIR/gen`, writable to the prepare step and read-only to runs of this tool
+    /// only. Deno writes the transpiled local module to `gen/file/<path>.js`, and
+    /// `data:` imports to `gen/data/`: in a shared `gen/` any job could import another
+    /// tool's code by its path (the sha256 is in receipts), since static imports need
+    /// no read permission.
+    pub fn emit_dir(&self, hash: &str) -> PathBuf {
+        self.root.join("gen").join(hash)
+    }
+
     /// deno's version, asked once (`deno --version`).
     pub fn version(&self) -> Result<&DenoVersion, String> {
         self.version
@@ -201,12 +236,42 @@ impl DenoRuntime {
             .insert("DENO_TLS_CA_STORE".into(), "mozilla,system".into());
     }
 
-    fn cache_mount(&self, writable: bool) -> Mount {
-        Mount {
-            host: self.cache_dir(),
-            guest: CACHE_GUEST.into(),
+    /// The module cache as a job sees it: [`SHARED_CACHE_DIRS`] and the tool's own
+    /// [`emit_dir`](Self::emit_dir) at `gen/`, all writable for the prepare step and
+    /// read-only for runs. Nothing else of `DENO_DIR`: deno's sqlite caches (module
+    /// analysis of every tool prepared, keyed by its path holding its sha256) are
+    /// never created (deno keeps them in memory when it cannot), nor the shared
+    /// `gen/` of caches from before this layout.
+    fn cache_mounts(&self, hash: &str, writable: bool) -> Vec<Mount> {
+        let mut mounts: Vec<Mount> = SHARED_CACHE_DIRS
+            .iter()
+            .map(|d| Mount {
+                host: self.cache_dir().join(d),
+                guest: format!("{CACHE_GUEST}/{d}"),
+                writable,
+            })
+            .collect();
+        mounts.push(Mount {
+            host: self.emit_dir(hash),
+            guest: format!("{CACHE_GUEST}/gen"),
             writable,
+        });
+        mounts
+    }
+
+    /// Creates what [`cache_mounts`](Self::cache_mounts) mounts, and the marker's
+    /// directory.
+    fn create_dirs(&self, hash: &str) -> Result<(), ComputeError> {
+        let mut dirs: Vec<PathBuf> = SHARED_CACHE_DIRS
+            .iter()
+            .map(|d| self.cache_dir().join(d))
+            .collect();
+        dirs.extend([self.root.join("prepared"), self.emit_dir(hash)]);
+        for dir in dirs {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
         }
+        Ok(())
     }
 
     /// Checks what only this runtime refuses; returns the permission flags.
@@ -225,6 +290,13 @@ impl DenoRuntime {
         if let Some(k) = job.spec.env.keys().find(|k| k.starts_with("DENO_")) {
             return Err(ComputeError::invalid(format!(
                 "env {k} is reserved: DENO_* variables configure deno itself, which the node does"
+            )));
+        }
+        // LD_PRELOAD / LD_LIBRARY_PATH / LD_AUDIT ... pointed at a .so in a mount would
+        // load native code into the deno process itself: past all of Deno's permissions.
+        if let Some(k) = job.spec.env.keys().find(|k| k.starts_with("LD_")) {
+            return Err(ComputeError::invalid(format!(
+                "env {k} is refused: LD_* variables load native code into deno, past its permissions"
             )));
         }
         if let Some(m) = job.spec.mounts.iter().find(|m| {
@@ -267,7 +339,10 @@ impl DenoRuntime {
             .ro_path(deno)
             .pids_limit(self.pids_limit);
         if self.shares_cache() {
-            spec = spec.arg("--cached-only").mount(self.cache_mount(false));
+            spec = spec.arg("--cached-only");
+            for m in self.cache_mounts(&tool.hash, false) {
+                spec = spec.mount(m);
+            }
         }
         self.deno_env(&mut spec);
         // serde_json writes a valid JS string literal for any path.
@@ -278,26 +353,26 @@ impl DenoRuntime {
             .file(tool.work_path.clone(), tool.bytes.clone())
     }
 
-    /// Resolves, downloads and transpiles the tool's module graph into the shared
-    /// cache, once per tool (a marker under `<data_dir>/deno/prepared/<sha256>` records
-    /// it). Runs in the sandbox like a job, with the cache writable, but executes none
-    /// of the tool's code: `deno install --entrypoint` only loads and parses modules,
-    /// and runs no npm lifecycle scripts. The network is given only when the source
+    /// Resolves and downloads the tool's module graph into the shared cache, and
+    /// transpiles it into the tool's own [`emit_dir`](Self::emit_dir), once per tool (a
+    /// marker under `<data_dir>/deno/prepared/<sha256>` records it). Runs in the
+    /// sandbox like a job, with its view of the cache writable, but executes none of
+    /// the tool's code: `deno install --entrypoint` only loads and parses modules, and
+    /// runs no npm lifecycle scripts. The network is given only when the source
     /// names a remote specifier, and Deno's default `--allow-import` list keeps remote
     /// imports to public module hosts (not the host's loopback services).
     async fn prepare(&self, deno: &Path, job: &Job, tool: &ToolSource) -> Result<(), ComputeError> {
-        let version = self
-            .version()
-            .map_err(|e| ComputeError::Unavailable(format!("deno: {e}")))?
-            .line
-            .clone();
+        let version = format!(
+            "{}\n{CACHE_LAYOUT}",
+            self.version()
+                .map_err(|e| ComputeError::Unavailable(format!("deno: {e}")))?
+                .line
+        );
+        // Always: a run mounts these, and an operator may have pruned them.
+        self.create_dirs(&tool.hash)?;
         let marker = self.marker(&tool.hash);
         if std::fs::read_to_string(&marker).is_ok_and(|v| v == version) {
             return Ok(());
-        }
-        for dir in [self.cache_dir(), self.root.join("prepared")] {
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
         }
         let mut spec = ProcessSpec::new(deno)
             .args([
@@ -313,7 +388,6 @@ impl DenoRuntime {
             .env("LANG", "C.UTF-8")
             .ro_path(deno)
             .file(tool.work_path.clone(), tool.bytes.clone())
-            .mount(self.cache_mount(true))
             .network(if tool.mentions_remote {
                 Network::Full
             } else {
@@ -321,6 +395,9 @@ impl DenoRuntime {
             })
             .limits(PREPARE_LIMITS)
             .pids_limit(self.pids_limit.max(hanzo_sandbox::DEFAULT_PIDS_LIMIT));
+        for m in self.cache_mounts(&tool.hash, true) {
+            spec = spec.mount(m);
+        }
         self.deno_env(&mut spec);
         let outcome = self.sandbox.run(spec, &job.cancel).await;
         match outcome.exit {
@@ -357,7 +434,18 @@ impl DenoRuntime {
         let heap_oom = by_signal && flags::is_v8_heap_oom(&outcome.stderr);
         let cache_miss = outcome.exit != Exit::Exited(0)
             && String::from_utf8_lossy(&outcome.stderr).contains("--cached-only");
+        let unknown_function = outcome.exit == Exit::Exited(EXIT_UNKNOWN_FUNCTION);
+        let stdout = outcome.stdout.clone();
         let mut exec = outcome.execution(job, Some(tool.hash.clone()));
+        // The runner's verdict on the function name: bad input, as in the other
+        // runtimes (see EXIT_UNKNOWN_FUNCTION for what a tool faking it gains: nothing).
+        if unknown_function
+            && let Ok(serde_json::Value::Object(m)) = serde_json::from_slice(&stdout)
+            && let Some(serde_json::Value::String(msg)) = m.get("error")
+            && msg.starts_with("unknown function '")
+        {
+            exec.result = Err(ComputeError::invalid(msg.clone()));
+        }
         if heap_oom {
             exec.result = Err(ComputeError::limit(
                 LimitKind::Memory,
@@ -456,9 +544,17 @@ impl Runtime for DenoRuntime {
             Ok(p) => p,
             Err(e) => return Execution::rejected(&job.spec, e),
         };
-        let tool = match ToolSource::read(&job.spec.source) {
-            Ok(t) => t,
-            Err(e) => return Execution::rejected(&job.spec, e),
+        // Up to MAX_SOURCE_BYTES read and hashed: off the async workers.
+        let source = job.spec.source.clone();
+        let tool = match tokio::task::spawn_blocking(move || ToolSource::read(&source)).await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Execution::rejected(&job.spec, e),
+            Err(e) => {
+                return Execution::rejected(
+                    &job.spec,
+                    ComputeError::internal(format!("reading the tool: {e}")),
+                );
+            }
         };
         if self.shares_cache()
             && let Err(e) = self.prepare(deno, job, &tool).await

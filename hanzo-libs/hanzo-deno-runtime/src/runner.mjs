@@ -88,13 +88,15 @@ function message(e) {
 }
 
 /// Ends the run as the tool's failure: the stack on stderr (logs), the message on
-/// stdout as `{"error": ...}` (hanzo_compute::stdio::failure reads it), exit 1.
-function fail(text, e) {
+/// stdout as `{"error": ...}` (hanzo_compute::stdio::failure reads it), exit 1 — or
+/// `code`: EXIT_UNKNOWN_FUNCTION (2), which the node reports as bad input.
+function fail(text, e, code = 1) {
   if (e instanceof Error && e.stack) writeAll(errWrite, e.stack + "\n");
   writeAll(errWrite, text + "\n");
   writeAll(outWrite, stringify({ error: text }) + "\n");
-  exit(1);
+  exit(code);
 }
+const EXIT_UNKNOWN_FUNCTION = 2;
 
 const raw = await new Response(Deno.stdin.readable).text();
 let params;
@@ -117,6 +119,8 @@ if (typeof fn !== "function") {
   const names = Object.keys(tool).filter((k) => typeof tool[k] === "function").sort();
   fail(
     `unknown function '${name}': the tool exports ${names.length ? names.map((n) => `'${n}'`).join(", ") : "no functions"}`,
+    undefined,
+    EXIT_UNKNOWN_FUNCTION,
   );
 }
 

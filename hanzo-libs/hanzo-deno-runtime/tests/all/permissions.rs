@@ -199,3 +199,27 @@ async fn mounts_may_not_cover_the_cache() {
     }];
     expect_err(&node.exec(spec).await.result, 2, "overlaps the module cache");
 }
+
+#[tokio::test]
+async fn loader_variables_are_refused() {
+    // LD_PRELOAD=/in/evil.so would run native code inside deno, past its permissions.
+    let node = Node::new();
+    let t = node.tool("probe.ts", PROBE);
+    for key in ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "LD_BIND_NOW"] {
+        let mut spec = job(&t);
+        spec.mounts = vec![Mount {
+            host: node.tools.path().into(),
+            guest: "/in".into(),
+            writable: false,
+        }];
+        spec.env.insert(key.into(), "/in/evil.so".into());
+        let e = node.exec(spec).await;
+        let msg = expect_err(&e.result, 2, key);
+        assert_eq!(msg.lines().count(), 1, "{msg}");
+        assert!(e.code_hash.is_none(), "refused before anything ran");
+    }
+    // Only the LD_ prefix: LDAP_URL is an ordinary grant.
+    let mut spec = job(&t).function("env").params(json!({"key": "LDAP_URL"}));
+    spec.env.insert("LDAP_URL".into(), "ldap://x".into());
+    assert_eq!(node.exec(spec).await.result.unwrap(), json!({"ok": "ldap://x"}));
+}

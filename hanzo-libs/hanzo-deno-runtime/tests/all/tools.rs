@@ -114,18 +114,29 @@ async fn exceptions_are_tool_failures_with_message_and_stack() {
 #[tokio::test]
 async fn unknown_function_lists_the_exports() {
     let node = Node::new();
+    // Bad input (exit 2), as in the Python and WASM runtimes.
     let msg = expect_err(
         &node.call(&example("csv.ts"), "nope", json!({})).await,
-        1,
+        2,
         "unknown function 'nope'",
     );
     for f in ["'parse'", "'records'", "'run'", "'to_csv'"] {
         assert!(msg.contains(f), "{msg}");
     }
+    assert_eq!(msg.lines().count(), 1, "{msg}");
     let t = node.tool("none.ts", "export const x = 1;\n");
-    expect_err(&node.call(&t, "run", json!({})).await, 1, "exports no functions");
+    expect_err(&node.call(&t, "run", json!({})).await, 2, "exports no functions");
     let e = node.exec(job(&t).function("")).await.result;
     expect_err(&e, 2, "empty");
+    // Only the runner's exit code makes it bad input: the same message thrown, or
+    // exit 2 without it, is the tool's failure.
+    let t = node.tool(
+        "fake.ts",
+        "export function run() { throw new Error(\"unknown function 'x': the tool exports 'run'\"); }\n\
+         export function two() { Deno.exit(2); }\n",
+    );
+    expect_err(&node.call(&t, "run", json!({})).await, 1, "unknown function 'x'");
+    expect_err(&node.call(&t, "two", json!({})).await, 1, "");
 }
 
 #[tokio::test]
