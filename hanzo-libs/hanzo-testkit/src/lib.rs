@@ -7,8 +7,12 @@
 //!   tool is alive afterwards", checked on the host's process table.
 //! - [`toolchain`]: the real deno, uv, python and go binaries (past pyenv shims), or a
 //!   panic that says how to install them (`bash scripts/test.sh` does).
+//! - [`wasm_examples_dir`] and [`native_examples_dir`]: the Rust SDK's examples, built
+//!   once for WASM or for this host.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A marker unique to this test process and call, to find a tool's processes on the
@@ -63,4 +67,69 @@ pub fn toolchain(name: &str) -> PathBuf {
             "{e}: the tests need real toolchains; run `bash scripts/test.sh` (it installs deno, uv and go)"
         )
     })
+}
+
+/// The repository's root (this crate lives in `hanzo-libs/hanzo-testkit`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The Rust SDK's examples (`echo`, `text-tools`, `sentiment`) built in release for
+/// `wasm32-wasip1`: `$HANZO_EXAMPLES_DIR` when the test command built them already
+/// (it holds `echo.wasm`), else built here (once per test process).
+pub fn wasm_examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        examples(
+            "HANZO_EXAMPLES_DIR",
+            "echo.wasm",
+            Some("wasm32-wasip1"),
+            &["echo", "text-tools", "sentiment"],
+        )
+    })
+}
+
+/// The Rust SDK's examples `echo` and `text-tools` built in release for this host: the
+/// cdylibs (`libecho.so`, `libtext_tools.so`) and the stdio commands (`echo-cmd`,
+/// `text-tools-cmd`). `$HANZO_NATIVE_EXAMPLES_DIR` when it holds them already.
+pub fn native_examples_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        examples(
+            "HANZO_NATIVE_EXAMPLES_DIR",
+            "libecho.so",
+            None,
+            &["echo", "text-tools"],
+        )
+    })
+}
+
+fn examples(var: &str, probe: &str, target: Option<&str>, packages: &[&str]) -> PathBuf {
+    if let Some(dir) = std::env::var_os(var).map(PathBuf::from)
+        && dir.join(probe).is_file()
+    {
+        return dir;
+    }
+    let root = repo_root();
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(&root)
+        .args(["build", "--quiet", "--ignore-rust-version", "--release"]);
+    if let Some(t) = target {
+        cmd.args(["--target", t]);
+    }
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    let status = cmd.status().expect("run cargo");
+    assert!(
+        status.success(),
+        "building the SDK examples failed (is the wasm32-wasip1 target installed? run scripts/test.sh)"
+    );
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    match target {
+        Some(t) => dir.join(t).join("release"),
+        None => dir.join("release"),
+    }
 }

@@ -1,6 +1,6 @@
 //! Runs the real binary with a private data directory.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 pub struct Home {
@@ -98,35 +98,9 @@ pub fn with_body(body: &str) -> String {
     )
 }
 
-/// The SDK examples for wasm32-wasip1, built if the test command did not.
+/// The SDK examples for wasm32-wasip1 (see [`hanzo_testkit::wasm_examples_dir`]).
 pub fn examples_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("HANZO_EXAMPLES_DIR").map(PathBuf::from)
-        && dir.join("text_tools.wasm").is_file()
-    {
-        return dir;
-    }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(&root)
-        .args([
-            "build",
-            "--quiet",
-            "--ignore-rust-version",
-            "--release",
-            "--target",
-            "wasm32-wasip1",
-        ])
-        .args(["-p", "echo", "-p", "text-tools", "-p", "sentiment"])
-        .status()
-        .expect("run cargo");
-    assert!(
-        status.success(),
-        "building the examples failed (run scripts/test.sh)"
-    );
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"))
-        .join("wasm32-wasip1/release")
+    hanzo_testkit::wasm_examples_dir().to_path_buf()
 }
 
 /// Asserts the exit code and that the last stderr line is one `error:` line naming

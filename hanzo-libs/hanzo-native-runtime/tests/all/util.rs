@@ -161,39 +161,9 @@ impl Fixtures {
     }
 }
 
-/// The SDK examples (`echo`, `text-tools`) built natively (release): `libecho.so`,
-/// `libtext_tools.so` (the cdylibs) and `echo-cmd`, `text-tools-cmd` (the stdio commands).
-/// `$HANZO_NATIVE_EXAMPLES_DIR` when the test command built them already.
+/// The SDK examples built natively (see [`hanzo_testkit::native_examples_dir`]).
 pub fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("HANZO_NATIVE_EXAMPLES_DIR").map(PathBuf::from)
-            && dir.join("libecho.so").is_file()
-        {
-            return dir;
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "--ignore-rust-version",
-                "--release",
-                "-p",
-                "echo",
-                "-p",
-                "text-tools",
-            ])
-            .status()
-            .expect("run cargo");
-        assert!(status.success(), "building the SDK examples natively failed");
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        target.join("release")
-    })
+    hanzo_testkit::native_examples_dir()
 }
 
 /// Path of one natively built example artifact.

@@ -8,7 +8,6 @@
 use hanzo_compute::CancelToken;
 use hanzo_sandbox::{Options, ProcessOutcome, ProcessSpec, Sandbox};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 /// How the sandbox isolates a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,42 +107,4 @@ pub fn ok(mode: Mode, o: &ProcessOutcome) -> String {
     out(o)
 }
 
-/// A marker unique to this test process and call, to find a tool's processes on the
-/// host: `sleep <marker>` is a valid sleep of ~987 s.
-pub fn marker() -> String {
-    static N: AtomicU64 = AtomicU64::new(1);
-    format!(
-        "987.{}{:04}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-/// Host pids whose command line contains `needle`.
-pub fn host_processes(needle: &str) -> Vec<i32> {
-    let me = std::process::id() as i32;
-    let mut v = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
-            continue;
-        };
-        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
-        // Zombies have an empty command line, and a dead process is no longer running.
-        if cmd.contains(needle) {
-            v.push(pid);
-        }
-    }
-    v
-}
-
-/// Panics if a process whose command line contains `needle` is alive on the host.
-pub fn assert_no_process(needle: &str) {
-    let left = host_processes(needle);
-    assert!(left.is_empty(), "processes left running: {left:?} ({needle})");
-}
+pub use hanzo_testkit::{assert_no_process, host_processes, marker};

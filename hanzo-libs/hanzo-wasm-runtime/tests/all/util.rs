@@ -5,8 +5,8 @@ use hanzo_compute::config::WasmConfig;
 use hanzo_compute::{Compute, ComputeError, JobOutcome, JobSpec, LimitKind, NodeKey, RuntimeKind};
 use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::path::Path;
+use std::sync::Arc;
 
 /// A runtime and registry over a fresh data directory.
 pub struct Node {
@@ -117,45 +117,9 @@ pub fn returning(name: &str, envelope: &str) -> String {
     )
 }
 
-/// The SDK examples for wasm32-wasip1 (release): `$HANZO_EXAMPLES_DIR` when the test
-/// command built them already, else built here once per test process.
+/// The SDK examples for wasm32-wasip1 (see [`hanzo_testkit::wasm_examples_dir`]).
 pub fn examples_dir() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        if let Some(dir) = std::env::var_os("HANZO_EXAMPLES_DIR").map(PathBuf::from)
-            && dir.join("echo.wasm").is_file()
-        {
-            return dir;
-        }
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .current_dir(&root)
-            .args([
-                "build",
-                "--quiet",
-                "--ignore-rust-version",
-                "--release",
-                "--target",
-                "wasm32-wasip1",
-                "-p",
-                "echo",
-                "-p",
-                "text-tools",
-                "-p",
-                "sentiment",
-            ])
-            .status()
-            .expect("run cargo");
-        assert!(
-            status.success(),
-            "building the SDK examples failed (is the wasm32-wasip1 target installed? run scripts/test.sh)"
-        );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
-        target.join("wasm32-wasip1/release")
-    })
+    hanzo_testkit::wasm_examples_dir()
 }
 
 /// Path of one built example module, as a source string.
