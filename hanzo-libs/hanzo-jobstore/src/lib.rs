@@ -1,0 +1,45 @@
+//! # hanzo-jobstore
+//!
+//! The node's durable job store: one SQLite database in WAL mode inside the data
+//! directory. A job is committed before [`JobStore::submit`] returns, so an
+//! acknowledged job survives a `kill -9` of the node; [`JobStore::open`] then applies
+//! the restart rule (see [`Recovery`]) so that every acknowledged job reaches a
+//! terminal state, and no job runs twice unless its spec allows retries.
+//!
+//! Writes go through one writer thread with *group commit*: every request queued
+//! while the previous transaction was committing is applied in the next single
+//! transaction, and each caller is answered only after that commit. Throughput
+//! therefore grows with the number of concurrent callers, and an answer always means
+//! "committed". Reads ([`get`](JobStore::get), [`list`](JobStore::list),
+//! [`counts`](JobStore::counts), [`logs`](JobStore::logs)) use separate read-only
+//! connections, which WAL lets run alongside the writer; they are short blocking calls.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), hanzo_jobstore::Error> {
+//! use hanzo_compute::{JobSpec, RuntimeKind};
+//! use hanzo_jobstore::{JobStore, Options};
+//!
+//! let (store, recovery) = JobStore::open("/var/lib/hanzo/jobs.db", Options::default())?;
+//! // `recovery.queued` are the jobs to schedule first, highest priority first.
+//! let job = store.submit(JobSpec::new(RuntimeKind::Wasm, "sha256:...")).await?;
+//! if store.start(&job.id).await? {
+//!     // ... run it, then record how it ended with `store.finish(&outcome)`.
+//! }
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod error;
+mod record;
+mod schema;
+mod store;
+mod writer;
+
+pub use error::Error;
+pub use record::{
+    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, Recovery,
+};
+pub use store::{Durability, INTERRUPTED, JobStore, Options, Retention};
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

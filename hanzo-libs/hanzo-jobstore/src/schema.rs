@@ -1,0 +1,175 @@
+//! The database schema, connection settings and row decoding.
+
+use crate::record::{JobError, JobRecord, JobStatus};
+use crate::{Durability, Error, Result};
+use rusqlite::{Connection, OpenFlags, Row};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The schema version this crate writes (`PRAGMA user_version`).
+pub(crate) const VERSION: i64 = 1;
+
+/// `seq` orders jobs by insertion and is never reused (AUTOINCREMENT), which is what
+/// makes FIFO order and pagination cursors stable across deletions. `finished_at` is
+/// set exactly when the status becomes terminal, so the partial index on it holds
+/// only finished jobs (retention reads it). Large columns come last so that scans
+/// that do not need them step over fewer bytes.
+const SCHEMA: &str = "
+CREATE TABLE jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    runtime          TEXT    NOT NULL,
+    status           TEXT    NOT NULL,
+    priority         INTEGER NOT NULL,
+    retries          INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    error_code       TEXT,
+    error_message    TEXT,
+    usage            TEXT,
+    spec             TEXT    NOT NULL,
+    output           TEXT,
+    receipt          TEXT,
+    logs             BLOB
+);
+CREATE INDEX jobs_status ON jobs (status, seq);
+CREATE INDEX jobs_runtime_status ON jobs (runtime, status, seq);
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+";
+
+/// The columns [`decode`] reads, in order.
+pub(crate) const COLUMNS: &str = "seq, id, status, priority, attempts, cancel_requested, \
+     created_at, started_at, finished_at, error_code, error_message, usage, spec, output, receipt";
+
+/// How long a connection waits for a lock before giving up. Only a checkpoint or a
+/// second writer (there is none: the store holds a lock file) can make it wait.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the writing connection, creating or checking the schema.
+pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(Error::NoWal(mode));
+    }
+    let sync = match durability {
+        Durability::Normal => "NORMAL",
+        Durability::Full => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", sync)?;
+    // After a checkpoint, cut the WAL back to this size so that a burst does not leave
+    // a large file behind for good.
+    conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // Checkpoints run on the checkpointer's connection; this is only the backstop
+    // (about 32 MiB of WAL) should that thread fall behind.
+    conn.pragma_update(None, "wal_autocheckpoint", 8000)?;
+
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    match version {
+        0 => {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(SCHEMA)?;
+            tx.pragma_update(None, "user_version", VERSION)?;
+            tx.commit()?;
+        }
+        VERSION => {}
+        found => {
+            return Err(Error::SchemaVersion {
+                found,
+                supported: VERSION,
+            });
+        }
+    }
+    Ok(conn)
+}
+
+/// Opens the checkpointer's connection (read-write, but it only checkpoints).
+pub(crate) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection (WAL lets it read while the writer commits).
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Microseconds since the Unix epoch, the unit of every time column.
+pub(crate) fn micros(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_micros() as i64,
+        Err(e) => -(e.duration().as_micros() as i64),
+    }
+}
+
+fn from_micros(us: i64) -> SystemTime {
+    if us >= 0 {
+        UNIX_EPOCH + Duration::from_micros(us as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_micros(us.unsigned_abs())
+    }
+}
+
+/// Decodes a row selected with [`COLUMNS`]; returns the row's `seq` too.
+pub(crate) fn decode(row: &Row<'_>) -> Result<(i64, JobRecord)> {
+    let seq: i64 = row.get(0)?;
+    let id: String = row.get(1)?;
+    let corrupt = |detail: String| Error::Corrupt {
+        id: id.clone(),
+        detail,
+    };
+    let status: String = row.get(2)?;
+    let status = status.parse::<JobStatus>().map_err(|e| corrupt(e.to_string()))?;
+    let json = |idx: usize, what: &str| -> Result<Option<serde_json::Value>> {
+        let text: Option<String> = row.get(idx)?;
+        text.map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| corrupt(format!("{what}: {e}")))
+    };
+    let spec: String = row.get(12)?;
+    let spec = serde_json::from_str(&spec).map_err(|e| corrupt(format!("spec: {e}")))?;
+    let usage: Option<String> = row.get(11)?;
+    let usage = usage
+        .map(|u| serde_json::from_str(&u))
+        .transpose()
+        .map_err(|e| corrupt(format!("usage: {e}")))?;
+    let error_code: Option<String> = row.get(9)?;
+    let error_message: Option<String> = row.get(10)?;
+    let error = error_code.map(|code| JobError {
+        code,
+        message: error_message.unwrap_or_default(),
+    });
+    let record = JobRecord {
+        spec,
+        status,
+        priority: row.get(3)?,
+        attempts: row.get(4)?,
+        cancel_requested: row.get(5)?,
+        created_at: from_micros(row.get(6)?),
+        started_at: row.get::<_, Option<i64>>(7)?.map(from_micros),
+        finished_at: row.get::<_, Option<i64>>(8)?.map(from_micros),
+        output: json(13, "output")?,
+        error,
+        receipt: json(14, "receipt")?,
+        usage,
+        id: id.clone(),
+    };
+    Ok((seq, record))
+}

@@ -1,0 +1,527 @@
+//! The store handle: open + recovery, writes through the writer thread, reads.
+
+use crate::record::{
+    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, Recovery,
+};
+use crate::schema::{self, COLUMNS, micros};
+use crate::writer::{self, Ack, Finished, NewJob, Op};
+use crate::{Error, Result};
+use hanzo_compute::stdio::LogBuffer;
+use hanzo_compute::{ComputeError, JobOutcome, JobSpec, RuntimeKind, new_job_id};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+use tokio::sync::oneshot;
+
+/// The error code of a job failed because the node stopped while it was running.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// The message that goes with [`INTERRUPTED`].
+const INTERRUPTED_MESSAGE: &str = "interrupted: the node stopped while the job was running";
+
+/// Idle read connections kept for reuse; more are opened when needed and closed after.
+const MAX_IDLE_READERS: usize = 4;
+
+/// When a commit is safe (SQLite's `synchronous` setting, in WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous = NORMAL`: a commit is written to the WAL file before it is
+    /// acknowledged, and the WAL is fsynced at each checkpoint. Every acknowledged
+    /// write survives a crash or `kill -9` of the node; after a power loss or an OS crash
+    /// the last few hundred milliseconds of commits may be missing (the database is never
+    /// corrupt). The default: it is what the node promises (a killed node loses nothing)
+    /// at a fraction of the cost.
+    #[default]
+    Normal,
+    /// `synchronous = FULL`: the WAL is also fsynced before each commit is acknowledged,
+    /// so acknowledged writes survive power loss too. Group commit shares one fsync among
+    /// all writes of a batch, so this costs latency more than throughput.
+    Full,
+}
+
+/// How long finished jobs (with their outputs, logs and receipts) are kept.
+///
+/// Only terminal jobs are ever deleted; queued and running ones are kept whatever
+/// their age. Pruning runs on the writer thread every `interval`, a chunk at a time so
+/// that callers' writes are never held up for long, and on demand with
+/// [`JobStore::prune`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Delete finished jobs that finished longer ago than this.
+    pub max_age: Option<Duration>,
+    /// Keep at most this many finished jobs (the most recently finished).
+    pub max_finished: Option<u64>,
+    /// How often the writer prunes by itself.
+    pub interval: Duration,
+}
+
+impl Retention {
+    /// Keeps every job forever.
+    pub fn keep_all() -> Self {
+        Retention {
+            max_age: None,
+            max_finished: None,
+            interval: Duration::from_secs(60),
+        }
+    }
+
+    pub(crate) fn is_active(&self) -> bool {
+        self.max_age.is_some() || self.max_finished.is_some()
+    }
+}
+
+impl Default for Retention {
+    /// Seven days, at most 100,000 finished jobs, pruned every minute.
+    fn default() -> Self {
+        Retention {
+            max_age: Some(Duration::from_secs(7 * 24 * 3600)),
+            max_finished: Some(100_000),
+            interval: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Settings of a store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// When a commit is safe; [`Durability::Normal`] by default.
+    pub durability: Durability,
+    /// The most bytes of a job's logs kept; more are dropped with a note saying how
+    /// many. Default [`hanzo_compute::stdio::LOG_CAP`] (1 MiB).
+    pub max_log_bytes: usize,
+    /// How long finished jobs are kept.
+    pub retention: Retention,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            durability: Durability::default(),
+            max_log_bytes: hanzo_compute::stdio::LOG_CAP,
+            retention: Retention::default(),
+        }
+    }
+}
+
+/// A handle to the job store; cheap to clone, and every clone is the same store.
+///
+/// Writes are `async` and resolve once committed. If such a future is dropped after
+/// it was first polled, the write may still be committed. Reads are short blocking
+/// calls on a read-only connection (indexed point lookups; a page or the counts take
+/// a few milliseconds on 100,000 jobs).
+///
+/// The store is closed when the last clone is dropped: queued writes are committed,
+/// the writer thread exits and the lock on the data directory is released.
+#[derive(Clone)]
+pub struct JobStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    options: Options,
+    sender: Option<Sender<Op>>,
+    writer: Option<JoinHandle<()>>,
+    /// Dropping it stops the checkpointer thread.
+    stop_checkpointer: Option<Sender<()>>,
+    checkpointer: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    /// Held for the store's lifetime so that a second node on the same data directory
+    /// is refused instead of "recovering" the first node's running jobs.
+    _lock: File,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel lets the writer drain what is queued and exit.
+        self.sender.take();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+        self.stop_checkpointer.take();
+        if let Some(c) = self.checkpointer.take() {
+            let _ = c.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for JobStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobStore")
+            .field("path", &self.inner.path)
+            .field("options", &self.inner.options)
+            .finish()
+    }
+}
+
+impl JobStore {
+    /// Opens (creating if needed) the store at `path`, e.g. `$HANZO_HOME/jobs.db`, and
+    /// applies the restart rule to jobs a previous run left running (see [`Recovery`]).
+    ///
+    /// Besides the database, SQLite keeps `<path>-wal` and `<path>-shm`, and the store
+    /// holds an advisory lock on `<path>.lock`: a second process opening the same store
+    /// gets [`Error::Locked`]. Blocking; call it at startup.
+    pub fn open(path: impl AsRef<Path>, options: Options) -> Result<(JobStore, Recovery)> {
+        let path = path.as_ref().to_path_buf();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let mut lock_path = path.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock_path = PathBuf::from(lock_path);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|source| Error::Io {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::Locked(path)),
+            Err(TryLockError::Error(source)) => {
+                return Err(Error::Io {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+
+        let mut conn = schema::open_writer(&path, options.durability)?;
+        let recovery = recover(&mut conn)?;
+
+        let spawn_error = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        let ckpt_conn = schema::open_checkpointer(&path)?;
+        let (stop_checkpointer, stop) = mpsc::channel();
+        let checkpointer = std::thread::Builder::new()
+            .name("hanzo-jobstore-ckpt".into())
+            .spawn(move || writer::checkpointer(ckpt_conn, stop))
+            .map_err(spawn_error)?;
+        let (sender, rx) = mpsc::channel();
+        let retention = options.retention;
+        let writer = std::thread::Builder::new()
+            .name("hanzo-jobstore".into())
+            .spawn(move || writer::run(conn, rx, retention))
+            .map_err(spawn_error)?;
+        let store = JobStore {
+            inner: Arc::new(Inner {
+                path,
+                options,
+                sender: Some(sender),
+                writer: Some(writer),
+                stop_checkpointer: Some(stop_checkpointer),
+                checkpointer: Some(checkpointer),
+                readers: Mutex::new(Vec::new()),
+                _lock: lock,
+            }),
+        };
+        Ok((store, recovery))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The settings the store was opened with.
+    pub fn options(&self) -> &Options {
+        &self.inner.options
+    }
+
+    /// Stores a new job as `queued` under a fresh id and returns it once committed:
+    /// from then on it survives a crash of the node. The spec is stored as given
+    /// (validate it first).
+    pub async fn submit(&self, spec: JobSpec) -> Result<JobRecord> {
+        let created_at = SystemTime::now();
+        let id = new_job_id();
+        let job = NewJob {
+            id: id.clone(),
+            runtime: spec.runtime.name(),
+            priority: spec.priority,
+            retries: spec.retries,
+            created_at: micros(created_at),
+            spec: encode("spec", &spec)?,
+        };
+        self.call(|ack| Op::Submit(job, ack)).await?;
+        Ok(JobRecord {
+            id,
+            priority: spec.priority,
+            spec,
+            status: JobStatus::Queued,
+            attempts: 0,
+            cancel_requested: false,
+            // The stored value has µs precision; return exactly what `get` will.
+            created_at: truncate_micros(created_at),
+            started_at: None,
+            finished_at: None,
+            output: None,
+            error: None,
+            receipt: None,
+            usage: None,
+        })
+    }
+
+    /// Moves a job from `queued` to `running` and counts the attempt; `true` once that
+    /// is committed. `false` if the job is not queued (cancelled, already started, or
+    /// unknown): the caller must then not run it. Run a job only after `true`.
+    pub async fn start(&self, id: &str) -> Result<bool> {
+        let at = micros(SystemTime::now());
+        let id = id.to_string();
+        self.call(|ack| Op::Start { id, at, ack }).await
+    }
+
+    /// Records how a job ended: `succeeded` with its output, `cancelled` for
+    /// [`ComputeError::Cancelled`], `failed` with the error's code and message
+    /// otherwise; plus usage, receipt and the logs (bounded by
+    /// [`Options::max_log_bytes`]). Accepts a `running` job, or a `queued` one that is
+    /// failed without running (e.g. its runtime is unavailable). Returns `false`, and
+    /// changes nothing, when the job is unknown or already terminal.
+    pub async fn finish(&self, outcome: &JobOutcome) -> Result<bool> {
+        let (status, output, error) = match &outcome.result {
+            Ok(v) => (JobStatus::Succeeded, Some(encode("output", v)?), None),
+            Err(e @ ComputeError::Cancelled) => (JobStatus::Cancelled, None, Some(e.into())),
+            Err(e) => (JobStatus::Failed, None, Some(JobError::from(e))),
+        };
+        let receipt = match &outcome.receipt {
+            Some(r) => Some(encode("receipt", &r.to_value())?),
+            None => None,
+        };
+        let logs = if outcome.logs.len() > self.inner.options.max_log_bytes {
+            let mut b = LogBuffer::new(self.inner.options.max_log_bytes);
+            b.push(&outcome.logs);
+            b.finish()
+        } else {
+            outcome.logs.clone()
+        };
+        let f = Finished {
+            id: outcome.job_id.clone(),
+            status,
+            at: micros(SystemTime::now()),
+            output,
+            error,
+            usage: encode("usage", &outcome.usage)?,
+            receipt,
+            logs,
+        };
+        self.call(|ack| Op::Finish(f, ack)).await
+    }
+
+    /// Cancels a job: a queued one at once (it will never start); for a running one the
+    /// request is recorded and [`CancelOutcome::Requested`] tells the caller to stop it
+    /// (then [`finish`](Self::finish) it). A request recorded before a node crash makes
+    /// the restart mark the job cancelled rather than retry it.
+    pub async fn cancel(&self, id: &str) -> Result<CancelOutcome> {
+        let at = micros(SystemTime::now());
+        let id = id.to_string();
+        self.call(|ack| Op::Cancel { id, at, ack }).await
+    }
+
+    /// Applies the retention setting now, to completion; returns how many finished jobs
+    /// were deleted. (The writer also does this by itself every `retention.interval`.)
+    pub async fn prune(&self) -> Result<u64> {
+        let mut total = 0;
+        loop {
+            let now = micros(SystemTime::now());
+            let n = self.call(|ack| Op::Prune { now, ack }).await?;
+            total += n;
+            if n < writer::PRUNE_CHUNK {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// One job, without its logs.
+    pub fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?;
+            let mut rows = stmt.query(params![id])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(schema::decode(row)?.1)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// A job's logs, as bounded when it finished; `None` for an unknown job, empty for
+    /// one that has not finished.
+    pub fn logs(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.read(|conn| {
+            let logs: Option<Option<Vec<u8>>> = conn
+                .prepare_cached("SELECT logs FROM jobs WHERE id = ?1")?
+                .query_row(params![id], |r| r.get(0))
+                .optional()?;
+            Ok(logs.map(Option::unwrap_or_default))
+        })
+    }
+
+    /// A page of jobs matching `filter`, newest first. Follow [`JobPage::next`] for the
+    /// next page; pages neither repeat nor skip a job, even while jobs are added or
+    /// pruned (a job whose status changes between pages may of course enter or leave a
+    /// status filter).
+    pub fn list(&self, filter: ListFilter, page: Page) -> Result<JobPage> {
+        let limit = page.limit.clamp(1, Page::MAX_LIMIT);
+        let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1");
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = filter.status {
+            sql.push_str(" AND status = ?");
+            args.push(Box::new(s.name()));
+        }
+        if let Some(r) = filter.runtime {
+            sql.push_str(" AND runtime = ?");
+            args.push(Box::new(r.name()));
+        }
+        if let Some(Cursor(seq)) = page.after {
+            sql.push_str(" AND seq < ?");
+            args.push(Box::new(seq));
+        }
+        sql.push_str(" ORDER BY seq DESC LIMIT ?");
+        // One more than asked, to learn whether there is a next page.
+        args.push(Box::new(limit as i64 + 1));
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            let mut jobs = Vec::new();
+            let mut last = None;
+            let mut more = false;
+            while let Some(row) = rows.next()? {
+                if jobs.len() == limit as usize {
+                    more = true;
+                    break;
+                }
+                let (seq, job) = schema::decode(row)?;
+                last = Some(seq);
+                jobs.push(job);
+            }
+            Ok(JobPage {
+                jobs,
+                next: if more { last.map(Cursor) } else { None },
+            })
+        })
+    }
+
+    /// How many jobs there are per runtime and status (for metrics; the `queued` rows
+    /// are the queue depth).
+    pub fn counts(&self) -> Result<Counts> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT runtime, status, COUNT(*) FROM jobs GROUP BY runtime, status")?;
+            let mut rows = stmt.query([])?;
+            let mut counts = Counts::new();
+            while let Some(row) = rows.next()? {
+                let runtime: String = row.get(0)?;
+                let status: String = row.get(1)?;
+                let n: i64 = row.get(2)?;
+                let bad = |e: ComputeError| Error::Corrupt {
+                    id: "(counts)".into(),
+                    detail: e.to_string(),
+                };
+                let key = (
+                    runtime.parse::<RuntimeKind>().map_err(bad)?,
+                    status.parse::<JobStatus>().map_err(bad)?,
+                );
+                counts.insert(key, n as u64);
+            }
+            Ok(counts)
+        })
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Ack<T>) -> Op) -> Result<T> {
+        let (ack, rx) = oneshot::channel();
+        let sender = self.inner.sender.as_ref().ok_or(Error::Closed)?;
+        sender.send(make(ack)).map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)?
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => schema::open_reader(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        let mut pool = self.inner.readers.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < MAX_IDLE_READERS {
+            pool.push(conn);
+        }
+        result
+    }
+}
+
+/// The restart rule, in one transaction, before the writer thread starts.
+fn recover(conn: &mut Connection) -> Result<Recovery> {
+    let now = micros(SystemTime::now());
+    let mut recovery = Recovery::default();
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut running = tx.prepare(
+            "SELECT id, attempts, retries, cancel_requested FROM jobs
+             WHERE status = 'running' ORDER BY seq",
+        )?;
+        let rows = running
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, bool>(3)?,
+                ))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let cancelled = JobError::from(&ComputeError::Cancelled);
+        for (id, attempts, retries, cancel_requested) in rows {
+            if cancel_requested {
+                tx.execute(
+                    "UPDATE jobs SET status = 'cancelled', finished_at = ?2, error_code = ?3,
+                         error_message = ?4
+                     WHERE id = ?1",
+                    params![id, now, cancelled.code, cancelled.message],
+                )?;
+                recovery.cancelled.push(id);
+            } else if attempts <= retries {
+                tx.execute(
+                    "UPDATE jobs SET status = 'queued', started_at = NULL WHERE id = ?1",
+                    params![id],
+                )?;
+                recovery.retried.push(id);
+            } else {
+                tx.execute(
+                    "UPDATE jobs SET status = 'failed', finished_at = ?2, error_code = ?3,
+                         error_message = ?4
+                     WHERE id = ?1",
+                    params![id, now, INTERRUPTED, INTERRUPTED_MESSAGE],
+                )?;
+                recovery.failed.push(id);
+            }
+        }
+        let mut queued = tx.prepare(&format!(
+            "SELECT {COLUMNS} FROM jobs WHERE status = 'queued' ORDER BY priority DESC, seq"
+        ))?;
+        let mut rows = queued.query([])?;
+        while let Some(row) = rows.next()? {
+            recovery.queued.push(schema::decode(row)?.1);
+        }
+    }
+    tx.commit()?;
+    Ok(recovery)
+}
+
+fn truncate_micros(t: SystemTime) -> SystemTime {
+    let us = micros(t);
+    std::time::UNIX_EPOCH + Duration::from_micros(us.max(0) as u64)
+}
+
+fn encode<T: serde::Serialize>(what: &'static str, v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|source| Error::Encode { what, source })
+}

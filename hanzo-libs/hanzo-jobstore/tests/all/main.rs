@@ -1,0 +1,10 @@
+//! Integration tests of the job store, one module per topic. Every test works on a real
+//! SQLite database in a temporary directory; the crash test kills a real child process.
+
+mod concurrency;
+mod crash;
+mod ops;
+mod pagination;
+mod recovery;
+mod retention;
+mod util;
