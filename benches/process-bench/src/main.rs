@@ -417,7 +417,10 @@ fn run(args: Args) -> Result<()> {
 
     // ---- native: an executable and a built-in -----------------------------------------
     {
-        let native: Arc<dyn Runtime> = Arc::new(NativeRuntime::new(sandbox.clone(), helper.clone(), PIDS));
+        // As the node configures it: tools kept by digest and run read-only in place.
+        let native: Arc<dyn Runtime> = Arc::new(
+            NativeRuntime::new(sandbox.clone(), helper.clone(), PIDS).with_store(data.path().join("native")),
+        );
         let params = json!({ "text": TEXT });
         let stdin = serde_json::to_vec(&params)?;
         let exe = JobSpec::new(RuntimeKind::Native, text_tools.to_string_lossy()).params(params.clone());
