@@ -27,6 +27,13 @@ pub struct NodeConfig {
     pub api_listen: String,
     /// Bearer token for the API; empty means none (allowed on loopback only).
     pub api_token: String,
+    /// How the job store commits: `normal` (survives a crash of the node: kill -9) or
+    /// `full` (also survives a power cut; an fsync per batch of jobs).
+    pub jobs_durability: String,
+    /// Finished jobs are kept this many hours.
+    pub jobs_retention_hours: u64,
+    /// At most this many finished jobs are kept (the oldest go first).
+    pub jobs_max_finished: u64,
 }
 
 impl Default for NodeConfig {
@@ -35,6 +42,9 @@ impl Default for NodeConfig {
             data_dir: default_data_dir(),
             api_listen: "127.0.0.1:3690".into(),
             api_token: String::new(),
+            jobs_durability: "normal".into(),
+            jobs_retention_hours: 168,
+            jobs_max_finished: 100_000,
         }
     }
 }
@@ -267,6 +277,9 @@ pub struct ResourcesConfig {
     pub total_memory_gb: u64,
     /// CPU cores the node hands out.
     pub total_cpu_cores: u32,
+    /// Jobs that may wait in the queue; past it a submission is refused with 429 and
+    /// Retry-After.
+    pub queue_capacity: u32,
 }
 
 impl Default for ResourcesConfig {
@@ -275,6 +288,7 @@ impl Default for ResourcesConfig {
             max_concurrent_jobs: 10,
             total_memory_gb: 16,
             total_cpu_cores: 8,
+            queue_capacity: 10_000,
         }
     }
 }
@@ -336,6 +350,12 @@ impl Config {
                 self.compute.docker.pull_policy
             )));
         }
+        if !["normal", "full"].contains(&self.node.jobs_durability.as_str()) {
+            return Err(ComputeError::invalid(format!(
+                "node.jobs_durability: invalid value '{}' (expected normal or full)",
+                self.node.jobs_durability
+            )));
+        }
         if !["auto", "command", "exports"].contains(&self.compute.go.abi.as_str()) {
             return Err(ComputeError::invalid(format!(
                 "compute.go.abi: invalid value '{}' (expected auto, command or exports)",
@@ -344,6 +364,7 @@ impl Config {
         }
         let positive = [
             ("compute.go.build_timeout_ms", self.compute.go.build_timeout_ms),
+            ("compute.resources.queue_capacity", self.compute.resources.queue_capacity as u64),
             ("compute.go.build_memory_mb", self.compute.go.build_memory_mb),
             ("compute.max_output_bytes", self.compute.max_output_bytes),
             ("compute.wasm.max_memory_mb", self.compute.wasm.max_memory_mb),
