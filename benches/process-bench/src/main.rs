@@ -432,7 +432,7 @@ fn run(args: Args) -> Result<()> {
             ),
             Way::new(
                 "N1",
-                "ours: `NativeRuntime::execute` (the executable's bytes copied into the sandbox)",
+                "ours: `NativeRuntime::execute` (the executable stored once by digest, run read-only in place)",
                 ours(&rt, native.clone(), exe.clone()),
             )
             .vs("N0"),
