@@ -10,6 +10,7 @@ mod progress;
 mod receipt_cmd;
 mod run;
 mod runtimes;
+mod serve;
 mod service_cmd;
 
 use clap::{Parser, Subcommand};
@@ -51,6 +52,8 @@ enum Command {
     Service(service_cmd::ServiceCmd),
     /// Run the example tools and print their outputs and receipts.
     Demo(demo::DemoArgs),
+    /// Serve the HTTP API (node.api_listen) over the durable job queue.
+    Serve,
 }
 
 fn main() -> ExitCode {
@@ -81,7 +84,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = tokio::runtime::Builder::new_current_thread()
+    // The service uses every core; one-shot commands need only one thread.
+    let mut builder = if matches!(cli.command, Command::Serve) {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    let result = builder
         .enable_all()
         .build()
         .map_err(|e| anyhow::Error::new(ComputeError::internal(e)))
@@ -107,6 +116,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd),
         Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
+        Command::Serve => serve::run(cli.config.as_deref()).await,
     }
 }
 

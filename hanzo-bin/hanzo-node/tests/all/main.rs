@@ -5,4 +5,5 @@ mod cli;
 mod hostile;
 mod process;
 mod receipts;
+mod serve;
 mod util;

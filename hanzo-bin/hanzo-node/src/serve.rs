@@ -1,0 +1,135 @@
+//! `hanzo-node serve`: the node as a long-running service behind the HTTP API.
+//!
+//! Startup order matters for "nothing acknowledged is lost": the job store is opened
+//! (and recovers what a crash left running) before the scheduler exists, the recovered
+//! queue is resumed before the listener accepts anything.
+
+use crate::node::Node;
+use anyhow::Context;
+use hanzo_api::{Api, ApiOptions};
+use hanzo_compute::ComputeError;
+use hanzo_jobstore::{Durability, JobStore, Options as StoreOptions, Retention};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long in-flight requests get to finish after SIGTERM / ctrl-c. Jobs still
+/// running then are left `running` in the store; the next start recovers them
+/// (retried if their spec allows, else failed as interrupted).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
+    let node = Node::build(config, None)?;
+    let cfg = node.config.clone();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host(cfg.node.api_listen.as_str())
+        .await
+        .map_err(|e| {
+            ComputeError::invalid(format!(
+                "node.api_listen: cannot resolve '{}': {e}",
+                cfg.node.api_listen
+            ))
+        })?
+        .collect();
+    let loopback = !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback());
+    if !loopback && cfg.node.api_token.is_empty() {
+        return Err(ComputeError::invalid(format!(
+            "node.api_listen is {} (beyond loopback) but node.api_token is empty: set a token \
+             (HANZO_NODE_API_TOKEN) or listen on 127.0.0.1",
+            cfg.node.api_listen
+        ))
+        .into());
+    }
+    let options = StoreOptions {
+        durability: if cfg.node.jobs_durability == "full" {
+            Durability::Full
+        } else {
+            Durability::Normal
+        },
+        retention: Retention {
+            max_age: Some(Duration::from_secs(cfg.node.jobs_retention_hours * 3600)),
+            max_finished: Some(cfg.node.jobs_max_finished),
+            ..Retention::default()
+        },
+        ..StoreOptions::default()
+    };
+    let db = cfg.node.data_dir.join("jobs.db");
+    let (store, recovery) = JobStore::open(&db, options)?;
+    eprintln!(
+        "hanzo-node: job store {}: {} queued, {} retried, {} failed as interrupted, {} cancelled after the restart",
+        db.display(),
+        recovery.queued.len(),
+        recovery.retried.len(),
+        recovery.failed.len(),
+        recovery.cancelled.len()
+    );
+    let scheduler_options = hanzo_scheduler::Options {
+        queue_capacity: cfg.compute.resources.queue_capacity as usize,
+        ..hanzo_scheduler::Options::default()
+    };
+    let api = Api::new(
+        Arc::new(node.compute),
+        node.wasm.clone(),
+        store,
+        ApiOptions {
+            token: Some(cfg.node.api_token.clone()),
+            resources: cfg.compute.resources.clone(),
+            scheduler: scheduler_options,
+        },
+    );
+    let resumed = api.resume(recovery.queued).await;
+    if resumed.queued + resumed.failed > 0 {
+        eprintln!(
+            "hanzo-node: resumed {} jobs ({} can no longer run here and were failed)",
+            resumed.queued, resumed.failed
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(&addrs[..])
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.node.api_listen))?;
+    let local = listener.local_addr()?;
+    eprintln!(
+        "hanzo-node: listening on http://{local} (node {})",
+        api.scheduler().compute().key().id()
+    );
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut stopped = stop_rx.clone();
+    let server = axum::serve(listener, api.router()).with_graceful_shutdown(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    eprintln!("hanzo-node: shutting down");
+    let _ = stop_tx.send(true);
+    // Requests waiting for a long job must not hold the node up forever.
+    match tokio::time::timeout(SHUTDOWN_GRACE, server).await {
+        Ok(Ok(Ok(()))) | Err(_) => {}
+        Ok(Ok(Err(e))) => return Err(ComputeError::internal(e).into()),
+        Ok(Err(e)) => return Err(ComputeError::internal(e).into()),
+    }
+    drop(stop_rx);
+    Ok(0)
+}
+
+/// SIGTERM or ctrl-c (SIGINT).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

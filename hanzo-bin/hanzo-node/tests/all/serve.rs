@@ -1,0 +1,591 @@
+//! `hanzo-node serve` through HTTP: the real binary on a loopback port, a private
+//! HANZO_HOME, the WASM runtime with inline WAT modules.
+
+use crate::util::{Home, returning, with_body};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const SPIN: &str = r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#;
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    /// The error's code, asserting the body has the documented shape.
+    fn error(&self) -> (String, String) {
+        let v = self.json();
+        let code = v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.code: {v}"));
+        let msg = v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.message: {v}"));
+        (code.to_string(), msg.to_string())
+    }
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+    token: Option<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// Starts `hanzo-node serve` on a free loopback port with only the WASM runtime
+    /// and the given `HANZO_*` settings, and waits for `/healthz`.
+    fn start(home: &Home, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = home.cmd();
+        cmd.arg("serve")
+            .env("HANZO_NODE_API_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut token = None;
+        for (k, v) in env {
+            cmd.env(k, v);
+            if *k == "HANZO_NODE_API_TOKEN" {
+                token = Some(v.to_string());
+            }
+        }
+        let child = cmd.spawn().unwrap();
+        let mut s = Server { child, port, token };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = s.child.try_wait().unwrap() {
+                panic!("hanzo-node serve exited early: {status}");
+            }
+            if s.try_req("GET", "/healthz", b"").is_some_and(|r| r.status == 200) {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "the node never became healthy");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn try_req(&self, method: &str, path: &str, body: &[u8]) -> Option<Resp> {
+        self.try_req_as(method, path, body, self.token.as_deref())
+    }
+
+    fn try_req_as(&self, method: &str, path: &str, body: &[u8], token: Option<&str>) -> Option<Resp> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).ok()?;
+        // A refused body may be answered (and the socket closed) before it is sent.
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).ok()?;
+        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+        let mut lines = head.split("\r\n");
+        let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect();
+        Some(Resp {
+            status,
+            headers,
+            body: raw[split + 4..].to_vec(),
+        })
+    }
+
+    fn req(&self, method: &str, path: &str, body: &[u8]) -> Resp {
+        self.try_req(method, path, body)
+            .unwrap_or_else(|| panic!("{method} {path}: no HTTP answer"))
+    }
+
+    fn post_json(&self, path: &str, v: &Value) -> Resp {
+        self.req("POST", path, v.to_string().as_bytes())
+    }
+
+    fn module(&self, wat: &str) -> String {
+        let r = self.req("POST", "/v1/modules", wat.as_bytes());
+        assert_eq!(r.status, 201, "{}", r.text());
+        r.json()["source"].as_str().unwrap().to_string()
+    }
+
+    fn job(&self, id: &str) -> Value {
+        let r = self.req("GET", &format!("/v1/jobs/{id}"), b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    fn wait_status(&self, id: &str, pred: impl Fn(&str) -> bool, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let j = self.job(id);
+            if pred(j["status"].as_str().unwrap()) {
+                return j;
+            }
+            assert!(Instant::now() < deadline, "job {id} stuck: {j}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn wait_terminal(&self, id: &str) -> Value {
+        self.wait_status(
+            id,
+            |s| matches!(s, "succeeded" | "failed" | "cancelled"),
+            Duration::from_secs(60),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn submit_get_list_execute_logs() {
+    let h = Home::new();
+    let s = Server::start(&h, &[]);
+    let src = s.module(&returning(r#"{"ok":{"answer":42}}"#));
+
+    let r = s.post_json("/v1/jobs", &json!({"runtime": "wasm", "source": src}));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let ack = r.json();
+    assert_eq!(ack["status"], "queued");
+    let id = ack["id"].as_str().unwrap().to_string();
+    let job = s.wait_terminal(&id);
+    assert_eq!(job["status"], "succeeded", "{job}");
+    assert_eq!(job["output"], json!({"answer": 42}));
+    assert!(job["receipt"].is_object(), "{job}");
+    assert!(job["error"].is_null());
+
+    let done = s.post_json(
+        "/v1/jobs/execute",
+        &json!({"runtime": "wasm", "source": src, "params": {"x": 1}}),
+    );
+    assert_eq!(done.status, 200, "{}", done.text());
+    assert_eq!(done.json()["status"], "succeeded");
+    assert_eq!(done.json()["output"], json!({"answer": 42}));
+    let waited = s.post_json("/v1/jobs?wait=true", &json!({"runtime": "wasm", "source": src}));
+    assert_eq!(waited.status, 200);
+    assert_eq!(waited.json()["status"], "succeeded");
+
+    // A tool that fails is a failed job with the runtime's reason.
+    let bad = s.post_json(
+        "/v1/jobs/execute",
+        &json!({"runtime": "wasm", "source": "/no/such/module.wasm"}),
+    );
+    assert_eq!(bad.json()["status"], "failed");
+    assert!(
+        bad.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/no/such/module.wasm")
+    );
+
+    let all = s.req("GET", "/v1/jobs?status=succeeded&runtime=wasm", b"").json();
+    let ids: Vec<&str> = all["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3, "{all}");
+    assert!(ids.contains(&id.as_str()));
+    assert_eq!(
+        s.req("GET", "/v1/jobs?status=failed", b"").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Pagination: newest first, the cursor continues without repeats.
+    let mut seen = Vec::new();
+    let mut path = "/v1/jobs?limit=1".to_string();
+    loop {
+        let page = s.req("GET", &path, b"").json();
+        for j in page["jobs"].as_array().unwrap() {
+            seen.push(j["id"].as_str().unwrap().to_string());
+        }
+        match page["next"].as_str() {
+            Some(c) => path = format!("/v1/jobs?limit=1&cursor={c}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen.last().unwrap(), &id, "oldest last");
+
+    let logs = s.req("GET", &format!("/v1/jobs/{id}/logs"), b"");
+    assert_eq!(logs.status, 200);
+    assert!(logs.header("content-type").unwrap().starts_with("text/plain"));
+
+    let missing = s.req("GET", "/v1/jobs/0123", b"");
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.error().0, "not_found");
+
+    let node = s.req("GET", "/v1/node", b"").json();
+    assert_eq!(node["id"].as_str().unwrap().len(), 64, "{node}");
+    assert_eq!(node["capacity"]["jobs"], 10);
+    let rts = s.req("GET", "/v1/runtimes", b"").json();
+    let wasm = rts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["runtime"] == "wasm")
+        .unwrap();
+    assert_eq!(wasm["available"], true);
+    assert!(wasm["capabilities"].is_object());
+}
+
+#[test]
+fn cancel_queued_and_running() {
+    let h = Home::new();
+    let s = Server::start(&h, &[("HANZO_COMPUTE_RESOURCES_MAX_CONCURRENT_JOBS", "1")]);
+    let spin = s.module(&with_body(SPIN));
+    let spec = json!({"runtime": "wasm", "source": spin, "limits": {"timeout_ms": 20000}});
+    let running = s.post_json("/v1/jobs", &spec).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let queued = s.post_json("/v1/jobs", &spec).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    s.wait_status(&running, |st| st == "running", Duration::from_secs(10));
+    assert_eq!(s.job(&queued)["status"], "queued");
+
+    let r = s.req("POST", &format!("/v1/jobs/{queued}/cancel"), b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "cancelled");
+
+    let t = Instant::now();
+    let r = s.req("POST", &format!("/v1/jobs/{running}/cancel"), b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let j = s.wait_terminal(&running);
+    assert_eq!(j["status"], "cancelled", "{j}");
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the spinning guest was not stopped"
+    );
+
+    let again = s.req("POST", &format!("/v1/jobs/{running}/cancel"), b"");
+    assert_eq!(again.status, 409);
+    assert_eq!(again.error().0, "already_finished");
+    assert_eq!(s.req("POST", "/v1/jobs/nope/cancel", b"").status, 404);
+    assert_eq!(
+        s.job(&queued)["attempts"],
+        0,
+        "a cancelled queued job never started"
+    );
+}
+
+#[test]
+fn errors_name_the_field() {
+    let h = Home::new();
+    let s = Server::start(&h, &[]);
+    let cases: [(Value, &str); 5] = [
+        (json!({"runtime": "bogus", "source": "x"}), "runtime"),
+        (json!({"runtime": "wasm"}), "source"),
+        (json!({"runtime": "wasm", "source": "x", "colour": 1}), "colour"),
+        (
+            json!({"runtime": "wasm", "source": "x", "limits": {"memory_mb": "lots"}}),
+            "limits.memory_mb",
+        ),
+        (
+            json!({"runtime": "wasm", "source": "x", "limits": {"memory_mb": 0}}),
+            "memory",
+        ),
+    ];
+    for (body, field) in cases {
+        let r = s.post_json("/v1/jobs", &body);
+        assert_eq!(r.status, 400, "{body}: {}", r.text());
+        let (code, msg) = r.error();
+        assert_eq!(code, "invalid_input");
+        assert!(
+            msg.contains(field),
+            "{body}: message '{msg}' does not name {field}"
+        );
+    }
+    let r = s.req("POST", "/v1/jobs", b"{not json");
+    assert_eq!(r.status, 400);
+    let r = s.req("GET", "/v1/jobs?status=done", b"");
+    assert_eq!(r.status, 400);
+    assert!(r.error().1.starts_with("status:"), "{}", r.text());
+    let r = s.req("GET", "/v1/jobs?limit=0", b"");
+    assert!(r.error().1.starts_with("limit:"));
+    let r = s.req("GET", "/v1/jobs?colour=red", b"");
+    assert!(r.error().1.contains("colour"));
+    let r = s.req("GET", "/v1/jobs?cursor=xyz", b"");
+    assert!(r.error().1.starts_with("cursor:"));
+
+    let big = vec![b' '; 2 * 1024 * 1024];
+    let r = s.req("POST", "/v1/jobs", &big);
+    assert_eq!(r.status, 413, "{}", r.text());
+    assert_eq!(r.error().0, "too_large");
+
+    let r = s.req("POST", "/v1/modules", b"definitely not wasm");
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = s.req("GET", "/v1/nothing", b"");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.error().0, "not_found");
+    // Nothing refused at the door was stored.
+    assert_eq!(
+        s.req("GET", "/v1/jobs", b"").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn auth_required_and_refused() {
+    let h = Home::new();
+    let s = Server::start(&h, &[("HANZO_NODE_API_TOKEN", "s3cret-token")]);
+    assert_eq!(s.try_req_as("GET", "/healthz", b"", None).unwrap().status, 200);
+    for path in [
+        "/v1/node",
+        "/v1/jobs",
+        "/metrics",
+        "/v1/openapi.json",
+        "/v1/runtimes",
+    ] {
+        let r = s.try_req_as("GET", path, b"", None).unwrap();
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(r.error().0, "unauthorized");
+        let r = s.try_req_as("GET", path, b"", Some("s3cret-tokeX")).unwrap();
+        assert_eq!(r.status, 401, "{path}");
+        assert_eq!(s.req("GET", path, b"").status, 200, "{path}");
+    }
+    let r = s
+        .try_req_as("POST", "/v1/jobs", br#"{"runtime":"wasm","source":"x"}"#, None)
+        .unwrap();
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        s.req("GET", "/v1/jobs", b"").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[test]
+fn refuses_to_listen_beyond_loopback_without_a_token() {
+    let h = Home::new();
+    let r = h.run_with(&["serve"], |c| {
+        c.env("HANZO_NODE_API_LISTEN", format!("0.0.0.0:{}", free_port()));
+    });
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    crate::util::assert_one_error_line(&r, 2, "api_token");
+}
+
+#[test]
+fn a_full_queue_answers_429_with_retry_after() {
+    let h = Home::new();
+    let s = Server::start(
+        &h,
+        &[
+            ("HANZO_COMPUTE_RESOURCES_MAX_CONCURRENT_JOBS", "1"),
+            ("HANZO_COMPUTE_RESOURCES_QUEUE_CAPACITY", "2"),
+        ],
+    );
+    let spin = s.module(&with_body(SPIN));
+    let spec = json!({"runtime": "wasm", "source": spin, "limits": {"timeout_ms": 10000}});
+    let mut accepted = Vec::new();
+    let mut refused = Vec::new();
+    for _ in 0..8 {
+        let r = s.post_json("/v1/jobs", &spec);
+        match r.status {
+            202 => accepted.push(r.json()["id"].as_str().unwrap().to_string()),
+            429 => refused.push(r),
+            other => panic!("unexpected {other}: {}", r.text()),
+        }
+    }
+    // One runs, two wait; the burst beyond is refused (a job may start between two
+    // submissions, so up to one more can get in).
+    assert!((3..=4).contains(&accepted.len()), "{} accepted", accepted.len());
+    let r = &refused[0];
+    assert_eq!(r.error().0, "queue_full");
+    let secs: u64 = r.header("retry-after").expect("Retry-After").parse().unwrap();
+    assert!((1..=60).contains(&secs));
+    let stored = s.req("GET", "/v1/jobs", b"").json()["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(stored, accepted.len(), "a refused job was stored");
+    let metrics = s.req("GET", "/metrics", b"").text();
+    assert!(
+        metrics.contains("hanzo_jobs_rejected_total{code=\"queue_full\"}"),
+        "{metrics}"
+    );
+    for id in &accepted {
+        s.req("POST", &format!("/v1/jobs/{id}/cancel"), b"");
+    }
+}
+
+#[test]
+fn metrics_and_openapi() {
+    let h = Home::new();
+    let s = Server::start(&h, &[]);
+    let src = s.module(&returning(r#"{"ok":1}"#));
+    for _ in 0..3 {
+        let r = s.post_json("/v1/jobs/execute", &json!({"runtime": "wasm", "source": src}));
+        assert_eq!(r.json()["status"], "succeeded");
+    }
+    let m = s.req("GET", "/metrics", b"");
+    assert_eq!(m.status, 200);
+    let text = m.text();
+    for needle in [
+        "hanzo_jobs{runtime=\"wasm\",status=\"succeeded\"} 3",
+        "hanzo_queue_depth 0",
+        "hanzo_jobs_running 0",
+        "hanzo_resources_capacity_jobs 10",
+        "hanzo_job_duration_seconds_count{runtime=\"wasm\"} 3",
+        "hanzo_job_duration_seconds_bucket{runtime=\"wasm\",le=\"+Inf\"} 3",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in:\n{text}");
+    }
+    let doc = s.req("GET", "/v1/openapi.json", b"").json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/healthz",
+        "/v1/jobs",
+        "/v1/jobs/execute",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/cancel",
+        "/v1/jobs/{id}/logs",
+        "/v1/modules",
+        "/v1/runtimes",
+        "/v1/node",
+        "/metrics",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+    }
+    assert!(paths["/v1/jobs"].get("post").is_some() && paths["/v1/jobs"].get("get").is_some());
+}
+
+/// A burst of jobs, `kill -9` of the node mid-burst, a restart on the same data
+/// directory: every acknowledged job ends, none started more often than its retries
+/// allow, and jobs interrupted without retries are failed as such.
+#[test]
+fn crash_mid_burst_loses_nothing_and_runs_nothing_twice() {
+    let h = Home::new();
+    let env = [("HANZO_COMPUTE_RESOURCES_MAX_CONCURRENT_JOBS", "2")];
+    let mut s = Server::start(&h, &env);
+    let spin = s.module(&with_body(SPIN));
+    let quick = s.module(&returning(r#"{"ok":"done"}"#));
+    // Spinning jobs end at their 300 ms timeout, so some are running at the kill.
+    let mut acked = Vec::new();
+    for i in 0..40u32 {
+        let source = if i % 3 == 0 { &quick } else { &spin };
+        let retries = i % 2;
+        let spec = json!({"runtime": "wasm", "source": source, "retries": retries,
+                          "limits": {"timeout_ms": 300}});
+        let r = s.post_json("/v1/jobs", &spec);
+        assert_eq!(r.status, 202, "{}", r.text());
+        acked.push((r.json()["id"].as_str().unwrap().to_string(), retries));
+        if i == 30 {
+            std::thread::sleep(Duration::from_millis(100));
+            s.child.kill().unwrap(); // SIGKILL
+            s.child.wait().unwrap();
+            break;
+        }
+    }
+    drop(s);
+    let s = Server::start(&h, &env);
+    let mut interrupted = 0;
+    let mut retried = 0;
+    for (id, retries) in &acked {
+        let j = s.wait_terminal(id);
+        let attempts = j["attempts"].as_u64().unwrap();
+        assert!(
+            attempts <= 1 + *retries as u64,
+            "job {id} started {attempts} times: {j}"
+        );
+        if j["error"]["code"] == "interrupted" {
+            assert_eq!(*retries, 0, "a job with retries left was failed: {j}");
+            assert_eq!(j["status"], "failed");
+            interrupted += 1;
+        }
+        if attempts == 2 {
+            retried += 1;
+        }
+    }
+    assert!(interrupted + retried > 0, "no job was running at the kill");
+    let listed = s.req("GET", "/v1/jobs?limit=1000", b"").json()["jobs"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(listed, acked.len());
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let h = Home::new();
+    let mut s = Server::start(&h, &[]);
+    let src = s.module(&returning(r#"{"ok":1}"#));
+    let r = s.post_json("/v1/jobs/execute", &json!({"runtime": "wasm", "source": src}));
+    assert_eq!(r.json()["status"], "succeeded");
+    let pid = s.child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(st) = s.child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    // The data directory is free again: a new node starts on it and sees the job.
+    let s = Server::start(&h, &[]);
+    assert_eq!(
+        s.req("GET", "/v1/jobs", b"").json()["jobs"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}

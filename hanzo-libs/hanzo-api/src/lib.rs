@@ -1,0 +1,106 @@
+//! The HTTP API of hanzo-node (issue 5), versioned under `/v1`.
+//!
+//! It joins the durable job store (`hanzo-jobstore`) and the scheduler
+//! (`hanzo-scheduler`): a job is validated, given a queue place, committed to the store
+//! and only then acknowledged; the scheduler's [`Hooks`] record its start and end in
+//! the store. See README.md for the routes and the choices made.
+
+#![warn(missing_docs)]
+
+mod error;
+mod hooks;
+mod metrics;
+mod routes;
+
+pub use error::ApiError;
+pub use hooks::StoreHooks;
+
+use hanzo_compute::Compute;
+use hanzo_compute::config::ResourcesConfig;
+use hanzo_jobstore::{JobRecord, JobStore};
+use hanzo_scheduler::{Resumed, Scheduler};
+use hanzo_wasm_runtime::WasmRuntime;
+use std::sync::Arc;
+
+/// The largest job spec accepted (`POST /v1/jobs`), in bytes.
+pub const MAX_JOB_BODY: usize = 1024 * 1024;
+/// The largest WASM module accepted (`POST /v1/modules`), in bytes.
+pub const MAX_MODULE_BODY: usize = 64 * 1024 * 1024;
+
+/// How the API is set up.
+#[derive(Debug, Clone, Default)]
+pub struct ApiOptions {
+    /// The bearer token every route but `/healthz` requires; `None` (or empty) means
+    /// no authentication (the node refuses that beyond loopback).
+    pub token: Option<String>,
+    /// What the node offers in all (`[compute.resources]`).
+    pub resources: ResourcesConfig,
+    /// The scheduler's settings (queue capacity, ...).
+    pub scheduler: hanzo_scheduler::Options,
+}
+
+/// The API: the store, the scheduler over the node's runtimes, and the router.
+#[derive(Clone)]
+pub struct Api {
+    state: Arc<State>,
+}
+
+pub(crate) struct State {
+    pub store: JobStore,
+    pub scheduler: Scheduler,
+    pub hooks: Arc<StoreHooks>,
+    pub wasm: Option<Arc<WasmRuntime>>,
+    pub token: Option<String>,
+}
+
+impl Api {
+    /// Builds the scheduler over `compute` with hooks that record every job's start and
+    /// end in `store`.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime (the scheduler spawns jobs on it).
+    pub fn new(
+        compute: Arc<Compute>,
+        wasm: Option<Arc<WasmRuntime>>,
+        store: JobStore,
+        options: ApiOptions,
+    ) -> Api {
+        let hooks = Arc::new(StoreHooks::new(store.clone()));
+        let scheduler = Scheduler::new(compute, options.resources, options.scheduler, hooks.clone());
+        Api {
+            state: Arc::new(State {
+                store,
+                scheduler,
+                hooks,
+                wasm,
+                token: options.token.filter(|t| !t.is_empty()),
+            }),
+        }
+    }
+
+    /// Queues the jobs the store recovered after a restart (`Recovery::queued`, in
+    /// its order).
+    pub async fn resume(&self, jobs: Vec<JobRecord>) -> Resumed {
+        let jobs = jobs.into_iter().map(|r| hanzo_compute::Job {
+            id: r.id,
+            spec: r.spec,
+            cancel: hanzo_compute::CancelToken::new(),
+        });
+        self.state.scheduler.resume(jobs).await
+    }
+
+    /// The scheduler.
+    pub fn scheduler(&self) -> &Scheduler {
+        &self.state.scheduler
+    }
+
+    /// The routes, ready for `axum::serve`.
+    pub fn router(&self) -> axum::Router {
+        routes::router(self.state.clone())
+    }
+
+    /// The OpenAPI document of the routes.
+    pub fn openapi() -> serde_json::Value {
+        routes::openapi()
+    }
+}

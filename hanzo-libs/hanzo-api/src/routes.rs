@@ -1,0 +1,471 @@
+//! The routes. Every handler answers JSON errors through [`ApiError`].
+
+use crate::error::ApiError;
+use crate::{MAX_JOB_BODY, MAX_MODULE_BODY, State};
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hanzo_compute::{CancelToken, Job, JobSpec, RuntimeKind};
+use hanzo_jobstore::{CancelOutcome, JobRecord, JobStatus, ListFilter, Page};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+use utoipa::OpenApi;
+
+type S = AxState<Arc<State>>;
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+pub(crate) fn router(state: Arc<State>) -> Router {
+    let v1 = Router::new()
+        .route(
+            "/v1/jobs",
+            post(submit_job)
+                .get(list_jobs)
+                .layer(DefaultBodyLimit::max(MAX_JOB_BODY)),
+        )
+        .route(
+            "/v1/jobs/execute",
+            post(execute_job).layer(DefaultBodyLimit::max(MAX_JOB_BODY)),
+        )
+        .route("/v1/jobs/{id}", get(get_job))
+        .route("/v1/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/jobs/{id}/logs", get(job_logs))
+        .route(
+            "/v1/modules",
+            post(add_module).layer(DefaultBodyLimit::max(MAX_MODULE_BODY)),
+        )
+        .route("/v1/runtimes", get(runtimes))
+        .route("/v1/node", get(node))
+        .route("/v1/openapi.json", get(openapi_json))
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .merge(v1)
+        .fallback(|| async { ApiError::not_found("no such route") })
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "hanzo-node API",
+        description = "Jobs, modules, runtimes and metrics of one hanzo-node."
+    ),
+    paths(
+        healthz,
+        submit_job,
+        execute_job,
+        list_jobs,
+        get_job,
+        cancel_job,
+        job_logs,
+        add_module,
+        runtimes,
+        node,
+        openapi_json,
+        metrics
+    )
+)]
+struct ApiDoc;
+
+pub(crate) fn openapi() -> Value {
+    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+}
+
+/// Bearer-token check for every route but `/healthz`, when a token is set.
+async fn auth(AxState(state): S, req: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            let mut res = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "Authorization: a valid bearer token is required",
+            )
+            .into_response();
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
+            return res;
+        }
+    }
+    next.run(req).await
+}
+
+/// Compares without stopping at the first difference, so the time taken does not
+/// tell an attacker how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+    b.map_err(|r| {
+        let status = r.status();
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "invalid_input"
+        };
+        ApiError::new(status, code, format!("body: {}", r.body_text()))
+    })
+}
+
+fn query(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<HashMap<String, String>> {
+    q.map(|Query(q)| q)
+        .map_err(|r| ApiError::invalid(format!("query: {}", r.body_text())))
+}
+
+/// Parses a job spec, naming the field at fault (`limits.memory_mb: invalid type ...`,
+/// `runtime: unknown variant ...`, `unknown field ...`).
+fn parse_spec(bytes: &[u8]) -> ApiResult<JobSpec> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, JobSpec>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::invalid(format!("job spec: {inner}"))
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+fn view(r: &JobRecord) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({"id": r.id}));
+    v["runtime"] = json!(r.spec.runtime);
+    v
+}
+
+fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
+    match q.get(name).map(String::as_str) {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!(
+            "{name}: expected true or false, got '{other}'"
+        ))),
+    }
+}
+
+/// 200 while the node can take jobs: at least one runtime registered and room in the
+/// queue; 503 otherwise.
+#[utoipa::path(get, path = "/healthz", responses(
+    (status = 200, description = "The node can take jobs"),
+    (status = 503, description = "No runtime, or the queue is full")))]
+async fn healthz(AxState(state): S) -> Response {
+    let snap = state.scheduler.snapshot();
+    let runtimes = state.scheduler.compute().runtimes().count();
+    if runtimes > 0 && snap.queued < snap.queue_capacity {
+        (StatusCode::OK, Json(json!({"status": "ok"}))).into_response()
+    } else {
+        let why = if runtimes == 0 {
+            "no runtime is enabled"
+        } else {
+            "the job queue is full"
+        };
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).into_response()
+    }
+}
+
+/// Submits a job: validated, given a queue place, committed to the store, then
+/// acknowledged with 202. `?wait=true` waits for the result like `execute`.
+#[utoipa::path(post, path = "/v1/jobs",
+    params(("wait" = Option<bool>, Query, description = "Wait for the result (200 with the job)")),
+    request_body(content = Object, description = "A job spec (CONTRACTS §6): runtime and source required"),
+    responses(
+        (status = 202, description = "Queued: {\"id\", \"status\": \"queued\"}"),
+        (status = 200, description = "With wait=true: the finished job"),
+        (status = 400, description = "invalid_input, naming the field"),
+        (status = 413, description = "Body over 1 MiB"),
+        (status = 422, description = "too_large: the job can never fit this node"),
+        (status = 429, description = "queue_full, with Retry-After"),
+        (status = 503, description = "runtime_unavailable: nothing was stored")))]
+async fn submit_job(
+    AxState(state): S,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    let wait = flag(&q, "wait")?;
+    if let Some(k) = q.keys().find(|k| *k != "wait") {
+        return Err(ApiError::invalid(format!("{k}: unknown query parameter")));
+    }
+    submit(&state, &body(b)?, wait).await
+}
+
+/// Runs a job and waits for its result (same as `POST /v1/jobs?wait=true`).
+#[utoipa::path(post, path = "/v1/jobs/execute",
+    request_body(content = Object, description = "A job spec (CONTRACTS §6)"),
+    responses(
+        (status = 200, description = "The finished job: status, output or error, receipt"),
+        (status = 400, description = "invalid_input, naming the field"),
+        (status = 429, description = "queue_full, with Retry-After"),
+        (status = 503, description = "runtime_unavailable")))]
+async fn execute_job(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
+    submit(&state, &body(b)?, true).await
+}
+
+async fn submit(state: &State, bytes: &[u8], wait: bool) -> ApiResult {
+    let spec = parse_spec(bytes)?;
+    // Every check (spec, capacity, runtime health, queue room) before anything is
+    // stored: a refused job leaves no trace, an accepted one has its queue place.
+    let permit = state.scheduler.reserve(&spec).await?;
+    let record = state.store.submit(spec.clone()).await?;
+    let id = record.id.clone();
+    let done = wait.then(|| state.hooks.wait_for(&id));
+    let job = Job {
+        id: id.clone(),
+        spec,
+        cancel: CancelToken::new(),
+    };
+    if let Err(rejection) = permit.submit(job) {
+        // Not expected (the permit holds the place), but the job is acknowledged in
+        // the store: record why it will not run rather than leave it queued.
+        state.hooks.forget(&id);
+        let outcome = hanzo_compute::JobOutcome {
+            job_id: id.clone(),
+            result: Err(rejection.to_compute_error()),
+            usage: Default::default(),
+            logs: Vec::new(),
+            receipt: None,
+        };
+        state.store.finish(&outcome).await?;
+        return Err(rejection.into());
+    }
+    match done {
+        None => Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "queued"}))).into_response()),
+        Some(done) => {
+            let _ = done.await;
+            let record = state
+                .store
+                .get(&id)?
+                .ok_or_else(|| ApiError::internal(format!("job {id} vanished from the store")))?;
+            Ok(Json(view(&record)).into_response())
+        }
+    }
+}
+
+/// Lists jobs, newest first, `limit` per page (default 100, at most 1000); `next` is
+/// the cursor of the following page.
+#[utoipa::path(get, path = "/v1/jobs",
+    params(
+        ("status" = Option<String>, Query, description = "queued|running|succeeded|failed|cancelled"),
+        ("runtime" = Option<String>, Query, description = "wasm|docker|deno|python|go|native|k8s"),
+        ("limit" = Option<u32>, Query, description = "Jobs per page (1-1000, default 100)"),
+        ("cursor" = Option<String>, Query, description = "The `next` of the previous page")),
+    responses((status = 200, description = "{\"jobs\": [...], \"next\": cursor|null}"),
+        (status = 400, description = "invalid_input, naming the parameter")))]
+async fn list_jobs(
+    AxState(state): S,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    let mut filter = ListFilter::default();
+    let mut page = Page::default();
+    for (k, v) in &q {
+        match k.as_str() {
+            "status" => {
+                filter.status = Some(
+                    v.parse::<JobStatus>()
+                        .map_err(|e| ApiError::invalid(format!("status: {e}")))?,
+                )
+            }
+            "runtime" => {
+                filter.runtime = Some(
+                    v.parse::<RuntimeKind>()
+                        .map_err(|e| ApiError::invalid(format!("runtime: {e}")))?,
+                )
+            }
+            "limit" => {
+                page.limit = v
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=Page::MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!(
+                            "limit: expected a number from 1 to {}, got '{v}'",
+                            Page::MAX_LIMIT
+                        ))
+                    })?
+            }
+            "cursor" => page.after = Some(v.parse()?),
+            other => return Err(ApiError::invalid(format!("{other}: unknown query parameter"))),
+        }
+    }
+    let page = state.store.list(filter, page)?;
+    let jobs: Vec<Value> = page.jobs.iter().map(view).collect();
+    Ok(Json(json!({"jobs": jobs, "next": page.next.map(|c| c.to_string())})).into_response())
+}
+
+fn record(state: &State, id: &str) -> ApiResult<JobRecord> {
+    state
+        .store
+        .get(id)?
+        .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))
+}
+
+/// One job: status (queued|running|succeeded|failed|cancelled), output, error,
+/// receipt, usage, times.
+#[utoipa::path(get, path = "/v1/jobs/{id}",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "The job"), (status = 404, description = "not_found")))]
+async fn get_job(AxState(state): S, Path(id): Path<String>) -> ApiResult {
+    Ok(Json(view(&record(&state, &id)?)).into_response())
+}
+
+/// Cancels a job: a queued one at once; a running one is stopped (its instance,
+/// process or container killed) and ends `cancelled` shortly after.
+#[utoipa::path(post, path = "/v1/jobs/{id}/cancel",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "Cancelled (queued job)"),
+        (status = 202, description = "Stopping (running job)"),
+        (status = 404, description = "not_found"),
+        (status = 409, description = "already_finished")))]
+async fn cancel_job(AxState(state): S, Path(id): Path<String>) -> ApiResult {
+    let status = match state.store.cancel(&id).await? {
+        CancelOutcome::NotFound => return Err(ApiError::not_found(format!("id: no job {id}"))),
+        CancelOutcome::AlreadyFinished(st) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_finished",
+                format!("job {id} already ended {st}"),
+            ));
+        }
+        CancelOutcome::Cancelled => {
+            state.scheduler.cancel(&id).await;
+            StatusCode::OK
+        }
+        CancelOutcome::Requested => {
+            state.scheduler.cancel(&id).await;
+            StatusCode::ACCEPTED
+        }
+    };
+    Ok((status, Json(view(&record(&state, &id)?))).into_response())
+}
+
+/// The job's stored logs (its stderr, bounded), as text. Runtimes hand logs over when
+/// the job ends, so a running job has none yet.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "text/plain logs", content_type = "text/plain"),
+        (status = 404, description = "not_found")))]
+async fn job_logs(AxState(state): S, Path(id): Path<String>) -> ApiResult {
+    let logs = state
+        .store
+        .logs(&id)?
+        .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], logs).into_response())
+}
+
+/// Stores a WASM module (binary or WAT text, up to 64 MiB) in the content store; jobs
+/// then use `"source": "sha256:<hex>"`.
+#[utoipa::path(post, path = "/v1/modules",
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The module's bytes"),
+    responses((status = 201, description = "{\"sha256\": hex, \"source\": \"sha256:<hex>\"}"),
+        (status = 400, description = "invalid_input: not a WASM module"),
+        (status = 503, description = "runtime_unavailable: the wasm runtime is off")))]
+async fn add_module(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
+    let bytes = body(b)?;
+    let wasm = state.wasm.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "runtime_unavailable",
+            "the wasm runtime is not enabled on this node",
+        )
+    })?;
+    // Validating and precompiling a module is CPU work: off the async workers.
+    let sha = tokio::task::spawn_blocking(move || wasm.add_module(&bytes))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| match e {
+            hanzo_compute::ComputeError::InvalidInput(m) => ApiError::invalid(format!("body: {m}")),
+            e => ApiError::internal(e),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"sha256": sha, "source": format!("sha256:{sha}")})),
+    )
+        .into_response())
+}
+
+/// Every runtime kind: available?, version, detail, capabilities (as `hanzo-node
+/// runtimes --json`).
+#[utoipa::path(get, path = "/v1/runtimes", responses((status = 200, description = "An array, one entry per runtime kind")))]
+async fn runtimes(AxState(state): S) -> ApiResult {
+    let compute = state.scheduler.compute();
+    let mut rows = Vec::new();
+    for kind in RuntimeKind::ALL {
+        rows.push(match compute.runtime(kind) {
+            Some(rt) => {
+                let health = rt.health().await;
+                json!({
+                    "runtime": kind,
+                    "available": health.available,
+                    "version": health.version,
+                    "detail": health.detail,
+                    "capabilities": rt.capabilities(),
+                })
+            }
+            None => json!({
+                "runtime": kind,
+                "available": false,
+                "version": null,
+                "detail": format!("the {kind} runtime is not enabled on this node"),
+                "capabilities": null,
+            }),
+        });
+    }
+    Ok(Json(Value::Array(rows)).into_response())
+}
+
+/// The node: its id (the receipts' signing key), capacity, what is in use, the queue.
+#[utoipa::path(get, path = "/v1/node", responses((status = 200, description = "id, capacity, in_use, queue, counters")))]
+async fn node(AxState(state): S) -> ApiResult {
+    let snap = state.scheduler.snapshot();
+    let mut v = serde_json::to_value(&snap).map_err(ApiError::internal)?;
+    v["id"] = json!(state.scheduler.compute().key().id());
+    v["runtimes"] = json!(
+        state
+            .scheduler
+            .compute()
+            .runtimes()
+            .map(|r| r.kind())
+            .collect::<Vec<_>>()
+    );
+    Ok(Json(v).into_response())
+}
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
+async fn openapi_json() -> ApiResult {
+    Ok(Json(openapi()).into_response())
+}
+
+/// Prometheus metrics: jobs by runtime and status, queue depth, running jobs,
+/// resources in use and capacity, rejections, job durations.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(AxState(state): S) -> ApiResult {
+    let store = state.store.clone();
+    // counts() scans the store (~6 ms at 100,000 jobs): off the async workers.
+    let counts = tokio::task::spawn_blocking(move || store.counts())
+        .await
+        .map_err(ApiError::internal)??;
+    let text = crate::metrics::render(&counts, &state.scheduler.snapshot(), &state.hooks.durations);
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response())
+}
