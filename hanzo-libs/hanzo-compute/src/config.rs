@@ -364,7 +364,10 @@ impl Config {
         }
         let positive = [
             ("compute.go.build_timeout_ms", self.compute.go.build_timeout_ms),
-            ("compute.resources.queue_capacity", self.compute.resources.queue_capacity as u64),
+            (
+                "compute.resources.queue_capacity",
+                self.compute.resources.queue_capacity as u64,
+            ),
             ("compute.go.build_memory_mb", self.compute.go.build_memory_mb),
             ("compute.max_output_bytes", self.compute.max_output_bytes),
             ("compute.wasm.max_memory_mb", self.compute.wasm.max_memory_mb),
