@@ -3,33 +3,16 @@
 
 use crate::node::Node;
 use hanzo_compute::{LimitKind, RuntimeKind};
-use serde_json::json;
 use std::path::Path;
 
 pub async fn list(config: Option<&Path>, as_json: bool) -> anyhow::Result<u8> {
     let node = Node::build(config, None)?;
     let mut rows = Vec::new();
     for kind in RuntimeKind::ALL {
-        let row = match node.compute.runtime(kind) {
-            Some(rt) => {
-                let health = rt.health().await;
-                json!({
-                    "runtime": kind,
-                    "available": health.available,
-                    "version": health.version,
-                    "detail": health.detail,
-                    "capabilities": rt.capabilities(),
-                })
-            }
-            None => json!({
-                "runtime": kind,
-                "available": false,
-                "version": null,
-                "detail": node.unavailable_reason(kind),
-                "capabilities": null,
-            }),
-        };
-        let mut row = row;
+        let mut row = node
+            .compute
+            .runtime_report(kind, || node.unavailable_reason(kind))
+            .await;
         if kind == RuntimeKind::Native {
             // The built-in tools, run as `hanzo-node run native builtin:<name>`.
             row["builtins"] = serde_json::to_value(hanzo_native_runtime::builtins())?;

@@ -407,25 +407,11 @@ async fn runtimes(AxState(state): S) -> ApiResult {
     let compute = state.scheduler.compute();
     let mut rows = Vec::new();
     for kind in RuntimeKind::ALL {
-        rows.push(match compute.runtime(kind) {
-            Some(rt) => {
-                let health = rt.health().await;
-                json!({
-                    "runtime": kind,
-                    "available": health.available,
-                    "version": health.version,
-                    "detail": health.detail,
-                    "capabilities": rt.capabilities(),
-                })
-            }
-            None => json!({
-                "runtime": kind,
-                "available": false,
-                "version": null,
-                "detail": format!("the {kind} runtime is not enabled on this node"),
-                "capabilities": null,
-            }),
-        });
+        rows.push(
+            compute
+                .runtime_report(kind, || format!("the {kind} runtime is not enabled on this node"))
+                .await,
+        );
     }
     Ok(Json(Value::Array(rows)).into_response())
 }

@@ -63,6 +63,35 @@ impl Compute {
         self.runtimes.values()
     }
 
+    /// One runtime kind as operators see it (`hanzo-node runtimes --json`, `GET
+    /// /v1/runtimes`): `{runtime, available, version, detail, capabilities}`; for a kind
+    /// that is not registered, unavailable with `why_missing` as the detail.
+    pub async fn runtime_report(
+        &self,
+        kind: RuntimeKind,
+        why_missing: impl FnOnce() -> String,
+    ) -> serde_json::Value {
+        match self.runtime(kind) {
+            Some(rt) => {
+                let health = rt.health().await;
+                serde_json::json!({
+                    "runtime": kind,
+                    "available": health.available,
+                    "version": health.version,
+                    "detail": health.detail,
+                    "capabilities": rt.capabilities(),
+                })
+            }
+            None => serde_json::json!({
+                "runtime": kind,
+                "available": false,
+                "version": null,
+                "detail": why_missing(),
+                "capabilities": null,
+            }),
+        }
+    }
+
     /// The node's key.
     pub fn key(&self) -> &NodeKey {
         &self.key
