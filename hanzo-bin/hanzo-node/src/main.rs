@@ -5,6 +5,7 @@
 //! goes to stderr, and an error is one line beginning `error:`.
 
 mod demo;
+mod job_cmd;
 mod node;
 mod progress;
 mod receipt_cmd;
@@ -50,6 +51,9 @@ enum Command {
     /// Long-running services: deploy, ls, inspect, scale, rm.
     #[command(subcommand)]
     Service(service_cmd::ServiceCmd),
+    /// Talk to a node's HTTP API: job submit, get, ls, logs, cancel.
+    #[command(subcommand)]
+    Job(job_cmd::JobCmd),
     /// Run the example tools and print their outputs and receipts.
     Demo(demo::DemoArgs),
     /// Serve the HTTP API (node.api_listen) over the durable job queue.
@@ -115,6 +119,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Receipt(cmd) => receipt_cmd::run(cmd),
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd),
         Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
+        Command::Job(cmd) => job_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
         Command::Serve => serve::run(cli.config.as_deref()).await,
     }

@@ -2,6 +2,7 @@
 //! CONTRACTS §3, hostile fixtures, and receipts through `receipt verify`.
 
 mod cli;
+mod client;
 mod hostile;
 mod process;
 mod receipts;

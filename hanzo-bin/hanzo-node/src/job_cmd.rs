@@ -1,0 +1,627 @@
+//! `hanzo-node job submit | get | ls | logs | cancel`: the CLI as a client of a node's
+//! HTTP API (`hanzo-node serve`).
+//!
+//! The HTTP client is deliberately tiny (HTTP/1.1, `Connection: close`, one request
+//! per connection, plain `http://` only): the API is JSON over loopback or a trusted
+//! network, and a full client stack would be a large dependency for five calls.
+
+use crate::node::load_config;
+use crate::one_line;
+use crate::run::RunArgs;
+use clap::{Args, Subcommand};
+use hanzo_compute::{ComputeError, RuntimeKind};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How to reach the node.
+#[derive(Args, Debug)]
+pub struct NodeArgs {
+    /// The node's API, http://HOST:PORT (default: http://<node.api_listen> from the config).
+    #[arg(long, value_name = "URL")]
+    pub node: Option<String>,
+    /// The API token (default: node.api_token / HANZO_NODE_API_TOKEN).
+    #[arg(long, value_name = "TOKEN")]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum JobCmd {
+    /// Submit a job to a node; prints its id (with --wait, its output).
+    Submit(Box<SubmitArgs>),
+    /// Show one job.
+    Get {
+        /// The job id.
+        id: String,
+        /// Print the job as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// List jobs, newest first.
+    Ls {
+        /// Only jobs in this status (queued|running|succeeded|failed|cancelled).
+        #[arg(long, value_name = "STATUS")]
+        status: Option<String>,
+        /// Only jobs of this runtime.
+        #[arg(long, value_name = "RUNTIME")]
+        runtime: Option<String>,
+        /// At most this many jobs (1-1000; default 100).
+        #[arg(long, value_name = "N")]
+        limit: Option<u32>,
+        /// Print {"jobs": [...]} as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Print a job's logs (its stderr; available once it has ended).
+    Logs {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Cancel a queued or running job.
+    Cancel {
+        /// The job id.
+        id: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Scheduling priority (higher first).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+    /// How many times the node may retry the job after the node crashed.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub retries: u32,
+    /// Wait for the result and print the output as `run` does (same exit codes).
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+/// A failure of the conversation with the node: printed as one `error:` line with
+/// its own exit code, without the ComputeError prefix ("runtime unavailable: ...")
+/// that would misname a missing node or a refused request.
+#[derive(Debug)]
+struct Fail {
+    exit: u8,
+    message: String,
+}
+
+impl std::fmt::Display for Fail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Fail {}
+
+fn fail(exit: u8, message: impl Into<String>) -> anyhow::Error {
+    Fail {
+        exit,
+        message: message.into(),
+    }
+    .into()
+}
+
+pub async fn run(config: Option<&Path>, cmd: JobCmd) -> anyhow::Result<u8> {
+    match dispatch(config, cmd) {
+        Err(e) if e.is::<Fail>() => {
+            let exit = e.downcast_ref::<Fail>().map_or(5, |f| f.exit);
+            eprintln!("error: {}", one_line(&e.to_string()));
+            Ok(exit)
+        }
+        other => other,
+    }
+}
+
+fn dispatch(config: Option<&Path>, cmd: JobCmd) -> anyhow::Result<u8> {
+    match cmd {
+        JobCmd::Submit(args) => submit(config, *args),
+        JobCmd::Get { id, json, node } => {
+            let client = Client::new(config, &node)?;
+            let job = client
+                .call("GET", &format!("/v1/jobs/{}", enc(&id)), b"")?
+                .json()?;
+            if json {
+                println!("{}", serde_json::to_string(&job)?);
+            } else {
+                print_job(&job);
+            }
+            Ok(0)
+        }
+        JobCmd::Ls {
+            status,
+            runtime,
+            limit,
+            json,
+            node,
+        } => {
+            let client = Client::new(config, &node)?;
+            let mut query = Vec::new();
+            if let Some(s) = &status {
+                query.push(format!("status={}", enc(s)));
+            }
+            if let Some(r) = &runtime {
+                query.push(format!("runtime={}", enc(r)));
+            }
+            if let Some(n) = limit {
+                query.push(format!("limit={n}"));
+            }
+            let path = if query.is_empty() {
+                "/v1/jobs".to_string()
+            } else {
+                format!("/v1/jobs?{}", query.join("&"))
+            };
+            let page = client.call("GET", &path, b"")?.json()?;
+            if json {
+                println!("{}", serde_json::to_string(&page)?);
+            } else {
+                print_table(page["jobs"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            }
+            Ok(0)
+        }
+        JobCmd::Logs { id, node } => {
+            let client = Client::new(config, &node)?;
+            let resp = client.call("GET", &format!("/v1/jobs/{}/logs", enc(&id)), b"")?;
+            std::io::stdout().lock().write_all(&resp.body)?;
+            Ok(0)
+        }
+        JobCmd::Cancel { id, node } => {
+            let client = Client::new(config, &node)?;
+            let resp = client.call("POST", &format!("/v1/jobs/{}/cancel", enc(&id)), b"")?;
+            let accepted = resp.status == 202;
+            let job = resp.json()?;
+            // 200: it was queued and is cancelled now; 202: it is running and the
+            // runtime is stopping it.
+            let what = if accepted {
+                "cancelling (the runtime is stopping it)"
+            } else {
+                job["status"].as_str().unwrap_or("cancelled")
+            };
+            println!("{id} {what}");
+            Ok(0)
+        }
+    }
+}
+
+fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
+    let kind: RuntimeKind = args.run.runtime.parse()?;
+    let client = Client::new(config, &args.node)?;
+    // Without --max-output-bytes the spec carries the contract's default cap.
+    let mut spec = args
+        .run
+        .to_spec(hanzo_compute::ResourceLimits::default().max_output_bytes)?;
+    spec.priority = args.priority;
+    spec.retries = args.retries;
+    spec.source = resolve_source(&client, kind, &spec.source)?;
+    let body = serde_json::to_value(&spec)?;
+    let ack = client
+        .call("POST", "/v1/jobs", body.to_string().as_bytes())?
+        .json()?;
+    let id = ack["id"]
+        .as_str()
+        .ok_or_else(|| ComputeError::internal(format!("the node answered without a job id: {ack}")))?
+        .to_string();
+    if !args.wait {
+        println!("{id}");
+        return Ok(0);
+    }
+    let job = wait_for(&client, &id)?;
+    let logs = client
+        .call("GET", &format!("/v1/jobs/{}/logs", enc(&id)), b"")
+        .map(|r| r.body)
+        .unwrap_or_default();
+    finish(&job, &logs, args.run.receipt.as_deref(), args.run.json)
+}
+
+/// A local file path for a wasm job is uploaded to the node's module store (the node
+/// may not see this machine's files, and a relative path would be resolved against
+/// the node's directory); other local paths are made absolute, which is right for a
+/// node on this machine.
+fn resolve_source(client: &Client, kind: RuntimeKind, source: &str) -> anyhow::Result<String> {
+    let path = Path::new(source);
+    if source.starts_with("sha256:") || !path.exists() {
+        return Ok(source.to_string());
+    }
+    if kind == RuntimeKind::Wasm && path.is_file() {
+        let bytes = std::fs::read(path)
+            .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", path.display())))?;
+        let stored = client.call("POST", "/v1/modules", &bytes)?.json()?;
+        return stored["source"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ComputeError::internal(format!("the node stored no module: {stored}")).into());
+    }
+    Ok(std::fs::canonicalize(path)
+        .unwrap_or_else(|_| PathBuf::from(source))
+        .display()
+        .to_string())
+}
+
+/// Polls the job until it ends, with a spinner on a terminal (stderr).
+fn wait_for(client: &Client, id: &str) -> anyhow::Result<Value> {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} job {prefix} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.set_prefix(id.to_string());
+    bar.enable_steady_tick(Duration::from_millis(100));
+    let mut pause = Duration::from_millis(20);
+    let result = loop {
+        let job = match client
+            .call("GET", &format!("/v1/jobs/{}", enc(id)), b"")
+            .and_then(|r| r.json())
+        {
+            Ok(j) => j,
+            Err(e) => break Err(e),
+        };
+        let status = job["status"].as_str().unwrap_or("?").to_string();
+        if matches!(status.as_str(), "succeeded" | "failed" | "cancelled") {
+            break Ok(job);
+        }
+        bar.set_message(status);
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(250));
+    };
+    bar.finish_and_clear();
+    result
+}
+
+/// Prints a finished job as `run` prints an outcome, and returns `run`'s exit code.
+fn finish(job: &Value, logs: &[u8], receipt_path: Option<&Path>, as_json: bool) -> anyhow::Result<u8> {
+    if !logs.is_empty() {
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(logs);
+        if !logs.ends_with(b"\n") {
+            let _ = err.write_all(b"\n");
+        }
+    }
+    let receipt = job.get("receipt").cloned().unwrap_or(Value::Null);
+    if let Some(path) = receipt_path.filter(|_| receipt.is_object()) {
+        let text = serde_json::to_string_pretty(&receipt)?;
+        std::fs::write(path, text + "\n")
+            .map_err(|e| ComputeError::internal(format!("cannot write receipt {}: {e}", path.display())))?;
+    }
+    let usage = job.get("usage").cloned().unwrap_or(Value::Null);
+    if job["status"] == "succeeded" {
+        let output = job.get("output").cloned().unwrap_or(Value::Null);
+        let line = if as_json {
+            json!({"output": output, "usage": usage, "receipt": receipt})
+        } else {
+            output
+        };
+        println!("{}", serde_json::to_string(&line)?);
+        return Ok(0);
+    }
+    let code = job["error"]["code"]
+        .as_str()
+        .unwrap_or(if job["status"] == "cancelled" {
+            "cancelled"
+        } else {
+            "internal"
+        })
+        .to_string();
+    let message = job["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("job ended {}", job["status"].as_str().unwrap_or("?")));
+    if as_json {
+        let line = json!({"error": {"code": code, "message": message}, "usage": usage, "receipt": receipt});
+        println!("{}", serde_json::to_string(&line)?);
+    }
+    eprintln!("error: {}", one_line(&message));
+    Ok(exit_code_of(&code))
+}
+
+/// The exit code of a job's error code (ComputeError::code, CONTRACTS §3).
+fn exit_code_of(code: &str) -> u8 {
+    match code {
+        "tool_failed" | "cancelled" => 1,
+        "invalid_input" => 2,
+        "limit_exceeded" => 3,
+        "unavailable" => 4,
+        _ => 5,
+    }
+}
+
+fn print_job(job: &Value) {
+    let field = |k: &str| match &job[k] {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        v => v.to_string(),
+    };
+    for k in [
+        "id",
+        "status",
+        "runtime",
+        "priority",
+        "attempts",
+        "created_at",
+        "started_at",
+        "finished_at",
+    ] {
+        println!("{k:<12} {}", field(k));
+    }
+    println!(
+        "{:<12} {}",
+        "source",
+        job["spec"]["source"].as_str().unwrap_or("-")
+    );
+    if job["cancel_requested"] == true {
+        println!("{:<12} requested", "cancel");
+    }
+    if let Some(code) = job["error"]["code"].as_str() {
+        let msg = job["error"]["message"].as_str().unwrap_or("");
+        println!("{:<12} {code}: {}", "error", one_line(msg));
+    }
+    if !job["output"].is_null() {
+        println!("{:<12} {}", "output", job["output"]);
+    }
+}
+
+fn print_table(jobs: &[Value]) {
+    let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 5]> = jobs
+        .iter()
+        .map(|j| {
+            [
+                s(&j["id"]),
+                s(&j["status"]),
+                s(&j["runtime"]),
+                s(&j["created_at"]),
+                s(&j["spec"]["source"]),
+            ]
+        })
+        .collect();
+    let head = ["ID", "STATUS", "RUNTIME", "CREATED", "SOURCE"];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([head[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |r: [&str; 5]| {
+        println!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            r[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        )
+    };
+    line(head);
+    for r in &rows {
+        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+    }
+}
+
+/// Percent-encodes a path segment or query value (ids are plain, but a typo must not
+/// become another route).
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct Client {
+    /// host:port, for connecting and the Host header.
+    authority: String,
+    /// The URL as given, for messages.
+    url: String,
+    token: Option<String>,
+}
+
+struct Resp {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Resp {
+    fn json(self) -> anyhow::Result<Value> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            ComputeError::internal(format!(
+                "the node answered {} with a body that is not JSON ({e})",
+                self.status
+            ))
+            .into()
+        })
+    }
+}
+
+impl Client {
+    fn new(config: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Client> {
+        let (url, cfg_token) = match &args.node {
+            Some(u) => (u.clone(), None),
+            None => {
+                let cfg = load_config(config)?;
+                let listen = cfg.node.api_listen.clone();
+                // A node listening on every interface is reached on loopback.
+                let listen = listen
+                    .strip_prefix("0.0.0.0:")
+                    .map(|p| format!("127.0.0.1:{p}"))
+                    .unwrap_or(listen);
+                (format!("http://{listen}"), Some(cfg.node.api_token))
+            }
+        };
+        let token = match (&args.token, cfg_token) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(t)) => Some(t),
+            // An explicit --node still takes the configured token.
+            (None, None) => Some(load_config(config).map(|c| c.node.api_token).unwrap_or_default()),
+        }
+        .filter(|t| !t.is_empty());
+        let rest = url.strip_prefix("http://").ok_or_else(|| {
+            ComputeError::invalid(format!("--node {url}: only http://HOST:PORT URLs are supported"))
+        })?;
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
+            return Err(ComputeError::invalid(format!("--node {url}: expected http://HOST:PORT")).into());
+        }
+        Ok(Client {
+            authority: authority.to_string(),
+            url: format!("http://{authority}"),
+            token,
+        })
+    }
+
+    /// One request; an API error becomes a ComputeError with the contract's exit code.
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Resp> {
+        let (status, headers, body) = self.send(method, path, body)?;
+        if (200..300).contains(&status) {
+            return Ok(Resp { status, body });
+        }
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let code = v["error"]["code"].as_str().unwrap_or("").to_string();
+        let mut message = v["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()));
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+        };
+        Err(match status {
+            401 => fail(2, format!("{message} (set --token or HANZO_NODE_API_TOKEN)")),
+            429 => {
+                if let Some(after) = header("retry-after") {
+                    message.push_str(&format!("; retry after {after} s"));
+                }
+                fail(4, message)
+            }
+            400..=499 => fail(2, message),
+            503 => fail(4, message),
+            _ => fail(5, format!("the node failed ({status} {code}): {message}")),
+        })
+    }
+
+    fn send(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Parsed> {
+        let unreachable = |e: std::io::Error| {
+            fail(
+                4,
+                format!("no node at {} ({e}); start one with `hanzo-node serve`", self.url),
+            )
+        };
+        let addrs: Vec<_> = self
+            .authority
+            .to_socket_addrs()
+            .map_err(|e| ComputeError::invalid(format!("--node {}: {e}", self.url)))?
+            .collect();
+        let mut last = None;
+        let mut stream = None;
+        for a in &addrs {
+            match TcpStream::connect_timeout(a, Duration::from_secs(5)) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let mut s =
+            stream.ok_or_else(|| unreachable(last.unwrap_or_else(|| std::io::Error::other("no address"))))?;
+        // Every call is short (waiting is done by polling), so a silent node is a fault.
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(unreachable)?;
+        let auth = self
+            .token
+            .as_deref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let content_type = if path == "/v1/modules" {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}\
+             Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            self.authority,
+            body.len()
+        );
+        s.write_all(head.as_bytes()).map_err(unreachable)?;
+        // A refused body may be answered (and the socket closed) before it is all sent.
+        let _ = s.write_all(body);
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(unreachable)?;
+        parse_response(&raw).ok_or_else(|| {
+            ComputeError::internal(format!("{} sent a malformed HTTP answer", self.url)).into()
+        })
+    }
+}
+
+type Parsed = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Status line, headers and body (Content-Length, chunked, or up to the close).
+fn parse_response(raw: &[u8]) -> Option<Parsed> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next()?;
+    if !status_line.starts_with("HTTP/1.") {
+        return None;
+    }
+    let status: u16 = status_line.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.as_str())
+    };
+    let rest = &raw[split + 4..];
+    let body = if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        dechunk(rest)?
+    } else if let Some(len) = get("content-length") {
+        let len: usize = len.parse().ok()?;
+        rest.get(..len)?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Some((status, headers, body))
+}
+
+fn dechunk(mut rest: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = rest.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&rest[..eol]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        rest = &rest[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(rest.get(..size)?);
+        rest = rest.get(size + 2..)?;
+    }
+}

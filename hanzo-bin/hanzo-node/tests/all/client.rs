@@ -1,0 +1,298 @@
+//! `hanzo-node job ...`: the CLI as a client of a real `hanzo-node serve` on a loopback
+//! port (private HANZO_HOME, WASM runtime only, WAT modules from files).
+
+use crate::util::{Home, Run, assert_one_error_line, with_body};
+use serde_json::{Value, json};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+const SPIN: &str = r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#;
+
+/// A WASI command that copies stdin (the params) to stdout (the output).
+const CAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (func (export "_start")
+    (local $n i32)
+    (loop $more
+      (i32.store (i32.const 0) (i32.const 1024))
+      (i32.store (i32.const 4) (i32.const 60000))
+      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+      (local.set $n (i32.load (i32.const 8)))
+      (if (i32.gt_u (local.get $n) (i32.const 0))
+        (then
+          (i32.store (i32.const 4) (local.get $n))
+          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
+          (br $more))))))"#;
+
+/// A WASI command that writes `stdout` and `stderr` and exits with `code`.
+fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {
+    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{out}")
+  (data (i32.const 8192) "{err}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const {out_len}))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+    (i32.store (i32.const 0) (i32.const 8192))
+    (i32.store (i32.const 4) (i32.const {err_len}))
+    (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
+    (call $exit (i32.const {code}))))"#,
+        out = esc(stdout),
+        err = esc(stderr),
+        out_len = stdout.len(),
+        err_len = stderr.len(),
+    )
+}
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Server {
+    /// `hanzo-node serve` on a free loopback port with the WASM runtime only; ready
+    /// once it accepts connections (the client's own calls then do the checking).
+    fn start(home: &Home, env: &[(&str, &str)]) -> Server {
+        let port = free_port();
+        let mut cmd = home.cmd();
+        cmd.arg("serve")
+            .env("HANZO_NODE_API_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("hanzo-node serve exited early: {status}");
+            }
+            assert!(Instant::now() < deadline, "the node never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Server {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `hanzo-node job <args> --node <url>`.
+    fn job(&self, home: &Home, args: &[&str]) -> Run {
+        let mut all = vec!["job"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--node", &self.url]);
+        home.run(&all)
+    }
+
+    fn get(&self, home: &Home, id: &str) -> Value {
+        let r = self.job(home, &["get", id, "--json"]);
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        r.json()
+    }
+
+    fn wait_status(&self, home: &Home, id: &str, want: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let j = self.get(home, id);
+            if j["status"] == want {
+                return j;
+            }
+            assert!(Instant::now() < deadline, "job {id} never {want}: {j}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn client_submit_wait_prints_the_output_and_exit_codes() {
+    let h = Home::new();
+    let s = Server::start(&h, &[]);
+    let cat = h.file("cat.wat", CAT);
+    let r = s.job(
+        &h,
+        &[
+            "submit",
+            "wasm",
+            &cat,
+            "--params",
+            r#"{"x":[1,2,"three"]}"#,
+            "--wait",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json(), json!({"x": [1, 2, "three"]}));
+
+    // --json prints the whole result as `run` does, receipt included.
+    let r = s.job(
+        &h,
+        &[
+            "submit",
+            "wasm",
+            &cat,
+            "--params",
+            "{\"y\":2}",
+            "--wait",
+            "--json",
+        ],
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    assert_eq!(v["output"], json!({"y": 2}));
+    assert!(v["receipt"].is_object(), "{v}");
+
+    // A failing tool: its logs on stderr, one error line last, exit 1 as `run`.
+    let fail = h.file("fail.wat", &command_writing("", "it broke\n", 3));
+    let r = s.job(&h, &["submit", "wasm", &fail, "--wait"]);
+    assert_one_error_line(&r, 1, "tool failed");
+    assert!(r.stderr.contains("it broke"), "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+
+    // A limit: fuel runs out on the spinning guest → exit 3.
+    let spin = h.file("spin.wat", &with_body(SPIN));
+    let r = s.job(&h, &["submit", "wasm", &spin, "--fuel", "100000", "--wait"]);
+    assert_one_error_line(&r, 3, "fuel");
+
+    // Bad input is refused by the node with 400 → exit 2, one line naming the field.
+    let r = s.job(&h, &["submit", "wasm", &cat, "--memory-mb", "0", "--wait"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    assert!(r.error_line().starts_with("error: "), "{}", r.stderr);
+}
+
+#[test]
+fn client_submit_get_ls_logs() {
+    let h = Home::new();
+    let s = Server::start(&h, &[]);
+    let tool = h.file(
+        "tool.wat",
+        &command_writing(r#"{"answer":42}"#, "working hard\n", 0),
+    );
+    let r = s.job(&h, &["submit", "wasm", &tool, "--priority", "5"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    assert!(!id.is_empty() && !id.contains(char::is_whitespace), "id: {id:?}");
+
+    let job = s.wait_status(&h, &id, "succeeded");
+    assert_eq!(job["output"], json!({"answer": 42}), "{job}");
+    assert_eq!(job["priority"], 5, "{job}");
+    assert!(
+        job["spec"]["source"].as_str().unwrap().starts_with("sha256:"),
+        "uploaded: {job}"
+    );
+
+    let r = s.job(&h, &["get", &id]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
+    assert!(r.stdout.contains(r#"{"answer":42}"#), "{}", r.stdout);
+
+    let r = s.job(&h, &["ls"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let mut lines = r.stdout.lines();
+    assert!(lines.next().unwrap().starts_with("ID"), "{}", r.stdout);
+    let row = lines
+        .find(|l| l.starts_with(&id))
+        .unwrap_or_else(|| panic!("{id} not listed: {}", r.stdout));
+    assert!(row.contains("succeeded") && row.contains("wasm"), "{row}");
+
+    let r = s.job(&h, &["ls", "--status", "failed", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["jobs"], json!([]));
+    let r = s.job(&h, &["ls", "--runtime", "wasm", "--limit", "1", "--json"]);
+    assert_eq!(r.json()["jobs"][0]["id"], id.as_str());
+    let r = s.job(&h, &["ls", "--status", "bogus"]);
+    assert_one_error_line(&r, 2, "status");
+
+    let r = s.job(&h, &["logs", &id]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, "working hard\n");
+
+    let r = s.job(&h, &["get", "0123"]);
+    assert_one_error_line(&r, 2, "no job 0123");
+}
+
+#[test]
+fn client_cancel_a_spinning_job() {
+    let h = Home::new();
+    let s = Server::start(&h, &[]);
+    let spin = h.file("spin.wat", &with_body(SPIN));
+    let r = s.job(&h, &["submit", "wasm", &spin, "--timeout-ms", "30000"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let id = r.stdout.trim().to_string();
+    s.wait_status(&h, &id, "running");
+
+    let t = Instant::now();
+    let r = s.job(&h, &["cancel", &id]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.starts_with(&id), "{}", r.stdout);
+    let job = s.wait_status(&h, &id, "cancelled");
+    assert!(t.elapsed() < Duration::from_secs(10), "not stopped: {job}");
+
+    // Cancelling again: the node answers 409 already_finished → one error line, exit 2.
+    let r = s.job(&h, &["cancel", &id]);
+    assert_one_error_line(&r, 2, "already");
+}
+
+#[test]
+fn client_auth_uses_the_token() {
+    let h = Home::new();
+    let s = Server::start(&h, &[("HANZO_NODE_API_TOKEN", "s3cret")]);
+    let r = h.run_with(&["job", "ls", "--node", &s.url], |c| {
+        c.env_remove("HANZO_NODE_API_TOKEN");
+    });
+    assert_one_error_line(&r, 2, "token");
+    let r = s.job(&h, &["ls", "--token", "s3cret"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The configured token (here from the environment) is used by default.
+    let r = h.run_with(&["job", "ls", "--node", &s.url], |c| {
+        c.env("HANZO_NODE_API_TOKEN", "s3cret");
+    });
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+#[test]
+fn client_no_node_is_exit_4_with_one_error_line() {
+    let h = Home::new();
+    let url = format!("http://127.0.0.1:{}", free_port());
+    for args in [
+        vec!["job", "ls", "--node", &url],
+        vec!["job", "get", "abc", "--node", &url],
+        vec!["job", "submit", "wasm", "sha256:00", "--node", &url],
+    ] {
+        let r = h.run(&args);
+        assert_one_error_line(&r, 4, "no node at");
+        assert!(r.error_line().contains("hanzo-node serve"), "{}", r.stderr);
+        assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
+    }
+    // Without --node, the configured api_listen is the default.
+    let port = free_port();
+    let r = h.run_with(&["job", "ls"], |c| {
+        c.env("HANZO_NODE_API_LISTEN", format!("127.0.0.1:{port}"));
+    });
+    assert_one_error_line(&r, 4, &format!("127.0.0.1:{port}"));
+    let r = h.run(&["job", "ls", "--node", "https://example.com:443"]);
+    assert_one_error_line(&r, 2, "http://");
+}
