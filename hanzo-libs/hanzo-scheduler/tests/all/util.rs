@@ -216,6 +216,7 @@ pub fn resources(jobs: u32, memory_gb: u64, cores: u32) -> ResourcesConfig {
         max_concurrent_jobs: jobs,
         total_memory_gb: memory_gb,
         total_cpu_cores: cores,
+        ..ResourcesConfig::default()
     }
 }
 
