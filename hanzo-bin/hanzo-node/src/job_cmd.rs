@@ -96,8 +96,8 @@ pub struct SubmitArgs {
 /// its own exit code, without the ComputeError prefix ("runtime unavailable: ...")
 /// that would misname a missing node or a refused request.
 #[derive(Debug)]
-struct Fail {
-    exit: u8,
+pub(crate) struct Fail {
+    pub(crate) exit: u8,
     message: String,
 }
 
@@ -109,7 +109,7 @@ impl std::fmt::Display for Fail {
 
 impl std::error::Error for Fail {}
 
-fn fail(exit: u8, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn fail(exit: u8, message: impl Into<String>) -> anyhow::Error {
     Fail {
         exit,
         message: message.into(),
@@ -232,7 +232,7 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
 /// may not see this machine's files, and a relative path would be resolved against
 /// the node's directory); other local paths are made absolute, which is right for a
 /// node on this machine.
-fn resolve_source(client: &Client, kind: RuntimeKind, source: &str) -> anyhow::Result<String> {
+pub(crate) fn resolve_source(client: &Client, kind: RuntimeKind, source: &str) -> anyhow::Result<String> {
     let path = Path::new(source);
     if source.starts_with("sha256:") || !path.exists() {
         return Ok(source.to_string());
@@ -253,7 +253,7 @@ fn resolve_source(client: &Client, kind: RuntimeKind, source: &str) -> anyhow::R
 }
 
 /// Polls the job until it ends, with a spinner on a terminal (stderr).
-fn wait_for(client: &Client, id: &str) -> anyhow::Result<Value> {
+pub(crate) fn wait_for(client: &Client, id: &str) -> anyhow::Result<Value> {
     let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
     bar.set_style(
         ProgressStyle::with_template("{spinner} job {prefix} {msg} ({elapsed})")
@@ -283,7 +283,12 @@ fn wait_for(client: &Client, id: &str) -> anyhow::Result<Value> {
 }
 
 /// Prints a finished job as `run` prints an outcome, and returns `run`'s exit code.
-fn finish(job: &Value, logs: &[u8], receipt_path: Option<&Path>, as_json: bool) -> anyhow::Result<u8> {
+pub(crate) fn finish(
+    job: &Value,
+    logs: &[u8],
+    receipt_path: Option<&Path>,
+    as_json: bool,
+) -> anyhow::Result<u8> {
     if !logs.is_empty() {
         let mut err = std::io::stderr().lock();
         let _ = err.write_all(logs);
@@ -420,7 +425,7 @@ fn print_table(jobs: &[Value]) {
 
 /// Percent-encodes a path segment or query value (ids are plain, but a typo must not
 /// become another route).
-fn enc(s: &str) -> String {
+pub(crate) fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
@@ -429,7 +434,7 @@ fn enc(s: &str) -> String {
         .collect()
 }
 
-struct Client {
+pub(crate) struct Client {
     /// host:port, for connecting and the Host header.
     authority: String,
     /// The URL as given, for messages.
@@ -437,13 +442,13 @@ struct Client {
     token: Option<String>,
 }
 
-struct Resp {
-    status: u16,
-    body: Vec<u8>,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Resp {
-    fn json(self) -> anyhow::Result<Value> {
+    pub(crate) fn json(self) -> anyhow::Result<Value> {
         serde_json::from_slice(&self.body).map_err(|e| {
             ComputeError::internal(format!(
                 "the node answered {} with a body that is not JSON ({e})",
@@ -455,7 +460,7 @@ impl Resp {
 }
 
 impl Client {
-    fn new(config: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Client> {
+    pub(crate) fn new(config: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Client> {
         let (url, cfg_token) = match &args.node {
             Some(u) => (u.clone(), None),
             None => {
@@ -491,7 +496,7 @@ impl Client {
     }
 
     /// One request; an API error becomes a ComputeError with the contract's exit code.
-    fn call(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Resp> {
+    pub(crate) fn call(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Resp> {
         let (status, headers, body) = self.send(method, path, body)?;
         if (200..300).contains(&status) {
             return Ok(Resp { status, body });

@@ -13,6 +13,7 @@ mod run;
 mod runtimes;
 mod serve;
 mod service_cmd;
+mod tool_cmd;
 
 use clap::{Parser, Subcommand};
 use hanzo_compute::ComputeError;
@@ -54,6 +55,9 @@ enum Command {
     /// Talk to a node's HTTP API: job submit, get, ls, logs, cancel.
     #[command(subcommand)]
     Job(job_cmd::JobCmd),
+    /// Named tools on a node: tool add, ls, call, rm.
+    #[command(subcommand)]
+    Tool(tool_cmd::ToolCmd),
     /// Run the example tools and print their outputs and receipts.
     Demo(demo::DemoArgs),
     /// Serve the HTTP API (node.api_listen) over the durable job queue.
@@ -120,6 +124,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd),
         Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Job(cmd) => job_cmd::run(cli.config.as_deref(), cmd).await,
+        Command::Tool(cmd) => tool_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
         Command::Serve => serve::run(cli.config.as_deref()).await,
     }

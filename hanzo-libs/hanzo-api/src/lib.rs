@@ -11,6 +11,7 @@ mod error;
 mod hooks;
 mod metrics;
 mod routes;
+mod tools;
 
 pub use error::ApiError;
 pub use hooks::StoreHooks;
@@ -24,6 +25,9 @@ use std::sync::Arc;
 
 /// The largest job spec accepted (`POST /v1/jobs`), in bytes.
 pub const MAX_JOB_BODY: usize = 1024 * 1024;
+/// The largest tool definition (`POST /v1/tools`) or call's params
+/// (`POST /v1/tools/{name}/call`) accepted, in bytes.
+pub const MAX_TOOL_BODY: usize = MAX_JOB_BODY;
 /// The largest WASM module accepted (`POST /v1/modules`), in bytes.
 pub const MAX_MODULE_BODY: usize = 64 * 1024 * 1024;
 

@@ -43,6 +43,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/node", get(node))
         .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
+        .merge(crate::tools::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
@@ -75,7 +76,9 @@ pub(crate) fn router(state: Arc<State>) -> Router {
 struct ApiDoc;
 
 pub(crate) fn openapi() -> Value {
-    serde_json::to_value(ApiDoc::openapi()).unwrap_or(Value::Null)
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::tools::ToolsDoc::openapi());
+    serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 
 /// Bearer-token check for every route but `/healthz`, when a token is set.
@@ -111,7 +114,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
+pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     b.map_err(|r| {
         let status = r.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -123,7 +126,9 @@ fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     })
 }
 
-fn query(q: Result<Query<HashMap<String, String>>, QueryRejection>) -> ApiResult<HashMap<String, String>> {
+pub(crate) fn query(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> ApiResult<HashMap<String, String>> {
     q.map(|Query(q)| q)
         .map_err(|r| ApiError::invalid(format!("query: {}", r.body_text())))
 }
@@ -149,7 +154,7 @@ fn view(r: &JobRecord) -> Value {
     v
 }
 
-fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
+pub(crate) fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
     match q.get(name).map(String::as_str) {
         None | Some("false") | Some("0") => Ok(false),
         Some("true") | Some("1") | Some("") => Ok(true),
@@ -218,7 +223,11 @@ async fn execute_job(AxState(state): S, b: Result<Bytes, BytesRejection>) -> Api
 }
 
 async fn submit(state: &State, bytes: &[u8], wait: bool) -> ApiResult {
-    let spec = parse_spec(bytes)?;
+    submit_spec(state, parse_spec(bytes)?, wait).await
+}
+
+/// Submits a parsed spec (`POST /v1/jobs`, and a named tool's call).
+pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
     // Every check (spec, capacity, runtime health, queue room) before anything is
     // stored: a refused job leaves no trace, an accepted one has its queue place.
     let permit = state.scheduler.reserve(&spec).await?;

@@ -14,6 +14,11 @@
 //! [`counts`](JobStore::counts), [`logs`](JobStore::logs)) use separate read-only
 //! connections, which WAL lets run alongside the writer; they are short blocking calls.
 //!
+//! The same database keeps the node's named tools ([`ToolRecord`]:
+//! [`put_tool`](JobStore::put_tool), [`get_tool`](JobStore::get_tool),
+//! [`list_tools`](JobStore::list_tools), [`remove_tool`](JobStore::remove_tool)),
+//! written through the same writer and just as durable.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), hanzo_jobstore::Error> {
 //! use hanzo_compute::{JobSpec, RuntimeKind};
@@ -33,6 +38,7 @@ mod error;
 mod record;
 mod schema;
 mod store;
+mod tools;
 mod writer;
 
 pub use error::Error;
@@ -40,6 +46,7 @@ pub use record::{
     CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, Recovery,
 };
 pub use store::{Durability, INTERRUPTED, JobStore, Options, Retention};
+pub use tools::{ToolRecord, ToolSpec};
 
 /// Shorthand for results of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -248,7 +248,7 @@ pub struct Recovery {
     pub cancelled: Vec<String>,
 }
 
-mod time {
+pub(crate) mod time {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::time::SystemTime;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const VERSION: i64 = 1;
+pub(crate) const VERSION: i64 = 2;
 
 /// `seq` orders jobs by insertion and is never reused (AUTOINCREMENT), which is what
 /// makes FIFO order and pagination cursors stable across deletions. `finished_at` is
@@ -38,6 +38,19 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_status ON jobs (status, seq);
 CREATE INDEX jobs_runtime_status ON jobs (runtime, status, seq);
 CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+";
+
+/// Version 2 added the named tools. `definition` is the whole [`ToolRecord`] as JSON
+/// (the times are columns too, so that replacing a tool can keep `created_at`).
+///
+/// [`ToolRecord`]: crate::ToolRecord
+const TOOLS: &str = "
+CREATE TABLE tools (
+    name       TEXT    PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    definition TEXT    NOT NULL
+);
 ";
 
 /// The columns [`decode`] reads, in order.
@@ -77,6 +90,14 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connect
         0 => {
             let tx = conn.unchecked_transaction()?;
             tx.execute_batch(SCHEMA)?;
+            tx.execute_batch(TOOLS)?;
+            tx.pragma_update(None, "user_version", VERSION)?;
+            tx.commit()?;
+        }
+        // A store written by the previous version: its jobs stay, the tools table is added.
+        1 => {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(TOOLS)?;
             tx.pragma_update(None, "user_version", VERSION)?;
             tx.commit()?;
         }
@@ -119,7 +140,7 @@ pub(crate) fn micros(t: SystemTime) -> i64 {
     }
 }
 
-fn from_micros(us: i64) -> SystemTime {
+pub(crate) fn from_micros(us: i64) -> SystemTime {
     if us >= 0 {
         UNIX_EPOCH + Duration::from_micros(us as u64)
     } else {

@@ -4,6 +4,7 @@ use crate::record::{
     CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, Recovery,
 };
 use crate::schema::{self, COLUMNS, micros};
+use crate::tools::{ToolRecord, ToolSpec};
 use crate::writer::{self, Ack, Finished, NewJob, Op};
 use crate::{Error, Result};
 use hanzo_compute::stdio::LogBuffer;
@@ -437,6 +438,65 @@ impl JobStore {
         })
     }
 
+    /// Registers a tool under `spec.name`, replacing any tool of that name (its
+    /// `created_at` is kept), and returns it once committed, with `true` when it
+    /// replaced one. The spec is stored as given (validate it first).
+    pub async fn put_tool(&self, spec: ToolSpec) -> Result<(ToolRecord, bool)> {
+        let now = SystemTime::now();
+        let at = micros(now);
+        let definition = encode("tool", &spec)?;
+        let name = spec.name.clone();
+        let (created, replaced) = self
+            .call(|ack| Op::PutTool {
+                name,
+                at,
+                definition,
+                ack,
+            })
+            .await?;
+        let record = ToolRecord {
+            spec,
+            created_at: schema::from_micros(created),
+            updated_at: truncate_micros(now),
+        };
+        Ok((record, replaced))
+    }
+
+    /// The tool called `name`.
+    pub fn get_tool(&self, name: &str) -> Result<Option<ToolRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT name, created_at, updated_at, definition FROM tools WHERE name = ?1",
+            )?;
+            let mut rows = stmt.query(params![name])?;
+            match rows.next()? {
+                Some(row) => Ok(Some(decode_tool(row)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Every tool, by name.
+    pub fn list_tools(&self) -> Result<Vec<ToolRecord>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name, created_at, updated_at, definition FROM tools ORDER BY name")?;
+            let mut rows = stmt.query([])?;
+            let mut tools = Vec::new();
+            while let Some(row) = rows.next()? {
+                tools.push(decode_tool(row)?);
+            }
+            Ok(tools)
+        })
+    }
+
+    /// Removes the tool called `name`; `false` if there was none. Jobs already
+    /// submitted through it are not touched.
+    pub async fn remove_tool(&self, name: &str) -> Result<bool> {
+        let name = name.to_string();
+        self.call(|ack| Op::RemoveTool { name, ack }).await
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Ack<T>) -> Op) -> Result<T> {
         let (ack, rx) = oneshot::channel();
         let sender = self.inner.sender.as_ref().ok_or(Error::Closed)?;
@@ -515,6 +575,20 @@ fn recover(conn: &mut Connection) -> Result<Recovery> {
     }
     tx.commit()?;
     Ok(recovery)
+}
+
+fn decode_tool(row: &rusqlite::Row<'_>) -> Result<ToolRecord> {
+    let name: String = row.get(0)?;
+    let definition: String = row.get(3)?;
+    let spec = serde_json::from_str(&definition).map_err(|e| Error::Corrupt {
+        id: format!("tool {name}"),
+        detail: e.to_string(),
+    })?;
+    Ok(ToolRecord {
+        spec,
+        created_at: schema::from_micros(row.get(1)?),
+        updated_at: schema::from_micros(row.get(2)?),
+    })
 }
 
 fn truncate_micros(t: SystemTime) -> SystemTime {

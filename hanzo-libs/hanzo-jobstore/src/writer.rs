@@ -60,6 +60,18 @@ pub(crate) enum Op {
         now: i64,
         ack: Ack<u64>,
     },
+    /// Insert or replace a tool; answers the stored `created_at` and whether a tool of
+    /// that name was replaced.
+    PutTool {
+        name: String,
+        at: i64,
+        definition: String,
+        ack: Ack<(i64, bool)>,
+    },
+    RemoveTool {
+        name: String,
+        ack: Ack<bool>,
+    },
 }
 
 /// A write applied inside the open transaction, waiting for the commit.
@@ -68,6 +80,7 @@ enum Done {
     Bool(Ack<bool>, Result<bool>),
     Cancel(Ack<CancelOutcome>, Result<CancelOutcome>),
     U64(Ack<u64>, Result<u64>),
+    Put(Ack<(i64, bool)>, Result<(i64, bool)>),
 }
 
 impl Done {
@@ -87,6 +100,7 @@ impl Done {
             Done::Bool(ack, r) => drop(ack.send(pick(r, commit))),
             Done::Cancel(ack, r) => drop(ack.send(pick(r, commit))),
             Done::U64(ack, r) => drop(ack.send(pick(r, commit))),
+            Done::Put(ack, r) => drop(ack.send(pick(r, commit))),
         }
     }
 }
@@ -159,9 +173,12 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Op>, retention: Retention) 
 fn reject(op: Op) -> Done {
     match op {
         Op::Submit(_, ack) => Done::I64(ack, Err(Error::Closed)),
-        Op::Start { ack, .. } | Op::Finish(_, ack) => Done::Bool(ack, Err(Error::Closed)),
+        Op::Start { ack, .. } | Op::Finish(_, ack) | Op::RemoveTool { ack, .. } => {
+            Done::Bool(ack, Err(Error::Closed))
+        }
         Op::Cancel { ack, .. } => Done::Cancel(ack, Err(Error::Closed)),
         Op::Prune { ack, .. } => Done::U64(ack, Err(Error::Closed)),
+        Op::PutTool { ack, .. } => Done::Put(ack, Err(Error::Closed)),
     }
 }
 
@@ -172,7 +189,35 @@ fn apply(conn: &Connection, op: Op, retention: &Retention) -> Done {
         Op::Finish(f, ack) => Done::Bool(ack, finish(conn, &f)),
         Op::Cancel { id, at, ack } => Done::Cancel(ack, cancel(conn, &id, at)),
         Op::Prune { now, ack } => Done::U64(ack, prune_chunk(conn, retention, now)),
+        Op::PutTool {
+            name,
+            at,
+            definition,
+            ack,
+        } => Done::Put(ack, put_tool(conn, &name, at, &definition)),
+        Op::RemoveTool { name, ack } => Done::Bool(ack, remove_tool(conn, &name)),
     }
+}
+
+fn put_tool(conn: &Connection, name: &str, at: i64, definition: &str) -> Result<(i64, bool)> {
+    let existing: Option<i64> = conn
+        .prepare_cached("SELECT created_at FROM tools WHERE name = ?1")?
+        .query_row(params![name], |r| r.get(0))
+        .optional()?;
+    conn.prepare_cached(
+        "INSERT INTO tools (name, created_at, updated_at, definition) VALUES (?1, ?2, ?2, ?3)
+         ON CONFLICT (name) DO UPDATE SET updated_at = excluded.updated_at,
+             definition = excluded.definition",
+    )?
+    .execute(params![name, at, definition])?;
+    Ok((existing.unwrap_or(at), existing.is_some()))
+}
+
+fn remove_tool(conn: &Connection, name: &str) -> Result<bool> {
+    let n = conn
+        .prepare_cached("DELETE FROM tools WHERE name = ?1")?
+        .execute(params![name])?;
+    Ok(n == 1)
 }
 
 fn submit(conn: &Connection, job: &NewJob) -> Result<i64> {

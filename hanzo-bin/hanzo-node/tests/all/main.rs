@@ -7,4 +7,5 @@ mod hostile;
 mod process;
 mod receipts;
 mod serve;
+mod tools_api;
 mod util;

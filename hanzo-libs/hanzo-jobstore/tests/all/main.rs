@@ -7,4 +7,5 @@ mod ops;
 mod pagination;
 mod recovery;
 mod retention;
+mod tools;
 mod util;

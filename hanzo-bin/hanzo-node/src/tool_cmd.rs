@@ -1,0 +1,244 @@
+//! `hanzo-node tool add|ls|call|rm`: named tools on a node, through its HTTP API
+//! (the same client as `hanzo-node job`).
+
+use crate::job_cmd::{Client, Fail, NodeArgs, enc, finish, resolve_source, wait_for};
+use crate::one_line;
+use clap::{Args, Subcommand};
+use hanzo_compute::{ComputeError, ResourceLimits, RuntimeKind};
+use serde_json::{Value, json};
+use std::path::Path;
+
+#[derive(Subcommand, Debug)]
+pub enum ToolCmd {
+    /// Register a named tool (re-adding a name replaces it).
+    Add(Box<AddArgs>),
+    /// List the registered tools.
+    Ls {
+        /// Print {"tools": [...]} as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Call a tool by name; prints the job id (with --wait, its output).
+    Call {
+        /// The tool's name.
+        name: String,
+        /// The params, as JSON (default {}); checked against the tool's schema by the node.
+        #[arg(long, value_name = "JSON")]
+        params: Option<String>,
+        /// Wait for the result and print the output as `run` does (same exit codes).
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: print {"output", "usage", "receipt"} (or the error) as JSON.
+        #[arg(long)]
+        json: bool,
+        /// With --wait: write the receipt to this file.
+        #[arg(long, value_name = "PATH")]
+        receipt: Option<std::path::PathBuf>,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+    /// Remove a tool.
+    Rm {
+        /// The tool's name.
+        name: String,
+        #[command(flatten)]
+        node: NodeArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// The name ([a-z0-9][a-z0-9_-]{0,63}).
+    pub name: String,
+    /// The runtime: wasm, docker, deno, python, go, native.
+    pub runtime: String,
+    /// The source: a local WASM file (uploaded to the node), a path, an image, or sha256:<hex>.
+    pub source: String,
+    /// The JSON Schema of the params: inline JSON, or a file holding it.
+    #[arg(long, value_name = "FILE|JSON")]
+    pub schema: Option<String>,
+    /// What the tool does, for people.
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
+    /// The function to call (default: the runtime's choice).
+    #[arg(long, value_name = "NAME")]
+    pub function: Option<String>,
+    /// Memory ceiling in MiB (default 256).
+    #[arg(long, value_name = "N")]
+    pub memory_mb: Option<u64>,
+    /// Wall-clock limit in milliseconds (default 30000).
+    #[arg(long, value_name = "N")]
+    pub timeout_ms: Option<u64>,
+    /// WASM fuel (default: unmetered beyond the timeout).
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Relative CPU weight (default 1024).
+    #[arg(long, value_name = "N")]
+    pub cpu_shares: Option<u32>,
+    /// Scratch disk in MiB (default 512).
+    #[arg(long, value_name = "N")]
+    pub disk_mb: Option<u64>,
+    /// Output cap in bytes (default 16 MiB).
+    #[arg(long, value_name = "N")]
+    pub max_output_bytes: Option<u64>,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+pub async fn run(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
+    match dispatch(config, cmd) {
+        Err(e) if e.is::<Fail>() => {
+            let exit = e.downcast_ref::<Fail>().map_or(5, |f| f.exit);
+            eprintln!("error: {}", one_line(&e.to_string()));
+            Ok(exit)
+        }
+        other => other,
+    }
+}
+
+fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
+    match cmd {
+        ToolCmd::Add(args) => add(config, *args),
+        ToolCmd::Ls { json, node } => {
+            let client = Client::new(config, &node)?;
+            let list = client.call("GET", "/v1/tools", b"")?.json()?;
+            if json {
+                println!("{}", serde_json::to_string(&list)?);
+            } else {
+                print_table(list["tools"].as_array().map(Vec::as_slice).unwrap_or(&[]));
+            }
+            Ok(0)
+        }
+        ToolCmd::Call {
+            name,
+            params,
+            wait,
+            json,
+            receipt,
+            node,
+        } => {
+            let params: Value = match &params {
+                Some(text) => serde_json::from_str(text)
+                    .map_err(|e| ComputeError::invalid(format!("--params is not valid JSON: {e}")))?,
+                None => json!({}),
+            };
+            let client = Client::new(config, &node)?;
+            let ack = client
+                .call(
+                    "POST",
+                    &format!("/v1/tools/{}/call", enc(&name)),
+                    params.to_string().as_bytes(),
+                )?
+                .json()?;
+            let id = ack["id"]
+                .as_str()
+                .ok_or_else(|| ComputeError::internal(format!("the node answered without a job id: {ack}")))?
+                .to_string();
+            if !wait {
+                println!("{id}");
+                return Ok(0);
+            }
+            let job = wait_for(&client, &id)?;
+            let logs = client
+                .call("GET", &format!("/v1/jobs/{}/logs", enc(&id)), b"")
+                .map(|r| r.body)
+                .unwrap_or_default();
+            finish(&job, &logs, receipt.as_deref(), json)
+        }
+        ToolCmd::Rm { name, node } => {
+            let client = Client::new(config, &node)?;
+            client.call("DELETE", &format!("/v1/tools/{}", enc(&name)), b"")?;
+            println!("removed {name}");
+            Ok(0)
+        }
+    }
+}
+
+fn add(config: Option<&Path>, args: AddArgs) -> anyhow::Result<u8> {
+    let kind: RuntimeKind = args.runtime.parse()?;
+    let schema = args.schema.as_deref().map(read_schema).transpose()?;
+    let d = ResourceLimits::default();
+    let limits = ResourceLimits {
+        cpu_shares: args.cpu_shares.unwrap_or(d.cpu_shares),
+        memory_mb: args.memory_mb.unwrap_or(d.memory_mb),
+        disk_mb: args.disk_mb.unwrap_or(d.disk_mb),
+        network_bandwidth_mbps: None,
+        timeout_ms: args.timeout_ms.unwrap_or(d.timeout_ms),
+        fuel: args.fuel,
+        max_output_bytes: args.max_output_bytes.unwrap_or(d.max_output_bytes),
+    };
+    let client = Client::new(config, &args.node)?;
+    let source = resolve_source(&client, kind, &args.source)?;
+    let mut body = json!({
+        "name": args.name,
+        "runtime": kind,
+        "source": source,
+        "limits": limits,
+    });
+    if let Some(s) = schema {
+        body["schema"] = s;
+    }
+    if let Some(d) = &args.description {
+        body["description"] = json!(d);
+    }
+    if let Some(f) = &args.function {
+        body["function"] = json!(f);
+    }
+    let resp = client.call("POST", "/v1/tools", body.to_string().as_bytes())?;
+    let verb = if resp.status == 201 { "added" } else { "replaced" };
+    let tool = resp.json()?;
+    println!(
+        "{verb} {} ({} {})",
+        tool["name"].as_str().unwrap_or(&args.name),
+        tool["runtime"].as_str().unwrap_or("?"),
+        tool["source"].as_str().unwrap_or("?")
+    );
+    Ok(0)
+}
+
+/// `--schema`: inline JSON when it looks like JSON (an object or a boolean schema),
+/// else the path of a file holding it.
+fn read_schema(arg: &str) -> Result<Value, ComputeError> {
+    let t = arg.trim_start();
+    let (text, what) = if t.starts_with('{') || t == "true" || t == "false" {
+        (arg.to_string(), "--schema".to_string())
+    } else {
+        let text = std::fs::read_to_string(arg)
+            .map_err(|e| ComputeError::invalid(format!("--schema: cannot read {arg}: {e}")))?;
+        (text, format!("--schema {arg}"))
+    };
+    serde_json::from_str(&text).map_err(|e| ComputeError::invalid(format!("{what} is not valid JSON: {e}")))
+}
+
+fn print_table(tools: &[Value]) {
+    let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
+    let rows: Vec<[String; 4]> = tools
+        .iter()
+        .map(|t| {
+            [
+                s(&t["name"]),
+                s(&t["runtime"]),
+                s(&t["source"]),
+                s(&t["description"]),
+            ]
+        })
+        .collect();
+    let head = ["NAME", "RUNTIME", "SOURCE", "DESCRIPTION"];
+    let width = |i: usize| {
+        rows.iter()
+            .map(|r| r[i].len())
+            .chain([head[i].len()])
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    println!(
+        "{:<w0$}  {:<w1$}  {:<w2$}  {}",
+        head[0], head[1], head[2], head[3]
+    );
+    for r in &rows {
+        println!("{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3]);
+    }
+}

@@ -1,0 +1,227 @@
+//! Named tools: register a runtime + source + JSON Schema of the params + limits under
+//! a name, then call it by name. A call's params are validated against the schema
+//! before anything is stored or run; a valid call is then an ordinary job (the same
+//! path as `POST /v1/jobs`).
+
+use crate::error::ApiError;
+use crate::routes::{body, flag, query, submit_spec};
+use crate::{MAX_TOOL_BODY, State};
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use hanzo_compute::JobSpec;
+use hanzo_jobstore::{ToolRecord, ToolSpec};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type S = AxState<Arc<State>>;
+type ApiResult<T = Response> = Result<T, ApiError>;
+
+/// The most schema violations named in one `invalid_params` message; the first few
+/// are what a caller needs, and the message stays one readable line.
+const MAX_REPORTED: usize = 5;
+
+pub(crate) fn routes() -> Router<Arc<State>> {
+    Router::new()
+        .route(
+            "/v1/tools",
+            post(register_tool)
+                .get(list_tools)
+                .layer(DefaultBodyLimit::max(MAX_TOOL_BODY)),
+        )
+        .route("/v1/tools/{name}", get(get_tool).delete(delete_tool))
+        .route(
+            "/v1/tools/{name}/call",
+            post(call_tool).layer(DefaultBodyLimit::max(MAX_TOOL_BODY)),
+        )
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(register_tool, list_tools, get_tool, delete_tool, call_tool))]
+pub(crate) struct ToolsDoc;
+
+/// `[a-z0-9][a-z0-9_-]{0,63}`: safe in a URL path segment, a file name and a log line.
+fn check_name(name: &str) -> ApiResult<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name.bytes().enumerate().all(|(i, b)| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || (i > 0 && (b == b'_' || b == b'-'))
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "name: '{name}' must match [a-z0-9][a-z0-9_-]{{0,63}}"
+        )))
+    }
+}
+
+/// Compiles a tool's schema: draft 2020-12 unless the schema names another in
+/// `$schema`; the schema itself is checked against its meta-schema. Remote and file
+/// `$ref`s cannot be resolved (the resolver features are off), so a schema that needs
+/// them is refused rather than making the node fetch URLs an API caller chose.
+fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .build(schema)
+        .map_err(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("at {at}: {e}")
+            }
+        })
+}
+
+/// Checks params against a tool's schema; the message names each failing location
+/// as a JSON pointer under `params` (`params/text: 5 is not of type "string"`).
+fn validate(tool: &ToolRecord, params: &Value) -> ApiResult<()> {
+    let Some(schema) = &tool.spec.schema else {
+        return Ok(());
+    };
+    // Registration compiled it already; failing now means the stored row changed.
+    let validator = compile(schema).map_err(|e| {
+        ApiError::internal(format!(
+            "tool {}: stored schema no longer compiles: {e}",
+            tool.spec.name
+        ))
+    })?;
+    let errors: Vec<String> = validator
+        .iter_errors(params)
+        .take(MAX_REPORTED + 1)
+        .map(|e| format!("params{}: {e}", e.instance_path()))
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut message = errors[..errors.len().min(MAX_REPORTED)].join("; ");
+    if errors.len() > MAX_REPORTED {
+        message.push_str("; ...");
+    }
+    Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_params", message))
+}
+
+fn parse_tool(bytes: &[u8]) -> ApiResult<ToolSpec> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, ToolSpec>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            ApiError::invalid(format!("tool: {inner}"))
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
+}
+
+fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
+    state
+        .store
+        .get_tool(name)?
+        .ok_or_else(|| ApiError::not_found(format!("name: no tool {name}")))
+}
+
+/// Registers a named tool. Re-posting a name replaces that tool (200; its
+/// `created_at` is kept), so a deploy script can simply post again; a new name
+/// answers 201. The schema is compiled first: an invalid schema is refused (400
+/// naming `schema`) and nothing is stored.
+#[utoipa::path(post, path = "/v1/tools",
+    request_body(content = Object, description = "{name, runtime, source, description?, schema?, limits?, function?}"),
+    responses(
+        (status = 201, description = "Registered: the tool"),
+        (status = 200, description = "Replaced a tool of that name: the tool"),
+        (status = 400, description = "invalid_input, naming the field (name, schema, limits.*, ...)"),
+        (status = 413, description = "Body over 1 MiB")))]
+async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
+    let spec = parse_tool(&body(b)?)?;
+    check_name(&spec.name)?;
+    if spec.source.trim().is_empty() {
+        return Err(ApiError::invalid("source: must not be empty"));
+    }
+    spec.limits
+        .validate()
+        .map_err(|e| ApiError::invalid(format!("limits: {e}")))?;
+    if let Some(schema) = &spec.schema {
+        compile(schema).map_err(|e| ApiError::invalid(format!("schema: {e}")))?;
+    }
+    let (record, replaced) = state.store.put_tool(spec).await?;
+    let status = if replaced {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((status, Json(json!(record))).into_response())
+}
+
+/// Every registered tool, by name.
+#[utoipa::path(get, path = "/v1/tools", responses((status = 200, description = "{\"tools\": [...]}")))]
+async fn list_tools(AxState(state): S) -> ApiResult {
+    let tools = state.store.list_tools()?;
+    Ok(Json(json!({ "tools": tools })).into_response())
+}
+
+/// One tool: name, runtime, source, description, schema, limits, function, times.
+#[utoipa::path(get, path = "/v1/tools/{name}",
+    params(("name" = String, Path, description = "The tool's name")),
+    responses((status = 200, description = "The tool"), (status = 404, description = "not_found")))]
+async fn get_tool(AxState(state): S, Path(name): Path<String>) -> ApiResult {
+    Ok(Json(json!(stored(&state, &name)?)).into_response())
+}
+
+/// Removes a tool. Jobs already submitted through it are kept and run.
+#[utoipa::path(delete, path = "/v1/tools/{name}",
+    params(("name" = String, Path, description = "The tool's name")),
+    responses((status = 204, description = "Removed"), (status = 404, description = "not_found")))]
+async fn delete_tool(AxState(state): S, Path(name): Path<String>) -> ApiResult {
+    if state.store.remove_tool(&name).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!("name: no tool {name}")))
+    }
+}
+
+/// Calls a tool by name: the body is the params (empty means `{}`). They are validated
+/// against the tool's schema first (400 `invalid_params`, naming each failing
+/// location; nothing stored or run), then submitted as a job with the tool's runtime,
+/// source, function and limits, exactly as `POST /v1/jobs` would.
+#[utoipa::path(post, path = "/v1/tools/{name}/call",
+    params(("name" = String, Path, description = "The tool's name"),
+        ("wait" = Option<bool>, Query, description = "Wait for the result (200 with the job)")),
+    request_body(content = Object, description = "The params"),
+    responses(
+        (status = 202, description = "Queued: {\"id\", \"status\": \"queued\"}"),
+        (status = 200, description = "With wait=true: the finished job"),
+        (status = 400, description = "invalid_params (names the failing field) or invalid_input"),
+        (status = 404, description = "not_found: no such tool"),
+        (status = 429, description = "queue_full, with Retry-After"),
+        (status = 503, description = "runtime_unavailable: nothing was stored")))]
+async fn call_tool(
+    AxState(state): S,
+    Path(name): Path<String>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let q = query(q)?;
+    let wait = flag(&q, "wait")?;
+    if let Some(k) = q.keys().find(|k| *k != "wait") {
+        return Err(ApiError::invalid(format!("{k}: unknown query parameter")));
+    }
+    let tool = stored(&state, &name)?;
+    let bytes = body(b)?;
+    let params: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("params: not JSON: {e}")))?
+    };
+    validate(&tool, &params)?;
+    let t = tool.spec;
+    let mut spec = JobSpec::new(t.runtime, t.source).params(params).limits(t.limits);
+    spec.function = t.function;
+    submit_spec(&state, spec, wait).await
+}
