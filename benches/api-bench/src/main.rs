@@ -16,6 +16,9 @@
 
 mod http;
 mod node;
+// One copy of the latency statistics for both process benches (`ratio` is process-bench's).
+#[path = "../../process-bench/src/stats.rs"]
+#[allow(dead_code)]
 mod stats;
 
 use anyhow::{Context, Result, bail, ensure};
