@@ -1,31 +1,12 @@
 //! `hanzo-node job ...`: the CLI as a client of a real `hanzo-node serve` on a loopback
 //! port (private HANZO_HOME, WASM runtime only, WAT modules from files).
 
+use crate::server::{CAT, Server, free_port};
 use crate::util::{Home, Run, assert_one_error_line, with_body};
 use serde_json::{Value, json};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 const SPIN: &str = r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#;
-
-/// A WASI command that copies stdin (the params) to stdout (the output).
-const CAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (local $n i32)
-    (loop $more
-      (i32.store (i32.const 0) (i32.const 1024))
-      (i32.store (i32.const 4) (i32.const 60000))
-      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-      (local.set $n (i32.load (i32.const 8)))
-      (if (i32.gt_u (local.get $n) (i32.const 0))
-        (then
-          (i32.store (i32.const 4) (local.get $n))
-          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
-          (br $more))))))"#;
 
 /// A WASI command that writes `stdout` and `stderr` and exits with `code`.
 fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {
@@ -52,65 +33,32 @@ fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {
     )
 }
 
-struct Server {
-    child: Child,
-    url: String,
+/// The CLI against a served node: `hanzo-node job <args> --node <url>` and friends.
+trait JobCli {
+    fn cli(&self, home: &Home, args: &[&str]) -> Run;
+    fn cli_get(&self, home: &Home, id: &str) -> Value;
+    fn cli_wait(&self, home: &Home, id: &str, want: &str) -> Value;
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl Server {
-    /// `hanzo-node serve` on a free loopback port with the WASM runtime only; ready
-    /// once it accepts connections (the client's own calls then do the checking).
-    fn start(home: &Home, env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let mut cmd = home.cmd();
-        cmd.arg("serve")
-            .env("HANZO_NODE_API_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let mut child = cmd.spawn().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                panic!("hanzo-node serve exited early: {status}");
-            }
-            assert!(Instant::now() < deadline, "the node never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server {
-            child,
-            url: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// `hanzo-node job <args> --node <url>`.
-    fn job(&self, home: &Home, args: &[&str]) -> Run {
+impl JobCli for Server {
+    fn cli(&self, home: &Home, args: &[&str]) -> Run {
+        let url = self.url();
         let mut all = vec!["job"];
         all.extend_from_slice(args);
-        all.extend_from_slice(&["--node", &self.url]);
+        all.extend_from_slice(&["--node", &url]);
         home.run(&all)
     }
 
-    fn get(&self, home: &Home, id: &str) -> Value {
-        let r = self.job(home, &["get", id, "--json"]);
+    fn cli_get(&self, home: &Home, id: &str) -> Value {
+        let r = self.cli(home, &["get", id, "--json"]);
         assert_eq!(r.code, 0, "{}", r.stderr);
         r.json()
     }
 
-    fn wait_status(&self, home: &Home, id: &str, want: &str) -> Value {
+    fn cli_wait(&self, home: &Home, id: &str, want: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let j = self.get(home, id);
+            let j = self.cli_get(home, id);
             if j["status"] == want {
                 return j;
             }
@@ -120,19 +68,12 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn client_submit_wait_prints_the_output_and_exit_codes() {
     let h = Home::new();
     let s = Server::start(&h, &[]);
     let cat = h.file("cat.wat", CAT);
-    let r = s.job(
+    let r = s.cli(
         &h,
         &[
             "submit",
@@ -147,7 +88,7 @@ fn client_submit_wait_prints_the_output_and_exit_codes() {
     assert_eq!(r.json(), json!({"x": [1, 2, "three"]}));
 
     // --json prints the whole result as `run` does, receipt included.
-    let r = s.job(
+    let r = s.cli(
         &h,
         &[
             "submit",
@@ -166,18 +107,18 @@ fn client_submit_wait_prints_the_output_and_exit_codes() {
 
     // A failing tool: its logs on stderr, one error line last, exit 1 as `run`.
     let fail = h.file("fail.wat", &command_writing("", "it broke\n", 3));
-    let r = s.job(&h, &["submit", "wasm", &fail, "--wait"]);
+    let r = s.cli(&h, &["submit", "wasm", &fail, "--wait"]);
     assert_one_error_line(&r, 1, "tool failed");
     assert!(r.stderr.contains("it broke"), "{}", r.stderr);
     assert!(r.stdout.is_empty(), "{}", r.stdout);
 
     // A limit: fuel runs out on the spinning guest → exit 3.
     let spin = h.file("spin.wat", &with_body(SPIN));
-    let r = s.job(&h, &["submit", "wasm", &spin, "--fuel", "100000", "--wait"]);
+    let r = s.cli(&h, &["submit", "wasm", &spin, "--fuel", "100000", "--wait"]);
     assert_one_error_line(&r, 3, "fuel");
 
     // Bad input is refused by the node with 400 → exit 2, one line naming the field.
-    let r = s.job(&h, &["submit", "wasm", &cat, "--memory-mb", "0", "--wait"]);
+    let r = s.cli(&h, &["submit", "wasm", &cat, "--memory-mb", "0", "--wait"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert_eq!(r.stderr.lines().count(), 1, "{}", r.stderr);
     assert!(r.error_line().starts_with("error: "), "{}", r.stderr);
@@ -191,12 +132,12 @@ fn client_submit_get_ls_logs() {
         "tool.wat",
         &command_writing(r#"{"answer":42}"#, "working hard\n", 0),
     );
-    let r = s.job(&h, &["submit", "wasm", &tool, "--priority", "5"]);
+    let r = s.cli(&h, &["submit", "wasm", &tool, "--priority", "5"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let id = r.stdout.trim().to_string();
     assert!(!id.is_empty() && !id.contains(char::is_whitespace), "id: {id:?}");
 
-    let job = s.wait_status(&h, &id, "succeeded");
+    let job = s.cli_wait(&h, &id, "succeeded");
     assert_eq!(job["output"], json!({"answer": 42}), "{job}");
     assert_eq!(job["priority"], 5, "{job}");
     assert!(
@@ -204,12 +145,12 @@ fn client_submit_get_ls_logs() {
         "uploaded: {job}"
     );
 
-    let r = s.job(&h, &["get", &id]);
+    let r = s.cli(&h, &["get", &id]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("succeeded"), "{}", r.stdout);
     assert!(r.stdout.contains(r#"{"answer":42}"#), "{}", r.stdout);
 
-    let r = s.job(&h, &["ls"]);
+    let r = s.cli(&h, &["ls"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let mut lines = r.stdout.lines();
     assert!(lines.next().unwrap().starts_with("ID"), "{}", r.stdout);
@@ -218,19 +159,19 @@ fn client_submit_get_ls_logs() {
         .unwrap_or_else(|| panic!("{id} not listed: {}", r.stdout));
     assert!(row.contains("succeeded") && row.contains("wasm"), "{row}");
 
-    let r = s.job(&h, &["ls", "--status", "failed", "--json"]);
+    let r = s.cli(&h, &["ls", "--status", "failed", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.json()["jobs"], json!([]));
-    let r = s.job(&h, &["ls", "--runtime", "wasm", "--limit", "1", "--json"]);
+    let r = s.cli(&h, &["ls", "--runtime", "wasm", "--limit", "1", "--json"]);
     assert_eq!(r.json()["jobs"][0]["id"], id.as_str());
-    let r = s.job(&h, &["ls", "--status", "bogus"]);
+    let r = s.cli(&h, &["ls", "--status", "bogus"]);
     assert_one_error_line(&r, 2, "status");
 
-    let r = s.job(&h, &["logs", &id]);
+    let r = s.cli(&h, &["logs", &id]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert_eq!(r.stdout, "working hard\n");
 
-    let r = s.job(&h, &["get", "0123"]);
+    let r = s.cli(&h, &["get", "0123"]);
     assert_one_error_line(&r, 2, "no job 0123");
 }
 
@@ -239,20 +180,20 @@ fn client_cancel_a_spinning_job() {
     let h = Home::new();
     let s = Server::start(&h, &[]);
     let spin = h.file("spin.wat", &with_body(SPIN));
-    let r = s.job(&h, &["submit", "wasm", &spin, "--timeout-ms", "30000"]);
+    let r = s.cli(&h, &["submit", "wasm", &spin, "--timeout-ms", "30000"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let id = r.stdout.trim().to_string();
-    s.wait_status(&h, &id, "running");
+    s.cli_wait(&h, &id, "running");
 
     let t = Instant::now();
-    let r = s.job(&h, &["cancel", &id]);
+    let r = s.cli(&h, &["cancel", &id]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.starts_with(&id), "{}", r.stdout);
-    let job = s.wait_status(&h, &id, "cancelled");
+    let job = s.cli_wait(&h, &id, "cancelled");
     assert!(t.elapsed() < Duration::from_secs(10), "not stopped: {job}");
 
     // Cancelling again: the node answers 409 already_finished → one error line, exit 2.
-    let r = s.job(&h, &["cancel", &id]);
+    let r = s.cli(&h, &["cancel", &id]);
     assert_one_error_line(&r, 2, "already");
 }
 
@@ -260,14 +201,14 @@ fn client_cancel_a_spinning_job() {
 fn client_auth_uses_the_token() {
     let h = Home::new();
     let s = Server::start(&h, &[("HANZO_NODE_API_TOKEN", "s3cret")]);
-    let r = h.run_with(&["job", "ls", "--node", &s.url], |c| {
+    let r = h.run_with(&["job", "ls", "--node", &s.url()], |c| {
         c.env_remove("HANZO_NODE_API_TOKEN");
     });
     assert_one_error_line(&r, 2, "token");
-    let r = s.job(&h, &["ls", "--token", "s3cret"]);
+    let r = s.cli(&h, &["ls", "--token", "s3cret"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     // The configured token (here from the environment) is used by default.
-    let r = h.run_with(&["job", "ls", "--node", &s.url], |c| {
+    let r = h.run_with(&["job", "ls", "--node", &s.url()], |c| {
         c.env("HANZO_NODE_API_TOKEN", "s3cret");
     });
     assert_eq!(r.code, 0, "{}", r.stderr);

@@ -7,5 +7,6 @@ mod hostile;
 mod process;
 mod receipts;
 mod serve;
+mod server;
 mod tools_api;
 mod util;

@@ -2,122 +2,34 @@
 //! HANZO_HOME): register, list, get, call with params checked against the schema,
 //! delete, auth; and the CLI `hanzo-node tool add|ls|call|rm` against it.
 
+use crate::server::{CAT, Server};
 use crate::util::{Home, assert_one_error_line};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
-
-/// A WASI command that copies stdin (the params) to stdout (the output).
-const CAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (local $n i32)
-    (loop $more
-      (i32.store (i32.const 0) (i32.const 1024))
-      (i32.store (i32.const 4) (i32.const 60000))
-      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-      (local.set $n (i32.load (i32.const 8)))
-      (if (i32.gt_u (local.get $n) (i32.const 0))
-        (then
-          (i32.store (i32.const 4) (local.get $n))
-          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
-          (br $more))))))"#;
 
 const TOKEN: &str = "s3cret-token";
 
-struct Server {
-    child: Child,
-    port: u16,
+/// The tool routes through a served node with [`TOKEN`], and the CLI against it.
+trait ToolsApi {
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value);
+    fn post(&self, path: &str, v: &Value) -> (u16, Value);
+    fn job_count(&self) -> usize;
+    fn tool(&self, home: &Home, args: &[&str]) -> crate::util::Run;
 }
 
-impl Server {
-    /// `hanzo-node serve` on a free loopback port with a token; ready at `/healthz`.
-    fn start(home: &Home) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = home
-            .cmd()
-            .arg("serve")
-            .env("HANZO_NODE_API_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm")
-            .env("HANZO_NODE_API_TOKEN", TOKEN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut s = Server { child, port };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = s.child.try_wait().unwrap() {
-                panic!("hanzo-node serve exited early: {status}");
-            }
-            if s.try_req("GET", "/healthz", b"", None)
-                .is_some_and(|r| r.0 == 200)
-            {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "the node never became healthy");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// One request; answers (status, body).
-    fn try_req(&self, method: &str, path: &str, body: &[u8], token: Option<&str>) -> Option<(u16, Vec<u8>)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        s.write_all(head.as_bytes()).ok()?;
-        let _ = s.write_all(body);
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).ok()?;
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let status = String::from_utf8_lossy(&raw[..split])
-            .split(' ')
-            .nth(1)?
-            .parse()
-            .ok()?;
-        Some((status, raw[split + 4..].to_vec()))
-    }
-
+impl ToolsApi for Server {
     /// An authorised request; answers the status and the body as JSON (Null if empty).
-    fn req(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
-        let (status, body) = self
-            .try_req(method, path, body, Some(TOKEN))
-            .unwrap_or_else(|| panic!("{method} {path}: no HTTP answer"));
-        let v = if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&body)))
-        };
-        (status, v)
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        let r = self.req(method, path, body);
+        let v = if r.body.is_empty() { Value::Null } else { r.json() };
+        (r.status, v)
     }
 
     fn post(&self, path: &str, v: &Value) -> (u16, Value) {
-        self.req("POST", path, v.to_string().as_bytes())
+        self.call("POST", path, v.to_string().as_bytes())
     }
 
     fn job_count(&self) -> usize {
-        let (st, page) = self.req("GET", "/v1/jobs", b"");
+        let (st, page) = self.call("GET", "/v1/jobs", b"");
         assert_eq!(st, 200, "{page}");
         page["jobs"].as_array().unwrap().len()
     }
@@ -132,11 +44,9 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The served node, with the token set.
+fn serve(home: &Home) -> Server {
+    Server::start(home, &[("HANZO_NODE_API_TOKEN", TOKEN)])
 }
 
 fn greet_schema() -> Value {
@@ -165,8 +75,8 @@ fn error_of(v: &Value) -> (&str, &str) {
 #[test]
 fn register_list_get_call_validate_delete() {
     let h = Home::new();
-    let s = Server::start(&h);
-    let (st, m) = s.req("POST", "/v1/modules", CAT.as_bytes());
+    let s = serve(&h);
+    let (st, m) = s.call("POST", "/v1/modules", CAT.as_bytes());
     assert_eq!(st, 201, "{m}");
     let src = m["source"].as_str().unwrap().to_string();
 
@@ -183,7 +93,7 @@ fn register_list_get_call_validate_delete() {
         "missing limits take the defaults: {t}"
     );
 
-    let (st, list) = s.req("GET", "/v1/tools", b"");
+    let (st, list) = s.call("GET", "/v1/tools", b"");
     assert_eq!(st, 200);
     let names: Vec<&str> = list["tools"]
         .as_array()
@@ -192,7 +102,7 @@ fn register_list_get_call_validate_delete() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["greet"]);
-    let (st, got) = s.req("GET", "/v1/tools/greet", b"");
+    let (st, got) = s.call("GET", "/v1/tools/greet", b"");
     assert_eq!(st, 200);
     assert_eq!(got["schema"], greet_schema());
     assert_eq!(got["source"], src.as_str());
@@ -224,7 +134,7 @@ fn register_list_get_call_validate_delete() {
         assert_eq!(code, "invalid_params", "{e}");
         assert!(msg.contains(needle), "{bad}: message {msg:?} lacks {needle:?}");
     }
-    let (st, e) = s.req("POST", "/v1/tools/greet/call", b"{not json");
+    let (st, e) = s.call("POST", "/v1/tools/greet/call", b"{not json");
     assert_eq!(st, 400);
     assert!(error_of(&e).1.starts_with("params:"), "{e}");
     assert_eq!(s.job_count(), 2, "a refused call stores no job");
@@ -239,24 +149,24 @@ fn register_list_get_call_validate_delete() {
     assert_eq!((st, &job["output"]), (200, &json!({"text": 5})), "{job}");
 
     // Delete, then the tool is gone.
-    let (st, _) = s.req("DELETE", "/v1/tools/greet", b"");
+    let (st, _) = s.call("DELETE", "/v1/tools/greet", b"");
     assert_eq!(st, 204);
     let (st, e) = s.post("/v1/tools/greet/call", &json!({"text": "x"}));
     assert_eq!(st, 404, "{e}");
     assert_eq!(error_of(&e).0, "not_found");
-    assert_eq!(s.req("GET", "/v1/tools/greet", b"").0, 404);
-    assert_eq!(s.req("DELETE", "/v1/tools/greet", b"").0, 404);
+    assert_eq!(s.call("GET", "/v1/tools/greet", b"").0, 404);
+    assert_eq!(s.call("DELETE", "/v1/tools/greet", b"").0, 404);
     assert_eq!(s.job_count(), 3);
 
     // The tool routes are in the OpenAPI document.
-    let (_, doc) = s.req("GET", "/v1/openapi.json", b"");
+    let (_, doc) = s.call("GET", "/v1/openapi.json", b"");
     assert!(doc["paths"]["/v1/tools/{name}/call"]["post"].is_object(), "{doc}");
 }
 
 #[test]
 fn bad_registrations_are_refused_and_auth_applies() {
     let h = Home::new();
-    let s = Server::start(&h);
+    let s = serve(&h);
     let cases = [
         (
             json!({"name": "x", "runtime": "wasm", "source": "sha256:00", "schema": {"type": "strng"}}),
@@ -307,7 +217,7 @@ fn bad_registrations_are_refused_and_auth_applies() {
         );
     }
     assert_eq!(
-        s.req("GET", "/v1/tools", b"").1,
+        s.call("GET", "/v1/tools", b"").1,
         json!({"tools": []}),
         "nothing stored"
     );
@@ -321,17 +231,17 @@ fn bad_registrations_are_refused_and_auth_applies() {
         ("POST", "/v1/tools/ok/call", b"{}"),
     ] {
         for token in [None, Some("wrong")] {
-            let (st, _) = s.try_req(method, path, body, token).unwrap();
+            let st = s.try_req_as(method, path, body, token).unwrap().status;
             assert_eq!(st, 401, "{method} {path} with {token:?}");
         }
     }
-    assert_eq!(s.req("GET", "/v1/tools", b"").1, json!({"tools": []}));
+    assert_eq!(s.call("GET", "/v1/tools", b"").1, json!({"tools": []}));
 }
 
 #[test]
 fn cli_tool_add_ls_call_rm() {
     let h = Home::new();
-    let s = Server::start(&h);
+    let s = serve(&h);
     let cat = h.file("cat.wat", CAT);
     let schema = h.file("schema.json", &greet_schema().to_string());
 
