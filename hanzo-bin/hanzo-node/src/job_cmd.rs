@@ -118,7 +118,13 @@ pub(crate) fn fail(exit: u8, message: impl Into<String>) -> anyhow::Error {
 }
 
 pub async fn run(config: Option<&Path>, cmd: JobCmd) -> anyhow::Result<u8> {
-    match dispatch(config, cmd) {
+    report(dispatch(config, cmd))
+}
+
+/// A client command's result: a [`Fail`] becomes its one `error:` line and exit code;
+/// anything else goes to the binary's own error handling.
+pub(crate) fn report(result: anyhow::Result<u8>) -> anyhow::Result<u8> {
+    match result {
         Err(e) if e.is::<Fail>() => {
             let exit = e.downcast_ref::<Fail>().map_or(5, |f| f.exit);
             eprintln!("error: {}", one_line(&e.to_string()));

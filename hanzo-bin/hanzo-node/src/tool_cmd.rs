@@ -1,8 +1,7 @@
 //! `hanzo-node tool add|ls|call|rm`: named tools on a node, through its HTTP API
 //! (the same client as `hanzo-node job`).
 
-use crate::job_cmd::{Client, Fail, NodeArgs, enc, finish, resolve_source, wait_for};
-use crate::one_line;
+use crate::job_cmd::{Client, NodeArgs, enc, finish, resolve_source, wait_for};
 use clap::{Args, Subcommand};
 use hanzo_compute::{ComputeError, ResourceLimits, RuntimeKind};
 use serde_json::{Value, json};
@@ -88,14 +87,7 @@ pub struct AddArgs {
 }
 
 pub async fn run(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
-    match dispatch(config, cmd) {
-        Err(e) if e.is::<Fail>() => {
-            let exit = e.downcast_ref::<Fail>().map_or(5, |f| f.exit);
-            eprintln!("error: {}", one_line(&e.to_string()));
-            Ok(exit)
-        }
-        other => other,
-    }
+    crate::job_cmd::report(dispatch(config, cmd))
 }
 
 fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
