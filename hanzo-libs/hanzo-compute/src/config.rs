@@ -168,7 +168,9 @@ impl Default for DockerConfig {
     }
 }
 
-/// `[compute.kubernetes]`.
+/// `[compute.kubernetes]`: `config_path`, `context`, `namespace`, `service_account`,
+/// `backoff_limit`, `ttl_seconds_after_finished`, `image_pull_policy`,
+/// `pod_start_timeout_seconds`, `default_user` (see hanzo-k8s-runtime's README).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubernetesConfig {
@@ -180,6 +182,19 @@ pub struct KubernetesConfig {
     pub namespace: String,
     /// Service account for job pods.
     pub service_account: String,
+    /// How many times Kubernetes retries a failed tool pod (the Job's `backoffLimit`).
+    pub backoff_limit: i32,
+    /// Seconds a finished Job is kept before the cluster deletes it (a backstop for a
+    /// node that died before its own cleanup).
+    pub ttl_seconds_after_finished: i32,
+    /// `Always | IfNotPresent | Never`.
+    pub image_pull_policy: String,
+    /// Seconds a tool's pod may take to be scheduled and pull its image, on top of the
+    /// job's own timeout.
+    pub pod_start_timeout_seconds: u64,
+    /// `UID[:GID]` tool pods run as unless a job names a user (never root: the
+    /// restricted Pod Security profile).
+    pub default_user: String,
 }
 
 impl Default for KubernetesConfig {
@@ -189,6 +204,11 @@ impl Default for KubernetesConfig {
             context: String::new(),
             namespace: "hanzo-compute".into(),
             service_account: "hanzo-node".into(),
+            backoff_limit: 0,
+            ttl_seconds_after_finished: 300,
+            image_pull_policy: "IfNotPresent".into(),
+            pod_start_timeout_seconds: 300,
+            default_user: "65534:65534".into(),
         }
     }
 }

@@ -174,6 +174,29 @@ pub async fn logs_are_kept_apart(h: &dyn Harness) {
     assert!(logs.contains("conformance-log-line"), "logs: {logs:?}");
 }
 
+/// The log stream also goes to the job's [`LogSink`](crate::stdio::LogSink) as it is
+/// written (what `?follow=true` serves), byte for byte what the runtime keeps.
+pub async fn logs_reach_the_live_sink(h: &dyn Harness) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+    let sink = {
+        let seen = seen.clone();
+        crate::stdio::LogSink::new(move |chunk| seen.lock().expect("not poisoned").extend_from_slice(chunk))
+    };
+    let mut spec = h.job(Fixture::Log);
+    spec.params = json!({"message": "conformance-live-line"});
+    let job = Job::new(spec).with_log_sink(sink);
+    let out = compute(h).run_job(&job, crate::registry::Signing::On).await;
+    assert_eq!(out.result.expect("log succeeds"), json!({"logged": true}));
+    let seen = seen.lock().expect("not poisoned").clone();
+    let live = String::from_utf8_lossy(&seen);
+    assert!(live.contains("conformance-live-line"), "live logs: {live:?}");
+    assert!(
+        out.logs.starts_with(&seen),
+        "the live logs {live:?} are not what was kept: {:?}",
+        String::from_utf8_lossy(&out.logs)
+    );
+}
+
 /// Changing any field of a receipt makes it fail verification.
 pub async fn receipts_are_tamper_evident(h: &dyn Harness) {
     let out = run(h, Fixture::Echo, json!({"x": 1}), |_| {}).await;
@@ -256,6 +279,7 @@ macro_rules! conformance_tests {
             memory_limit_is_enforced,
             output_cap_is_enforced,
             logs_are_kept_apart,
+            logs_reach_the_live_sink,
             receipts_are_tamper_evident,
             concurrent_jobs_stay_separate,
             cancel_stops_a_running_job

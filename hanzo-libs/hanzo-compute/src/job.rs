@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 /// Which runtime a job runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeKind {
     /// WebAssembly modules on wasmtime.
@@ -77,6 +78,7 @@ impl FromStr for RuntimeKind {
 
 /// Whether a job may use the network.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
     /// No network at all (the default).
@@ -149,6 +151,29 @@ impl From<Mount> for String {
     }
 }
 
+/// A mount is written as the string `HOST:GUEST[:ro|rw]` (serde's `into = "String"`);
+/// the derive cannot see through `try_from`/`into`, so the schema is given by hand. The
+/// object form `{host, guest, writable}` is still accepted on input, but documenting
+/// only the string keeps one shape for generated clients.
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for Mount {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "A host directory made visible to the job, HOST:GUEST[:ro|rw] \
+                 (read-only unless rw; GUEST is absolute)",
+            ))
+            .pattern(Some("^[^:]+:/[^:]*(:(ro|rw))?$"))
+            .examples([serde_json::json!("/srv/data:/data:ro")])
+            .into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for Mount {}
+
 /// A mount in JSON: either the CLI's string form or an object.
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -205,6 +230,7 @@ pub const DEFAULT_FUNCTION: &str = "run";
 
 /// One job: the unit every runtime executes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct JobSpec {
     /// Which runtime runs it.

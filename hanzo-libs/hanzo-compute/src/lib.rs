@@ -19,6 +19,7 @@ mod registry;
 mod runtime;
 pub mod service;
 pub mod stdio;
+mod unavailable;
 
 pub use config::Config;
 pub use error::ComputeError;
@@ -29,3 +30,4 @@ pub use receipt::{Receipt, VerifyError};
 pub use registry::{Compute, JobOutcome, Signing};
 pub use runtime::{CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};
 pub use service::{RestartPolicy, ServiceRuntime, ServiceSpec, ServiceStatus};
+pub use unavailable::UnavailableRuntime;

@@ -14,21 +14,26 @@ pub const DEFAULT_MAX_OUTPUT_BYTES: u64 = 16 * 1024 * 1024;
 /// ceiling, a 30 s wall clock, no network, 16 MiB of output. A job raises them
 /// explicitly; a runtime may refuse values above its configured maxima.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct ResourceLimits {
     /// Relative CPU weight (Docker/cgroup semantics, 1024 = one normal share).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub cpu_shares: u32,
     /// Memory ceiling in MiB (for WASM: linear memories plus tables).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub memory_mb: u64,
     /// Scratch disk in MiB.
     pub disk_mb: u64,
     /// Network bandwidth in Mbit/s; `None` asks for no particular cap.
     pub network_bandwidth_mbps: Option<u32>,
     /// Wall-clock limit in milliseconds.
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub timeout_ms: u64,
     /// WASM fuel (instructions, roughly); `None` means unmetered beyond the timeout.
     pub fuel: Option<u64>,
     /// Cap on the bytes of output (stdout, or the exports-ABI envelope).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1))]
     pub max_output_bytes: u64,
 }
 
@@ -77,6 +82,7 @@ impl ResourceLimits {
 
 /// One kind of limit, as named in errors, receipts and capability tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     /// `cpu_shares`.
@@ -137,6 +143,7 @@ impl fmt::Display for LimitKind {
 
 /// How a runtime honours one limit (CONTRACTS §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Support {
     /// The runtime stops a job that breaks the limit.
@@ -159,6 +166,7 @@ impl fmt::Display for Support {
 
 /// One row of a runtime's capability table.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LimitSupport {
     /// Enforced, advisory or unsupported.
     pub support: Support,
@@ -169,6 +177,7 @@ pub struct LimitSupport {
 /// What a runtime can do: per limit, whether it is enforced, plus the isolation
 /// features it offers. Shown by `hanzo-node runtimes` and `GET /v1/runtimes`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capabilities {
     /// Every [`LimitKind`], with how it is honoured.
     pub limits: BTreeMap<LimitKind, LimitSupport>,

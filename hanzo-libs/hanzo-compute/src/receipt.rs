@@ -34,6 +34,7 @@ pub fn timestamp(t: SystemTime) -> String {
 
 /// How the execution ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
     /// The tool produced an output.
@@ -44,6 +45,7 @@ pub enum Outcome {
 
 /// Why a receipted execution failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ReceiptError {
     /// The stable code of the [`ComputeError`] (`tool_failed`, `limit_exceeded`, ...).
     pub code: String,
@@ -53,6 +55,7 @@ pub struct ReceiptError {
 
 /// A signed record of one execution.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Receipt {
     /// Format version ([`RECEIPT_VERSION`]).

@@ -2,6 +2,7 @@
 //! drivers: fingerprint (health), capabilities, and execute (start + wait), with
 //! stop through the job's [`CancelToken`].
 
+use crate::stdio::LogSink;
 use crate::{Capabilities, ComputeError, JobSpec, RuntimeKind};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use tokio::sync::Notify;
 
 /// Resources one execution used.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Usage {
     /// Wall-clock time of the execution proper, in milliseconds (µs precision).
@@ -30,6 +32,7 @@ impl Usage {
 
 /// A runtime's answer to "can you run jobs now?" (Nomad's fingerprint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Health {
     /// Whether jobs can run.
     pub available: bool,
@@ -111,16 +114,31 @@ pub struct Job {
     pub spec: JobSpec,
     /// Fires when the job must stop.
     pub cancel: CancelToken,
+    /// Where the tool's log bytes go while it runs (discarded by default); the
+    /// runtime still returns the whole bounded log in [`Execution::logs`].
+    pub logs: LogSink,
 }
 
 impl Job {
     /// A job with a fresh random id.
     pub fn new(spec: JobSpec) -> Self {
+        Job::with_id(new_job_id(), spec)
+    }
+
+    /// A job with the given id (one the job store assigned, say).
+    pub fn with_id(id: impl Into<String>, spec: JobSpec) -> Self {
         Job {
-            id: new_job_id(),
+            id: id.into(),
             spec,
             cancel: CancelToken::new(),
+            logs: LogSink::default(),
         }
+    }
+
+    /// The same job, with its live log stream going to `sink`.
+    pub fn with_log_sink(mut self, sink: LogSink) -> Self {
+        self.logs = sink;
+        self
     }
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 /// What a service restarts on.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartPolicy {
     /// Restart whenever a replica stops (the default).
@@ -20,6 +21,7 @@ pub enum RestartPolicy {
 
 /// A command the runtime runs inside a replica to decide whether it is healthy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
     /// The command and its arguments (exit 0 = healthy).
@@ -47,6 +49,7 @@ fn default_retries() -> u32 {
 
 /// A long-running service.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// The service's name: lower-case letters, digits and '-', at most 40 characters.
@@ -80,6 +83,10 @@ pub struct ServiceSpec {
     /// The user to run as; `None` means an unprivileged one.
     #[serde(default)]
     pub user: Option<String>,
+    /// A DNS name to route HTTP for (`app.example.com`): an Ingress to the first port on
+    /// Kubernetes; the Docker runtime refuses it (it has no ingress).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
 }
 
 fn one() -> u32 {
@@ -108,6 +115,7 @@ impl ServiceSpec {
             network: Network::Full,
             command: None,
             user: None,
+            host: None,
         }
     }
 
@@ -148,6 +156,7 @@ pub fn validate_name(name: &str) -> Result<(), ComputeError> {
 
 /// One replica of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Replica {
     /// The runtime's id for it (container id, pod name).
     pub id: String,
@@ -161,6 +170,7 @@ pub struct Replica {
 
 /// A service as the runtime sees it now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServiceStatus {
     /// The service's name.
     pub name: String,
@@ -206,7 +216,10 @@ mod tests {
         assert_eq!(s.replicas, 1);
         assert_eq!(s.restart, RestartPolicy::Always);
         assert_eq!(s.network, Network::Full);
+        assert_eq!(s.host, None);
         s.validate().unwrap();
+        // Absent stays absent, so specs stored by older nodes read the same.
+        assert!(!serde_json::to_string(&s).unwrap().contains("host"));
     }
 
     #[test]

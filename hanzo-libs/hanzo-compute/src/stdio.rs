@@ -3,9 +3,56 @@
 
 use crate::ComputeError;
 use serde_json::Value;
+use std::fmt;
+use std::sync::Arc;
 
 /// How much of a tool's log stream (stderr) a runtime keeps.
 pub const LOG_CAP: usize = 1024 * 1024;
+
+/// Where a running job's log bytes go as the tool writes them, so that they can be
+/// followed live (`GET /v1/jobs/{id}/logs?follow=true`) rather than only read once the
+/// job has ended.
+///
+/// A runtime hands it every chunk of the log stream it *keeps* (see
+/// [`LogBuffer::with_sink`]), in order, so followers see exactly the stored logs and
+/// never more than the cap. The default sink discards. Writing must be cheap and must
+/// never block: it is called from the tasks that drain the tool's stderr, and a slow
+/// sink would let the tool's pipe fill.
+#[derive(Clone, Default)]
+pub struct LogSink(Option<Arc<LogFn>>);
+
+type LogFn = dyn Fn(&[u8]) + Send + Sync;
+
+impl LogSink {
+    /// A sink that calls `f` with every chunk.
+    pub fn new(f: impl Fn(&[u8]) + Send + Sync + 'static) -> Self {
+        LogSink(Some(Arc::new(f)))
+    }
+
+    /// Hands a chunk to the sink (nothing for an empty chunk or the default sink).
+    pub fn write(&self, chunk: &[u8]) {
+        if let Some(f) = &self.0
+            && !chunk.is_empty()
+        {
+            f(chunk)
+        }
+    }
+
+    /// Whether anything listens (the default sink does not).
+    pub fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+}
+
+impl fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.is_active() {
+            "LogSink(active)"
+        } else {
+            "LogSink(none)"
+        })
+    }
+}
 
 /// A tool's log stream, bounded: the first bytes up to a cap are kept and the rest only
 /// counted, because logs are for people and must never fail a job or fill the node.
@@ -16,6 +63,7 @@ pub struct LogBuffer {
     cap: usize,
     data: Vec<u8>,
     dropped: u64,
+    sink: LogSink,
 }
 
 impl Default for LogBuffer {
@@ -31,7 +79,14 @@ impl LogBuffer {
             cap,
             data: Vec::new(),
             dropped: 0,
+            sink: LogSink::default(),
         }
+    }
+
+    /// Also hands every kept chunk to `sink` as it arrives (the job's live logs).
+    pub fn with_sink(mut self, sink: LogSink) -> Self {
+        self.sink = sink;
+        self
     }
 
     /// Bytes that still fit.
@@ -43,6 +98,7 @@ impl LogBuffer {
     pub fn push(&mut self, bytes: &[u8]) {
         let keep = self.room().min(bytes.len());
         self.data.extend_from_slice(&bytes[..keep]);
+        self.sink.write(&bytes[..keep]);
         self.dropped += (bytes.len() - keep) as u64;
     }
 
@@ -97,6 +153,25 @@ pub fn failure(code: i64, stdout: &[u8], stderr: &[u8]) -> ComputeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    #[test]
+    fn the_sink_sees_exactly_the_kept_bytes_in_order() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = seen.clone();
+        let mut b =
+            LogBuffer::new(5).with_sink(LogSink::new(move |c| s.lock().unwrap().extend_from_slice(c)));
+        b.push(b"abc");
+        b.push(b"defg");
+        b.push(b"hij");
+        assert_eq!(&*seen.lock().unwrap(), b"abcde");
+        let kept = b.finish();
+        assert!(
+            kept.starts_with(b"abcde\n[hanzo-node: 5 more bytes"),
+            "{}",
+            String::from_utf8_lossy(&kept)
+        );
+    }
 
     #[test]
     fn output_is_one_json_document() {

@@ -250,6 +250,14 @@ impl ServiceRuntime for DockerRuntime {
         if spec.replicas == 0 {
             return Err(ComputeError::invalid("a service needs at least one replica"));
         }
+        // Refused rather than ignored: a spec that asks for a host expects HTTP routed to
+        // it, and silently publishing only ports would look deployed but not be reachable.
+        if let Some(host) = &spec.host {
+            return Err(ComputeError::invalid(format!(
+                "host '{host}' needs an ingress, which the Docker runtime has not: deploy with runtime k8s, \
+                 or without host (ports are published on publish_address)"
+            )));
+        }
         let docker = self.client().await?;
         let image = self.resolve_image(&spec.image).await?.0;
         // Redeploying replaces every replica with the new spec.

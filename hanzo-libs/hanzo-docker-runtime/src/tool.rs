@@ -78,6 +78,25 @@ enum Ended {
     Cancelled,
 }
 
+/// The exit status of a process killed by SIGKILL (128 + 9), as the init reports it.
+const SIGKILLED: i64 = 137;
+
+/// Whether the kernel's OOM killer ended the container. An OOM kill shows as exit 137,
+/// and the daemon's `OOMKilled` flag says so, but that flag comes from an OOM event
+/// which, on a loaded host, can arrive after the cgroup is gone and be dropped: so a
+/// SIGKILL the runtime did not send (it sends none before the tool exits on its own)
+/// also counts when the container's memory cgroup recorded the limit being hit.
+///
+/// A tool can kill itself with SIGKILL after filling its memory, and be named a memory
+/// limit error rather than a failure: it gains nothing by that.
+fn oom_killed(ended: &Ended, daemon_says: bool, memory: Option<crate::cgroup::MemoryRecord>) -> bool {
+    match ended {
+        Ended::Exited(code) => daemon_says || (*code == SIGKILLED && memory.is_some_and(|m| m.hit_limit())),
+        // The runtime killed it (timeout, cancel, output cap): that limit names it.
+        _ => false,
+    }
+}
+
 /// Runs one tool job.
 pub(crate) async fn run(rt: &DockerRuntime, job: &Job) -> Execution {
     let spec = &job.spec;
@@ -168,13 +187,14 @@ async fn run_container(
         .await
         .map_err(|e| ComputeError::ToolFailed(format!("the container did not start: {}", describe(&e))))?;
     let started = Instant::now();
+    let memory_watch = crate::cgroup::MemoryWatch::start(id);
     let deadline = started + Duration::from_millis(limits.timeout_ms);
     let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
 
     let mut input = attach.input;
     let mut output = attach.output;
     let mut stdout = Vec::new();
-    let mut log_buf = hanzo_compute::stdio::LogBuffer::default();
+    let mut log_buf = hanzo_compute::stdio::LogBuffer::default().with_sink(job.logs.clone());
     let write_params = async {
         // A tool that exits without reading its stdin closes the pipe: not an error.
         let _ = input.write_all(params).await;
@@ -222,8 +242,8 @@ async fn run_container(
         _ = job.cancel.cancelled() => Ended::Cancelled,
     };
     // The kernel's record lives in the container's cgroup, which the runtime deletes
-    // as soon as the container stops: read it while the container still runs (a tool
-    // that exited on its own has no cgroup left, and these stay unknown).
+    // as soon as the container stops: read it while the container still runs (for a
+    // tool that exited on its own, the memory watch kept the last record).
     // Hang up the attach connection first: while nobody reads it, the daemon can sit
     // blocked on a tool that is still writing, and the kill would wait behind it.
     drop(input);
@@ -234,6 +254,10 @@ async fn run_container(
         usage.peak_memory_bytes = crate::cgroup::peak_memory(id);
         kill(docker, id).await;
     }
+    let memory = memory_watch.finish();
+    if usage.peak_memory_bytes.is_none() {
+        usage.peak_memory_bytes = memory.and_then(|m| m.peak);
+    }
     usage.set_wall_time(started.elapsed());
     *logs = log_buf.finish();
     let state = docker
@@ -241,7 +265,11 @@ async fn run_container(
         .await
         .ok()
         .and_then(|c| c.state);
-    let oom = state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false);
+    let oom = oom_killed(
+        &ended,
+        state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false),
+        memory,
+    );
     let processes = || {
         ComputeError::limit(
             LimitKind::Processes,
@@ -254,7 +282,6 @@ async fn run_container(
             LimitKind::Output,
             format!("the tool wrote more than {cap} bytes of output"),
         )),
-        // An OOM kill shows as exit 137; the daemon's flag says which it was.
         Ended::Exited(_) if oom => Err(ComputeError::limit(
             LimitKind::Memory,
             format!(
@@ -271,5 +298,41 @@ async fn run_container(
             format!("killed after the {} ms timeout", limits.timeout_ms),
         )),
         Ended::Exited(code) => Err(hanzo_compute::stdio::failure(code, &stdout, logs)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cgroup::MemoryRecord;
+
+    #[test]
+    fn an_oom_kill_is_named_even_when_the_daemon_missed_it() {
+        let at_limit = MemoryRecord {
+            failcnt: 12,
+            oom_kills: 1,
+            peak: Some(32 << 20),
+            limit: Some(32 << 20),
+        };
+        let quiet = MemoryRecord {
+            peak: Some(1 << 20),
+            limit: Some(32 << 20),
+            ..MemoryRecord::default()
+        };
+        // The daemon's flag alone.
+        assert!(oom_killed(&Ended::Exited(137), true, None));
+        // The flag lost to the race: the cgroup's record decides.
+        assert!(oom_killed(&Ended::Exited(137), false, Some(at_limit)));
+        assert!(!oom_killed(&Ended::Exited(137), false, Some(quiet)));
+        assert!(
+            !oom_killed(&Ended::Exited(137), false, None),
+            "unknown: a plain failure"
+        );
+        // Only a SIGKILL is an OOM kill; another exit of a tool at its limit is its own.
+        assert!(!oom_killed(&Ended::Exited(1), false, Some(at_limit)));
+        // When the runtime killed it, its own reason stands.
+        for ended in [Ended::TimedOut, Ended::Cancelled, Ended::OutputOverflow] {
+            assert!(!oom_killed(&ended, false, Some(at_limit)));
+        }
     }
 }

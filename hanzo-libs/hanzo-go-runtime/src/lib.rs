@@ -162,6 +162,7 @@ impl GoRuntime {
             id: job.id.clone(),
             spec,
             cancel: job.cancel.clone(),
+            logs: job.logs.clone(),
         };
         Ok(self.wasm.execute(&wasm_job).await)
     }

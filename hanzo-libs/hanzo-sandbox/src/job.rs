@@ -30,6 +30,7 @@ impl ProcessSpec {
         spec.mounts = job.spec.mounts.clone();
         spec.network = job.spec.network;
         spec.limits = job.spec.limits.clone();
+        spec.log_sink = job.logs.clone();
         spec
     }
 }

@@ -468,7 +468,9 @@ async fn supervise(
         });
         cleanup.tasks.push(writer.abort_handle());
     }
-    let logs = Arc::new(Mutex::new(LogBuffer::new(STDERR_CAP)));
+    let logs = Arc::new(Mutex::new(
+        LogBuffer::new(STDERR_CAP).with_sink(spec.log_sink.clone()),
+    ));
     let mut stderr_task =
         receiver(started.child.stderr.take()).map(|rx| tokio::spawn(read_logs(rx, logs.clone())));
     let mut status_task = started

@@ -2,6 +2,7 @@
 //! checks that run before anything starts.
 
 use crate::SandboxError;
+use hanzo_compute::stdio::LogSink;
 use hanzo_compute::{Mount, Network, ResourceLimits};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
@@ -86,6 +87,9 @@ pub struct ProcessSpec {
     pub pids_limit: u32,
     /// Files to place in the work directory before start (the script, its modules).
     pub workdir_files: Vec<WorkFile>,
+    /// Where the kept part of stderr goes as it is written (the job's live logs);
+    /// discarded by default.
+    pub log_sink: LogSink,
 }
 
 impl ProcessSpec {
@@ -104,6 +108,7 @@ impl ProcessSpec {
             limits: ResourceLimits::default(),
             pids_limit: DEFAULT_PIDS_LIMIT,
             workdir_files: Vec::new(),
+            log_sink: LogSink::default(),
         }
     }
 

@@ -9,6 +9,10 @@
 //!   panic that says how to install them (`bash scripts/test.sh` does).
 //! - [`wasm_examples_dir`] and [`native_examples_dir`]: the Rust SDK's examples, built
 //!   once for WASM or for this host.
+//! - [`docker`]: the docker CLI, a daemon check, and fixture images built from local
+//!   files ([`docker::busybox_image`]).
+
+pub mod docker;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

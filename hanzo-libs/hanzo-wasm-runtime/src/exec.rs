@@ -195,7 +195,8 @@ pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, 
         }
     };
     let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
-    let logs = BoundedPipe::new(hanzo_compute::stdio::LOG_CAP, Overflow::Truncate);
+    let logs =
+        BoundedPipe::new(hanzo_compute::stdio::LOG_CAP, Overflow::Truncate).with_sink(job.logs.clone());
     let stdout = BoundedPipe::new(cap, Overflow::Trap);
 
     // The sandbox: nothing from the host unless the job lists it.

@@ -6,7 +6,7 @@
 //! rest, because logs are for people and must never fail a job.
 
 use bytes::Bytes;
-use hanzo_compute::stdio::LogBuffer;
+use hanzo_compute::stdio::{LogBuffer, LogSink};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -44,6 +44,16 @@ impl BoundedPipe {
             overflow,
             buf: Arc::new(Mutex::new(LogBuffer::new(cap))),
         }
+    }
+
+    /// Also hands every kept chunk to `sink` as the guest writes it (the job's live
+    /// logs).
+    pub(crate) fn with_sink(self, sink: LogSink) -> Self {
+        {
+            let mut b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+            *b = std::mem::take(&mut *b).with_sink(sink);
+        }
+        self
     }
 
     /// Appends `bytes`, or reports that the cap was passed (in `Trap` mode).
