@@ -225,7 +225,7 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
             .into());
         }
     }
-    let node = Node::build(config, None)?;
+    let node = Node::build(config, None).await?;
     println!("hanzo-node demo: node {}", node.compute.key().id());
     println!("data directory: {}\n", node.config.node.data_dir.display());
     // The hostile scripts live in the data directory for the demo's length.

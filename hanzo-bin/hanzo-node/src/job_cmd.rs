@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 use hanzo_compute::{ComputeError, RuntimeKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -59,10 +59,13 @@ pub enum JobCmd {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Print a job's logs (its stderr; available once it has ended).
+    /// Print a job's logs (its stderr); with --follow, as they are written.
     Logs {
         /// The job id.
         id: String,
+        /// Keep printing new lines until the job ends (server-sent events).
+        #[arg(short, long)]
+        follow: bool,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -88,6 +91,9 @@ pub struct SubmitArgs {
     /// Wait for the result and print the output as `run` does (same exit codes).
     #[arg(long)]
     pub wait: bool,
+    /// Like --wait, printing the job's logs to stderr live while it runs.
+    #[arg(long, conflicts_with = "wait")]
+    pub follow: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -180,8 +186,12 @@ fn dispatch(config: Option<&Path>, cmd: JobCmd) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        JobCmd::Logs { id, node } => {
+        JobCmd::Logs { id, follow, node } => {
             let client = Client::new(config, &node)?;
+            if follow {
+                client.follow(&id, &mut std::io::stdout().lock())?;
+                return Ok(0);
+            }
             let resp = client.call("GET", &format!("/v1/jobs/{}/logs", enc(&id)), b"")?;
             std::io::stdout().lock().write_all(&resp.body)?;
             Ok(0)
@@ -222,6 +232,13 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
         .as_str()
         .ok_or_else(|| ComputeError::internal(format!("the node answered without a job id: {ack}")))?
         .to_string();
+    if args.follow {
+        client.follow(&id, &mut std::io::stderr().lock())?;
+        let job = client
+            .call("GET", &format!("/v1/jobs/{}", enc(&id)), b"")?
+            .json()?;
+        return finish(&job, b"", args.run.receipt.as_deref(), args.run.json);
+    }
     if !args.wait {
         println!("{id}");
         return Ok(0);
@@ -507,39 +524,116 @@ impl Client {
         if (200..300).contains(&status) {
             return Ok(Resp { status, body });
         }
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        let code = v["error"]["code"].as_str().unwrap_or("").to_string();
-        let mut message = v["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim()));
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
-        Err(match status {
-            401 => fail(2, format!("{message} (set --token or HANZO_NODE_API_TOKEN)")),
-            429 => {
-                if let Some(after) = header("retry-after") {
-                    message.push_str(&format!("; retry after {after} s"));
-                }
-                fail(4, message)
-            }
-            400..=499 => fail(2, message),
-            503 => fail(4, message),
-            _ => fail(5, format!("the node failed ({status} {code}): {message}")),
-        })
+        Err(api_error(status, &headers, &body))
     }
 
+    /// Writes a job's log lines to `out` as the node streams them (server-sent events,
+    /// `GET /v1/jobs/{id}/logs?follow=true`) until the job ends.
+    pub(crate) fn follow(&self, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+        // HTTP/1.0: the node then sends the stream as it is, up to the close, rather
+        // than in chunks this small client would have to undo.
+        let path = format!("/v1/jobs/{}/logs?follow=true", enc(id));
+        let s = self.open("GET", &path, b"", "HTTP/1.0")?;
+        let mut reader = std::io::BufReader::new(s);
+        let mut head = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            if reader
+                .read_until(b'\n', &mut line)
+                .map_err(|e| self.unreachable(e))?
+                == 0
+            {
+                break;
+            }
+            head.extend_from_slice(&line);
+            if line == b"\r\n" {
+                break;
+            }
+        }
+        let (status, headers, _) = parse_response(&head).ok_or_else(|| self.malformed())?;
+        if status != 200 {
+            let mut body = Vec::new();
+            let _ = reader.read_to_end(&mut body);
+            return Err(api_error(status, &headers, &body));
+        }
+        let mut event = String::new();
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if reader.read_line(&mut line).map_err(|e| self.unreachable(e))? == 0 {
+                return Err(fail(
+                    5,
+                    format!("{} closed the log stream of job {id} early", self.url),
+                ));
+            }
+            let line = line.trim_end_matches(['\n', '\r']);
+            if let Some(name) = line.strip_prefix("event:") {
+                event = name.trim().to_string();
+            } else if let Some(data) = line.strip_prefix("data:") {
+                let data = data.strip_prefix(' ').unwrap_or(data);
+                if event == "end" {
+                    return Ok(());
+                }
+                // One `data` line per log line (the node splits at line ends).
+                writeln!(out, "{data}")?;
+                out.flush()?;
+            } else if line.is_empty() {
+                event.clear();
+            }
+        }
+    }
+
+    fn unreachable(&self, e: std::io::Error) -> anyhow::Error {
+        fail(
+            4,
+            format!("no node at {} ({e}); start one with `hanzo-node serve`", self.url),
+        )
+    }
+
+    fn malformed(&self) -> anyhow::Error {
+        ComputeError::internal(format!("{} sent a malformed HTTP answer", self.url)).into()
+    }
+}
+
+/// An API error answer as the CLI reports it: one message, the contract's exit code.
+fn api_error(status: u16, headers: &[(String, String)], body: &[u8]) -> anyhow::Error {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let code = v["error"]["code"].as_str().unwrap_or("").to_string();
+    let mut message = v["error"]["message"]
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("HTTP {status}: {}", String::from_utf8_lossy(body).trim()));
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    match status {
+        401 => fail(2, format!("{message} (set --token or HANZO_NODE_API_TOKEN)")),
+        429 => {
+            if let Some(after) = header("retry-after") {
+                message.push_str(&format!("; retry after {after} s"));
+            }
+            fail(4, message)
+        }
+        400..=499 => fail(2, message),
+        503 => fail(4, message),
+        _ => fail(5, format!("the node failed ({status} {code}): {message}")),
+    }
+}
+
+impl Client {
     fn send(&self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Parsed> {
-        let unreachable = |e: std::io::Error| {
-            fail(
-                4,
-                format!("no node at {} ({e}); start one with `hanzo-node serve`", self.url),
-            )
-        };
+        let mut s = self.open(method, path, body, "HTTP/1.1")?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).map_err(|e| self.unreachable(e))?;
+        parse_response(&raw).ok_or_else(|| self.malformed())
+    }
+
+    /// Connects and sends one request.
+    fn open(&self, method: &str, path: &str, body: &[u8], version: &str) -> anyhow::Result<TcpStream> {
+        let unreachable = |e| self.unreachable(e);
         let addrs: Vec<_> = self
             .authority
             .to_socket_addrs()
@@ -558,7 +652,8 @@ impl Client {
         }
         let mut s =
             stream.ok_or_else(|| unreachable(last.unwrap_or_else(|| std::io::Error::other("no address"))))?;
-        // Every call is short (waiting is done by polling), so a silent node is a fault.
+        // Every call is short (waiting is done by polling; a followed log stream has a
+        // keep-alive every 15 s), so a minute of silence is a fault.
         s.set_read_timeout(Some(Duration::from_secs(60)))
             .map_err(unreachable)?;
         let auth = self
@@ -572,7 +667,7 @@ impl Client {
             "application/json"
         };
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n{auth}\
+            "{method} {path} {version}\r\nHost: {}\r\nConnection: close\r\n{auth}\
              Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             self.authority,
             body.len()
@@ -580,11 +675,7 @@ impl Client {
         s.write_all(head.as_bytes()).map_err(unreachable)?;
         // A refused body may be answered (and the socket closed) before it is all sent.
         let _ = s.write_all(body);
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).map_err(unreachable)?;
-        parse_response(&raw).ok_or_else(|| {
-            ComputeError::internal(format!("{} sent a malformed HTTP answer", self.url)).into()
-        })
+        Ok(s)
     }
 }
 

@@ -121,7 +121,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run::run(cli.config.as_deref(), *args).await,
         Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json).await,
         Command::Receipt(cmd) => receipt_cmd::run(cmd),
-        Command::Module(cmd) => node::module(cli.config.as_deref(), cmd),
+        Command::Module(cmd) => node::module(cli.config.as_deref(), cmd).await,
         Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Job(cmd) => job_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Tool(cmd) => tool_cmd::run(cli.config.as_deref(), cmd).await,

@@ -43,7 +43,7 @@ pub struct Node {
 impl Node {
     /// Builds the node. With `only`, just that runtime is started (a CLI `run` needs
     /// one, and starting the others would only cost time).
-    pub fn build(explicit_config: Option<&Path>, only: Option<RuntimeKind>) -> anyhow::Result<Node> {
+    pub async fn build(explicit_config: Option<&Path>, only: Option<RuntimeKind>) -> anyhow::Result<Node> {
         let config = load_config(explicit_config)?;
         let data_dir = config.node.data_dir.clone();
         let key = NodeKey::load_or_create(&data_dir)?;
@@ -151,8 +151,8 @@ pub enum ModuleCmd {
     Ls,
 }
 
-pub fn module(config: Option<&Path>, cmd: ModuleCmd) -> anyhow::Result<u8> {
-    let node = Node::build(config, Some(RuntimeKind::Wasm))?;
+pub async fn module(config: Option<&Path>, cmd: ModuleCmd) -> anyhow::Result<u8> {
+    let node = Node::build(config, Some(RuntimeKind::Wasm)).await?;
     let wasm = node
         .wasm
         .ok_or_else(|| ComputeError::Unavailable(node_reason(&node.config)))?;

@@ -2,14 +2,65 @@
 
 use crate::node::Node;
 use clap::Args;
+use hanzo_compute::stdio::LogSink;
 use hanzo_compute::{
-    ComputeError, JobOutcome, JobSpec, Mount, Network, ResourceLimits, RuntimeKind, parse_env_pair,
+    ComputeError, Job, JobOutcome, JobSpec, Mount, Network, ResourceLimits, RuntimeKind, Signing,
+    parse_env_pair,
 };
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The limit flags of every command that starts a job (`run`, `job submit`, `tool add`):
+/// one set, so their names, defaults and meaning cannot drift apart (CONTRACTS §3).
+/// A flag left out takes `ResourceLimits::default()`'s value, named in its help.
+#[derive(Args, Debug, Clone, Default)]
+pub struct LimitArgs {
+    /// Memory limit in MiB (default 256).
+    #[arg(long, value_name = "N")]
+    pub memory_mb: Option<u64>,
+    /// Wall-clock limit in milliseconds (default 30000).
+    #[arg(long, value_name = "N")]
+    pub timeout_ms: Option<u64>,
+    /// Fuel limit, WASM only (default: unmetered beyond the timeout).
+    #[arg(long, value_name = "N")]
+    pub fuel: Option<u64>,
+    /// Relative CPU weight (default 1024).
+    #[arg(long, value_name = "N")]
+    pub cpu_shares: Option<u32>,
+    /// Scratch disk in MiB (default 512).
+    #[arg(long, value_name = "N")]
+    pub disk_mb: Option<u64>,
+    /// Cap on the output in bytes (default 16 MiB).
+    #[arg(long, value_name = "N")]
+    pub max_output_bytes: Option<u64>,
+}
+
+impl LimitArgs {
+    /// The limits the flags ask for, the defaults filling the rest. The output cap's
+    /// default is the caller's: `run` takes the node's `[compute] max_output_bytes`.
+    pub fn to_limits(&self, default_output_cap: u64) -> ResourceLimits {
+        let d = ResourceLimits::default();
+        ResourceLimits {
+            cpu_shares: self.cpu_shares.unwrap_or(d.cpu_shares),
+            memory_mb: self.memory_mb.unwrap_or(d.memory_mb),
+            disk_mb: self.disk_mb.unwrap_or(d.disk_mb),
+            network_bandwidth_mbps: None,
+            timeout_ms: self.timeout_ms.unwrap_or(d.timeout_ms),
+            fuel: self.fuel,
+            max_output_bytes: self.max_output_bytes.unwrap_or(default_output_cap),
+        }
+    }
+}
 
 #[derive(Args, Debug)]
+// `run` (and `job submit`, which shares these flags) take the output cap's default from
+// the configuration, so say so there.
+#[command(mut_arg("max_output_bytes", |a| {
+    a.help("Cap on the output in bytes (default 16 MiB, or [compute] max_output_bytes)")
+}))]
 pub struct RunArgs {
     /// wasm | docker | deno | python | go | native | k8s
     pub runtime: String,
@@ -24,24 +75,8 @@ pub struct RunArgs {
     /// Read the params from a file.
     #[arg(long, value_name = "PATH")]
     pub params_file: Option<PathBuf>,
-    /// Memory limit in MiB.
-    #[arg(long, value_name = "N")]
-    pub memory_mb: Option<u64>,
-    /// Wall-clock limit in milliseconds.
-    #[arg(long, value_name = "N")]
-    pub timeout_ms: Option<u64>,
-    /// Fuel limit (WASM).
-    #[arg(long, value_name = "N")]
-    pub fuel: Option<u64>,
-    /// Relative CPU weight.
-    #[arg(long, value_name = "N")]
-    pub cpu_shares: Option<u32>,
-    /// Scratch disk in MiB.
-    #[arg(long, value_name = "N")]
-    pub disk_mb: Option<u64>,
-    /// Cap on the output in bytes (default 16 MiB, or [compute] max_output_bytes).
-    #[arg(long, value_name = "N")]
-    pub max_output_bytes: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// none (default) or full.
     #[arg(long, value_name = "none|full", default_value = "none")]
     pub network: String,
@@ -83,16 +118,7 @@ impl RunArgs {
             }
             (None, None) => json!({}),
         };
-        let defaults = ResourceLimits::default();
-        let limits = ResourceLimits {
-            cpu_shares: self.cpu_shares.unwrap_or(defaults.cpu_shares),
-            memory_mb: self.memory_mb.unwrap_or(defaults.memory_mb),
-            disk_mb: self.disk_mb.unwrap_or(defaults.disk_mb),
-            network_bandwidth_mbps: None,
-            timeout_ms: self.timeout_ms.unwrap_or(defaults.timeout_ms),
-            fuel: self.fuel,
-            max_output_bytes: self.max_output_bytes.unwrap_or(default_output_cap),
-        };
+        let limits = self.limits.to_limits(default_output_cap);
         let mut spec = JobSpec::new(runtime, &self.source).params(params).limits(limits);
         spec.function = self.function.clone();
         spec.network = self.network.parse::<Network>()?;
@@ -123,22 +149,45 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     // Parse the runtime name before anything else, so a typo is a usage error even
     // when the configuration cannot load.
     let kind: RuntimeKind = args.runtime.parse()?;
-    let node = Node::build(config, Some(kind))?;
+    let node = Node::build(config, Some(kind)).await?;
     let spec = args.to_spec(node.config.compute.max_output_bytes)?;
     if node.compute.runtime(kind).is_none() {
         return Err(ComputeError::Unavailable(node.unavailable_reason(kind)).into());
     }
-    let outcome = node.compute.run(spec).await;
-    report(&outcome, args.receipt.as_deref(), args.json)
+    // The tool's log stream goes to our stderr as it is written (as `docker run` does),
+    // so a long job shows its progress; `report` adds only what the runtime appended at
+    // the end (a note about dropped bytes).
+    let streamed = Arc::new(AtomicUsize::new(0));
+    let sink = {
+        let streamed = streamed.clone();
+        LogSink::new(move |chunk| {
+            let _ = std::io::stderr().lock().write_all(chunk);
+            streamed.fetch_add(chunk.len(), Ordering::Relaxed);
+        })
+    };
+    let job = Job::new(spec).with_log_sink(sink);
+    let outcome = node.compute.run_job(&job, Signing::On).await;
+    report(
+        &outcome,
+        streamed.load(Ordering::Relaxed),
+        args.receipt.as_deref(),
+        args.json,
+    )
 }
 
 /// Prints the outcome as the contract asks, writes the receipt, and returns the exit
-/// code (an error line is printed by `main`).
-pub fn report(outcome: &JobOutcome, receipt_path: Option<&Path>, json: bool) -> anyhow::Result<u8> {
+/// code (an error line is printed by `main`). The first `streamed` bytes of the logs
+/// were printed live already.
+pub fn report(
+    outcome: &JobOutcome,
+    streamed: usize,
+    receipt_path: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<u8> {
     // The tool's own log stream goes to our stderr, before any error line.
     if !outcome.logs.is_empty() {
         let mut err = std::io::stderr().lock();
-        let _ = err.write_all(&outcome.logs);
+        let _ = err.write_all(outcome.logs.get(streamed..).unwrap_or_default());
         if !outcome.logs.ends_with(b"\n") {
             let _ = err.write_all(b"\n");
         }
@@ -174,5 +223,74 @@ pub fn report(outcome: &JobOutcome, receipt_path: Option<&Path>, json: bool) -> 
             }
             Err(e.clone().into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::{CommandFactory, Parser};
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        limits: LimitArgs,
+    }
+
+    #[test]
+    fn limit_flags_left_out_take_the_defaults_their_help_names() {
+        let d = ResourceLimits::default();
+        let parsed = Probe::try_parse_from(["probe"]).unwrap().limits;
+        let limits = parsed.to_limits(7);
+        assert_eq!(limits.memory_mb, d.memory_mb);
+        assert_eq!(limits.timeout_ms, d.timeout_ms);
+        assert_eq!(limits.cpu_shares, d.cpu_shares);
+        assert_eq!(limits.disk_mb, d.disk_mb);
+        assert_eq!(limits.fuel, None);
+        assert_eq!(limits.max_output_bytes, 7, "the caller's output cap");
+        assert_eq!(limits.network_bandwidth_mbps, None);
+
+        // The help states each default; it must be the one applied.
+        let cmd = Probe::command();
+        let help = |id: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_id() == id)
+                .and_then(|a| a.get_help())
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        };
+        assert!(help("memory_mb").contains(&format!("default {}", d.memory_mb)));
+        assert!(help("timeout_ms").contains(&format!("default {}", d.timeout_ms)));
+        assert!(help("cpu_shares").contains(&format!("default {}", d.cpu_shares)));
+        assert!(help("disk_mb").contains(&format!("default {}", d.disk_mb)));
+        assert_eq!(d.max_output_bytes, 16 << 20);
+        assert!(help("max_output_bytes").contains("default 16 MiB"));
+    }
+
+    #[test]
+    fn limit_flags_set_every_limit() {
+        let parsed = Probe::try_parse_from([
+            "probe",
+            "--memory-mb=64",
+            "--timeout-ms=500",
+            "--fuel=9",
+            "--cpu-shares=512",
+            "--disk-mb=32",
+            "--max-output-bytes=100",
+        ])
+        .unwrap()
+        .limits;
+        let limits = parsed.to_limits(7);
+        assert_eq!(
+            (
+                limits.memory_mb,
+                limits.timeout_ms,
+                limits.fuel,
+                limits.cpu_shares,
+                limits.disk_mb,
+                limits.max_output_bytes
+            ),
+            (64, 500, Some(9), 512, 32, 100)
+        );
     }
 }

@@ -6,8 +6,9 @@
 
 use crate::node::Node;
 use anyhow::Context;
-use hanzo_api::{Api, ApiOptions};
+use hanzo_api::{Api, ApiOptions, ServiceRuntimes};
 use hanzo_compute::ComputeError;
+use hanzo_compute::service::ServiceRuntime;
 use hanzo_jobstore::{Durability, JobStore, Options as StoreOptions, Retention};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -20,7 +21,7 @@ use std::time::Duration;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
-    let node = Node::build(config, None)?;
+    let node = Node::build(config, None).await?;
     let cfg = node.config.clone();
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(cfg.node.api_listen.as_str())
         .await
@@ -67,6 +68,12 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
         queue_capacity: cfg.compute.resources.queue_capacity as usize,
         ..hanzo_scheduler::Options::default()
     };
+    // Services run on the Docker runtime when it is enabled; it connects lazily, so a
+    // node whose daemon is down still serves, and `/v1/services` answers 503 with why.
+    let mut services: Vec<Arc<dyn ServiceRuntime>> = Vec::new();
+    if let Some(docker) = node.docker.clone() {
+        services.push(docker);
+    }
     let api = Api::new(
         Arc::new(node.compute),
         node.wasm.clone(),
@@ -75,6 +82,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
             token: Some(cfg.node.api_token.clone()),
             resources: cfg.compute.resources.clone(),
             scheduler: scheduler_options,
+            services: ServiceRuntimes::new(services),
         },
     );
     let resumed = api.resume(recovery.queued).await;

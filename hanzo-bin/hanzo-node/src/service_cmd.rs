@@ -198,7 +198,7 @@ fn print(status: &ServiceStatus, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn run(config: Option<&Path>, cmd: ServiceCmd) -> anyhow::Result<u8> {
-    let node = Node::build(config, Some(RuntimeKind::Docker))?;
+    let node = Node::build(config, Some(RuntimeKind::Docker)).await?;
     match cmd {
         ServiceCmd::Deploy(args) => {
             let spec = args.to_spec()?;

@@ -2,6 +2,7 @@
 //! (the same client as `hanzo-node job`).
 
 use crate::job_cmd::{Client, NodeArgs, enc, finish, resolve_source, wait_for};
+use crate::run::LimitArgs;
 use clap::{Args, Subcommand};
 use hanzo_compute::{ComputeError, ResourceLimits, RuntimeKind};
 use serde_json::{Value, json};
@@ -64,24 +65,8 @@ pub struct AddArgs {
     /// The function to call (default: the runtime's choice).
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
-    /// Memory ceiling in MiB (default 256).
-    #[arg(long, value_name = "N")]
-    pub memory_mb: Option<u64>,
-    /// Wall-clock limit in milliseconds (default 30000).
-    #[arg(long, value_name = "N")]
-    pub timeout_ms: Option<u64>,
-    /// WASM fuel (default: unmetered beyond the timeout).
-    #[arg(long, value_name = "N")]
-    pub fuel: Option<u64>,
-    /// Relative CPU weight (default 1024).
-    #[arg(long, value_name = "N")]
-    pub cpu_shares: Option<u32>,
-    /// Scratch disk in MiB (default 512).
-    #[arg(long, value_name = "N")]
-    pub disk_mb: Option<u64>,
-    /// Output cap in bytes (default 16 MiB).
-    #[arg(long, value_name = "N")]
-    pub max_output_bytes: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -151,16 +136,9 @@ fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
 fn add(config: Option<&Path>, args: AddArgs) -> anyhow::Result<u8> {
     let kind: RuntimeKind = args.runtime.parse()?;
     let schema = args.schema.as_deref().map(read_schema).transpose()?;
-    let d = ResourceLimits::default();
-    let limits = ResourceLimits {
-        cpu_shares: args.cpu_shares.unwrap_or(d.cpu_shares),
-        memory_mb: args.memory_mb.unwrap_or(d.memory_mb),
-        disk_mb: args.disk_mb.unwrap_or(d.disk_mb),
-        network_bandwidth_mbps: None,
-        timeout_ms: args.timeout_ms.unwrap_or(d.timeout_ms),
-        fuel: args.fuel,
-        max_output_bytes: args.max_output_bytes.unwrap_or(d.max_output_bytes),
-    };
+    // The node stores these with the tool; the output cap's default is the contract's,
+    // not this machine's configuration.
+    let limits = args.limits.to_limits(ResourceLimits::default().max_output_bytes);
     let client = Client::new(config, &args.node)?;
     let source = resolve_source(&client, kind, &args.source)?;
     let mut body = json!({

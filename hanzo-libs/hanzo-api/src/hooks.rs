@@ -1,6 +1,7 @@
 //! The scheduler's hooks: every start and end of a job is recorded in the store, and
 //! callers waiting for a job (`execute`, `?wait=true`) are told when it ended.
 
+use crate::logs::LiveLogs;
 use crate::metrics::Durations;
 use hanzo_compute::{Job, JobOutcome};
 use hanzo_jobstore::JobStore;
@@ -13,6 +14,8 @@ pub struct StoreHooks {
     store: JobStore,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     pub(crate) durations: Durations,
+    /// The live logs of the jobs that have not ended.
+    pub(crate) live: LiveLogs,
 }
 
 impl StoreHooks {
@@ -22,6 +25,7 @@ impl StoreHooks {
             store,
             waiters: Mutex::new(HashMap::new()),
             durations: Durations::default(),
+            live: LiveLogs::default(),
         }
     }
 
@@ -34,13 +38,16 @@ impl StoreHooks {
         rx
     }
 
-    /// Drops the waiters of a job that never reached the scheduler.
+    /// Drops the waiters and live log of a job that never reached the scheduler.
     pub(crate) fn forget(&self, id: &str) {
         let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         w.remove(id);
+        self.live.close(id);
     }
 
+    /// Tells waiters and log followers that the job's end is in the store.
     fn wake(&self, id: &str) {
+        self.live.close(id);
         let senders = {
             let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
             w.remove(id)

@@ -9,12 +9,15 @@
 
 mod error;
 mod hooks;
+mod logs;
 mod metrics;
 mod routes;
+mod services;
 mod tools;
 
 pub use error::ApiError;
 pub use hooks::StoreHooks;
+pub use services::ServiceRuntimes;
 
 use hanzo_compute::Compute;
 use hanzo_compute::config::ResourcesConfig;
@@ -41,6 +44,8 @@ pub struct ApiOptions {
     pub resources: ResourcesConfig,
     /// The scheduler's settings (queue capacity, ...).
     pub scheduler: hanzo_scheduler::Options,
+    /// The runtimes `/v1/services` deploys on (none: those routes answer 503).
+    pub services: ServiceRuntimes,
 }
 
 /// The API: the store, the scheduler over the node's runtimes, and the router.
@@ -55,6 +60,7 @@ pub(crate) struct State {
     pub hooks: Arc<StoreHooks>,
     pub wasm: Option<Arc<WasmRuntime>>,
     pub token: Option<String>,
+    pub services: ServiceRuntimes,
 }
 
 impl Api {
@@ -78,6 +84,7 @@ impl Api {
                 hooks,
                 wasm,
                 token: options.token.filter(|t| !t.is_empty()),
+                services: options.services,
             }),
         }
     }
@@ -85,11 +92,15 @@ impl Api {
     /// Queues the jobs the store recovered after a restart (`Recovery::queued`, in
     /// its order).
     pub async fn resume(&self, jobs: Vec<JobRecord>) -> Resumed {
-        let jobs = jobs.into_iter().map(|r| hanzo_compute::Job {
-            id: r.id,
-            spec: r.spec,
-            cancel: hanzo_compute::CancelToken::new(),
-        });
+        let live = &self.state.hooks.live;
+        let jobs = jobs
+            .into_iter()
+            .map(|r| hanzo_compute::Job::with_id(r.id, r.spec))
+            .map(|job| {
+                let sink = live.open(&job.id);
+                job.with_log_sink(sink)
+            })
+            .collect::<Vec<_>>();
         self.state.scheduler.resume(jobs).await
     }
 

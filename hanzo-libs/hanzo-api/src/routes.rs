@@ -4,18 +4,25 @@ use crate::error::ApiError;
 use crate::{MAX_JOB_BODY, MAX_MODULE_BODY, State};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as AxState};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State as AxState};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hanzo_compute::{CancelToken, Job, JobSpec, RuntimeKind};
+use hanzo_compute::{Job, JobSpec, RuntimeKind};
 use hanzo_jobstore::{CancelOutcome, JobRecord, JobStatus, ListFilter, Page};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
 use utoipa::OpenApi;
+
+pub(crate) mod schemas;
+
+use schemas::{
+    ErrorReply, Healthy, Job as JobView, JobList, ModuleBytes, NodeInfo, Queued, RuntimeReport, StoredModule,
+};
 
 type S = AxState<Arc<State>>;
 type ApiResult<T = Response> = Result<T, ApiError>;
@@ -34,7 +41,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         )
         .route("/v1/jobs/{id}", get(get_job))
         .route("/v1/jobs/{id}/cancel", post(cancel_job))
-        .route("/v1/jobs/{id}/logs", get(job_logs))
+        .route("/v1/jobs/{id}/logs", get(crate::logs::job_logs))
         .route(
             "/v1/modules",
             post(add_module).layer(DefaultBodyLimit::max(MAX_MODULE_BODY)),
@@ -44,6 +51,7 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
         .merge(crate::tools::routes())
+        .merge(crate::services::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(healthz))
@@ -65,20 +73,61 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         list_jobs,
         get_job,
         cancel_job,
-        job_logs,
+        crate::logs::job_logs,
         add_module,
         runtimes,
         node,
         openapi_json,
         metrics
-    )
+    ),
+    components(schemas(ErrorReply, JobSpec, schemas::JobStatus, schemas::LogEvent))
 )]
 struct ApiDoc;
 
 pub(crate) fn openapi() -> Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::tools::ToolsDoc::openapi());
-    serde_json::to_value(doc).unwrap_or(Value::Null)
+    doc.merge(crate::services::ServicesDoc::openapi());
+    let mut doc = serde_json::to_value(doc).unwrap_or(Value::Null);
+    document_auth(&mut doc);
+    doc
+}
+
+/// The bearer token, said once for every route rather than in each annotation (so that
+/// routes added later are covered too): a `bearer` scheme, optional (a node on loopback
+/// may run without a token, hence the empty alternative), and a 401 `unauthorized` on
+/// every operation but `/healthz`, which never asks for it.
+fn document_auth(doc: &mut Value) {
+    doc["components"]["securitySchemes"]["bearer"] = json!({
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The node's API token (`[node] api_token`), required when one is set",
+    });
+    doc["security"] = json!([{"bearer": []}, {}]);
+    let Some(paths) = doc["paths"].as_object_mut() else {
+        return;
+    };
+    for (path, ops) in paths {
+        let Some(ops) = ops.as_object_mut() else {
+            continue;
+        };
+        const METHODS: [&str; 8] = [
+            "get", "put", "post", "delete", "options", "head", "patch", "trace",
+        ];
+        let ops = ops
+            .iter_mut()
+            .filter(|(k, op)| METHODS.contains(&k.as_str()) && op.is_object());
+        for (_, op) in ops {
+            if path == "/healthz" {
+                op["security"] = json!([{}]);
+            } else if op["responses"].get("401").is_none() {
+                op["responses"]["401"] = json!({
+                    "description": "unauthorized: a token is set and the request lacks it",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorReply"}}},
+                });
+            }
+        }
+    }
 }
 
 /// Bearer-token check for every route but `/healthz`, when a token is set.
@@ -126,6 +175,22 @@ pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
     })
 }
 
+/// A path segment (`{id}`, `{name}`). Its rejection (a segment that is not UTF-8 once
+/// percent-decoded) answers like every other error, JSON 400 `invalid_input`, instead
+/// of axum's plain-text default, which the document does not (and should not) promise.
+pub(crate) struct Segment(pub String);
+
+impl<T: Send + Sync> FromRequestParts<T> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &T) -> Result<Self, ApiError> {
+        Path::<String>::from_request_parts(parts, state)
+            .await
+            .map(|Path(s)| Segment(s))
+            .map_err(|r| ApiError::invalid(format!("path: {}", r.body_text())))
+    }
+}
+
 pub(crate) fn query(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> ApiResult<HashMap<String, String>> {
@@ -167,8 +232,8 @@ pub(crate) fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
 /// 200 while the node can take jobs: at least one runtime registered and room in the
 /// queue; 503 otherwise.
 #[utoipa::path(get, path = "/healthz", responses(
-    (status = 200, description = "The node can take jobs"),
-    (status = 503, description = "No runtime, or the queue is full")))]
+    (status = 200, description = "The node can take jobs", body = Healthy),
+    (status = 503, description = "unavailable: no runtime, or the queue is full", body = ErrorReply)))]
 async fn healthz(AxState(state): S) -> Response {
     let snap = state.scheduler.snapshot();
     let runtimes = state.scheduler.compute().runtimes().count();
@@ -188,15 +253,17 @@ async fn healthz(AxState(state): S) -> Response {
 /// acknowledged with 202. `?wait=true` waits for the result like `execute`.
 #[utoipa::path(post, path = "/v1/jobs",
     params(("wait" = Option<bool>, Query, description = "Wait for the result (200 with the job)")),
-    request_body(content = Object, description = "A job spec (CONTRACTS §6): runtime and source required"),
+    request_body(content = JobSpec, description = "A job spec (CONTRACTS §6): runtime and source required"),
     responses(
-        (status = 202, description = "Queued: {\"id\", \"status\": \"queued\"}"),
-        (status = 200, description = "With wait=true: the finished job"),
-        (status = 400, description = "invalid_input, naming the field"),
-        (status = 413, description = "Body over 1 MiB"),
-        (status = 422, description = "too_large: the job can never fit this node"),
-        (status = 429, description = "queue_full, with Retry-After"),
-        (status = 503, description = "runtime_unavailable: nothing was stored")))]
+        (status = 202, description = "Queued: committed to the store", body = Queued),
+        (status = 200, description = "With wait=true: the finished job", body = JobView),
+        (status = 400, description = "invalid_input, naming the field", body = ErrorReply),
+        (status = 409, description = "duplicate: a job of that id is already queued or running", body = ErrorReply),
+        (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
+        (status = 422, description = "too_large: the job can never fit this node", body = ErrorReply),
+        (status = 429, description = "queue_full, with Retry-After", body = ErrorReply,
+            headers(("Retry-After" = u64, description = "Seconds, from the queue's drain rate"))),
+        (status = 503, description = "runtime_unavailable: nothing was stored", body = ErrorReply)))]
 async fn submit_job(
     AxState(state): S,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -212,12 +279,16 @@ async fn submit_job(
 
 /// Runs a job and waits for its result (same as `POST /v1/jobs?wait=true`).
 #[utoipa::path(post, path = "/v1/jobs/execute",
-    request_body(content = Object, description = "A job spec (CONTRACTS §6)"),
+    request_body(content = JobSpec, description = "A job spec (CONTRACTS §6): runtime and source required"),
     responses(
-        (status = 200, description = "The finished job: status, output or error, receipt"),
-        (status = 400, description = "invalid_input, naming the field"),
-        (status = 429, description = "queue_full, with Retry-After"),
-        (status = 503, description = "runtime_unavailable")))]
+        (status = 200, description = "The finished job: status, output or error, receipt", body = JobView),
+        (status = 400, description = "invalid_input, naming the field", body = ErrorReply),
+        (status = 409, description = "duplicate: a job of that id is already queued or running", body = ErrorReply),
+        (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
+        (status = 422, description = "too_large: the job can never fit this node", body = ErrorReply),
+        (status = 429, description = "queue_full, with Retry-After", body = ErrorReply,
+            headers(("Retry-After" = u64, description = "Seconds, from the queue's drain rate"))),
+        (status = 503, description = "runtime_unavailable: nothing was stored", body = ErrorReply)))]
 async fn execute_job(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
     submit(&state, &body(b)?, true).await
 }
@@ -234,15 +305,10 @@ pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> Api
     let record = state.store.submit(spec.clone()).await?;
     let id = record.id.clone();
     let done = wait.then(|| state.hooks.wait_for(&id));
-    let job = Job {
-        id: id.clone(),
-        spec,
-        cancel: CancelToken::new(),
-    };
+    let job = Job::with_id(id.clone(), spec).with_log_sink(state.hooks.live.open(&id));
     if let Err(rejection) = permit.submit(job) {
         // Not expected (the permit holds the place), but the job is acknowledged in
         // the store: record why it will not run rather than leave it queued.
-        state.hooks.forget(&id);
         let outcome = hanzo_compute::JobOutcome {
             job_id: id.clone(),
             result: Err(rejection.to_compute_error()),
@@ -250,7 +316,9 @@ pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> Api
             logs: Vec::new(),
             receipt: None,
         };
-        state.store.finish(&outcome).await?;
+        let finished = state.store.finish(&outcome).await;
+        state.hooks.forget(&id);
+        finished?;
         return Err(rejection.into());
     }
     match done {
@@ -270,12 +338,14 @@ pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> Api
 /// the cursor of the following page.
 #[utoipa::path(get, path = "/v1/jobs",
     params(
-        ("status" = Option<String>, Query, description = "queued|running|succeeded|failed|cancelled"),
-        ("runtime" = Option<String>, Query, description = "wasm|docker|deno|python|go|native|k8s"),
-        ("limit" = Option<u32>, Query, description = "Jobs per page (1-1000, default 100)"),
-        ("cursor" = Option<String>, Query, description = "The `next` of the previous page")),
-    responses((status = 200, description = "{\"jobs\": [...], \"next\": cursor|null}"),
-        (status = 400, description = "invalid_input, naming the parameter")))]
+        ("status" = Option<schemas::JobStatus>, Query, description = "Only jobs with this status"),
+        ("runtime" = Option<RuntimeKind>, Query, description = "Only jobs for this runtime"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000,
+            description = "Jobs per page (1-1000, default 100)"),
+        ("cursor" = Option<String>, Query, pattern = "^[1-9][0-9]{0,17}$",
+            description = "The `next` of the previous page")),
+    responses((status = 200, description = "One page of jobs, newest first", body = JobList),
+        (status = 400, description = "invalid_input, naming the parameter", body = ErrorReply)))]
 async fn list_jobs(
     AxState(state): S,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
@@ -329,8 +399,10 @@ fn record(state: &State, id: &str) -> ApiResult<JobRecord> {
 /// receipt, usage, times.
 #[utoipa::path(get, path = "/v1/jobs/{id}",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "The job"), (status = 404, description = "not_found")))]
-async fn get_job(AxState(state): S, Path(id): Path<String>) -> ApiResult {
+    responses((status = 200, description = "The job", body = JobView),
+        (status = 400, description = "invalid_input: the id is not valid in a path", body = ErrorReply),
+        (status = 404, description = "not_found", body = ErrorReply)))]
+async fn get_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
     Ok(Json(view(&record(&state, &id)?)).into_response())
 }
 
@@ -338,11 +410,12 @@ async fn get_job(AxState(state): S, Path(id): Path<String>) -> ApiResult {
 /// process or container killed) and ends `cancelled` shortly after.
 #[utoipa::path(post, path = "/v1/jobs/{id}/cancel",
     params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "Cancelled (queued job)"),
-        (status = 202, description = "Stopping (running job)"),
-        (status = 404, description = "not_found"),
-        (status = 409, description = "already_finished")))]
-async fn cancel_job(AxState(state): S, Path(id): Path<String>) -> ApiResult {
+    responses((status = 200, description = "Cancelled (queued job): the job", body = JobView),
+        (status = 202, description = "Stopping (running job): the job", body = JobView),
+        (status = 400, description = "invalid_input: the id is not valid in a path", body = ErrorReply),
+        (status = 404, description = "not_found", body = ErrorReply),
+        (status = 409, description = "already_finished", body = ErrorReply)))]
+async fn cancel_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
     let status = match state.store.cancel(&id).await? {
         CancelOutcome::NotFound => return Err(ApiError::not_found(format!("id: no job {id}"))),
         CancelOutcome::AlreadyFinished(st) => {
@@ -364,27 +437,15 @@ async fn cancel_job(AxState(state): S, Path(id): Path<String>) -> ApiResult {
     Ok((status, Json(view(&record(&state, &id)?))).into_response())
 }
 
-/// The job's stored logs (its stderr, bounded), as text. Runtimes hand logs over when
-/// the job ends, so a running job has none yet.
-#[utoipa::path(get, path = "/v1/jobs/{id}/logs",
-    params(("id" = String, Path, description = "The job id")),
-    responses((status = 200, description = "text/plain logs", content_type = "text/plain"),
-        (status = 404, description = "not_found")))]
-async fn job_logs(AxState(state): S, Path(id): Path<String>) -> ApiResult {
-    let logs = state
-        .store
-        .logs(&id)?
-        .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], logs).into_response())
-}
-
 /// Stores a WASM module (binary or WAT text, up to 64 MiB) in the content store; jobs
 /// then use `"source": "sha256:<hex>"`.
 #[utoipa::path(post, path = "/v1/modules",
-    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The module's bytes"),
-    responses((status = 201, description = "{\"sha256\": hex, \"source\": \"sha256:<hex>\"}"),
-        (status = 400, description = "invalid_input: not a WASM module"),
-        (status = 503, description = "runtime_unavailable: the wasm runtime is off")))]
+    request_body(description = "The module's bytes (binary WASM or WAT text); the Content-Type is not looked at",
+        content((ModuleBytes = "application/wasm"), (ModuleBytes = "application/octet-stream"))),
+    responses((status = 201, description = "Stored", body = StoredModule),
+        (status = 400, description = "invalid_input: not a WASM module", body = ErrorReply),
+        (status = 413, description = "too_large: body over 64 MiB", body = ErrorReply),
+        (status = 503, description = "runtime_unavailable: the wasm runtime is off", body = ErrorReply)))]
 async fn add_module(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
     let bytes = body(b)?;
     let wasm = state.wasm.clone().ok_or_else(|| {
@@ -411,7 +472,8 @@ async fn add_module(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiR
 
 /// Every runtime kind: available?, version, detail, capabilities (as `hanzo-node
 /// runtimes --json`).
-#[utoipa::path(get, path = "/v1/runtimes", responses((status = 200, description = "An array, one entry per runtime kind")))]
+#[utoipa::path(get, path = "/v1/runtimes",
+    responses((status = 200, description = "One entry per runtime kind", body = Vec<RuntimeReport>)))]
 async fn runtimes(AxState(state): S) -> ApiResult {
     let compute = state.scheduler.compute();
     let mut rows = Vec::new();
@@ -426,7 +488,8 @@ async fn runtimes(AxState(state): S) -> ApiResult {
 }
 
 /// The node: its id (the receipts' signing key), capacity, what is in use, the queue.
-#[utoipa::path(get, path = "/v1/node", responses((status = 200, description = "id, capacity, in_use, queue, counters")))]
+#[utoipa::path(get, path = "/v1/node",
+    responses((status = 200, description = "id, capacity, in_use, queue, counters", body = NodeInfo)))]
 async fn node(AxState(state): S) -> ApiResult {
     let snap = state.scheduler.snapshot();
     let mut v = serde_json::to_value(&snap).map_err(ApiError::internal)?;
@@ -443,14 +506,16 @@ async fn node(AxState(state): S) -> ApiResult {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", responses((status = 200, description = "OpenAPI 3.1")))]
+#[utoipa::path(get, path = "/v1/openapi.json",
+    responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
 async fn openapi_json() -> ApiResult {
     Ok(Json(openapi()).into_response())
 }
 
 /// Prometheus metrics: jobs by runtime and status, queue depth, running jobs,
 /// resources in use and capacity, rejections, job durations.
-#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 async fn metrics(AxState(state): S) -> ApiResult {
     let store = state.store.clone();
     // counts() scans the store (~6 ms at 100,000 jobs): off the async workers.

@@ -4,13 +4,14 @@
 //! path as `POST /v1/jobs`).
 
 use crate::error::ApiError;
-use crate::routes::{body, flag, query, submit_spec};
+use crate::routes::schemas::{ErrorReply, Job as JobView, Queued, Tool, ToolDefinition, ToolList};
+use crate::routes::{Segment, body, flag, query, submit_spec};
 use crate::{MAX_TOOL_BODY, State};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State as AxState};
+use axum::extract::{DefaultBodyLimit, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -132,12 +133,12 @@ fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
 /// answers 201. The schema is compiled first: an invalid schema is refused (400
 /// naming `schema`) and nothing is stored.
 #[utoipa::path(post, path = "/v1/tools",
-    request_body(content = Object, description = "{name, runtime, source, description?, schema?, limits?, function?}"),
+    request_body(content = ToolDefinition, description = "The tool: name, runtime and source required"),
     responses(
-        (status = 201, description = "Registered: the tool"),
-        (status = 200, description = "Replaced a tool of that name: the tool"),
-        (status = 400, description = "invalid_input, naming the field (name, schema, limits.*, ...)"),
-        (status = 413, description = "Body over 1 MiB")))]
+        (status = 201, description = "Registered: the tool", body = Tool),
+        (status = 200, description = "Replaced a tool of that name: the tool", body = Tool),
+        (status = 400, description = "invalid_input, naming the field (name, schema, limits.*, ...)", body = ErrorReply),
+        (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply)))]
 async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
     let spec = parse_tool(&body(b)?)?;
     check_name(&spec.name)?;
@@ -160,7 +161,8 @@ async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> A
 }
 
 /// Every registered tool, by name.
-#[utoipa::path(get, path = "/v1/tools", responses((status = 200, description = "{\"tools\": [...]}")))]
+#[utoipa::path(get, path = "/v1/tools",
+    responses((status = 200, description = "Every tool, by name", body = ToolList)))]
 async fn list_tools(AxState(state): S) -> ApiResult {
     let tools = state.store.list_tools()?;
     Ok(Json(json!({ "tools": tools })).into_response())
@@ -169,16 +171,20 @@ async fn list_tools(AxState(state): S) -> ApiResult {
 /// One tool: name, runtime, source, description, schema, limits, function, times.
 #[utoipa::path(get, path = "/v1/tools/{name}",
     params(("name" = String, Path, description = "The tool's name")),
-    responses((status = 200, description = "The tool"), (status = 404, description = "not_found")))]
-async fn get_tool(AxState(state): S, Path(name): Path<String>) -> ApiResult {
+    responses((status = 200, description = "The tool", body = Tool),
+        (status = 400, description = "invalid_input: the name is not valid in a path", body = ErrorReply),
+        (status = 404, description = "not_found", body = ErrorReply)))]
+async fn get_tool(AxState(state): S, Segment(name): Segment) -> ApiResult {
     Ok(Json(json!(stored(&state, &name)?)).into_response())
 }
 
 /// Removes a tool. Jobs already submitted through it are kept and run.
 #[utoipa::path(delete, path = "/v1/tools/{name}",
     params(("name" = String, Path, description = "The tool's name")),
-    responses((status = 204, description = "Removed"), (status = 404, description = "not_found")))]
-async fn delete_tool(AxState(state): S, Path(name): Path<String>) -> ApiResult {
+    responses((status = 204, description = "Removed"),
+        (status = 400, description = "invalid_input: the name is not valid in a path", body = ErrorReply),
+        (status = 404, description = "not_found", body = ErrorReply)))]
+async fn delete_tool(AxState(state): S, Segment(name): Segment) -> ApiResult {
     if state.store.remove_tool(&name).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
@@ -193,17 +199,21 @@ async fn delete_tool(AxState(state): S, Path(name): Path<String>) -> ApiResult {
 #[utoipa::path(post, path = "/v1/tools/{name}/call",
     params(("name" = String, Path, description = "The tool's name"),
         ("wait" = Option<bool>, Query, description = "Wait for the result (200 with the job)")),
-    request_body(content = Object, description = "The params"),
+    request_body(content = Value, description = "The params: any JSON value the tool's schema accepts (empty body: {})"),
     responses(
-        (status = 202, description = "Queued: {\"id\", \"status\": \"queued\"}"),
-        (status = 200, description = "With wait=true: the finished job"),
-        (status = 400, description = "invalid_params (names the failing field) or invalid_input"),
-        (status = 404, description = "not_found: no such tool"),
-        (status = 429, description = "queue_full, with Retry-After"),
-        (status = 503, description = "runtime_unavailable: nothing was stored")))]
+        (status = 202, description = "Queued: committed to the store", body = Queued),
+        (status = 200, description = "With wait=true: the finished job", body = JobView),
+        (status = 400, description = "invalid_params (names the failing field) or invalid_input", body = ErrorReply),
+        (status = 404, description = "not_found: no such tool", body = ErrorReply),
+        (status = 409, description = "duplicate: a job of that id is already queued or running", body = ErrorReply),
+        (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
+        (status = 422, description = "too_large: the job can never fit this node", body = ErrorReply),
+        (status = 429, description = "queue_full, with Retry-After", body = ErrorReply,
+            headers(("Retry-After" = u64, description = "Seconds, from the queue's drain rate"))),
+        (status = 503, description = "runtime_unavailable: nothing was stored", body = ErrorReply)))]
 async fn call_tool(
     AxState(state): S,
-    Path(name): Path<String>,
+    Segment(name): Segment,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult {

@@ -4,9 +4,12 @@
 mod cli;
 mod client;
 mod hostile;
+mod logs_api;
+mod openapi;
 mod process;
 mod receipts;
 mod serve;
 mod server;
+mod services_api;
 mod tools_api;
 mod util;

@@ -1,0 +1,371 @@
+//! A job's logs: stored (`GET /v1/jobs/{id}/logs`) and followed live as server-sent
+//! events (`?follow=true`).
+//!
+//! Every job the API hands to the scheduler carries a [`LogSink`] that appends to a
+//! [`Live`] buffer here. Runtimes hand the sink exactly the bytes of the log stream they
+//! keep (at most [`LOG_CAP`]), so a follower sees what will be stored, never more. The
+//! buffer lives from submission until the job's end is committed to the store
+//! ([`LiveLogs::close`], called by the hooks); a follower arriving after that reads the
+//! store instead. Because the end is committed before the buffer goes, a follower never
+//! falls between the two.
+//!
+//! The stream is one `log` event per line (`data:` the line, lossily UTF-8, `id:` the
+//! byte offset just past it), then one `end` event with the job's final status. A
+//! client that reconnects with `Last-Event-ID` resumes at that offset, which is what
+//! browsers' `EventSource` does by itself.
+
+use crate::State;
+use crate::error::ApiError;
+use crate::routes::schemas::{ErrorReply, LogEvent};
+use crate::routes::{Segment, flag, query};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State as AxState};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use hanzo_compute::stdio::{LOG_CAP, LogSink};
+use hanzo_jobstore::JobRecord;
+use serde_json::json;
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// A line longer than this is sent in pieces, so that a tool printing one endless
+/// line is still followed as it goes.
+const MAX_LINE: usize = 64 * 1024;
+
+/// How often a follower re-reads the store for a job that has no live buffer and has
+/// not ended (only possible for a job that never went through this API's scheduler).
+const POLL: Duration = Duration::from_millis(500);
+
+/// The live log buffers of the jobs between submission and end.
+#[derive(Default)]
+pub(crate) struct LiveLogs {
+    jobs: Mutex<HashMap<String, Arc<Live>>>,
+}
+
+/// One job's log so far.
+pub(crate) struct Live {
+    buf: Mutex<LiveBuf>,
+    /// Bumped on every append and at the end; followers wait on it.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct LiveBuf {
+    data: Vec<u8>,
+    done: bool,
+}
+
+impl Live {
+    fn append(&self, chunk: &[u8]) {
+        {
+            let mut b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+            // Runtimes never pass the cap; this only keeps a faulty one from growing
+            // the node without bound.
+            let room = LOG_CAP.saturating_sub(b.data.len());
+            let n = room.min(chunk.len());
+            b.data.extend_from_slice(&chunk[..n]);
+        }
+        self.changed.send_modify(|v| *v += 1);
+    }
+
+    /// The bytes from `offset` on, and whether the job has ended.
+    fn read_from(&self, offset: usize) -> (Vec<u8>, bool) {
+        let b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        (b.data.get(offset..).unwrap_or_default().to_vec(), b.done)
+    }
+}
+
+impl LiveLogs {
+    /// The sink for a job's logs; the job's buffer is created on first use.
+    pub(crate) fn open(&self, id: &str) -> LogSink {
+        let live = {
+            let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+            jobs.entry(id.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Live {
+                        buf: Mutex::new(LiveBuf::default()),
+                        changed: watch::Sender::new(0),
+                    })
+                })
+                .clone()
+        };
+        LogSink::new(move |chunk| live.append(chunk))
+    }
+
+    fn get(&self, id: &str) -> Option<Arc<Live>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    /// Ends a job's live log: followers drain it and then read the end from the store.
+    /// Call only once the job's end is committed there.
+    pub(crate) fn close(&self, id: &str) {
+        let live = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        if let Some(live) = live {
+            live.buf.lock().unwrap_or_else(|p| p.into_inner()).done = true;
+            live.changed.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// How many jobs have a live buffer (for tests and metrics).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+/// The job's logs (its stderr, bounded). As text by default; with `follow=true` (or
+/// `Accept: text/event-stream`) as server-sent events that follow the job until it
+/// ends: one `log` event per line, `id` the byte offset past it, then an `end` event
+/// `{"id", "status", "error"}`. `Last-Event-ID` resumes from an offset.
+#[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
+    params(("id" = String, Path, description = "The job id"),
+        ("follow" = Option<bool>, Query, description = "Stream as server-sent events until the job ends")),
+    responses((status = 200, description = "The logs as text, or with follow=true an event stream",
+            content((String = "text/plain"), (LogEvent = "text/event-stream"))),
+        (status = 400, description = "invalid_input: a bad query parameter or Last-Event-ID", body = ErrorReply),
+        (status = 404, description = "not_found", body = ErrorReply)))]
+pub(crate) async fn job_logs(
+    AxState(state): AxState<Arc<State>>,
+    Segment(id): Segment,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let q = query(q)?;
+    if let Some(k) = q.keys().find(|k| *k != "follow") {
+        return Err(ApiError::invalid(format!("{k}: unknown query parameter")));
+    }
+    let wants_events = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"));
+    if !(flag(&q, "follow")? || wants_events) {
+        let logs = state
+            .store
+            .logs(&id)?
+            .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
+        return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], logs).into_response());
+    }
+    let offset = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .ok_or_else(|| ApiError::invalid("Last-Event-ID: expected a byte offset"))?,
+    };
+    // 404 now rather than an empty stream. A job with a live buffer exists; one without
+    // must be in the store.
+    let live = state.hooks.live.get(&id);
+    if live.is_none() && state.store.get(&id)?.is_none() {
+        return Err(ApiError::not_found(format!("id: no job {id}")));
+    }
+    let follow = Follow {
+        state,
+        id,
+        rx: live.as_ref().map(|l| l.changed.subscribe()),
+        live,
+        offset: usize::try_from(offset).unwrap_or(usize::MAX),
+        lines: Lines::at(offset),
+        queue: VecDeque::new(),
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(follow, |mut f| async move {
+        f.next().await.map(|e| (Ok::<_, Infallible>(e), f))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// One follower's place in a job's log.
+struct Follow {
+    state: Arc<State>,
+    id: String,
+    live: Option<Arc<Live>>,
+    rx: Option<watch::Receiver<u64>>,
+    /// Bytes of the log consumed so far.
+    offset: usize,
+    lines: Lines,
+    queue: VecDeque<Event>,
+    ended: bool,
+}
+
+impl Follow {
+    async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+            self.advance().await;
+        }
+    }
+
+    /// Queues whatever is new, or waits for something to be.
+    async fn advance(&mut self) {
+        if let (Some(live), Some(rx)) = (&self.live, &mut self.rx) {
+            rx.borrow_and_update();
+            let (new, done) = live.read_from(self.offset);
+            self.offset += new.len();
+            self.lines.feed(&new, &mut self.queue);
+            if done {
+                self.live = None;
+                self.rx = None;
+            } else if new.is_empty() && rx.changed().await.is_err() {
+                // The buffer went without `close` (cannot happen): use the store.
+                self.live = None;
+                self.rx = None;
+            }
+            return;
+        }
+        // No live buffer (any more): the store has the job.
+        match self.state.store.get(&self.id) {
+            Ok(Some(r)) if r.status.is_terminal() => self.finish(&r),
+            Ok(Some(_)) => {
+                // Not ended, no buffer: it was submitted before this node started (or
+                // the buffer is being made). Look again shortly.
+                if let Some(live) = self.state.hooks.live.get(&self.id) {
+                    self.rx = Some(live.changed.subscribe());
+                    self.live = Some(live);
+                } else {
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Ok(None) => self.end(
+                json!({"id": self.id, "status": "unknown", "error": "the job is no longer in the store"}),
+            ),
+            Err(e) => self.end(json!({"id": self.id, "status": "unknown", "error": e.to_string()})),
+        }
+    }
+
+    fn finish(&mut self, r: &JobRecord) {
+        // The stored log may end with a note the runtime added at the end (bytes
+        // dropped past the cap): send what the live buffer did not have.
+        if let Ok(Some(stored)) = self.state.store.logs(&self.id)
+            && let Some(rest) = stored.get(self.offset..)
+        {
+            self.offset += rest.len();
+            self.lines.feed(rest, &mut self.queue);
+        }
+        self.lines.flush(&mut self.queue);
+        self.end(json!({"id": r.id, "status": r.status, "error": r.error}));
+    }
+
+    fn end(&mut self, data: serde_json::Value) {
+        self.lines.flush(&mut self.queue);
+        self.queue
+            .push_back(Event::default().event("end").data(data.to_string()));
+        self.ended = true;
+    }
+}
+
+/// Splits the byte stream into `log` events, one per line. Line ends are `\n`, `\r\n`
+/// or `\r`, as in the event-stream format itself, so no event's data can contain one.
+struct Lines {
+    /// The offset of the first byte of `pending`.
+    start: u64,
+    pending: Vec<u8>,
+    /// The last line ended with `\r`: a `\n` right after it belongs to that end.
+    after_cr: bool,
+}
+
+impl Lines {
+    fn at(offset: u64) -> Self {
+        Lines {
+            start: offset,
+            pending: Vec::new(),
+            after_cr: false,
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8], out: &mut VecDeque<Event>) {
+        for &b in bytes {
+            if std::mem::take(&mut self.after_cr) && b == b'\n' {
+                self.start += 1;
+                continue;
+            }
+            self.pending.push(b);
+            if b == b'\n' || b == b'\r' {
+                self.emit(out);
+                self.after_cr = b == b'\r';
+            } else if self.pending.len() >= MAX_LINE {
+                self.emit(out);
+            }
+        }
+    }
+
+    fn emit(&mut self, out: &mut VecDeque<Event>) {
+        let end = self.start + self.pending.len() as u64;
+        let text = String::from_utf8_lossy(&self.pending);
+        let line = text.trim_end_matches(['\n', '\r']);
+        out.push_back(Event::default().event("log").id(end.to_string()).data(line));
+        self.start = end;
+        self.pending.clear();
+    }
+
+    /// Sends an unfinished last line.
+    fn flush(&mut self, out: &mut VecDeque<Event>) {
+        if !self.pending.is_empty() {
+            self.emit(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(chunks: &[&[u8]]) -> Vec<String> {
+        let mut l = Lines::at(0);
+        let mut q = VecDeque::new();
+        for c in chunks {
+            l.feed(c, &mut q);
+        }
+        l.flush(&mut q);
+        q.into_iter().map(|e| format!("{e:?}")).collect()
+    }
+
+    #[test]
+    fn lines_split_on_every_kind_of_line_end_across_chunks() {
+        let got = lines(&[b"one\ntw", b"o\r", b"\nthree\rfour"]);
+        assert_eq!(got.len(), 4, "{got:#?}");
+        for (e, (text, id)) in got
+            .iter()
+            .zip([("one", 4), ("two", 8), ("three", 15), ("four", 19)])
+        {
+            assert!(e.contains(&format!("data: {text}\\n")), "{e}");
+            assert!(e.contains(&format!("id: {id}\\n")), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_endless_line_is_sent_in_pieces() {
+        let big = vec![b'x'; MAX_LINE * 2 + 10];
+        assert_eq!(lines(&[&big]).len(), 3);
+    }
+
+    #[test]
+    fn a_sink_feeds_the_buffer_until_close() {
+        let logs = LiveLogs::default();
+        let sink = logs.open("j");
+        sink.write(b"hello\n");
+        let live = logs.get("j").unwrap();
+        assert_eq!(live.read_from(0), (b"hello\n".to_vec(), false));
+        assert_eq!(live.read_from(2), (b"llo\n".to_vec(), false));
+        assert_eq!(live.read_from(99), (Vec::new(), false));
+        // A second open of the same id (a duplicate) shares the buffer.
+        logs.open("j").write(b"more");
+        assert_eq!(live.read_from(6).0, b"more");
+        logs.close("j");
+        assert_eq!(logs.len(), 0);
+        assert!(live.read_from(0).1);
+    }
+}
