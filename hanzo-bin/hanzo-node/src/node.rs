@@ -3,14 +3,16 @@
 
 use anyhow::Context;
 use clap::Subcommand;
-use hanzo_compute::{Compute, ComputeError, Config, NodeKey, RuntimeKind};
+use hanzo_compute::{Compute, ComputeError, Config, NodeKey, RuntimeKind, UnavailableRuntime};
 use hanzo_deno_runtime::DenoRuntime;
 use hanzo_docker_runtime::{DockerOptions, DockerRuntime};
 use hanzo_go_runtime::GoRuntime;
+use hanzo_k8s_runtime::KubernetesRuntime;
 use hanzo_native_runtime::NativeRuntime;
 use hanzo_python_runtime::PythonRuntime;
 use hanzo_sandbox::Sandbox;
 use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -38,6 +40,10 @@ pub struct Node {
     pub compute: Compute,
     pub wasm: Option<Arc<WasmRuntime>>,
     pub docker: Option<Arc<DockerRuntime>>,
+    /// The Kubernetes runtime, when its configuration loaded.
+    pub k8s: Option<Arc<KubernetesRuntime>>,
+    /// Runtimes that are enabled but could not start, and why.
+    failed: BTreeMap<RuntimeKind, String>,
 }
 
 impl Node {
@@ -121,17 +127,38 @@ impl Node {
                 ));
             }
         }
+        let mut k8s = None;
+        let mut failed = BTreeMap::new();
+        if wanted(RuntimeKind::K8s) {
+            // Loading the kubeconfig (or the in-cluster account) needs no cluster; one
+            // that cannot load leaves the runtime registered but unavailable, with why.
+            match KubernetesRuntime::new(&config.compute.kubernetes).await {
+                Ok(rt) => {
+                    let rt = Arc::new(rt.with_node_id(compute.key().id().to_string()));
+                    compute.register(rt.clone());
+                    k8s = Some(rt);
+                }
+                Err(e) => {
+                    compute.register(Arc::new(UnavailableRuntime::new(RuntimeKind::K8s, e.to_string())));
+                    failed.insert(RuntimeKind::K8s, e.to_string());
+                }
+            }
+        }
         Ok(Node {
             config,
             compute,
             wasm,
             docker,
+            k8s,
+            failed,
         })
     }
 
     /// Why `kind` cannot run here, for a runtime that is not registered.
     pub fn unavailable_reason(&self, kind: RuntimeKind) -> String {
-        if !self.config.runtime_enabled(kind) {
+        if let Some(why) = self.failed.get(&kind) {
+            why.clone()
+        } else if !self.config.runtime_enabled(kind) {
             format!("the {kind} runtime is disabled by compute.enabled_runtimes")
         } else {
             format!("the {kind} runtime is not built into this version of hanzo-node")

@@ -68,11 +68,15 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
         queue_capacity: cfg.compute.resources.queue_capacity as usize,
         ..hanzo_scheduler::Options::default()
     };
-    // Services run on the Docker runtime when it is enabled; it connects lazily, so a
-    // node whose daemon is down still serves, and `/v1/services` answers 503 with why.
+    // Services run on the Docker runtime and on Kubernetes when they are enabled (and,
+    // for Kubernetes, configured). Both connect lazily, so a node whose daemon or
+    // cluster is down still serves, and `/v1/services` answers 503 with why.
     let mut services: Vec<Arc<dyn ServiceRuntime>> = Vec::new();
     if let Some(docker) = node.docker.clone() {
         services.push(docker);
+    }
+    if let Some(k8s) = node.k8s.clone() {
+        services.push(k8s);
     }
     let api = Api::new(
         Arc::new(node.compute),

@@ -40,7 +40,7 @@ pub enum ServiceCmd {
 
 #[derive(Args, Debug)]
 pub struct Common {
-    /// The runtime the service runs on.
+    /// The runtime the service runs on (docker | k8s).
     #[arg(long, default_value = "docker")]
     pub runtime: String,
     /// Print JSON.
@@ -86,6 +86,9 @@ pub struct DeployArgs {
     /// The user to run as.
     #[arg(long)]
     pub user: Option<String>,
+    /// A host name to route to the service's first port (k8s: an Ingress).
+    #[arg(long)]
+    pub host: Option<String>,
     #[command(flatten)]
     pub common: Common,
     /// Overrides the image's command.
@@ -155,6 +158,9 @@ impl DeployArgs {
         if let Some(u) = &self.user {
             spec.user = Some(u.clone());
         }
+        if let Some(h) = &self.host {
+            spec.host = Some(h.clone());
+        }
         if !self.command.is_empty() {
             spec.command = Some(self.command.clone());
         }
@@ -170,6 +176,11 @@ fn runtime(node: &Node, name: &str) -> Result<Arc<dyn ServiceRuntime>, ComputeEr
             .clone()
             .map(|d| d as Arc<dyn ServiceRuntime>)
             .ok_or_else(|| ComputeError::Unavailable(node.unavailable_reason(RuntimeKind::Docker))),
+        RuntimeKind::K8s => node
+            .k8s
+            .clone()
+            .map(|k| k as Arc<dyn ServiceRuntime>)
+            .ok_or_else(|| ComputeError::Unavailable(node.unavailable_reason(RuntimeKind::K8s))),
         other => Err(ComputeError::Unavailable(format!(
             "services on the {other} runtime are not built into this version of hanzo-node"
         ))),
@@ -198,7 +209,16 @@ fn print(status: &ServiceStatus, json: bool) -> anyhow::Result<()> {
 }
 
 pub async fn run(config: Option<&Path>, cmd: ServiceCmd) -> anyhow::Result<u8> {
-    let node = Node::build(config, Some(RuntimeKind::Docker)).await?;
+    let common = match &cmd {
+        ServiceCmd::Deploy(args) => &args.common,
+        ServiceCmd::Ls(common)
+        | ServiceCmd::Inspect { common, .. }
+        | ServiceCmd::Scale { common, .. }
+        | ServiceCmd::Rm { common, .. } => common,
+    };
+    // Only the runtime asked for is started (a Docker service needs no kubeconfig).
+    let kind: RuntimeKind = common.runtime.parse()?;
+    let node = Node::build(config, Some(kind)).await?;
     match cmd {
         ServiceCmd::Deploy(args) => {
             let spec = args.to_spec()?;

@@ -4,6 +4,7 @@
 mod cli;
 mod client;
 mod hostile;
+mod k8s;
 mod logs_api;
 mod openapi;
 mod process;
