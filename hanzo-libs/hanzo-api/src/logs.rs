@@ -20,7 +20,7 @@ use crate::routes::schemas::{ErrorReply, LogEvent};
 use crate::routes::{Segment, flag, query};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State as AxState};
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use hanzo_compute::stdio::{LOG_CAP, LogSink};
@@ -30,7 +30,7 @@ use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 
 /// A line longer than this is sent in pieces, so that a tool printing one endless
 /// line is still followed as it goes.
@@ -40,10 +40,31 @@ const MAX_LINE: usize = 64 * 1024;
 /// not ended (only possible for a job that never went through this API's scheduler).
 const POLL: Duration = Duration::from_millis(500);
 
+/// Events a follower prepares ahead of the client. A client that stops reading stops
+/// the stream being polled, so this (not the log's size) bounds what one follower holds:
+/// a tool writing a megabyte of line ends must not become a million queued events.
+const BATCH: usize = 64;
+
+/// Bytes read from the live buffer at a time, under its lock.
+const CHUNK: usize = 16 * 1024;
+
+/// Followers at once, node-wide. Each may hold a copy of a finished job's stored log
+/// (at most 1 MiB) while it sends it: 64 bound that to 64 MiB.
+pub(crate) const MAX_FOLLOWERS: usize = 64;
+
 /// The live log buffers of the jobs between submission and end.
-#[derive(Default)]
 pub(crate) struct LiveLogs {
     jobs: Mutex<HashMap<String, Arc<Live>>>,
+    followers: Arc<Semaphore>,
+}
+
+impl Default for LiveLogs {
+    fn default() -> Self {
+        LiveLogs {
+            jobs: Mutex::default(),
+            followers: Arc::new(Semaphore::new(MAX_FOLLOWERS)),
+        }
+    }
 }
 
 /// One job's log so far.
@@ -72,10 +93,18 @@ impl Live {
         self.changed.send_modify(|v| *v += 1);
     }
 
-    /// The bytes from `offset` on, and whether the job has ended.
-    fn read_from(&self, offset: usize) -> (Vec<u8>, bool) {
+    /// Up to `max` bytes from `offset` on, and whether the job has ended.
+    fn read_from(&self, offset: usize, max: usize) -> (Vec<u8>, bool) {
         let b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
-        (b.data.get(offset..).unwrap_or_default().to_vec(), b.done)
+        let rest = b.data.get(offset..).unwrap_or_default();
+        (rest[..rest.len().min(max)].to_vec(), b.done)
+    }
+
+    /// Whether the byte before `offset` is a `\r` (a resumed stream must then not
+    /// take a `\n` at `offset` for an empty line).
+    fn cr_before(&self, offset: usize) -> bool {
+        let b = self.buf.lock().unwrap_or_else(|p| p.into_inner());
+        offset.checked_sub(1).and_then(|i| b.data.get(i)) == Some(&b'\r')
     }
 }
 
@@ -131,7 +160,8 @@ impl LiveLogs {
     responses((status = 200, description = "The logs as text, or with follow=true an event stream",
             content((String = "text/plain"), (LogEvent = "text/event-stream"))),
         (status = 400, description = "invalid_input: a bad query parameter or Last-Event-ID", body = ErrorReply),
-        (status = 404, description = "not_found", body = ErrorReply)))]
+        (status = 404, description = "not_found", body = ErrorReply),
+        (status = 429, description = "too_many_followers: the node's limit of log followers is reached", body = ErrorReply)))]
 pub(crate) async fn job_logs(
     AxState(state): AxState<Arc<State>>,
     Segment(id): Segment,
@@ -167,15 +197,41 @@ pub(crate) async fn job_logs(
     if live.is_none() && state.store.get(&id)?.is_none() {
         return Err(ApiError::not_found(format!("id: no job {id}")));
     }
+    let permit = state
+        .hooks
+        .live
+        .followers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_followers",
+                format!("{MAX_FOLLOWERS} log streams are open on this node; try again later"),
+            )
+        })?;
+    let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+    let mut lines = Lines::at(offset as u64);
+    lines.after_cr = match &live {
+        Some(l) => l.cr_before(offset),
+        None => {
+            offset
+                .checked_sub(1)
+                .and_then(|i| state.store.logs(&id).ok().flatten()?.get(i).copied())
+                == Some(b'\r')
+        }
+    };
     let follow = Follow {
         state,
         id,
         rx: live.as_ref().map(|l| l.changed.subscribe()),
         live,
-        offset: usize::try_from(offset).unwrap_or(usize::MAX),
-        lines: Lines::at(offset),
+        offset,
+        lines,
         queue: VecDeque::new(),
+        stored: None,
         ended: false,
+        _permit: permit,
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         f.next().await.map(|e| (Ok::<_, Infallible>(e), f))
@@ -193,7 +249,11 @@ struct Follow {
     offset: usize,
     lines: Lines,
     queue: VecDeque<Event>,
+    /// Once the job has ended: its record and stored log, sent from `offset` on.
+    stored: Option<(JobRecord, Vec<u8>)>,
     ended: bool,
+    /// This follower's place among the node's [`MAX_FOLLOWERS`].
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Follow {
@@ -209,13 +269,29 @@ impl Follow {
         }
     }
 
-    /// Queues whatever is new, or waits for something to be.
+    /// Queues what is new, at most [`BATCH`] events, or waits for something to be.
     async fn advance(&mut self) {
+        if let Some((record, logs)) = &self.stored {
+            // The job has ended: the rest of the stored log (which may end with a note
+            // the runtime added at the end, bytes dropped past the cap), then `end`.
+            let rest = logs.get(self.offset..).unwrap_or_default();
+            let used = self.lines.feed(rest, &mut self.queue, BATCH);
+            self.offset += used;
+            if used == rest.len() {
+                let end = json!({"id": record.id, "status": record.status, "error": record.error});
+                self.end(end);
+            }
+            return;
+        }
         if let (Some(live), Some(rx)) = (&self.live, &mut self.rx) {
             rx.borrow_and_update();
-            let (new, done) = live.read_from(self.offset);
-            self.offset += new.len();
-            self.lines.feed(&new, &mut self.queue);
+            let (new, done) = live.read_from(self.offset, CHUNK);
+            let used = self.lines.feed(&new, &mut self.queue, BATCH);
+            self.offset += used;
+            if used < new.len() || new.len() == CHUNK {
+                // More is there already: the client takes what is queued first.
+                return;
+            }
             if done {
                 self.live = None;
                 self.rx = None;
@@ -228,7 +304,10 @@ impl Follow {
         }
         // No live buffer (any more): the store has the job.
         match self.state.store.get(&self.id) {
-            Ok(Some(r)) if r.status.is_terminal() => self.finish(&r),
+            Ok(Some(r)) if r.status.is_terminal() => {
+                let logs = self.state.store.logs(&self.id).ok().flatten().unwrap_or_default();
+                self.stored = Some((r, logs));
+            }
             Ok(Some(_)) => {
                 // Not ended, no buffer: it was submitted before this node started (or
                 // the buffer is being made). Look again shortly.
@@ -244,19 +323,6 @@ impl Follow {
             ),
             Err(e) => self.end(json!({"id": self.id, "status": "unknown", "error": e.to_string()})),
         }
-    }
-
-    fn finish(&mut self, r: &JobRecord) {
-        // The stored log may end with a note the runtime added at the end (bytes
-        // dropped past the cap): send what the live buffer did not have.
-        if let Ok(Some(stored)) = self.state.store.logs(&self.id)
-            && let Some(rest) = stored.get(self.offset..)
-        {
-            self.offset += rest.len();
-            self.lines.feed(rest, &mut self.queue);
-        }
-        self.lines.flush(&mut self.queue);
-        self.end(json!({"id": r.id, "status": r.status, "error": r.error}));
     }
 
     fn end(&mut self, data: serde_json::Value) {
@@ -286,8 +352,12 @@ impl Lines {
         }
     }
 
-    fn feed(&mut self, bytes: &[u8], out: &mut VecDeque<Event>) {
-        for &b in bytes {
+    /// Turns `bytes` into events until `out` holds `max`; returns the bytes used.
+    fn feed(&mut self, bytes: &[u8], out: &mut VecDeque<Event>, max: usize) -> usize {
+        for (i, &b) in bytes.iter().enumerate() {
+            if out.len() >= max {
+                return i;
+            }
             if std::mem::take(&mut self.after_cr) && b == b'\n' {
                 self.start += 1;
                 continue;
@@ -300,6 +370,7 @@ impl Lines {
                 self.emit(out);
             }
         }
+        bytes.len()
     }
 
     fn emit(&mut self, out: &mut VecDeque<Event>) {
@@ -327,7 +398,7 @@ mod tests {
         let mut l = Lines::at(0);
         let mut q = VecDeque::new();
         for c in chunks {
-            l.feed(c, &mut q);
+            assert_eq!(l.feed(c, &mut q, usize::MAX), c.len());
         }
         l.flush(&mut q);
         q.into_iter().map(|e| format!("{e:?}")).collect()
@@ -347,6 +418,17 @@ mod tests {
     }
 
     #[test]
+    fn feeding_stops_at_the_batch_and_says_how_far_it_got() {
+        let mut l = Lines::at(0);
+        let mut q = VecDeque::new();
+        let crs = vec![b'\r'; 1000];
+        assert_eq!(l.feed(&crs, &mut q, BATCH), BATCH);
+        assert_eq!(q.len(), BATCH);
+        q.clear();
+        assert_eq!(l.feed(&crs[BATCH..], &mut q, BATCH), BATCH);
+    }
+
+    #[test]
     fn an_endless_line_is_sent_in_pieces() {
         let big = vec![b'x'; MAX_LINE * 2 + 10];
         assert_eq!(lines(&[&big]).len(), 3);
@@ -358,14 +440,16 @@ mod tests {
         let sink = logs.open("j");
         sink.write(b"hello\n");
         let live = logs.get("j").unwrap();
-        assert_eq!(live.read_from(0), (b"hello\n".to_vec(), false));
-        assert_eq!(live.read_from(2), (b"llo\n".to_vec(), false));
-        assert_eq!(live.read_from(99), (Vec::new(), false));
+        assert_eq!(live.read_from(0, 99), (b"hello\n".to_vec(), false));
+        assert_eq!(live.read_from(2, 99), (b"llo\n".to_vec(), false));
+        assert_eq!(live.read_from(2, 2), (b"ll".to_vec(), false));
+        assert_eq!(live.read_from(99, 99), (Vec::new(), false));
         // A second open of the same id (a duplicate) shares the buffer.
-        logs.open("j").write(b"more");
-        assert_eq!(live.read_from(6).0, b"more");
+        logs.open("j").write(b"more\r");
+        assert_eq!(live.read_from(6, 99).0, b"more\r");
+        assert!(live.cr_before(11) && !live.cr_before(10) && !live.cr_before(0));
         logs.close("j");
         assert_eq!(logs.len(), 0);
-        assert!(live.read_from(0).1);
+        assert!(live.read_from(0, 99).1);
     }
 }

@@ -290,7 +290,7 @@ async fn detached<T: Send + 'static>(
         (status = 201, description = "Deployed: the service's status, endpoints included", body = ServiceStatus),
         (status = 400, description = "invalid_input, naming the field", body = ErrorReply),
         (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
-        (status = 422, description = "service_failed: a replica did not start", body = ErrorReply),
+        (status = 422, description = "service_failed: a replica did not start; too_large: a replica can never fit this node", body = ErrorReply),
         (status = 503, description = "runtime_unavailable: the runtime is not on this node, or cannot run now (the reason)", body = ErrorReply)))]
 async fn deploy_service(
     AxState(state): S,
@@ -299,6 +299,22 @@ async fn deploy_service(
 ) -> ApiResult {
     let kind = runtime_param(q)?.unwrap_or(RuntimeKind::Docker);
     let spec = parse_spec(&body(b)?)?;
+    if kind == RuntimeKind::Docker {
+        // A replica on this node's Docker shares the node with its jobs: one that could
+        // never fit the node is refused as a job would be (the cluster judges k8s ones).
+        let capacity = state.scheduler.snapshot().capacity;
+        let demand = hanzo_scheduler::Resources::demand(&spec.limits);
+        if demand.memory_mb > capacity.memory_mb || demand.cpu_millicores > capacity.cpu_millicores {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "too_large",
+                format!(
+                    "limits: a replica asks for {} MiB and {} millicores; this node has {} MiB and {} in all",
+                    demand.memory_mb, demand.cpu_millicores, capacity.memory_mb, capacity.cpu_millicores
+                ),
+            ));
+        }
+    }
     let rt = state.services.get(kind)?;
     let lock = state.services.lock(&spec.name).await;
     let status = detached(async move {

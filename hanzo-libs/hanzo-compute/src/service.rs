@@ -131,9 +131,53 @@ impl ServiceSpec {
         if self.ports.contains(&0) {
             return Err(ComputeError::invalid("port 0 is not a port"));
         }
+        if self.ports.len() > MAX_PORTS {
+            return Err(ComputeError::invalid(format!(
+                "ports: {} ports is above the limit of {MAX_PORTS}",
+                self.ports.len()
+            )));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(p) = self.ports.iter().find(|p| !seen.insert(**p)) {
+            return Err(ComputeError::invalid(format!("ports: {p} is listed twice")));
+        }
+        for key in self.env.keys() {
+            // `KEY=VALUE` is how a container receives it: a key with '=' would smuggle
+            // another variable in.
+            if key.is_empty() || key.contains(['=', '\0']) {
+                return Err(ComputeError::invalid(format!(
+                    "env: invalid variable name '{key}'"
+                )));
+            }
+        }
+        if let Some(h) = &self.health_check {
+            if h.command.is_empty() {
+                return Err(ComputeError::invalid("health_check.command: empty"));
+            }
+            for (what, ms) in [("interval_ms", h.interval_ms), ("timeout_ms", h.timeout_ms)] {
+                if !(1..=MAX_CHECK_MS).contains(&ms) {
+                    return Err(ComputeError::invalid(format!(
+                        "health_check.{what}: {ms} is not from 1 to {MAX_CHECK_MS}"
+                    )));
+                }
+            }
+            if h.retries > MAX_CHECK_RETRIES {
+                return Err(ComputeError::invalid(format!(
+                    "health_check.retries: {} is above the limit of {MAX_CHECK_RETRIES}",
+                    h.retries
+                )));
+            }
+        }
         self.limits.validate()
     }
 }
+
+/// Most ports one service may publish.
+pub const MAX_PORTS: usize = 16;
+/// Longest health-check interval or timeout, in milliseconds (an hour).
+pub const MAX_CHECK_MS: u64 = 3_600_000;
+/// Most failed health checks in a row before a replica is unhealthy.
+pub const MAX_CHECK_RETRIES: u32 = 100;
 
 /// A service name: `[a-z0-9]([a-z0-9-]*[a-z0-9])?`, at most 40 characters (it becomes
 /// part of container and Kubernetes object names).
@@ -220,6 +264,37 @@ mod tests {
         s.validate().unwrap();
         // Absent stays absent, so specs stored by older nodes read the same.
         assert!(!serde_json::to_string(&s).unwrap().contains("host"));
+    }
+
+    #[test]
+    fn ports_env_and_health_checks_are_bounded() {
+        let ok = ServiceSpec::new("web", "web:1");
+        let bad = |f: &dyn Fn(&mut ServiceSpec)| {
+            let mut s = ok.clone();
+            f(&mut s);
+            s.validate().unwrap_err().to_string()
+        };
+        assert!(bad(&|s| s.ports = (1..=17).collect()).contains("ports"));
+        assert!(bad(&|s| s.ports = vec![80, 80]).contains("twice"));
+        assert!(
+            bad(&|s| {
+                s.env.insert("A=B".into(), "C".into());
+            })
+            .contains("env")
+        );
+        let check = |interval_ms, retries| HealthCheck {
+            command: vec!["true".into()],
+            interval_ms,
+            timeout_ms: 1000,
+            retries,
+        };
+        assert!(bad(&|s| s.health_check = Some(check(10_000_000_000_000, 3))).contains("interval_ms"));
+        assert!(bad(&|s| s.health_check = Some(check(0, 3))).contains("interval_ms"));
+        assert!(bad(&|s| s.health_check = Some(check(1000, 1000))).contains("retries"));
+        let mut fine = ok.clone();
+        fine.ports = (1..=16).collect();
+        fine.health_check = Some(check(MAX_CHECK_MS, MAX_CHECK_RETRIES));
+        fine.validate().unwrap();
     }
 
     #[test]

@@ -74,15 +74,20 @@ impl DockerRuntime {
             }
             // Each replica gets its own host port on the publish address, chosen once at
             // creation, so replicas never collide and an endpoint survives a restart.
+            // The probing listeners stay bound until every port is chosen, so that two
+            // ports of one replica cannot be given the same free port.
             let mut bindings = HashMap::new();
+            let mut held = Vec::new();
             for p in &spec.ports {
-                let port = free_port(&config.publish_address)?;
+                let (listener, port) = free_port(&config.publish_address)?;
+                held.push(listener);
                 let binding = PortBinding {
                     host_ip: Some(config.publish_address.clone()),
                     host_port: Some(port.to_string()),
                 };
                 bindings.insert(format!("{p}/tcp"), Some(vec![binding]));
             }
+            drop(held);
             host.port_bindings = Some(bindings);
         }
         let spec_json = serde_json::to_string(spec).map_err(ComputeError::internal)?;
@@ -231,12 +236,34 @@ impl DockerRuntime {
     }
 }
 
-/// A TCP port free on `address` right now (the kernel's pick).
-fn free_port(address: &str) -> Result<u16, ComputeError> {
+/// A TCP port free on `address` right now (the kernel's pick), with the listener that
+/// holds it until the caller lets go.
+fn free_port(address: &str) -> Result<(std::net::TcpListener, u16), ComputeError> {
     std::net::TcpListener::bind((address, 0))
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
+        .and_then(|l| {
+            let port = l.local_addr()?.port();
+            Ok((l, port))
+        })
         .map_err(|e| ComputeError::invalid(format!("cannot find a free port on {address}: {e}")))
+}
+
+/// Most published ports of one service, all replicas together. Each is a host port
+/// and, with Docker's userland proxy, a `docker-proxy` process on the host, outside
+/// the replica's own limits: bounded so that a spec cannot fill the host's process table.
+pub const MAX_PUBLISHED_PORTS: usize = 64;
+
+/// Refuses a spec whose replicas would publish more than [`MAX_PUBLISHED_PORTS`].
+fn check_published(spec: &ServiceSpec) -> Result<(), ComputeError> {
+    let total = spec.ports.len().saturating_mul(spec.replicas as usize);
+    if total > MAX_PUBLISHED_PORTS {
+        return Err(ComputeError::invalid(format!(
+            "{} replicas x {} ports would publish {total} host ports, above the Docker runtime's \
+             limit of {MAX_PUBLISHED_PORTS}",
+            spec.replicas,
+            spec.ports.len()
+        )));
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -247,6 +274,7 @@ impl ServiceRuntime for DockerRuntime {
 
     async fn deploy(&self, spec: &ServiceSpec) -> Result<ServiceStatus, ComputeError> {
         spec.validate()?;
+        check_published(spec)?;
         if spec.replicas == 0 {
             return Err(ComputeError::invalid("a service needs at least one replica"));
         }
@@ -309,6 +337,7 @@ impl ServiceRuntime for DockerRuntime {
         let mut spec = current.spec.clone();
         spec.replicas = replicas;
         spec.validate()?;
+        check_published(&spec)?;
         if replicas == 0 {
             return Err(ComputeError::invalid(
                 "scale to at least 1 replica, or remove the service",
@@ -347,5 +376,30 @@ impl ServiceRuntime for DockerRuntime {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_ports_are_bounded_across_replicas() {
+        let mut s = ServiceSpec::new("web", "web:1");
+        s.ports = vec![80, 443];
+        s.replicas = 32;
+        check_published(&s).unwrap();
+        s.replicas = 33;
+        let e = check_published(&s).unwrap_err().to_string();
+        assert!(e.contains("66 host ports"), "{e}");
+    }
+
+    #[test]
+    fn ports_chosen_together_are_distinct() {
+        let held: Vec<_> = (0..50).map(|_| free_port("127.0.0.1").unwrap()).collect();
+        let mut ports: Vec<u16> = held.iter().map(|(_, p)| *p).collect();
+        ports.sort();
+        ports.dedup();
+        assert_eq!(ports.len(), 50);
     }
 }

@@ -218,6 +218,36 @@ fn a_finished_job_replays_its_logs_and_a_reconnect_resumes() {
     let after = all[0].id.clone().unwrap();
     let resumed = Stream::open(&g.server, &id, Some(&after)).rest();
     assert_eq!(logs(&resumed), ["second line", "third line"], "{resumed:#?}");
+    // After a line that ended "\r\n" the id points between the two: the "\n" must not
+    // come back as an empty line.
+    let after_crlf = all[1].id.clone().unwrap();
+    let resumed = Stream::open(&g.server, &id, Some(&after_crlf)).rest();
+    assert_eq!(logs(&resumed), ["third line"], "{resumed:#?}");
+}
+
+#[test]
+fn followers_are_capped_node_wide() {
+    let g = Gated::start();
+    let id = g.submit();
+    // The job waits at its gate: every stream stays open.
+    let open: Vec<Stream> = (0..64).map(|_| Stream::open(&g.server, &id, None)).collect();
+    assert!(open.iter().all(|s| s.status == 200));
+    let refused = Stream::open(&g.server, &id, None);
+    assert_eq!(refused.status, 429);
+    drop(open);
+    g.open_gate();
+    // Closed streams give their places back.
+    let mut again = Stream::open(&g.server, &id, None);
+    for _ in 0..50 {
+        if again.status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        again = Stream::open(&g.server, &id, None);
+    }
+    assert_eq!(again.status, 200);
+    let end = again.rest();
+    assert_eq!(end.last().unwrap().event, "end");
 }
 
 #[test]

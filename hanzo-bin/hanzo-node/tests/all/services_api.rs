@@ -330,6 +330,25 @@ fn services_api_refuses_bad_specs_naming_the_field_and_deploys_nothing() {
         ),
         (with("restart", json!("sometimes")), "restart: unknown variant"),
         (with("colour", json!("blue")), "colour: unknown field"),
+        (
+            with("ports", json!((1..=17).collect::<Vec<u16>>())),
+            "service: ports: 17 ports",
+        ),
+        (
+            with("ports", json!([80, 80])),
+            "service: ports: 80 is listed twice",
+        ),
+        (
+            with("env", json!({"A=B": "C"})),
+            "service: env: invalid variable name",
+        ),
+        (
+            with(
+                "health_check",
+                json!({"command": ["true"], "interval_ms": 10_000_000_000_000u64}),
+            ),
+            "service: health_check.interval_ms",
+        ),
     ];
     for (spec, want) in cases {
         let (st, e) = call(&s, "POST", "/v1/services", &spec);
@@ -393,6 +412,22 @@ fn services_api_refuses_bad_specs_naming_the_field_and_deploys_nothing() {
         assert_eq!(code, "invalid_input");
         assert!(msg.starts_with(want), "{method} {path}: {msg}");
     }
+    // Docker publishes each port of each replica on the host (a docker-proxy each):
+    // bounded per service.
+    let mut many = with("ports", json!([80, 81]));
+    many["replicas"] = json!(33);
+    let (st, e) = call(&s, "POST", "/v1/services", &many);
+    assert_eq!(st, 400, "{e}");
+    assert!(error_of(&e).1.contains("66 host ports"), "{e}");
+    // A replica that could never fit this node is refused as a job would be.
+    let (st, e) = call(
+        &s,
+        "POST",
+        "/v1/services",
+        &with("limits", json!({"memory_mb": 100_000_000})),
+    );
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(error_of(&e).0, "too_large", "{e}");
     // A runtime that runs no services: 503 with why, nothing deployed.
     let (st, e) = call(&s, "POST", "/v1/services?runtime=wasm", &good);
     assert_eq!(st, 503, "{e}");
