@@ -47,17 +47,24 @@ impl Resp {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    /// The error's code, asserting the body has the documented shape.
+    /// The error's code and message, asserting the body has the documented shape.
     pub fn error(&self) -> (String, String) {
         let v = self.json();
-        let code = v["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error.code: {v}"));
-        let msg = v["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error.message: {v}"));
+        let (code, msg) = error_of(&v);
         (code.to_string(), msg.to_string())
     }
+}
+
+/// An error body's code and message (`{"error":{"code","message"}}`), asserting the shape.
+pub fn error_of(v: &Value) -> (&str, &str) {
+    (
+        v["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.code: {v}")),
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error.message: {v}")),
+    )
 }
 
 pub struct Server {

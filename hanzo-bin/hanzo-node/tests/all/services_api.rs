@@ -4,7 +4,7 @@
 //! containers gone); 404s, 400s naming the field, 401 without the token, and 503 when
 //! the node's Docker is unavailable or not enabled.
 
-use crate::server::Server;
+use crate::server::{Server, error_of};
 use crate::util::Home;
 use hanzo_testkit::docker::{SCRIPT_VAR, busybox_image, docker};
 use serde_json::{Value, json};
@@ -35,17 +35,6 @@ fn call(s: &Server, method: &str, path: &str, body: &Value) -> (u16, Value) {
     let r = s.req(method, path, &bytes);
     let v = if r.body.is_empty() { Value::Null } else { r.json() };
     (r.status, v)
-}
-
-fn error_of(v: &Value) -> (&str, &str) {
-    (
-        v["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error.code: {v}")),
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error.message: {v}")),
-    )
 }
 
 /// The served node's id: the Docker runtime labels every container with it.

@@ -2,7 +2,7 @@
 //! HANZO_HOME): register, list, get, call with params checked against the schema,
 //! delete, auth; and the CLI `hanzo-node tool add|ls|call|rm` against it.
 
-use crate::server::{CAT, Server};
+use crate::server::{CAT, Server, error_of};
 use crate::util::{Home, assert_one_error_line};
 use serde_json::{Value, json};
 
@@ -59,17 +59,6 @@ fn greet_schema() -> Value {
         "required": ["text"],
         "additionalProperties": false
     })
-}
-
-fn error_of(v: &Value) -> (&str, &str) {
-    (
-        v["error"]["code"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error.code: {v}")),
-        v["error"]["message"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no error.message: {v}")),
-    )
 }
 
 #[test]
