@@ -54,8 +54,8 @@ pub(crate) struct MemoryRecord {
     /// v2 `memory.events` `max`).
     pub failcnt: u64,
     /// Processes the kernel's OOM killer killed in the cgroup (v1 `memory.oom_control`,
-    /// v2 `memory.events`, `oom_kill N`).
-    pub oom_kills: u64,
+    /// v2 `memory.events`, `oom_kill N`); `None` on kernels that do not count them.
+    pub oom_kills: Option<u64>,
     /// The most memory the cgroup held, in bytes, where the kernel keeps it.
     pub peak: Option<u64>,
     /// The limit in bytes (none when unlimited).
@@ -67,12 +67,18 @@ pub(crate) struct MemoryRecord {
 const NEAR_LIMIT_BYTES: u64 = 1 << 20;
 
 impl MemoryRecord {
-    /// The cgroup ran into its memory limit: an OOM kill, a refused charge, or a peak
-    /// at the limit.
+    /// The kernel's OOM killer acted in the cgroup. Where the kernel counts OOM kills,
+    /// that count alone decides: a tool that only filled its memory and then killed
+    /// itself must not pass for an OOM kill. On older kernels without the counter, a
+    /// refused charge or a peak at the limit stands in for it.
     pub fn hit_limit(&self) -> bool {
-        self.oom_kills > 0
-            || self.failcnt > 0
-            || matches!((self.peak, self.limit), (Some(p), Some(l)) if p.saturating_add(NEAR_LIMIT_BYTES) >= l)
+        match self.oom_kills {
+            Some(n) => n > 0,
+            None => {
+                self.failcnt > 0
+                    || matches!((self.peak, self.limit), (Some(p), Some(l)) if p.saturating_add(NEAR_LIMIT_BYTES) >= l)
+            }
+        }
     }
 
     /// A cgroup v1 record from the files' texts (`memsw` only with swap accounting).
@@ -86,7 +92,7 @@ impl MemoryRecord {
         let failcnt = number(failcnt)?.max(memsw_failcnt.and_then(number).unwrap_or(0));
         Some(MemoryRecord {
             failcnt,
-            oom_kills: keyed(oom_control, "oom_kill").unwrap_or(0),
+            oom_kills: keyed(oom_control, "oom_kill"),
             peak: max_usage.and_then(number),
             // v1 writes "unlimited" as a huge page-rounded number.
             limit: limit.and_then(number).filter(|&l| l < i64::MAX as u64 / 2),
@@ -97,7 +103,7 @@ impl MemoryRecord {
     fn from_v2(events: &str, peak: Option<&str>, max: Option<&str>) -> Option<Self> {
         Some(MemoryRecord {
             failcnt: keyed(events, "max")?,
-            oom_kills: keyed(events, "oom_kill").unwrap_or(0),
+            oom_kills: keyed(events, "oom_kill"),
             peak: peak.and_then(number),
             // "max" means unlimited, which does not parse.
             limit: max.and_then(number),
@@ -149,7 +155,7 @@ fn memory_dir(id: &str) -> Option<PathBuf> {
 /// first reaches the limit, before the kernel's reclaim gives up and kills, and stay
 /// until the container's cgroup is deleted after the daemon has handled the exit: a
 /// window of many polls even on an idle host, and longer on a loaded one.
-const WATCH_EVERY: Duration = Duration::from_millis(10);
+const WATCH_EVERY: Duration = Duration::from_millis(20);
 
 /// Reads a running container's memory cgroup until the cgroup is deleted, keeping the
 /// last record. The daemon's own OOM verdict (`State.OOMKilled`) comes from an event
@@ -215,7 +221,7 @@ mod tests {
             r,
             MemoryRecord {
                 failcnt: 17,
-                oom_kills: 1,
+                oom_kills: Some(1),
                 peak: Some(32 << 20),
                 limit: Some(32 << 20)
             }
@@ -227,22 +233,29 @@ mod tests {
     fn a_v1_cgroup_under_its_limit() {
         let quiet = "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n";
         let r = MemoryRecord::from_v1("0\n", None, quiet, Some("4194304\n"), Some("33554432\n")).unwrap();
-        assert_eq!((r.failcnt, r.oom_kills, r.peak), (0, 0, Some(4 << 20)));
+        assert_eq!((r.failcnt, r.oom_kills, r.peak), (0, Some(0), Some(4 << 20)));
         assert!(!r.hit_limit());
         // Unlimited: the huge number v1 writes is no limit.
         let r =
             MemoryRecord::from_v1("0", None, quiet, Some("4194304"), Some("9223372036854771712")).unwrap();
         assert_eq!(r.limit, None);
         assert!(!r.hit_limit());
-        // Each sign of the limit alone is enough.
-        let r = MemoryRecord::from_v1("0", Some("3"), quiet, None, None).unwrap();
+        // Where the kernel counts OOM kills, the count alone decides: a tool that filled
+        // its memory (refused charges, a peak at the limit) and then killed itself is
+        // not an OOM kill.
+        let r = MemoryRecord::from_v1("9", Some("3"), quiet, Some("33554432"), Some("33554432")).unwrap();
+        assert!(!r.hit_limit());
+        // Older kernels have no oom_kill line: not an error, no kills known, and then
+        // each sign of the limit alone stands in for the count.
+        let old = "oom_kill_disable 0\nunder_oom 0\n";
+        let r = MemoryRecord::from_v1("0", None, old, None, None).unwrap();
+        assert_eq!(r.oom_kills, None);
+        assert!(!r.hit_limit());
+        let r = MemoryRecord::from_v1("0", Some("3"), old, None, None).unwrap();
         assert_eq!(r.failcnt, 3, "memory+swap refusals count");
         assert!(r.hit_limit());
-        let r = MemoryRecord::from_v1("0", None, quiet, Some("33300000"), Some("33554432")).unwrap();
+        let r = MemoryRecord::from_v1("0", None, old, Some("33300000"), Some("33554432")).unwrap();
         assert!(r.hit_limit(), "a peak within a page batch of the limit");
-        // Older kernels have no oom_kill line: not an error, no kills known.
-        let r = MemoryRecord::from_v1("0", None, "oom_kill_disable 0\nunder_oom 0\n", None, None).unwrap();
-        assert_eq!(r.oom_kills, 0);
         assert_eq!(MemoryRecord::from_v1("", None, quiet, None, None), None);
     }
 
@@ -254,7 +267,7 @@ mod tests {
             r,
             MemoryRecord {
                 failcnt: 42,
-                oom_kills: 1,
+                oom_kills: Some(1),
                 peak: Some(32 << 20),
                 limit: Some(32 << 20)
             }
@@ -262,7 +275,13 @@ mod tests {
         assert!(r.hit_limit());
         let quiet = "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\n";
         let r = MemoryRecord::from_v2(quiet, None, Some("max\n")).unwrap();
-        assert_eq!(r, MemoryRecord::default());
+        assert_eq!(
+            r,
+            MemoryRecord {
+                oom_kills: Some(0),
+                ..MemoryRecord::default()
+            }
+        );
         assert!(!r.hit_limit());
         // `oom_kill_count` must not be read as `oom_kill`.
         assert_eq!(keyed("oom_kill_count 5\noom_kill 2", "oom_kill"), Some(2));
@@ -285,7 +304,7 @@ mod tests {
         let r = MemoryRecord::read(&v1).unwrap();
         assert_eq!(
             (r.failcnt, r.oom_kills, r.peak, r.limit),
-            (5, 1, Some(32 << 20), Some(32 << 20))
+            (5, Some(1), Some(32 << 20), Some(32 << 20))
         );
 
         let v2 = dir.path().join("v2");
@@ -293,7 +312,10 @@ mod tests {
         std::fs::write(v2.join("memory.events"), "max 0\noom_kill 3\n").unwrap();
         std::fs::write(v2.join("memory.max"), "max\n").unwrap();
         let r = MemoryRecord::read(&v2).unwrap();
-        assert_eq!((r.failcnt, r.oom_kills, r.peak, r.limit), (0, 3, None, None));
+        assert_eq!(
+            (r.failcnt, r.oom_kills, r.peak, r.limit),
+            (0, Some(3), None, None)
+        );
 
         std::fs::remove_dir_all(&v1).unwrap();
         assert_eq!(MemoryRecord::read(&v1), None, "a deleted cgroup ends the watch");

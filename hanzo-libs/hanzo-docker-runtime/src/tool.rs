@@ -4,16 +4,18 @@
 use crate::{DockerRuntime, containers, describe, hardening, labels};
 use bollard::Docker;
 use bollard::container::LogOutput;
+use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
-use hanzo_compute::{ComputeError, Execution, Job, LimitKind, Usage};
+use hanzo_compute::{CancelToken, ComputeError, Execution, Job, LimitKind, Usage};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 
-/// Removes the container when dropped, unless already removed: covers errors, panics
-/// and a caller that drops the job's future (cancellation).
+/// Removes the container when dropped, unless already removed: covers a panic in the
+/// container's task. (A caller that drops the job's future does not drop this guard: see
+/// [`Lifecycle`].)
 struct Cleanup {
     docker: Docker,
     id: Option<String>,
@@ -87,8 +89,10 @@ const SIGKILLED: i64 = 137;
 /// SIGKILL the runtime did not send (it sends none before the tool exits on its own)
 /// also counts when the container's memory cgroup recorded the limit being hit.
 ///
-/// A tool can kill itself with SIGKILL after filling its memory, and be named a memory
-/// limit error rather than a failure: it gains nothing by that.
+/// Where the kernel counts OOM kills (`oom_kill`, Linux 4.13+), that count decides, so a
+/// tool that fills its memory and then SIGKILLs itself is a plain failure. Only on older
+/// kernels does a charge refused at the limit stand in for the count; such a tool is
+/// then named a memory limit error, which gains it nothing.
 fn oom_killed(ended: &Ended, daemon_says: bool, memory: Option<crate::cgroup::MemoryRecord>) -> bool {
     match ended {
         Ended::Exited(code) => daemon_says || (*code == SIGKILLED && memory.is_some_and(|m| m.hit_limit())),
@@ -125,47 +129,104 @@ pub(crate) async fn run(rt: &DockerRuntime, job: &Job) -> Execution {
         }
     };
 
-    let name = format!("hanzo-tool-{}", job.id);
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::default().name(&name).build()),
-            body,
-        )
-        .await;
-    let id = match created {
-        Ok(c) => c.id,
+    // The container's life runs on its own task, which always ends by removing the
+    // container: a caller that drops this future (a client hanging up, a `select!`
+    // elsewhere) only tells the task to stop. Were the create awaited here, a drop while
+    // it is in flight would leave the container behind for good: the daemon has made
+    // it, but its id never reaches a guard that could remove it. Under load that window
+    // is wide (the daemon's answer waits for a busy worker thread).
+    let abandoned = CancelToken::new();
+    let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+    let lifecycle = Lifecycle {
+        docker,
+        job: job.clone(),
+        params,
+        pids_limit: rt.options.config.pids_limit,
+        abandoned,
+    };
+    let code_hash = exec.code_hash.clone();
+    match tokio::spawn(lifecycle.run(body, exec)).await {
+        Ok(exec) => exec,
+        // A panic in the task (its guard removed the container while unwinding), or
+        // the tokio runtime shutting down (the next start reaps the orphan).
         Err(e) => {
-            exec.result = Err(crate::create_error("the container", &e));
-            return exec;
+            let mut exec = Execution::rejected(
+                spec,
+                ComputeError::internal(format!("the container task failed: {e}")),
+            );
+            exec.code_hash = code_hash;
+            exec
         }
-    };
-    let mut cleanup = Cleanup {
-        docker: docker.clone(),
-        id: Some(id.clone()),
-    };
-    exec.result = run_container(
-        &docker,
-        &id,
-        job,
-        &params,
-        rt.options.config.pids_limit,
-        &mut exec.usage,
-        &mut exec.logs,
-    )
-    .await;
-    cleanup.remove_now().await;
-    exec
+    }
+}
+
+/// Fires its token when dropped: when the caller drops the job's future, the
+/// container's task stops the container and removes it.
+struct AbandonOnDrop(CancelToken);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+/// What the container's task owns: everything it needs to run the container and remove
+/// it, whether or not anyone still waits for the result.
+struct Lifecycle {
+    docker: Docker,
+    job: Job,
+    params: Vec<u8>,
+    pids_limit: u32,
+    /// Fires when the caller dropped the job: stop as for a cancellation.
+    abandoned: CancelToken,
+}
+
+impl Lifecycle {
+    /// Creates, runs and removes the container; returns `exec` completed.
+    async fn run(self, body: ContainerCreateBody, mut exec: Execution) -> Execution {
+        let name = format!("hanzo-tool-{}", self.job.id);
+        let created = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptionsBuilder::default().name(&name).build()),
+                body,
+            )
+            .await;
+        let id = match created {
+            Ok(c) => c.id,
+            Err(e) => {
+                exec.result = Err(crate::create_error("the container", &e));
+                return exec;
+            }
+        };
+        let mut cleanup = Cleanup {
+            docker: self.docker.clone(),
+            id: Some(id.clone()),
+        };
+        // A job cancelled or dropped while its container was being created is not started.
+        exec.result = if self.abandoned.is_cancelled() || self.job.cancel.is_cancelled() {
+            Err(ComputeError::Cancelled)
+        } else {
+            run_container(&self, &id, &mut exec.usage, &mut exec.logs).await
+        };
+        cleanup.remove_now().await;
+        exec
+    }
 }
 
 async fn run_container(
-    docker: &Docker,
+    lifecycle: &Lifecycle,
     id: &str,
-    job: &Job,
-    params: &[u8],
-    pids_limit: u32,
     usage: &mut Usage,
     logs: &mut Vec<u8>,
 ) -> Result<serde_json::Value, ComputeError> {
+    let Lifecycle {
+        docker,
+        job,
+        params,
+        pids_limit,
+        abandoned,
+    } = lifecycle;
     let limits = &job.spec.limits;
     // Attach before starting, so not a byte of output is missed.
     let attach = docker
@@ -240,6 +301,7 @@ async fn run_container(
         ended = run => ended,
         _ = tokio::time::sleep_until(deadline.into()) => Ended::TimedOut,
         _ = job.cancel.cancelled() => Ended::Cancelled,
+        _ = abandoned.cancelled() => Ended::Cancelled,
     };
     // The kernel's record lives in the container's cgroup, which the runtime deletes
     // as soon as the container stops: read it while the container still runs (for a
@@ -310,7 +372,7 @@ mod tests {
     fn an_oom_kill_is_named_even_when_the_daemon_missed_it() {
         let at_limit = MemoryRecord {
             failcnt: 12,
-            oom_kills: 1,
+            oom_kills: Some(1),
             peak: Some(32 << 20),
             limit: Some(32 << 20),
         };
@@ -319,11 +381,19 @@ mod tests {
             limit: Some(32 << 20),
             ..MemoryRecord::default()
         };
+        // Filled to the limit, then killed itself: no OOM kill counted.
+        let self_killed = MemoryRecord {
+            failcnt: 12,
+            oom_kills: Some(0),
+            peak: Some(32 << 20),
+            limit: Some(32 << 20),
+        };
         // The daemon's flag alone.
         assert!(oom_killed(&Ended::Exited(137), true, None));
         // The flag lost to the race: the cgroup's record decides.
         assert!(oom_killed(&Ended::Exited(137), false, Some(at_limit)));
         assert!(!oom_killed(&Ended::Exited(137), false, Some(quiet)));
+        assert!(!oom_killed(&Ended::Exited(137), false, Some(self_killed)));
         assert!(
             !oom_killed(&Ended::Exited(137), false, None),
             "unknown: a plain failure"

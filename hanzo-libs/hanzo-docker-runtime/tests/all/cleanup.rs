@@ -144,6 +144,62 @@ async fn nothing_is_left_when_the_caller_drops_the_job() {
     );
 }
 
+/// Waits until `docker ps` lists a container for `filter`, holding the thread meanwhile.
+fn appears_blocking(filter: &str, within: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if !containers(filter).is_empty() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// The caller drops the job while the daemon's answer to its `create` is on the way:
+/// the container exists, but the runtime has not read its id yet. On one thread the
+/// test makes that window certain: it lets the job run in short slices, and between
+/// them holds the thread (a blocking `docker ps`) until the container shows, so the
+/// answer to the create that made it is read, if at all, after the drop. The test
+/// above hits that window only when the machine is loaded.
+#[tokio::test(flavor = "current_thread")]
+async fn nothing_is_left_when_the_caller_drops_the_job_during_its_create() {
+    let node = Node::new();
+    // Connect (and reap) first, so the slices below are spent on the job itself.
+    assert!(node.rt.health().await.available);
+    let mut spec = script_job("sleep 1000");
+    spec.limits.timeout_ms = 60_000;
+    let job = Job::new(spec);
+    let filter = format!("label=hanzo.job={}", job.id);
+    let t = Instant::now();
+    {
+        let execute = node.rt.execute(&job);
+        tokio::pin!(execute);
+        loop {
+            tokio::select! {
+                _ = &mut execute => panic!("the job ended on its own"),
+                _ = tokio::time::sleep(Duration::from_millis(2)) => {}
+            }
+            if appears_blocking(&filter, Duration::from_millis(500)) {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "no container for the job after 20 s"
+            );
+        }
+        // `execute` is dropped here, its create answered but not read.
+    }
+    let t = Instant::now();
+    while !containers(&filter).is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "the container of a job dropped during its create is still there"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_left_when_the_container_cannot_start() {
     let node = Node::new();
