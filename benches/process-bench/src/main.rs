@@ -70,6 +70,10 @@ struct Args {
     /// Do not invoke cargo: use the text-tools-cmd that is built, or fail saying how.
     #[arg(long)]
     no_build: bool,
+    /// Measure only these sections (comma-separated): floor, native, go, bytes (needs
+    /// go), deno, python [default: all]. The targets table keeps the rows that were measured.
+    #[arg(long, value_delimiter = ',', value_parser = ["floor", "native", "go", "bytes", "deno", "python"])]
+    only: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -232,6 +236,22 @@ fn sandboxed_exe<'a>(
     })
 }
 
+/// A complete spec (a runtime's exact command) run as is by `sandbox`, timed.
+fn sandboxed_spec<'a>(
+    rt: &'a tokio::runtime::Runtime,
+    sandbox: Arc<Sandbox>,
+    spec: ProcessSpec,
+) -> Box<dyn FnMut() -> Sample + 'a> {
+    let cancel = CancelToken::new();
+    Box::new(move || {
+        let t = Instant::now();
+        let o = rt.block_on(sandbox.run(spec.clone(), &cancel));
+        let d = t.elapsed();
+        let v = o.result().map_err(|e| anyhow!("{e}"))?;
+        Ok((d, v))
+    })
+}
+
 /// `program args…` with the params on stdin, in `sandbox` (no output expected).
 fn sandboxed_cmd<'a>(
     rt: &'a tokio::runtime::Runtime,
@@ -301,6 +321,7 @@ fn run(args: Args) -> Result<()> {
         "--runs and --cold-runs must be positive"
     );
     let root = facts::workspace_root()?;
+    let on = |section: &str| args.only.is_empty() || args.only.iter().any(|o| o == section);
     let text_tools = facts::text_tools_cmd(&root, args.no_build)?;
     let helper = std::env::current_exe().context("cannot find the bench's own binary")?;
 
@@ -322,7 +343,7 @@ fn run(args: Args) -> Result<()> {
     let mut software: Vec<String> = Vec::new();
 
     // ---- the sandbox floor: /bin/true -------------------------------------------------
-    {
+    if on("floor") {
         let params = json!({ "text": TEXT });
         let spec = JobSpec::new(RuntimeKind::Native, "/bin/true").params(params.clone());
         let stdin = serde_json::to_vec(&params)?;
@@ -416,7 +437,7 @@ fn run(args: Args) -> Result<()> {
     }
 
     // ---- native: an executable and a built-in -----------------------------------------
-    {
+    if on("native") {
         // As the node configures it: tools kept by digest and run read-only in place.
         let native: Arc<dyn Runtime> = Arc::new(
             NativeRuntime::new(sandbox.clone(), helper.clone(), PIDS).with_store(data.path().join("native")),
@@ -486,9 +507,10 @@ fn run(args: Args) -> Result<()> {
         rows.extend(got);
     }
 
-    let go_bytes;
+    // (the `bytes` rows reuse the Go build: they run only with the `go` section)
+    let mut go_bytes: Vec<u8> = Vec::new();
     // ---- Go: native build in the sandbox, wasip1 build on the WASM runtime ------------
-    {
+    if on("go") {
         let wasm: Arc<dyn Runtime> = Arc::new(
             WasmRuntime::new(WasmOptions::new(data.path(), WasmConfig::default()))
                 .map_err(|e| anyhow!("cannot start the WASM runtime: {e}"))?,
@@ -571,7 +593,7 @@ fn run(args: Args) -> Result<()> {
     }
 
     // ---- where the time goes: the fixed cost and the tool's bytes -----------------
-    {
+    if on("bytes") && !go_bytes.is_empty() {
         let spec = JobSpec::new(RuntimeKind::Native, "/bin/true").params(json!({ "text": TEXT }));
         let exe = std::fs::read(&text_tools)?;
         let with_file = |bytes: Vec<u8>| {
@@ -642,7 +664,7 @@ fn run(args: Args) -> Result<()> {
     }
 
     // ---- Deno -------------------------------------------------------------------------
-    {
+    if on("deno") {
         let deno = Arc::new(DenoRuntime::new(
             sandbox.clone(),
             &DenoConfig::default(),
@@ -736,10 +758,26 @@ fn run(args: Args) -> Result<()> {
             .vs("D0"),
             Way::new(
                 "D1",
-                "ours: `DenoRuntime::execute` (prepared module cache)",
+                "ours: `DenoRuntime::execute` (prepared module cache and the tool's V8 code cache)",
                 ours(&rt, deno_rt, spec),
             )
             .vs("D0"),
+            Way::new(
+                "D1b",
+                "context: the same sandboxed command (`DenoRuntime::command`) through `Sandbox::run` directly (no source read or hash, no prepared or code cache check)",
+                sandboxed_spec(&rt, sandbox.clone(), command.clone()),
+            )
+            .vs("D0"),
+            Way::new(
+                "D1c",
+                "context: D1b without the tool's V8 code cache (its three read-only files not mounted: deno compiles the runner, the tool and its lazy modules, as before the code cache)",
+                sandboxed_spec(&rt, sandbox.clone(), {
+                    let mut c = command.clone();
+                    c.mounts.retain(|m| !m.guest.contains(hanzo_deno_runtime::CODE_CACHE_DB));
+                    c
+                }),
+            )
+            .vs("D1b"),
         ];
         let got = measure("deno", ways, c.warmup, c.runs)?;
         sections.push((
@@ -755,7 +793,7 @@ fn run(args: Args) -> Result<()> {
 
     // ---- Python -----------------------------------------------------------------------
     let mut colds: Vec<Cold> = Vec::new();
-    {
+    if on("python") {
         let python = Arc::new(PythonRuntime::new(
             sandbox.clone(),
             &PythonConfig::default(),
@@ -1128,6 +1166,12 @@ fn run(args: Args) -> Result<()> {
             false,
         ),
         (
+            "Deno: runtime share (vs `Sandbox::run` of its command)",
+            "D1",
+            "D1b",
+            false,
+        ),
+        (
             "Python, no dependencies: sandbox share (vs our command line by hand)",
             "P3",
             "P1b",
@@ -1141,7 +1185,10 @@ fn run(args: Args) -> Result<()> {
         ),
     ];
     for (what, a, b, target) in targets {
-        let (x, y) = (by_id[a], by_id[b]);
+        // (a row of a section left out by --only)
+        let (Some(&x), Some(&y)) = (by_id.get(a), by_id.get(b)) else {
+            continue;
+        };
         let p50 = ratio(x.lat.p50, y.lat.p50);
         let verdict = if !target {
             "no target (context)".to_string()

@@ -4,6 +4,7 @@
 //! only the tool's output (or, with `--json`, the whole result); everything for people
 //! goes to stderr, and an error is one line beginning `error:`.
 
+mod cache_cmd;
 mod demo;
 mod job_cmd;
 mod node;
@@ -62,6 +63,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Serve the HTTP API (node.api_listen) over the durable job queue.
     Serve,
+    /// The runtimes' caches: ls (sizes vs node.cache_max_mb), prune.
+    #[command(subcommand)]
+    Cache(cache_cmd::CacheCmd),
 }
 
 fn main() -> ExitCode {
@@ -127,6 +131,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Tool(cmd) => tool_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
         Command::Serve => serve::run(cli.config.as_deref()).await,
+        Command::Cache(cmd) => cache_cmd::run(cli.config.as_deref(), cmd).await,
     }
 }
 

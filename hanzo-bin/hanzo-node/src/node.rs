@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use hanzo_compute::cache::{Cache, Pool};
 use hanzo_compute::{Compute, ComputeError, Config, NodeKey, RuntimeKind, UnavailableRuntime};
 use hanzo_deno_runtime::DenoRuntime;
 use hanzo_docker_runtime::{DockerOptions, DockerRuntime};
@@ -34,6 +35,16 @@ pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
     Ok(Config::load(config_path(explicit).as_deref(), std::env::vars())?)
 }
 
+/// Every runtime's cache pools under `data_dir`, whether or not the runtime is enabled
+/// (what it left on disk counts against `[node] cache_max_mb` all the same).
+pub fn cache_pools(data_dir: &Path) -> Vec<Pool> {
+    let mut pools = hanzo_deno_runtime::cache_pools(data_dir);
+    pools.extend(hanzo_python_runtime::cache_pools(data_dir));
+    pools.extend(hanzo_go_runtime::cache_pools(data_dir));
+    pools.extend(hanzo_native_runtime::cache_pools(&data_dir.join("native")));
+    pools
+}
+
 /// The node: its configuration, its runtimes, and its key.
 pub struct Node {
     pub config: Config,
@@ -44,6 +55,8 @@ pub struct Node {
     pub k8s: Option<Arc<KubernetesRuntime>>,
     /// Runtimes that are enabled but could not start, and why.
     failed: BTreeMap<RuntimeKind, String>,
+    /// The process runtimes' caches, bounded by `[node] cache_max_mb`.
+    pub cache: Arc<Cache>,
 }
 
 impl Node {
@@ -54,6 +67,7 @@ impl Node {
         let data_dir = config.node.data_dir.clone();
         let key = NodeKey::load_or_create(&data_dir)?;
         let mut compute = Compute::new(Arc::new(key));
+        let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));
         let wanted = |k: RuntimeKind| config.runtime_enabled(k) && only.is_none_or(|o| o == k);
         let mut wasm = None;
         // The go runtime runs its wasip1 builds on the WASM runtime.
@@ -92,38 +106,33 @@ impl Node {
             )));
             let pids = config.compute.sandbox.pids_limit;
             if wanted(RuntimeKind::Deno) {
-                compute.register(Arc::new(DenoRuntime::new(
-                    sandbox.clone(),
-                    &config.compute.deno,
-                    &data_dir,
-                    pids,
-                )));
+                compute.register(Arc::new(
+                    DenoRuntime::new(sandbox.clone(), &config.compute.deno, &data_dir, pids)
+                        .with_cache(cache.clone()),
+                ));
             }
             if wanted(RuntimeKind::Python) {
-                compute.register(Arc::new(PythonRuntime::new(
-                    sandbox.clone(),
-                    &config.compute.python,
-                    &data_dir,
-                    pids,
-                )));
+                compute.register(Arc::new(
+                    PythonRuntime::new(sandbox.clone(), &config.compute.python, &data_dir, pids)
+                        .with_cache(cache.clone()),
+                ));
             }
             if wanted(RuntimeKind::Go)
                 && let Some(wasm) = &wasm
             {
-                compute.register(Arc::new(GoRuntime::new(
-                    sandbox.clone(),
-                    wasm.clone(),
-                    &config.compute.go,
-                    &data_dir,
-                    pids,
-                )));
+                compute.register(Arc::new(
+                    GoRuntime::new(sandbox.clone(), wasm.clone(), &config.compute.go, &data_dir, pids)
+                        .with_cache(cache.clone()),
+                ));
             }
             if wanted(RuntimeKind::Native) {
                 // The helper that loads cdylibs and runs built-in tools in the sandbox
                 // is this very binary (`hanzo-node __tool-host`).
                 let helper = std::env::current_exe().context("cannot find the hanzo-node binary")?;
                 compute.register(Arc::new(
-                    NativeRuntime::new(sandbox.clone(), helper, pids).with_store(data_dir.join("native")),
+                    NativeRuntime::new(sandbox.clone(), helper, pids)
+                        .with_store(data_dir.join("native"))
+                        .with_cache(cache.clone()),
                 ));
             }
         }
@@ -151,6 +160,7 @@ impl Node {
             docker,
             k8s,
             failed,
+            cache,
         })
     }
 

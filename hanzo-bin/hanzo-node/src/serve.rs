@@ -22,6 +22,13 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
     let node = Node::build(config, None).await?;
+    {
+        // Caches left over the quota (by an earlier node, or a lowered cache_max_mb)
+        // are pruned once at startup, off the serving path: a prune only removes
+        // entries no job holds, so it may run alongside jobs.
+        let cache = node.cache.clone();
+        tokio::task::spawn_blocking(move || cache.prune_to_quota());
+    }
     let cfg = node.config.clone();
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host(cfg.node.api_listen.as_str())
         .await

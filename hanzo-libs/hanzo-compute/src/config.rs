@@ -1,6 +1,8 @@
 //! `hanzo-node.toml` (CONTRACTS §5): every key has a default that works on one
 //! machine with nothing configured; `HANZO_<SECTION>_<KEY>` environment variables
 //! override the file; an unknown key or a bad value is an error that names it.
+//! `[node] cache_max_mb` (`HANZO_NODE_CACHE_MAX_MB`) bounds the runtimes' caches
+//! (see [`crate::cache`]).
 
 use crate::{ComputeError, RuntimeKind};
 use serde::{Deserialize, Serialize};
@@ -34,6 +36,10 @@ pub struct NodeConfig {
     pub jobs_retention_hours: u64,
     /// At most this many finished jobs are kept (the oldest go first).
     pub jobs_max_finished: u64,
+    /// Disk space, in MiB, the runtimes' caches under the data directory may take
+    /// together (Python environments, Go builds, stored native tools); past it the
+    /// least recently used entries not in use are removed. 0 means unbounded.
+    pub cache_max_mb: u64,
 }
 
 impl Default for NodeConfig {
@@ -45,6 +51,7 @@ impl Default for NodeConfig {
             jobs_durability: "normal".into(),
             jobs_retention_hours: 168,
             jobs_max_finished: 100_000,
+            cache_max_mb: 10_240,
         }
     }
 }
@@ -536,5 +543,18 @@ total_cpu_cores = 8
         assert!(e.to_string().contains("HANZO_COMPUTE_WASM_MAX_MEMORY_MB"), "{e}");
         let e = Config::from_toml("[compute.wasm]\nmax_memory_mb = \"x\"\n", "f", env(&[])).unwrap_err();
         assert!(e.to_string().contains("max_memory_mb"), "{e}");
+    }
+
+    #[test]
+    fn the_cache_quota_has_a_default_an_override_and_a_checked_key() {
+        assert_eq!(Config::default().node.cache_max_mb, 10_240);
+        let c = Config::from_toml("[node]\ncache_max_mb = 0\n", "f", env(&[])).unwrap();
+        assert_eq!(c.node.cache_max_mb, 0);
+        let c = Config::from_toml("", "f", env(&[("HANZO_NODE_CACHE_MAX_MB", "64")])).unwrap();
+        assert_eq!(c.node.cache_max_mb, 64);
+        let e = Config::from_toml("[node]\ncache_max_gb = 1\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("cache_max_gb"), "{e}");
+        let e = Config::from_toml("", "f", env(&[("HANZO_NODE_CACHE_MAX_MB", "-1")])).unwrap_err();
+        assert!(e.to_string().contains("cache_max_mb"), "{e}");
     }
 }

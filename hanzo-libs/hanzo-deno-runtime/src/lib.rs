@@ -26,6 +26,8 @@
 //! `--cached-only` and sees, read-only, only the cache's downloads (`npm/`, `remote/`)
 //! and its own transpiled code (`<data_dir>/deno/gen/<sha256>`), so a hostile tool can
 //! neither poison the cache for later jobs nor read what other tools left in it.
+//! The prepare step also compiles the runner and the tool (without running either) into
+//! the tool's own V8 code cache, which its jobs read and cannot write ([`codecache`]).
 //!
 //! Deno's read permission does not cover static imports: a tool can load any file the
 //! sandbox shows at a path it can name (`import x from "file:///…"`, also
@@ -35,8 +37,13 @@
 
 #![warn(missing_docs)]
 
+mod cache;
+pub mod codecache;
 pub mod flags;
 pub mod source;
+
+pub use cache::cache_pools;
+pub use codecache::CODE_CACHE_DB;
 
 use hanzo_compute::config::DenoConfig;
 use hanzo_compute::{
@@ -73,7 +80,7 @@ pub const EXIT_UNKNOWN_FUNCTION: i32 = 2;
 
 /// Written into the prepared marker with deno's version: a tool prepared under an
 /// older cache layout (its transpiled code in the shared cache) is prepared again.
-const CACHE_LAYOUT: &str = "layout 2: per-tool gen";
+const CACHE_LAYOUT: &str = "layout 3: per-tool gen and V8 code cache";
 
 /// How to install deno, for the unavailable message.
 pub const INSTALL_ADVICE: &str = "install it with `pip install deno` or the official installer \
@@ -144,6 +151,8 @@ pub struct DenoRuntime {
     /// `<data_dir>/deno`.
     root: PathBuf,
     pids_limit: u32,
+    /// The node's caches, pruned after a tool is prepared (none: unbounded).
+    cache: Option<Arc<hanzo_compute::cache::Cache>>,
 }
 
 impl DenoRuntime {
@@ -158,7 +167,15 @@ impl DenoRuntime {
             version: OnceLock::new(),
             root: data_dir.join("deno"),
             pids_limit,
+            cache: None,
         }
+    }
+
+    /// Prunes `cache` to its quota after each tool prepared (jobs lease what they use
+    /// whether or not this is set, so a prune by anyone never removes it under them).
+    pub fn with_cache(mut self, cache: Arc<hanzo_compute::cache::Cache>) -> DenoRuntime {
+        self.cache = Some(cache);
+        self
     }
 
     /// The deno binary jobs run with, if found.
@@ -171,8 +188,9 @@ impl DenoRuntime {
         self.root.join("cache")
     }
 
+    /// In the tool's own `gen/`: pruning that removes the marker too (see `cache.rs`).
     fn marker(&self, hash: &str) -> PathBuf {
-        self.root.join("prepared").join(hash)
+        self.emit_dir(hash).join(".hanzo-prepared")
     }
 
     /// The tool's own `gen/` (Deno's emit cache: transpiled code of the tool and of its
@@ -266,7 +284,7 @@ impl DenoRuntime {
             .iter()
             .map(|d| self.cache_dir().join(d))
             .collect();
-        dirs.extend([self.root.join("prepared"), self.emit_dir(hash)]);
+        dirs.push(self.emit_dir(hash));
         for dir in dirs {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
@@ -343,13 +361,15 @@ impl DenoRuntime {
             for m in self.cache_mounts(&tool.hash, false) {
                 spec = spec.mount(m);
             }
+            // The tool's own V8 code cache, read-only (see codecache.rs).
+            for m in codecache::run_mounts(&self.emit_dir(&tool.hash)) {
+                spec = spec.mount(m);
+            }
         }
         self.deno_env(&mut spec);
-        // serde_json writes a valid JS string literal for any path.
-        let literal = serde_json::Value::String(format!("./{}", tool.work_path)).to_string();
         spec.args(permissions)
             .arg(RUNNER_FILE)
-            .file(RUNNER_FILE, RUNNER_SOURCE.replace("__HANZO_TOOL__", &literal))
+            .file(RUNNER_FILE, runner_source(tool))
             .file(tool.work_path.clone(), tool.bytes.clone())
     }
 
@@ -363,15 +383,21 @@ impl DenoRuntime {
     /// imports to public module hosts (not the host's loopback services).
     async fn prepare(&self, deno: &Path, job: &Job, tool: &ToolSource) -> Result<(), ComputeError> {
         let version = format!(
-            "{}\n{CACHE_LAYOUT}",
+            "{}\n{CACHE_LAYOUT}\n{}",
             self.version()
                 .map_err(|e| ComputeError::Unavailable(format!("deno: {e}")))?
-                .line
+                .line,
+            cache::generation(&self.cache_dir())
         );
         // Always: a run mounts these, and an operator may have pruned them.
         self.create_dirs(&tool.hash)?;
         let marker = self.marker(&tool.hash);
-        if std::fs::read_to_string(&marker).is_ok_and(|v| v == version) {
+        // The marker is the version, then the code cache's line, which is checked
+        // against the files before every job (see codecache.rs).
+        if let Ok(m) = std::fs::read_to_string(&marker)
+            && let Some(code) = m.strip_prefix(&version).and_then(|r| r.strip_prefix('\n'))
+            && codecache::intact(&self.emit_dir(&tool.hash), code)
+        {
             return Ok(());
         }
         let mut spec = ProcessSpec::new(deno)
@@ -402,8 +428,9 @@ impl DenoRuntime {
         let outcome = self.sandbox.run(spec, &job.cancel).await;
         match outcome.exit {
             Exit::Exited(0) => {
+                let code = self.build_code_cache(deno, job, tool).await?;
                 // A lost marker only costs another prepare.
-                let _ = std::fs::write(&marker, version);
+                let _ = std::fs::write(&marker, format!("{version}\n{code}"));
                 Ok(())
             }
             Exit::Exited(_) | Exit::Signaled(_) => Err(ComputeError::invalid(format!(
@@ -463,6 +490,17 @@ impl DenoRuntime {
         }
         exec
     }
+}
+
+/// The tool's path as a JS string literal (serde_json writes a valid one for any path).
+fn tool_literal(tool: &ToolSource) -> String {
+    serde_json::Value::String(format!("./{}", tool.work_path)).to_string()
+}
+
+/// The runner for `tool`: the same bytes in every run and in the code-cache step, so
+/// that the code cached there is used.
+fn runner_source(tool: &ToolSource) -> String {
+    RUNNER_SOURCE.replace("__HANZO_TOOL__", &tool_literal(tool))
 }
 
 /// The line of deno's stderr that says what went wrong (`error: ...`), else its last.
@@ -556,12 +594,32 @@ impl Runtime for DenoRuntime {
                 );
             }
         };
-        if self.shares_cache()
-            && let Err(e) = self.prepare(deno, job, &tool).await
-        {
-            let mut exec = Execution::rejected(&job.spec, e);
-            exec.code_hash = Some(tool.hash.clone());
-            return exec;
+        // Leases on the shared cache and the tool's gen/, held until the tool has ended.
+        let mut _leases = None;
+        if self.shares_cache() {
+            let mut dirs: Vec<PathBuf> = SHARED_CACHE_DIRS
+                .iter()
+                .map(|d| self.cache_dir().join(d))
+                .collect();
+            dirs.push(self.emit_dir(&tool.hash));
+            let marker = std::fs::read(self.marker(&tool.hash)).ok();
+            let prepared = match cache::lease_tool(&self.cache_dir(), &dirs) {
+                Ok(l) => {
+                    _leases = Some(l);
+                    self.prepare(deno, job, &tool).await
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = prepared {
+                let mut exec = Execution::rejected(&job.spec, e);
+                exec.code_hash = Some(tool.hash.clone());
+                return exec;
+            }
+            if let Some(cache) = &self.cache
+                && std::fs::read(self.marker(&tool.hash)).ok() != marker
+            {
+                cache.created().await;
+            }
         }
         let spec = self.run_spec(deno, job, &tool, permissions);
         let outcome = self.sandbox.run(spec, &job.cancel).await;

@@ -2,6 +2,7 @@
 //! where it can be), and the cache of finished builds keyed by source digest.
 
 use crate::source::Package;
+use hanzo_compute::cache::{Cache, Lease};
 use hanzo_compute::{CancelToken, ComputeError, Mount, Network, ResourceLimits};
 use hanzo_sandbox::{Exit, ProcessSpec, Sandbox};
 use sha2::{Digest, Sha256};
@@ -98,6 +99,8 @@ pub(crate) struct Builder {
     building: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Builds started by this builder (for tests and operators).
     pub(crate) builds: std::sync::atomic::AtomicU64,
+    /// The node's caches, pruned after each build (none: unbounded).
+    pub(crate) cache: Option<Arc<Cache>>,
 }
 
 impl Builder {
@@ -117,17 +120,47 @@ impl Builder {
             done: Mutex::new(HashMap::new()),
             building: Mutex::new(HashMap::new()),
             builds: std::sync::atomic::AtomicU64::new(0),
+            cache: None,
         }
     }
 
-    /// The build of `pkg` for `target`, from the cache or built now.
+    /// The build of `pkg` for `target`, from the cache or built now, with a lease on it
+    /// that keeps a prune from removing it while the job runs. A build pruned before it
+    /// could be leased is built again.
     pub(crate) async fn get(
         &self,
         tc: &Toolchain,
         pkg: &Package,
         target: Target,
         cancel: &CancelToken,
-    ) -> Result<Arc<Built>, ComputeError> {
+    ) -> Result<(Arc<Built>, Lease), ComputeError> {
+        for _ in 0..3 {
+            let (built, key, new) = self.get_once(tc, pkg, target, cancel).await?;
+            let lease = hanzo_compute::cache::lease(&built.path)
+                .map_err(|e| ComputeError::internal(format!("cannot lock the build: {e}")))?;
+            if let Some(lease) = lease {
+                if new && let Some(cache) = &self.cache {
+                    cache.created().await;
+                }
+                return Ok((built, lease));
+            }
+            // Pruned: forget it, so that the next round builds it again.
+            lock(&self.done).remove(&key);
+        }
+        Err(ComputeError::Unavailable(
+            "the build was pruned three times before the job could use it; raise [node] cache_max_mb".into(),
+        ))
+    }
+
+    /// The build from this process's memory, the disk, or built now; its key; whether
+    /// it was built now.
+    async fn get_once(
+        &self,
+        tc: &Toolchain,
+        pkg: &Package,
+        target: Target,
+        cancel: &CancelToken,
+    ) -> Result<(Arc<Built>, String, bool), ComputeError> {
         let key = {
             let mut h = Sha256::new();
             for part in [
@@ -142,29 +175,30 @@ impl Builder {
             hex::encode(h.finalize())
         };
         if let Some(b) = lock(&self.done).get(&key) {
-            return Ok(b.clone());
+            return Ok((b.clone(), key, false));
         }
         let gate = lock(&self.building).entry(key.clone()).or_default().clone();
         let _held = gate.lock().await;
         if let Some(b) = lock(&self.done).get(&key) {
-            return Ok(b.clone());
+            return Ok((b.clone(), key, false));
         }
         let ext = if target == Target::Native { "bin" } else { "wasm" };
         let path = self.root.join("builds").join(format!("{key}.{ext}"));
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
+        let (bytes, new) = match std::fs::read(&path) {
+            Ok(b) => (b, false),
             Err(_) => {
                 self.build(tc, pkg, target, &path, cancel).await?;
-                std::fs::read(&path)
-                    .map_err(|e| ComputeError::internal(format!("cannot read the build: {e}")))?
+                let b = std::fs::read(&path)
+                    .map_err(|e| ComputeError::internal(format!("cannot read the build: {e}")))?;
+                (b, true)
             }
         };
         let built = Arc::new(Built {
             path,
             sha256: hex::encode(Sha256::digest(&bytes)),
         });
-        lock(&self.done).insert(key, built.clone());
-        Ok(built)
+        lock(&self.done).insert(key.clone(), built.clone());
+        Ok((built, key, new))
     }
 
     async fn build(
@@ -177,10 +211,10 @@ impl Builder {
     ) -> Result<(), ComputeError> {
         let builds = dest.parent().unwrap_or(&self.root).to_path_buf();
         let cache = self.root.join("cache");
-        for d in [&builds, &cache] {
-            std::fs::create_dir_all(d)
-                .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", d.display())))?;
-        }
+        std::fs::create_dir_all(&builds)
+            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", builds.display())))?;
+        // Go's build cache is in use for the whole build: a prune skips it.
+        let _cache_lease = lease_dir(&cache)?;
         self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         sweep_stale(&builds, Duration::from_millis(self.timeout_ms.saturating_mul(2)));
         // The build writes into a directory of its own, the only part of the builds
@@ -348,6 +382,23 @@ impl Builder {
             _ = cancel.cancelled() => Err(ComputeError::Cancelled),
         }
     }
+}
+
+/// Creates `dir` if needed and leases it (a prune may remove it between the two).
+fn lease_dir(dir: &Path) -> Result<Lease, ComputeError> {
+    for _ in 0..3 {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        if let Some(l) = hanzo_compute::cache::lease(dir)
+            .map_err(|e| ComputeError::internal(format!("cannot lock {}: {e}", dir.display())))?
+        {
+            return Ok(l);
+        }
+    }
+    Err(ComputeError::internal(format!(
+        "{} was removed three times while it was being locked",
+        dir.display()
+    )))
 }
 
 /// Removes `.tmp-*` output directories older than `age`: left by a node that crashed

@@ -30,6 +30,7 @@ mod source;
 pub use build::{Built, Target, Toolchain};
 
 use build::Builder;
+use hanzo_compute::cache::{Cache, Pool};
 use hanzo_compute::config::GoConfig;
 use hanzo_compute::{
     Capabilities, ComputeError, Execution, Health, Job, LimitKind, Runtime, RuntimeKind, Support,
@@ -89,6 +90,13 @@ impl GoRuntime {
             .map_err(|e| ComputeError::Unavailable(format!("go: {e}; {INSTALL}")))
     }
 
+    /// Prunes `cache` to its quota after each build (jobs lease the build they run
+    /// whether or not this is set, so a prune by anyone never removes it under them).
+    pub fn with_cache(mut self, cache: Arc<Cache>) -> GoRuntime {
+        self.builder.cache = Some(cache);
+        self
+    }
+
     /// Whether builds run in the process sandbox on this host.
     pub fn builds_sandboxed(&self) -> bool {
         self.builder.sandboxed()
@@ -103,9 +111,11 @@ impl GoRuntime {
     pub async fn build(&self, source: &str, target: Target) -> Result<Arc<Built>, ComputeError> {
         let tc = self.toolchain()?;
         let pkg = blocking(|| Package::load(source, &self.data_dir))?;
-        self.builder
+        let (built, _lease) = self
+            .builder
             .get(tc, &pkg, target, &hanzo_compute::CancelToken::new())
-            .await
+            .await?;
+        Ok(built)
     }
 
     fn target(&self, job: &Job, pkg: &Package) -> Target {
@@ -135,7 +145,8 @@ impl GoRuntime {
                 "fuel is metered only for the wasip1 build; drop --native or --fuel",
             ));
         }
-        let built = self.builder.get(tc, &pkg, target, &job.cancel).await?;
+        // `_lease` lives until the tool has ended.
+        let (built, _lease) = self.builder.get(tc, &pkg, target, &job.cancel).await?;
         if target == Target::Native {
             let spec = if self.sandbox.isolates_filesystem() {
                 // The build is immutable and content-addressed (its name is the key of
@@ -166,6 +177,17 @@ impl GoRuntime {
         };
         Ok(self.wasm.execute(&wasm_job).await)
     }
+}
+
+/// Where this runtime keeps what it builds, for the node's cache quota: the builds
+/// (`<data_dir>/go/builds/<key>.wasm|.bin`, each an entry) and Go's build cache
+/// (`<data_dir>/go/cache`, one entry, in use while a build runs).
+pub fn cache_pools(data_dir: &Path) -> Vec<Pool> {
+    let root = data_dir.join("go");
+    vec![
+        Pool::entries(RuntimeKind::Go, root.join("builds")),
+        Pool::whole(RuntimeKind::Go, root.join("cache")),
+    ]
 }
 
 const INSTALL: &str =

@@ -55,6 +55,7 @@ pub use builtins::{BuiltinInfo, builtins};
 pub use host::tool_host_main;
 pub use source::BUILTIN_PREFIX;
 
+use hanzo_compute::cache::{Cache, Lease, Pool};
 use hanzo_compute::{Capabilities, ComputeError, Execution, Health, Job, Runtime, RuntimeKind};
 use hanzo_sandbox::{Exit, ProcessOutcome, ProcessSpec, Sandbox};
 use source::Source;
@@ -80,6 +81,24 @@ pub struct NativeRuntime {
     store: Option<PathBuf>,
     /// SOURCE files already stored: identity → (kind, digest).
     stored: Mutex<std::collections::HashMap<(PathBuf, FileStamp), (StoredKind, String)>>,
+    /// The node's caches, pruned after a tool is stored (none: unbounded).
+    cache: Option<Arc<Cache>>,
+}
+
+/// A stored tool a job runs, with the lease that keeps a prune from removing it.
+struct StoredTool {
+    at: PathBuf,
+    kind: StoredKind,
+    hash: String,
+    _lease: Lease,
+    /// Stored by this call (the cache grew).
+    new: bool,
+}
+
+/// Where this runtime keeps tools, for the node's cache quota: the store given to
+/// [`NativeRuntime::with_store`] (`<data_dir>/native/<sha256>`, each an entry).
+pub fn cache_pools(store: &Path) -> Vec<Pool> {
+    vec![Pool::entries(RuntimeKind::Native, store)]
 }
 
 /// What a stored file is.
@@ -127,7 +146,16 @@ impl NativeRuntime {
             helper_digest: Mutex::new(None),
             store: None,
             stored: Mutex::new(std::collections::HashMap::new()),
+            cache: None,
         }
+    }
+
+    /// Prunes `cache` to its quota after each tool stored (jobs lease the stored tool
+    /// they run whether or not this is set, so a prune by anyone never removes it
+    /// under them).
+    pub fn with_cache(mut self, cache: Arc<Cache>) -> NativeRuntime {
+        self.cache = Some(cache);
+        self
     }
 
     /// Keeps each tool's bytes in `dir` under their sha256 (written once, read-only)
@@ -141,13 +169,46 @@ impl NativeRuntime {
         self
     }
 
-    /// The stored copy of SOURCE `path` (its path, kind and digest), storing it first
-    /// when it is new. `None` when there is no store or the sandbox cannot show it.
-    fn stored(
+    /// The stored copy of SOURCE `path`, leased, storing it first when it is new (or
+    /// again when a prune removed it before the lease). `None` when there is no store
+    /// or the sandbox cannot show it.
+    fn stored(&self, path: &str, disk_mb: u64) -> Option<Result<StoredTool, ComputeError>> {
+        for _ in 0..3 {
+            let (at, kind, hash, new) = match self.stored_once(path, disk_mb)? {
+                Ok(s) => s,
+                Err(e) => return Some(Err(e)),
+            };
+            match hanzo_compute::cache::lease(&at) {
+                Ok(Some(lease)) => {
+                    return Some(Ok(StoredTool {
+                        at,
+                        kind,
+                        hash,
+                        _lease: lease,
+                        new,
+                    }));
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    return Some(Err(ComputeError::internal(format!(
+                        "cannot lock the stored tool: {e}"
+                    ))));
+                }
+            }
+        }
+        Some(Err(ComputeError::Unavailable(
+            "the stored tool was pruned three times before the job could use it; raise [node] cache_max_mb"
+                .into(),
+        )))
+    }
+
+    /// The stored copy of SOURCE `path` (its path, kind, digest, and whether it was
+    /// stored now).
+    fn stored_once(
         &self,
         path: &str,
         disk_mb: u64,
-    ) -> Option<Result<(PathBuf, StoredKind, String), ComputeError>> {
+    ) -> Option<Result<(PathBuf, StoredKind, String, bool), ComputeError>> {
         let dir = self
             .store
             .as_ref()
@@ -159,7 +220,7 @@ impl NativeRuntime {
         if let Some((kind, hash)) = known {
             let at = dir.join(&hash);
             if at.is_file() {
-                return Some(Ok((at, kind, hash)));
+                return Some(Ok((at, kind, hash, false)));
             }
         }
         let (kind, bytes, hash) = match source::resolve(path, disk_mb) {
@@ -169,9 +230,8 @@ impl NativeRuntime {
             Err(e) => return Some(Err(ComputeError::InvalidInput(e.to_string()))),
         };
         let at = dir.join(&hash);
-        if !at.is_file()
-            && let Err(e) = store_file(dir, &at, &bytes)
-        {
+        let new = !at.is_file();
+        if new && let Err(e) = store_file(dir, &at, &bytes) {
             return Some(Err(ComputeError::internal(format!("cannot store the tool: {e}"))));
         }
         if let Ok(mut m) = self.stored.lock() {
@@ -180,7 +240,7 @@ impl NativeRuntime {
             }
             m.insert(key, (kind, hash.clone()));
         }
-        Some(Ok((at, kind, hash)))
+        Some(Ok((at, kind, hash, new)))
     }
 
     /// The tool-host helper's path.
@@ -352,25 +412,31 @@ impl Runtime for NativeRuntime {
         let disk_mb = job.spec.limits.disk_mb;
         if !job.spec.source.starts_with(BUILTIN_PREFIX) && self.store.is_some() {
             let stored = blocking(|| self.stored(&job.spec.source, disk_mb));
+            // The tool's lease (in `t`) lives until the tool has ended.
             match stored {
-                Some(Ok((at, StoredKind::Program, hash))) => {
-                    let spec = ProcessSpec::for_job(&at, job)
-                        .ro_path(&at)
-                        .pids_limit(self.pids_limit);
-                    return self
-                        .sandbox
-                        .run(spec, &job.cancel)
-                        .await
-                        .execution(job, Some(hash));
-                }
-                Some(Ok((at, StoredKind::Library, hash))) => {
+                Some(Ok(t)) => {
+                    if t.new
+                        && let Some(cache) = &self.cache
+                    {
+                        cache.created().await;
+                    }
+                    if t.kind == StoredKind::Program {
+                        let spec = ProcessSpec::for_job(&t.at, job)
+                            .ro_path(&t.at)
+                            .pids_limit(self.pids_limit);
+                        return self
+                            .sandbox
+                            .run(spec, &job.cancel)
+                            .await
+                            .execution(job, Some(t.hash.clone()));
+                    }
                     if let Some(p) = self.helper_problem() {
                         return Execution::rejected(&job.spec, ComputeError::Unavailable(p));
                     }
                     let spec = self
-                        .helper_spec(job, ["cdylib", &at.to_string_lossy()])
-                        .ro_path(&at);
-                    return self.run_helper(job, spec, hash).await;
+                        .helper_spec(job, ["cdylib", &t.at.to_string_lossy()])
+                        .ro_path(&t.at);
+                    return self.run_helper(job, spec, t.hash.clone()).await;
                 }
                 Some(Err(e)) => return Execution::rejected(&job.spec, e),
                 None => {}

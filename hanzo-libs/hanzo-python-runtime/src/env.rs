@@ -179,27 +179,34 @@ impl EnvCache {
         &self.envs
     }
 
-    /// The environment for `key`, built first if it does not exist yet.
+    /// `<data_dir>/python/uv-cache`.
+    pub(crate) fn uv_cache_dir(&self) -> &Path {
+        &self.uv_cache
+    }
+
+    /// The environment for `key`, built first if it does not exist yet, and whether it
+    /// was built now.
     pub(crate) async fn ensure(
         &self,
         key: &EnvKey,
         tc: &Toolchain,
         sandbox: &Sandbox,
         cancel: &CancelToken,
-    ) -> Result<PathBuf, ComputeError> {
+    ) -> Result<(PathBuf, bool), ComputeError> {
         let hash = key.hash();
         let dir = self.envs.join(&hash);
         // The fast path: renamed into place only when complete, so existing means ready.
         if is_env(&dir) {
-            return Ok(dir);
+            return Ok((dir, false));
         }
         let _local = self.lock_key(&hash, cancel).await?;
         if is_env(&dir) {
-            return Ok(dir);
+            return Ok((dir, false));
         }
         std::fs::create_dir_all(&self.envs)
-            .and_then(|_| std::fs::create_dir_all(&self.uv_cache))
             .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", self.envs.display())))?;
+        // The shared uv cache is in use for the whole build: a prune skips it.
+        let _uv_lease = lease_dir(&self.uv_cache)?;
         let lock_path = self.envs.join(format!(".lock-{hash}"));
         let file_lock = {
             let path = lock_path.clone();
@@ -215,7 +222,7 @@ impl EnvCache {
             _ = cancel.cancelled() => return Err(ComputeError::Cancelled),
         };
         if is_env(&dir) {
-            return Ok(dir);
+            return Ok((dir, false));
         }
         // Leftovers of a build that crashed with the node: nobody else builds this key
         // while we hold its lock.
@@ -239,7 +246,7 @@ impl EnvCache {
         if done.is_err() {
             let _ = std::fs::remove_dir_all(&tmp);
         }
-        done.map(|()| dir)
+        done.map(|()| (dir, true))
     }
 
     /// Takes the in-process lock of `key`.
@@ -439,6 +446,23 @@ impl EnvCache {
         }
         Err(install_error(&String::from_utf8_lossy(&stderr)))
     }
+}
+
+/// Creates `dir` if needed and leases it (a prune may remove it between the two).
+pub(crate) fn lease_dir(dir: &Path) -> Result<hanzo_compute::cache::Lease, ComputeError> {
+    for _ in 0..3 {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        if let Some(l) = hanzo_compute::cache::lease(dir)
+            .map_err(|e| ComputeError::internal(format!("cannot lock {}: {e}", dir.display())))?
+        {
+            return Ok(l);
+        }
+    }
+    Err(ComputeError::internal(format!(
+        "{} was removed three times while it was being locked",
+        dir.display()
+    )))
 }
 
 /// Whether `dir` is a finished environment.

@@ -30,6 +30,7 @@ mod toolchain;
 
 pub use env::{EnvKey, INSTALL_TIMEOUT};
 
+use hanzo_compute::cache::{Cache, Lease, Pool};
 use hanzo_compute::config::PythonConfig;
 use hanzo_compute::{Capabilities, ComputeError, Execution, Health, Job, JobSpec, Runtime, RuntimeKind};
 use hanzo_sandbox::{Exit, ProcessSpec, Sandbox};
@@ -57,6 +58,19 @@ pub struct PythonRuntime {
     toolchain: Result<toolchain::Toolchain, String>,
     envs: env::EnvCache,
     pids_limit: u32,
+    /// The node's caches, pruned after an environment is built (none: unbounded).
+    cache: Option<Arc<Cache>>,
+}
+
+/// Where this runtime keeps what it builds, for the node's cache quota: the
+/// environments (`<data_dir>/python/envs/<sha>`, each an entry) and uv's shared
+/// download cache (`<data_dir>/python/uv-cache`, one entry, in use while a build runs).
+pub fn cache_pools(data_dir: &Path) -> Vec<Pool> {
+    let root = data_dir.join("python");
+    vec![
+        Pool::entries(RuntimeKind::Python, root.join("envs")),
+        Pool::whole(RuntimeKind::Python, root.join("uv-cache")),
+    ]
 }
 
 impl PythonRuntime {
@@ -78,7 +92,21 @@ impl PythonRuntime {
             toolchain: toolchain::discover(config),
             envs: env::EnvCache::new(data_dir),
             pids_limit,
+            cache: None,
         }
+    }
+
+    /// Prunes `cache` to its quota after each environment this runtime builds (jobs
+    /// lease the environment they run in whether or not this is set, so a prune by
+    /// anyone never removes it under them).
+    pub fn with_cache(mut self, cache: Arc<Cache>) -> PythonRuntime {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// uv's download cache: `<data_dir>/python/uv-cache`.
+    pub fn uv_cache_dir(&self) -> &Path {
+        self.envs.uv_cache_dir()
     }
 
     /// Where the cached environments are: `<data_dir>/python/envs`.
@@ -126,8 +154,38 @@ impl PythonRuntime {
             .map_err(|e| ComputeError::Unavailable(e.clone()))
     }
 
-    /// Everything before the tool starts: checks, the script, its environment, the spec.
-    async fn prepare(&self, job: &Job) -> Result<(ProcessSpec, String), (Option<String>, ComputeError)> {
+    /// The environment for `key`, built if needed, with a lease on it that keeps a prune
+    /// from removing it while the job runs. An environment pruned between its build and
+    /// the lease is built again.
+    async fn leased_env(
+        &self,
+        key: &EnvKey,
+        tc: &toolchain::Toolchain,
+        job: &Job,
+    ) -> Result<(PathBuf, Lease), ComputeError> {
+        for _ in 0..3 {
+            let (dir, built) = self.envs.ensure(key, tc, &self.sandbox, &job.cancel).await?;
+            let lease = hanzo_compute::cache::lease(&dir)
+                .map_err(|e| ComputeError::internal(format!("cannot lock the environment: {e}")))?;
+            if let Some(lease) = lease {
+                if built && let Some(cache) = &self.cache {
+                    cache.created().await;
+                }
+                return Ok((dir, lease));
+            }
+        }
+        Err(ComputeError::Unavailable(
+            "the environment was pruned three times before the job could use it; raise [node] cache_max_mb"
+                .into(),
+        ))
+    }
+
+    /// Everything before the tool starts: checks, the script, its environment, the spec,
+    /// and the lease on the environment to hold while the tool runs.
+    async fn prepare(
+        &self,
+        job: &Job,
+    ) -> Result<(ProcessSpec, String, Option<Lease>), (Option<String>, ComputeError)> {
         let spec = &job.spec;
         check_job(spec).map_err(|e| (None, e))?;
         let tc = self.toolchain().map_err(|e| (None, e))?;
@@ -138,15 +196,11 @@ impl PythonRuntime {
             .map_err(|e| fail(ComputeError::invalid(format!("{}: {e}", path.display()))))?
             .unwrap_or_default();
         let key = self.env_key(&metadata).map_err(fail)?;
-        let (program, env_dir) = match key {
-            None => (tc.python.executable.clone(), None),
+        let (program, env_dir, lease) = match key {
+            None => (tc.python.executable.clone(), None, None),
             Some(key) => {
-                let dir = self
-                    .envs
-                    .ensure(&key, tc, &self.sandbox, &job.cancel)
-                    .await
-                    .map_err(fail)?;
-                (dir.join("bin").join("python"), Some(dir))
+                let (dir, lease) = self.leased_env(&key, tc, job).await.map_err(fail)?;
+                (dir.join("bin").join("python"), Some(dir), Some(lease))
             }
         };
         // The tool keeps its own file name (tracebacks name it), unless it is the
@@ -185,7 +239,7 @@ impl PythonRuntime {
             }
             ps = ps.ro_path(dir);
         }
-        Ok((ps, code_hash))
+        Ok((ps, code_hash, lease))
     }
 }
 
@@ -289,7 +343,8 @@ impl Runtime for PythonRuntime {
     }
 
     async fn execute(&self, job: &Job) -> Execution {
-        let (spec, code_hash) = match self.prepare(job).await {
+        // `_lease` lives until the tool has ended.
+        let (spec, code_hash, _lease) = match self.prepare(job).await {
             Ok(p) => p,
             Err((code_hash, e)) => {
                 let mut ex = Execution::rejected(&job.spec, e);

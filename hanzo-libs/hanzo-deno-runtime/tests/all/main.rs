@@ -3,6 +3,7 @@
 //! them (`bash scripts/test.sh` installs the toolchains).
 
 mod cache;
+mod codecache;
 mod conformance;
 mod hostile;
 mod permissions;
