@@ -110,6 +110,25 @@ pub struct Lease {
     _file: File,
 }
 
+/// Creates the directory `dir` if needed and leases it, trying again when a prune
+/// removes it between the two (three times, then an error naming it).
+pub fn lease_dir(dir: &Path) -> Result<Lease, crate::ComputeError> {
+    use crate::ComputeError;
+    for _ in 0..3 {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
+        if let Some(l) =
+            lease(dir).map_err(|e| ComputeError::internal(format!("cannot lock {}: {e}", dir.display())))?
+        {
+            return Ok(l);
+        }
+    }
+    Err(ComputeError::internal(format!(
+        "{} was removed three times while it was being locked",
+        dir.display()
+    )))
+}
+
 /// Takes a [`Lease`] on the entry at `path` and records its use (its `.last-used`
 /// file beside it is touched). `Ok(None)` when there is no entry there, or it was pruned while the
 /// lease was taken: the caller builds it (again). Blocks only while a prune renames

@@ -214,7 +214,7 @@ impl Builder {
         std::fs::create_dir_all(&builds)
             .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", builds.display())))?;
         // Go's build cache is in use for the whole build: a prune skips it.
-        let _cache_lease = lease_dir(&cache)?;
+        let _cache_lease = hanzo_compute::cache::lease_dir(&cache)?;
         self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         sweep_stale(&builds, Duration::from_millis(self.timeout_ms.saturating_mul(2)));
         // The build writes into a directory of its own, the only part of the builds
@@ -382,23 +382,6 @@ impl Builder {
             _ = cancel.cancelled() => Err(ComputeError::Cancelled),
         }
     }
-}
-
-/// Creates `dir` if needed and leases it (a prune may remove it between the two).
-fn lease_dir(dir: &Path) -> Result<Lease, ComputeError> {
-    for _ in 0..3 {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
-        if let Some(l) = hanzo_compute::cache::lease(dir)
-            .map_err(|e| ComputeError::internal(format!("cannot lock {}: {e}", dir.display())))?
-        {
-            return Ok(l);
-        }
-    }
-    Err(ComputeError::internal(format!(
-        "{} was removed three times while it was being locked",
-        dir.display()
-    )))
 }
 
 /// Removes `.tmp-*` output directories older than `age`: left by a node that crashed

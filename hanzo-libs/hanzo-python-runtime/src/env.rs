@@ -206,7 +206,7 @@ impl EnvCache {
         std::fs::create_dir_all(&self.envs)
             .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", self.envs.display())))?;
         // The shared uv cache is in use for the whole build: a prune skips it.
-        let _uv_lease = lease_dir(&self.uv_cache)?;
+        let _uv_lease = hanzo_compute::cache::lease_dir(&self.uv_cache)?;
         let lock_path = self.envs.join(format!(".lock-{hash}"));
         let file_lock = {
             let path = lock_path.clone();
@@ -446,23 +446,6 @@ impl EnvCache {
         }
         Err(install_error(&String::from_utf8_lossy(&stderr)))
     }
-}
-
-/// Creates `dir` if needed and leases it (a prune may remove it between the two).
-pub(crate) fn lease_dir(dir: &Path) -> Result<hanzo_compute::cache::Lease, ComputeError> {
-    for _ in 0..3 {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", dir.display())))?;
-        if let Some(l) = hanzo_compute::cache::lease(dir)
-            .map_err(|e| ComputeError::internal(format!("cannot lock {}: {e}", dir.display())))?
-        {
-            return Ok(l);
-        }
-    }
-    Err(ComputeError::internal(format!(
-        "{} was removed three times while it was being locked",
-        dir.display()
-    )))
 }
 
 /// Whether `dir` is a finished environment.
