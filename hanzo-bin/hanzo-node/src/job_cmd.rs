@@ -403,46 +403,53 @@ fn print_job(job: &Value) {
 }
 
 fn print_table(jobs: &[Value]) {
-    let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
-    let rows: Vec<[String; 5]> = jobs
+    let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
-            [
-                s(&j["id"]),
-                s(&j["status"]),
-                s(&j["runtime"]),
-                s(&j["created_at"]),
-                s(&j["spec"]["source"]),
-            ]
+            ["id", "status", "runtime", "created_at"]
+                .iter()
+                .map(|k| cell(&j[*k]))
+                .chain([cell(&j["spec"]["source"])])
+                .collect()
         })
         .collect();
-    let head = ["ID", "STATUS", "RUNTIME", "CREATED", "SOURCE"];
-    let widths: Vec<usize> = (0..4)
+    print_columns(&["ID", "STATUS", "RUNTIME", "CREATED", "SOURCE"], &rows);
+}
+
+/// A table cell: the string, or `-`.
+pub(crate) fn cell(v: &Value) -> String {
+    v.as_str().map(str::to_string).unwrap_or_else(|| "-".into())
+}
+
+/// Prints a header and rows in columns two spaces apart; the last column is not padded.
+pub(crate) fn print_columns(head: &[&str], rows: &[Vec<String>]) {
+    let widths: Vec<usize> = (0..head.len())
         .map(|i| {
             rows.iter()
-                .map(|r| r[i].len())
+                .filter_map(|r| r.get(i).map(String::len))
                 .chain([head[i].len()])
                 .max()
                 .unwrap_or(0)
         })
         .collect();
-    let line = |r: [&str; 5]| {
-        println!(
-            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {}",
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            w0 = widths[0],
-            w1 = widths[1],
-            w2 = widths[2],
-            w3 = widths[3]
-        )
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let text: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect();
+        println!("{}", text.join("  "));
     };
-    line(head);
-    for r in &rows {
-        line([&r[0], &r[1], &r[2], &r[3], &r[4]]);
+    line(head.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
     }
 }
 

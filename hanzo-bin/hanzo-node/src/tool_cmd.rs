@@ -1,7 +1,7 @@
 //! `hanzo-node tool add|ls|call|rm`: named tools on a node, through its HTTP API
 //! (the same client as `hanzo-node job`).
 
-use crate::job_cmd::{Client, NodeArgs, enc, finish, resolve_source, wait_for};
+use crate::job_cmd::{Client, NodeArgs, cell, enc, finish, print_columns, resolve_source, wait_for};
 use crate::run::LimitArgs;
 use clap::{Args, Subcommand};
 use hanzo_compute::{ComputeError, ResourceLimits, RuntimeKind};
@@ -183,32 +183,14 @@ fn read_schema(arg: &str) -> Result<Value, ComputeError> {
 }
 
 fn print_table(tools: &[Value]) {
-    let s = |v: &Value| v.as_str().map(str::to_string).unwrap_or_else(|| "-".into());
-    let rows: Vec<[String; 4]> = tools
+    let rows: Vec<Vec<String>> = tools
         .iter()
         .map(|t| {
-            [
-                s(&t["name"]),
-                s(&t["runtime"]),
-                s(&t["source"]),
-                s(&t["description"]),
-            ]
+            ["name", "runtime", "source", "description"]
+                .iter()
+                .map(|k| cell(&t[*k]))
+                .collect()
         })
         .collect();
-    let head = ["NAME", "RUNTIME", "SOURCE", "DESCRIPTION"];
-    let width = |i: usize| {
-        rows.iter()
-            .map(|r| r[i].len())
-            .chain([head[i].len()])
-            .max()
-            .unwrap_or(0)
-    };
-    let (w0, w1, w2) = (width(0), width(1), width(2));
-    println!(
-        "{:<w0$}  {:<w1$}  {:<w2$}  {}",
-        head[0], head[1], head[2], head[3]
-    );
-    for r in &rows {
-        println!("{:<w0$}  {:<w1$}  {:<w2$}  {}", r[0], r[1], r[2], r[3]);
-    }
+    print_columns(&["NAME", "RUNTIME", "SOURCE", "DESCRIPTION"], &rows);
 }
