@@ -3,35 +3,11 @@
 
 use crate::server::{CAT, Server, free_port};
 use crate::util::{Home, Run, assert_one_error_line, with_body};
+use hanzo_testkit::command_writing;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
 const SPIN: &str = r#"(func (export "run") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))"#;
-
-/// A WASI command that writes `stdout` and `stderr` and exits with `code`.
-fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 1024) "{out}")
-  (data (i32.const 8192) "{err}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 1024))
-    (i32.store (i32.const 4) (i32.const {out_len}))
-    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (i32.store (i32.const 0) (i32.const 8192))
-    (i32.store (i32.const 4) (i32.const {err_len}))
-    (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (call $exit (i32.const {code}))))"#,
-        out = esc(stdout),
-        err = esc(stderr),
-        out_len = stdout.len(),
-        err_len = stderr.len(),
-    )
-}
 
 /// The CLI against a served node: `hanzo-node job <args> --node <url>` and friends.
 trait JobCli {

@@ -2,6 +2,7 @@
 
 use crate::util::*;
 use hanzo_compute::{ComputeError, JobSpec, RuntimeKind};
+use hanzo_testkit::command_writing;
 use serde_json::json;
 
 #[tokio::test]
@@ -135,32 +136,6 @@ pub fn cat_command() -> String {
           (br $more)))))
 )"#
     .to_string()
-}
-
-/// A WASI command that writes `stdout` and `stderr` and exits with `code`.
-pub fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
-    format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 1024) "{out}")
-  (data (i32.const 8192) "{err}")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 1024))
-    (i32.store (i32.const 4) (i32.const {out_len}))
-    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (i32.store (i32.const 0) (i32.const 8192))
-    (i32.store (i32.const 4) (i32.const {err_len}))
-    (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))
-    (call $exit (i32.const {code})))
-)"#,
-        out = esc(stdout),
-        err = esc(stderr),
-        out_len = stdout.len(),
-        err_len = stderr.len(),
-    )
 }
 
 #[tokio::test]
