@@ -302,16 +302,17 @@ async fn deploy_service(
     if kind == RuntimeKind::Docker {
         // A replica on this node's Docker shares the node with its jobs: one that could
         // never fit the node is refused as a job would be (the cluster judges k8s ones).
+        // The scheduler's own "can never fit" rule; a replica takes no job slot.
         let capacity = state.scheduler.snapshot().capacity;
-        let demand = hanzo_scheduler::Resources::demand(&spec.limits);
-        if demand.memory_mb > capacity.memory_mb || demand.cpu_millicores > capacity.cpu_millicores {
+        let demand = hanzo_scheduler::Resources {
+            jobs: 0,
+            ..hanzo_scheduler::Resources::demand(&spec.limits)
+        };
+        if let Some(why) = demand.exceeds(&capacity) {
             return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "too_large",
-                format!(
-                    "limits: a replica asks for {} MiB and {} millicores; this node has {} MiB and {} in all",
-                    demand.memory_mb, demand.cpu_millicores, capacity.memory_mb, capacity.cpu_millicores
-                ),
+                format!("limits: a replica can never fit this node: {why}"),
             ));
         }
     }
