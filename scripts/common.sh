@@ -1,14 +1,21 @@
 # Shared set-up for the scripts (demo.sh, test.sh, docker.sh, sandbox.sh, go.sh): installs
 # what is missing. Sourced, not run; sourcing it twice is harmless.
 
-# wasmtime 49 (the version extism 1.41 builds on) declares rust-version 1.96 but
-# compiles with 1.95, this machine's stable toolchain; every cargo call passes this.
-CARGO_FLAGS=(--ignore-rust-version)
+# Extra flags for every cargo call the scripts make (none today: rust-toolchain.toml pins
+# the toolchain wasmtime 49 needs).
+CARGO_FLAGS=()
 
+# The toolchain rust-toolchain.toml pins, with the wasm32-wasip1 target, when missing.
 ensure_wasm_target() {
-    if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1; then
+    local channel
+    channel="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)"
+    if ! rustup toolchain list 2>/dev/null | grep -q "^$channel"; then
+        echo "installing the Rust $channel toolchain" >&2
+        rustup toolchain install "$channel" --profile minimal -c rustfmt -c clippy
+    fi
+    if ! rustup target list --installed --toolchain "$channel" 2>/dev/null | grep -qx wasm32-wasip1; then
         echo "installing the wasm32-wasip1 Rust target" >&2
-        rustup target add wasm32-wasip1
+        rustup target add wasm32-wasip1 --toolchain "$channel"
     fi
 }
 

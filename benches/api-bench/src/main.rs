@@ -12,7 +12,7 @@
 //!
 //! Prints a markdown report; see BENCHMARKS.md at the repository root.
 //!
-//! `cargo run --release -p api-bench --ignore-rust-version [-- --quick]`
+//! `cargo run --release -p api-bench [-- --quick]`
 
 mod http;
 mod node;
@@ -428,7 +428,7 @@ fn node_binary(no_build: bool) -> Result<PathBuf> {
         .map(PathBuf::from)
         .map(|t| if t.is_relative() { root.join(t) } else { t })
         .unwrap_or_else(|| root.join("target"));
-    let args = ["build", "--ignore-rust-version", "--release", "-p", "hanzo-node"];
+    let args = ["build", "--release", "-p", "hanzo-node"];
     if !no_build {
         eprintln!("api-bench: building the hanzo-node release binary ...");
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());

@@ -5,7 +5,7 @@
 //! - throughput with 1, 2 and 8 jobs in flight.
 //!
 //! The image is built here from Debian's static busybox (`docker import`), so the run
-//! needs no registry: `cargo run --release -p docker-bench --ignore-rust-version`.
+//! needs no registry: `cargo run --release -p docker-bench`.
 
 use anyhow::{Context, bail};
 use hanzo_compute::config::DockerConfig;

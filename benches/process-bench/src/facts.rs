@@ -22,7 +22,6 @@ pub fn text_tools_cmd(root: &Path, no_build: bool) -> Result<PathBuf> {
         .unwrap_or_else(|| root.join("target"));
     let args = [
         "build",
-        "--ignore-rust-version",
         "--release",
         "-p",
         "text-tools",

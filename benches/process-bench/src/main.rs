@@ -8,7 +8,7 @@
 //! with a cached environment against a cold one; and the first call of each runtime on
 //! an empty data directory. Prints a markdown report; see BENCHMARKS.md.
 //!
-//! `cargo run --release -p process-bench --ignore-rust-version [-- --quick]`
+//! `cargo run --release -p process-bench [-- --quick]`
 
 mod facts;
 mod hand;

@@ -42,14 +42,14 @@ impl Artifacts {
         let steps = [
             Step {
                 what: "the echo example (wasm32-wasip1)",
-                args: words("build --ignore-rust-version --release --target wasm32-wasip1 -p echo"),
+                args: words("build --release --target wasm32-wasip1 -p echo"),
                 output: target.join("wasm32-wasip1/release/echo.wasm"),
             },
             Step {
                 what: "the Extism echo plugin (wasm32-wasip1)",
                 args: {
                     let mut a =
-                        words("build --ignore-rust-version --release --target wasm32-wasip1 --manifest-path");
+                        words("build --release --target wasm32-wasip1 --manifest-path");
                     a.push(root.join("benches/extism-echo/Cargo.toml").display().to_string());
                     a.push("--target-dir".into());
                     a.push(extism_target.display().to_string());
@@ -59,7 +59,7 @@ impl Artifacts {
             },
             Step {
                 what: "the hanzo-node release binary",
-                args: words("build --ignore-rust-version --release -p hanzo-node"),
+                args: words("build --release -p hanzo-node"),
                 output: target.join("release/hanzo-node"),
             },
         ];

@@ -6,7 +6,7 @@
 //! (in process and as a whole CLI process). Prints a markdown report; see
 //! BENCHMARKS.md at the repository root for what each row means.
 //!
-//! `cargo run --release -p wasm-bench --ignore-rust-version [-- --out report.md]`
+//! `cargo run --release -p wasm-bench [-- --out report.md]`
 
 mod env;
 mod floor;

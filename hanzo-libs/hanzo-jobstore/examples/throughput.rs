@@ -3,7 +3,7 @@
 //! tokio runtime; then the memory of a fresh process that opens the resulting store.
 //!
 //! ```text
-//! cargo run --release -p hanzo-jobstore --example throughput --ignore-rust-version -- \
+//! cargo run --release -p hanzo-jobstore --example throughput -- \
 //!     [--jobs 100000] [--tasks 64] [--durability normal|full] [--dir DIR]
 //! ```
 

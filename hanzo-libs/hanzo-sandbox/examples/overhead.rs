@@ -2,7 +2,7 @@
 //! against the same program started bare (fork, exec, wait), plus `Sandbox::detect`.
 //!
 //! ```sh
-//! cargo run --ignore-rust-version --release -p hanzo-sandbox --example overhead [RUNS]
+//! cargo run --release -p hanzo-sandbox --example overhead [RUNS]
 //! ```
 //!
 //! Prints the median, 90th percentile and mean wall time per run, and each mode's

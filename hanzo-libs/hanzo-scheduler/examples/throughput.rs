@@ -2,7 +2,7 @@
 //! signing on and off) and a no-op runtime (the scheduler's own cost), on 2 tokio
 //! worker threads.
 //!
-//! `cargo run --release -p hanzo-scheduler --example throughput --ignore-rust-version`
+//! `cargo run --release -p hanzo-scheduler --example throughput`
 
 use hanzo_compute::config::{ResourcesConfig, WasmConfig};
 use hanzo_compute::{

@@ -193,7 +193,6 @@ fn static_examples() -> &'static Path {
             .args([
                 "build",
                 "--quiet",
-                "--ignore-rust-version",
                 "--release",
                 "--target",
                 STATIC_TARGET,
