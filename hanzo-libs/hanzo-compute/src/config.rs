@@ -234,6 +234,11 @@ pub struct SandboxConfig {
     pub cgroups: bool,
     /// Processes and threads one tool may have at once (fork bombs stop here).
     pub pids_limit: u32,
+    /// The host uid tools run as when the node is root (never 0; default 65534,
+    /// `nobody`). A uid of their own keeps tools apart from other services.
+    pub tool_uid: u32,
+    /// The host gid tools run as when the node is root (never 0; default 65534).
+    pub tool_gid: u32,
 }
 
 impl Default for SandboxConfig {
@@ -243,6 +248,8 @@ impl Default for SandboxConfig {
             bubblewrap_path: String::new(),
             cgroups: true,
             pids_limit: 128,
+            tool_uid: 65534,
+            tool_gid: 65534,
         }
     }
 }
@@ -381,6 +388,15 @@ impl Config {
             return Err(ComputeError::invalid(format!(
                 "node.jobs_durability: invalid value '{}' (expected normal or full)",
                 self.node.jobs_durability
+            )));
+        }
+        // Tools never run as root (a tool that is host uid 0 can leave setuid-root
+        // files in its writable mounts and open /proc/sys for writing).
+        let sb = &self.compute.sandbox;
+        if sb.tool_uid == 0 || sb.tool_gid == 0 {
+            return Err(ComputeError::invalid(format!(
+                "compute.sandbox.tool_uid/tool_gid: {}/{} is root; tools must run as an unprivileged user",
+                sb.tool_uid, sb.tool_gid
             )));
         }
         if !["auto", "command", "exports"].contains(&self.compute.go.abi.as_str()) {

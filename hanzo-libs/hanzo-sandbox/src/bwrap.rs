@@ -12,6 +12,7 @@ use crate::spec::{GUEST_WORKDIR, NETWORK_RO_PATHS};
 use crate::sys;
 use crate::{ChildSetup, ProcessSpec};
 use hanzo_compute::Network;
+use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
@@ -31,6 +32,8 @@ pub(crate) struct Bwrap {
     pub(crate) perms: bool,
     /// `--disable-userns` (0.8+): the tool cannot create nested user namespaces.
     disable_userns: bool,
+    /// `--bind-fd` / `--ro-bind-fd`.
+    bind_fd: bool,
 }
 
 /// Everything about one run that shapes bubblewrap's command line.
@@ -40,6 +43,72 @@ pub(crate) struct Layout<'a> {
     pub(crate) files: Vec<(RawFd, usize)>,
     /// Where bubblewrap writes its JSON status (the sandbox's pid 1, its exit code).
     pub(crate) status_fd: RawFd,
+    /// The host paths the sandbox shows (read-only paths, then mounts), in order.
+    pub(crate) entries: Vec<Entry>,
+}
+
+/// One host path shown in the sandbox.
+pub(crate) enum Entry {
+    /// A symlink recreated as itself (`/bin -> usr/bin` when `/usr` is shown anyway).
+    Symlink {
+        /// What the link says.
+        target: PathBuf,
+        /// Where it is.
+        at: PathBuf,
+    },
+    /// A bind mount.
+    Bind {
+        /// Where bubblewrap finds it.
+        source: Source,
+        /// Where the tool sees it.
+        dest: PathBuf,
+        /// Read-write rather than read-only.
+        writable: bool,
+    },
+}
+
+/// Where bubblewrap finds what it binds.
+pub(crate) enum Source {
+    /// A host path bubblewrap looks up itself, skipped when missing: a read-only
+    /// toolchain path, when bubblewrap runs as the node's own (unprivileged) user.
+    Optional(PathBuf),
+    /// An `O_PATH` descriptor opened without following symlinks (`--bind-fd`):
+    /// bubblewrap checks after mounting that it mounted that very file.
+    Fd(RawFd),
+    /// A path bubblewrap binds as it is: a detached copy attached in a root node's
+    /// staging directory (see `child::Stage`), which bubblewrap, started as the
+    /// tool's unprivileged user, can reach even when the original is under a
+    /// directory that user may not enter (`/root`); or, with a bubblewrap too old
+    /// for `--bind-fd`, a job's mount that was just opened without following symlinks.
+    Exact(PathBuf),
+}
+
+/// The read-only paths of a run, in order: a path that is a symlink whose target is
+/// shown anyway becomes that symlink; the rest are bound (`Err`); missing ones are
+/// dropped.
+pub(crate) fn read_only_plan(spec: &ProcessSpec) -> Vec<Result<(PathBuf, PathBuf), PathBuf>> {
+    let mut ro: Vec<&Path> = spec.ro_paths.iter().map(PathBuf::as_path).collect();
+    if spec.network == Network::Full {
+        ro.extend(NETWORK_RO_PATHS.iter().map(Path::new));
+    }
+    let canonical: Vec<PathBuf> = ro.iter().filter_map(|p| p.canonicalize().ok()).collect();
+    let mut plan = Vec::new();
+    for p in &ro {
+        let Ok(meta) = p.symlink_metadata() else { continue };
+        // A link such as /bin -> usr/bin whose target is shared anyway is recreated
+        // as the same link: cheaper than a second mount, and what the tool expects.
+        if meta.file_type().is_symlink()
+            && let (Ok(target), Ok(resolved)) = (p.read_link(), p.canonicalize())
+            && canonical
+                .iter()
+                .any(|c| resolved.starts_with(c) && c.as_path() != resolved)
+        {
+            plan.push(Ok((target, p.to_path_buf())));
+            continue;
+        }
+        plan.push(Err(p.to_path_buf()));
+    }
+    plan
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
@@ -77,12 +146,13 @@ impl Bwrap {
             size: help.contains("--size"),
             perms: help.contains("--perms"),
             disable_userns: help.contains("--disable-userns"),
+            bind_fd: help.contains("--ro-bind-fd"),
             userns: true,
             path,
         };
-        if !help.contains("--json-status-fd") {
+        if !help.contains("--json-status-fd") || !help.contains("--args") || !help.contains("--clearenv") {
             return Err(format!(
-                "bubblewrap {} is too old (needs --json-status-fd, 0.4+)",
+                "bubblewrap {} is too old (needs --json-status-fd, --args and --clearenv, 0.5+)",
                 b.version
             ));
         }
@@ -103,6 +173,11 @@ impl Bwrap {
             b.version,
             first.unwrap_err()
         ))
+    }
+
+    /// Whether bubblewrap binds descriptors (`--bind-fd`, 0.9+ and distribution backports).
+    pub(crate) fn bind_fd(&self) -> bool {
+        self.bind_fd
     }
 
     /// Runs `bwrap --version` inside a sandbox with every namespace a job gets.
@@ -162,8 +237,13 @@ impl Bwrap {
         a
     }
 
-    /// bubblewrap's command line for one run.
-    pub(crate) fn command(&self, l: &Layout<'_>) -> Command {
+    /// bubblewrap's options for one run (all but the program and its arguments),
+    /// with `env` the tool's complete environment.
+    ///
+    /// They are handed to bubblewrap through a descriptor (`--args`), not its command
+    /// line, which every local user can read in `/proc/<pid>/cmdline` (the job's
+    /// environment may hold secrets).
+    pub(crate) fn options(&self, l: &Layout<'_>, env: &BTreeMap<String, String>) -> Vec<OsString> {
         let spec = l.spec;
         let mut args: Vec<OsString> = Vec::new();
         let mut push = |parts: &[&std::ffi::OsStr]| args.extend(parts.iter().map(|p| p.to_os_string()));
@@ -212,37 +292,38 @@ impl Bwrap {
         }
         // Host paths after the tmpfs mounts, so that a toolchain kept under /tmp on the
         // host is still visible (mounted inside the sandbox's /tmp).
-        let mut ro: Vec<&Path> = spec.ro_paths.iter().map(PathBuf::as_path).collect();
-        if spec.network == Network::Full {
-            ro.extend(NETWORK_RO_PATHS.iter().map(Path::new));
-        }
-        let canonical: Vec<PathBuf> = ro.iter().filter_map(|p| p.canonicalize().ok()).collect();
-        for p in &ro {
-            let Ok(meta) = p.symlink_metadata() else { continue };
-            // A link such as /bin -> usr/bin whose target is shared anyway is recreated
-            // as the same link: cheaper than a second mount, and what the tool expects.
-            if meta.file_type().is_symlink()
-                && let (Ok(target), Ok(resolved)) = (p.read_link(), p.canonicalize())
-                && canonical
-                    .iter()
-                    .any(|c| resolved.starts_with(c) && c.as_path() != resolved)
-            {
-                push(&[s("--symlink"), target.as_os_str(), p.as_os_str()]);
-                continue;
+        for e in &l.entries {
+            match e {
+                Entry::Symlink { target, at } => push(&[s("--symlink"), target.as_os_str(), at.as_os_str()]),
+                Entry::Bind {
+                    source,
+                    dest,
+                    writable,
+                } => {
+                    let fd;
+                    let (how, src) = match source {
+                        Source::Optional(p) => ("--ro-bind-try", p.as_os_str()),
+                        Source::Fd(f) => {
+                            fd = f.to_string();
+                            (if *writable { "--bind-fd" } else { "--ro-bind-fd" }, fd.as_ref())
+                        }
+                        Source::Exact(p) => (if *writable { "--bind" } else { "--ro-bind" }, p.as_os_str()),
+                    };
+                    push(&[s(how), src, dest.as_os_str()]);
+                }
             }
-            push(&[s("--ro-bind-try"), p.as_os_str(), p.as_os_str()]);
         }
-        for m in &spec.mounts {
-            let how = if m.writable { "--bind" } else { "--ro-bind" };
-            push(&[s(how), m.host.as_os_str(), std::ffi::OsStr::new(&m.guest)]);
+        // The tool's environment, set inside the sandbox only: bubblewrap itself runs
+        // with an empty one, so nothing the job sets (LD_PRELOAD, LD_AUDIT, ...) ever
+        // applies to a process on the host side.
+        push(&[s("--clearenv")]);
+        for (k, v) in env {
+            push(&[s("--setenv"), std::ffi::OsStr::new(k), std::ffi::OsStr::new(v)]);
         }
         // Everything is in place: make the root and /dev read-only (a tool can write
         // only to /tmp, /dev/shm and writable mounts).
         push(&[s("--remount-ro"), s("/dev"), s("--remount-ro"), s("/")]);
-        push(&[s("--chdir"), s(GUEST_WORKDIR), s("--")]);
-        push(&[spec.program.as_os_str()]);
-        let mut cmd = Command::new(&self.path);
-        cmd.args(args).args(&spec.args).current_dir("/");
-        cmd
+        push(&[s("--chdir"), s(GUEST_WORKDIR)]);
+        args
     }
 }

@@ -2,6 +2,7 @@
 //! that detection probes and real runs set processes up the same way.
 
 use crate::sys::{Resource, child};
+use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -19,12 +20,32 @@ pub(crate) struct ChildSetup {
     pub(crate) rlimits: Vec<(Resource, u64, u64)>,
     /// Namespaces to unshare (plain mode, as root: network, ipc, uts).
     pub(crate) unshare: libc::c_int,
+    /// The paths a bubblewrap sandbox shows, staged for a root node (see [`Stage`]).
+    pub(crate) stage: Option<Arc<Stage>>,
     /// Host uid/gid to become, when the node is root and the tool must not be.
     pub(crate) user: Option<(u32, u32)>,
     /// Descriptors bubblewrap must inherit (work files, its status pipe).
     pub(crate) pass_fds: Vec<RawFd>,
     /// The node's pid: the child dies with it.
     pub(crate) parent: libc::pid_t,
+}
+
+/// What a root node shows a bubblewrap sandbox whose tool runs as another user.
+///
+/// bubblewrap started as the tool's (unprivileged) user cannot open a path under a
+/// directory that user may not enter (toolchains under `/root`, mode 0700), and a path
+/// it looks up itself may have been swapped for a symlink since it was checked. So the
+/// node opens every path itself, as root (a job's mounts without following any
+/// symlink), and takes a detached copy of each mount tree (`open_tree`); the child,
+/// still root, attaches them in a staging directory of a mount namespace of its own,
+/// and only then becomes the tool's user and runs bubblewrap, which binds them from
+/// there.
+#[derive(Debug)]
+pub(crate) struct Stage {
+    /// The staging directory (a `tmpfs` in the child's own mount namespace).
+    pub(crate) dir: CString,
+    /// `(detached tree, where in the staging directory, whether a directory)`.
+    pub(crate) trees: Vec<(OwnedFd, CString, bool)>,
 }
 
 impl ChildSetup {
@@ -48,6 +69,15 @@ impl ChildSetup {
         }
         if self.unshare != 0 {
             child::unshare(self.unshare)?;
+        }
+        // As root still: a private mount namespace holding the detached copies of what
+        // the sandbox shows, where bubblewrap (about to run as the tool's user) can
+        // reach them.
+        if let Some(stage) = &self.stage {
+            child::private_stage(&stage.dir)?;
+            for (tree, at, dir) in &stage.trees {
+                child::attach(tree.as_raw_fd(), at, *dir)?;
+            }
         }
         if let Some((uid, gid)) = self.user {
             child::become_user(uid, gid)?;

@@ -14,10 +14,17 @@
 //!
 //! | host | isolation | memory / processes | a root node runs tools as |
 //! |---|---|---|---|
-//! | bubblewrap + writable cgroups | namespaces, read-only root, private `/tmp` | cgroup, enforced | root in a user namespace, no capabilities |
-//! | bubblewrap only | namespaces, read-only root, private `/tmp` | rlimits, advisory | `nobody` |
-//! | cgroups only | own session; own network namespace | cgroup, enforced | `nobody` |
-//! | neither | own session; own network namespace | rlimits, advisory | `nobody` |
+//! | bubblewrap + writable cgroups | namespaces, read-only root, private `/tmp` | cgroup, enforced | `nobody` (or `tool_uid`), in a user namespace, no capabilities |
+//! | bubblewrap only | namespaces, read-only root, private `/tmp` | rlimits, advisory | the same |
+//! | cgroups only | own session; own network namespace | cgroup, enforced | `nobody` (or `tool_uid`) |
+//! | neither | own session; own network namespace | rlimits, advisory | the same |
+//!
+//! A tool is never host uid 0: what it writes in a writable mount is its user's (a
+//! setuid bit it sets grants nothing more), writable mounts are `nosuid,nodev`, and
+//! `/proc/sys` and `/proc/sysrq-trigger` refuse it. With bubblewrap, a root node opens
+//! every path the sandbox shows itself (a job's mounts without following symlinks)
+//! and hands detached copies to bubblewrap, which runs as the tool's user; bubblewrap
+//! gets an empty environment and sets the tool's inside the sandbox.
 //!
 //! ```no_run
 //! # async fn f() {
@@ -44,6 +51,7 @@ mod job;
 mod outcome;
 mod run;
 mod spec;
+mod stage;
 mod sys;
 pub mod toolchain;
 
@@ -97,19 +105,20 @@ pub enum MemoryRlimit {
 }
 
 /// Which host user tool processes run as, when the node runs as root.
+///
+/// Never root: a tool that is host uid 0 (even in a user namespace, even without
+/// capabilities) can write root's files in its writable mounts, leave setuid-root
+/// files there, and open what only root may (`/proc/sys`, which rules the whole
+/// kernel). A node that is not root runs tools as itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ToolUser {
-    /// With bubblewrap and a pids cgroup: root, inside a user namespace, with no
-    /// capabilities (toolchains under root-only directories such as `/root` stay
-    /// reachable). Otherwise `nobody` (65534): without bubblewrap nothing else stands
-    /// between the tool and the host's files, and without a pids cgroup only
-    /// `RLIMIT_NPROC` bounds a fork bomb, which never applies to root.
+    /// `nobody` (65534).
     #[default]
     Auto,
-    /// The node's own uid, always.
-    Node,
-    /// This uid and gid, always. With bubblewrap, the sandbox is then set up by that
-    /// user, so every read-only path and mount must be readable by it.
+    /// This uid and gid (neither may be 0; 0 is refused in favour of `nobody`, with a
+    /// note). A dedicated uid keeps tools apart from other services that run as
+    /// `nobody` (without bubblewrap's pid namespace, processes of one uid can signal
+    /// each other).
     Id {
         /// Host uid.
         uid: u32,
@@ -163,6 +172,10 @@ impl Options {
             allow_bwrap: c.bubblewrap,
             bwrap_path: Some(PathBuf::from(&c.bubblewrap_path)).filter(|p| !p.as_os_str().is_empty()),
             allow_cgroups: c.cgroups,
+            tool_user: ToolUser::Id {
+                uid: c.tool_uid,
+                gid: c.tool_gid,
+            },
             ..Options::default()
         }
     }
@@ -179,6 +192,9 @@ pub struct Sandbox {
     notes: Vec<String>,
     /// The uid/gid tools become, when different from the node's.
     tool_ids: Option<(u32, u32)>,
+    /// Where a root node stages the paths a bubblewrap sandbox shows (see
+    /// `child::Stage`); set when bubblewrap runs as the tool's user.
+    stage_dir: Option<PathBuf>,
     /// Namespaces a plain (bubblewrap-less) run can still unshare.
     plain_unshare: libc::c_int,
     cpus: u64,
@@ -208,18 +224,21 @@ impl Sandbox {
             notes.push("cgroups disabled by options".into());
             None
         };
-        // Root may only stay root where both bubblewrap and a pids cgroup hold the tool:
-        // RLIMIT_NPROC, the only other bound on a fork bomb, never applies to root, and
-        // an unbounded fork bomb exhausts the host's pids.
-        let pids_cgroup = cgroups.as_ref().is_some_and(|c| c.has(Controller::Pids));
-        let chosen = |bwrap: bool| match (euid, options.tool_user) {
-            (0, ToolUser::Id { uid, gid }) => Some((uid, gid)),
-            (0, ToolUser::Auto) if !bwrap || !pids_cgroup => Some(NOBODY),
+        // A root node never runs a tool as root (see ToolUser).
+        let tool_ids = match (euid, options.tool_user) {
+            (0, ToolUser::Id { uid, gid }) if uid != 0 && gid != 0 => Some((uid, gid)),
+            (0, ToolUser::Id { uid, gid }) => {
+                notes.push(format!(
+                    "tool uid/gid {uid}/{gid} refused (tools never run as root): using nobody (65534)"
+                ));
+                Some(NOBODY)
+            }
+            (0, ToolUser::Auto) => Some(NOBODY),
             _ => None,
         };
-        let bwrap = if options.allow_bwrap {
+        let mut bwrap = if options.allow_bwrap {
             let mut setup = ChildSetup::new();
-            setup.user = chosen(true);
+            setup.user = tool_ids;
             match Bwrap::detect(options.bwrap_path.as_deref(), &setup) {
                 Ok(b) => Some(b),
                 Err(e) => {
@@ -231,7 +250,19 @@ impl Sandbox {
             notes.push("bubblewrap disabled by options".into());
             None
         };
-        let tool_ids = chosen(bwrap.is_some());
+        // bubblewrap runs as the tool's user, which may not reach the toolchain (under
+        // /root, mode 0700): the node stages what each sandbox shows (child::Stage).
+        // Check once that this kernel lets it (open_tree and move_mount, Linux 5.2+).
+        let mut stage_dir = None;
+        if bwrap.is_some() && tool_ids.is_some() {
+            match stage::prepare() {
+                Ok(dir) => stage_dir = Some(dir),
+                Err(e) => notes.push(format!("no bubblewrap: cannot stage paths for it: {e}")),
+            }
+            if stage_dir.is_none() {
+                bwrap = None;
+            }
+        }
         // Without bubblewrap, root can still give the tool network, ipc and uts
         // namespaces of its own (one unshare call): Network::None then holds.
         let mut plain_unshare = 0;
@@ -250,6 +281,7 @@ impl Sandbox {
             cgroups,
             notes,
             tool_ids,
+            stage_dir,
             plain_unshare,
             cpus: sys::cpus(),
         }
@@ -466,8 +498,8 @@ impl Sandbox {
     }
 
     /// One line for operators, e.g. `bubblewrap 0.8.0 (user, pid, mount, net, ipc,
-    /// uts, cgroup namespaces) + cgroup v1 (memory, pids, cpu); tools run as uid 0
-    /// without capabilities`.
+    /// uts, cgroup namespaces) + cgroup v1 (memory, pids, cpu); tools run as nobody
+    /// (65534) in a user namespace, without capabilities`.
     pub fn describe(&self) -> String {
         let mut s = match &self.bwrap {
             Some(b) => format!(
@@ -503,11 +535,14 @@ impl Sandbox {
             s += &format!(" + rlimits ({})", rl.join(", "));
         }
         let who = match self.tool_uid() {
-            0 if self.user_namespace() => "root in a user namespace, without capabilities".to_string(),
-            0 if self.bwrap.is_some() => "root without capabilities".to_string(),
             0 => "root (no isolation from the host!)".to_string(),
             65534 => "nobody (65534)".to_string(),
             uid => format!("uid {uid}"),
+        };
+        let who = if self.user_namespace() {
+            format!("{who} in a user namespace, without capabilities")
+        } else {
+            who
         };
         s + &format!("; tools run as {who}")
     }

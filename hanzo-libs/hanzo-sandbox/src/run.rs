@@ -2,8 +2,9 @@
 //! stdout and stderr, deadline, cancellation), kill the whole tree, clean up, and name
 //! how it ended.
 
-use crate::bwrap::Layout;
+use crate::bwrap::{Entry, Layout, Source};
 use crate::cgroup::{Controller, JobCgroup, Stats};
+use crate::child::Stage;
 use crate::outcome::Applied;
 use crate::sys::{self, WaitStatus};
 use crate::{
@@ -261,7 +262,7 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
 
     let mut keep: Vec<OwnedFd> = Vec::new();
     let mut status_rx = None;
-    let mut home = PathBuf::from(GUEST_WORKDIR);
+    let mut home = PathBuf::new();
     let mut cmd: Command = match &sb.bwrap {
         Some(b) => {
             let mut files = Vec::new();
@@ -273,21 +274,39 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
                 keep.push(fd);
             }
             let (rx, tx) = sys::pipe().map_err(SandboxError::io("cannot make a pipe"))?;
+            let mut pass_fds: Vec<i32> = files.iter().map(|(fd, _)| *fd).chain([tx.as_raw_fd()]).collect();
+            let entries = entries(sb, b, spec, &mut keep, &mut pass_fds, &mut setup)?;
             let layout = Layout {
                 spec,
                 files,
                 status_fd: tx.as_raw_fd(),
+                entries,
             };
-            setup.pass_fds = layout
-                .files
-                .iter()
-                .map(|(fd, _)| *fd)
-                .chain([tx.as_raw_fd()])
-                .collect();
+            let mut env = spec.env.clone();
+            for key in ["HOME", "TMPDIR"] {
+                env.entry(key.into()).or_insert_with(|| GUEST_WORKDIR.into());
+            }
+            let mut blob = Vec::new();
+            for a in b.options(&layout, &env) {
+                blob.extend_from_slice(a.as_encoded_bytes());
+                blob.push(0);
+            }
+            let args = sys::memfd(c"hanzo:bwrap-args", &blob)
+                .map_err(SandboxError::io("cannot hold bubblewrap's arguments"))?;
+            pass_fds.push(args.as_raw_fd());
+            setup.pass_fds = pass_fds;
+            let mut cmd = Command::new(&b.path);
+            cmd.arg("--args")
+                .arg(args.as_raw_fd().to_string())
+                .arg("--")
+                .arg(&spec.program)
+                .args(&spec.args)
+                .current_dir("/");
+            keep.push(args);
             keep.push(tx);
             status_rx =
                 Some(pipe::Receiver::from_owned_fd(rx).map_err(SandboxError::io("cannot watch a pipe"))?);
-            b.command(&layout)
+            cmd
         }
         None => {
             let dir = tempfile::Builder::new()
@@ -311,13 +330,20 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
             cmd
         }
     };
-    cmd.env_clear().envs(&spec.env);
-    // Toolchains look for a home and a temporary directory (deno's and uv's caches,
-    // Python's tempfile): give them the private work directory unless the spec says
-    // otherwise, never the node's own.
-    for key in ["HOME", "TMPDIR"] {
-        if !spec.env.contains_key(key) {
-            cmd.env(key, &home);
+    // bubblewrap starts with an empty environment and gives the tool its own inside
+    // the sandbox (`--setenv`): nothing of the job's (LD_PRELOAD, LD_AUDIT, ...) ever
+    // applies to a host-side process. A plain run is the tool itself, exec'd straight
+    // away as the tool's user; the loader variables are refused there (spec.rs).
+    cmd.env_clear();
+    if sb.bwrap.is_none() {
+        cmd.envs(&spec.env);
+        // Toolchains look for a home and a temporary directory (deno's and uv's caches,
+        // Python's tempfile): give them the private work directory unless the spec says
+        // otherwise, never the node's own.
+        for key in ["HOME", "TMPDIR"] {
+            if !spec.env.contains_key(key) {
+                cmd.env(key, &home);
+            }
         }
     }
     cmd.stdin(Stdio::piped())
@@ -335,6 +361,114 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
         child,
         status: status_rx,
     })
+}
+
+/// The host paths a bubblewrap run shows, each with where bubblewrap finds it.
+///
+/// A job's mounts are opened here without following any symlink, right before the
+/// start: a path checked earlier whose component has since been replaced with a
+/// symlink (`out -> /etc`, planted by another job in a shared writable mount) is
+/// refused rather than bound. With a root node (bubblewrap then runs as the tool's
+/// unprivileged user) every path is opened here and staged (see `child::Stage`);
+/// otherwise a mount's descriptor goes to bubblewrap (`--bind-fd`), which checks that
+/// it mounted that very file.
+fn entries(
+    sb: &Sandbox,
+    b: &crate::bwrap::Bwrap,
+    spec: &ProcessSpec,
+    keep: &mut Vec<OwnedFd>,
+    pass_fds: &mut Vec<i32>,
+    setup: &mut ChildSetup,
+) -> Result<Vec<Entry>, SandboxError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = Vec::new();
+    let mut trees: Vec<(OwnedFd, CString, bool)> = Vec::new();
+    let stage_dir = sb.stage_dir.as_deref();
+    let mut stage = |fd: OwnedFd, writable: bool, what: &Path| -> Result<PathBuf, SandboxError> {
+        let dir = stage_dir.unwrap_or(Path::new("/"));
+        let is_dir = sys::is_dir(&fd).map_err(SandboxError::io(format!("cannot stat {}", what.display())))?;
+        let tree = sys::clone_tree(&fd, writable).map_err(SandboxError::io(format!(
+            "cannot take a copy of the mount {}",
+            what.display()
+        )))?;
+        let at = dir.join(trees.len().to_string());
+        let c = CString::new(at.as_os_str().as_encoded_bytes()).unwrap_or_default();
+        trees.push((tree, c, is_dir));
+        Ok(at)
+    };
+    for item in crate::bwrap::read_only_plan(spec) {
+        match item {
+            Ok((target, at)) => out.push(Entry::Symlink { target, at }),
+            Err(p) if stage_dir.is_some() => {
+                // Read-only paths are the runtime's toolchain (trusted): followed.
+                let fd: OwnedFd = match std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH)
+                    .open(&p)
+                {
+                    Ok(f) => f.into(),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(SandboxError::Io {
+                            what: format!("cannot open {}", p.display()),
+                            source: e,
+                        });
+                    }
+                };
+                let at = stage(fd, false, &p)?;
+                out.push(Entry::Bind {
+                    source: Source::Exact(at),
+                    dest: p,
+                    writable: false,
+                });
+            }
+            Err(p) => out.push(Entry::Bind {
+                source: Source::Optional(p.clone()),
+                dest: p,
+                writable: false,
+            }),
+        }
+    }
+    for m in &spec.mounts {
+        let fd = sys::open_no_symlinks(&m.host).map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                SandboxError::Spec(format!(
+                    "mount source {} has a symbolic link in its path: refused (it may have been \
+                     swapped after the path was checked)",
+                    m.host.display()
+                ))
+            } else {
+                SandboxError::Io {
+                    what: format!("cannot open mount source {}", m.host.display()),
+                    source: e,
+                }
+            }
+        })?;
+        let source = if stage_dir.is_some() {
+            Source::Exact(stage(fd, m.writable, &m.host)?)
+        } else if b.bind_fd() {
+            pass_fds.push(fd.as_raw_fd());
+            let raw = fd.as_raw_fd();
+            keep.push(fd);
+            Source::Fd(raw)
+        } else {
+            // An old bubblewrap: the path was just checked; a swap in the instants
+            // until bubblewrap looks it up is not caught.
+            Source::Exact(m.host.clone())
+        };
+        out.push(Entry::Bind {
+            source,
+            dest: PathBuf::from(&m.guest),
+            writable: m.writable,
+        });
+    }
+    if let Some(dir) = stage_dir {
+        setup.stage = Some(Arc::new(Stage {
+            dir: CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default(),
+            trees,
+        }));
+    }
+    Ok(out)
 }
 
 /// Writes the work files into a plain run's directory, owned by the tool's user.
@@ -429,7 +563,13 @@ pub(crate) async fn run(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -
         Ok(s) => s,
         Err(e) => {
             drop(cleanup);
-            return ProcessOutcome::failed(Exit::SpawnFailed(e.to_string()), applied, started_at.elapsed());
+            let exit = match e {
+                // The job asked for something that cannot be run (a mount that is not
+                // what was checked): its fault, not the host's.
+                SandboxError::Spec(m) => Exit::Rejected(m),
+                e => Exit::SpawnFailed(e.to_string()),
+            };
+            return ProcessOutcome::failed(exit, applied, started_at.elapsed());
         }
     };
     supervise(sb, spec, cancel, cleanup, started, started_at, applied).await

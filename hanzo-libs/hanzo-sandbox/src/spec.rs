@@ -208,6 +208,15 @@ impl ProcessSpec {
                 return bad(format!("invalid environment variable {k:?}"));
             }
         }
+        if !with_bwrap && let Some(k) = self.env.keys().find(|k| is_loader_variable(k)) {
+            // Without bubblewrap the tool is a host process with the host's files: a
+            // loader variable would load any host library into it (and into whatever
+            // host program it runs). With bubblewrap they apply inside the sandbox only.
+            return bad(format!(
+                "environment variable {k} is refused: it loads native code, and without \
+                 bubblewrap the tool runs on the host's filesystem"
+            ));
+        }
         if self.args.iter().any(|a| a.contains('\0')) {
             return bad("an argument contains a NUL byte".into());
         }
@@ -293,6 +302,13 @@ impl ProcessSpec {
             missing("not found in the tool's PATH")
         }
     }
+}
+
+/// Whether `name` tells the dynamic loader or the C library to load code or data from
+/// a path: every `LD_*` variable (`LD_PRELOAD`, `LD_LIBRARY_PATH`, `LD_AUDIT`, ...),
+/// `GCONV_PATH` and `GLIBC_TUNABLES`.
+pub(crate) fn is_loader_variable(name: &str) -> bool {
+    name.starts_with("LD_") || name == "GCONV_PATH" || name == "GLIBC_TUNABLES"
 }
 
 /// Whether a path mounted at `p` would cover part of what the sandbox itself provides:

@@ -274,6 +274,175 @@ pub(crate) fn tasks_of_uid(uid: u32) -> u64 {
     n
 }
 
+/// `open_how` of `openat2(2)` (a local copy: its layout is fixed by the kernel ABI).
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+
+/// `RESOLVE_NO_SYMLINKS`: fail with `ELOOP` on any symlink in the path.
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+
+/// Opens `path` (absolute) as an `O_PATH` descriptor without following a symbolic link
+/// in any of its components.
+///
+/// A job's mount is a directory the job may share with other jobs (a writable mount):
+/// one job can replace a directory in it with `out -> /etc` between the moment a
+/// caller checked the path and the moment the sandbox binds it. Opening it this way
+/// fails with `ELOOP` instead, and the descriptor then names exactly what is bound.
+/// Uses `openat2(RESOLVE_NO_SYMLINKS)` (Linux 5.6+); on older kernels, walks the path
+/// one component at a time with `O_NOFOLLOW`.
+pub(crate) fn open_no_symlinks(path: &std::path::Path) -> io::Result<OwnedFd> {
+    use std::os::unix::ffi::OsStrExt;
+    if !path.is_absolute() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let how = OpenHow {
+        flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_SYMLINKS,
+    };
+    // SAFETY: a valid C string and a valid open_how of the size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd >= 0 {
+        // SAFETY: openat2 returned a fresh descriptor that nothing else owns.
+        return Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(e);
+    }
+    // No openat2: one component at a time, each opened with O_NOFOLLOW relative to
+    // the one before (a symlink fails: O_PATH|O_NOFOLLOW on a link opens the link
+    // itself, which the check below refuses).
+    let root = std::ffi::CString::new("/").unwrap_or_default();
+    // SAFETY: a valid C string.
+    let mut cur = unsafe { libc::open(root.as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_DIRECTORY) };
+    if cur < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open returned a fresh descriptor.
+    let mut owned = unsafe { OwnedFd::from_raw_fd(cur) };
+    for comp in path.components().skip(1) {
+        let name = std::ffi::CString::new(comp.as_os_str().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        if comp.as_os_str() == ".." {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        // SAFETY: a valid directory descriptor and C string.
+        let next = unsafe {
+            libc::openat(
+                cur,
+                name.as_ptr(),
+                libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            )
+        };
+        if next < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: openat returned a fresh descriptor.
+        owned = unsafe { OwnedFd::from_raw_fd(next) };
+        cur = next;
+        // SAFETY: stat is plain data that fstat fills in.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a stat we own.
+        if unsafe { libc::fstat(cur, &mut st) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+        }
+    }
+    Ok(owned)
+}
+
+/// Whether the descriptor names a directory.
+pub(crate) fn is_dir(fd: &OwnedFd) -> io::Result<bool> {
+    // SAFETY: stat is plain data that fstat fills in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid descriptor and a stat we own.
+    if unsafe { libc::fstat(std::os::fd::AsRawFd::as_raw_fd(fd), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.st_mode & libc::S_IFMT == libc::S_IFDIR)
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 0x01;
+const AT_RECURSIVE: libc::c_uint = 0x8000;
+/// `MOVE_MOUNT_F_EMPTY_PATH`: move the mount the descriptor names.
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x04;
+const MOUNT_ATTR_RDONLY: u64 = 0x01;
+const MOUNT_ATTR_NOSUID: u64 = 0x02;
+const MOUNT_ATTR_NODEV: u64 = 0x04;
+
+/// `struct mount_attr` of `mount_setattr(2)`.
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// A detached copy of the mount tree at `fd` (`open_tree(OPEN_TREE_CLONE)`): attached
+/// nowhere, so nobody sees it until it is moved into a mount namespace; made
+/// `nosuid,nodev` (and read-only unless `writable`) where the kernel can
+/// (`mount_setattr`, Linux 5.12+; bubblewrap sets the same flags again).
+///
+/// Needs `CAP_SYS_ADMIN` (a root node). The copy is taken from the descriptor, so it
+/// is exactly what was opened, whatever happened to the path since.
+pub(crate) fn clone_tree(fd: &OwnedFd, writable: bool) -> io::Result<OwnedFd> {
+    let empty = c"";
+    // SAFETY: a valid descriptor, an empty C string and flags.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            empty.as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | libc::AT_EMPTY_PATH as libc::c_uint
+                | AT_RECURSIVE,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree returned a fresh descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | if writable { 0 } else { MOUNT_ATTR_RDONLY },
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: a valid descriptor, an empty C string and a mount_attr of the size passed.
+    // Best effort: bubblewrap applies the same flags when it binds the copy.
+    unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(&tree),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH as libc::c_uint | AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    Ok(tree)
+}
+
 /// Calls made in the child between `fork` and `exec`: async-signal-safe only.
 pub(crate) mod child {
     use super::*;
@@ -378,6 +547,60 @@ pub(crate) mod child {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         Ok(())
+    }
+
+    /// Gives this process a mount namespace of its own, private in both directions
+    /// (nothing mounted here reaches the host's namespace), with a `tmpfs` (mode 0755,
+    /// `nosuid,nodev,noexec`) on `stage`: where the detached copies of the paths a
+    /// sandbox shows are attached, for bubblewrap (then started as the tool's
+    /// unprivileged user) to bind from.
+    pub(crate) fn private_stage(stage: &CStr) -> io::Result<()> {
+        // SAFETY: unshare and mount with valid C strings or nulls.
+        unsafe {
+            check(libc::unshare(libc::CLONE_NEWNS))?;
+            check(libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            check(libc::mount(
+                c"tmpfs".as_ptr(),
+                stage.as_ptr(),
+                c"tmpfs".as_ptr(),
+                libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                c"mode=0755,size=64k".as_ptr().cast(),
+            ))
+        }
+    }
+
+    /// Creates `at` (a directory, or an empty file) and attaches the detached mount
+    /// `tree` there.
+    pub(crate) fn attach(tree: RawFd, at: &CStr, dir: bool) -> io::Result<()> {
+        // SAFETY: valid C strings and descriptors; plain integer flags.
+        unsafe {
+            if dir {
+                check(libc::mkdir(at.as_ptr(), 0o755))?;
+            } else {
+                let f = libc::open(
+                    at.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                );
+                check(f)?;
+                libc::close(f);
+            }
+            let r = libc::syscall(
+                libc::SYS_move_mount,
+                tree,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                at.as_ptr(),
+                super::MOVE_MOUNT_F_EMPTY_PATH,
+            );
+            check(r as libc::c_int)
+        }
     }
 
     /// Sets `no_new_privs`: nothing the tool executes can gain privileges (setuid-root

@@ -40,9 +40,12 @@ async fn the_root_holds_only_what_was_asked_for() {
 
 #[tokio::test]
 async fn symlinked_system_directories_stay_symlinks() {
-    if !Path::new("/bin").is_symlink() {
-        return; // a host without merged /usr: /bin is a plain bind there
-    }
+    // Hosts with a merged /usr (Debian 12, CI): a host without one fails here rather
+    // than passing without checking anything.
+    assert!(
+        Path::new("/bin").is_symlink(),
+        "this test needs a host with a merged /usr (/bin -> usr/bin)"
+    );
     for mode in BWRAP {
         let o = run(mode, sh("readlink /bin")).await;
         assert_eq!(
@@ -172,9 +175,10 @@ async fn mounts_are_read_only_unless_writable() {
 
 #[tokio::test]
 async fn name_resolution_files_come_only_with_the_network() {
-    if !Path::new("/etc/hosts").exists() {
-        return;
-    }
+    assert!(
+        Path::new("/etc/hosts").exists(),
+        "this test needs the host's /etc/hosts"
+    );
     for mode in BWRAP {
         let o = run(mode, sh("test -e /etc/hosts && echo present || echo absent")).await;
         assert_eq!(ok(mode, &o).trim(), "absent", "{mode:?}");

@@ -14,5 +14,6 @@ mod io;
 mod limits;
 mod namespaces;
 mod plain;
+mod privilege;
 mod unprivileged;
 mod util;
