@@ -222,6 +222,13 @@ impl DenoRuntime {
 
     /// Runs one step; whether it exited 0. Cancelled: the job's error.
     async fn step(&self, spec: ProcessSpec, job: &Job) -> Result<bool, ComputeError> {
+        // The step runs as the tool's user (never root): what it writes must be that
+        // user's.
+        for m in spec.mounts.iter().filter(|m| m.writable) {
+            self.sandbox
+                .hand_to_tool(&m.host)
+                .map_err(|e| ComputeError::internal(format!("cannot prepare {}: {e}", m.host.display())))?;
+        }
         let outcome = self.sandbox.run(spec, &job.cancel).await;
         match outcome.exit {
             Exit::Exited(0) => Ok(true),

@@ -422,6 +422,11 @@ impl DenoRuntime {
             .limits(PREPARE_LIMITS)
             .pids_limit(self.pids_limit.max(hanzo_sandbox::DEFAULT_PIDS_LIMIT));
         for m in self.cache_mounts(&tool.hash, true) {
+            // The step runs as the tool's user (never root): the cache must be that
+            // user's to write.
+            self.sandbox
+                .hand_to_tool(&m.host)
+                .map_err(|e| ComputeError::internal(format!("cannot prepare {}: {e}", m.host.display())))?;
             spec = spec.mount(m);
         }
         self.deno_env(&mut spec);

@@ -285,9 +285,9 @@ impl Builder {
     /// own (root in a user namespace); otherwise the build runs as the node's user, as
     /// `go build` would, with the timeout still applied.
     pub(crate) fn sandboxed(&self) -> bool {
-        let euid = unsafe { libc::geteuid() };
+        // The output and cache directories are handed to the tool's user before each
+        // build (Sandbox::hand_to_tool), whichever user that is.
         self.sandbox.isolates_filesystem()
-            && (self.sandbox.tool_uid() == 0 || self.sandbox.tool_uid() == euid)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -311,6 +311,13 @@ impl Builder {
         for (host, bytes) in blocking_read(pkg)? {
             let rel = host.strip_prefix("/").unwrap_or(&host);
             spec = spec.file(format!("{SRC}/{}", rel.display()), bytes);
+        }
+        // The build runs as the tool's user (never root): the directories it writes
+        // must be that user's.
+        for dir in [out_dir, cache] {
+            self.sandbox
+                .hand_to_tool(dir)
+                .map_err(|e| ComputeError::internal(format!("cannot prepare {}: {e}", dir.display())))?;
         }
         spec = spec
             .mount(Mount {

@@ -414,6 +414,11 @@ impl EnvCache {
                 spec = spec.ro_path(p);
             }
             for dir in writable {
+                // The step runs as the tool's user (never root): the directories it
+                // writes must be that user's.
+                sandbox
+                    .hand_to_tool(dir)
+                    .map_err(|e| ComputeError::internal(format!("cannot prepare {}: {e}", dir.display())))?;
                 spec = spec.mount(Mount {
                     host: dir.to_path_buf(),
                     guest: dir.display().to_string(),

@@ -339,6 +339,33 @@ impl Sandbox {
         self.tool_ids.map(|(u, _)| u).unwrap_or(self.euid)
     }
 
+    /// The host uid and gid tools run as (the node's own when it is not root).
+    pub fn tool_ids(&self) -> (u32, u32) {
+        self.tool_ids.unwrap_or_else(|| (self.euid, sys::egid()))
+    }
+
+    /// Creates `dir` (and its parents) if missing and makes it, and everything in it,
+    /// the tool user's, so that a writable mount of it is writable to tools: for a
+    /// runtime's own caches and build directories, which the node creates as root.
+    /// Nothing when the node is not root (tools are then the node's user).
+    ///
+    /// Only for directories the runtime owns, never a job's mount (that is the
+    /// operator's to grant). The walk never follows a symlink (a tool with the
+    /// directory writable may have planted one): every entry is changed through a
+    /// descriptor of the directory holding it (`fchownat(AT_SYMLINK_NOFOLLOW)`). A
+    /// directory already the tool user's is left as it is, so a call per job is cheap.
+    pub fn hand_to_tool(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let Some((uid, gid)) = self.tool_ids else {
+            return Ok(());
+        };
+        let meta = std::fs::symlink_metadata(dir)?;
+        if std::os::unix::fs::MetadataExt::uid(&meta) == uid && std::os::unix::fs::MetadataExt::gid(&meta) == gid {
+            return Ok(());
+        }
+        sys::chown_tree(dir, uid, gid)
+    }
+
     /// Why a feature is not in use (bubblewrap missing, cgroups not writable, ...).
     pub fn notes(&self) -> &[String] {
         &self.notes

@@ -31,6 +31,64 @@ pub(crate) fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// The effective gid of this process.
+pub(crate) fn egid() -> u32 {
+    // SAFETY: getegid cannot fail and touches no memory.
+    unsafe { libc::getegid() }
+}
+
+/// Changes the owner of the directory `dir` and of everything below it, never
+/// following a symlink: each directory is opened `O_NOFOLLOW` relative to its parent's
+/// descriptor and each entry changed relative to it.
+pub(crate) fn chown_tree(dir: &std::path::Path, uid: u32, gid: u32) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open returned a fresh descriptor.
+    chown_dir(unsafe { OwnedFd::from_raw_fd(fd) }, uid, gid, 0)
+}
+
+fn chown_dir(dir: OwnedFd, uid: u32, gid: u32, depth: u32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    if depth > 256 {
+        return Err(io::Error::from_raw_os_error(libc::ELOOP));
+    }
+    let fd = dir.as_raw_fd();
+    // SAFETY: a valid descriptor.
+    if unsafe { libc::fchown(fd, uid, gid) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // The descriptor's /proc link lists exactly the directory opened.
+    for e in std::fs::read_dir(format!("/proc/self/fd/{fd}"))?.flatten() {
+        let name = std::ffi::CString::new(e.file_name().as_bytes())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: a valid directory descriptor and C string.
+        let sub = unsafe {
+            libc::openat(fd, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        };
+        if sub >= 0 {
+            // SAFETY: openat returned a fresh descriptor.
+            chown_dir(unsafe { OwnedFd::from_raw_fd(sub) }, uid, gid, depth + 1)?;
+            continue;
+        }
+        // Not a directory (or a symlink): the entry itself, never what it points to.
+        // SAFETY: a valid directory descriptor and C string.
+        if unsafe { libc::fchownat(fd, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) } != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Sends `sig` to `pid` (a negative pid names a process group); whether it was delivered.
 pub(crate) fn kill(pid: i32, sig: i32) -> bool {
     // A pid of 0 or -1 would signal our own group or every process we may signal:

@@ -68,6 +68,10 @@ async fn mounts_grant_read_and_rw_grants_write() {
     let t = node.tool("probe.ts", PROBE);
     let host_in = tempfile::tempdir().unwrap();
     let host_out = tempfile::tempdir().unwrap();
+    // Tools run as nobody, never as the node's root: the mounts must be theirs to use.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(host_in.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(host_out.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     std::fs::write(host_in.path().join("data.txt"), "mounted data").unwrap();
     let mut spec = job(&t);
     spec.mounts = vec![

@@ -295,6 +295,10 @@ async fn granted_env_mounts_and_network_work() {
     let data = tempfile::tempdir().unwrap();
     std::fs::write(data.path().join("in.txt"), "granted").unwrap();
     let out_dir = tempfile::tempdir().unwrap();
+    // Tools run as nobody, never as the node's root: the mounts must be theirs to use.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let src = r#"

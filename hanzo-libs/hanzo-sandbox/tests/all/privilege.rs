@@ -328,3 +328,36 @@ async fn a_mount_whose_path_became_a_symlink_is_refused() {
         std::fs::set_permissions(shared.path().join("out"), std::fs::Permissions::from_mode(0o777)).unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_runtimes_directory_is_handed_to_the_tool_without_following_symlinks() {
+    let sb = sandbox(Mode::Full);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("keep"), "root's").unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let dir = cache.path().join("cache");
+    std::fs::create_dir_all(dir.join("a/b")).unwrap();
+    std::fs::write(dir.join("a/b/f"), "x").unwrap();
+    std::os::unix::fs::symlink(outside.path(), dir.join("a/link")).unwrap();
+    sb.hand_to_tool(&dir).unwrap();
+    for p in [dir.clone(), dir.join("a"), dir.join("a/b"), dir.join("a/b/f"), dir.join("a/link")] {
+        assert_eq!(std::fs::symlink_metadata(&p).unwrap().uid(), 65534, "{}", p.display());
+    }
+    // What the symlink points to is untouched.
+    assert_eq!(std::fs::metadata(outside.path()).unwrap().uid(), 0);
+    assert_eq!(std::fs::metadata(outside.path().join("keep")).unwrap().uid(), 0);
+    // And a tool can now write there through a writable mount.
+    let o = run(
+        Mode::Full,
+        sh("echo y > /cache/a/b/g && echo wrote").mount(Mount {
+            host: dir.clone(),
+            guest: "/cache".into(),
+            writable: true,
+        }),
+    )
+    .await;
+    assert_eq!(ok(Mode::Full, &o).trim(), "wrote");
+    // A directory created on demand is the tool's too.
+    sb.hand_to_tool(&cache.path().join("new/deeper")).unwrap();
+    assert_eq!(std::fs::metadata(cache.path().join("new/deeper")).unwrap().uid(), 65534);
+}
