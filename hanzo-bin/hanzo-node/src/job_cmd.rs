@@ -655,9 +655,7 @@ impl Client {
                     "end" => return Ok(None),
                     "timeout" => {
                         let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
-                        let offset = v["offset"]
-                            .as_u64()
-                            .ok_or_else(|| self.malformed())?;
+                        let offset = v["offset"].as_u64().ok_or_else(|| self.malformed())?;
                         return Ok(Some(offset.to_string()));
                     }
                     _ => {}
@@ -704,7 +702,9 @@ fn api_error(status: u16, headers: &[(String, String)], body: &[u8]) -> anyhow::
     match status {
         401 => fail(
             2,
-            format!("{message} (set --token or HANZO_NODE_API_TOKEN; a local node's is in <data_dir>/api-token)"),
+            format!(
+                "{message} (set --token or HANZO_NODE_API_TOKEN; a local node's is in <data_dir>/api-token)"
+            ),
         ),
         429 => {
             if let Some(after) = header("retry-after") {

@@ -70,7 +70,10 @@ impl Node {
         crate::secure::data_dir(&data_dir)?;
         let key = NodeKey::load_or_create(&data_dir)?;
         crate::secure::private_file(&data_dir.join(hanzo_compute::keys::KEY_FILE)).map_err(|e| {
-            ComputeError::internal(format!("node key in {}: cannot make it private: {e}", data_dir.display()))
+            ComputeError::internal(format!(
+                "node key in {}: cannot make it private: {e}",
+                data_dir.display()
+            ))
         })?;
         let mut compute = Compute::new(Arc::new(key));
         let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));

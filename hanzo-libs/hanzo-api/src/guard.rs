@@ -67,9 +67,9 @@ impl Access {
         if self.hosts.is_empty() {
             return ["localhost", "127.0.0.1", "[::1]"].contains(&name);
         }
-        self.hosts.iter().any(|h| {
-            h == "*" || *h == host || (!has_port(h) && h == name)
-        })
+        self.hosts
+            .iter()
+            .any(|h| h == "*" || *h == host || (!has_port(h) && h == name))
     }
 
     fn origin_ok(&self, origin: &str) -> bool {
@@ -200,11 +200,7 @@ fn check(state: &State, req: &Request) -> Result<(), Response> {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!(
-                    "Content-Type: expected {}, got '{}'",
-                    wanted.join(" or "),
-                    given
-                ),
+                format!("Content-Type: expected {}, got '{}'", wanted.join(" or "), given),
             )
             .into_response());
         }

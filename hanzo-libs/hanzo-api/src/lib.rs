@@ -18,8 +18,8 @@ mod tools;
 
 pub use error::ApiError;
 pub use guard::Access;
-pub use logs::FollowLimits;
 pub use hooks::StoreHooks;
+pub use logs::FollowLimits;
 pub use services::ServiceRuntimes;
 
 use hanzo_compute::Compute;

@@ -25,9 +25,9 @@ use crate::State;
 use crate::error::ApiError;
 use crate::routes::schemas::{ErrorReply, LogEvent};
 use crate::routes::{Segment, flag, query};
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State as AxState};
-use axum::Extension;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -265,7 +265,9 @@ pub(crate) async fn job_logs(
     }
     // One token is shared by every client, so a client is its address. Without
     // connection info (a router served without it) every client counts as one.
-    let client = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(a))| a.ip());
+    let client = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(a))| {
+        a.ip()
+    });
     let client_place = ClientPlace::take(&state.hooks.live.per_client, client, state.follow.per_client)
         .ok_or_else(|| {
             ApiError::new(
@@ -345,7 +347,9 @@ struct Follow {
 
 /// The stream's time limit; a huge configured value saturates instead of overflowing.
 fn capped_duration(limits: &FollowLimits) -> Duration {
-    limits.max_duration.min(Duration::from_secs(100 * 365 * 24 * 3600))
+    limits
+        .max_duration
+        .min(Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 impl Follow {
@@ -381,8 +385,12 @@ impl Follow {
             "message": "the log stream reached this node's time limit (node.api_log_follow_max_secs); \
                 reconnect with Last-Event-ID set to offset to go on",
         });
-        self.queue
-            .push_back(Event::default().event("timeout").id(self.lines.start.to_string()).data(data.to_string()));
+        self.queue.push_back(
+            Event::default()
+                .event("timeout")
+                .id(self.lines.start.to_string())
+                .data(data.to_string()),
+        );
         self.ended = true;
     }
 

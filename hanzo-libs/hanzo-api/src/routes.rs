@@ -128,8 +128,14 @@ fn document_auth(doc: &mut Value) {
             }
             let mut refusals = vec![
                 ("401", "unauthorized: the request lacks the node's token"),
-                ("421", "misdirected: the Host header is not a name this node answers to"),
-                ("403", "forbidden_origin: the Origin header is not in node.api_origins"),
+                (
+                    "421",
+                    "misdirected: the Host header is not a name this node answers to",
+                ),
+                (
+                    "403",
+                    "forbidden_origin: the Origin header is not in node.api_origins",
+                ),
             ];
             if op.get("requestBody").is_some() {
                 refusals.push((

@@ -355,7 +355,10 @@ mod tests {
 
     #[test]
     fn duplicate_keys_are_found_at_any_depth_and_through_escapes() {
-        assert_eq!(check_unique_keys(r#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#), Ok(()));
+        assert_eq!(
+            check_unique_keys(r#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#),
+            Ok(())
+        );
         assert_eq!(
             check_unique_keys(r#"{"output_hash": "x", "output_hash": "y"}"#),
             Err(VerifyError::DuplicateKey("output_hash".into()))

@@ -240,7 +240,12 @@ impl JobStore {
                 path: path.clone(),
                 source,
             })?;
-        for p in [path.clone(), lock_path.clone(), sibling(&path, "-wal"), sibling(&path, "-shm")] {
+        for p in [
+            path.clone(),
+            lock_path.clone(),
+            sibling(&path, "-wal"),
+            sibling(&path, "-shm"),
+        ] {
             tighten(&p).map_err(|source| Error::Io { path: p, source })?;
         }
         let mut conn = schema::open_writer(&path, options.durability)?;

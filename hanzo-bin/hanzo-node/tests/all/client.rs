@@ -222,10 +222,27 @@ fn client_no_node_is_exit_4_with_one_error_line() {
 fn client_sends_its_token_only_to_loopback() {
     let h = Home::new();
     for (args, env_token) in [
-        (vec!["job", "ls", "--node", "http://10.1.2.3:3690", "--token", "t"], None),
+        (
+            vec!["job", "ls", "--node", "http://10.1.2.3:3690", "--token", "t"],
+            None,
+        ),
         (vec!["job", "ls", "--node", "http://10.1.2.3:3690"], Some("t")),
-        (vec!["tool", "ls", "--node", "http://[fd00::1]:3690", "--token", "t"], None),
-        (vec!["job", "get", "x", "--node", "http://10.1.2.3:3690", "--token", "t"], None),
+        (
+            vec!["tool", "ls", "--node", "http://[fd00::1]:3690", "--token", "t"],
+            None,
+        ),
+        (
+            vec![
+                "job",
+                "get",
+                "x",
+                "--node",
+                "http://10.1.2.3:3690",
+                "--token",
+                "t",
+            ],
+            None,
+        ),
     ] {
         let started = Instant::now();
         let r = h.run_with(&args, |c| {
@@ -235,7 +252,10 @@ fn client_sends_its_token_only_to_loopback() {
             };
         });
         assert_one_error_line(&r, 2, "non-loopback");
-        assert!(started.elapsed() < Duration::from_secs(4), "{args:?} tried to connect");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{args:?} tried to connect"
+        );
     }
     let s = Server::start(&h, &[]);
     let r = h.run(&["job", "ls", "--node", &format!("http://localhost:{}", s.port)]);
@@ -272,7 +292,11 @@ fn client_escapes_control_characters_in_tool_logs() {
     let r = s.cli(&h, &["submit", "wasm", &tool, "--wait"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains(escaped), "{:?}", r.stderr);
-    assert!(!r.stderr.contains('\x1b') && !r.stderr.contains('\r'), "{:?}", r.stderr);
+    assert!(
+        !r.stderr.contains('\x1b') && !r.stderr.contains('\r'),
+        "{:?}",
+        r.stderr
+    );
 
     let r = s.cli(&h, &["submit", "wasm", &tool]);
     let id = r.stdout.trim().to_string();
@@ -284,7 +308,11 @@ fn client_escapes_control_characters_in_tool_logs() {
     assert_eq!(r.code, 0, "{}", r.stderr);
     // The event stream splits lines at \r (as the SSE format does): each part escaped.
     assert!(!r.stdout.contains('\x1b'), "{:?}", r.stdout);
-    assert!(r.stdout.contains("step \\x1b[2J\\x1b]0;pwned\\x07 done\n"), "{:?}", r.stdout);
+    assert!(
+        r.stdout.contains("step \\x1b[2J\\x1b]0;pwned\\x07 done\n"),
+        "{:?}",
+        r.stdout
+    );
     let out = h
         .cmd()
         .args(["job", "logs", &id, "--raw", "--node", &s.url()])
@@ -295,5 +323,9 @@ fn client_escapes_control_characters_in_tool_logs() {
     let r = h.run(&["run", "wasm", &tool]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stderr.contains(escaped), "{:?}", r.stderr);
-    assert!(!r.stderr.contains('\x1b') && !r.stderr.contains('\r'), "{:?}", r.stderr);
+    assert!(
+        !r.stderr.contains('\x1b') && !r.stderr.contains('\r'),
+        "{:?}",
+        r.stderr
+    );
 }

@@ -347,7 +347,10 @@ fn followers_are_capped_per_client() {
     let mut body = String::new();
     let mut reader = refused.reader;
     std::io::Read::read_to_string(&mut reader, &mut body).unwrap();
-    assert!(body.contains("too_many_followers") && body.contains("per client"), "{body}");
+    assert!(
+        body.contains("too_many_followers") && body.contains("per client"),
+        "{body}"
+    );
     // A closed stream gives its place back.
     drop(open);
     let mut again = Stream::open(&g.server, &id, None);
@@ -380,13 +383,20 @@ fn a_stream_ends_at_the_time_limit_and_resumes() {
         .unwrap();
     let started = std::time::Instant::now();
     let events = Stream::open(&g.server, &id, None).rest();
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(logs(&events), ["first line"], "{events:#?}");
     let last = events.last().unwrap();
     assert_eq!(last.event, "timeout", "{events:#?}");
     let v: Value = serde_json::from_str(&last.data).unwrap();
     assert_eq!(v["offset"], 11, "{v}");
-    assert!(v["message"].as_str().unwrap().contains("api_log_follow_max_secs"), "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("api_log_follow_max_secs"),
+        "{v}"
+    );
     assert_eq!(last.id.as_deref(), Some("11"));
     assert_eq!(g.server.job(&id)["status"], "running");
 

@@ -115,7 +115,11 @@ fn verify_names_the_signer_and_says_whether_it_was_pinned() {
     let other = "ab".repeat(32);
     let r = h.run(&["receipt", "verify", &path, "--node-id", &other]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.error_line().contains(node) && r.error_line().contains(&other), "{}", r.stderr);
+    assert!(
+        r.error_line().contains(node) && r.error_line().contains(&other),
+        "{}",
+        r.stderr
+    );
 }
 
 /// A receipt with a key twice: serde_json verifies the last `output_hash`, while a
@@ -131,11 +135,17 @@ fn a_receipt_with_duplicate_keys_does_not_verify() {
     let dup_path = h.file("dup.json", &dup);
     let r = h.run(&["receipt", "verify", &dup_path]);
     assert_eq!(r.code, 1, "{}", r.stdout);
-    assert!(r.error_line().contains("duplicate key \"output_hash\""), "{}", r.stderr);
+    assert!(
+        r.error_line().contains("duplicate key \"output_hash\""),
+        "{}",
+        r.stderr
+    );
     // Nested, and spelled with an escape.
-    let nested = serde_json::to_string(&v)
-        .unwrap()
-        .replacen("\"usage\":{", "\"usage\":{\"wall_ms\":0,\"wall\\u005fms\":0,", 1);
+    let nested = serde_json::to_string(&v).unwrap().replacen(
+        "\"usage\":{",
+        "\"usage\":{\"wall_ms\":0,\"wall\\u005fms\":0,",
+        1,
+    );
     let nested_path = h.file("nested.json", &nested);
     let r = h.run(&["receipt", "verify", &nested_path]);
     assert_eq!(r.code, 1, "{}", r.stdout);

@@ -311,11 +311,18 @@ fn foreign_hosts_origins_and_body_types_are_refused() {
     let st = get(&[]).status;
     assert!(st == 421 || st == 400, "{st}");
     let localhost = format!("localhost:{port}");
-    for host in [s.host().as_str(), localhost.as_str(), "node.example", "node.example:443"] {
+    for host in [
+        s.host().as_str(),
+        localhost.as_str(),
+        "node.example",
+        "node.example:443",
+    ] {
         assert_eq!(get(&[("Host", host)]).status, 200, "Host {host}");
     }
     // /healthz answers probes by any name, without a token.
-    let r = s.try_raw("GET", "/healthz", b"", &[("Host", "10.0.0.9:3690")], None).unwrap();
+    let r = s
+        .try_raw("GET", "/healthz", b"", &[("Host", "10.0.0.9:3690")], None)
+        .unwrap();
     assert_eq!(r.status, 200);
 
     let own = s.host();
@@ -326,7 +333,10 @@ fn foreign_hosts_origins_and_body_types_are_refused() {
     assert_eq!(get(&[host, ("Origin", "null")]).status, 403);
     let r = get(&[host, ("Origin", "http://app.example:8080")]);
     assert_eq!(r.status, 200);
-    assert_eq!(r.header("access-control-allow-origin"), Some("http://app.example:8080"));
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://app.example:8080")
+    );
     // The listed origin's preflight is answered (it carries no token by design).
     let r = s
         .try_raw(
@@ -370,7 +380,11 @@ fn foreign_hosts_origins_and_body_types_are_refused() {
         .try_raw("POST", "/v1/modules", CAT_WAT.as_bytes(), &[host, json_type], t)
         .unwrap();
     assert_eq!(r.status, 415, "{}", r.text());
-    assert_eq!(s.req("GET", "/v1/jobs", b"").json()["jobs"], json!([]), "nothing ran");
+    assert_eq!(
+        s.req("GET", "/v1/jobs", b"").json()["jobs"],
+        json!([]),
+        "nothing ran"
+    );
     let r = s
         .try_raw(
             "POST",
