@@ -13,7 +13,7 @@ use hanzo_compute::{ComputeError, RuntimeKind};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 use std::io::{BufRead, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -23,7 +23,8 @@ pub struct NodeArgs {
     /// The node's API, http://HOST:PORT (default: http://<node.api_listen> from the config).
     #[arg(long, value_name = "URL")]
     pub node: Option<String>,
-    /// The API token (default: node.api_token / HANZO_NODE_API_TOKEN).
+    /// The API token (default: node.api_token / HANZO_NODE_API_TOKEN, else the one the
+    /// node created in <data_dir>/api-token). Sent only to loopback addresses.
     #[arg(long, value_name = "TOKEN")]
     pub token: Option<String>,
 }
@@ -59,13 +60,17 @@ pub enum JobCmd {
         #[command(flatten)]
         node: NodeArgs,
     },
-    /// Print a job's logs (its stderr); with --follow, as they are written.
+    /// Print a job's logs (its stderr); with --follow, as they are written. Control
+    /// characters but newline and tab are shown escaped (\x1b, \r), unless --raw.
     Logs {
         /// The job id.
         id: String,
         /// Keep printing new lines until the job ends (server-sent events).
         #[arg(short, long)]
         follow: bool,
+        /// Print the bytes as the tool wrote them, escape sequences included.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -186,14 +191,25 @@ fn dispatch(config: Option<&Path>, cmd: JobCmd) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        JobCmd::Logs { id, follow, node } => {
+        JobCmd::Logs {
+            id,
+            follow,
+            raw,
+            node,
+        } => {
             let client = Client::new(config, &node)?;
             if follow {
-                client.follow(&id, &mut std::io::stdout().lock())?;
+                client.follow(&id, &mut std::io::stdout().lock(), raw)?;
                 return Ok(0);
             }
             let resp = client.call("GET", &format!("/v1/jobs/{}/logs", enc(&id)), b"")?;
-            std::io::stdout().lock().write_all(&resp.body)?;
+            if raw {
+                std::io::stdout().lock().write_all(&resp.body)?;
+            } else {
+                std::io::stdout()
+                    .lock()
+                    .write_all(crate::escape::bytes(&resp.body).as_bytes())?;
+            }
             Ok(0)
         }
         JobCmd::Cancel { id, node } => {
@@ -233,7 +249,7 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
         .ok_or_else(|| ComputeError::internal(format!("the node answered without a job id: {ack}")))?
         .to_string();
     if args.follow {
-        client.follow(&id, &mut std::io::stderr().lock())?;
+        client.follow(&id, &mut std::io::stderr().lock(), false)?;
         let job = client
             .call("GET", &format!("/v1/jobs/{}", enc(&id)), b"")?
             .json()?;
@@ -314,7 +330,7 @@ pub(crate) fn finish(
 ) -> anyhow::Result<u8> {
     if !logs.is_empty() {
         let mut err = std::io::stderr().lock();
-        let _ = err.write_all(logs);
+        let _ = err.write_all(crate::escape::bytes(logs).as_bytes());
         if !logs.ends_with(b"\n") {
             let _ = err.write_all(b"\n");
         }
@@ -465,8 +481,10 @@ pub(crate) fn enc(s: &str) -> String {
 }
 
 pub(crate) struct Client {
-    /// host:port, for connecting and the Host header.
+    /// host:port, for the Host header.
     authority: String,
+    /// Where `authority` resolved to, for connecting.
+    addrs: Vec<SocketAddr>,
     /// The URL as given, for messages.
     url: String,
     token: Option<String>,
@@ -490,9 +508,16 @@ impl Resp {
 }
 
 impl Client {
+    /// The node to talk to and the token to show it: `--token`, else `node.api_token`
+    /// (`HANZO_NODE_API_TOKEN`), else the token the node created in
+    /// `<data_dir>/api-token`.
+    ///
+    /// The token is sent only to loopback addresses: this client speaks plain http,
+    /// and a token sent in clear across a network is a token given away. A `--node`
+    /// elsewhere with a token is refused before anything is sent (exit 2).
     pub(crate) fn new(config: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Client> {
-        let (url, cfg_token) = match &args.node {
-            Some(u) => (u.clone(), None),
+        let url = match &args.node {
+            Some(u) => u.clone(),
             None => {
                 let cfg = load_config(config)?;
                 let listen = cfg.node.api_listen.clone();
@@ -500,17 +525,18 @@ impl Client {
                 let listen = listen
                     .strip_prefix("0.0.0.0:")
                     .map(|p| format!("127.0.0.1:{p}"))
+                    .or_else(|| listen.strip_prefix("[::]:").map(|p| format!("[::1]:{p}")))
                     .unwrap_or(listen);
-                (format!("http://{listen}"), Some(cfg.node.api_token))
+                format!("http://{listen}")
             }
         };
-        let token = match (&args.token, cfg_token) {
-            (Some(t), _) => Some(t.clone()),
-            (None, Some(t)) => Some(t),
-            // An explicit --node still takes the configured token.
-            (None, None) => Some(load_config(config).map(|c| c.node.api_token).unwrap_or_default()),
+        if url.starts_with("https://") {
+            return Err(ComputeError::invalid(format!(
+                "--node {url}: https is not supported by this client; reach the node over \
+                 loopback (an SSH tunnel: ssh -L 3690:127.0.0.1:3690 HOST, then --node http://127.0.0.1:3690)"
+            ))
+            .into());
         }
-        .filter(|t| !t.is_empty());
         let rest = url.strip_prefix("http://").ok_or_else(|| {
             ComputeError::invalid(format!("--node {url}: only http://HOST:PORT URLs are supported"))
         })?;
@@ -518,10 +544,35 @@ impl Client {
         if authority.is_empty() || authority.contains('/') || !authority.contains(':') {
             return Err(ComputeError::invalid(format!("--node {url}: expected http://HOST:PORT")).into());
         }
+        let token = match &args.token {
+            Some(t) => Some(t.clone()),
+            None => load_config(config).ok().and_then(|c| {
+                Some(c.node.api_token)
+                    .filter(|t| !t.is_empty())
+                    .or_else(|| crate::secure::read_token(&c.node.data_dir))
+            }),
+        }
+        .filter(|t| !t.is_empty());
+        // Resolved once: the addresses checked are the ones connected to.
+        let addrs: Vec<SocketAddr> = authority
+            .to_socket_addrs()
+            .map_err(|e| ComputeError::invalid(format!("--node {url}: {e}")))?
+            .collect();
+        if token.is_some() && !addrs.iter().all(|a| a.ip().is_loopback()) {
+            return Err(fail(
+                2,
+                format!(
+                    "--node {url}: refusing to send the API token over plain http to a \
+                     non-loopback address; reach the node over loopback (an SSH tunnel: \
+                     ssh -L 3690:127.0.0.1:3690 HOST, then --node http://127.0.0.1:3690)"
+                ),
+            ));
+        }
         Ok(Client {
             authority: authority.to_string(),
             url: format!("http://{authority}"),
             token,
+            addrs,
         })
     }
 
@@ -535,12 +586,34 @@ impl Client {
     }
 
     /// Writes a job's log lines to `out` as the node streams them (server-sent events,
-    /// `GET /v1/jobs/{id}/logs?follow=true`) until the job ends.
-    pub(crate) fn follow(&self, id: &str, out: &mut dyn Write) -> anyhow::Result<()> {
+    /// `GET /v1/jobs/{id}/logs?follow=true`) until the job ends, escaped unless `raw`.
+    /// A stream the node ends at its time limit (a `timeout` event) is resumed where it
+    /// stopped.
+    pub(crate) fn follow(&self, id: &str, out: &mut dyn Write, raw: bool) -> anyhow::Result<()> {
+        let mut resume: Option<String> = None;
+        loop {
+            match self.follow_once(id, out, raw, resume.as_deref())? {
+                Some(offset) => resume = Some(offset),
+                None => return Ok(()),
+            }
+        }
+    }
+
+    /// One event stream; `Some(offset)` when the node ended it at its time limit.
+    fn follow_once(
+        &self,
+        id: &str,
+        out: &mut dyn Write,
+        raw: bool,
+        resume: Option<&str>,
+    ) -> anyhow::Result<Option<String>> {
         // HTTP/1.0: the node then sends the stream as it is, up to the close, rather
         // than in chunks this small client would have to undo.
         let path = format!("/v1/jobs/{}/logs?follow=true", enc(id));
-        let s = self.open("GET", &path, b"", "HTTP/1.0")?;
+        let extra = resume
+            .map(|r| format!("Last-Event-ID: {r}\r\n"))
+            .unwrap_or_default();
+        let s = self.open_with("GET", &path, b"", "HTTP/1.0", &extra)?;
         let mut reader = std::io::BufReader::new(s);
         let mut head = Vec::new();
         loop {
@@ -578,11 +651,21 @@ impl Client {
                 event = name.trim().to_string();
             } else if let Some(data) = line.strip_prefix("data:") {
                 let data = data.strip_prefix(' ').unwrap_or(data);
-                if event == "end" {
-                    return Ok(());
+                match event.as_str() {
+                    "end" => return Ok(None),
+                    "timeout" => {
+                        let v: Value = serde_json::from_str(data).unwrap_or(Value::Null);
+                        let offset = v["offset"].as_u64().ok_or_else(|| self.malformed())?;
+                        return Ok(Some(offset.to_string()));
+                    }
+                    _ => {}
                 }
                 // One `data` line per log line (the node splits at line ends).
-                writeln!(out, "{data}")?;
+                if raw {
+                    writeln!(out, "{data}")?;
+                } else {
+                    writeln!(out, "{}", crate::escape::bytes(data.as_bytes()))?;
+                }
                 out.flush()?;
             } else if line.is_empty() {
                 event.clear();
@@ -617,7 +700,12 @@ fn api_error(status: u16, headers: &[(String, String)], body: &[u8]) -> anyhow::
             .map(|(_, v)| v.clone())
     };
     match status {
-        401 => fail(2, format!("{message} (set --token or HANZO_NODE_API_TOKEN)")),
+        401 => fail(
+            2,
+            format!(
+                "{message} (set --token or HANZO_NODE_API_TOKEN; a local node's is in <data_dir>/api-token)"
+            ),
+        ),
         429 => {
             if let Some(after) = header("retry-after") {
                 message.push_str(&format!("; retry after {after} s"));
@@ -640,15 +728,23 @@ impl Client {
 
     /// Connects and sends one request.
     fn open(&self, method: &str, path: &str, body: &[u8], version: &str) -> anyhow::Result<TcpStream> {
+        self.open_with(method, path, body, version, "")
+    }
+
+    /// Connects and sends one request with `extra` header lines (each ending `\r\n`).
+    fn open_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        version: &str,
+        extra: &str,
+    ) -> anyhow::Result<TcpStream> {
         let unreachable = |e| self.unreachable(e);
-        let addrs: Vec<_> = self
-            .authority
-            .to_socket_addrs()
-            .map_err(|e| ComputeError::invalid(format!("--node {}: {e}", self.url)))?
-            .collect();
         let mut last = None;
         let mut stream = None;
-        for a in &addrs {
+        // Only the addresses checked in `new` (loopback ones, when a token is sent).
+        for a in &self.addrs {
             match TcpStream::connect_timeout(a, Duration::from_secs(5)) {
                 Ok(s) => {
                     stream = Some(s);
@@ -674,7 +770,7 @@ impl Client {
             "application/json"
         };
         let head = format!(
-            "{method} {path} {version}\r\nHost: {}\r\nConnection: close\r\n{auth}\
+            "{method} {path} {version}\r\nHost: {}\r\nConnection: close\r\n{auth}{extra}\
              Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             self.authority,
             body.len()

@@ -6,12 +6,14 @@
 
 mod cache_cmd;
 mod demo;
+mod escape;
 mod job_cmd;
 mod node;
 mod progress;
 mod receipt_cmd;
 mod run;
 mod runtimes;
+mod secure;
 mod serve;
 mod service_cmd;
 mod tool_cmd;

@@ -65,7 +65,16 @@ impl Node {
     pub async fn build(explicit_config: Option<&Path>, only: Option<RuntimeKind>) -> anyhow::Result<Node> {
         let config = load_config(explicit_config)?;
         let data_dir = config.node.data_dir.clone();
+        // Private before anything is read from or written to it (the key, the job
+        // store with jobs' secret env, the API token, caches).
+        crate::secure::data_dir(&data_dir)?;
         let key = NodeKey::load_or_create(&data_dir)?;
+        crate::secure::private_file(&data_dir.join(hanzo_compute::keys::KEY_FILE)).map_err(|e| {
+            ComputeError::internal(format!(
+                "node key in {}: cannot make it private: {e}",
+                data_dir.display()
+            ))
+        })?;
         let mut compute = Compute::new(Arc::new(key));
         let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));
         let wanted = |k: RuntimeKind| config.runtime_enabled(k) && only.is_none_or(|o| o == k);

@@ -37,6 +37,12 @@ pub fn run(cmd: ReceiptCmd) -> anyhow::Result<u8> {
         .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", args.path.display())))?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| ComputeError::invalid(format!("{} is not JSON: {e}", args.path.display())))?;
+    // serde_json keeps the last of a duplicated key and verifies that; a reader keeping
+    // the first would trust another value under the same signature. Readable JSON, but
+    // not a receipt any node signed: it does not verify (exit 1).
+    if let Err(e) = hanzo_compute::receipt::check_unique_keys(&text) {
+        return fail(format!("receipt does not verify: {e}"));
+    }
     let receipt = match Receipt::verify(&value) {
         Ok(r) => r,
         Err(e) => return fail(format!("receipt does not verify: {e}")),
@@ -77,8 +83,17 @@ pub fn run(cmd: ReceiptCmd) -> anyhow::Result<u8> {
             return fail(e.to_string());
         }
     }
+    let pinned = if args.node_id.is_some() {
+        "the node given with --node-id".to_string()
+    } else {
+        // A valid signature only says some key signed it: anyone can make a key.
+        format!(
+            "NOT PINNED: any node's key is accepted; pass --node-id {} to require this signer",
+            receipt.node_id
+        )
+    };
     println!(
-        "ok: receipt verifies: job {} on {} ({:?}), signed by node {}",
+        "ok: receipt verifies: job {} on {} ({:?}), signed by node {} ({pinned})",
         receipt.job_id, receipt.runtime, receipt.status, receipt.node_id
     );
     Ok(0)

@@ -156,12 +156,16 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     }
     // The tool's log stream goes to our stderr as it is written (as `docker run` does),
     // so a long job shows its progress; `report` adds only what the runtime appended at
-    // the end (a note about dropped bytes).
+    // the end (a note about dropped bytes). Escaped: the tool is not trusted with the
+    // operator's terminal (crate::escape).
     let streamed = Arc::new(AtomicUsize::new(0));
+    let escaper = Arc::new(std::sync::Mutex::new(crate::escape::Escaper::default()));
     let sink = {
         let streamed = streamed.clone();
+        let escaper = escaper.clone();
         LogSink::new(move |chunk| {
-            let _ = std::io::stderr().lock().write_all(chunk);
+            let text = escaper.lock().unwrap_or_else(|p| p.into_inner()).push(chunk);
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
             streamed.fetch_add(chunk.len(), Ordering::Relaxed);
         })
     };
@@ -170,6 +174,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     report(
         &outcome,
         streamed.load(Ordering::Relaxed),
+        &escaper,
         args.receipt.as_deref(),
         args.json,
     )
@@ -181,13 +186,17 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
 pub fn report(
     outcome: &JobOutcome,
     streamed: usize,
+    escaper: &std::sync::Mutex<crate::escape::Escaper>,
     receipt_path: Option<&Path>,
     json: bool,
 ) -> anyhow::Result<u8> {
-    // The tool's own log stream goes to our stderr, before any error line.
+    // The tool's own log stream goes to our stderr, escaped, before any error line.
     if !outcome.logs.is_empty() {
         let mut err = std::io::stderr().lock();
-        let _ = err.write_all(outcome.logs.get(streamed..).unwrap_or_default());
+        let mut e = escaper.lock().unwrap_or_else(|p| p.into_inner());
+        let mut text = e.push(outcome.logs.get(streamed..).unwrap_or_default());
+        text.push_str(&e.finish());
+        let _ = err.write_all(text.as_bytes());
         if !outcome.logs.ends_with(b"\n") {
             let _ = err.write_all(b"\n");
         }

@@ -6,7 +6,7 @@
 
 use crate::node::Node;
 use anyhow::Context;
-use hanzo_api::{Api, ApiOptions, ServiceRuntimes};
+use hanzo_api::{Access, Api, ApiOptions, FollowLimits, ServiceRuntimes};
 use hanzo_compute::ComputeError;
 use hanzo_compute::service::ServiceRuntime;
 use hanzo_jobstore::{Durability, JobStore, Options as StoreOptions, Retention};
@@ -39,11 +39,9 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
             ))
         })?
         .collect();
-    let loopback = !addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback());
-    if !loopback && cfg.node.api_token.is_empty() {
+    if addrs.is_empty() {
         return Err(ComputeError::invalid(format!(
-            "node.api_listen is {} (beyond loopback) but node.api_token is empty: set a token \
-             (HANZO_NODE_API_TOKEN) or listen on 127.0.0.1",
+            "node.api_listen: '{}' resolves to no address",
             cfg.node.api_listen
         ))
         .into());
@@ -71,6 +69,28 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
         recovery.failed.len(),
         recovery.cancelled.len()
     );
+    // Every route but /healthz wants a token, loopback included: a web page the operator
+    // visits can reach 127.0.0.1 too. Made after the store is open, whose lock keeps a
+    // second node on this data directory from racing the creation.
+    let token = if cfg.node.api_token.is_empty() {
+        let (token, path) = crate::secure::ensure_token(&cfg.node.data_dir)?;
+        eprintln!("hanzo-node: API token in {} (mode 0600)", path.display());
+        token
+    } else {
+        cfg.node.api_token.clone()
+    };
+    // Bound before the API is built (its Host check needs the port; clients wait in
+    // the backlog), served only once the recovered queue is resumed.
+    let listener = tokio::net::TcpListener::bind(&addrs[..])
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.node.api_listen))?;
+    let local = listener.local_addr()?;
+    let mut hosts = cfg.node.api_hosts.clone();
+    if addrs.iter().all(|a| !a.ip().is_unspecified()) {
+        // The name the operator wrote (`myhost:3690`) is one the node answers to.
+        hosts.push(cfg.node.api_listen.to_ascii_lowercase());
+    }
+    let access = Access::for_listener(local, &hosts, &cfg.node.api_origins);
     let scheduler_options = hanzo_scheduler::Options {
         queue_capacity: cfg.compute.resources.queue_capacity as usize,
         ..hanzo_scheduler::Options::default()
@@ -90,7 +110,12 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
         node.wasm.clone(),
         store,
         ApiOptions {
-            token: Some(cfg.node.api_token.clone()),
+            token: Some(token),
+            access,
+            follow: FollowLimits {
+                per_client: usize::try_from(cfg.node.api_log_followers_per_client).unwrap_or(usize::MAX),
+                max_duration: Duration::from_secs(cfg.node.api_log_follow_max_secs),
+            },
             resources: cfg.compute.resources.clone(),
             scheduler: scheduler_options,
             services: ServiceRuntimes::new(services),
@@ -103,10 +128,6 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
             resumed.queued, resumed.failed
         );
     }
-    let listener = tokio::net::TcpListener::bind(&addrs[..])
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.node.api_listen))?;
-    let local = listener.local_addr()?;
     eprintln!(
         "hanzo-node: listening on http://{local} (node {})",
         api.scheduler().compute().key().id()
@@ -114,7 +135,9 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stopped = stop_rx.clone();
-    let server = axum::serve(listener, api.router()).with_graceful_shutdown(async move {
+    // With each connection's address: log followers are counted per client.
+    let app = api.router().into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = stopped.wait_for(|s| *s).await;
     });
     let server = tokio::spawn(async move { server.await });

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod guard;
 mod hooks;
 mod logs;
 mod metrics;
@@ -16,7 +17,9 @@ mod services;
 mod tools;
 
 pub use error::ApiError;
+pub use guard::Access;
 pub use hooks::StoreHooks;
+pub use logs::FollowLimits;
 pub use services::ServiceRuntimes;
 
 use hanzo_compute::Compute;
@@ -38,8 +41,12 @@ pub const MAX_MODULE_BODY: usize = 64 * 1024 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct ApiOptions {
     /// The bearer token every route but `/healthz` requires; `None` (or empty) means
-    /// no authentication (the node refuses that beyond loopback).
+    /// no authentication (`hanzo-node serve` always sets one).
     pub token: Option<String>,
+    /// The `Host` and `Origin` values accepted (see [`Access`]).
+    pub access: Access,
+    /// Log followers per client address, and how long a stream may stay open.
+    pub follow: FollowLimits,
     /// What the node offers in all (`[compute.resources]`).
     pub resources: ResourcesConfig,
     /// The scheduler's settings (queue capacity, ...).
@@ -60,6 +67,8 @@ pub(crate) struct State {
     pub hooks: Arc<StoreHooks>,
     pub wasm: Option<Arc<WasmRuntime>>,
     pub token: Option<String>,
+    pub access: Access,
+    pub follow: FollowLimits,
     pub services: ServiceRuntimes,
 }
 
@@ -84,6 +93,8 @@ impl Api {
                 hooks,
                 wasm,
                 token: options.token.filter(|t| !t.is_empty()),
+                access: options.access,
+                follow: options.follow,
                 services: options.services,
             }),
         }
@@ -109,7 +120,9 @@ impl Api {
         &self.state.scheduler
     }
 
-    /// The routes, ready for `axum::serve`.
+    /// The routes, ready for `axum::serve`; serve them with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` so that log followers are
+    /// counted per client address (without it, all clients count as one).
     pub fn router(&self) -> axum::Router {
         routes::router(self.state.clone())
     }

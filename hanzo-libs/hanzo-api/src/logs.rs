@@ -13,13 +13,21 @@
 //! byte offset just past it), then one `end` event with the job's final status. A
 //! client that reconnects with `Last-Event-ID` resumes at that offset, which is what
 //! browsers' `EventSource` does by itself.
+//!
+//! Followers are bounded node-wide ([`MAX_FOLLOWERS`]), per client address
+//! ([`FollowLimits::per_client`]: one client cannot take every place) and in time
+//! ([`FollowLimits::max_duration`]): a stream open that long ends with a `timeout` event
+//! `{"id", "offset", "message"}`, and the client may reconnect with `Last-Event-ID`.
+//! A client that stops reading stops its stream being polled, so the time bound cannot
+//! end that one; the per-client cap bounds what such clients hold.
 
 use crate::State;
 use crate::error::ApiError;
 use crate::routes::schemas::{ErrorReply, LogEvent};
 use crate::routes::{Segment, flag, query};
+use axum::Extension;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State as AxState};
+use axum::extract::{ConnectInfo, Query, State as AxState};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -28,6 +36,7 @@ use hanzo_jobstore::JobRecord;
 use serde_json::json;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
@@ -52,10 +61,30 @@ const CHUNK: usize = 16 * 1024;
 /// (at most 1 MiB) while it sends it: 64 bound that to 64 MiB.
 pub(crate) const MAX_FOLLOWERS: usize = 64;
 
+/// How many log streams one client may hold, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowLimits {
+    /// Streams open at once from one client address (`[node] api_log_followers_per_client`).
+    pub per_client: usize,
+    /// How long one stream stays open (`[node] api_log_follow_max_secs`).
+    pub max_duration: Duration,
+}
+
+impl Default for FollowLimits {
+    fn default() -> Self {
+        FollowLimits {
+            per_client: 8,
+            max_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// The live log buffers of the jobs between submission and end.
 pub(crate) struct LiveLogs {
     jobs: Mutex<HashMap<String, Arc<Live>>>,
     followers: Arc<Semaphore>,
+    /// Open streams per client address.
+    per_client: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Default for LiveLogs {
@@ -63,6 +92,40 @@ impl Default for LiveLogs {
         LiveLogs {
             jobs: Mutex::default(),
             followers: Arc::new(Semaphore::new(MAX_FOLLOWERS)),
+            per_client: Arc::default(),
+        }
+    }
+}
+
+/// One client's place among its [`FollowLimits::per_client`] streams, given back on drop.
+struct ClientPlace {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    client: IpAddr,
+}
+
+impl ClientPlace {
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, client: IpAddr, max: usize) -> Option<ClientPlace> {
+        let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = c.entry(client).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientPlace {
+            counts: counts.clone(),
+            client,
+        })
+    }
+}
+
+impl Drop for ClientPlace {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = c.get_mut(&self.client) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.client);
+            }
         }
     }
 }
@@ -153,7 +216,9 @@ impl LiveLogs {
 /// The job's logs (its stderr, bounded). As text by default; with `follow=true` (or
 /// `Accept: text/event-stream`) as server-sent events that follow the job until it
 /// ends: one `log` event per line, `id` the byte offset past it, then an `end` event
-/// `{"id", "status", "error"}`. `Last-Event-ID` resumes from an offset.
+/// `{"id", "status", "error"}`. `Last-Event-ID` resumes from an offset. A stream open
+/// longer than the node's limit (`[node] api_log_follow_max_secs`) ends with a `timeout`
+/// event `{"id", "offset", "message"}` instead; reconnect from `offset` to go on.
 #[utoipa::path(get, path = "/v1/jobs/{id}/logs", tag = "jobs",
     params(("id" = String, Path, description = "The job id"),
         ("follow" = Option<bool>, Query, description = "Stream as server-sent events until the job ends")),
@@ -161,11 +226,12 @@ impl LiveLogs {
             content((String = "text/plain"), (LogEvent = "text/event-stream"))),
         (status = 400, description = "invalid_input: a bad query parameter or Last-Event-ID", body = ErrorReply),
         (status = 404, description = "not_found", body = ErrorReply),
-        (status = 429, description = "too_many_followers: the node's limit of log followers is reached", body = ErrorReply)))]
+        (status = 429, description = "too_many_followers: the node's or this client's limit of log followers is reached", body = ErrorReply)))]
 pub(crate) async fn job_logs(
     AxState(state): AxState<Arc<State>>,
     Segment(id): Segment,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let q = query(q)?;
@@ -197,6 +263,22 @@ pub(crate) async fn job_logs(
     if live.is_none() && state.store.get(&id)?.is_none() {
         return Err(ApiError::not_found(format!("id: no job {id}")));
     }
+    // One token is shared by every client, so a client is its address. Without
+    // connection info (a router served without it) every client counts as one.
+    let client = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |Extension(ConnectInfo(a))| {
+        a.ip()
+    });
+    let client_place = ClientPlace::take(&state.hooks.live.per_client, client, state.follow.per_client)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_followers",
+                format!(
+                    "{} log streams are open from {client}, this node's limit per client; close one",
+                    state.follow.per_client
+                ),
+            )
+        })?;
     let permit = state
         .hooks
         .live
@@ -221,6 +303,7 @@ pub(crate) async fn job_logs(
                 == Some(b'\r')
         }
     };
+    let follow_limits = state.follow;
     let follow = Follow {
         state,
         id,
@@ -231,7 +314,9 @@ pub(crate) async fn job_logs(
         queue: VecDeque::new(),
         stored: None,
         ended: false,
+        deadline: tokio::time::Instant::now() + capped_duration(&follow_limits),
         _permit: permit,
+        _client: client_place,
     };
     let stream = futures_util::stream::unfold(follow, |mut f| async move {
         f.next().await.map(|e| (Ok::<_, Infallible>(e), f))
@@ -252,8 +337,19 @@ struct Follow {
     /// Once the job has ended: its record and stored log, sent from `offset` on.
     stored: Option<(JobRecord, Vec<u8>)>,
     ended: bool,
+    /// When the stream ends with a `timeout` event.
+    deadline: tokio::time::Instant,
     /// This follower's place among the node's [`MAX_FOLLOWERS`].
     _permit: OwnedSemaphorePermit,
+    /// And among its client's [`FollowLimits::per_client`].
+    _client: ClientPlace,
+}
+
+/// The stream's time limit; a huge configured value saturates instead of overflowing.
+fn capped_duration(limits: &FollowLimits) -> Duration {
+    limits
+        .max_duration
+        .min(Duration::from_secs(100 * 365 * 24 * 3600))
 }
 
 impl Follow {
@@ -265,8 +361,37 @@ impl Follow {
             if self.ended {
                 return None;
             }
-            self.advance().await;
+            if tokio::time::Instant::now() >= self.deadline {
+                self.timeout();
+                continue;
+            }
+            let deadline = self.deadline;
+            // advance() only awaits a change of the live buffer or a poll pause, with
+            // its state updated before: dropping it there loses nothing.
+            tokio::select! {
+                () = self.advance() => {}
+                () = tokio::time::sleep_until(deadline) => self.timeout(),
+            }
         }
+    }
+
+    /// Ends the stream at the follow time limit, saying where to resume.
+    fn timeout(&mut self) {
+        // An unfinished line is not sent: the offset points at its start, so a resumed
+        // stream sends it whole.
+        let data = json!({
+            "id": self.id,
+            "offset": self.lines.start,
+            "message": "the log stream reached this node's time limit (node.api_log_follow_max_secs); \
+                reconnect with Last-Event-ID set to offset to go on",
+        });
+        self.queue.push_back(
+            Event::default()
+                .event("timeout")
+                .id(self.lines.start.to_string())
+                .data(data.to_string()),
+        );
+        self.ended = true;
     }
 
     /// Queues what is new, at most [`BATCH`] events, or waits for something to be.

@@ -4,10 +4,10 @@ use crate::error::ApiError;
 use crate::{MAX_JOB_BODY, MAX_MODULE_BODY, State};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, Request, State as AxState};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State as AxState};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -51,12 +51,14 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
         .merge(crate::tools::routes())
-        .merge(crate::services::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth));
+        .merge(crate::services::routes());
+    // The guard wraps everything, the fallback included (an unknown route answers 401
+    // without the token, so routes cannot be probed), and lets only `/healthz` through.
     Router::new()
         .route("/healthz", get(healthz))
         .merge(v1)
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), crate::guard::guard))
         .with_state(state)
 }
 
@@ -93,17 +95,19 @@ pub(crate) fn openapi() -> Value {
     doc
 }
 
-/// The bearer token, said once for every route rather than in each annotation (so that
-/// routes added later are covered too): a `bearer` scheme, optional (a node on loopback
-/// may run without a token, hence the empty alternative), and a 401 `unauthorized` on
-/// every operation but `/healthz`, which never asks for it.
+/// The guard (crate::guard), said once for every route rather than in each annotation
+/// (so that routes added later are covered too): a required `bearer` scheme, and on
+/// every operation but `/healthz` (which never asks for anything) a 401 `unauthorized`,
+/// 421 `misdirected` (Host), 403 `forbidden_origin` (Origin), and, where there is a
+/// body, 415 `unsupported_media_type`.
 fn document_auth(doc: &mut Value) {
     doc["components"]["securitySchemes"]["bearer"] = json!({
         "type": "http",
         "scheme": "bearer",
-        "description": "The node's API token (`[node] api_token`), required when one is set",
+        "description": "The node's API token: `[node] api_token`, else the one the node created \
+            in `<data_dir>/api-token` on first start",
     });
-    doc["security"] = json!([{"bearer": []}, {}]);
+    doc["security"] = json!([{"bearer": []}]);
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
     };
@@ -120,47 +124,35 @@ fn document_auth(doc: &mut Value) {
         for (_, op) in ops {
             if path == "/healthz" {
                 op["security"] = json!([{}]);
-            } else if op["responses"].get("401").is_none() {
-                op["responses"]["401"] = json!({
-                    "description": "unauthorized: a token is set and the request lacks it",
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorReply"}}},
-                });
+                continue;
+            }
+            let mut refusals = vec![
+                ("401", "unauthorized: the request lacks the node's token"),
+                (
+                    "421",
+                    "misdirected: the Host header is not a name this node answers to",
+                ),
+                (
+                    "403",
+                    "forbidden_origin: the Origin header is not in node.api_origins",
+                ),
+            ];
+            if op.get("requestBody").is_some() {
+                refusals.push((
+                    "415",
+                    "unsupported_media_type: a body whose Content-Type is not the documented one",
+                ));
+            }
+            for (status, description) in refusals {
+                if op["responses"].get(status).is_none() {
+                    op["responses"][status] = json!({
+                        "description": description,
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorReply"}}},
+                    });
+                }
             }
         }
     }
-}
-
-/// Bearer-token check for every route but `/healthz`, when a token is set.
-async fn auth(AxState(state): S, req: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes()));
-        if !ok {
-            let mut res = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Authorization: a valid bearer token is required",
-            )
-            .into_response();
-            res.headers_mut()
-                .insert(header::WWW_AUTHENTICATE, "Bearer".parse().expect("static header"));
-            return res;
-        }
-    }
-    next.run(req).await
-}
-
-/// Compares without stopping at the first difference, so the time taken does not
-/// tell an attacker how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 pub(crate) fn body(b: Result<Bytes, BytesRejection>) -> ApiResult<Bytes> {
@@ -440,7 +432,7 @@ async fn cancel_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
 /// Stores a WASM module (binary or WAT text, up to 64 MiB) in the content store; jobs
 /// then use `"source": "sha256:<hex>"`.
 #[utoipa::path(post, path = "/v1/modules",
-    request_body(description = "The module's bytes (binary WASM or WAT text); the Content-Type is not looked at",
+    request_body(description = "The module's bytes (binary WASM or WAT text), sent as application/wasm or application/octet-stream",
         content((ModuleBytes = "application/wasm"), (ModuleBytes = "application/octet-stream"))),
     responses((status = 201, description = "Stored", body = StoredModule),
         (status = 400, description = "invalid_input: not a WASM module", body = ErrorReply),

@@ -27,8 +27,21 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// Address of the HTTP API.
     pub api_listen: String,
-    /// Bearer token for the API; empty means none (allowed on loopback only).
+    /// Bearer token for the API. Empty: the node creates a random one on first start in
+    /// `<data_dir>/api-token` (mode 0600) and requires that; the CLI reads it there.
     pub api_token: String,
+    /// `Host` values the API answers besides its listen address and
+    /// `localhost`/`127.0.0.1`/`[::1]` with its port (`name` or `name:port`; `*` any).
+    /// Anything else is refused (421), which defeats DNS rebinding.
+    pub api_hosts: Vec<String>,
+    /// Browser origins (`scheme://host[:port]`) whose requests the API accepts; a request
+    /// carrying any other `Origin` is refused (403). Default none.
+    pub api_origins: Vec<String>,
+    /// Log streams (`/v1/jobs/{id}/logs?follow=true`) one client address may hold at once.
+    pub api_log_followers_per_client: u32,
+    /// Seconds a log stream may stay open; it then ends with a `timeout` event (a client
+    /// may reconnect with `Last-Event-ID`).
+    pub api_log_follow_max_secs: u64,
     /// How the job store commits: `normal` (survives a crash of the node: kill -9) or
     /// `full` (also survives a power cut; an fsync per batch of jobs).
     pub jobs_durability: String,
@@ -48,6 +61,10 @@ impl Default for NodeConfig {
             data_dir: default_data_dir(),
             api_listen: "127.0.0.1:3690".into(),
             api_token: String::new(),
+            api_hosts: Vec::new(),
+            api_origins: Vec::new(),
+            api_log_followers_per_client: 8,
+            api_log_follow_max_secs: 3600,
             jobs_durability: "normal".into(),
             jobs_retention_hours: 168,
             jobs_max_finished: 100_000,
@@ -431,6 +448,11 @@ impl Config {
                 "compute.resources.max_concurrent_jobs",
                 self.compute.resources.max_concurrent_jobs as u64,
             ),
+            (
+                "node.api_log_followers_per_client",
+                self.node.api_log_followers_per_client as u64,
+            ),
+            ("node.api_log_follow_max_secs", self.node.api_log_follow_max_secs),
         ];
         for (key, v) in positive {
             if v == 0 {

@@ -187,6 +187,11 @@ pub enum VerifyError {
     /// The signature does not match the contents: something was altered.
     #[error("signature does not match the receipt's contents (it was altered or signed by another key)")]
     BadSignature,
+    /// The receipt's text has a key twice in one object. JSON parsers disagree on
+    /// which one counts (serde_json keeps the last, others the first), so a verifier
+    /// and a reader could see different values under one signature: refused.
+    #[error("duplicate key \"{0}\" in the receipt (a receipt's keys are unique)")]
+    DuplicateKey(String),
     /// A recomputed hash differs from the recorded one.
     #[error("{field} does not match: receipt has {recorded}, recomputed {actual}")]
     HashMismatch {
@@ -197,6 +202,76 @@ pub enum VerifyError {
         /// What the given data hashes to.
         actual: String,
     },
+}
+
+/// Checks that no object in the JSON `text` has a key twice (at any depth), so that
+/// every reader sees the values that were verified. `text` must be valid JSON (parse
+/// it first); invalid JSON is reported as [`VerifyError::Malformed`].
+pub fn check_unique_keys(text: &str) -> Result<(), VerifyError> {
+    use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+    const DUPLICATE: &str = "\u{0}duplicate:";
+
+    struct Unique;
+    impl<'de> Deserialize<'de> for Unique {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(UniqueVisitor)
+        }
+    }
+    struct UniqueVisitor;
+    impl<'de> Visitor<'de> for UniqueVisitor {
+        type Value = Unique;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_unit<E>(self) -> Result<Unique, E> {
+            Ok(Unique)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Unique, A::Error> {
+            while seq.next_element::<Unique>()?.is_some() {}
+            Ok(Unique)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Unique, A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            // Keys are compared unescaped: "output\u005fhash" is "output_hash".
+            while let Some(key) = map.next_key::<String>()? {
+                if !seen.insert(key.clone()) {
+                    return Err(de::Error::custom(format!("{DUPLICATE}{key}")));
+                }
+                map.next_value::<Unique>()?;
+            }
+            Ok(Unique)
+        }
+    }
+
+    match serde_json::from_str::<Unique>(text) {
+        Ok(Unique) => Ok(()),
+        Err(e) => {
+            let msg = e.to_string();
+            match msg.strip_prefix(DUPLICATE) {
+                // serde_json appends " at line L column C".
+                Some(rest) => Err(VerifyError::DuplicateKey(
+                    rest.rsplit_once(" at line ").map_or(rest, |(k, _)| k).to_string(),
+                )),
+                None => Err(VerifyError::Malformed(msg)),
+            }
+        }
+    }
 }
 
 fn hex_field<const N: usize>(
@@ -277,6 +352,27 @@ fn compare(field: &'static str, recorded: &str, actual: String) -> Result<(), Ve
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn duplicate_keys_are_found_at_any_depth_and_through_escapes() {
+        assert_eq!(
+            check_unique_keys(r#"{"a": 1, "b": {"c": [1, {"d": 2}]}}"#),
+            Ok(())
+        );
+        assert_eq!(
+            check_unique_keys(r#"{"output_hash": "x", "output_hash": "y"}"#),
+            Err(VerifyError::DuplicateKey("output_hash".into()))
+        );
+        assert_eq!(
+            check_unique_keys(r#"{"usage": {"fuel": 1, "fu\u0065l": 2}}"#),
+            Err(VerifyError::DuplicateKey("fuel".into()))
+        );
+        assert_eq!(
+            check_unique_keys(r#"[{"a": 1}, {"a": 2}, {"k": {"z": 1, "z": 1}}]"#),
+            Err(VerifyError::DuplicateKey("z".into()))
+        );
+        assert!(matches!(check_unique_keys("{"), Err(VerifyError::Malformed(_))));
+    }
 
     fn sample(key: &NodeKey) -> Receipt {
         let now = SystemTime::now();

@@ -159,6 +159,42 @@ impl std::fmt::Debug for JobStore {
     }
 }
 
+/// `path` with `suffix` appended to its file name (`jobs.db-wal`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut p = path.as_os_str().to_os_string();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Open options that create the file with mode 0600.
+fn private(opts: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    opts
+}
+
+/// Takes group and other permissions off an existing file (a missing one is fine).
+fn tighten(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(path) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 impl JobStore {
     /// Opens (creating if needed) the store at `path`, e.g. `$HANZO_HOME/jobs.db`, and
     /// applies the restart rule to jobs a previous run left running (see [`Recovery`]).
@@ -177,10 +213,7 @@ impl JobStore {
         let mut lock_path = path.clone().into_os_string();
         lock_path.push(".lock");
         let lock_path = PathBuf::from(lock_path);
-        let lock = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
+        let lock = private(File::options().create(true).truncate(false).write(true))
             .open(&lock_path)
             .map_err(|source| Error::Io {
                 path: lock_path.clone(),
@@ -197,8 +230,29 @@ impl JobStore {
             }
         }
 
+        // The store holds every job's spec, secret `env` values included: owner only.
+        // SQLite gives the `-wal` and `-shm` files it creates the database's mode, so
+        // the database is made (or tightened) first; files an older version left
+        // readable are tightened too.
+        private(File::options().create(true).truncate(false).write(true))
+            .open(&path)
+            .map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        for p in [
+            path.clone(),
+            lock_path.clone(),
+            sibling(&path, "-wal"),
+            sibling(&path, "-shm"),
+        ] {
+            tighten(&p).map_err(|source| Error::Io { path: p, source })?;
+        }
         let mut conn = schema::open_writer(&path, options.durability)?;
         let recovery = recover(&mut conn)?;
+        for p in [sibling(&path, "-wal"), sibling(&path, "-shm")] {
+            tighten(&p).map_err(|source| Error::Io { path: p, source })?;
+        }
 
         let spawn_error = |source| Error::Io {
             path: path.clone(),

@@ -213,3 +213,119 @@ fn client_no_node_is_exit_4_with_one_error_line() {
     let r = h.run(&["job", "ls", "--node", "https://example.com:443"]);
     assert_one_error_line(&r, 2, "http://");
 }
+
+/// The client speaks plain http: a token sent to another machine crosses the network
+/// in clear. With a token, a non-loopback `--node` is refused before anything is sent
+/// (the address here is never contacted: connecting would take the 5 s timeout and
+/// end in exit 4), and a loopback name is fine.
+#[test]
+fn client_sends_its_token_only_to_loopback() {
+    let h = Home::new();
+    for (args, env_token) in [
+        (
+            vec!["job", "ls", "--node", "http://10.1.2.3:3690", "--token", "t"],
+            None,
+        ),
+        (vec!["job", "ls", "--node", "http://10.1.2.3:3690"], Some("t")),
+        (
+            vec!["tool", "ls", "--node", "http://[fd00::1]:3690", "--token", "t"],
+            None,
+        ),
+        (
+            vec![
+                "job",
+                "get",
+                "x",
+                "--node",
+                "http://10.1.2.3:3690",
+                "--token",
+                "t",
+            ],
+            None,
+        ),
+    ] {
+        let started = Instant::now();
+        let r = h.run_with(&args, |c| {
+            match env_token {
+                Some(t) => c.env("HANZO_NODE_API_TOKEN", t),
+                None => c.env_remove("HANZO_NODE_API_TOKEN"),
+            };
+        });
+        assert_one_error_line(&r, 2, "non-loopback");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "{args:?} tried to connect"
+        );
+    }
+    let s = Server::start(&h, &[]);
+    let r = h.run(&["job", "ls", "--node", &format!("http://localhost:{}", s.port)]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+}
+
+/// A tool writing terminal escape sequences (clear the screen, retitle the window,
+/// OSC 52 clipboard writes, `\r` to overwrite a line) into its logs: `job logs`, its
+/// `--follow`, `submit --wait` and `run` print them escaped; `--raw` prints the bytes.
+#[test]
+fn client_escapes_control_characters_in_tool_logs() {
+    let raw: &[u8] = b"step \x1b[2J\x1b]0;pwned\x07 done\rFAKE\tok\n";
+    let escaped = "step \\x1b[2J\\x1b]0;pwned\\x07 done\\rFAKE\tok\n";
+    let data: String = raw.iter().map(|b| format!("\\{b:02x}")).collect();
+    let wat = format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 1024) "{{}}")
+  (data (i32.const 8192) "{data}")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 1024))
+    (i32.store (i32.const 4) (i32.const 2))
+    (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 16)))
+    (i32.store (i32.const 0) (i32.const 8192))
+    (i32.store (i32.const 4) (i32.const {len}))
+    (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 16)))))"#,
+        len = raw.len()
+    );
+    let h = Home::new();
+    let tool = h.file("noisy.wat", &wat);
+    let s = Server::start(&h, &[]);
+
+    let r = s.cli(&h, &["submit", "wasm", &tool, "--wait"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(escaped), "{:?}", r.stderr);
+    assert!(
+        !r.stderr.contains('\x1b') && !r.stderr.contains('\r'),
+        "{:?}",
+        r.stderr
+    );
+
+    let r = s.cli(&h, &["submit", "wasm", &tool]);
+    let id = r.stdout.trim().to_string();
+    s.wait_terminal(&id);
+    let r = s.cli(&h, &["logs", &id]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.stdout, escaped);
+    let r = s.cli(&h, &["logs", &id, "--follow"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The event stream splits lines at \r (as the SSE format does): each part escaped.
+    assert!(!r.stdout.contains('\x1b'), "{:?}", r.stdout);
+    assert!(
+        r.stdout.contains("step \\x1b[2J\\x1b]0;pwned\\x07 done\n"),
+        "{:?}",
+        r.stdout
+    );
+    let out = h
+        .cmd()
+        .args(["job", "logs", &id, "--raw", "--node", &s.url()])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, raw);
+
+    let r = h.run(&["run", "wasm", &tool]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stderr.contains(escaped), "{:?}", r.stderr);
+    assert!(
+        !r.stderr.contains('\x1b') && !r.stderr.contains('\r'),
+        "{:?}",
+        r.stderr
+    );
+}

@@ -45,7 +45,10 @@ impl Stream {
             .unwrap_or_default();
         write!(
             s,
-            "GET /v1/jobs/{id}/logs?follow=true HTTP/1.0\r\nHost: 127.0.0.1\r\n{resume}\r\n"
+            "GET /v1/jobs/{id}/logs?follow=true HTTP/1.0\r\nHost: {}\r\n\
+             Authorization: Bearer {}\r\n{resume}\r\n",
+            server.host(),
+            server.token()
         )
         .unwrap();
         let mut reader = BufReader::new(s);
@@ -135,8 +138,14 @@ struct Gated {
 
 impl Gated {
     fn start() -> Gated {
+        Gated::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Gated {
         let home = Home::new();
-        let server = Server::start(&home, &[("HANZO_COMPUTE_ENABLED_RUNTIMES", "python")]);
+        let mut all = vec![("HANZO_COMPUTE_ENABLED_RUNTIMES", "python")];
+        all.extend_from_slice(env);
+        let server = Server::start(&home, &all);
         let tool = home.file("gated.py", GATED);
         Gated {
             home,
@@ -227,7 +236,8 @@ fn a_finished_job_replays_its_logs_and_a_reconnect_resumes() {
 
 #[test]
 fn followers_are_capped_node_wide() {
-    let g = Gated::start();
+    // Every stream here comes from 127.0.0.1: lift the per-client cap above the node's.
+    let g = Gated::start_with(&[("HANZO_NODE_API_LOG_FOLLOWERS_PER_CLIENT", "100")]);
     let id = g.submit();
     // The job waits at its gate: every stream stays open.
     let open: Vec<Stream> = (0..64).map(|_| Stream::open(&g.server, &id, None)).collect();
@@ -321,5 +331,100 @@ fn the_cli_follows_logs_live_and_submit_follow_prints_the_output() {
         r.stderr.contains("first line\nsecond line\nthird line\n"),
         "{}",
         r.stderr
+    );
+}
+
+/// One client could take all 64 of the node's places and hold them for as long as a job
+/// runs. Now one client address holds at most `api_log_followers_per_client` streams.
+#[test]
+fn followers_are_capped_per_client() {
+    let g = Gated::start_with(&[("HANZO_NODE_API_LOG_FOLLOWERS_PER_CLIENT", "2")]);
+    let id = g.submit();
+    let open: Vec<Stream> = (0..2).map(|_| Stream::open(&g.server, &id, None)).collect();
+    assert!(open.iter().all(|s| s.status == 200));
+    let refused = Stream::open(&g.server, &id, None);
+    assert_eq!(refused.status, 429);
+    let mut body = String::new();
+    let mut reader = refused.reader;
+    std::io::Read::read_to_string(&mut reader, &mut body).unwrap();
+    assert!(
+        body.contains("too_many_followers") && body.contains("per client"),
+        "{body}"
+    );
+    // A closed stream gives its place back.
+    drop(open);
+    let mut again = Stream::open(&g.server, &id, None);
+    for _ in 0..50 {
+        if again.status == 200 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        again = Stream::open(&g.server, &id, None);
+    }
+    assert_eq!(again.status, 200);
+    g.open_gate();
+    assert_eq!(again.rest().last().unwrap().event, "end");
+}
+
+/// A stream used to stay open as long as the job ran. Now it ends after
+/// `api_log_follow_max_secs` with a `timeout` event saying where to resume; resuming
+/// there loses and repeats nothing, and the CLI does it by itself.
+#[test]
+fn a_stream_ends_at_the_time_limit_and_resumes() {
+    let g = Gated::start_with(&[("HANZO_NODE_API_LOG_FOLLOW_MAX_SECS", "1")]);
+    let id = g.submit();
+    let cli = g
+        .home
+        .cmd()
+        .args(["job", "logs", "--follow", &id, "--node", &g.server.url()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let events = Stream::open(&g.server, &id, None).rest();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(logs(&events), ["first line"], "{events:#?}");
+    let last = events.last().unwrap();
+    assert_eq!(last.event, "timeout", "{events:#?}");
+    let v: Value = serde_json::from_str(&last.data).unwrap();
+    assert_eq!(v["offset"], 11, "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("api_log_follow_max_secs"),
+        "{v}"
+    );
+    assert_eq!(last.id.as_deref(), Some("11"));
+    assert_eq!(g.server.job(&id)["status"], "running");
+
+    // The CLI has been through at least one timeout by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut resumed = Stream::open(&g.server, &id, Some("11"));
+    g.open_gate();
+    let mut seen = Vec::new();
+    while let Some(e) = resumed.next() {
+        if e.event == "log" {
+            seen.push(e.data.clone());
+        }
+        if e.event != "log" {
+            // A slow machine may hit the limit again: go on from where it says.
+            if e.event == "timeout" {
+                let id_now = e.id.clone().unwrap();
+                resumed = Stream::open(&g.server, &id, Some(&id_now));
+                continue;
+            }
+            assert_eq!(e.event, "end");
+            break;
+        }
+    }
+    assert_eq!(seen, ["second line", "third line"]);
+    let out = cli.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first line\nsecond line\nthird line\n"
     );
 }

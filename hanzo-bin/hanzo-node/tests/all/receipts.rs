@@ -96,3 +96,58 @@ fn unreadable_receipts_are_bad_input() {
     let wrong = h.file("wrong.json", r#"{"hello": 1}"#);
     assert_eq!(h.run(&["receipt", "verify", &wrong]).code, 1);
 }
+
+/// A valid signature says only that some key signed: anyone can make a key. Without
+/// `--node-id` the verdict names the signer and says it was not pinned; with it, another
+/// signer is refused.
+#[test]
+fn verify_names_the_signer_and_says_whether_it_was_pinned() {
+    let h = Home::new();
+    let (_, path, v) = receipt_of(&h);
+    let node = v["node_id"].as_str().unwrap();
+    let r = h.run(&["receipt", "verify", &path]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains(node), "{}", r.stdout);
+    assert!(r.stdout.contains("NOT PINNED"), "{}", r.stdout);
+    let r = h.run(&["receipt", "verify", &path, "--node-id", node]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stdout.contains("NOT PINNED"), "{}", r.stdout);
+    let other = "ab".repeat(32);
+    let r = h.run(&["receipt", "verify", &path, "--node-id", &other]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.error_line().contains(node) && r.error_line().contains(&other),
+        "{}",
+        r.stderr
+    );
+}
+
+/// A receipt with a key twice: serde_json verifies the last `output_hash`, while a
+/// parser that keeps the first (many do) would read a forged one under a valid
+/// signature. Refused as not verifying (exit 1), at any depth.
+#[test]
+fn a_receipt_with_duplicate_keys_does_not_verify() {
+    let h = Home::new();
+    let (_, path, v) = receipt_of(&h);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let forged = format!("\"output_hash\": \"{}\",", "0".repeat(64));
+    let dup = text.replacen('{', &format!("{{{forged}"), 1);
+    let dup_path = h.file("dup.json", &dup);
+    let r = h.run(&["receipt", "verify", &dup_path]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(
+        r.error_line().contains("duplicate key \"output_hash\""),
+        "{}",
+        r.stderr
+    );
+    // Nested, and spelled with an escape.
+    let nested = serde_json::to_string(&v).unwrap().replacen(
+        "\"usage\":{",
+        "\"usage\":{\"wall_ms\":0,\"wall\\u005fms\":0,",
+        1,
+    );
+    let nested_path = h.file("nested.json", &nested);
+    let r = h.run(&["receipt", "verify", &nested_path]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.error_line().contains("duplicate key"), "{}", r.stderr);
+}

@@ -1,7 +1,7 @@
 //! `hanzo-node serve` through HTTP: the real binary on a loopback port, a private
 //! HANZO_HOME, the WASM runtime with inline WAT modules.
 
-use crate::server::{Server, free_port};
+use crate::server::Server;
 use crate::util::{Home, returning, with_body};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -237,14 +237,216 @@ fn auth_required_and_refused() {
     );
 }
 
+fn mode(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p)
+        .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+/// Without `node.api_token` the node used to serve loopback with no token at all, so
+/// any web page the operator visited could submit jobs to it. Now it makes one on first
+/// start (`<data_dir>/api-token`, 0600), keeps it across restarts, and wants it on
+/// every route but /healthz, loopback included; the CLI finds it by itself.
 #[test]
-fn refuses_to_listen_beyond_loopback_without_a_token() {
+fn a_first_start_makes_a_private_token_and_loopback_needs_it() {
     let h = Home::new();
-    let r = h.run_with(&["serve"], |c| {
-        c.env("HANZO_NODE_API_LISTEN", format!("0.0.0.0:{}", free_port()));
+    let s = Server::start(&h, &[]);
+    let file = h.path("home").join("api-token");
+    assert_eq!(mode(&file), 0o600);
+    let token = s.token().to_string();
+    assert_eq!(token.len(), 64, "{token}");
+    assert_eq!(s.try_req_as("GET", "/healthz", b"", None).unwrap().status, 200);
+    for (method, path, body) in [
+        ("GET", "/v1/jobs", &b""[..]),
+        ("GET", "/v1/node", b""),
+        ("GET", "/metrics", b""),
+        ("POST", "/v1/jobs", br#"{"runtime":"wasm","source":"sha256:00"}"#),
+        ("GET", "/no/such/route", b""),
+    ] {
+        let r = s.try_req_as(method, path, body, None).unwrap();
+        assert_eq!(r.status, 401, "{method} {path}: {}", r.text());
+        assert_eq!(r.error().0, "unauthorized");
+    }
+    assert_eq!(s.req("GET", "/v1/jobs", b"").status, 200);
+    // The CLI reads the token from the data directory: no --token, no config.
+    let r = h.run_with(&["job", "ls", "--json"], |c| {
+        c.env("HANZO_NODE_API_LISTEN", s.host());
     });
-    assert_eq!(r.code, 2, "{}", r.stderr);
-    crate::util::assert_one_error_line(&r, 2, "api_token");
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["jobs"], json!([]));
+    // A restart keeps the token.
+    drop(s);
+    let s = Server::start(&h, &[]);
+    assert_eq!(s.token(), token);
+}
+
+/// A web page can make the browser send requests to 127.0.0.1 with any `Host` (DNS
+/// rebinding), any `Origin`, and `text/plain` bodies without a preflight. Each is refused
+/// before any route runs, even with the right token.
+#[test]
+fn foreign_hosts_origins_and_body_types_are_refused() {
+    let h = Home::new();
+    let s = Server::start(
+        &h,
+        &[
+            ("HANZO_NODE_API_HOSTS", "node.example"),
+            ("HANZO_NODE_API_ORIGINS", "http://app.example:8080"),
+        ],
+    );
+    let t = Some(s.token());
+    let port = s.port.to_string();
+    let json_type = ("Content-Type", "application/json");
+    let get = |headers: &[(&str, &str)]| s.try_raw("GET", "/v1/jobs", b"", headers, t).unwrap();
+
+    let evil_port = format!("evil.example:{port}");
+    for host in ["evil.example", evil_port.as_str(), "127.0.0.1:1"] {
+        let r = get(&[("Host", host)]);
+        assert_eq!(r.status, 421, "Host {host}: {}", r.text());
+        assert_eq!(r.error().0, "misdirected");
+    }
+    // No Host at all (hyper may refuse that itself).
+    let st = get(&[]).status;
+    assert!(st == 421 || st == 400, "{st}");
+    let localhost = format!("localhost:{port}");
+    for host in [
+        s.host().as_str(),
+        localhost.as_str(),
+        "node.example",
+        "node.example:443",
+    ] {
+        assert_eq!(get(&[("Host", host)]).status, 200, "Host {host}");
+    }
+    // /healthz answers probes by any name, without a token.
+    let r = s
+        .try_raw("GET", "/healthz", b"", &[("Host", "10.0.0.9:3690")], None)
+        .unwrap();
+    assert_eq!(r.status, 200);
+
+    let own = s.host();
+    let host = ("Host", own.as_str());
+    let r = get(&[host, ("Origin", "http://evil.example")]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.error().0, "forbidden_origin");
+    assert_eq!(get(&[host, ("Origin", "null")]).status, 403);
+    let r = get(&[host, ("Origin", "http://app.example:8080")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://app.example:8080")
+    );
+    // The listed origin's preflight is answered (it carries no token by design).
+    let r = s
+        .try_raw(
+            "OPTIONS",
+            "/v1/jobs",
+            b"",
+            &[
+                host,
+                ("Origin", "http://app.example:8080"),
+                ("Access-Control-Request-Method", "POST"),
+            ],
+            None,
+        )
+        .unwrap();
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert!(
+        r.header("access-control-allow-headers")
+            .is_some_and(|h| h.contains("authorization")),
+        "{:?}",
+        r.headers
+    );
+
+    let src = s.module(CAT_WAT);
+    let spec = json!({"runtime": "wasm", "source": src}).to_string();
+    for ct in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut headers = vec![host];
+        headers.extend(ct.map(|c| ("Content-Type", c)));
+        for path in ["/v1/jobs", "/v1/jobs/execute", "/v1/tools/x/call"] {
+            let r = s.try_raw("POST", path, spec.as_bytes(), &headers, t).unwrap();
+            assert_eq!(r.status, 415, "{path} with {ct:?}: {}", r.text());
+            assert_eq!(r.error().0, "unsupported_media_type");
+        }
+    }
+    // A module is bytes, never JSON or text.
+    let r = s
+        .try_raw("POST", "/v1/modules", CAT_WAT.as_bytes(), &[host, json_type], t)
+        .unwrap();
+    assert_eq!(r.status, 415, "{}", r.text());
+    assert_eq!(
+        s.req("GET", "/v1/jobs", b"").json()["jobs"],
+        json!([]),
+        "nothing ran"
+    );
+    let r = s
+        .try_raw(
+            "POST",
+            "/v1/jobs",
+            spec.as_bytes(),
+            &[host, ("Content-Type", "application/json; charset=utf-8")],
+            t,
+        )
+        .unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let r = s
+        .try_raw(
+            "POST",
+            "/v1/modules",
+            CAT_WAT.as_bytes(),
+            &[host, ("Content-Type", "application/octet-stream")],
+            t,
+        )
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+const CAT_WAT: &str = crate::server::CAT;
+
+/// Another job's secret `env` sat in a world-readable jobs.db in a 0755 directory.
+/// At every start the data directory becomes 0700 and the store, its WAL and shared
+/// memory, the node key and the API token 0600, also when they existed before.
+#[test]
+fn the_data_dir_and_its_secrets_are_tightened_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let h = Home::new();
+    let dir = h.path("home");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("jobs.db"), b"").unwrap();
+    std::fs::set_permissions(dir.join("jobs.db"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let check = || {
+        assert_eq!(mode(&dir), 0o700, "data dir");
+        for f in ["jobs.db", "jobs.db-wal", "jobs.db-shm", "node.key", "api-token"] {
+            assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+        }
+    };
+    let s = Server::start(&h, &[]);
+    let src = s.module(CAT_WAT);
+    let r = s.post_json(
+        "/v1/jobs/execute",
+        &json!({"runtime": "wasm", "source": src, "env": {"SECRET": "hunter2"}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    check();
+    drop(s);
+    // Loosened again behind the node's back: the next start tightens them again.
+    for (p, m) in [
+        (dir.clone(), 0o755),
+        (dir.join("jobs.db"), 0o644),
+        (dir.join("node.key"), 0o644),
+        (dir.join("api-token"), 0o644),
+    ] {
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).unwrap();
+    }
+    let _s = Server::start(&h, &[]);
+    check();
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! A real `hanzo-node serve` for the tests that talk to one over HTTP: started on a free
 //! loopback port with a private HANZO_HOME and the WASM runtime only, reached with a
-//! minimal HTTP/1.1 client (one request per connection).
+//! minimal HTTP/1.1 client (one request per connection) that shows the node's token:
+//! the one given as HANZO_NODE_API_TOKEN, else the one the node created in its data
+//! directory (`api-token`).
 
 use crate::util::Home;
 use serde_json::Value;
@@ -108,6 +110,12 @@ impl Server {
                 panic!("hanzo-node serve exited early: {status}");
             }
             if s.try_req("GET", "/healthz", b"").is_some_and(|r| r.status == 200) {
+                if s.token.is_none() {
+                    let file = home.path("home").join("api-token");
+                    let text = std::fs::read_to_string(&file)
+                        .unwrap_or_else(|e| panic!("no token in {}: {e}", file.display()));
+                    s.token = Some(text.trim().to_string());
+                }
                 return s;
             }
             assert!(Instant::now() < deadline, "the node never became healthy");
@@ -120,14 +128,50 @@ impl Server {
     }
 
     pub fn try_req_as(&self, method: &str, path: &str, body: &[u8], token: Option<&str>) -> Option<Resp> {
+        let content_type = if path == "/v1/modules" {
+            "application/wasm"
+        } else {
+            "application/json"
+        };
+        let host = self.host();
+        self.try_raw(
+            method,
+            path,
+            body,
+            &[("Host", host.as_str()), ("Content-Type", content_type)],
+            token,
+        )
+    }
+
+    /// `Host: 127.0.0.1:<port>`, as a client that followed `url()` sends it.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The token the helper shows the node.
+    pub fn token(&self) -> &str {
+        self.token.as_deref().unwrap_or_default()
+    }
+
+    /// A request with exactly these headers (and Connection, Content-Length, and the
+    /// token when given).
+    pub fn try_raw(
+        &self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, &str)],
+        token: Option<&str>,
+    ) -> Option<Resp> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(60))).ok()?;
         let auth = token
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{auth}\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\n{extra}Connection: close\r\n{auth}\
+             Content-Length: {}\r\n\r\n",
             body.len()
         );
         s.write_all(head.as_bytes()).ok()?;
