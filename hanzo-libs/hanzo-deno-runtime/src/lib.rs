@@ -53,7 +53,7 @@ use hanzo_compute::{
 use hanzo_sandbox::{Exit, ProcessOutcome, ProcessSpec, Sandbox, TOOL_PATH};
 use source::ToolSource;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 
 /// The runner module the node places next to the tool (see `runner.mjs`).
@@ -209,11 +209,13 @@ impl DenoRuntime {
         self.version
             .get_or_init(|| {
                 let deno = self.deno.as_ref().map_err(|e| format!("{e}; {INSTALL_ADVICE}"))?;
-                let out = Command::new(deno)
+                // A host-side probe: a clean environment (no DENO_* or LD_* of
+                // whoever started the node), HOME at the runtime's own directory.
+                let out = hanzo_sandbox::toolchain::host_command(deno)
                     .arg("--version")
+                    .env("HOME", &self.root)
                     .env("NO_COLOR", "1")
                     .env("DENO_NO_UPDATE_CHECK", "1")
-                    .stdin(Stdio::null())
                     .stderr(Stdio::piped())
                     .output()
                     .map_err(|e| format!("{} does not run: {e}; {INSTALL_ADVICE}", deno.display()))?;
@@ -275,6 +277,14 @@ impl DenoRuntime {
             writable,
         });
         mounts
+    }
+
+    /// Hands `dir`, which a prepare step writes, to the user the sandbox runs it as (a
+    /// root node whose tools run as `nobody`).
+    pub(crate) fn hand_over(&self, dir: &Path) -> Result<(), ComputeError> {
+        hanzo_sandbox::toolchain::hand_to_tool(&self.sandbox, dir).map_err(|e| {
+            ComputeError::internal(format!("cannot hand {} to the prepare step: {e}", dir.display()))
+        })
     }
 
     /// Creates what [`cache_mounts`](Self::cache_mounts) mounts, and the marker's
@@ -422,13 +432,22 @@ impl DenoRuntime {
             .limits(PREPARE_LIMITS)
             .pids_limit(self.pids_limit.max(hanzo_sandbox::DEFAULT_PIDS_LIMIT));
         for m in self.cache_mounts(&tool.hash, true) {
+            // The step runs as the sandbox's tool user: what it writes must be theirs.
+            self.hand_over(&m.host)?;
             spec = spec.mount(m);
         }
         self.deno_env(&mut spec);
         let outcome = self.sandbox.run(spec, &job.cancel).await;
         match outcome.exit {
             Exit::Exited(0) => {
-                let code = self.build_code_cache(deno, job, tool).await?;
+                let code = self.build_code_cache(deno, job, tool).await;
+                // The tool's transpiled code and code cache become the node's: its jobs
+                // read them, and no later step of that user can change them.
+                let emit = self.emit_dir(&tool.hash);
+                hanzo_sandbox::toolchain::take_back(&self.sandbox, &emit).map_err(|e| {
+                    ComputeError::internal(format!("cannot take back {}: {e}", emit.display()))
+                })?;
+                let code = code?;
                 // A lost marker only costs another prepare.
                 let _ = std::fs::write(&marker, format!("{version}\n{code}"));
                 Ok(())
