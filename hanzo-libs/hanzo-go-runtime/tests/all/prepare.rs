@@ -47,6 +47,45 @@ async fn a_replace_outside_the_module_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vendored_dependency_builds_without_a_proxy() {
+    // There is no module proxy: a dependency is in the module's tree, vendored.
+    let pkg = fresh_package(
+        "vendored",
+        "package main\n\nimport (\n\t\"example.com/dep\"\n\t\"os\"\n\t\"strconv\"\n)\n\n\
+         func main() { os.Stdout.WriteString(strconv.Itoa(dep.X())) }\n",
+    );
+    write_atomically(
+        &pkg.join("go.mod"),
+        "module example.com/vendored\n\ngo 1.24\n\nrequire example.com/dep v1.0.0\n",
+    );
+    std::fs::create_dir_all(pkg.join("vendor/example.com/dep")).unwrap();
+    write_atomically(
+        &pkg.join("vendor/modules.txt"),
+        "# example.com/dep v1.0.0\n## explicit\nexample.com/dep\n",
+    );
+    write_atomically(
+        &pkg.join("vendor/example.com/dep/dep.go"),
+        "package dep\n\nfunc X() int { return 7 }\n",
+    );
+    let e = run("auto", job(&pkg)).await;
+    assert_eq!(e.result, Ok(json!(7)), "{}", String::from_utf8_lossy(&e.logs));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_toolchain_is_never_fetched() {
+    // `go 1.99` (or a `toolchain` line) would make go download that toolchain and run
+    // it; GOTOOLCHAIN=local makes it a one-line build error instead.
+    let pkg = fresh_package("toolchain", MAIN);
+    write_atomically(
+        &pkg.join("go.mod"),
+        "module example.com/tc\n\ngo 1.99\n\ntoolchain go1.99.1\n",
+    );
+    let e = run("auto", job(&pkg)).await.result.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().contains("GOTOOLCHAIN=local"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sdk_comes_from_the_node_not_from_the_host() {
     // A tool outside the repository whose go.mod replaces the SDK by a directory that
     // does not exist here: the node's own copy is built, the host path never read.
