@@ -48,11 +48,12 @@ impl Toolchain {
     /// Finds go (`configured`, else PATH) and asks it for its GOROOT and version.
     pub fn detect(configured: Option<&Path>) -> Result<Toolchain, String> {
         let found = hanzo_sandbox::toolchain::find_program("go", configured)?;
-        let out = std::process::Command::new(&found)
+        // The one go the node runs on the host: fixed arguments, a cleared environment
+        // (no GOFLAGS or GOTOOLCHAIN of whoever started the node), no toolchain switch.
+        let out = hanzo_sandbox::toolchain::host_command(&found)
             .args(["env", "GOROOT", "GOVERSION"])
             .env("GOTOOLCHAIN", "local")
             .env("GOENV", "off")
-            .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {}: {e}", found.display()))?;
