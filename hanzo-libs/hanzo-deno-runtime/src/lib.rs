@@ -511,6 +511,15 @@ impl DenoRuntime {
     }
 }
 
+/// Runs blocking work (the one `deno --version` probe) without stalling the executor
+/// on a multi-threaded runtime.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The tool's path as a JS string literal (serde_json writes a valid one for any path).
 fn tool_literal(tool: &ToolSource) -> String {
     serde_json::Value::String(format!("./{}", tool.work_path)).to_string()
@@ -586,14 +595,15 @@ impl Runtime for DenoRuntime {
         if let Err(e) = &self.deno {
             return Health::unavailable(format!("deno: {e}; {INSTALL_ADVICE}"));
         }
-        match self.version() {
+        match blocking(|| self.version()) {
             Ok(v) => Health::ok(v.deno.clone()),
             Err(e) => Health::unavailable(format!("deno: {e}")),
         }
     }
 
     async fn execute(&self, job: &Job) -> Execution {
-        let deno = match self.deno_or_unavailable() {
+        // The first call runs `deno --version` (once): off the async workers.
+        let deno = match blocking(|| self.deno_or_unavailable()) {
             Ok(d) => d,
             Err(e) => return Execution::rejected(&job.spec, e),
         };
