@@ -48,8 +48,7 @@ impl Artifacts {
             Step {
                 what: "the Extism echo plugin (wasm32-wasip1)",
                 args: {
-                    let mut a =
-                        words("build --release --target wasm32-wasip1 --manifest-path");
+                    let mut a = words("build --release --target wasm32-wasip1 --manifest-path");
                     a.push(root.join("benches/extism-echo/Cargo.toml").display().to_string());
                     a.push("--target-dir".into());
                     a.push(extism_target.display().to_string());

@@ -146,7 +146,7 @@ impl DenoRuntime {
         entry: &Path,
         tmp: &Path,
     ) -> Result<bool, ComputeError> {
-        if std::fs::create_dir_all(tmp).is_err() {
+        if std::fs::create_dir_all(tmp).is_err() || self.hand_over(tmp).is_err() {
             return Ok(false);
         }
         // The same V8 flags as a run (V8 rejects code cached under other flags; the

@@ -53,7 +53,7 @@ use hanzo_compute::{
 use hanzo_sandbox::{Exit, ProcessOutcome, ProcessSpec, Sandbox, TOOL_PATH};
 use source::ToolSource;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Arc, OnceLock};
 
 /// The runner module the node places next to the tool (see `runner.mjs`).
@@ -209,11 +209,13 @@ impl DenoRuntime {
         self.version
             .get_or_init(|| {
                 let deno = self.deno.as_ref().map_err(|e| format!("{e}; {INSTALL_ADVICE}"))?;
-                let out = Command::new(deno)
+                // A host-side probe: a clean environment (no DENO_* or LD_* of
+                // whoever started the node), HOME at the runtime's own directory.
+                let out = hanzo_sandbox::toolchain::host_command(deno)
                     .arg("--version")
+                    .env("HOME", &self.root)
                     .env("NO_COLOR", "1")
                     .env("DENO_NO_UPDATE_CHECK", "1")
-                    .stdin(Stdio::null())
                     .stderr(Stdio::piped())
                     .output()
                     .map_err(|e| format!("{} does not run: {e}; {INSTALL_ADVICE}", deno.display()))?;
@@ -275,6 +277,14 @@ impl DenoRuntime {
             writable,
         });
         mounts
+    }
+
+    /// Hands `dir`, which a prepare step writes, to the user the sandbox runs it as (a
+    /// root node whose tools run as `nobody`).
+    pub(crate) fn hand_over(&self, dir: &Path) -> Result<(), ComputeError> {
+        self.sandbox.hand_to_tool(dir).map_err(|e| {
+            ComputeError::internal(format!("cannot hand {} to the prepare step: {e}", dir.display()))
+        })
     }
 
     /// Creates what [`cache_mounts`](Self::cache_mounts) mounts, and the marker's
@@ -433,7 +443,14 @@ impl DenoRuntime {
         let outcome = self.sandbox.run(spec, &job.cancel).await;
         match outcome.exit {
             Exit::Exited(0) => {
-                let code = self.build_code_cache(deno, job, tool).await?;
+                let code = self.build_code_cache(deno, job, tool).await;
+                // The tool's transpiled code and code cache become the node's: its jobs
+                // read them, and no later step of that user can change them.
+                let emit = self.emit_dir(&tool.hash);
+                self.sandbox.take_back(&emit).map_err(|e| {
+                    ComputeError::internal(format!("cannot take back {}: {e}", emit.display()))
+                })?;
+                let code = code?;
                 // A lost marker only costs another prepare.
                 let _ = std::fs::write(&marker, format!("{version}\n{code}"));
                 Ok(())
@@ -494,6 +511,15 @@ impl DenoRuntime {
             let _ = std::fs::remove_file(self.marker(&tool.hash));
         }
         exec
+    }
+}
+
+/// Runs blocking work (the one `deno --version` probe) without stalling the executor
+/// on a multi-threaded runtime.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -572,14 +598,15 @@ impl Runtime for DenoRuntime {
         if let Err(e) = &self.deno {
             return Health::unavailable(format!("deno: {e}; {INSTALL_ADVICE}"));
         }
-        match self.version() {
+        match blocking(|| self.version()) {
             Ok(v) => Health::ok(v.deno.clone()),
             Err(e) => Health::unavailable(format!("deno: {e}")),
         }
     }
 
     async fn execute(&self, job: &Job) -> Execution {
-        let deno = match self.deno_or_unavailable() {
+        // The first call runs `deno --version` (once): off the async workers.
+        let deno = match blocking(|| self.deno_or_unavailable()) {
             Ok(d) => d,
             Err(e) => return Execution::rejected(&job.spec, e),
         };

@@ -48,11 +48,12 @@ impl Toolchain {
     /// Finds go (`configured`, else PATH) and asks it for its GOROOT and version.
     pub fn detect(configured: Option<&Path>) -> Result<Toolchain, String> {
         let found = hanzo_sandbox::toolchain::find_program("go", configured)?;
-        let out = std::process::Command::new(&found)
+        // The one go the node runs on the host: fixed arguments, a cleared environment
+        // (no GOFLAGS or GOTOOLCHAIN of whoever started the node), no toolchain switch.
+        let out = hanzo_sandbox::toolchain::host_command(&found)
             .args(["env", "GOROOT", "GOVERSION"])
             .env("GOTOOLCHAIN", "local")
             .env("GOENV", "off")
-            .stdin(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .output()
             .map_err(|e| format!("cannot run {}: {e}", found.display()))?;
@@ -209,10 +210,15 @@ impl Builder {
         dest: &Path,
         cancel: &CancelToken,
     ) -> Result<(), ComputeError> {
+        if !self.sandboxed() {
+            return Err(self.unsandboxed_error());
+        }
         let builds = dest.parent().unwrap_or(&self.root).to_path_buf();
         let cache = self.root.join("cache");
-        std::fs::create_dir_all(&builds)
-            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", builds.display())))?;
+        for d in [&builds, &cache] {
+            std::fs::create_dir_all(d)
+                .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", d.display())))?;
+        }
         // Go's build cache is in use for the whole build: a prune skips it.
         let _cache_lease = hanzo_compute::cache::lease_dir(&cache)?;
         self.builds.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -222,14 +228,14 @@ impl Builder {
         let out_dir = builds.join(format!(".tmp-{}", hanzo_compute::new_job_id()));
         std::fs::create_dir(&out_dir)
             .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", out_dir.display())))?;
+        if let Err(e) = self.hand_over(&out_dir).and_then(|()| self.hand_over(&cache)) {
+            let _ = std::fs::remove_dir_all(&out_dir);
+            return Err(e);
+        }
         let tmp = out_dir.join("out");
         let mut args = vec![
             "-C".to_string(),
-            if self.sandboxed() {
-                format!("{}/{SRC}{}", hanzo_sandbox::GUEST_WORKDIR, pkg.dir.display())
-            } else {
-                pkg.dir.to_string_lossy().to_string()
-            },
+            format!("{}/{SRC}{}", hanzo_sandbox::GUEST_WORKDIR, pkg.dir.display()),
             "build".into(),
             "-trimpath".into(),
             "-buildvcs=false".into(),
@@ -258,7 +264,17 @@ impl Builder {
             ("GOTOOLCHAIN", "local".into()),
             ("GOWORK", "off".into()),
             ("GOENV", "off".into()),
-            ("GOFLAGS", "-mod=readonly".into()),
+            // No proxy: a dependency is in the module's tree (a local replace inside
+            // it, or vendor/), or the build fails with go's own message.
+            (
+                "GOFLAGS",
+                if pkg.vendored {
+                    "-mod=vendor"
+                } else {
+                    "-mod=readonly"
+                }
+                .into(),
+            ),
             ("CGO_ENABLED", "0".into()),
             ("GOTELEMETRY", "off".into()),
         ];
@@ -266,13 +282,12 @@ impl Builder {
             env.push(("GOOS", "wasip1".into()));
             env.push(("GOARCH", "wasm".into()));
         }
-        let result = if self.sandboxed() {
-            self.build_in_sandbox(tc, pkg, &args, &env, &out_dir, &cache, cancel)
-                .await
-        } else {
-            self.build_directly(tc, &args, &env, cancel).await
-        };
+        let result = self
+            .build_in_sandbox(tc, pkg, &args, &env, &out_dir, &cache, cancel)
+            .await;
         let outcome = result.and_then(|()| {
+            // What the build's user wrote becomes the node's before it is stored.
+            self.give_back(&out_dir)?;
             std::fs::rename(&tmp, dest)
                 .map_err(|e| ComputeError::internal(format!("cannot store the build: {e}")))
         });
@@ -280,14 +295,40 @@ impl Builder {
         outcome
     }
 
-    /// Whether builds run in the sandbox: it must show the source tree and let the
-    /// build write the cache, which needs bubblewrap and a tool user that is the node's
-    /// own (root in a user namespace); otherwise the build runs as the node's user, as
-    /// `go build` would, with the timeout still applied.
+    /// Whether builds can run here: always in the sandbox, which must show the build
+    /// only its sources, the toolchain and the two directories it writes, so it needs
+    /// bubblewrap. Without it no build runs (a build on the host would read and write
+    /// as the node, with the node's view of the machine).
     pub(crate) fn sandboxed(&self) -> bool {
-        // The output and cache directories are handed to the tool's user before each
-        // build (Sandbox::hand_to_tool), whichever user that is.
         self.sandbox.isolates_filesystem()
+    }
+
+    /// Why builds cannot run here, as the job's error (exit 4).
+    pub(crate) fn unsandboxed_error(&self) -> ComputeError {
+        let why = if self.sandbox.notes().is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", self.sandbox.notes().join("; "))
+        };
+        ComputeError::Unavailable(format!(
+            "go builds run only in the process sandbox, which needs bubblewrap here{why}; install bubblewrap"
+        ))
+    }
+
+    /// Hands `dir` (a fresh output directory, or the shared build cache) to the user
+    /// the sandbox runs the build as, when that is not the node's (a root node whose
+    /// tools run as `nobody`).
+    fn hand_over(&self, dir: &Path) -> Result<(), ComputeError> {
+        self.sandbox
+            .hand_to_tool(dir)
+            .map_err(|e| ComputeError::internal(format!("cannot hand {} to the build: {e}", dir.display())))
+    }
+
+    /// Makes what the build wrote in `dir` the node's again.
+    fn give_back(&self, dir: &Path) -> Result<(), ComputeError> {
+        self.sandbox
+            .take_back(dir)
+            .map_err(|e| ComputeError::internal(format!("cannot take back {}: {e}", dir.display())))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -311,13 +352,6 @@ impl Builder {
         for (host, bytes) in blocking_read(pkg)? {
             let rel = host.strip_prefix("/").unwrap_or(&host);
             spec = spec.file(format!("{SRC}/{}", rel.display()), bytes);
-        }
-        // The build runs as the tool's user (never root): the directories it writes
-        // must be that user's.
-        for dir in [out_dir, cache] {
-            self.sandbox
-                .hand_to_tool(dir)
-                .map_err(|e| ComputeError::internal(format!("cannot prepare {}: {e}", dir.display())))?;
         }
         spec = spec
             .mount(Mount {
@@ -353,40 +387,6 @@ impl Builder {
             }
             Exit::Rejected(m) => Err(ComputeError::invalid(format!("cannot build: {m}"))),
             Exit::SpawnFailed(m) => Err(ComputeError::internal(format!("cannot start go build: {m}"))),
-        }
-    }
-
-    async fn build_directly(
-        &self,
-        tc: &Toolchain,
-        args: &[String],
-        env: &[(&str, String)],
-        cancel: &CancelToken,
-    ) -> Result<(), ComputeError> {
-        let home = tempfile::tempdir()
-            .map_err(|e| ComputeError::internal(format!("cannot create a temp dir: {e}")))?;
-        let mut cmd = tokio::process::Command::new(&tc.go);
-        cmd.args(args)
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("HOME", home.path())
-            .env("TMPDIR", home.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .map_err(|e| ComputeError::internal(format!("cannot start go build: {e}")))?;
-        let deadline = Duration::from_millis(self.timeout_ms);
-        tokio::select! {
-            out = tokio::time::timeout(deadline, child.wait_with_output()) => match out {
-                Ok(Ok(o)) if o.status.success() => Ok(()),
-                Ok(Ok(o)) => Err(compile_error(&o.stderr)),
-                Ok(Err(e)) => Err(ComputeError::internal(format!("go build: {e}"))),
-                Err(_) => Err(ComputeError::invalid(format!("go build took longer than {} ms", self.timeout_ms))),
-            },
-            _ = cancel.cancelled() => Err(ComputeError::Cancelled),
         }
     }
 }

@@ -17,14 +17,19 @@
 //! never by a Rust process; and loading tool code into the node would give it the
 //! node's memory and key. Both shapes offered here keep the tool outside the node.
 //!
-//! The build itself runs in the process sandbox when the host allows (bubblewrap): the
-//! package's tree read-only, only the build cache writable, no network, a memory and
-//! time budget, and `GOPROXY=off`, `GOTOOLCHAIN=local`, `CGO_ENABLED=0` so that a
-//! build neither downloads nor runs anything of the package's choosing.
+//! The build itself always runs in the process sandbox (bubblewrap; without it the
+//! runtime is unavailable): a private copy of the module's files, only its output
+//! directory and the build cache writable (as the sandbox's tool user), no network, the
+//! `[compute.go]` memory and time budget, and `GOPROXY=off`, `GOTOOLCHAIN=local`,
+//! `CGO_ENABLED=0` so that a build neither downloads nor runs anything of the package's
+//! choosing. A build sees the module's own tree and nothing else: a `replace` by a
+//! directory outside it, or a symbolic link in it, is refused; the Go SDK is supplied
+//! by the node ([`sdk`]).
 
 #![warn(missing_docs)]
 
 mod build;
+mod sdk;
 mod source;
 
 pub use build::{Built, Target, Toolchain};
@@ -248,16 +253,10 @@ impl Runtime for GoRuntime {
 
     async fn health(&self) -> hanzo_compute::Health {
         match blocking(|| self.toolchain().cloned()) {
-            Ok(tc) => {
-                let mut h = Health::ok(tc.version.clone());
-                if !self.builder.sandboxed() {
-                    h.detail = Some(
-                        "builds run as the node's user (the sandbox cannot show the build its cache here)"
-                            .into(),
-                    );
-                }
-                h
+            Ok(_) if !self.builder.sandboxed() => {
+                Health::unavailable(self.builder.unsandboxed_error().to_string())
             }
+            Ok(tc) => Health::ok(tc.version.clone()),
             Err(e) => Health::unavailable(e.to_string()),
         }
     }

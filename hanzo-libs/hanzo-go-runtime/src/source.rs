@@ -1,9 +1,10 @@
 //! A Go package as a SOURCE: where it is, what it depends on locally, and one digest
 //! over all of it, which keys the build cache.
 
+use crate::sdk;
 use hanzo_compute::ComputeError;
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// The most files and bytes of one package (its module and local `replace` targets):
 /// a SOURCE pointing at a huge tree is refused rather than read for minutes. Node-wide
@@ -23,6 +24,41 @@ pub(crate) struct Package {
     /// Whether the package has files for the `hanzo_exports` build tag (the Go SDK's
     /// exports-ABI build).
     pub(crate) has_exports: bool,
+    /// Where the node places its own copy of the SDK (the host path the module's
+    /// `replace` of the SDK names, outside the module; never read on the host).
+    sdk_at: Option<PathBuf>,
+    /// Whether the module vendors its dependencies (`vendor/modules.txt`): built with
+    /// `-mod=vendor`, as there is no module proxy.
+    pub(crate) vendored: bool,
+}
+
+/// The digest of a package whose build also gets the node's SDK at `at`.
+fn with_sdk(digest: &str, at: &Path) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        digest.as_bytes(),
+        at.as_os_str().as_encoded_bytes(),
+        sdk::digest().as_bytes(),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    hex::encode(h.finalize())
+}
+
+/// `p` with `.` and `..` resolved by the names alone (`..` above `/` stays at `/`).
+fn lexical(p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    out
 }
 
 impl Package {
@@ -63,40 +99,55 @@ impl Package {
             .to_path_buf();
         let go_mod = std::fs::read_to_string(module.join("go.mod"))
             .map_err(|e| bad(format!("cannot read {}: {e}", module.join("go.mod").display())))?;
-        let mut roots = vec![module.clone()];
-        for target in local_replacements(&go_mod) {
-            if target.starts_with('/') {
-                return Err(bad(format!(
-                    "go.mod replaces a module with the absolute path {target}: use a path relative to the module"
-                )));
-            }
-            let p = module.join(&target);
-            let p = std::fs::canonicalize(&p).map_err(|e| {
+        // The module's own tree is all a build sees ("the tool's directory"): a local
+        // `replace` may point inside it, never outside, or a go.mod could show the build
+        // (and, through `//go:embed`, the tool) any directory of the host. Only the SDK
+        // is supplied from outside, by the node itself (sdk.rs).
+        let mut sdk_at = None;
+        for (path, target) in local_replacements(&go_mod) {
+            let outside = |why: &str| {
                 bad(format!(
-                    "go.mod replaces a module with {target}, which cannot be read: {e}"
+                    "go.mod replaces {path} with {target}, {why} the module's directory {}: a build sees \
+                     only the module's own tree; vendor the dependency (`go mod vendor`) or move it inside",
+                    module.display()
+                ))
+            };
+            if target.starts_with('/') {
+                return Err(outside("an absolute path outside"));
+            }
+            let at = lexical(&module.join(&target));
+            if path == sdk::MODULE && !at.starts_with(&module) {
+                if module.starts_with(&at) {
+                    return Err(outside("a directory that holds"));
+                }
+                sdk_at = Some(at);
+                continue;
+            }
+            let p = std::fs::canonicalize(module.join(&target)).map_err(|e| {
+                bad(format!(
+                    "go.mod replaces {path} with {target}, which cannot be read: {e}"
                 ))
             })?;
-            roots.push(p);
+            if !p.starts_with(&module) {
+                return Err(outside("which is outside"));
+            }
         }
-        roots.sort();
-        roots.dedup();
+        let vendored = module.join("vendor").join("modules.txt").is_file();
         let forbidden = std::fs::canonicalize(forbidden).unwrap_or_else(|_| forbidden.to_path_buf());
-        if let Some(r) = roots
-            .iter()
-            .find(|r| r.starts_with(&forbidden) || forbidden.starts_with(r))
-        {
+        if module.starts_with(&forbidden) || forbidden.starts_with(&module) {
             return Err(bad(format!(
                 "{} overlaps the node's data directory; build from elsewhere",
-                r.display()
+                module.display()
             )));
         }
         let mut files = Vec::new();
-        for root in &roots {
-            walk(root, root, &mut files)?;
-        }
+        walk(&module, &module, &mut files)?;
         files.sort();
         files.dedup();
-        let digest = hash_files(&files, |_, _| Ok(()))?;
+        let mut digest = hash_files(&files, |_, _| Ok(()))?;
+        if let Some(at) = &sdk_at {
+            digest = with_sdk(&digest, at);
+        }
         let has_exports = go_files.iter().any(|f| {
             std::fs::read_to_string(f).is_ok_and(|text| {
                 text.lines()
@@ -109,13 +160,15 @@ impl Package {
             files,
             digest,
             has_exports,
+            sdk_at,
+            vendored,
         })
     }
 }
 
-/// The local paths of `replace ... => PATH` directives (single and block form); a
-/// local path starts with `./`, `../` or `/` (go.mod's own rule).
-fn local_replacements(go_mod: &str) -> Vec<String> {
+/// `(module path, local path)` of each `replace ... => PATH` directive (single and
+/// block form); a local path starts with `./`, `../` or `/` (go.mod's own rule).
+fn local_replacements(go_mod: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     let mut in_block = false;
     for line in go_mod.lines() {
@@ -136,10 +189,11 @@ fn local_replacements(go_mod: &str) -> Vec<String> {
         } else {
             continue;
         };
-        if let Some((_, target)) = body.split_once("=>") {
+        if let Some((from, target)) = body.split_once("=>") {
+            let from = from.split_whitespace().next().unwrap_or("").trim_matches('"');
             let target = target.split_whitespace().next().unwrap_or("").trim_matches('"');
             if target.starts_with("./") || target.starts_with("../") || target.starts_with('/') {
-                out.push(target.to_string());
+                out.push((from.to_string(), target.to_string()));
             }
         }
     }
@@ -201,10 +255,19 @@ impl Package {
             out.push((p.to_path_buf(), b));
             Ok(())
         })?;
+        let digest = match &self.sdk_at {
+            Some(at) => with_sdk(&digest, at),
+            None => digest,
+        };
         if digest != self.digest {
             return Err(ComputeError::invalid(
                 "the Go package changed while it was being built; run the job again",
             ));
+        }
+        if let Some(at) = &self.sdk_at {
+            for (name, text) in sdk::FILES {
+                out.push((at.join(name), text.as_bytes().to_vec()));
+            }
         }
         Ok(out)
     }
@@ -248,7 +311,9 @@ mod tests {
     #[test]
     fn local_replacements_in_both_forms() {
         let m = "module x\n\nreplace a => ../a // the SDK\nreplace b v1.0.0 => example.com/b v1.1.0\nreplace (\n\tc => ./c\n\td => /abs/d\n)\n";
-        assert_eq!(local_replacements(m), ["../a", "./c", "/abs/d"]);
+        let found = local_replacements(m);
+        let pairs: Vec<(&str, &str)> = found.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+        assert_eq!(pairs, [("a", "../a"), ("c", "./c"), ("d", "/abs/d")]);
     }
 
     #[test]

@@ -25,7 +25,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
 
 /// The most an environment build may take (uv venv and uv pip install together).
 /// Installs are the node's work, not the tool's, so they do not count against the
@@ -37,10 +36,6 @@ const INSTALL_MEMORY_MB: u64 = 2048;
 const INSTALL_DISK_MB: u64 = 1024;
 /// uv resolves and downloads with a thread pool per core.
 const INSTALL_PIDS: u32 = 512;
-
-/// How much of a host-side (unsandboxed) installer's stderr is kept: the end, where uv
-/// puts its error. The sandboxed path is capped by the sandbox.
-const HOST_STDERR_CAP: usize = 64 * 1024;
 
 /// Version of the key's layout: bump it when what goes into an environment changes.
 const KEY_VERSION: &str = "hanzo-python-env/1";
@@ -239,7 +234,11 @@ impl EnvCache {
             .join(format!(".tmp-{hash}-{}", hanzo_compute::new_job_id()));
         let built = self.build(key, tc, sandbox, cancel, &tmp).await;
         let done = built.and_then(|()| {
-            std::fs::write(tmp.join("hanzo-env.txt"), key.canonical())
+            // What the steps' user wrote becomes the node's: jobs (and later steps of
+            // that user) get the finished environment read-only.
+            sandbox
+                .take_back(&tmp)
+                .and_then(|()| std::fs::write(tmp.join("hanzo-env.txt"), key.canonical()))
                 .and_then(|()| std::fs::rename(&tmp, &dir))
                 .map_err(|e| ComputeError::internal(format!("cannot finish the environment {hash}: {e}")))
         });
@@ -279,6 +278,9 @@ impl EnvCache {
         cancel: &CancelToken,
         tmp: &Path,
     ) -> Result<(), ComputeError> {
+        if !sandbox.isolates_filesystem() {
+            return Err(unsandboxed(sandbox));
+        }
         let python = tmp.join("bin").join("python");
         let venv = vec![
             "venv".to_string(),
@@ -311,8 +313,11 @@ impl EnvCache {
             "--".into(),
         ];
         install.extend(key.dependencies.iter().cloned());
-        std::fs::create_dir_all(tmp)
-            .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", tmp.display())))?;
+        for d in [tmp, self.uv_cache.as_path()] {
+            // The steps run as the sandbox's tool user, who is handed these (in uv()).
+            std::fs::create_dir_all(d)
+                .map_err(|e| ComputeError::internal(format!("cannot create {}: {e}", d.display())))?;
+        }
         for args in [venv, install] {
             self.uv(tc, sandbox, cancel, tmp, args).await?;
         }
@@ -382,8 +387,9 @@ impl EnvCache {
             .await
     }
 
-    /// Runs one build step: in the sandbox when it can show only `writable` writable,
-    /// else (no bubblewrap) as a plain child of the node.
+    /// Runs one build step in the sandbox, with only `writable` writable (as the
+    /// sandbox's tool user). Without bubblewrap no step runs: uv on the host would
+    /// install as the node, with the node's view of the machine.
     #[allow(clippy::too_many_arguments)]
     async fn run_step(
         &self,
@@ -396,7 +402,10 @@ impl EnvCache {
         sandbox: &Sandbox,
         cancel: &CancelToken,
     ) -> Result<(), ComputeError> {
-        let (code, stderr) = if sandbox.isolates_filesystem() {
+        if !sandbox.isolates_filesystem() {
+            return Err(unsandboxed(sandbox));
+        }
+        let (code, stderr) = {
             let mut spec = ProcessSpec::new(program)
                 .args(args)
                 .network(network)
@@ -443,14 +452,25 @@ impl EnvCache {
                 }
             };
             (code, out.stderr)
-        } else {
-            run_on_host(program, &args, &env, cancel).await?
         };
         if code == 0 {
             return Ok(());
         }
         Err(install_error(&String::from_utf8_lossy(&stderr)))
     }
+}
+
+/// Why no environment can be built on this host (exit 4).
+fn unsandboxed(sandbox: &Sandbox) -> ComputeError {
+    let why = if sandbox.notes().is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", sandbox.notes().join("; "))
+    };
+    ComputeError::Unavailable(format!(
+        "installing a script's dependencies runs only in the process sandbox, which needs bubblewrap here{why}; \
+         install bubblewrap (scripts without dependencies still run)"
+    ))
 }
 
 /// Whether `dir` is a finished environment.
@@ -503,62 +523,6 @@ fn install_error(stderr: &str) -> ComputeError {
     }
 }
 
-/// Runs `program` as a plain child of the node (no bubblewrap), keeping the last
-/// [`HOST_STDERR_CAP`] bytes of its stderr: a hostile or broken installer cannot make
-/// the node buffer without bound.
-async fn run_on_host(
-    program: &Path,
-    args: &[String],
-    env: &[(String, String)],
-    cancel: &CancelToken,
-) -> Result<(i32, Vec<u8>), ComputeError> {
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
-        .env_clear()
-        .envs(env.iter().cloned())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| ComputeError::internal(format!("cannot run {}: {e}", program.display())))?;
-    let mut pipe = child.stderr.take();
-    let run = async {
-        let mut tail = Vec::new();
-        if let Some(pipe) = pipe.as_mut() {
-            let mut buf = [0u8; 8192];
-            loop {
-                match pipe.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => keep_tail(&mut tail, &buf[..n], HOST_STDERR_CAP),
-                }
-            }
-        }
-        let status = child.wait().await;
-        (status, tail)
-    };
-    tokio::select! {
-        out = tokio::time::timeout(INSTALL_TIMEOUT, run) => match out {
-            Ok((Ok(status), tail)) => Ok((status.code().unwrap_or(-1), tail)),
-            Ok((Err(e), _)) => Err(ComputeError::internal(format!("{}: {e}", program.display()))),
-            Err(_) => Err(ComputeError::Unavailable(format!(
-                "installing the script's dependencies took longer than {} s",
-                INSTALL_TIMEOUT.as_secs()
-            ))),
-        },
-        _ = cancel.cancelled() => Err(ComputeError::Cancelled),
-    }
-}
-
-/// Appends `chunk` to `tail`, then keeps only its last `cap` bytes.
-fn keep_tail(tail: &mut Vec<u8>, chunk: &[u8], cap: usize) {
-    tail.extend_from_slice(chunk);
-    if tail.len() > cap {
-        tail.drain(..tail.len() - cap);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -600,19 +564,6 @@ mod tests {
         assert!(!m.contains('\n'));
         let e = install_error("error: Failed to fetch: `https://pypi.org/simple/x/`\n  cause: dns error\n");
         assert_eq!(e.exit_code(), 4);
-    }
-
-    #[test]
-    fn host_stderr_keeps_only_its_end() {
-        let mut tail = Vec::new();
-        for i in 0..100u8 {
-            keep_tail(&mut tail, &[i; 1000], HOST_STDERR_CAP);
-            assert!(tail.len() <= HOST_STDERR_CAP);
-        }
-        assert_eq!(tail.len(), HOST_STDERR_CAP);
-        assert_eq!(tail.last(), Some(&99));
-        keep_tail(&mut tail, b"error: the end", HOST_STDERR_CAP);
-        assert!(tail.ends_with(b"error: the end"));
     }
 
     #[tokio::test]

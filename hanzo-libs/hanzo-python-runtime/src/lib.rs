@@ -189,7 +189,12 @@ impl PythonRuntime {
         let spec = &job.spec;
         check_job(spec).map_err(|e| (None, e))?;
         let tc = self.toolchain().map_err(|e| (None, e))?;
-        let (path, bytes) = read_script(&spec.source).map_err(|e| (None, e))?;
+        // Up to MAX_SCRIPT_BYTES from the host's disk: off the async workers.
+        let source = spec.source.clone();
+        let (path, bytes) = tokio::task::spawn_blocking(move || read_script(&source))
+            .await
+            .map_err(|e| (None, ComputeError::internal(format!("reading the script: {e}"))))?
+            .map_err(|e| (None, e))?;
         let code_hash = hex::encode(Sha256::digest(&bytes));
         let fail = |e: ComputeError| (Some(code_hash.clone()), e);
         let metadata = pep723::parse(&String::from_utf8_lossy(&bytes))

@@ -1,10 +1,9 @@
 //! Finding uv and the interpreter, and asking the interpreter who it is.
 
 use hanzo_compute::config::PythonConfig;
-use hanzo_sandbox::toolchain::{find_program, program_version};
+use hanzo_sandbox::toolchain::{find_program, host_command, program_version};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// How to install what is missing, appended to every "not found" message.
 pub(crate) const INSTALL_ADVICE: &str = "install uv (`pip install uv`, or https://docs.astral.sh/uv/) and Python 3 (`uv python install`, or your distribution's python3), or set [compute.python] uv/python";
@@ -113,10 +112,11 @@ fn find_python(configured: &str, uv: &Path) -> Result<PathBuf, String> {
     }
     // Never download an interpreter behind the operator's back: only those already
     // installed (system, pyenv, uv-managed) are found.
-    let out = Command::new(uv)
+    // Like every probe, with a clean environment (host_command): only the node's PATH
+    // and HOME, where uv finds the interpreters the operator installed.
+    let out = host_command(uv)
         .args(["python", "find", "--no-config", "--no-project", configured])
         .env("UV_PYTHON_DOWNLOADS", "never")
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}", uv.display()))?;
     let path = String::from_utf8_lossy(&out.stdout).trim().to_string();
@@ -130,9 +130,8 @@ fn find_python(configured: &str, uv: &Path) -> Result<PathBuf, String> {
 }
 
 fn probe(python: &Path) -> Result<Interpreter, String> {
-    let out = Command::new(python)
+    let out = host_command(python)
         .args(["-I", "-c", PROBE])
-        .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot run {}: {e}; {INSTALL_ADVICE}", python.display()))?;
     if !out.status.success() {

@@ -360,10 +360,24 @@ impl Sandbox {
             return Ok(());
         };
         let meta = std::fs::symlink_metadata(dir)?;
-        if std::os::unix::fs::MetadataExt::uid(&meta) == uid && std::os::unix::fs::MetadataExt::gid(&meta) == gid {
+        if std::os::unix::fs::MetadataExt::uid(&meta) == uid
+            && std::os::unix::fs::MetadataExt::gid(&meta) == gid
+        {
             return Ok(());
         }
         sys::chown_tree(dir, uid, gid)
+    }
+
+    /// Makes what a sandboxed step wrote in `dir` the node's again once the step has
+    /// ended (the sandbox has killed all its processes): jobs then get it read-only, and
+    /// no later step or tool of the tool user can change it. Walks like
+    /// [`Sandbox::hand_to_tool`], never following a link; a no-op when tools run as the
+    /// node's own user.
+    pub fn take_back(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        if self.tool_ids.is_none() {
+            return Ok(());
+        }
+        sys::chown_tree(dir, self.euid, sys::egid())
     }
 
     /// Why a feature is not in use (bubblewrap missing, cgroups not writable, ...).

@@ -1,12 +1,40 @@
-//! Finding a runtime's toolchain (deno, uv, python, go) on the node's host.
+//! Finding a runtime's toolchain (deno, uv, python, go) on the node's host, and the
+//! few host-side processes the runtimes start outside the sandbox.
 //!
 //! A program is taken from the node's configuration when set, else from the node's
 //! `PATH`. Version-manager shims (pyenv's, where `pip install deno` puts deno) are
 //! resolved to the real binary once, here: a shim is a shell script that costs tens of
 //! milliseconds on every call and lives in a directory the sandbox does not show.
+//!
+//! Host-side processes are only the node's own probes of its toolchain (`--version`,
+//! `go env`, `uv python find`, pyenv's shim lookup): fixed arguments, no job input.
+//! They start from [`host_command`], with an environment the node chooses. Everything
+//! that reads or compiles a tool (a Go build, a uv install, deno's prepare steps) runs
+//! in the sandbox, never here.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+/// The variables of the node's own environment a toolchain probe keeps: `PATH` and
+/// `HOME`, where a version manager or uv finds the interpreters the operator installed.
+/// Both are the operator's (whoever started the node); a job's environment never
+/// reaches a host-side process. Nothing else is inherited: no `LD_PRELOAD`, `GOFLAGS`,
+/// `UV_*`, `PYTHON*`, `DENO_*` of whoever started the node steers a probe.
+pub const HOST_ENV_KEPT: [&str; 2] = ["PATH", "HOME"];
+
+/// A command for a host-side toolchain probe: an empty environment but
+/// [`HOST_ENV_KEPT`] and `LANG=C.UTF-8`, stdin from `/dev/null`. Callers add only
+/// variables the node chooses (`GOTOOLCHAIN=local`, `UV_PYTHON_DOWNLOADS=never`).
+pub fn host_command(program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().env("LANG", "C.UTF-8").stdin(Stdio::null());
+    for k in HOST_ENV_KEPT {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
 
 /// Finds `name`: `configured` when it is set (a path, or a name looked up on `PATH`),
 /// else `name` on the node's `PATH`. Returns the canonical path of the real binary, or
@@ -34,9 +62,8 @@ pub fn find_program(name: &str, configured: Option<&Path>) -> Result<PathBuf, St
 
 /// The first line `program args…` prints (e.g. `deno 2.1.4 (stable, …)`), if it runs.
 pub fn program_version(program: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new(program)
+    let out = host_command(program)
         .args(args)
-        .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .ok()?;
@@ -73,11 +100,10 @@ fn resolve_shim(p: &Path) -> Option<PathBuf> {
     if !is_executable(&pyenv) {
         return None;
     }
-    let out = Command::new(pyenv)
+    let out = host_command(&pyenv)
         .arg("which")
         .arg(p.file_name()?)
         .env("PYENV_ROOT", dir.parent()?)
-        .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
         .ok()?;
@@ -102,5 +128,52 @@ mod tests {
         let e = find_program("deno", Some(Path::new("/nonexistent/deno"))).unwrap_err();
         assert!(e.contains("/nonexistent/deno (configured for deno)"), "{e}");
         assert!(program_version(&sh, &["-c", "echo v1"]).as_deref() == Some("v1"));
+    }
+
+    #[test]
+    fn probes_inherit_nothing_but_path_and_home() {
+        // The test's own environment stands for whoever started the node.
+        let out = host_command(Path::new("/usr/bin/env")).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut keys: Vec<&str> = text.lines().filter_map(|l| l.split('=').next()).collect();
+        keys.sort();
+        for k in &keys {
+            assert!(
+                HOST_ENV_KEPT.contains(k) || *k == "LANG",
+                "{k} leaked into a probe: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn chown_tree_changes_the_tree_and_never_follows_links() {
+        use std::os::unix::fs::MetadataExt;
+        let owned_by = |p: &Path, uid: u32| std::fs::symlink_metadata(p).is_ok_and(|m| m.uid() == uid);
+        if unsafe { libc::geteuid() } != 0 {
+            panic!("this test needs root (scripts/test.sh runs the suite as root)");
+        }
+        let outside = tempfile::tempdir().unwrap();
+        let victim = outside.path().join("victim");
+        std::fs::write(&victim, "x").unwrap();
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("a/b")).unwrap();
+        std::fs::write(d.path().join("a/b/f"), "x").unwrap();
+        std::os::unix::fs::symlink(&victim, d.path().join("a/link")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), d.path().join("dirlink")).unwrap();
+        crate::sys::chown_tree(d.path(), 65534, 65534).unwrap();
+        for p in ["", "a", "a/b", "a/b/f", "a/link", "dirlink"] {
+            assert!(owned_by(&d.path().join(p), 65534), "{p}");
+        }
+        assert_eq!(std::fs::metadata(&victim).unwrap().uid(), 0, "followed a link");
+        assert_eq!(
+            std::fs::metadata(outside.path()).unwrap().uid(),
+            0,
+            "followed a link"
+        );
+        crate::sys::chown_tree(d.path(), 0, 0).unwrap();
+        assert!(owned_by(&d.path().join("a/b/f"), 0));
+        // The top itself must be a directory, not a link to one.
+        assert!(crate::sys::chown_tree(&d.path().join("dirlink"), 65534, 65534).is_err());
+        assert_eq!(std::fs::metadata(outside.path()).unwrap().uid(), 0);
     }
 }

@@ -116,8 +116,7 @@ fn examples(var: &str, probe: &str, target: Option<&str>, packages: &[&str]) -> 
     }
     let root = repo_root();
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(&root)
-        .args(["build", "--quiet", "--release"]);
+    cmd.current_dir(&root).args(["build", "--quiet", "--release"]);
     if let Some(t) = target {
         cmd.args(["--target", t]);
     }

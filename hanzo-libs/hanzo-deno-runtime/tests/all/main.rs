@@ -7,5 +7,6 @@ mod codecache;
 mod conformance;
 mod hostile;
 mod permissions;
+mod prepare;
 mod tools;
 mod util;

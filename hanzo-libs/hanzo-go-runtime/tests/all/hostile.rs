@@ -60,10 +60,14 @@ async fn a_child_left_running_is_killed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_bomb_is_held_at_the_pids_limit() {
-    // Only where a pids cgroup holds it: an uncontained bomb would hurt the machine.
-    if sandbox().capabilities().support(LimitKind::Processes) != Support::Enforced {
-        return;
-    }
+    // Never run uncontained (it would hurt the machine), and never pass unrun: the
+    // suite's hosts (scripts/test.sh) have a pids cgroup, so its absence is a failure.
+    assert_eq!(
+        sandbox().capabilities().support(LimitKind::Processes),
+        Support::Enforced,
+        "no pids cgroup holds a fork bomb here: {:?}",
+        sandbox().notes()
+    );
     let mut s = spec("forkbomb", true, json!({}));
     s.limits.timeout_ms = 3_000;
     let e = run("auto", s).await;

@@ -218,13 +218,39 @@ print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
 
-/// Kills the index server when the test ends, passed or not.
-struct Server(std::process::Child);
+/// The index server of [`PTH_INDEX`]; kills it when the test ends, passed or not.
+struct Server {
+    child: std::process::Child,
+    /// The index's files, removed with the server.
+    _index: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts the server; returns it and its loopback port.
+    fn start() -> (Server, u16) {
+        let index = tempfile::tempdir().unwrap();
+        let python = hanzo_testkit::toolchain("python3");
+        let mut child = std::process::Command::new(&python)
+            .args(["-I", "-c", PTH_INDEX])
+            .arg(index.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let server = Server { child, _index: index };
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
+        let port: u16 = line.trim().parse().expect("the index server's port");
+        (server, port)
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -238,21 +264,7 @@ async fn a_pth_file_in_a_wheel_does_not_run_at_install() {
     if !alone_in_process("deps::a_pth_file_in_a_wheel_does_not_run_at_install") {
         return;
     }
-    let index = tempfile::tempdir().unwrap();
-    let python = hanzo_testkit::toolchain("python3");
-    let mut child = std::process::Command::new(&python)
-        .args(["-I", "-c", PTH_INDEX])
-        .arg(index.path())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let server = Server(child);
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
-    let port: u16 = line.trim().parse().expect("the index server's port");
+    let (server, port) = Server::start();
     // SAFETY: this test is alone in its process (checked above) and no other thread
     // reads the environment while it is changed, before the runtime exists.
     unsafe {
@@ -311,4 +323,75 @@ async fn a_pth_file_in_a_wheel_does_not_run_at_install() {
         );
     }
     assert!(n.leftovers().is_empty() && lock_files(&n).is_empty());
+}
+
+/// A job's environment steers only its tool, never the installer: `UV_INDEX_URL`
+/// pointing at an index that has the package would make the install succeed if it
+/// reached uv. The node's own index (the operator's `UV_INDEX_URL`) is a closed
+/// loopback port, so nothing leaves the machine either way.
+#[tokio::test]
+async fn the_jobs_environment_never_reaches_the_installer() {
+    if !alone_in_process("deps::the_jobs_environment_never_reaches_the_installer") {
+        return;
+    }
+    let (server, port) = Server::start();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    // SAFETY: alone in this process (checked above), before the runtime exists.
+    unsafe {
+        for k in ["UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_OFFLINE"] {
+            std::env::remove_var(k);
+        }
+        std::env::set_var("UV_INDEX_URL", format!("http://127.0.0.1:{closed}/"));
+    }
+    let n = Node::new();
+    let p = n.script(
+        "steer.py",
+        "# /// script\n# dependencies = [\"hanzo-pth-probe\"]\n# ///\nimport hanzo_pth_probe\ndef run(p): return 1\n",
+    );
+    let mut spec = n.job(&p);
+    for (k, v) in [
+        ("UV_INDEX_URL", format!("http://127.0.0.1:{port}/")),
+        ("UV_DEFAULT_INDEX", format!("http://127.0.0.1:{port}/")),
+        ("UV_NO_CONFIG", "0".into()),
+        ("PIP_INDEX_URL", format!("http://127.0.0.1:{port}/")),
+    ] {
+        spec.env.insert(k.into(), v);
+    }
+    let ex = n.run(spec).await;
+    drop(server);
+    let e = err(&ex);
+    assert!(e.to_string().contains("cannot install"), "{e}");
+    assert!(n.envs().is_empty() && n.leftovers().is_empty());
+}
+
+/// Installing runs uv on tool-controlled input (the dependency list), so it runs in the
+/// sandbox or not at all: without bubblewrap the job is refused (exit 4), and uv never
+/// starts on the host. (`UV_OFFLINE` keeps a uv that did start from the network.)
+#[tokio::test]
+async fn without_bubblewrap_nothing_is_installed() {
+    if !alone_in_process("deps::without_bubblewrap_nothing_is_installed") {
+        return;
+    }
+    // SAFETY: alone in this process (checked above), before the runtime exists.
+    unsafe { std::env::set_var("UV_OFFLINE", "1") };
+    let plain = hanzo_sandbox::Sandbox::detect_with(hanzo_sandbox::Options {
+        allow_bwrap: false,
+        ..Default::default()
+    });
+    let n = Node::with_sandbox(std::sync::Arc::new(plain), &Default::default());
+    let ex = n
+        .run_script(
+            "plain.py",
+            "# /// script\n# dependencies = [\"tabulate\"]\n# ///\ndef run(p): return 1\n",
+            json!({}),
+        )
+        .await;
+    let e = err(&ex);
+    assert_eq!(e.exit_code(), 4, "{e}");
+    assert!(e.to_string().contains("bubblewrap"), "{e}");
+    assert!(n.envs().is_empty() && n.leftovers().is_empty());
 }

@@ -1,6 +1,6 @@
 //! Hostile tools: each is stopped with the right error and leaves no process behind.
 
-use crate::util::{Node, err, ok};
+use crate::util::{Node, err, ok, sandbox};
 use hanzo_compute::{ComputeError, LimitKind, Runtime, Support};
 use hanzo_testkit::{assert_no_process, marker};
 use serde_json::json;
@@ -68,9 +68,14 @@ async fn spin_is_stopped_at_the_timeout() {
 #[tokio::test]
 async fn memory_hog_hits_the_memory_limit() {
     let n = Node::new();
-    if n.rt.capabilities().support(LimitKind::Memory) != Support::Enforced {
-        return;
-    }
+    // The suite's hosts (scripts/test.sh) have a memory cgroup: a test that returned
+    // early without one would pass without testing anything.
+    assert_eq!(
+        n.rt.capabilities().support(LimitKind::Memory),
+        Support::Enforced,
+        "no memory cgroup here: {:?}",
+        sandbox().notes()
+    );
     let (p, m) = marked(
         &n,
         "def run(p):\n    hog = []\n    while True:\n        hog.append(b'x' * (1 << 20))\n",
@@ -97,11 +102,14 @@ async fn memory_hog_hits_the_memory_limit() {
 #[tokio::test]
 async fn fork_bomb_hits_the_process_limit() {
     let n = Node::new();
-    // SAFETY of the test machine: only where a pids cgroup holds the bomb.
-    if n.rt.capabilities().support(LimitKind::Processes) != Support::Enforced {
-        eprintln!("skipped: processes are not enforced here");
-        return;
-    }
+    // SAFETY of the test machine: never run where no pids cgroup holds the bomb, and
+    // never pass unrun: the suite's hosts (scripts/test.sh) have one.
+    assert_eq!(
+        n.rt.capabilities().support(LimitKind::Processes),
+        Support::Enforced,
+        "no pids cgroup holds a fork bomb here: {:?}",
+        sandbox().notes()
+    );
     let (p, m) = marked(
         &n,
         "import os\ndef run(p):\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n",

@@ -30,9 +30,14 @@ impl Node {
     }
 
     pub fn with_config(config: &PythonConfig) -> Node {
+        Self::with_sandbox(sandbox(), config)
+    }
+
+    /// A runtime on `sandbox` instead of the host's default one.
+    pub fn with_sandbox(sandbox: Arc<Sandbox>, config: &PythonConfig) -> Node {
         let data = tempfile::tempdir().expect("tempdir");
         let rt = Arc::new(PythonRuntime::new(
-            sandbox(),
+            sandbox,
             config,
             data.path(),
             DEFAULT_PIDS_LIMIT,
