@@ -204,32 +204,30 @@ impl DenoRuntime {
         self.root.join("gen").join(hash)
     }
 
-    /// deno's version, asked once (`deno --version`).
+    /// deno's version, asked once (`deno --version`). Blocking the first time: async
+    /// code calls [`probe_version`](Self::probe_version) first.
     pub fn version(&self) -> Result<&DenoVersion, String> {
         self.version
             .get_or_init(|| {
                 let deno = self.deno.as_ref().map_err(|e| format!("{e}; {INSTALL_ADVICE}"))?;
-                let out = Command::new(deno)
-                    .arg("--version")
-                    .env("NO_COLOR", "1")
-                    .env("DENO_NO_UPDATE_CHECK", "1")
-                    .stdin(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .output()
-                    .map_err(|e| format!("{} does not run: {e}; {INSTALL_ADVICE}", deno.display()))?;
-                let text = String::from_utf8_lossy(&out.stdout);
-                match DenoVersion::parse(&text) {
-                    Some(v) if out.status.success() => Ok(v),
-                    _ => Err(format!(
-                        "{} --version failed ({}): {}; {INSTALL_ADVICE}",
-                        deno.display(),
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )),
-                }
+                ask_version(deno)
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// Asks `deno --version` on a blocking thread, once, so that [`version`](Self::version)
+    /// then answers without running anything: an async worker must not wait for a
+    /// process.
+    async fn probe_version(&self) {
+        if self.version.get().is_some() {
+            return;
+        }
+        // A missing binary is reported by `version` itself, without running anything.
+        let Ok(deno) = self.deno.clone() else { return };
+        if let Ok(v) = tokio::task::spawn_blocking(move || ask_version(&deno)).await {
+            let _ = self.version.set(v);
+        }
     }
 
     /// Whether runs share the module cache: only with bubblewrap, which can show it
@@ -521,6 +519,28 @@ fn deno_error(stderr: &[u8]) -> String {
         .unwrap_or_else(|| "deno failed without a message".into())
 }
 
+/// Runs `deno --version` and parses it; blocking.
+fn ask_version(deno: &Path) -> Result<DenoVersion, String> {
+    let out = Command::new(deno)
+        .arg("--version")
+        .env("NO_COLOR", "1")
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{} does not run: {e}; {INSTALL_ADVICE}", deno.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match DenoVersion::parse(&text) {
+        Some(v) if out.status.success() => Ok(v),
+        _ => Err(format!(
+            "{} --version failed ({}): {}; {INSTALL_ADVICE}",
+            deno.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
+}
+
 #[async_trait::async_trait]
 impl Runtime for DenoRuntime {
     fn kind(&self) -> RuntimeKind {
@@ -567,6 +587,7 @@ impl Runtime for DenoRuntime {
         if let Err(e) = &self.deno {
             return Health::unavailable(format!("deno: {e}; {INSTALL_ADVICE}"));
         }
+        self.probe_version().await;
         match self.version() {
             Ok(v) => Health::ok(v.deno.clone()),
             Err(e) => Health::unavailable(format!("deno: {e}")),
@@ -574,6 +595,7 @@ impl Runtime for DenoRuntime {
     }
 
     async fn execute(&self, job: &Job) -> Execution {
+        self.probe_version().await;
         let deno = match self.deno_or_unavailable() {
             Ok(d) => d,
             Err(e) => return Execution::rejected(&job.spec, e),

@@ -61,7 +61,8 @@ impl Package {
                 ))
             })?
             .to_path_buf();
-        let go_mod = std::fs::read_to_string(module.join("go.mod"))
+        let go_mod = hanzo_compute::files::read_capped(&module.join("go.mod"), MAX_BYTES)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| bad(format!("cannot read {}: {e}", module.join("go.mod").display())))?;
         let mut roots = vec![module.clone()];
         for target in local_replacements(&go_mod) {
