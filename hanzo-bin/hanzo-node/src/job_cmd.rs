@@ -418,23 +418,32 @@ fn print_job(job: &Value) {
     }
 }
 
+/// The listing's rows carry no output, only its size (`output_bytes`); `job get`
+/// shows the output itself.
 fn print_table(jobs: &[Value]) {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
-            ["id", "status", "runtime", "created_at"]
+            ["id", "status", "runtime", "created_at", "output_bytes"]
                 .iter()
                 .map(|k| cell(&j[*k]))
                 .chain([cell(&j["spec"]["source"])])
                 .collect()
         })
         .collect();
-    print_columns(&["ID", "STATUS", "RUNTIME", "CREATED", "SOURCE"], &rows);
+    print_columns(
+        &["ID", "STATUS", "RUNTIME", "CREATED", "OUTPUT BYTES", "SOURCE"],
+        &rows,
+    );
 }
 
 /// A table cell: the string, or `-`.
 pub(crate) fn cell(v: &Value) -> String {
-    v.as_str().map(str::to_string).unwrap_or_else(|| "-".into())
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => "-".into(),
+    }
 }
 
 /// Prints a header and rows in columns two spaces apart; the last column is not padded.

@@ -1,13 +1,122 @@
 //! The scheduler's hooks: every start and end of a job is recorded in the store, and
 //! callers waiting for a job (`execute`, `?wait=true`) are told when it ended.
+//!
+//! A store write that fails (a full disk, an I/O error) is retried with backoff
+//! ([`WRITE_ATTEMPTS`]); one that still fails is counted
+//! (`hanzo_store_write_failures_total{op}` in `/metrics`) and, for a job's end, the
+//! job is recorded `failed` without its output, logs or receipt if that smaller write
+//! goes through (an output too large for the disk left then). While the store cannot
+//! commit even that, [`StoreHealth`] makes `/healthz` answer 503 until a write (or the
+//! probe `/healthz` makes) goes through again.
 
 use crate::logs::LiveLogs;
 use crate::metrics::Durations;
-use hanzo_compute::{Job, JobOutcome};
+use hanzo_compute::{ComputeError, Job, JobOutcome};
 use hanzo_jobstore::JobStore;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// Attempts of one store write from the hooks: the first and four retries, waiting
+/// 0.1, 0.2, 0.4 and 0.8 s between them (1.5 s in all). Bounded because the job's
+/// slot is held meanwhile, and a store that fails for longer is an operator's matter.
+pub(crate) const WRITE_ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+
+/// How often `/healthz` re-tries the store with a probe write while it is failing.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Whether the store's writes go through, as learned from the writes themselves.
+#[derive(Default)]
+pub(crate) struct StoreHealth {
+    /// Writes that failed for good, by operation (`start`, `finish`, `submit`).
+    failures: Mutex<BTreeMap<&'static str, u64>>,
+    /// The error of the last write, while the last write failed.
+    failing: Mutex<Option<String>>,
+    last_probe: Mutex<Option<Instant>>,
+}
+
+impl StoreHealth {
+    /// Records how a write ended and hands its result back.
+    pub(crate) fn track<T>(
+        &self,
+        op: &'static str,
+        r: Result<T, hanzo_jobstore::Error>,
+    ) -> Result<T, hanzo_jobstore::Error> {
+        match &r {
+            Ok(_) => self.ok(),
+            Err(e) => self.failed(op, e),
+        }
+        r
+    }
+
+    fn ok(&self) {
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn failed(&self, op: &'static str, e: &hanzo_jobstore::Error) {
+        *self
+            .failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(op)
+            .or_default() += 1;
+        *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+    }
+
+    /// Write failures so far, by operation (for `/metrics`).
+    pub(crate) fn failures(&self) -> BTreeMap<&'static str, u64> {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Why the store cannot write, while its last write failed. At most every
+    /// [`PROBE_EVERY`] it first tries a probe write, so that the node reports healthy
+    /// again once the store recovers, even when no job comes to write.
+    pub(crate) async fn check(&self, store: &JobStore) -> Option<String> {
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).as_ref()?;
+        let due = {
+            let mut last = self.last_probe.lock().unwrap_or_else(|p| p.into_inner());
+            let due = last.is_none_or(|t| t.elapsed() >= PROBE_EVERY);
+            if due {
+                *last = Some(Instant::now());
+            }
+            due
+        };
+        if due {
+            match store.probe().await {
+                Ok(()) => self.ok(),
+                Err(e) => *self.failing.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string()),
+            }
+        }
+        self.failing.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// Runs a store write up to [`WRITE_ATTEMPTS`] times with doubling waits.
+async fn retried<T, F, Fut>(id: &str, what: &str, mut write: F) -> Result<T, hanzo_jobstore::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, hanzo_jobstore::Error>>,
+{
+    let mut wait = FIRST_BACKOFF;
+    let mut attempt = 1;
+    loop {
+        match write().await {
+            Ok(v) => return Ok(v),
+            Err(e) if attempt >= WRITE_ATTEMPTS => return Err(e),
+            Err(e) => {
+                eprintln!(
+                    "hanzo-node: job {id}: cannot record its {what} (attempt {attempt}, retrying): {e}"
+                );
+                tokio::time::sleep(wait).await;
+                wait *= 2;
+                attempt += 1;
+            }
+        }
+    }
+}
 
 /// Hooks that keep the job store in step with the scheduler.
 pub struct StoreHooks {
@@ -16,6 +125,8 @@ pub struct StoreHooks {
     pub(crate) durations: Durations,
     /// The live logs of the jobs that have not ended.
     pub(crate) live: LiveLogs,
+    /// Whether store writes go through.
+    pub(crate) health: StoreHealth,
 }
 
 impl StoreHooks {
@@ -26,6 +137,7 @@ impl StoreHooks {
             waiters: Mutex::new(HashMap::new()),
             durations: Durations::default(),
             live: LiveLogs::default(),
+            health: StoreHealth::default(),
         }
     }
 
@@ -63,7 +175,8 @@ impl hanzo_scheduler::Hooks for StoreHooks {
     async fn starting(&self, job: &Job) -> bool {
         // Run only once `running` is committed: after a crash the store then knows the
         // job may have run, and never starts it a second time unless retries allow.
-        match self.store.start(&job.id).await {
+        let started = retried(&job.id, "start", || self.store.start(&job.id)).await;
+        match self.health.track("start", started) {
             Ok(true) => true,
             Ok(false) => {
                 // Cancelled meanwhile: no `finished` follows, so wake waiters here.
@@ -72,6 +185,18 @@ impl hanzo_scheduler::Hooks for StoreHooks {
             }
             Err(e) => {
                 eprintln!("hanzo-node: job {}: cannot record its start: {e}", job.id);
+                // It does not run. End it as failed if the store takes that; otherwise
+                // it stays queued there, and the node runs it after a restart.
+                let failed = JobOutcome {
+                    job_id: job.id.clone(),
+                    result: Err(ComputeError::internal(format!(
+                        "the job store could not record the job's start: {e}"
+                    ))),
+                    usage: Default::default(),
+                    logs: Vec::new(),
+                    receipt: None,
+                };
+                let _ = self.health.track("finish", self.store.finish(&failed).await);
                 self.wake(&job.id);
                 false
             }
@@ -79,8 +204,28 @@ impl hanzo_scheduler::Hooks for StoreHooks {
     }
 
     async fn finished(&self, job: &Job, outcome: &JobOutcome) {
-        if let Err(e) = self.store.finish(outcome).await {
+        let stored = retried(&job.id, "end", || self.store.finish(outcome)).await;
+        if let Err(e) = self.health.track("finish", stored) {
             eprintln!("hanzo-node: job {}: cannot record its end: {e}", job.id);
+            // The output or the logs may be what does not fit (a full disk): record the
+            // job as failed without them, so that it does not stay `running` and its
+            // waiters read why. The receipt stays out too: it vouches for an output the
+            // store does not hold.
+            let failed = JobOutcome {
+                job_id: job.id.clone(),
+                result: Err(ComputeError::internal(format!(
+                    "the job store could not record the job's result: {e}"
+                ))),
+                usage: outcome.usage.clone(),
+                logs: Vec::new(),
+                receipt: None,
+            };
+            if let Err(e) = self.health.track("finish", self.store.finish(&failed).await) {
+                eprintln!(
+                    "hanzo-node: job {}: cannot record its failure either ({e}); it stays running in the store until the node restarts",
+                    job.id
+                );
+            }
         }
         if outcome.receipt.is_some() {
             // Only jobs that ran have a duration worth a histogram.

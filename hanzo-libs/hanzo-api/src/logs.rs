@@ -24,7 +24,7 @@
 use crate::State;
 use crate::error::ApiError;
 use crate::routes::schemas::{ErrorReply, LogEvent};
-use crate::routes::{Segment, flag, query};
+use crate::routes::{Segment, flag, query, read_store};
 use axum::Extension;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{ConnectInfo, Query, State as AxState};
@@ -243,9 +243,9 @@ pub(crate) async fn job_logs(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if !(flag(&q, "follow")? || wants_events) {
-        let logs = state
-            .store
-            .logs(&id)?
+        let key = id.clone();
+        let logs = read_store(&state, move |s| s.logs(&key))
+            .await?
             .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
         return Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], logs).into_response());
     }
@@ -260,7 +260,8 @@ pub(crate) async fn job_logs(
     // 404 now rather than an empty stream. A job with a live buffer exists; one without
     // must be in the store.
     let live = state.hooks.live.get(&id);
-    if live.is_none() && state.store.get(&id)?.is_none() {
+    let key = id.clone();
+    if live.is_none() && read_store(&state, move |s| s.get_summary(&key)).await?.is_none() {
         return Err(ApiError::not_found(format!("id: no job {id}")));
     }
     // One token is shared by every client, so a client is its address. Without
@@ -297,10 +298,9 @@ pub(crate) async fn job_logs(
     lines.after_cr = match &live {
         Some(l) => l.cr_before(offset),
         None => {
-            offset
-                .checked_sub(1)
-                .and_then(|i| state.store.logs(&id).ok().flatten()?.get(i).copied())
-                == Some(b'\r')
+            let key = id.clone();
+            let stored = read_store(&state, move |s| s.logs(&key)).await.ok().flatten();
+            offset.checked_sub(1).and_then(|i| stored?.get(i).copied()) == Some(b'\r')
         }
     };
     let follow_limits = state.follow;
@@ -428,9 +428,15 @@ impl Follow {
             return;
         }
         // No live buffer (any more): the store has the job.
-        match self.state.store.get(&self.id) {
+        let key = self.id.clone();
+        match read_store(&self.state, move |s| s.get_summary(&key)).await {
             Ok(Some(r)) if r.status.is_terminal() => {
-                let logs = self.state.store.logs(&self.id).ok().flatten().unwrap_or_default();
+                let key = self.id.clone();
+                let logs = read_store(&self.state, move |s| s.logs(&key))
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 self.stored = Some((r, logs));
             }
             Ok(Some(_)) => {
@@ -446,7 +452,7 @@ impl Follow {
             Ok(None) => self.end(
                 json!({"id": self.id, "status": "unknown", "error": "the job is no longer in the store"}),
             ),
-            Err(e) => self.end(json!({"id": self.id, "status": "unknown", "error": e.to_string()})),
+            Err(e) => self.end(json!({"id": self.id, "status": "unknown", "error": e.message})),
         }
     }
 

@@ -41,7 +41,12 @@ impl Durations {
     }
 }
 
-pub(crate) fn render(counts: &Counts, snap: &Snapshot, durations: &Durations) -> String {
+pub(crate) fn render(
+    counts: &Counts,
+    snap: &Snapshot,
+    durations: &Durations,
+    health: &crate::hooks::StoreHealth,
+) -> String {
     let mut out = String::new();
     let o = &mut out;
     let _ = writeln!(o, "# HELP hanzo_jobs Jobs in the store by runtime and status.");
@@ -102,6 +107,16 @@ pub(crate) fn render(counts: &Counts, snap: &Snapshot, durations: &Durations) ->
     let _ = writeln!(o, "# TYPE hanzo_jobs_rejected_total counter");
     for (code, n) in &snap.counters.rejected {
         let _ = writeln!(o, "hanzo_jobs_rejected_total{{code=\"{code}\"}} {n}");
+    }
+    let _ = writeln!(
+        o,
+        "# HELP hanzo_store_write_failures_total Job store writes that failed for good (after retries), by operation."
+    );
+    let _ = writeln!(o, "# TYPE hanzo_store_write_failures_total counter");
+    let failures = health.failures();
+    for op in ["start", "finish", "submit"] {
+        let n = failures.get(op).copied().unwrap_or(0);
+        let _ = writeln!(o, "hanzo_store_write_failures_total{{op=\"{op}\"}} {n}");
     }
     let _ = writeln!(
         o,

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hanzo_compute::{Job, JobSpec, RuntimeKind};
-use hanzo_jobstore::{CancelOutcome, JobRecord, JobStatus, ListFilter, Page};
+use hanzo_jobstore::{CancelOutcome, JobRecord, JobStatus, JobStore, ListFilter, Page};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -205,10 +205,72 @@ fn parse_spec(bytes: &[u8]) -> ApiResult<JobSpec> {
     })
 }
 
-fn view(r: &JobRecord) -> Value {
+pub(crate) fn view(r: &JobRecord) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({"id": r.id}));
     v["runtime"] = json!(r.spec.runtime);
     v
+}
+
+/// A row of `GET /v1/jobs`: the job without `output` (its size is `output_bytes`).
+pub(crate) fn list_row(r: &JobRecord) -> Value {
+    let mut v = view(r);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("output");
+    }
+    v
+}
+
+/// Runs a store read on a blocking thread: SQLite calls (and the file reads under
+/// them) must not hold an async worker, which would stall every other request on it.
+pub(crate) async fn read_store<T: Send + 'static>(
+    state: &State,
+    read: impl FnOnce(&JobStore) -> hanzo_jobstore::Result<T> + Send + 'static,
+) -> ApiResult<T> {
+    let store = state.store.clone();
+    Ok(tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .map_err(ApiError::internal)??)
+}
+
+/// One job as an answer (`GET /v1/jobs/{id}`, `execute`, `?wait=true`, cancel).
+///
+/// The output is the one large part (up to the job's output cap), so it is never
+/// parsed or re-serialised here: the store reads its JSON text into one buffer, and
+/// the body is sent as three pieces, the rest of the job as JSON, `"output":` and
+/// that buffer, and the closing brace. The node thus holds about one copy of the
+/// output per answer in flight, where parse, view and serialise held four.
+pub(crate) async fn job_answer(state: &State, id: &str, status: StatusCode) -> ApiResult {
+    let key = id.to_string();
+    let raw = read_store(state, move |s| s.get_raw(&key))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
+    let mut head = serde_json::to_vec(&list_row(&raw.record)).map_err(ApiError::internal)?;
+    // `head` is an object; reopen it to add the output as the last member.
+    if head.pop() != Some(b'}') {
+        return Err(ApiError::internal(format!(
+            "job {id}: its record is not an object"
+        )));
+    }
+    head.extend_from_slice(if head.len() > 1 {
+        b",\"output\":"
+    } else {
+        b"\"output\":"
+    });
+    let output = raw.output.unwrap_or_else(|| b"null".to_vec());
+    let len = head.len() + output.len() + 1;
+    let chunks = [Bytes::from(head), Bytes::from(output), Bytes::from_static(b"}")];
+    let body = axum::body::Body::from_stream(futures_util::stream::iter(
+        chunks.map(Ok::<_, std::convert::Infallible>),
+    ));
+    Ok((
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+        ],
+        body,
+    )
+        .into_response())
 }
 
 pub(crate) fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
@@ -221,12 +283,16 @@ pub(crate) fn flag(q: &HashMap<String, String>, name: &str) -> ApiResult<bool> {
     }
 }
 
-/// 200 while the node can take jobs: at least one runtime registered and room in the
-/// queue; 503 otherwise.
+/// 200 while the node can take jobs: at least one runtime registered, room in the
+/// queue, and the job store's writes going through; 503 otherwise.
 #[utoipa::path(get, path = "/healthz", responses(
     (status = 200, description = "The node can take jobs", body = Healthy),
-    (status = 503, description = "unavailable: no runtime, or the queue is full", body = ErrorReply)))]
+    (status = 503, description = "unavailable: no runtime, the queue is full, or the job store cannot write", body = ErrorReply)))]
 async fn healthz(AxState(state): S) -> Response {
+    if let Some(why) = state.hooks.health.check(&state.store).await {
+        let why = format!("the job store cannot write: {why}");
+        return ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", why).into_response();
+    }
     let snap = state.scheduler.snapshot();
     let runtimes = state.scheduler.compute().runtimes().count();
     if runtimes > 0 && snap.queued < snap.queue_capacity {
@@ -294,7 +360,10 @@ pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> Api
     // Every check (spec, capacity, runtime health, queue room) before anything is
     // stored: a refused job leaves no trace, an accepted one has its queue place.
     let permit = state.scheduler.reserve(&spec).await?;
-    let record = state.store.submit(spec.clone()).await?;
+    let record = state
+        .hooks
+        .health
+        .track("submit", state.store.submit(spec.clone()).await)?;
     let id = record.id.clone();
     let done = wait.then(|| state.hooks.wait_for(&id));
     let job = Job::with_id(id.clone(), spec).with_log_sink(state.hooks.live.open(&id));
@@ -317,11 +386,13 @@ pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> Api
         None => Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "queued"}))).into_response()),
         Some(done) => {
             let _ = done.await;
-            let record = state
-                .store
-                .get(&id)?
-                .ok_or_else(|| ApiError::internal(format!("job {id} vanished from the store")))?;
-            Ok(Json(view(&record)).into_response())
+            job_answer(state, &id, StatusCode::OK).await.map_err(|e| {
+                if e.status == StatusCode::NOT_FOUND {
+                    ApiError::internal(format!("job {id} vanished from the store"))
+                } else {
+                    e
+                }
+            })
         }
     }
 }
@@ -375,16 +446,9 @@ async fn list_jobs(
             other => return Err(ApiError::invalid(format!("{other}: unknown query parameter"))),
         }
     }
-    let page = state.store.list(filter, page)?;
-    let jobs: Vec<Value> = page.jobs.iter().map(view).collect();
+    let page = read_store(&state, move |s| s.list(filter, page)).await?;
+    let jobs: Vec<Value> = page.jobs.iter().map(list_row).collect();
     Ok(Json(json!({"jobs": jobs, "next": page.next.map(|c| c.to_string())})).into_response())
-}
-
-fn record(state: &State, id: &str) -> ApiResult<JobRecord> {
-    state
-        .store
-        .get(id)?
-        .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))
 }
 
 /// One job: status (queued|running|succeeded|failed|cancelled), output, error,
@@ -395,7 +459,7 @@ fn record(state: &State, id: &str) -> ApiResult<JobRecord> {
         (status = 400, description = "invalid_input: the id is not valid in a path", body = ErrorReply),
         (status = 404, description = "not_found", body = ErrorReply)))]
 async fn get_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
-    Ok(Json(view(&record(&state, &id)?)).into_response())
+    job_answer(&state, &id, StatusCode::OK).await
 }
 
 /// Cancels a job: a queued one at once; a running one is stopped (its instance,
@@ -426,7 +490,7 @@ async fn cancel_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
             StatusCode::ACCEPTED
         }
     };
-    Ok((status, Json(view(&record(&state, &id)?))).into_response())
+    job_answer(&state, &id, status).await
 }
 
 /// Stores a WASM module (binary or WAT text, up to 64 MiB) in the content store; jobs
@@ -514,7 +578,12 @@ async fn metrics(AxState(state): S) -> ApiResult {
     let counts = tokio::task::spawn_blocking(move || store.counts())
         .await
         .map_err(ApiError::internal)??;
-    let text = crate::metrics::render(&counts, &state.scheduler.snapshot(), &state.hooks.durations);
+    let text = crate::metrics::render(
+        &counts,
+        &state.scheduler.snapshot(),
+        &state.hooks.durations,
+        &state.hooks.health,
+    );
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

@@ -5,7 +5,7 @@
 
 use crate::error::ApiError;
 use crate::routes::schemas::{ErrorReply, Job as JobView, Queued, Tool, ToolDefinition, ToolList};
-use crate::routes::{Segment, body, flag, query, submit_spec};
+use crate::routes::{Segment, body, flag, query, read_store, submit_spec};
 use crate::{MAX_TOOL_BODY, State};
 use axum::Json;
 use axum::Router;
@@ -121,10 +121,10 @@ fn parse_tool(bytes: &[u8]) -> ApiResult<ToolSpec> {
     })
 }
 
-fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
-    state
-        .store
-        .get_tool(name)?
+async fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
+    let key = name.to_string();
+    read_store(state, move |s| s.get_tool(&key))
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("name: no tool {name}")))
 }
 
@@ -164,7 +164,7 @@ async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> A
 #[utoipa::path(get, path = "/v1/tools",
     responses((status = 200, description = "Every tool, by name", body = ToolList)))]
 async fn list_tools(AxState(state): S) -> ApiResult {
-    let tools = state.store.list_tools()?;
+    let tools = read_store(&state, |s| s.list_tools()).await?;
     Ok(Json(json!({ "tools": tools })).into_response())
 }
 
@@ -175,7 +175,7 @@ async fn list_tools(AxState(state): S) -> ApiResult {
         (status = 400, description = "invalid_input: the name is not valid in a path", body = ErrorReply),
         (status = 404, description = "not_found", body = ErrorReply)))]
 async fn get_tool(AxState(state): S, Segment(name): Segment) -> ApiResult {
-    Ok(Json(json!(stored(&state, &name)?)).into_response())
+    Ok(Json(json!(stored(&state, &name).await?)).into_response())
 }
 
 /// Removes a tool. Jobs already submitted through it are kept and run.
@@ -222,7 +222,7 @@ async fn call_tool(
     if let Some(k) = q.keys().find(|k| *k != "wait") {
         return Err(ApiError::invalid(format!("{k}: unknown query parameter")));
     }
-    let tool = stored(&state, &name)?;
+    let tool = stored(&state, &name).await?;
     let bytes = body(b)?;
     let params: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         json!({})

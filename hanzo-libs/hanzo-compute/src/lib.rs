@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod config;
 pub mod conformance;
 mod error;
+pub mod files;
 mod job;
 pub mod keys;
 mod limits;

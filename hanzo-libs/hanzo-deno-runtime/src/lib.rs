@@ -204,34 +204,31 @@ impl DenoRuntime {
         self.root.join("gen").join(hash)
     }
 
-    /// deno's version, asked once (`deno --version`).
+    /// deno's version, asked once (`deno --version`). Blocking the first time: async
+    /// code calls [`probe_version`](Self::probe_version) first.
     pub fn version(&self) -> Result<&DenoVersion, String> {
         self.version
             .get_or_init(|| {
                 let deno = self.deno.as_ref().map_err(|e| format!("{e}; {INSTALL_ADVICE}"))?;
-                // A host-side probe: a clean environment (no DENO_* or LD_* of
-                // whoever started the node), HOME at the runtime's own directory.
-                let out = hanzo_sandbox::toolchain::host_command(deno)
-                    .arg("--version")
-                    .env("HOME", &self.root)
-                    .env("NO_COLOR", "1")
-                    .env("DENO_NO_UPDATE_CHECK", "1")
-                    .stderr(Stdio::piped())
-                    .output()
-                    .map_err(|e| format!("{} does not run: {e}; {INSTALL_ADVICE}", deno.display()))?;
-                let text = String::from_utf8_lossy(&out.stdout);
-                match DenoVersion::parse(&text) {
-                    Some(v) if out.status.success() => Ok(v),
-                    _ => Err(format!(
-                        "{} --version failed ({}): {}; {INSTALL_ADVICE}",
-                        deno.display(),
-                        out.status,
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    )),
-                }
+                ask_version(deno, &self.root)
             })
             .as_ref()
             .map_err(Clone::clone)
+    }
+
+    /// Asks `deno --version` on a blocking thread, once, so that [`version`](Self::version)
+    /// then answers without running anything: an async worker must not wait for a
+    /// process.
+    async fn probe_version(&self) {
+        if self.version.get().is_some() {
+            return;
+        }
+        // A missing binary is reported by `version` itself, without running anything.
+        let Ok(deno) = self.deno.clone() else { return };
+        let home = self.root.clone();
+        if let Ok(v) = tokio::task::spawn_blocking(move || ask_version(&deno, &home)).await {
+            let _ = self.version.set(v);
+        }
     }
 
     /// Whether runs share the module cache: only with bubblewrap, which can show it
@@ -514,15 +511,6 @@ impl DenoRuntime {
     }
 }
 
-/// Runs blocking work (the one `deno --version` probe) without stalling the executor
-/// on a multi-threaded runtime.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
-    }
-}
-
 /// The tool's path as a JS string literal (serde_json writes a valid one for any path).
 fn tool_literal(tool: &ToolSource) -> String {
     serde_json::Value::String(format!("./{}", tool.work_path)).to_string()
@@ -550,6 +538,31 @@ fn deno_error(stderr: &[u8]) -> String {
         })
         .or_else(|| hanzo_compute::stdio::last_log_line(stderr))
         .unwrap_or_else(|| "deno failed without a message".into())
+}
+
+/// Runs `deno --version` and parses it; blocking.
+fn ask_version(deno: &Path, home: &Path) -> Result<DenoVersion, String> {
+    // A host-side probe: a clean environment (no DENO_* or LD_* of whoever started the
+    // node), HOME at the runtime's own directory.
+    let out = hanzo_sandbox::toolchain::host_command(deno)
+        .arg("--version")
+        .env("HOME", home)
+        .env("NO_COLOR", "1")
+        .env("DENO_NO_UPDATE_CHECK", "1")
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| format!("{} does not run: {e}; {INSTALL_ADVICE}", deno.display()))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    match DenoVersion::parse(&text) {
+        Some(v) if out.status.success() => Ok(v),
+        _ => Err(format!(
+            "{} --version failed ({}): {}; {INSTALL_ADVICE}",
+            deno.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+    }
 }
 
 #[async_trait::async_trait]
@@ -598,15 +611,16 @@ impl Runtime for DenoRuntime {
         if let Err(e) = &self.deno {
             return Health::unavailable(format!("deno: {e}; {INSTALL_ADVICE}"));
         }
-        match blocking(|| self.version()) {
+        self.probe_version().await;
+        match self.version() {
             Ok(v) => Health::ok(v.deno.clone()),
             Err(e) => Health::unavailable(format!("deno: {e}")),
         }
     }
 
     async fn execute(&self, job: &Job) -> Execution {
-        // The first call runs `deno --version` (once): off the async workers.
-        let deno = match blocking(|| self.deno_or_unavailable()) {
+        self.probe_version().await;
+        let deno = match self.deno_or_unavailable() {
             Ok(d) => d,
             Err(e) => return Execution::rejected(&job.spec, e),
         };

@@ -64,7 +64,11 @@ impl ToolSource {
                 meta.len()
             )));
         }
-        let bytes = std::fs::read(path).map_err(|e| ComputeError::invalid(format!("{source}: {e}")))?;
+        // Checked again on the opened file: the path may have been swapped meanwhile.
+        let bytes = hanzo_compute::files::read_capped(path, MAX_SOURCE_BYTES).map_err(|e| match e {
+            hanzo_compute::files::CappedReadError::Io(e) => ComputeError::invalid(format!("{source}: {e}")),
+            e => ComputeError::invalid(format!("{source}: {e}")),
+        })?;
         let hash = hex::encode(Sha256::digest(&bytes));
         // Keep the author's file name (it shows in stack traces) when it is plain.
         let name = path

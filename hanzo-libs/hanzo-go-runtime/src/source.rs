@@ -97,7 +97,8 @@ impl Package {
                 ))
             })?
             .to_path_buf();
-        let go_mod = std::fs::read_to_string(module.join("go.mod"))
+        let go_mod = hanzo_compute::files::read_capped(&module.join("go.mod"), MAX_BYTES)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
             .map_err(|e| bad(format!("cannot read {}: {e}", module.join("go.mod").display())))?;
         // The module's own tree is all a build sees ("the tool's directory"): a local
         // `replace` may point inside it, never outside, or a go.mod could show the build

@@ -10,9 +10,14 @@
 //! while the previous transaction was committing is applied in the next single
 //! transaction, and each caller is answered only after that commit. Throughput
 //! therefore grows with the number of concurrent callers, and an answer always means
-//! "committed". Reads ([`get`](JobStore::get), [`list`](JobStore::list),
+//! "committed". Reads ([`get`](JobStore::get), [`get_raw`](JobStore::get_raw),
+//! [`get_summary`](JobStore::get_summary), [`list`](JobStore::list),
 //! [`counts`](JobStore::counts), [`logs`](JobStore::logs)) use separate read-only
-//! connections, which WAL lets run alongside the writer; they are short blocking calls.
+//! connections, which WAL lets run alongside the writer; they are blocking calls (an
+//! async caller runs them on a blocking thread, e.g. `tokio::task::spawn_blocking`).
+//! Listings never load outputs, and [`get_raw`](JobStore::get_raw) reads one output
+//! into a single buffer, so what a read holds is bounded by the page size and by the
+//! one output asked for, not by what the tools printed.
 //!
 //! The same database keeps the node's named tools ([`ToolRecord`]:
 //! [`put_tool`](JobStore::put_tool), [`get_tool`](JobStore::get_tool),
@@ -43,7 +48,8 @@ mod writer;
 
 pub use error::Error;
 pub use record::{
-    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, Recovery,
+    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, RawJob,
+    Recovery,
 };
 pub use store::{Durability, INTERRUPTED, JobStore, Options, Retention};
 pub use tools::{ToolRecord, ToolSpec};

@@ -125,9 +125,15 @@ pub struct JobRecord {
     /// When it reached a terminal state.
     #[serde(with = "opt_time", default)]
     pub finished_at: Option<SystemTime>,
-    /// The tool's output, when it succeeded.
+    /// The tool's output, when it succeeded. Only [`JobStore::get`](crate::JobStore::get)
+    /// fills it in; listings and summaries leave it `None` and give
+    /// [`output_bytes`](Self::output_bytes) instead (see [`JobStore::get_raw`](crate::JobStore::get_raw)
+    /// for the output's stored JSON text).
     #[serde(default)]
     pub output: Option<Value>,
+    /// The size in bytes of the output's JSON text as stored, when there is an output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_bytes: Option<u64>,
     /// Why it failed or was cancelled.
     #[serde(default)]
     pub error: Option<JobError>,
@@ -137,6 +143,17 @@ pub struct JobRecord {
     /// Resources used, once it finished.
     #[serde(default)]
     pub usage: Option<Usage>,
+}
+
+/// A job and its output as the JSON text the store holds
+/// ([`JobStore::get_raw`](crate::JobStore::get_raw)).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawJob {
+    /// The job, with `output` left `None` (and `output_bytes` set when it has one).
+    pub record: JobRecord,
+    /// The output's JSON text exactly as [`finish`](crate::JobStore::finish) stored it
+    /// (valid JSON), when the job has an output.
+    pub output: Option<Vec<u8>>,
 }
 
 /// What [`JobStore::cancel`](crate::JobStore::cancel) did.
@@ -217,7 +234,9 @@ impl Default for Page {
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
-    /// The jobs, newest first.
+    /// The jobs, newest first, without their outputs (`output` is `None`,
+    /// `output_bytes` tells the size): a page of a thousand jobs holds no outputs, so
+    /// its memory does not grow with what the tools printed.
     pub jobs: Vec<JobRecord>,
     /// Where the next page starts; `None` when this page is the last.
     pub next: Option<Cursor>,

@@ -53,9 +53,12 @@ CREATE TABLE tools (
 );
 ";
 
-/// The columns [`decode`] reads, in order.
+/// The columns [`decode`] reads, in order. Not the output itself, only its size:
+/// `octet_length` is answered from the record header, without loading the value (an
+/// output can be as large as the node's output cap, and a page holds up to 1000 jobs).
 pub(crate) const COLUMNS: &str = "seq, id, status, priority, attempts, cancel_requested, \
-     created_at, started_at, finished_at, error_code, error_message, usage, spec, output, receipt";
+     created_at, started_at, finished_at, error_code, error_message, usage, spec, \
+     octet_length(output), receipt";
 
 /// How long a connection waits for a lock before giving up. Only a checkpoint or a
 /// second writer (there is none: the store holds a lock file) can make it wait.
@@ -148,7 +151,8 @@ pub(crate) fn from_micros(us: i64) -> SystemTime {
     }
 }
 
-/// Decodes a row selected with [`COLUMNS`]; returns the row's `seq` too.
+/// Decodes a row selected with [`COLUMNS`] (`output` is left `None`, `output_bytes`
+/// set); returns the row's `seq` too.
 pub(crate) fn decode(row: &Row<'_>) -> Result<(i64, JobRecord)> {
     let seq: i64 = row.get(0)?;
     let id: String = row.get(1)?;
@@ -186,7 +190,8 @@ pub(crate) fn decode(row: &Row<'_>) -> Result<(i64, JobRecord)> {
         created_at: from_micros(row.get(6)?),
         started_at: row.get::<_, Option<i64>>(7)?.map(from_micros),
         finished_at: row.get::<_, Option<i64>>(8)?.map(from_micros),
-        output: json(13, "output")?,
+        output: None,
+        output_bytes: row.get::<_, Option<i64>>(13)?.map(|n| n.max(0) as u64),
         error,
         receipt: json(14, "receipt")?,
         usage,

@@ -1,7 +1,8 @@
 //! The store handle: open + recovery, writes through the writer thread, reads.
 
 use crate::record::{
-    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, Recovery,
+    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, RawJob,
+    Recovery,
 };
 use crate::schema::{self, COLUMNS, micros};
 use crate::tools::{ToolRecord, ToolSpec};
@@ -322,6 +323,7 @@ impl JobStore {
             started_at: None,
             finished_at: None,
             output: None,
+            output_bytes: None,
             error: None,
             receipt: None,
             usage: None,
@@ -397,15 +399,55 @@ impl JobStore {
         }
     }
 
-    /// One job, without its logs.
+    /// One job, without its logs, with its output parsed. The output is held twice
+    /// meanwhile (its text and the parsed value); to send it on, prefer
+    /// [`get_raw`](Self::get_raw), which holds it once.
     pub fn get(&self, id: &str) -> Result<Option<JobRecord>> {
+        let Some(RawJob { mut record, output }) = self.get_raw(id)? else {
+            return Ok(None);
+        };
+        if let Some(text) = output {
+            let value = serde_json::from_slice(&text).map_err(|e| Error::Corrupt {
+                id: record.id.clone(),
+                detail: format!("output: {e}"),
+            })?;
+            record.output = Some(value);
+        }
+        Ok(Some(record))
+    }
+
+    /// One job without its logs and without its output (`output_bytes` gives its
+    /// size): its status, error, receipt and times, at a cost that does not depend on
+    /// the output.
+    pub fn get_summary(&self, id: &str) -> Result<Option<JobRecord>> {
+        self.read(|conn| Ok(select_one(conn, id)?.map(|(_, r)| r)))
+    }
+
+    /// One job and its output as the JSON text stored, read straight into one buffer
+    /// of exactly its size (SQLite's incremental blob I/O: no second copy in SQLite's
+    /// memory, no parse). The record and the output are read in one transaction, so
+    /// they belong together even if the job is pruned meanwhile.
+    pub fn get_raw(&self, id: &str) -> Result<Option<RawJob>> {
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?;
-            let mut rows = stmt.query(params![id])?;
-            match rows.next()? {
-                Some(row) => Ok(Some(schema::decode(row)?.1)),
-                None => Ok(None),
-            }
+            let tx = conn.unchecked_transaction()?;
+            let Some((seq, record)) = select_one(&tx, id)? else {
+                return Ok(None);
+            };
+            let output = match record.output_bytes {
+                None => None,
+                Some(n) => {
+                    let mut blob = tx.blob_open(rusqlite::MAIN_DB, "jobs", "output", seq, true)?;
+                    let mut text = Vec::with_capacity(n as usize);
+                    std::io::Read::read_to_end(&mut blob, &mut text).map_err(|source| Error::Io {
+                        path: self.inner.path.clone(),
+                        source,
+                    })?;
+                    Some(text)
+                }
+            };
+            // A read-only transaction: ending it releases the snapshot.
+            drop(tx);
+            Ok(Some(RawJob { record, output }))
         })
     }
 
@@ -551,6 +593,12 @@ impl JobStore {
         self.call(|ack| Op::RemoveTool { name, ack }).await
     }
 
+    /// Commits a write that changes nothing a reader sees; `Ok` when a commit goes
+    /// through now. For health checks after a failed write (a full disk, an I/O error).
+    pub async fn probe(&self) -> Result<()> {
+        self.call(Op::Probe).await.map(|_| ())
+    }
+
     async fn call<T>(&self, make: impl FnOnce(Ack<T>) -> Op) -> Result<T> {
         let (ack, rx) = oneshot::channel();
         let sender = self.inner.sender.as_ref().ok_or(Error::Closed)?;
@@ -629,6 +677,16 @@ fn recover(conn: &mut Connection) -> Result<Recovery> {
     }
     tx.commit()?;
     Ok(recovery)
+}
+
+/// The row of job `id` (without its output), and its `seq` (the rowid).
+fn select_one(conn: &Connection, id: &str) -> Result<Option<(i64, JobRecord)>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?;
+    let mut rows = stmt.query(params![id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(schema::decode(row)?)),
+        None => Ok(None),
+    }
 }
 
 fn decode_tool(row: &rusqlite::Row<'_>) -> Result<ToolRecord> {

@@ -72,6 +72,9 @@ pub(crate) enum Op {
         name: String,
         ack: Ack<bool>,
     },
+    /// A write that changes nothing a reader sees (the schema version, rewritten): it
+    /// tells whether a commit goes through now.
+    Probe(Ack<bool>),
 }
 
 /// A write applied inside the open transaction, waiting for the commit.
@@ -173,7 +176,7 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Op>, retention: Retention) 
 fn reject(op: Op) -> Done {
     match op {
         Op::Submit(_, ack) => Done::I64(ack, Err(Error::Closed)),
-        Op::Start { ack, .. } | Op::Finish(_, ack) | Op::RemoveTool { ack, .. } => {
+        Op::Start { ack, .. } | Op::Finish(_, ack) | Op::RemoveTool { ack, .. } | Op::Probe(ack) => {
             Done::Bool(ack, Err(Error::Closed))
         }
         Op::Cancel { ack, .. } => Done::Cancel(ack, Err(Error::Closed)),
@@ -196,6 +199,12 @@ fn apply(conn: &Connection, op: Op, retention: &Retention) -> Done {
             ack,
         } => Done::Put(ack, put_tool(conn, &name, at, &definition)),
         Op::RemoveTool { name, ack } => Done::Bool(ack, remove_tool(conn, &name)),
+        Op::Probe(ack) => Done::Bool(
+            ack,
+            conn.pragma_update(None, "user_version", crate::schema::VERSION)
+                .map(|()| true)
+                .map_err(Error::from),
+        ),
     }
 }
 

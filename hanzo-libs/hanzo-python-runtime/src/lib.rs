@@ -189,11 +189,11 @@ impl PythonRuntime {
         let spec = &job.spec;
         check_job(spec).map_err(|e| (None, e))?;
         let tc = self.toolchain().map_err(|e| (None, e))?;
-        // Up to MAX_SCRIPT_BYTES from the host's disk: off the async workers.
+        // Up to MAX_SCRIPT_BYTES read and hashed: off the async workers.
         let source = spec.source.clone();
         let (path, bytes) = tokio::task::spawn_blocking(move || read_script(&source))
             .await
-            .map_err(|e| (None, ComputeError::internal(format!("reading the script: {e}"))))?
+            .map_err(|e| (None, ComputeError::internal(format!("reading the tool: {e}"))))?
             .map_err(|e| (None, e))?;
         let code_hash = hex::encode(Sha256::digest(&bytes));
         let fail = |e: ComputeError| (Some(code_hash.clone()), e);
@@ -298,12 +298,15 @@ fn read_script(source: &str) -> Result<(PathBuf, Vec<u8>), ComputeError> {
             MAX_SCRIPT_BYTES >> 20
         )));
     }
-    let bytes = std::fs::read(&path).map_err(|e| {
-        ComputeError::invalid(format!(
-            "cannot read python tool {}: {}",
-            path.display(),
-            io_reason(&e)
-        ))
+    // The length seen above is only a first check: the path may have been swapped
+    // for a larger file, a FIFO or a device since; this read checks the opened file.
+    let bytes = hanzo_compute::files::read_capped(&path, MAX_SCRIPT_BYTES).map_err(|e| {
+        use hanzo_compute::files::CappedReadError as E;
+        ComputeError::invalid(match e {
+            E::Io(e) => format!("cannot read python tool {}: {}", path.display(), io_reason(&e)),
+            E::NotRegular => format!("{} is not a regular file", path.display()),
+            E::TooLarge { .. } => format!("{} is larger than {} MiB", path.display(), MAX_SCRIPT_BYTES >> 20),
+        })
     })?;
     Ok((path, bytes))
 }

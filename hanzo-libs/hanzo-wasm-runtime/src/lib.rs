@@ -42,6 +42,11 @@ use tokio::sync::Semaphore;
 /// against Cargo.lock, so it cannot drift silently).
 pub const WASMTIME_VERSION: &str = "49";
 
+/// The largest module file (binary or WAT text) read from a SOURCE path. The node
+/// holds it in memory to hash and compile it; uploads stop at 64 MiB of binary, and
+/// WAT text of such a module is a few times larger.
+pub const MAX_SOURCE_BYTES: u64 = 256 * 1024 * 1024;
+
 /// The sha256 (hex) a module is stored and receipted under: that of its binary form,
 /// also when given as WAT text.
 pub fn module_digest(bytes: &[u8]) -> Result<String, ComputeError> {
@@ -208,8 +213,10 @@ impl WasmRuntime {
         {
             return Ok(sha.clone());
         }
-        let bytes =
-            std::fs::read(&path).map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
+        // Read whole to hash and compile, so bounded: a path names any file, and a
+        // 3 GiB one read whole took the node to 3 GiB.
+        let bytes = hanzo_compute::files::read_capped(&path, MAX_SOURCE_BYTES)
+            .map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
         let binary = store::to_binary(&bytes, source)?;
         let sha = sha256_hex(&binary);
         self.store.put_binary(&sha, &binary)?;

@@ -271,3 +271,42 @@ fn the_demo_runs_every_step_as_expected() {
     }
     assert!(r.stdout.contains("all demo steps behaved as expected"));
 }
+
+/// A SOURCE larger than the runtime reads is refused from its size, before a byte is
+/// read (issue 11: a 3 GiB module file was read whole, 3.1 GiB of node memory); a
+/// FIFO named like a script is refused instead of blocking the node forever.
+#[test]
+fn oversized_and_endless_sources_are_refused_before_they_are_read() {
+    let h = Home::new();
+    // 3 GiB that take no disk (sparse).
+    let big = h.path("big.wasm");
+    std::fs::File::create(&big).unwrap().set_len(3 << 30).unwrap();
+    let r = h.run(&["run", "wasm", big.to_str().unwrap()]);
+    assert_one_error_line(&r, 2, "is more than the 268435456 bytes the node reads");
+
+    let fifo = h.path("tool.py");
+    let status = std::process::Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(status.success());
+    let mut child = h
+        .cmd()
+        .args(["run", "python", fifo.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hanzo-node run python <fifo> blocked on the FIFO");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let r = Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert_one_error_line(&r, 2, "not a regular file");
+}

@@ -13,5 +13,6 @@ mod receipts;
 mod serve;
 mod server;
 mod services_api;
+mod store_failures;
 mod tools_api;
 mod util;

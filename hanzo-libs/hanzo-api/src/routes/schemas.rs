@@ -109,6 +109,8 @@ pub(crate) struct Job {
     /// The tool's output, when it succeeded (any JSON value).
     #[schema(required = true)]
     output: Option<Value>,
+    /// The size of `output` in bytes (its JSON text), when there is one.
+    output_bytes: Option<u64>,
     /// Why it failed or was cancelled.
     #[schema(required = true)]
     error: Option<JobError>,
@@ -120,11 +122,52 @@ pub(crate) struct Job {
     usage: Option<Usage>,
 }
 
+/// A job in a listing: everything [`Job`] holds but the output, whose size
+/// `output_bytes` gives (read the output with `GET /v1/jobs/{id}`). A page's size
+/// thus does not grow with what the tools printed.
+#[derive(ToSchema)]
+pub(crate) struct JobRow {
+    /// The job's id.
+    id: String,
+    /// The runtime (a copy of `spec.runtime`).
+    runtime: RuntimeKind,
+    /// Where it is.
+    status: JobStatus,
+    /// What to run, as submitted (defaults filled in).
+    spec: JobSpec,
+    /// Scheduling priority, higher first (a copy of `spec.priority`).
+    priority: i32,
+    /// How many times it was started.
+    attempts: u32,
+    /// Whether a cancel was asked while it ran.
+    cancel_requested: bool,
+    /// When it was submitted.
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// When it last started.
+    #[schema(format = DateTime, required = true)]
+    started_at: Option<String>,
+    /// When it ended.
+    #[schema(format = DateTime, required = true)]
+    finished_at: Option<String>,
+    /// The size of the output in bytes (its JSON text), when the job has one.
+    output_bytes: Option<u64>,
+    /// Why it failed or was cancelled.
+    #[schema(required = true)]
+    error: Option<JobError>,
+    /// The signed receipt, once it ran.
+    #[schema(required = true)]
+    receipt: Option<Receipt>,
+    /// Resources used, once it ended.
+    #[schema(required = true)]
+    usage: Option<Usage>,
+}
+
 /// One page of `GET /v1/jobs`, newest first.
 #[derive(ToSchema)]
 pub(crate) struct JobList {
-    /// The jobs.
-    jobs: Vec<Job>,
+    /// The jobs, without their outputs.
+    jobs: Vec<JobRow>,
     /// The cursor of the next page; `null` on the last one.
     #[schema(required = true)]
     next: Option<String>,
@@ -383,6 +426,7 @@ mod tests {
             started_at: Some(t0),
             finished_at: Some(t0 + Duration::from_millis(2)),
             output: None,
+            output_bytes: None,
             error: Some(JobError {
                 code: "limit_exceeded".into(),
                 message: "fuel".into(),
@@ -404,9 +448,13 @@ mod tests {
         record.receipt = None;
         record.usage = None;
         record.output = Some(json!([1, "two"]));
+        record.output_bytes = Some(11);
         let view = crate::routes::view(&record);
         check("Job", &view);
-        check("JobList", &json!({"jobs": [view], "next": "42"}));
+        let row = crate::routes::list_row(&record);
+        assert!(row.get("output").is_none() && row["output_bytes"] == 11, "{row}");
+        check("JobRow", &row);
+        check("JobList", &json!({"jobs": [row], "next": "42"}));
         check("JobList", &json!({"jobs": [], "next": null}));
         check("Queued", &json!({"id": "j1", "status": "queued"}));
     }

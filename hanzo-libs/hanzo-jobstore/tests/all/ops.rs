@@ -259,3 +259,62 @@ async fn the_database_is_in_wal_mode_and_locked() {
     assert!(path.with_file_name("jobs.db-wal").exists());
     assert!(path.with_file_name("jobs.db.lock").exists());
 }
+
+/// A listing holds no outputs (issue 11: a page of six 40 MiB outputs cost the node
+/// 1 GB): rows carry `output_bytes` only, while `get` and `get_raw` still give the
+/// output, the latter as the exact JSON text stored.
+#[tokio::test]
+async fn list_rows_and_summaries_carry_the_output_size_not_the_output() {
+    let (_dir, path) = db();
+    let (store, _) = open(&path);
+    let job = store.submit(spec(1)).await.unwrap();
+    assert!(store.start(&job.id).await.unwrap());
+    let output = json!({ "text": "é".repeat(1000), "n": [1, 2, 3] });
+    let text = serde_json::to_vec(&output).unwrap();
+    assert!(
+        store
+            .finish(&succeeded(&job.id, &job.spec, output.clone()))
+            .await
+            .unwrap()
+    );
+    let queued = store.submit(spec(2)).await.unwrap();
+
+    let page = store.list(Default::default(), Default::default()).unwrap();
+    assert_eq!(page.jobs.len(), 2);
+    let row = page.jobs.iter().find(|j| j.id == job.id).unwrap();
+    assert_eq!(row.output, None, "a list row must not carry the output");
+    // Bytes, not characters: "é" is two bytes of UTF-8.
+    assert_eq!(row.output_bytes, Some(text.len() as u64));
+    let listed = serde_json::to_value(row).unwrap();
+    assert_eq!(listed["output_bytes"], json!(text.len()));
+    let other = page.jobs.iter().find(|j| j.id == queued.id).unwrap();
+    assert_eq!((other.output.as_ref(), other.output_bytes), (None, None));
+    assert!(serde_json::to_value(other).unwrap().get("output_bytes").is_none());
+
+    let summary = store.get_summary(&job.id).unwrap().unwrap();
+    assert_eq!(
+        (summary.output, summary.output_bytes),
+        (None, Some(text.len() as u64))
+    );
+    assert_eq!(summary.status, JobStatus::Succeeded);
+    assert!(summary.receipt.is_some());
+
+    let raw = store.get_raw(&job.id).unwrap().unwrap();
+    assert_eq!(raw.output.as_deref(), Some(&text[..]));
+    assert_eq!(raw.record.output, None);
+    assert_eq!(store.get(&job.id).unwrap().unwrap().output, Some(output));
+    let raw = store.get_raw(&queued.id).unwrap().unwrap();
+    assert_eq!(raw.output, None);
+    assert!(store.get_raw("nope").unwrap().is_none());
+    assert!(store.get_summary("nope").unwrap().is_none());
+}
+
+/// The health probe commits through the writer.
+#[tokio::test]
+async fn the_probe_commits() {
+    let (_dir, path) = db();
+    let (store, _) = open(&path);
+    store.probe().await.unwrap();
+    let job = store.submit(spec(1)).await.unwrap();
+    assert!(store.get(&job.id).unwrap().is_some());
+}
