@@ -46,6 +46,9 @@ pub struct ApiOptions {
     pub scheduler: hanzo_scheduler::Options,
     /// The runtimes `/v1/services` deploys on (none: those routes answer 503).
     pub services: ServiceRuntimes,
+    /// What API clients' jobs, tools and services may ask for (ceilings, mount roots,
+    /// root in containers); the default allows no mounts and no root.
+    pub policy: hanzo_compute::policy::ApiPolicy,
 }
 
 /// The API: the store, the scheduler over the node's runtimes, and the router.
@@ -61,6 +64,7 @@ pub(crate) struct State {
     pub wasm: Option<Arc<WasmRuntime>>,
     pub token: Option<String>,
     pub services: ServiceRuntimes,
+    pub policy: Arc<hanzo_compute::policy::ApiPolicy>,
 }
 
 impl Api {
@@ -85,6 +89,7 @@ impl Api {
                 wasm,
                 token: options.token.filter(|t| !t.is_empty()),
                 services: options.services,
+                policy: Arc::new(options.policy),
             }),
         }
     }

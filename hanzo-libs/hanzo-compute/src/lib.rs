@@ -28,7 +28,9 @@ pub use config::Config;
 pub use error::ComputeError;
 pub use job::{DEFAULT_FUNCTION, JobSpec, Mount, Network, RuntimeKind, parse_digest_source, parse_env_pair};
 pub use keys::NodeKey;
-pub use limits::{Capabilities, Ceilings, DEFAULT_MAX_OUTPUT_BYTES, LimitKind, LimitSupport, ResourceLimits, Support};
+pub use limits::{
+    Capabilities, Ceilings, DEFAULT_MAX_OUTPUT_BYTES, LimitKind, LimitSupport, ResourceLimits, Support,
+};
 pub use receipt::{Receipt, VerifyError};
 pub use registry::{Compute, JobOutcome, Signing};
 pub use runtime::{CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};

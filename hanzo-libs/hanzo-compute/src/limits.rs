@@ -127,9 +127,24 @@ impl Ceilings {
     /// ([compute.limits] max_timeout_ms)`). Bad input: exit 2, HTTP 400.
     pub fn check(&self, l: &ResourceLimits) -> Result<(), crate::ComputeError> {
         let rows: [(&str, Option<u64>, u64, &str); 7] = [
-            ("timeout_ms", Some(l.timeout_ms), self.timeout_ms, "[compute.limits] max_timeout_ms"),
-            ("memory_mb", Some(l.memory_mb), self.memory_mb, "[compute.limits] max_memory_mb"),
-            ("disk_mb", Some(l.disk_mb), self.disk_mb, "[compute.limits] max_disk_mb"),
+            (
+                "timeout_ms",
+                Some(l.timeout_ms),
+                self.timeout_ms,
+                "[compute.limits] max_timeout_ms",
+            ),
+            (
+                "memory_mb",
+                Some(l.memory_mb),
+                self.memory_mb,
+                "[compute.limits] max_memory_mb",
+            ),
+            (
+                "disk_mb",
+                Some(l.disk_mb),
+                self.disk_mb,
+                "[compute.limits] max_disk_mb",
+            ),
             ("fuel", l.fuel, self.fuel, "[compute.limits] max_fuel"),
             (
                 "cpu_shares",
@@ -355,13 +370,16 @@ mod tests {
         let c = Ceilings::default();
         ResourceLimits::default().validate().unwrap();
         c.check(&ResourceLimits::default()).unwrap();
-        let cases: [(&str, fn(&mut ResourceLimits)); 7] = [
+        type Set = fn(&mut ResourceLimits);
+        let cases: [(&str, Set); 7] = [
             ("timeout_ms", |l| l.timeout_ms = u64::MAX),
             ("memory_mb", |l| l.memory_mb = u64::MAX),
             ("disk_mb", |l| l.disk_mb = u64::MAX),
             ("fuel", |l| l.fuel = Some(u64::MAX)),
             ("cpu_shares", |l| l.cpu_shares = u32::MAX),
-            ("network_bandwidth_mbps", |l| l.network_bandwidth_mbps = Some(u32::MAX)),
+            ("network_bandwidth_mbps", |l| {
+                l.network_bandwidth_mbps = Some(u32::MAX)
+            }),
             ("max_output_bytes", |l| l.max_output_bytes = u64::MAX),
         ];
         for (name, set) in cases {
@@ -373,8 +391,10 @@ mod tests {
             assert!(!e.to_string().contains('\n'));
         }
         // At the ceiling is fine.
-        let mut l = ResourceLimits::default();
-        l.timeout_ms = c.timeout_ms;
+        let l = ResourceLimits {
+            timeout_ms: c.timeout_ms,
+            ..Default::default()
+        };
         c.check(&l).unwrap();
     }
 

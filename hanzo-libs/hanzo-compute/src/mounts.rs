@@ -149,7 +149,11 @@ impl MountPolicy {
             ));
         }
         let path = lexical(&m.host).map_err(invalid)?;
-        let Some(root) = self.roots.iter().filter(|r| path.starts_with(r)).max_by_key(|r| r.as_os_str().len())
+        let Some(root) = self
+            .roots
+            .iter()
+            .filter(|r| path.starts_with(r))
+            .max_by_key(|r| r.as_os_str().len())
         else {
             let roots = if self.roots.is_empty() {
                 "none are set: [compute] mount_roots".to_string()
@@ -157,7 +161,9 @@ impl MountPolicy {
                 let list: Vec<String> = self.roots.iter().map(|r| r.display().to_string()).collect();
                 format!("[compute] mount_roots: {}", list.join(", "))
             };
-            return Err(forbidden(format!("not under any of this node's mount roots ({roots})")));
+            return Err(forbidden(format!(
+                "not under any of this node's mount roots ({roots})"
+            )));
         };
         for (p, what) in &self.protected {
             if path.starts_with(p) || p.starts_with(&path) {
@@ -169,7 +175,8 @@ impl MountPolicy {
         }
         // The root itself is opened without following symlinks too: with nested roots,
         // a job holding the outer one writable could otherwise swap the inner one.
-        let root_fd = open_no_symlinks(root).map_err(|e| invalid(format!("mount root {}: {e}", root.display())))?;
+        let root_fd =
+            open_no_symlinks(root).map_err(|e| invalid(format!("mount root {}: {e}", root.display())))?;
         let below = path.strip_prefix(root).unwrap_or(Path::new(""));
         let fd = if below.as_os_str().is_empty() {
             root_fd
@@ -181,7 +188,9 @@ impl MountPolicy {
             .map_err(|e| invalid(e.to_string()))?
             .file_type();
         if kind.is_socket() {
-            return Err(forbidden("is a socket; sockets are never mountable by a job".into()));
+            return Err(forbidden(
+                "is a socket; sockets are never mountable by a job".into(),
+            ));
         }
         if !kind.is_dir() && !kind.is_file() {
             return Err(invalid("is neither a directory nor a regular file".into()));
@@ -199,9 +208,9 @@ impl MountPolicy {
 /// that what runtimes bind is exactly the path that was checked.
 pub fn resolve_local(m: &Mount, cwd: &Path) -> Result<Mount, ComputeError> {
     let host = cwd.join(&m.host);
-    let host = host.canonicalize().map_err(|e| {
-        ComputeError::invalid(format!("mount {}: cannot use {}: {e}", m, host.display()))
-    })?;
+    let host = host
+        .canonicalize()
+        .map_err(|e| ComputeError::invalid(format!("mount {}: cannot use {}: {e}", m, host.display())))?;
     Ok(Mount {
         host,
         guest: m.guest.clone(),
@@ -227,7 +236,9 @@ fn lexical(path: &Path) -> Result<PathBuf, String> {
 /// An error from [`open_no_symlinks`] (or the resolution below a root) in words.
 pub fn describe(e: &io::Error) -> String {
     match e.raw_os_error() {
-        Some(libc::ELOOP) => "a symbolic link on the way (mount paths are resolved without following symlinks)".into(),
+        Some(libc::ELOOP) => {
+            "a symbolic link on the way (mount paths are resolved without following symlinks)".into()
+        }
         Some(libc::EXDEV) => "resolves outside its mount root".into(),
         Some(libc::ENOENT) => "does not exist".into(),
         _ => e.to_string(),
@@ -408,7 +419,13 @@ mod tests {
         symlink(f.root.join("in"), f.root.join("inner-link")).unwrap();
         std::fs::create_dir(f.root.join("real")).unwrap();
         symlink("/etc", f.root.join("real/escape")).unwrap();
-        for p in ["out", "out/passwd", "inner-link", "inner-link/deeper", "real/escape"] {
+        for p in [
+            "out",
+            "out/passwd",
+            "inner-link",
+            "inner-link/deeper",
+            "real/escape",
+        ] {
             let e = f.policy.resolve(&mount(&f.root.join(p))).unwrap_err();
             assert!(matches!(e, MountError::Invalid(_)), "{p}: {e}");
             assert!(e.to_string().contains("symbolic link"), "{p}: {e}");
@@ -422,7 +439,10 @@ mod tests {
             let e = f.policy.resolve(&mount(p)).unwrap_err();
             assert!(matches!(e, MountError::Forbidden(_)), "{}: {e}", p.display());
             assert!(e.to_string().contains(needle), "{}: {e}", p.display());
-            assert!(e.to_string().starts_with(&format!("mount {}", p.display())), "{e}");
+            assert!(
+                e.to_string().starts_with(&format!("mount {}", p.display())),
+                "{e}"
+            );
         };
         refuse(Path::new("/etc"), "mount roots");
         refuse(Path::new("/"), "mount roots");
@@ -449,7 +469,12 @@ mod tests {
         let e = holding.resolve(&mount(Path::new("/"))).unwrap_err();
         assert!(matches!(e, MountError::Forbidden(_)), "{e}");
         // Container engines, whatever the spelling.
-        for p in ["/var/run/docker.sock", "/run/docker.sock", "/run", "/var/lib/docker"] {
+        for p in [
+            "/var/run/docker.sock",
+            "/run/docker.sock",
+            "/run",
+            "/var/lib/docker",
+        ] {
             let e = holding.resolve(&mount(Path::new(p))).unwrap_err();
             assert!(matches!(e, MountError::Forbidden(_)), "{p}: {e}");
         }
@@ -474,7 +499,10 @@ mod tests {
         let sock = f.root.join("s.sock");
         let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
         let e = f.policy.resolve(&mount(&sock)).unwrap_err();
-        assert!(matches!(e, MountError::Forbidden(_)) && e.to_string().contains("socket"), "{e}");
+        assert!(
+            matches!(e, MountError::Forbidden(_)) && e.to_string().contains("socket"),
+            "{e}"
+        );
     }
 
     #[test]

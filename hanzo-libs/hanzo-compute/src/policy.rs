@@ -86,7 +86,8 @@ impl ApiPolicy {
             Some((u, g)) => (u, Some(g)),
             None => (user, None),
         };
-        let unprivileged = |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok_and(|n| n != 0);
+        let unprivileged =
+            |s: &str| s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok_and(|n| n != 0);
         if unprivileged(uid) && gid.is_none_or(unprivileged) {
             return Ok(());
         }
@@ -108,10 +109,26 @@ mod tests {
             p.check_user("user", Some(ok)).unwrap();
         }
         p.check_user("user", None).unwrap();
-        for bad in ["0", "0:0", "00", "root", "root:root", "1000:0", "tool", "", ":", "1000:", "-1", "+5"] {
+        for bad in [
+            "0",
+            "0:0",
+            "00",
+            "root",
+            "root:root",
+            "1000:0",
+            "tool",
+            "",
+            ":",
+            "1000:",
+            "-1",
+            "+5",
+        ] {
             let e = p.check_user("user", Some(bad)).unwrap_err();
             assert!(matches!(e, PolicyError::Forbidden(_)), "{bad}");
-            assert!(e.to_string().starts_with("user: ") && e.to_string().contains("allow_root"), "{e}");
+            assert!(
+                e.to_string().starts_with("user: ") && e.to_string().contains("allow_root"),
+                "{e}"
+            );
         }
         let allowed = ApiPolicy {
             allow_root: true,
@@ -128,7 +145,11 @@ mod tests {
         spec.limits.timeout_ms = u64::MAX;
         let e = p.admit(&mut spec).unwrap_err();
         assert!(matches!(e, PolicyError::Invalid(_)));
-        assert!(e.to_string().starts_with("limits.timeout_ms 18446744073709551615"), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("limits.timeout_ms 18446744073709551615"),
+            "{e}"
+        );
         spec.limits.timeout_ms = 1000;
         spec.user = Some("0".into());
         assert!(matches!(p.admit(&mut spec), Err(PolicyError::Forbidden(_))));

@@ -339,7 +339,13 @@ mod tests {
     fn credentials_go_to_the_configured_registry_only() {
         let image = |r: &str| r.parse::<ImageRef>().unwrap();
         let same = |reference: &str, configured: &str| {
-            same_registry(image(reference).with_default_registry(configured).registry.as_deref(), configured)
+            same_registry(
+                image(reference)
+                    .with_default_registry(configured)
+                    .registry
+                    .as_deref(),
+                configured,
+            )
         };
         // Docker Hub by any of its names, and by no name.
         for (r, c) in [

@@ -136,12 +136,21 @@ struct Gated {
 impl Gated {
     fn start() -> Gated {
         let home = Home::new();
-        let server = Server::start(&home, &[("HANZO_COMPUTE_ENABLED_RUNTIMES", "python")]);
+        // The gate is mounted by API jobs: under a mount root of the node.
+        let gate = tempfile::tempdir().unwrap();
+        let root = gate.path().canonicalize().unwrap().display().to_string();
+        let server = Server::start(
+            &home,
+            &[
+                ("HANZO_COMPUTE_ENABLED_RUNTIMES", "python"),
+                ("HANZO_COMPUTE_MOUNT_ROOTS", root.as_str()),
+            ],
+        );
         let tool = home.file("gated.py", GATED);
         Gated {
             home,
             server,
-            gate: tempfile::tempdir().unwrap(),
+            gate,
             tool,
         }
     }

@@ -413,7 +413,8 @@ impl FakeRegistry {
                     .lines()
                     .find_map(|l| {
                         let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("authorization").then(|| v.trim().to_string())
+                        k.eq_ignore_ascii_case("authorization")
+                            .then(|| v.trim().to_string())
                     })
                     .unwrap_or_default();
                 seen2.lock().unwrap().push(auth);
@@ -460,7 +461,10 @@ async fn registry_credentials_go_to_their_registry_only() {
         fake.seen.lock().unwrap().clear();
         let msg = pull(other).await;
         let seen = fake.seen.lock().unwrap().clone();
-        assert!(!seen.is_empty(), "the daemon never asked the fake registry: {msg}");
+        assert!(
+            !seen.is_empty(),
+            "the daemon never asked the fake registry: {msg}"
+        );
         assert!(
             seen.iter().all(|a| a.is_empty()),
             "credentials for {other:?} were sent to {image}: {seen:?}"
