@@ -611,6 +611,39 @@ total_cpu_cores = 8
     }
 
     #[test]
+    fn mount_roots_limits_and_allow_root_have_safe_defaults_and_checked_keys() {
+        let c = Config::default();
+        assert!(c.compute.mount_roots.is_empty());
+        assert!(!c.compute.docker.allow_root);
+        assert_eq!(c.compute.limits.max_timeout_ms, 3_600_000);
+        let c = Config::from_toml(
+            "[compute]\nmount_roots = [\"/srv\"]\n[compute.limits]\nmax_fuel = 5\n",
+            "f",
+            env(&[
+                ("HANZO_COMPUTE_MOUNT_ROOTS", "/srv/a,/srv/b"),
+                ("HANZO_COMPUTE_DOCKER_ALLOW_ROOT", "true"),
+                ("HANZO_COMPUTE_LIMITS_MAX_TIMEOUT_MS", "1000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.compute.mount_roots,
+            vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
+        assert!(c.compute.docker.allow_root);
+        assert_eq!(
+            (c.compute.limits.max_timeout_ms, c.compute.limits.max_fuel),
+            (1000, 5)
+        );
+        let e = Config::from_toml("[compute]\nmount_roots = [\"srv\"]\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("compute.mount_roots"), "{e}");
+        let e = Config::from_toml("[compute.limits]\nmax_memory_mb = 0\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("compute.limits.max_memory_mb"), "{e}");
+        let e = Config::from_toml("[compute.limits]\nmax_time_ms = 1\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("max_time_ms"), "{e}");
+    }
+
+    #[test]
     fn the_cache_quota_has_a_default_an_override_and_a_checked_key() {
         assert_eq!(Config::default().node.cache_max_mb, 10_240);
         let c = Config::from_toml("[node]\ncache_max_mb = 0\n", "f", env(&[])).unwrap();
