@@ -239,6 +239,25 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
         .to_spec(hanzo_compute::ResourceLimits::default().max_output_bytes)?;
     spec.priority = args.priority;
     spec.retries = args.retries;
+    // The node cannot know this shell's directory: a relative mount is made absolute
+    // here, `..` taken as the shell takes it (the node then resolves the path under its
+    // mount roots, following no symlink, and refuses any `..` left).
+    for m in &mut spec.mounts {
+        if m.host.is_relative() {
+            let abs = std::path::absolute(&m.host).map_err(|e| {
+                ComputeError::invalid(format!("--mount {m}: cannot make the path absolute: {e}"))
+            })?;
+            m.host = abs.components().fold(PathBuf::new(), |mut p, c| {
+                match c {
+                    std::path::Component::ParentDir => {
+                        p.pop();
+                    }
+                    c => p.push(c),
+                }
+                p
+            });
+        }
+    }
     spec.source = resolve_source(&client, kind, &spec.source)?;
     let body = serde_json::to_value(&spec)?;
     let ack = client

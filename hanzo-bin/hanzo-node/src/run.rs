@@ -150,7 +150,18 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     // when the configuration cannot load.
     let kind: RuntimeKind = args.runtime.parse()?;
     let node = Node::build(config, Some(kind)).await?;
-    let spec = args.to_spec(node.config.compute.max_output_bytes)?;
+    let mut spec = args.to_spec(node.config.compute.max_output_bytes)?;
+    // The node's ceilings hold here too (exit 2 naming the limit), which also keeps
+    // every deadline and byte count the runtimes compute from a limit in range.
+    hanzo_compute::Ceilings::from_config(&node.config.compute).check(&spec.limits)?;
+    // A relative mount means this shell's directory; resolved once, here, so that the
+    // runtime binds exactly the path that was checked. The operator at their own shell
+    // may mount anything (no mount roots).
+    let cwd = std::env::current_dir()
+        .map_err(|e| ComputeError::invalid(format!("--mount: cannot read the current directory: {e}")))?;
+    for m in &mut spec.mounts {
+        *m = hanzo_compute::mounts::resolve_local(m, &cwd)?;
+    }
     if node.compute.runtime(kind).is_none() {
         return Err(ComputeError::Unavailable(node.unavailable_reason(kind)).into());
     }

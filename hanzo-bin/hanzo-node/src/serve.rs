@@ -22,6 +22,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
     let node = Node::build(config, None).await?;
+    // What API clients may ask for; a mount root that cannot be resolved is a startup
+    // error naming compute.mount_roots.
+    let policy = hanzo_compute::policy::ApiPolicy::from_config(&node.config)?;
     {
         // Caches left over the quota (by an earlier node, or a lowered cache_max_mb)
         // are pruned once at startup, off the serving path: a prune only removes
@@ -119,6 +122,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
             resources: cfg.compute.resources.clone(),
             scheduler: scheduler_options,
             services: ServiceRuntimes::new(services),
+            policy,
         },
     );
     let resumed = api.resume(recovery.queued).await;

@@ -62,6 +62,16 @@ impl From<Rejection> for ApiError {
     }
 }
 
+impl From<hanzo_compute::policy::PolicyError> for ApiError {
+    fn from(e: hanzo_compute::policy::PolicyError) -> Self {
+        use hanzo_compute::policy::PolicyError;
+        match e {
+            PolicyError::Invalid(m) => ApiError::invalid(m),
+            PolicyError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", m),
+        }
+    }
+}
+
 impl From<hanzo_jobstore::Error> for ApiError {
     fn from(e: hanzo_jobstore::Error) -> Self {
         match e {

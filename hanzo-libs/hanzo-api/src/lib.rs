@@ -53,6 +53,9 @@ pub struct ApiOptions {
     pub scheduler: hanzo_scheduler::Options,
     /// The runtimes `/v1/services` deploys on (none: those routes answer 503).
     pub services: ServiceRuntimes,
+    /// What API clients' jobs, tools and services may ask for (ceilings, mount roots,
+    /// root in containers); the default allows no mounts and no root.
+    pub policy: hanzo_compute::policy::ApiPolicy,
 }
 
 /// The API: the store, the scheduler over the node's runtimes, and the router.
@@ -70,6 +73,7 @@ pub(crate) struct State {
     pub access: Access,
     pub follow: FollowLimits,
     pub services: ServiceRuntimes,
+    pub policy: Arc<hanzo_compute::policy::ApiPolicy>,
 }
 
 impl Api {
@@ -96,6 +100,7 @@ impl Api {
                 access: options.access,
                 follow: options.follow,
                 services: options.services,
+                policy: Arc::new(options.policy),
             }),
         }
     }

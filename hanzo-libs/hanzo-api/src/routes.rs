@@ -315,7 +315,8 @@ async fn healthz(AxState(state): S) -> Response {
     responses(
         (status = 202, description = "Queued: committed to the store", body = Queued),
         (status = 200, description = "With wait=true: the finished job", body = JobView),
-        (status = 400, description = "invalid_input, naming the field", body = ErrorReply),
+        (status = 400, description = "invalid_input, naming the field (a limit above the node's ceiling, a bad mount)", body = ErrorReply),
+        (status = 403, description = "forbidden: a mount outside [compute] mount_roots or of a protected path, or root in a container", body = ErrorReply),
         (status = 409, description = "duplicate: a job of that id is already queued or running", body = ErrorReply),
         (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
         (status = 422, description = "too_large: the job can never fit this node", body = ErrorReply),
@@ -340,7 +341,8 @@ async fn submit_job(
     request_body(content = JobSpec, description = "A job spec (CONTRACTS §6): runtime and source required"),
     responses(
         (status = 200, description = "The finished job: status, output or error, receipt", body = JobView),
-        (status = 400, description = "invalid_input, naming the field", body = ErrorReply),
+        (status = 400, description = "invalid_input, naming the field (a limit above the node's ceiling, a bad mount)", body = ErrorReply),
+        (status = 403, description = "forbidden: a mount outside [compute] mount_roots or of a protected path, or root in a container", body = ErrorReply),
         (status = 409, description = "duplicate: a job of that id is already queued or running", body = ErrorReply),
         (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
         (status = 422, description = "too_large: the job can never fit this node", body = ErrorReply),
@@ -355,10 +357,22 @@ async fn submit(state: &State, bytes: &[u8], wait: bool) -> ApiResult {
     submit_spec(state, parse_spec(bytes)?, wait).await
 }
 
+/// Applies the operator's policy to a job from an API client: ceilings, container
+/// user, and mounts resolved (without following symlinks) to the canonical paths that
+/// are then stored and run. The mounts are opened, so off the async workers.
+pub(crate) async fn admit(state: &State, mut spec: JobSpec) -> ApiResult<JobSpec> {
+    let policy = state.policy.clone();
+    tokio::task::spawn_blocking(move || policy.admit(&mut spec).map(|()| spec))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::from)
+}
+
 /// Submits a parsed spec (`POST /v1/jobs`, and a named tool's call).
 pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
-    // Every check (spec, capacity, runtime health, queue room) before anything is
-    // stored: a refused job leaves no trace, an accepted one has its queue place.
+    // Every check (policy, spec, capacity, runtime health, queue room) before anything
+    // is stored: a refused job leaves no trace, an accepted one has its queue place.
+    let spec = admit(state, spec).await?;
     let permit = state.scheduler.reserve(&spec).await?;
     let record = state
         .hooks

@@ -288,7 +288,8 @@ async fn detached<T: Send + 'static>(
     request_body(content = ServiceSpec, description = "The service: name and image required, unknown fields refused"),
     responses(
         (status = 201, description = "Deployed: the service's status, endpoints included", body = ServiceStatus),
-        (status = 400, description = "invalid_input, naming the field", body = ErrorReply),
+        (status = 400, description = "invalid_input, naming the field (a limit above the node's ceiling too)", body = ErrorReply),
+        (status = 403, description = "forbidden: user root (0, a name, group 0) without [compute.docker] allow_root", body = ErrorReply),
         (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
         (status = 422, description = "service_failed: a replica did not start; too_large: a replica can never fit this node", body = ErrorReply),
         (status = 503, description = "runtime_unavailable: the runtime is not on this node, or cannot run now (the reason)", body = ErrorReply)))]
@@ -315,7 +316,13 @@ async fn deploy_service(
                 format!("limits: a replica can never fit this node: {why}"),
             ));
         }
+        // A service's container is a container like a job's: root only where the
+        // operator allows it.
+        state.policy.check_user("user", spec.user.as_deref())?;
     }
+    // The node's ceilings hold for services' limits as for jobs' (after the capacity
+    // check, which answers 422 for a replica no node of this size could hold).
+    state.policy.check_limits(&spec.limits)?;
     let rt = state.services.get(kind)?;
     let lock = state.services.lock(&spec.name).await;
     let status = detached(async move {

@@ -137,7 +137,7 @@ async fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
     responses(
         (status = 201, description = "Registered: the tool", body = Tool),
         (status = 200, description = "Replaced a tool of that name: the tool", body = Tool),
-        (status = 400, description = "invalid_input, naming the field (name, schema, limits.*, ...)", body = ErrorReply),
+        (status = 400, description = "invalid_input, naming the field (name, schema, limits.* including a limit above the node's ceiling, ...)", body = ErrorReply),
         (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply)))]
 async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
     let spec = parse_tool(&body(b)?)?;
@@ -148,6 +148,9 @@ async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> A
     spec.limits
         .validate()
         .map_err(|e| ApiError::invalid(format!("limits: {e}")))?;
+    // The same ceilings as a job's, now and again at every call (they may have been
+    // lowered since).
+    state.policy.check_limits(&spec.limits)?;
     if let Some(schema) = &spec.schema {
         compile(schema).map_err(|e| ApiError::invalid(format!("schema: {e}")))?;
     }

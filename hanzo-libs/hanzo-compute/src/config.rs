@@ -90,8 +90,16 @@ pub fn default_data_dir() -> PathBuf {
 pub struct ComputeConfig {
     /// Runtimes the node offers.
     pub enabled_runtimes: Vec<String>,
-    /// Default cap on a tool's output, in bytes.
+    /// The largest output cap (`max_output_bytes`) a job may ask for, in bytes, and
+    /// the cap `hanzo-node run` applies when none is given.
     pub max_output_bytes: u64,
+    /// Host directories under which jobs submitted over the API may mount paths
+    /// (absolute; default none: API jobs mount nothing). The node's data directory and
+    /// container-engine sockets are never mountable, under a root or not. The local
+    /// CLI `run` is not bound by this list.
+    pub mount_roots: Vec<PathBuf>,
+    /// `[compute.limits]`: the most a job may ask for.
+    pub limits: LimitsConfig,
     /// `[compute.wasm]`.
     pub wasm: WasmConfig,
     /// `[compute.docker]`.
@@ -115,6 +123,8 @@ impl Default for ComputeConfig {
         ComputeConfig {
             enabled_runtimes: RuntimeKind::ALL.iter().map(|k| k.name().to_string()).collect(),
             max_output_bytes: crate::limits::DEFAULT_MAX_OUTPUT_BYTES,
+            mount_roots: Vec::new(),
+            limits: LimitsConfig::default(),
             wasm: WasmConfig::default(),
             docker: DockerConfig::default(),
             kubernetes: KubernetesConfig::default(),
@@ -123,6 +133,41 @@ impl Default for ComputeConfig {
             python: PythonConfig::default(),
             go: GoConfig::default(),
             resources: ResourcesConfig::default(),
+        }
+    }
+}
+
+/// `[compute.limits]`: node-level ceilings on every job limit (CONTRACTS §2). A job
+/// asking more is refused before anything is stored or run, with a 400 (exit 2 on the
+/// CLI) naming the limit; the output cap's ceiling is `[compute] max_output_bytes`.
+/// They also keep every later computation on a limit (deadlines, byte counts) far from
+/// overflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest `timeout_ms`.
+    pub max_timeout_ms: u64,
+    /// Largest `memory_mb`.
+    pub max_memory_mb: u64,
+    /// Largest `disk_mb`.
+    pub max_disk_mb: u64,
+    /// Largest `fuel` (WASM).
+    pub max_fuel: u64,
+    /// Largest `cpu_shares` (262144 is the kernel's own maximum for cpu.shares).
+    pub max_cpu_shares: u32,
+    /// Largest `network_bandwidth_mbps`.
+    pub max_network_bandwidth_mbps: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_timeout_ms: 3_600_000,
+            max_memory_mb: 16_384,
+            max_disk_mb: 16_384,
+            max_fuel: 1_000_000_000_000_000,
+            max_cpu_shares: 262_144,
+            max_network_bandwidth_mbps: 100_000,
         }
     }
 }
@@ -175,6 +220,9 @@ pub struct DockerConfig {
     pub default_user: String,
     /// The host address services' ports are published on.
     pub publish_address: String,
+    /// Whether jobs and services submitted over the API may run containers as root
+    /// (`user` 0, a user name, or group 0). Off by default: the local CLI `run` may.
+    pub allow_root: bool,
 }
 
 impl Default for DockerConfig {
@@ -188,6 +236,7 @@ impl Default for DockerConfig {
             pids_limit: 256,
             default_user: "65534:65534".into(),
             publish_address: "127.0.0.1".into(),
+            allow_root: false,
         }
     }
 }
@@ -422,7 +471,23 @@ impl Config {
                 self.compute.go.abi
             )));
         }
+        if let Some(root) = self.compute.mount_roots.iter().find(|r| !r.is_absolute()) {
+            return Err(ComputeError::invalid(format!(
+                "compute.mount_roots: '{}' is not an absolute path",
+                root.display()
+            )));
+        }
+        let l = &self.compute.limits;
         let positive = [
+            ("compute.limits.max_timeout_ms", l.max_timeout_ms),
+            ("compute.limits.max_memory_mb", l.max_memory_mb),
+            ("compute.limits.max_disk_mb", l.max_disk_mb),
+            ("compute.limits.max_fuel", l.max_fuel),
+            ("compute.limits.max_cpu_shares", l.max_cpu_shares as u64),
+            (
+                "compute.limits.max_network_bandwidth_mbps",
+                l.max_network_bandwidth_mbps as u64,
+            ),
             ("compute.go.build_timeout_ms", self.compute.go.build_timeout_ms),
             (
                 "compute.resources.queue_capacity",
@@ -581,6 +646,39 @@ total_cpu_cores = 8
         assert!(e.to_string().contains("HANZO_COMPUTE_WASM_MAX_MEMORY_MB"), "{e}");
         let e = Config::from_toml("[compute.wasm]\nmax_memory_mb = \"x\"\n", "f", env(&[])).unwrap_err();
         assert!(e.to_string().contains("max_memory_mb"), "{e}");
+    }
+
+    #[test]
+    fn mount_roots_limits_and_allow_root_have_safe_defaults_and_checked_keys() {
+        let c = Config::default();
+        assert!(c.compute.mount_roots.is_empty());
+        assert!(!c.compute.docker.allow_root);
+        assert_eq!(c.compute.limits.max_timeout_ms, 3_600_000);
+        let c = Config::from_toml(
+            "[compute]\nmount_roots = [\"/srv\"]\n[compute.limits]\nmax_fuel = 5\n",
+            "f",
+            env(&[
+                ("HANZO_COMPUTE_MOUNT_ROOTS", "/srv/a,/srv/b"),
+                ("HANZO_COMPUTE_DOCKER_ALLOW_ROOT", "true"),
+                ("HANZO_COMPUTE_LIMITS_MAX_TIMEOUT_MS", "1000"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            c.compute.mount_roots,
+            vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")]
+        );
+        assert!(c.compute.docker.allow_root);
+        assert_eq!(
+            (c.compute.limits.max_timeout_ms, c.compute.limits.max_fuel),
+            (1000, 5)
+        );
+        let e = Config::from_toml("[compute]\nmount_roots = [\"srv\"]\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("compute.mount_roots"), "{e}");
+        let e = Config::from_toml("[compute.limits]\nmax_memory_mb = 0\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("compute.limits.max_memory_mb"), "{e}");
+        let e = Config::from_toml("[compute.limits]\nmax_time_ms = 1\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("max_time_ms"), "{e}");
     }
 
     #[test]

@@ -202,6 +202,14 @@ impl TryFrom<MountRepr> for Mount {
                         "mount guest path '{guest}' must be absolute"
                     )));
                 }
+                // As in the string form: a ':' would let the host path smuggle a target
+                // or options into the `HOST:GUEST:MODE` bind the Docker daemon parses.
+                if host.as_os_str().as_encoded_bytes().contains(&b':') || guest.contains(':') {
+                    return Err(ComputeError::invalid(format!(
+                        "mount paths must not contain ':' ({}, {guest})",
+                        host.display()
+                    )));
+                }
                 Ok(Mount {
                     host,
                     guest,
@@ -388,6 +396,11 @@ mod tests {
         .unwrap();
         assert_eq!(j.mounts.len(), 2);
         assert!(!j.mounts[0].writable && j.mounts[1].writable);
+        let e = serde_json::from_str::<JobSpec>(
+            r#"{"runtime":"docker","source":"x","mounts":[{"host":"/srv:/etc","guest":"/b"}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("':'"), "{e}");
     }
 
     #[test]

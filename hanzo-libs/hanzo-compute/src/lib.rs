@@ -16,6 +16,8 @@ pub mod files;
 mod job;
 pub mod keys;
 mod limits;
+pub mod mounts;
+pub mod policy;
 pub mod receipt;
 mod registry;
 mod runtime;
@@ -27,7 +29,9 @@ pub use config::Config;
 pub use error::ComputeError;
 pub use job::{DEFAULT_FUNCTION, JobSpec, Mount, Network, RuntimeKind, parse_digest_source, parse_env_pair};
 pub use keys::NodeKey;
-pub use limits::{Capabilities, DEFAULT_MAX_OUTPUT_BYTES, LimitKind, LimitSupport, ResourceLimits, Support};
+pub use limits::{
+    Capabilities, Ceilings, DEFAULT_MAX_OUTPUT_BYTES, LimitKind, LimitSupport, ResourceLimits, Support,
+};
 pub use receipt::{Receipt, VerifyError};
 pub use registry::{Compute, JobOutcome, Signing};
 pub use runtime::{CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};

@@ -80,6 +80,104 @@ impl ResourceLimits {
     }
 }
 
+/// The node's ceilings on job limits (`[compute.limits]` and `[compute] max_output_bytes`):
+/// what a job may ask for at most. Checked where jobs come in (the API, the CLI's
+/// `run`), before anything is stored or run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ceilings {
+    /// Largest `timeout_ms`.
+    pub timeout_ms: u64,
+    /// Largest `memory_mb`.
+    pub memory_mb: u64,
+    /// Largest `disk_mb`.
+    pub disk_mb: u64,
+    /// Largest `fuel`.
+    pub fuel: u64,
+    /// Largest `cpu_shares`.
+    pub cpu_shares: u32,
+    /// Largest `network_bandwidth_mbps`.
+    pub network_bandwidth_mbps: u32,
+    /// Largest `max_output_bytes`.
+    pub max_output_bytes: u64,
+}
+
+impl Default for Ceilings {
+    fn default() -> Self {
+        Ceilings::from_config(&crate::config::ComputeConfig::default())
+    }
+}
+
+impl Ceilings {
+    /// The ceilings `[compute]` sets.
+    pub fn from_config(c: &crate::config::ComputeConfig) -> Self {
+        let l = &c.limits;
+        Ceilings {
+            timeout_ms: l.max_timeout_ms,
+            memory_mb: l.max_memory_mb,
+            disk_mb: l.max_disk_mb,
+            fuel: l.max_fuel,
+            cpu_shares: l.max_cpu_shares,
+            network_bandwidth_mbps: l.max_network_bandwidth_mbps,
+            max_output_bytes: c.max_output_bytes,
+        }
+    }
+
+    /// Refuses limits above a ceiling, naming the limit, the value and the setting
+    /// (`timeout_ms 18446744073709551615 is above this node's ceiling of 3600000
+    /// ([compute.limits] max_timeout_ms)`). Bad input: exit 2, HTTP 400.
+    pub fn check(&self, l: &ResourceLimits) -> Result<(), crate::ComputeError> {
+        let rows: [(&str, Option<u64>, u64, &str); 7] = [
+            (
+                "timeout_ms",
+                Some(l.timeout_ms),
+                self.timeout_ms,
+                "[compute.limits] max_timeout_ms",
+            ),
+            (
+                "memory_mb",
+                Some(l.memory_mb),
+                self.memory_mb,
+                "[compute.limits] max_memory_mb",
+            ),
+            (
+                "disk_mb",
+                Some(l.disk_mb),
+                self.disk_mb,
+                "[compute.limits] max_disk_mb",
+            ),
+            ("fuel", l.fuel, self.fuel, "[compute.limits] max_fuel"),
+            (
+                "cpu_shares",
+                Some(l.cpu_shares.into()),
+                self.cpu_shares.into(),
+                "[compute.limits] max_cpu_shares",
+            ),
+            (
+                "network_bandwidth_mbps",
+                l.network_bandwidth_mbps.map(u64::from),
+                self.network_bandwidth_mbps.into(),
+                "[compute.limits] max_network_bandwidth_mbps",
+            ),
+            (
+                "max_output_bytes",
+                Some(l.max_output_bytes),
+                self.max_output_bytes,
+                "[compute] max_output_bytes",
+            ),
+        ];
+        for (name, asked, ceiling, key) in rows {
+            if let Some(asked) = asked
+                && asked > ceiling
+            {
+                return Err(crate::ComputeError::invalid(format!(
+                    "{name} {asked} is above this node's ceiling of {ceiling} ({key})"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One kind of limit, as named in errors, receipts and capability tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -265,6 +363,39 @@ mod tests {
             ..Default::default()
         };
         assert!(l.validate().unwrap_err().to_string().contains("timeout_ms"));
+    }
+
+    #[test]
+    fn every_ceiling_is_refused_by_name() {
+        let c = Ceilings::default();
+        ResourceLimits::default().validate().unwrap();
+        c.check(&ResourceLimits::default()).unwrap();
+        type Set = fn(&mut ResourceLimits);
+        let cases: [(&str, Set); 7] = [
+            ("timeout_ms", |l| l.timeout_ms = u64::MAX),
+            ("memory_mb", |l| l.memory_mb = u64::MAX),
+            ("disk_mb", |l| l.disk_mb = u64::MAX),
+            ("fuel", |l| l.fuel = Some(u64::MAX)),
+            ("cpu_shares", |l| l.cpu_shares = u32::MAX),
+            ("network_bandwidth_mbps", |l| {
+                l.network_bandwidth_mbps = Some(u32::MAX)
+            }),
+            ("max_output_bytes", |l| l.max_output_bytes = u64::MAX),
+        ];
+        for (name, set) in cases {
+            let mut l = ResourceLimits::default();
+            set(&mut l);
+            let e = c.check(&l).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{e}");
+            assert!(e.to_string().starts_with(&format!("{name} ")), "{e}");
+            assert!(!e.to_string().contains('\n'));
+        }
+        // At the ceiling is fine.
+        let l = ResourceLimits {
+            timeout_ms: c.timeout_ms,
+            ..Default::default()
+        };
+        c.check(&l).unwrap();
     }
 
     #[test]

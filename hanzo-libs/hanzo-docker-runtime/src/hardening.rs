@@ -61,6 +61,26 @@ pub(crate) fn host_config(
     })
 }
 
+/// Checks that a mount's host path is still what was admitted: absolute, and reached
+/// without a symlink in any component. The daemon binds by path (it cannot take a
+/// descriptor), and follows symlinks when it does: so a path that a job holding a
+/// parent directory writable swapped for `-> /etc` after the job was admitted is
+/// refused here rather than bound. The path is NOT canonicalised here (that would
+/// follow the very link this refuses); the CLI and the API resolved it once already.
+/// What remains is the daemon's own window, between this check (run again right before
+/// the container starts) and its mount.
+pub(crate) fn check_bind_source(m: &hanzo_compute::Mount) -> Result<(), ComputeError> {
+    hanzo_compute::mounts::open_no_symlinks(&m.host)
+        .map(drop)
+        .map_err(|e| {
+            ComputeError::invalid(format!(
+                "mount source {} is not usable: {}",
+                m.host.display(),
+                hanzo_compute::mounts::describe(&e)
+            ))
+        })
+}
+
 /// The create request for a one-shot tool container.
 pub(crate) fn tool_container(
     image: &ImageRef,
@@ -92,11 +112,9 @@ pub(crate) fn tool_container(
                 m.guest
             )));
         }
-        let host = m.host.canonicalize().map_err(|e| {
-            ComputeError::invalid(format!("mount source {} is not usable: {e}", m.host.display()))
-        })?;
+        check_bind_source(m)?;
         let mode = if m.writable { "rw" } else { "ro" };
-        binds.push(format!("{}:{}:{mode}", host.display(), m.guest));
+        binds.push(format!("{}:{}:{mode}", m.host.display(), m.guest));
     }
     let host_config = HostConfig {
         binds: (!binds.is_empty()).then_some(binds),
@@ -178,5 +196,21 @@ mod tests {
     fn nonsense_is_refused() {
         assert!(body(|s| s.limits.memory_mb = 1).is_err());
         assert!(body(|s| s.mounts = vec!["/nonexistent/x:/x".parse().unwrap()]).is_err());
+        assert!(body(|s| s.mounts = vec!["relative:/x".parse().unwrap()]).is_err());
+    }
+
+    #[test]
+    fn a_source_swapped_for_a_symlink_is_not_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path().canonicalize().unwrap();
+        std::fs::create_dir(base.join("out")).unwrap();
+        let spec = format!("{}:/data:rw", base.join("out").display());
+        body(|s| s.mounts = vec![spec.parse().unwrap()]).unwrap();
+        // A job holding `base` writable replaced `out` by a link to the host's /etc.
+        std::fs::remove_dir(base.join("out")).unwrap();
+        std::os::unix::fs::symlink("/etc", base.join("out")).unwrap();
+        let e = body(|s| s.mounts = vec![spec.parse().unwrap()]).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("symbolic link"), "{e}");
     }
 }

@@ -250,18 +250,50 @@ impl DockerRuntime {
         Ok(())
     }
 
+    /// The configured credentials, for `image` only if it lives on the configured
+    /// registry: a job names any image it likes, and the daemon hands the password to
+    /// whatever registry the reference names, so a job naming `evil.example/x` must not
+    /// get it sent there.
     fn credentials(&self, image: &ImageRef) -> Option<DockerCredentials> {
         let c = &self.options.config;
-        if c.username.is_empty() {
+        if c.username.is_empty() || !same_registry(image.registry.as_deref(), &c.registry) {
             return None;
         }
         Some(DockerCredentials {
             username: Some(c.username.clone()),
             password: Some(c.password.clone()),
-            serveraddress: image.registry.clone(),
+            serveraddress: Some(registry_host(image.registry.as_deref().unwrap_or(""))),
             ..Default::default()
         })
     }
+}
+
+/// Docker Hub's names for itself; a reference without a registry means it too.
+const DOCKER_HUB: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
+
+/// A registry as written in a reference or in `[compute.docker] registry`, reduced to
+/// the host and port the daemon connects to: lower case, without a scheme, a path
+/// (`https://index.docker.io/v1/`) or the default port 443; Docker Hub's names (and the
+/// empty name) as `docker.io`.
+pub fn registry_host(registry: &str) -> String {
+    let r = registry.trim();
+    let r = r
+        .strip_prefix("https://")
+        .or_else(|| r.strip_prefix("http://"))
+        .unwrap_or(r);
+    let r = r.split('/').next().unwrap_or("").to_ascii_lowercase();
+    let r = r.strip_suffix(":443").map(str::to_string).unwrap_or(r);
+    if r.is_empty() || DOCKER_HUB.contains(&r.as_str()) {
+        "docker.io".into()
+    } else {
+        r
+    }
+}
+
+/// Whether an image's registry (`None`: Docker Hub) is the configured one (empty:
+/// Docker Hub, the daemon's default).
+pub fn same_registry(image_registry: Option<&str>, configured: &str) -> bool {
+    registry_host(image_registry.unwrap_or("")) == registry_host(configured)
 }
 
 #[cfg(test)]
@@ -301,6 +333,49 @@ mod tests {
             let e = bad.parse::<ImageRef>().unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}");
         }
+    }
+
+    #[test]
+    fn credentials_go_to_the_configured_registry_only() {
+        let image = |r: &str| r.parse::<ImageRef>().unwrap();
+        let same = |reference: &str, configured: &str| {
+            same_registry(
+                image(reference)
+                    .with_default_registry(configured)
+                    .registry
+                    .as_deref(),
+                configured,
+            )
+        };
+        // Docker Hub by any of its names, and by no name.
+        for (r, c) in [
+            ("busybox", ""),
+            ("docker.io/library/busybox", ""),
+            ("index.docker.io/library/busybox", "docker.io"),
+            ("busybox", "https://index.docker.io/v1/"),
+            ("registry-1.docker.io/x/y", "index.docker.io"),
+        ] {
+            assert!(same(r, c), "{r} on {c:?}");
+        }
+        // The configured registry, with its port, the default port or a scheme.
+        assert!(same("reg.example:5000/tool:1", "reg.example:5000"));
+        assert!(same("tool:1", "reg.example:5000"));
+        assert!(same("REG.example/tool", "https://reg.example:443/"));
+        // Anything else: no credentials.
+        for (r, c) in [
+            ("evil.example/tool", "reg.example"),
+            ("reg.example:5001/tool", "reg.example:5000"),
+            ("reg.example.evil.example/tool", "reg.example"),
+            ("127.0.0.1:5000/tool", ""),
+            ("localhost/tool", "docker.io"),
+            ("docker.io/library/busybox", "reg.example"),
+        ] {
+            assert!(!same(r, c), "{r} on {c:?}");
+        }
+        // A short name on a node with a registry configured goes to that registry, with
+        // its credentials; a Docker Hub name there does not.
+        assert!(!same_registry(None, "reg.example"));
+        assert!(!same_registry(Some("docker.io"), "reg.example"));
     }
 
     #[test]

@@ -104,8 +104,9 @@ impl DockerRuntime {
             test.extend(h.command.iter().cloned());
             HealthConfig {
                 test: Some(test),
-                interval: Some(h.interval_ms as i64 * 1_000_000),
-                timeout: Some(h.timeout_ms as i64 * 1_000_000),
+                // Nanoseconds, saturating: a huge interval must not wrap negative.
+                interval: Some(i64::try_from(h.interval_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
+                timeout: Some(i64::try_from(h.timeout_ms.saturating_mul(1_000_000)).unwrap_or(i64::MAX)),
                 retries: Some(h.retries as i64),
                 ..Default::default()
             }

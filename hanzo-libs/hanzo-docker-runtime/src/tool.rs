@@ -243,13 +243,22 @@ async fn run_container(
         )
         .await
         .map_err(|e| ComputeError::internal(format!("cannot attach to the container: {}", describe(&e))))?;
+    // The daemon binds the mounts at start, by path: check them again as late as we
+    // can (see hardening::check_bind_source).
+    for m in &job.spec.mounts {
+        crate::hardening::check_bind_source(m)?;
+    }
     docker
         .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
         .map_err(|e| ComputeError::ToolFailed(format!("the container did not start: {}", describe(&e))))?;
     let started = Instant::now();
     let memory_watch = crate::cgroup::MemoryWatch::start(id);
-    let deadline = started + Duration::from_millis(limits.timeout_ms);
+    // Checked arithmetic: a timeout past what an Instant can hold means no deadline
+    // worth the name, not a panic (the node's ceilings keep real jobs far below it).
+    let deadline = started
+        .checked_add(Duration::from_millis(limits.timeout_ms))
+        .unwrap_or_else(|| started + Duration::from_secs(100 * 365 * 86_400));
     let cap = usize::try_from(limits.max_output_bytes).unwrap_or(usize::MAX);
 
     let mut input = attach.input;

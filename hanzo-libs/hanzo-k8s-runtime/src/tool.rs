@@ -460,7 +460,10 @@ impl Supervisor<'_> {
                             if running_since.is_none() {
                                 let now = Instant::now();
                                 running_since = Some(now);
-                                deadline = now + Duration::from_millis(limits.timeout_ms);
+                                // Checked: a timeout past an Instant's range is no deadline, not a panic.
+                                deadline = now
+                                    .checked_add(Duration::from_millis(limits.timeout_ms))
+                                    .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400));
                             }
                             if !attempt.attached && attempt.io.is_none() && !attempt.drained {
                                 attempt.attached = true;

@@ -430,7 +430,7 @@ fn entries(
         }
     }
     for m in &spec.mounts {
-        let fd = sys::open_no_symlinks(&m.host).map_err(|e| {
+        let fd = hanzo_compute::mounts::open_no_symlinks(&m.host).map_err(|e| {
             if e.raw_os_error() == Some(libc::ELOOP) {
                 SandboxError::Spec(format!(
                     "mount source {} has a symbolic link in its path: refused (it may have been \

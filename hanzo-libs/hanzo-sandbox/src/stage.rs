@@ -22,7 +22,8 @@ pub(crate) fn prepare() -> Result<PathBuf, String> {
         _ => Path::new("/tmp"),
     };
     let dir = directory(parent).map_err(|e| format!("staging directory under {}: {e}", parent.display()))?;
-    let fd = sys::open_no_symlinks(Path::new("/usr")).map_err(|e| format!("cannot open /usr: {e}"))?;
+    let fd = hanzo_compute::mounts::open_no_symlinks(Path::new("/usr"))
+        .map_err(|e| format!("cannot open /usr: {e}"))?;
     let tree = sys::clone_tree(&fd, false).map_err(|e| format!("open_tree: {e}"))?;
     let stage = CString::new(dir.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     let at = CString::new(dir.join("0").as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;

@@ -224,6 +224,17 @@ pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, 
         } else {
             FsPerms::ReadOnly
         };
+        // The path was resolved once when the job was admitted; refuse it if a
+        // component has since been swapped for a symlink (a job holding a parent
+        // writable), since the preopen below follows symlinks.
+        if let Err(e) = hanzo_compute::mounts::open_no_symlinks(&m.host) {
+            exec.result = Err(ComputeError::invalid(format!(
+                "cannot mount {}: {}",
+                m.host.display(),
+                hanzo_compute::mounts::describe(&e)
+            )));
+            return exec;
+        }
         if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, perms) {
             exec.result = Err(ComputeError::invalid(format!(
                 "cannot mount {}: {e}",

@@ -143,14 +143,20 @@ impl Gated {
 
     fn start_with(env: &[(&str, &str)]) -> Gated {
         let home = Home::new();
-        let mut all = vec![("HANZO_COMPUTE_ENABLED_RUNTIMES", "python")];
+        // The gate is mounted by API jobs: under a mount root of the node.
+        let gate = tempfile::tempdir().unwrap();
+        let root = gate.path().canonicalize().unwrap().display().to_string();
+        let mut all = vec![
+            ("HANZO_COMPUTE_ENABLED_RUNTIMES", "python"),
+            ("HANZO_COMPUTE_MOUNT_ROOTS", root.as_str()),
+        ];
         all.extend_from_slice(env);
         let server = Server::start(&home, &all);
         let tool = home.file("gated.py", GATED);
         Gated {
             home,
             server,
-            gate: tempfile::tempdir().unwrap(),
+            gate,
             tool,
         }
     }

@@ -8,6 +8,7 @@ mod hostile;
 mod k8s;
 mod logs_api;
 mod openapi;
+mod policy;
 mod process;
 mod receipts;
 mod serve;

@@ -333,11 +333,13 @@ async fn registry_credentials_are_sent() {
     let name = secured.name("hanzo/echo:1");
     let _cleanup = RepoGuard(secured.name("hanzo/echo"));
 
+    let registry = format!("127.0.0.1:{}", secured.port);
     // Without credentials, and with a wrong password: a clear refusal.
     for (username, password) in [("", ""), ("hanzo", "wrong")] {
         let (node, _) = pulling_node(DockerConfig {
             username: username.into(),
             password: password.into(),
+            registry: registry.clone(),
             ..with_policy("if-not-present")
         });
         let out = node.run(job(&name)).await;
@@ -355,14 +357,125 @@ async fn registry_credentials_are_sent() {
             "the refusal does not say why: {msg}"
         );
     }
-    // With them, it pulls and runs.
+    // With them (the credentials are for this registry), it pulls and runs.
     let (node, events) = pulling_node(DockerConfig {
         username: "hanzo".into(),
         password: "s3cret-pass".into(),
+        registry,
         ..with_policy("if-not-present")
     });
     let out = node.run(job(&name)).await;
     assert_eq!(expect_ok(&out), json!({"via": "registry"}));
     assert_eq!(out.receipt.as_ref().unwrap().code_hash, v1);
     assert!(!events.lock().unwrap().is_empty());
+}
+
+/// A listener on 127.0.0.1 posing as a registry: it answers every request with a 401
+/// asking for basic auth, and records the `Authorization` header of each (empty when
+/// none was sent). Stops when dropped.
+struct FakeRegistry {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeRegistry {
+    fn start() -> FakeRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        listener.set_nonblocking(true).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (seen2, stop2) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut conn, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = conn.set_nonblocking(false);
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                // The daemon tries TLS first on an insecure registry: not HTTP, hang up.
+                if !text.starts_with("GET ") && !text.starts_with("HEAD ") {
+                    continue;
+                }
+                let auth = text
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("authorization")
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                seen2.lock().unwrap().push(auth);
+                let _ = conn.write_all(
+                    b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"hanzo-test\"\r\n\
+                      Docker-Distribution-API-Version: registry/2.0\r\nContent-Type: application/json\r\n\
+                      Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+                );
+            }
+        });
+        FakeRegistry { port, seen, stop }
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The configured password goes to the configured registry only: a job naming an image
+/// on another registry (here a listener on 127.0.0.1 that records what it is sent)
+/// pulls it anonymously. The control: with that listener configured as the registry,
+/// the same pull carries the credentials, so the listener would have seen them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_credentials_go_to_their_registry_only() {
+    require_docker();
+    let fake = FakeRegistry::start();
+    let image = format!("127.0.0.1:{}/hanzo/tool:1", fake.port);
+    let pull = |registry: &str| {
+        let (node, _) = pulling_node(DockerConfig {
+            username: "hanzo".into(),
+            password: "s3cret-pass".into(),
+            registry: registry.into(),
+            ..with_policy("always")
+        });
+        let image = image.clone();
+        async move {
+            let out = node.run(job(&image)).await;
+            expect_invalid(&out)
+        }
+    };
+    for other in ["", "registry.example.com", "127.0.0.1:1"] {
+        fake.seen.lock().unwrap().clear();
+        let msg = pull(other).await;
+        let seen = fake.seen.lock().unwrap().clone();
+        assert!(
+            !seen.is_empty(),
+            "the daemon never asked the fake registry: {msg}"
+        );
+        assert!(
+            seen.iter().all(|a| a.is_empty()),
+            "credentials for {other:?} were sent to {image}: {seen:?}"
+        );
+    }
+    fake.seen.lock().unwrap().clear();
+    let msg = pull(&format!("127.0.0.1:{}", fake.port)).await;
+    let seen = fake.seen.lock().unwrap().clone();
+    // base64("hanzo:s3cret-pass")
+    assert!(
+        seen.iter().any(|a| a == "Basic aGFuem86czNjcmV0LXBhc3M="),
+        "the control pull did not carry the credentials ({msg}): {seen:?}"
+    );
 }

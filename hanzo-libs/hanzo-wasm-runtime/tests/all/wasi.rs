@@ -115,3 +115,19 @@ async fn a_missing_mount_source_is_bad_input() {
     let e = node.run(spec).await.result.unwrap_err();
     assert_eq!(e.exit_code(), 2, "{e}");
 }
+
+/// A mount source reached through a symlink (a directory a job holding its parent
+/// writable swapped for `-> /etc` after the job was admitted) is refused, not preopened.
+#[tokio::test]
+async fn a_mount_source_through_a_symlink_is_refused() {
+    let node = Node::new();
+    let src = node.fixture("probe", &probe(PRESTAT, ""));
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().canonicalize().unwrap();
+    std::os::unix::fs::symlink("/etc", base.join("out")).unwrap();
+    let mut spec = JobSpec::new(RuntimeKind::Wasm, src);
+    spec.mounts = vec![format!("{}:/data", base.join("out").display()).parse().unwrap()];
+    let e = node.run(spec).await.result.unwrap_err();
+    assert_eq!(e.exit_code(), 2, "{e}");
+    assert!(e.to_string().contains("symbolic link"), "{e}");
+}
