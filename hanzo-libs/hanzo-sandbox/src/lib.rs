@@ -360,7 +360,9 @@ impl Sandbox {
             return Ok(());
         };
         let meta = std::fs::symlink_metadata(dir)?;
-        if std::os::unix::fs::MetadataExt::uid(&meta) == uid && std::os::unix::fs::MetadataExt::gid(&meta) == gid {
+        if std::os::unix::fs::MetadataExt::uid(&meta) == uid
+            && std::os::unix::fs::MetadataExt::gid(&meta) == gid
+        {
             return Ok(());
         }
         sys::chown_tree(dir, uid, gid)

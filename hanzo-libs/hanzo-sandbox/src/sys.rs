@@ -45,7 +45,12 @@ pub(crate) fn chown_tree(dir: &std::path::Path, uid: u32, gid: u32) -> io::Resul
     let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: a valid C string.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -70,7 +75,11 @@ fn chown_dir(dir: OwnedFd, uid: u32, gid: u32, depth: u32) -> io::Result<()> {
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
         // SAFETY: a valid directory descriptor and C string.
         let sub = unsafe {
-            libc::openat(fd, name.as_ptr(), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            libc::openat(
+                fd,
+                name.as_ptr(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+            )
         };
         if sub >= 0 {
             // SAFETY: openat returned a fresh descriptor.
@@ -657,6 +666,11 @@ pub(crate) mod child {
                 at.as_ptr(),
                 super::MOVE_MOUNT_F_EMPTY_PATH,
             );
+            // ENOENT here means the copy's file was unlinked (replaced) since it was
+            // opened: ESTALE tells the caller to start again.
+            if r < 0 && *libc::__errno_location() == libc::ENOENT {
+                return Err(io::Error::from_raw_os_error(libc::ESTALE));
+            }
             check(r as libc::c_int)
         }
     }

@@ -340,8 +340,19 @@ async fn a_runtimes_directory_is_handed_to_the_tool_without_following_symlinks()
     std::fs::write(dir.join("a/b/f"), "x").unwrap();
     std::os::unix::fs::symlink(outside.path(), dir.join("a/link")).unwrap();
     sb.hand_to_tool(&dir).unwrap();
-    for p in [dir.clone(), dir.join("a"), dir.join("a/b"), dir.join("a/b/f"), dir.join("a/link")] {
-        assert_eq!(std::fs::symlink_metadata(&p).unwrap().uid(), 65534, "{}", p.display());
+    for p in [
+        dir.clone(),
+        dir.join("a"),
+        dir.join("a/b"),
+        dir.join("a/b/f"),
+        dir.join("a/link"),
+    ] {
+        assert_eq!(
+            std::fs::symlink_metadata(&p).unwrap().uid(),
+            65534,
+            "{}",
+            p.display()
+        );
     }
     // What the symlink points to is untouched.
     assert_eq!(std::fs::metadata(outside.path()).unwrap().uid(), 0);
@@ -359,5 +370,8 @@ async fn a_runtimes_directory_is_handed_to_the_tool_without_following_symlinks()
     assert_eq!(ok(Mode::Full, &o).trim(), "wrote");
     // A directory created on demand is the tool's too.
     sb.hand_to_tool(&cache.path().join("new/deeper")).unwrap();
-    assert_eq!(std::fs::metadata(cache.path().join("new/deeper")).unwrap().uid(), 65534);
+    assert_eq!(
+        std::fs::metadata(cache.path().join("new/deeper")).unwrap().uid(),
+        65534
+    );
 }

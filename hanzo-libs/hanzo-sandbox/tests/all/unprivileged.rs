@@ -104,7 +104,12 @@ fn as_nobody() {
         matches!(exit, Exit::TimedOut | Exit::Exited(_) | Exit::Signaled(_)),
         "{exit:?}"
     );
-    assert!(std::process::Command::new("/bin/true").status().unwrap().success());
+    assert!(
+        std::process::Command::new("/bin/true")
+            .status()
+            .unwrap()
+            .success()
+    );
 
     // Without bubblewrap: a plain process, and the network cannot be taken away.
     let plain = Sandbox::detect_with(Options {
