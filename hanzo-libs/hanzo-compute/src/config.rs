@@ -682,6 +682,19 @@ total_cpu_cores = 8
     }
 
     #[test]
+    fn tools_never_run_as_root_by_configuration() {
+        let c = Config::from_toml("", "f", env(&[])).unwrap();
+        assert_eq!(
+            (c.compute.sandbox.tool_uid, c.compute.sandbox.tool_gid),
+            (65534, 65534)
+        );
+        let c = Config::from_toml("", "f", env(&[("HANZO_COMPUTE_SANDBOX_TOOL_UID", "4242")])).unwrap();
+        assert_eq!(c.compute.sandbox.tool_uid, 4242);
+        let e = Config::from_toml("[compute.sandbox]\ntool_uid = 0\n", "f", env(&[])).unwrap_err();
+        assert!(e.to_string().contains("compute.sandbox.tool_uid"), "{e}");
+    }
+
+    #[test]
     fn the_cache_quota_has_a_default_an_override_and_a_checked_key() {
         assert_eq!(Config::default().node.cache_max_mb, 10_240);
         let c = Config::from_toml("[node]\ncache_max_mb = 0\n", "f", env(&[])).unwrap();

@@ -539,6 +539,31 @@ fn rlimits(sb: &Sandbox, spec: &ProcessSpec) -> Vec<(sys::Resource, u64, u64)> {
 }
 
 pub(crate) async fn run(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> ProcessOutcome {
+    // A staged file that is replaced (renamed over, as runtimes update their caches)
+    // between being opened and being bound can no longer be mounted: the kernel
+    // refuses a file that has been unlinked. The tool never started then; start again
+    // (a few times, backing off: a runtime may be replacing it for a moment), with the
+    // file now in place.
+    if let Some(stage) = &sb.stage_dir {
+        let stage = stage.to_string_lossy().to_string();
+        for attempt in 0..5u32 {
+            let o = run_once(sb, spec.clone(), cancel).await;
+            let replaced = matches!(&o.exit, Exit::SpawnFailed(m)
+                if m.contains(STAGED_GONE) || (m.contains(&stage) && m.contains("No such file or directory")));
+            if !replaced {
+                return o;
+            }
+            tokio::time::sleep(Duration::from_millis(20 << attempt)).await;
+        }
+    }
+    run_once(sb, spec, cancel).await
+}
+
+/// How a spawn failure reads when a staged copy could not be attached because its
+/// file was unlinked (`ESTALE`, which `child::attach` reports for that case).
+const STAGED_GONE: &str = "(os error 116)";
+
+async fn run_once(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> ProcessOutcome {
     let started_at = Instant::now();
     let applied = Applied {
         timeout_ms: spec.limits.timeout_ms,

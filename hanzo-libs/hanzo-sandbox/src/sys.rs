@@ -572,6 +572,11 @@ pub(crate) mod child {
                 at.as_ptr(),
                 super::MOVE_MOUNT_F_EMPTY_PATH,
             );
+            // ENOENT here means the copy's file was unlinked (replaced) since it was
+            // opened: ESTALE tells the caller to start again.
+            if r < 0 && *libc::__errno_location() == libc::ENOENT {
+                return Err(io::Error::from_raw_os_error(libc::ESTALE));
+            }
             check(r as libc::c_int)
         }
     }
