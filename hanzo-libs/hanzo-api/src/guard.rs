@@ -197,12 +197,14 @@ fn refusal(state: &State, req: &Request) -> Option<Response> {
             &["application/json"]
         };
         if !wanted.contains(&media.as_str()) {
-            return Some(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("Content-Type: expected {}, got '{}'", wanted.join(" or "), given),
-            )
-            .into_response());
+            return Some(
+                ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("Content-Type: expected {}, got '{}'", wanted.join(" or "), given),
+                )
+                .into_response(),
+            );
         }
     }
     None
