@@ -74,7 +74,7 @@ impl Access {
 
     fn origin_ok(&self, origin: &str) -> bool {
         let origin = origin.trim().trim_end_matches('/').to_ascii_lowercase();
-        self.origins.iter().any(|o| *o == origin)
+        self.origins.contains(&origin)
     }
 }
 
@@ -145,9 +145,9 @@ pub(crate) async fn guard(AxState(state): AxState<Arc<State>>, req: Request, nex
         h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         return res;
     }
-    let mut res = match check(&state, &req) {
-        Ok(()) => next.run(req).await,
-        Err(refused) => refused,
+    let mut res = match refusal(&state, &req) {
+        None => next.run(req).await,
+        Some(refused) => refused,
     };
     if let Some(origin) = &origin {
         cors(res.headers_mut(), origin);
@@ -160,8 +160,8 @@ fn cors(h: &mut HeaderMap, origin: &HeaderValue) {
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
 }
 
-/// The token, then the body's type.
-fn check(state: &State, req: &Request) -> Result<(), Response> {
+/// The token, then the body's type: the refusal, if any.
+fn refusal(state: &State, req: &Request) -> Option<Response> {
     let headers = req.headers();
     if let Some(token) = &state.token {
         let given = headers
@@ -177,7 +177,7 @@ fn check(state: &State, req: &Request) -> Result<(), Response> {
             .into_response();
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            return Err(res);
+            return Some(res);
         }
     }
     let has_body = headers.contains_key(header::TRANSFER_ENCODING)
@@ -197,15 +197,17 @@ fn check(state: &State, req: &Request) -> Result<(), Response> {
             &["application/json"]
         };
         if !wanted.contains(&media.as_str()) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                format!("Content-Type: expected {}, got '{}'", wanted.join(" or "), given),
-            )
-            .into_response());
+            return Some(
+                ApiError::new(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    format!("Content-Type: expected {}, got '{}'", wanted.join(" or "), given),
+                )
+                .into_response(),
+            );
         }
     }
-    Ok(())
+    None
 }
 
 /// Compares without stopping at the first difference, so the time taken does not

@@ -3,6 +3,7 @@
 
 mod concurrency;
 mod crash;
+mod modes;
 mod ops;
 mod pagination;
 mod recovery;
