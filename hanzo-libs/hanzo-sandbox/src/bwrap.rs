@@ -2,7 +2,8 @@
 //! [`ProcessSpec`] into its command line.
 //!
 //! The sandbox a tool gets: fresh pid, mount, ipc, uts and cgroup namespaces, a fresh
-//! network namespace (loopback only) unless the job has the network, a user namespace
+//! network namespace (loopback only) unless the job has the network (then bubblewrap
+//! starts in the tool's own namespace behind NAT: see `net`), a user namespace
 //! where the host allows one; a read-only root holding only the requested host paths,
 //! a `/proc` of its own pid namespace, a minimal `/dev`, a private `/tmp` (tmpfs, capped
 //! at `disk_mb`) holding the work directory; no capabilities; and bubblewrap's init as
@@ -40,6 +41,8 @@ pub(crate) struct Layout<'a> {
     pub(crate) files: Vec<(RawFd, usize)>,
     /// Where bubblewrap writes its JSON status (the sandbox's pid 1, its exit code).
     pub(crate) status_fd: RawFd,
+    /// `Network::Full`: the `/etc/resolv.conf` naming the NAT's resolver.
+    pub(crate) resolv_conf: Option<RawFd>,
 }
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
@@ -215,6 +218,9 @@ impl Bwrap {
         let mut ro: Vec<&Path> = spec.ro_paths.iter().map(PathBuf::as_path).collect();
         if spec.network == Network::Full {
             ro.extend(NETWORK_RO_PATHS.iter().map(Path::new));
+            if l.resolv_conf.is_some() {
+                ro.retain(|p| *p != Path::new("/etc/resolv.conf"));
+            }
         }
         let canonical: Vec<PathBuf> = ro.iter().filter_map(|p| p.canonicalize().ok()).collect();
         for p in &ro {
@@ -231,6 +237,13 @@ impl Bwrap {
                 continue;
             }
             push(&[s("--ro-bind-try"), p.as_os_str(), p.as_os_str()]);
+        }
+        if let Some(fd) = l.resolv_conf {
+            if self.perms {
+                push(&[s("--perms"), s("0644")]);
+            }
+            let fd = fd.to_string();
+            push(&[s("--file"), fd.as_ref(), s("/etc/resolv.conf")]);
         }
         for m in &spec.mounts {
             let how = if m.writable { "--bind" } else { "--ro-bind" };

@@ -11,8 +11,11 @@
 //!   once for WASM or for this host.
 //! - [`docker`]: the docker CLI, a daemon check, and fixture images built from local
 //!   files ([`docker::busybox_image`]).
+//! - [`nethost`]: a test host in a network namespace of the test's own, for tools
+//!   granted `network: full` (never an outside address).
 
 pub mod docker;
+pub mod nethost;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,8 +119,7 @@ fn examples(var: &str, probe: &str, target: Option<&str>, packages: &[&str]) -> 
     }
     let root = repo_root();
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(&root)
-        .args(["build", "--quiet", "--release"]);
+    cmd.current_dir(&root).args(["build", "--quiet", "--release"]);
     if let Some(t) = target {
         cmd.args(["--target", t]);
     }

@@ -176,7 +176,7 @@ async fn no_dependencies_run_without_an_environment() {
 }
 
 /// Builds the wheel `hanzo-pth-probe 1.0` into a simple index under `argv[1]` and serves
-/// it on a free loopback port, printing the port. The wheel ships a `.pth` file, which
+/// it on a free port, printing the port. The wheel ships a `.pth` file, which
 /// `site` runs at every start of an interpreter whose site-packages holds it: it marks
 /// the process environment (`HANZO_PTH_RAN`) and tries to write `PTH-RAN` into
 /// `sys.prefix` (the environment) and `$UV_CACHE_DIR`, both writable while installing.
@@ -213,7 +213,7 @@ with zipfile.ZipFile(os.path.join(root, "hanzo-pth-probe", wheel), "w") as z:
 with open(os.path.join(root, "hanzo-pth-probe", "index.html"), "w") as f:
     f.write('<html><body><a href="%s">%s</a></body></html>' % (wheel, wheel))
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
@@ -240,7 +240,12 @@ async fn a_pth_file_in_a_wheel_does_not_run_at_install() {
     }
     let index = tempfile::tempdir().unwrap();
     let python = hanzo_testkit::toolchain("python3");
-    let mut child = std::process::Command::new(&python)
+    // Served from a test host (a network namespace of the test's own): the install
+    // step's network reaches other hosts through the sandbox's NAT, never the host's
+    // loopback.
+    let host = hanzo_testkit::nethost::TestHost::new();
+    let mut child = host
+        .command(&python.display().to_string())
         .args(["-I", "-c", PTH_INDEX])
         .arg(index.path())
         .stdin(std::process::Stdio::null())
@@ -259,7 +264,7 @@ async fn a_pth_file_in_a_wheel_does_not_run_at_install() {
         for k in ["UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_OFFLINE"] {
             std::env::remove_var(k);
         }
-        std::env::set_var("UV_INDEX_URL", format!("http://127.0.0.1:{port}/"));
+        std::env::set_var("UV_INDEX_URL", format!("http://{}:{port}/", host.addr));
     }
 
     let n = Node::new();
