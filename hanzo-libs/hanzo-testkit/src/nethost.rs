@@ -90,7 +90,7 @@ fn free_subnet() -> (u8, u8) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0) as u64;
-    let mut seed = nanos ^ (u64::from(std::process::id()) << 20) ^ N.fetch_add(1, Ordering::Relaxed) * 7919;
+    let mut seed = nanos ^ (u64::from(std::process::id()) << 20) ^ (N.fetch_add(1, Ordering::Relaxed) * 7919);
     for _ in 0..64 {
         let n = (seed % 16384) as u16;
         let (a, b) = ((n / 64) as u8, ((n % 64) * 4) as u8);

@@ -145,7 +145,8 @@ async fn network_full_reaches_other_hosts_not_this_one_and_none_does_not() {
     // Another host (a test host in a network namespace of the test's own) is reached
     // through the sandbox's NAT...
     let mut other = hanzo_testkit::nethost::TestHost::new();
-    let other_url = format!("http://{}:{}/", other.addr, other.http_server("hello from another host"));
+    let other_port = other.http_server("hello from another host");
+    let other_url = format!("http://{}:{other_port}/", other.addr);
     let mut spec = job(&t).function("fetch_url").params(json!({"url": other_url}));
     spec.network = Network::Full;
     assert_eq!(
@@ -158,7 +159,6 @@ async fn network_full_reaches_other_hosts_not_this_one_and_none_does_not() {
     let mut spec = spec.params(json!({"url": url}));
     let out = node.exec(spec.clone()).await.result.unwrap();
     assert!(out.get("ok").is_none(), "network: full reached the host's loopback: {out}");
-    assert!(denied(&out, "fetch").contains("onnect"), "{out}");
     spec.network = Network::None;
     let out = node.exec(spec.clone()).await.result.unwrap();
     assert!(denied(&out, "fetch").contains("NotCapable"), "{out}");
