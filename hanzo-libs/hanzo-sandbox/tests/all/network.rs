@@ -180,8 +180,18 @@ async fn a_granted_network_reaches_a_test_host_through_the_nat() {
     }
 }
 
+/// The NAT is stopped with every run, and leaves the host's mounts alone: slirp4netns's
+/// `--enable-sandbox`, run in the host's mount namespace, unmounted every
+/// `/run/netns/*` (destroying the namespaces `ip netns` had made).
 #[tokio::test]
 async fn the_nat_is_gone_when_the_run_ends() {
+    let named = TestHost::new();
+    let mounted = || {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&format!("/run/netns/{} ", named.name))
+    };
+    assert!(mounted(), "the test host's namespace is not mounted");
     let me = std::process::id() as i32;
     let nats = || -> Vec<i32> {
         let mut v = Vec::new();
@@ -228,6 +238,10 @@ async fn the_nat_is_gone_when_the_run_ends() {
                 nats(),
                 Vec::<i32>::new(),
                 "{mode:?} {nat:?}: a dropped run left its NAT"
+            );
+            assert!(
+                mounted(),
+                "{mode:?} {nat:?}: the NAT unmounted the host's /run/netns"
             );
         }
     }
