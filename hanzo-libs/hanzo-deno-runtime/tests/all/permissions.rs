@@ -158,7 +158,10 @@ async fn network_full_reaches_other_hosts_not_this_one_and_none_does_not() {
     let url = format!("http://127.0.0.1:{port}/");
     let mut spec = spec.params(json!({"url": url}));
     let out = node.exec(spec.clone()).await.result.unwrap();
-    assert!(out.get("ok").is_none(), "network: full reached the host's loopback: {out}");
+    assert!(
+        out.get("ok").is_none(),
+        "network: full reached the host's loopback: {out}"
+    );
     spec.network = Network::None;
     let out = node.exec(spec.clone()).await.result.unwrap();
     assert!(denied(&out, "fetch").contains("NotCapable"), "{out}");

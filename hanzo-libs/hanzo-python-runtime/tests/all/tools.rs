@@ -351,7 +351,11 @@ def run(p):
         "written"
     );
     assert_eq!(out["reply"], json!("hello from another host"));
-    assert_eq!(out["host"], json!("refused"), "network: full reached the host's loopback");
+    assert_eq!(
+        out["host"],
+        json!("refused"),
+        "network: full reached the host's loopback"
+    );
 }
 
 #[tokio::test]
