@@ -2,7 +2,8 @@
 //! [`ProcessSpec`] into its command line.
 //!
 //! The sandbox a tool gets: fresh pid, mount, ipc, uts and cgroup namespaces, a fresh
-//! network namespace (loopback only) unless the job has the network, a user namespace
+//! network namespace (loopback only) unless the job has the network (then bubblewrap
+//! starts in the tool's own namespace behind NAT: see `net`), a user namespace
 //! where the host allows one; a read-only root holding only the requested host paths,
 //! a `/proc` of its own pid namespace, a minimal `/dev`, a private `/tmp` (tmpfs, capped
 //! at `disk_mb`) holding the work directory; no capabilities; and bubblewrap's init as
@@ -45,6 +46,8 @@ pub(crate) struct Layout<'a> {
     pub(crate) status_fd: RawFd,
     /// The host paths the sandbox shows (read-only paths, then mounts), in order.
     pub(crate) entries: Vec<Entry>,
+    /// `Network::Full`: the `/etc/resolv.conf` naming the NAT's resolver.
+    pub(crate) resolv_conf: Option<RawFd>,
 }
 
 /// One host path shown in the sandbox.
@@ -89,7 +92,15 @@ pub(crate) enum Source {
 pub(crate) fn read_only_plan(spec: &ProcessSpec) -> Vec<Result<(PathBuf, PathBuf), PathBuf>> {
     let mut ro: Vec<&Path> = spec.ro_paths.iter().map(PathBuf::as_path).collect();
     if spec.network == Network::Full {
-        ro.extend(NETWORK_RO_PATHS.iter().map(Path::new));
+        // Not the host's resolv.conf (its resolver may be a loopback one the tool cannot
+        // reach): a granted network always goes through the NAT, whose resolver the
+        // sandbox is given instead (`Layout::resolv_conf`).
+        ro.extend(
+            NETWORK_RO_PATHS
+                .iter()
+                .filter(|p| **p != "/etc/resolv.conf")
+                .map(Path::new),
+        );
     }
     let canonical: Vec<PathBuf> = ro.iter().filter_map(|p| p.canonicalize().ok()).collect();
     let mut plan = Vec::new();
@@ -312,6 +323,13 @@ impl Bwrap {
                     push(&[s(how), src, dest.as_os_str()]);
                 }
             }
+        }
+        if let Some(fd) = l.resolv_conf {
+            if self.perms {
+                push(&[s("--perms"), s("0644")]);
+            }
+            let fd = fd.to_string();
+            push(&[s("--file"), fd.as_ref(), s("/etc/resolv.conf")]);
         }
         // The tool's environment, set inside the sandbox only: bubblewrap itself runs
         // with an empty one, so nothing the job sets (LD_PRELOAD, LD_AUDIT, ...) ever

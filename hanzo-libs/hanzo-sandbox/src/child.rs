@@ -22,6 +22,9 @@ pub(crate) struct ChildSetup {
     pub(crate) unshare: libc::c_int,
     /// The paths a bubblewrap sandbox shows, staged for a root node (see [`Stage`]).
     pub(crate) stage: Option<Arc<Stage>>,
+    /// The network namespace to join (`Network::Full`: the tool's own, behind NAT),
+    /// while still root: bubblewrap then starts in it.
+    pub(crate) netns: Option<RawFd>,
     /// Host uid/gid to become, when the node is root and the tool must not be.
     pub(crate) user: Option<(u32, u32)>,
     /// Descriptors bubblewrap must inherit (work files, its status pipe).
@@ -66,6 +69,12 @@ impl ChildSetup {
         }
         for &(resource, soft, hard) in &self.rlimits {
             child::set_rlimit(resource, soft, hard)?;
+        }
+        if let Some(fd) = self.netns {
+            // SAFETY: setns is async-signal-safe; fd is the node's, open until spawn.
+            if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
         }
         if self.unshare != 0 {
             child::unshare(self.unshare)?;

@@ -26,6 +26,12 @@
 //! and hands detached copies to bubblewrap, which runs as the tool's user; bubblewrap
 //! gets an empty environment and sets the tool's inside the sandbox.
 //!
+//! `Network::Full` never shares the host's network namespace: the tool gets one of
+//! its own, connected by user-mode NAT (slirp4netns, else pasta), with no route to the
+//! host's loopback or its other addresses. A host that cannot do that (no NAT
+//! installed, a node that is not root) refuses `Network::Full`
+//! ([`Sandbox::network_nat`] is `None`, the capability table says `network: false`).
+//!
 //! ```no_run
 //! # async fn f() {
 //! use hanzo_sandbox::{ProcessSpec, Sandbox};
@@ -48,6 +54,7 @@ mod bwrap;
 mod cgroup;
 mod child;
 mod job;
+mod net;
 mod outcome;
 mod run;
 mod spec;
@@ -57,6 +64,7 @@ pub mod toolchain;
 
 pub use cgroup::{CgroupVersion, Controller};
 pub use job::TOOL_PATH;
+pub use net::{NAT_ADDRESS, NAT_DNS, NAT_GATEWAY, NatChoice};
 pub use outcome::{Exit, ProcessOutcome};
 pub use spec::{DEFAULT_PIDS_LIMIT, GUEST_WORKDIR, ProcessSpec, SYSTEM_RO_PATHS, WorkFile};
 
@@ -149,6 +157,9 @@ pub struct Options {
     pub tool_user: ToolUser,
     /// Where work directories go without bubblewrap (default: the system temp dir).
     pub work_root: PathBuf,
+    /// The user-mode NAT that connects a `Network::Full` tool's own network namespace
+    /// (default: slirp4netns, else pasta). Without one, `Network::Full` is refused.
+    pub nat: NatChoice,
 }
 
 impl Default for Options {
@@ -161,6 +172,7 @@ impl Default for Options {
             memory_rlimit: MemoryRlimit::Data,
             tool_user: ToolUser::Auto,
             work_root: std::env::temp_dir(),
+            nat: NatChoice::Auto,
         }
     }
 }
@@ -197,6 +209,8 @@ pub struct Sandbox {
     stage_dir: Option<PathBuf>,
     /// Namespaces a plain (bubblewrap-less) run can still unshare.
     plain_unshare: libc::c_int,
+    /// The NAT for `Network::Full`, or why there is none (and the network is refused).
+    nat: Result<net::Nat, String>,
     cpus: u64,
 }
 
@@ -274,6 +288,11 @@ impl Sandbox {
                 notes.push("cannot unshare namespaces (no CAP_SYS_ADMIN?)".into());
             }
         }
+        // Network::Full: the tool's own namespace behind user-mode NAT, or refused.
+        let nat = net::Nat::detect(options.nat, euid);
+        if let Err(e) = &nat {
+            notes.push(format!("network: full is refused: {e}"));
+        }
         Sandbox {
             options,
             euid,
@@ -283,6 +302,7 @@ impl Sandbox {
             tool_ids,
             stage_dir,
             plain_unshare,
+            nat,
             cpus: sys::cpus(),
         }
     }
@@ -326,6 +346,13 @@ impl Sandbox {
     /// Whether `Network::None` really cuts the tool off (a network namespace of its own).
     pub fn isolates_network(&self) -> bool {
         self.bwrap.is_some() || self.plain_unshare & libc::CLONE_NEWNET != 0
+    }
+
+    /// The user-mode NAT `Network::Full` runs behind (`slirp4netns 1.2.0`), in a
+    /// network namespace of the tool's own with no route to the host's addresses;
+    /// `None` when this host cannot do that, and `Network::Full` is refused.
+    pub fn network_nat(&self) -> Option<String> {
+        self.nat.as_ref().ok().map(net::Nat::name)
     }
 
     /// Whether the tool sees only the paths it is given (bubblewrap); also whether
@@ -533,7 +560,8 @@ impl Sandbox {
         for (k, s, how) in self.limit_support() {
             c = c.with(k, s, how);
         }
-        c.network = true;
+        // Granted only behind NAT in a namespace of its own: never the host's.
+        c.network = self.nat.is_ok();
         c.mounts = self.isolates_filesystem();
         c
     }
@@ -585,7 +613,16 @@ impl Sandbox {
         } else {
             who
         };
-        s + &format!("; tools run as {who}")
+        s += &format!("; tools run as {who}");
+        match &self.nat {
+            Ok(nat) => {
+                s + &format!(
+                    "; network: full through {} (own namespace, no route to the host)",
+                    nat.name()
+                )
+            }
+            Err(_) => s + "; network: full refused (no user-mode NAT)",
+        }
     }
 
     /// Runs one process to completion, limit, timeout or cancellation, and leaves

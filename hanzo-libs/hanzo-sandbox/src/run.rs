@@ -47,6 +47,8 @@ struct Cleanup {
     pid1: Arc<OnceLock<sys::Handle>>,
     cgroup: Option<JobCgroup>,
     workdir: Option<PathBuf>,
+    /// `Network::Full`: the tool's network namespace and its NAT process.
+    net: Option<crate::net::NetNs>,
     /// The tasks feeding stdin and reading stderr and bubblewrap's status: stopped
     /// with the run, so that a process that escaped the kill cannot keep them alive.
     tasks: Vec<AbortHandle>,
@@ -82,7 +84,7 @@ impl Drop for Cleanup {
         for t in &self.tasks {
             t.abort();
         }
-        if self.pid.is_none() && self.cgroup.is_none() && self.workdir.is_none() {
+        if self.pid.is_none() && self.cgroup.is_none() && self.workdir.is_none() && self.net.is_none() {
             return;
         }
         // The run did not finish (its future was dropped, or setting up failed): kill
@@ -92,8 +94,10 @@ impl Drop for Cleanup {
         let pid = self.pid.take();
         let cgroup = self.cgroup.take();
         let workdir = self.workdir.take();
+        let net = self.net.take();
         let pid1 = self.pid1.clone();
         let finish = move || {
+            drop(net);
             if let Some(pid) = pid {
                 sys::kill(pid, libc::SIGKILL);
                 let _ = sys::reap(pid);
@@ -257,6 +261,18 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
         setup.cgroup_procs = Arc::new(fds);
         cleanup.cgroup = Some(job);
     }
+    if let Some(net) = &cleanup.net {
+        // The NAT works for the tool: its memory and CPU are the job's, and it is
+        // killed with the job's processes.
+        if let Some(cg) = &cleanup.cgroup {
+            let pid = net.nat_pid().to_string();
+            for fd in cg.join_fds() {
+                sys::child::write_all(fd, pid.as_bytes())
+                    .map_err(SandboxError::io("cannot move the NAT into the job's cgroup"))?;
+            }
+        }
+        setup.netns = Some(net.fd());
+    }
     setup.user = sb.tool_ids;
     setup.rlimits = rlimits(sb, spec);
 
@@ -274,13 +290,27 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
                 keep.push(fd);
             }
             let (rx, tx) = sys::pipe().map_err(SandboxError::io("cannot make a pipe"))?;
+            // The NAT's resolver, not the host's (which may be a loopback one).
+            let resolv_conf = match &cleanup.net {
+                Some(_) => {
+                    let conf = crate::net::resolv_conf();
+                    let fd = sys::memfd(c"hanzo:resolv.conf", conf.as_bytes())
+                        .map_err(SandboxError::io("cannot hold resolv.conf"))?;
+                    let raw = fd.as_raw_fd();
+                    keep.push(fd);
+                    Some(raw)
+                }
+                None => None,
+            };
             let mut pass_fds: Vec<i32> = files.iter().map(|(fd, _)| *fd).chain([tx.as_raw_fd()]).collect();
             let entries = entries(sb, b, spec, &mut keep, &mut pass_fds, &mut setup)?;
+            pass_fds.extend(resolv_conf);
             let layout = Layout {
                 spec,
                 files,
                 status_fd: tx.as_raw_fd(),
                 entries,
+                resolv_conf,
             };
             let mut env = spec.env.clone();
             for key in ["HOME", "TMPDIR"] {
@@ -322,6 +352,7 @@ fn start(sb: &Sandbox, spec: &ProcessSpec, cleanup: &mut Cleanup) -> Result<Star
             if spec.network == Network::None {
                 setup.unshare = sb.plain_unshare;
             } else {
+                // Network::Full: setup.netns, the tool's own namespace behind NAT.
                 setup.unshare = sb.plain_unshare & !libc::CLONE_NEWNET;
             }
             let mut cmd = Command::new(plain_program(spec, &dir));
@@ -582,8 +613,39 @@ async fn run_once(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> Proc
         pid1: Arc::new(OnceLock::new()),
         cgroup: None,
         workdir: None,
+        net: None,
         tasks: Vec::new(),
     };
+    if spec.network == Network::Full {
+        // Never the host's namespace: the tool's own behind NAT, or no network at all.
+        let nat = match &sb.nat {
+            Ok(nat) => nat,
+            Err(why) => {
+                let why = format!("network: full is not available on this host: {why}");
+                return ProcessOutcome::failed(Exit::Rejected(why), applied, started_at.elapsed());
+            }
+        };
+        // Started here, on a thread that outlives the run (the NAT dies with the thread
+        // that started it); waited for off the async threads.
+        let ready = match nat.start() {
+            Ok(mut net) => tokio::task::spawn_blocking(move || net.wait_ready().map(|()| net)).await,
+            Err(e) => Ok(Err(e)),
+        };
+        match ready {
+            Ok(Ok(net)) => cleanup.net = Some(net),
+            Ok(Err(e)) => {
+                return ProcessOutcome::failed(
+                    Exit::SpawnFailed(e.to_string()),
+                    applied,
+                    started_at.elapsed(),
+                );
+            }
+            Err(e) => {
+                let why = format!("the network set-up failed: {e}");
+                return ProcessOutcome::failed(Exit::SpawnFailed(why), applied, started_at.elapsed());
+            }
+        }
+    }
     let started = match start(sb, &spec, &mut cleanup) {
         Ok(s) => s,
         Err(e) => {
@@ -736,6 +798,11 @@ async fn supervise(
     }
 
     let stats = cleanup.cgroup.as_ref().map(JobCgroup::stats).unwrap_or_default();
+    if let Some(net) = cleanup.net.take() {
+        // Stopping the NAT waits for it: off the async threads, before the cgroup it
+        // is in is removed.
+        let _ = tokio::task::spawn_blocking(move || drop(net)).await;
+    }
     if let Some(cg) = cleanup.cgroup.take() {
         cg.remove(CGROUP_PATIENCE).await;
     }

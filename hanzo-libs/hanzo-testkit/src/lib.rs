@@ -11,8 +11,11 @@
 //!   once for WASM or for this host.
 //! - [`docker`]: the docker CLI, a daemon check, and fixture images built from local
 //!   files ([`docker::busybox_image`]).
+//! - [`nethost`]: a test host in a network namespace of the test's own, for tools
+//!   granted `network: full` (never an outside address).
 
 pub mod docker;
+pub mod nethost;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -14,9 +14,9 @@ fn listener() -> u16 {
     port
 }
 
-const TS: &str = r#"export async function run(p: { path?: string; port?: number }) {
+const TS: &str = r#"export async function run(p: { path?: string; port?: number; host?: string }) {
   if (p.path) return await Deno.readTextFile(p.path);
-  const c = await Deno.connect({ hostname: "127.0.0.1", port: p.port! });
+  const c = await Deno.connect({ hostname: p.host ?? "127.0.0.1", port: p.port! });
   c.close();
   return "connected";
 }
@@ -28,7 +28,7 @@ def run(p):
     if "path" in p:
         with open(p["path"]) as f:
             return f.read()
-    socket.create_connection(("127.0.0.1", p["port"]), timeout=2).close()
+    socket.create_connection((p.get("host", "127.0.0.1"), p["port"]), timeout=2).close()
     return "connected"
 "#;
 
@@ -45,6 +45,7 @@ func main() {
 	var p struct {
 		Path string `json:"path"`
 		Port int    `json:"port"`
+		Host string `json:"host"`
 	}
 	if err := json.NewDecoder(os.Stdin).Decode(&p); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -60,7 +61,10 @@ func main() {
 		os.Stdout.Write(out)
 		return
 	}
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", p.Port))
+	if p.Host == "" {
+		p.Host = "127.0.0.1"
+	}
+	c, err := net.Dial("tcp", fmt.Sprintf("%s:%d", p.Host, p.Port))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -76,7 +80,7 @@ p = json.load(sys.stdin)
 if "path" in p:
     print(json.dumps(open(p["path"]).read()))
 else:
-    socket.create_connection(("127.0.0.1", p["port"]), timeout=2).close()
+    socket.create_connection((p.get("host", "127.0.0.1"), p["port"]), timeout=2).close()
     print(json.dumps("connected"))
 "#;
 
@@ -129,11 +133,16 @@ fn host_files_are_out_of_reach_unless_mounted() {
     }
 }
 
+/// Granted, the network is other hosts' (a test host in a network namespace of the
+/// test's own), never the host's own loopback, where the node's API listens.
 #[test]
-fn the_network_is_out_of_reach_unless_granted() {
+fn the_network_is_out_of_reach_unless_granted_and_the_host_always() {
     let h = Home::new();
     let port = listener();
     let params = format!(r#"{{"port": {port}}}"#);
+    let mut other = hanzo_testkit::nethost::TestHost::new();
+    let other_port = other.tcp_server("hi");
+    let other_params = format!(r#"{{"port": {other_port}, "host": "{}"}}"#, other.addr);
     for (rt, src, extra, grantable) in tools(&h) {
         let r = h.run(&args(rt, &src, &extra, &params, &[]));
         assert_eq!(
@@ -143,6 +152,12 @@ fn the_network_is_out_of_reach_unless_granted() {
         );
         if grantable {
             let r = h.run(&args(rt, &src, &extra, &params, &["--network", "full"]));
+            assert_eq!(
+                r.code, 1,
+                "{rt} {extra:?} reached the host's loopback with network full: {} / {}",
+                r.stdout, r.stderr
+            );
+            let r = h.run(&args(rt, &src, &extra, &other_params, &["--network", "full"]));
             assert_eq!(r.code, 0, "{rt} {extra:?}: {}", r.stderr);
             assert_eq!(r.json(), "connected", "{rt} {extra:?}");
         }

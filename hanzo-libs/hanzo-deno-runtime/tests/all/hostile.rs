@@ -15,8 +15,8 @@ const attempt = async (f: () => unknown) => {
   try { return { ok: await f() }; } catch (e) { return { denied: `${(e as Error).name}: ${(e as Error).message}` }; }
 };
 export const shadow = () => attempt(() => Deno.readTextFileSync("/etc/shadow"));
-export const loopback = (p: { port: number }) =>
-  attempt(async () => { const c = await Deno.connect({ hostname: "127.0.0.1", port: p.port }); c.close(); return "connected"; });
+export const loopback = (p: { port: number; host?: string }) =>
+  attempt(async () => { const c = await Deno.connect({ hostname: p.host ?? "127.0.0.1", port: p.port }); c.close(); return "connected"; });
 export function spin() { let i = 0; for (;;) i++; }
 export function heap() { const keep: string[][] = []; for (;;) keep.push(new Array(50_000).fill("x".repeat(8))); }
 export function buffers() { const keep: Uint8Array[] = []; for (;;) keep.push(new Uint8Array(4 << 20).fill(1)); }
@@ -53,7 +53,7 @@ async fn etc_shadow_is_refused_by_both_walls() {
 }
 
 #[tokio::test]
-async fn host_loopback_is_out_of_reach_without_network() {
+async fn host_loopback_is_out_of_reach_with_or_without_network() {
     let node = Node::new();
     let t = node.tool("hostile.ts", HOSTILE);
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -66,9 +66,19 @@ async fn host_loopback_is_out_of_reach_without_network() {
         out["denied"].as_str().unwrap().contains("ConnectionRefused"),
         "{out}"
     );
-    // Granted, it connects: the refusals above are the walls, not a broken probe.
+    // Granted the network, the tool has its own namespace behind NAT: the host's
+    // loopback is still not there.
     let mut granted = spec;
     granted.network = Network::Full;
+    let out = node.exec(granted.clone()).await.result.unwrap();
+    assert!(
+        out["denied"].as_str().unwrap().contains("ConnectionRefused"),
+        "network: full reached the host's loopback: {out}"
+    );
+    // But a test host is reached: the refusals above are the walls, not a broken probe.
+    let mut host = hanzo_testkit::nethost::TestHost::new();
+    let port = host.tcp_server("hi");
+    granted.params = json!({"port": port, "host": host.addr.to_string()});
     assert_eq!(
         node.exec(granted).await.result.unwrap(),
         json!({"ok": "connected"})

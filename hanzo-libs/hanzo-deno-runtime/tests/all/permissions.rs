@@ -143,16 +143,28 @@ fn http_listener(body: &'static str) -> u16 {
 }
 
 #[tokio::test]
-async fn network_full_reaches_the_host_and_none_does_not() {
+async fn network_full_reaches_other_hosts_not_this_one_and_none_does_not() {
     let node = Node::new();
     let t = node.tool("probe.ts", PROBE);
-    let port = http_listener("hello from the host");
-    let url = format!("http://127.0.0.1:{port}/");
-    let mut spec = job(&t).function("fetch_url").params(json!({"url": url}));
+    // Another host (a test host in a network namespace of the test's own) is reached
+    // through the sandbox's NAT...
+    let mut other = hanzo_testkit::nethost::TestHost::new();
+    let other_port = other.http_server("hello from another host");
+    let other_url = format!("http://{}:{other_port}/", other.addr);
+    let mut spec = job(&t).function("fetch_url").params(json!({"url": other_url}));
     spec.network = Network::Full;
     assert_eq!(
         node.exec(spec.clone()).await.result.unwrap(),
-        json!({"ok": "hello from the host"})
+        json!({"ok": "hello from another host"})
+    );
+    // ...the node's own loopback is not (the node's API listens there).
+    let port = http_listener("hello from the host");
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut spec = spec.params(json!({"url": url}));
+    let out = node.exec(spec.clone()).await.result.unwrap();
+    assert!(
+        out.get("ok").is_none(),
+        "network: full reached the host's loopback: {out}"
     );
     spec.network = Network::None;
     let out = node.exec(spec.clone()).await.result.unwrap();

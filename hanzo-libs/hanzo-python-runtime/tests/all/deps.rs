@@ -176,7 +176,7 @@ async fn no_dependencies_run_without_an_environment() {
 }
 
 /// Builds the wheel `hanzo-pth-probe 1.0` into a simple index under `argv[1]` and serves
-/// it on a free loopback port, printing the port. The wheel ships a `.pth` file, which
+/// it on a free port, printing the port. The wheel ships a `.pth` file, which
 /// `site` runs at every start of an interpreter whose site-packages holds it: it marks
 /// the process environment (`HANZO_PTH_RAN`) and tries to write `PTH-RAN` into
 /// `sys.prefix` (the environment) and `$UV_CACHE_DIR`, both writable while installing.
@@ -213,7 +213,7 @@ with zipfile.ZipFile(os.path.join(root, "hanzo-pth-probe", wheel), "w") as z:
 with open(os.path.join(root, "hanzo-pth-probe", "index.html"), "w") as f:
     f.write('<html><body><a href="%s">%s</a></body></html>' % (wheel, wheel))
 handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=root)
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), handler)
 print(server.server_address[1], flush=True)
 server.serve_forever()
 "#;
@@ -223,14 +223,19 @@ struct Server {
     child: std::process::Child,
     /// The index's files, removed with the server.
     _index: tempfile::TempDir,
+    /// The test host it runs on (a network namespace of the test's own, reached
+    /// through the sandbox's NAT), removed after the server.
+    _host: hanzo_testkit::nethost::TestHost,
 }
 
 impl Server {
-    /// Starts the server; returns it and its loopback port.
-    fn start() -> (Server, u16) {
+    /// Starts the server on a test host; returns it and its `address:port`.
+    fn start() -> (Server, String) {
         let index = tempfile::tempdir().unwrap();
         let python = hanzo_testkit::toolchain("python3");
-        let mut child = std::process::Command::new(&python)
+        let host = hanzo_testkit::nethost::TestHost::new();
+        let mut child = host
+            .command(&python.display().to_string())
             .args(["-I", "-c", PTH_INDEX])
             .arg(index.path())
             .stdin(std::process::Stdio::null())
@@ -239,11 +244,16 @@ impl Server {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let server = Server { child, _index: index };
         let mut line = String::new();
         std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line).unwrap();
         let port: u16 = line.trim().parse().expect("the index server's port");
-        (server, port)
+        let at = format!("{}:{port}", host.addr);
+        let server = Server {
+            child,
+            _index: index,
+            _host: host,
+        };
+        (server, at)
     }
 }
 
@@ -264,14 +274,17 @@ async fn a_pth_file_in_a_wheel_does_not_run_at_install() {
     if !alone_in_process("deps::a_pth_file_in_a_wheel_does_not_run_at_install") {
         return;
     }
-    let (server, port) = Server::start();
+    // Served from a test host (a network namespace of the test's own): the install
+    // step's network reaches other hosts through the sandbox's NAT, never the host's
+    // loopback.
+    let (server, at) = Server::start();
     // SAFETY: this test is alone in its process (checked above) and no other thread
     // reads the environment while it is changed, before the runtime exists.
     unsafe {
         for k in ["UV_DEFAULT_INDEX", "UV_EXTRA_INDEX_URL", "UV_INDEX", "UV_OFFLINE"] {
             std::env::remove_var(k);
         }
-        std::env::set_var("UV_INDEX_URL", format!("http://127.0.0.1:{port}/"));
+        std::env::set_var("UV_INDEX_URL", format!("http://{at}/"));
     }
 
     let n = Node::new();
@@ -334,7 +347,7 @@ async fn the_jobs_environment_never_reaches_the_installer() {
     if !alone_in_process("deps::the_jobs_environment_never_reaches_the_installer") {
         return;
     }
-    let (server, port) = Server::start();
+    let (server, at) = Server::start();
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -354,10 +367,10 @@ async fn the_jobs_environment_never_reaches_the_installer() {
     );
     let mut spec = n.job(&p);
     for (k, v) in [
-        ("UV_INDEX_URL", format!("http://127.0.0.1:{port}/")),
-        ("UV_DEFAULT_INDEX", format!("http://127.0.0.1:{port}/")),
+        ("UV_INDEX_URL", format!("http://{at}/")),
+        ("UV_DEFAULT_INDEX", format!("http://{at}/")),
         ("UV_NO_CONFIG", "0".into()),
-        ("PIP_INDEX_URL", format!("http://127.0.0.1:{port}/")),
+        ("PIP_INDEX_URL", format!("http://{at}/")),
     ] {
         spec.env.insert(k.into(), v);
     }

@@ -299,8 +299,11 @@ async fn granted_env_mounts_and_network_work() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
+    // Another host, reached through the sandbox's NAT (a test host of the test's own);
+    // the host's own loopback is not reachable.
+    let mut other = hanzo_testkit::nethost::TestHost::new();
+    let port = other.tcp_server("hello from another host");
+    let loopback = hanzo_testkit::nethost::loopback_server("the host itself");
     let src = r#"
 import os, socket
 def run(p):
@@ -313,13 +316,22 @@ def run(p):
         ro = False
     except OSError:
         ro = True
-    s = socket.create_connection(("127.0.0.1", p["port"]), timeout=5)
+    s = socket.create_connection((p["host"], p["port"]), timeout=5)
+    reply = s.recv(64).decode()
     s.close()
+    try:
+        socket.create_connection(("127.0.0.1", p["loopback"]), timeout=5).close()
+        host = "reached"
+    except OSError:
+        host = "refused"
     return {"env": os.environ.get("GRANTED"), "home": os.environ.get("HOME"),
-            "leak": os.environ.get("CARGO_MANIFEST_DIR"), "read": read, "ro": ro}
+            "leak": os.environ.get("CARGO_MANIFEST_DIR"), "read": read, "ro": ro,
+            "reply": reply, "host": host}
 "#;
     let p = n.script("grants.py", src);
-    let mut spec = n.job(&p).params(json!({"port": port}));
+    let mut spec = n
+        .job(&p)
+        .params(json!({"port": port, "host": other.addr.to_string(), "loopback": loopback}));
     spec.env.insert("GRANTED".into(), "yes".into());
     spec.mounts.push(Mount {
         host: data.path().into(),
@@ -342,8 +354,12 @@ def run(p):
         std::fs::read_to_string(out_dir.path().join("result.txt")).unwrap(),
         "written"
     );
-    listener.set_nonblocking(true).unwrap();
-    assert!(listener.accept().is_ok(), "the tool connected with network: full");
+    assert_eq!(out["reply"], json!("hello from another host"));
+    assert_eq!(
+        out["host"],
+        json!("refused"),
+        "network: full reached the host's loopback"
+    );
 }
 
 #[tokio::test]

@@ -13,6 +13,7 @@ mod hostile;
 mod io;
 mod limits;
 mod namespaces;
+mod network;
 mod plain;
 mod privilege;
 mod unprivileged;

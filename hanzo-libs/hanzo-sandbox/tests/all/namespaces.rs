@@ -78,20 +78,19 @@ async fn the_tool_has_no_capabilities_and_cannot_gain_privileges() {
 
 #[tokio::test]
 async fn without_the_network_there_is_only_loopback() {
-    for mode in BWRAP {
-        let o = run(
-            mode,
-            sh("cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '"),
-        )
-        .await;
+    let interfaces = "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '";
+    for mode in ALL_MODES {
+        let o = run(mode, sh(interfaces)).await;
         assert_eq!(ok(mode, &o).trim(), "lo", "{mode:?}");
-        let full = sh("cat /proc/net/dev | tail -n +3 | wc -l").network(Network::Full);
-        let o = run(mode, full).await;
-        let host = std::fs::read_to_string("/proc/net/dev").unwrap().lines().count() - 2;
-        assert_eq!(
+        // With it, a namespace of its own too (see `network`): never the host's.
+        let o = run(mode, sh(interfaces).network(Network::Full)).await;
+        assert_eq!(ok(mode, &o).trim(), "lo tap0", "{mode:?}: Network::Full");
+        let me = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let o = run(mode, sh("readlink /proc/self/ns/net").network(Network::Full)).await;
+        assert_ne!(
             ok(mode, &o).trim(),
-            host.to_string(),
-            "{mode:?}: Network::Full shares the host's"
+            me.to_string_lossy(),
+            "{mode:?}: shares the host's"
         );
     }
 }

@@ -121,4 +121,14 @@ fn as_nobody() {
     assert!(plain.describe().contains("no namespaces"), "{}", plain.describe());
     let o = run(&plain, sh("id -u").network(Network::None));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "65534");
+
+    // No namespace of its own behind NAT can be made without root: the network is
+    // refused, never the host's shared.
+    for sb in [&sb, &plain] {
+        assert_eq!(sb.network_nat(), None, "{}", sb.describe());
+        assert!(!sb.capabilities().network);
+        let o = run(sb, sh("echo ran").network(Network::Full));
+        assert!(matches!(o.exit, Exit::Rejected(_)), "{:?}", o.exit);
+        assert!(o.stdout.is_empty());
+    }
 }
