@@ -6,7 +6,8 @@
 //!
 //! - [`Compiler::Subprocess`] (what `hanzo-node` uses): a child process (the node's
 //!   own binary in its compile mode, [`compile_main`]) under an `RLIMIT_DATA` of the
-//!   job's memory plus [`COMPILER_BASE_MB`] and an `RLIMIT_CPU` backstop, killed at
+//!   job's memory plus [`COMPILER_BASE_MB`] and [`COMPILER_PER_CORE_MB`] per core (its
+//!   own needs), and an `RLIMIT_CPU` backstop, killed at
 //!   the job's deadline or cancellation. It writes the machine code to a temporary file
 //!   in the store; the node renames it into place and maps it with
 //!   `Module::deserialize_file` (see the SAFETY note in `exec.rs`).
@@ -26,8 +27,16 @@ use std::path::PathBuf;
 pub const COMPILE_SUBCOMMAND: &str = "__wasm-compile";
 
 /// Memory the compiler process may use beyond the job's `memory_mb`: its own code,
-/// heap and the engine, before it reads the module.
+/// heap and the engine, before it reads the module ...
 pub const COMPILER_BASE_MB: u64 = 64;
+/// ... and per core, for the stack and heap of each compiling thread.
+pub const COMPILER_PER_CORE_MB: u64 = 8;
+
+/// What the compiler process may use beyond the job's memory, in MiB.
+pub(crate) fn compiler_overhead_mb() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    COMPILER_BASE_MB + COMPILER_PER_CORE_MB * cores
+}
 
 /// Exit status of the compiler when the module is not valid WebAssembly.
 const EXIT_INVALID: i32 = 2;
@@ -114,9 +123,10 @@ pub fn compile_main(args: Vec<OsString>) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let mut config = engine_config(args.profile, &args.config, false);
-    // One core per compilation, as a job has; a job never fans out over the machine.
-    config.parallel_compilation(false);
+    // Functions compile in parallel, as in-process compilation always did: a large
+    // module (a Go program: thousands of functions) compiles several times faster, and
+    // the job's deadline bounds the whole. One huge function gains nothing from it.
+    let config = engine_config(args.profile, &args.config, false);
     let engine = match wasmtime::Engine::new(&config) {
         Ok(e) => e,
         Err(e) => {
@@ -179,7 +189,8 @@ pub(crate) fn name_exit(
         return ComputeError::limit(
             hanzo_compute::LimitKind::Memory,
             format!(
-                "compiling the module needed more than the job's {memory_mb} MiB (plus {COMPILER_BASE_MB} MiB for the compiler)"
+                "compiling the module needed more than the job's {memory_mb} MiB (plus {} MiB for the compiler itself)",
+                compiler_overhead_mb()
             ),
         );
     }

@@ -28,7 +28,7 @@ mod host;
 mod pipes;
 mod store;
 
-pub use compile::{COMPILE_SUBCOMMAND, COMPILER_BASE_MB, Compiler, compile_main};
+pub use compile::{COMPILE_SUBCOMMAND, COMPILER_BASE_MB, COMPILER_PER_CORE_MB, Compiler, compile_main};
 pub use store::{MAX_MODULE_BYTES, ModuleStore};
 
 use engine::{Profile, ProfileEngine, Ticker};
@@ -422,10 +422,13 @@ impl WasmRuntime {
                 let compile_args = compile::CompileArgs {
                     profile,
                     config: self.config.clone(),
-                    memory_bytes: limits.memory_bytes().saturating_add(COMPILER_BASE_MB << 20),
-                    // A backstop only (the process is killed at the deadline): whole
-                    // seconds, rounded up, plus one.
-                    cpu_seconds: remaining.as_secs() + 2,
+                    memory_bytes: limits
+                        .memory_bytes()
+                        .saturating_add(compile::compiler_overhead_mb() << 20),
+                    // A backstop only (the process is killed at the deadline): CPU
+                    // time of every core the compiler's threads may use, plus slack.
+                    cpu_seconds: (remaining.as_secs() + 2)
+                        .saturating_mul(std::thread::available_parallelism().map_or(1, |n| n.get() as u64)),
                     input: self.store.wasm_path(sha),
                     output: output.clone(),
                 };
