@@ -36,6 +36,9 @@ pub(crate) struct Prepared {
     pub(crate) sha: String,
     pre: InstancePre<HostState>,
     abi: Abi,
+    /// When this process last recorded a use of the module in the store (Unix seconds),
+    /// so that a module served from memory does not look unused to the store's LRU.
+    pub(crate) touched: std::sync::atomic::AtomicU64,
 }
 
 /// The precompiled artifact of `sha` for `engine`, when one exists and fits the engine.
@@ -83,7 +86,15 @@ pub(crate) fn prepare_module(
         sha: sha.to_string(),
         pre,
         abi,
+        touched: std::sync::atomic::AtomicU64::new(unix_now()),
     })
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn classify(module: &Module) -> Result<Abi, ComputeError> {

@@ -358,6 +358,13 @@ impl WasmRuntime {
                 .cloned()
         };
         if let Some(p) = cached() {
+            // Record the use on disk at most once a minute per module (a file time
+            // update), for the store's LRU.
+            let now = exec::unix_now();
+            if now >= p.touched.load(Ordering::Relaxed) + TOUCH_EVERY_S {
+                p.touched.store(now, Ordering::Relaxed);
+                blocking(|| self.store.touch(sha));
+            }
             return Ok(p);
         }
         let flight = self
@@ -582,6 +589,9 @@ impl WasmRuntime {
         Ok(())
     }
 }
+
+/// How often, at most, a module served from memory has its use recorded in the store.
+const TOUCH_EVERY_S: u64 = 60;
 
 /// The error of a job naming a module the store does not hold.
 fn unknown_module(sha: &str) -> ComputeError {

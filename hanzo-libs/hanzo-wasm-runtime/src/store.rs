@@ -27,6 +27,9 @@ const CORE_MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0
 /// validation and compilation take time and memory in proportion to it.
 pub const MAX_MODULE_BYTES: u64 = 64 * 1024 * 1024;
 
+/// Temporary files older than this are left-overs (twice the default largest timeout).
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
+
 /// Modules by sha256, with their compiled artifacts.
 #[derive(Debug, Clone)]
 pub struct ModuleStore {
@@ -114,6 +117,30 @@ impl ModuleStore {
         self.scan().iter().map(|m| m.bytes).sum::<u64>() + self.stray_bytes()
     }
 
+    /// Removes temporary files (`*.tmp*`) older than [`STALE_TMP`]: left by a node or a
+    /// compiler process that died mid-write. A live write is never that old (a compile
+    /// is killed at its job's deadline, at most `max_execution_time_ms`).
+    fn sweep_stale(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if sha_of(&name).is_some() || !name.contains(".tmp") {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TMP);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
     /// Bytes of files that belong to no module (compilations in progress).
     fn stray_bytes(&self) -> u64 {
         std::fs::read_dir(&self.dir)
@@ -173,6 +200,7 @@ impl ModuleStore {
             return Vec::new();
         }
         let _one = self.pruning.lock().unwrap_or_else(|p| p.into_inner());
+        self.sweep_stale();
         let mut modules = self.scan();
         let mut total: u64 = modules.iter().map(|m| m.bytes).sum::<u64>() + self.stray_bytes();
         // Orphan artifacts first, then modules by last use.
