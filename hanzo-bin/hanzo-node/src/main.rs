@@ -82,6 +82,15 @@ fn main() -> ExitCode {
         let code = hanzo_native_runtime::tool_host_main(args[2..].to_vec());
         return ExitCode::from(u8::try_from(code).unwrap_or(1));
     }
+    // The WASM runtime's module compiler: hanzo-node re-run as a child process, under
+    // the job's memory limit and killed at its deadline (hanzo_wasm_runtime::Compiler).
+    if args
+        .get(1)
+        .is_some_and(|a| a == hanzo_wasm_runtime::COMPILE_SUBCOMMAND)
+    {
+        let code = hanzo_wasm_runtime::compile_main(args[2..].to_vec());
+        return ExitCode::from(u8::try_from(code).unwrap_or(1));
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -12,7 +12,7 @@ use hanzo_k8s_runtime::KubernetesRuntime;
 use hanzo_native_runtime::NativeRuntime;
 use hanzo_python_runtime::PythonRuntime;
 use hanzo_sandbox::Sandbox;
-use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
+use hanzo_wasm_runtime::{COMPILE_SUBCOMMAND, Compiler, MAX_MODULE_BYTES, WasmOptions, WasmRuntime};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -81,10 +81,16 @@ impl Node {
         let mut wasm = None;
         // The go runtime runs its wasip1 builds on the WASM runtime.
         if wanted(RuntimeKind::Wasm) || wanted(RuntimeKind::Go) {
-            let rt = Arc::new(WasmRuntime::new(WasmOptions::new(
-                &data_dir,
-                config.compute.wasm.clone(),
-            ))?);
+            // Modules compile in this very binary re-run as a child process
+            // (`hanzo-node __wasm-compile`), killed at the job's deadline.
+            let program = std::env::current_exe().context("cannot find the hanzo-node binary")?;
+            let options = WasmOptions::new(&data_dir, config.compute.wasm.clone())
+                .with_modules_max_mb(config.node.modules_max_mb)
+                .with_compiler(Compiler::Subprocess {
+                    program,
+                    args: vec![COMPILE_SUBCOMMAND.into()],
+                });
+            let rt = Arc::new(WasmRuntime::new(options)?);
             if wanted(RuntimeKind::Wasm) {
                 compute.register(rt.clone());
             }
@@ -188,7 +194,8 @@ impl Node {
 /// `hanzo-node module ...`
 #[derive(Subcommand, Debug)]
 pub enum ModuleCmd {
-    /// Add a module (binary or .wat) to the store and print its sha256.
+    /// Add a module (binary or .wat) to the store and print its sha256; it is validated
+    /// first, and the store is kept under node.modules_max_mb.
     Add {
         /// The module file.
         path: PathBuf,
@@ -204,8 +211,19 @@ pub async fn module(config: Option<&Path>, cmd: ModuleCmd) -> anyhow::Result<u8>
         .ok_or_else(|| ComputeError::Unavailable(node_reason(&node.config)))?;
     match cmd {
         ModuleCmd::Add { path } => {
-            let bytes = std::fs::read(&path)
-                .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", path.display())))?;
+            let cannot =
+                |e: std::io::Error| ComputeError::invalid(format!("cannot read {}: {e}", path.display()));
+            let len = std::fs::metadata(&path).map_err(cannot)?.len();
+            if len > MAX_MODULE_BYTES {
+                return Err(ComputeError::invalid(format!(
+                    "{} is {} MiB, more than the {} MiB a module may have",
+                    path.display(),
+                    len >> 20,
+                    MAX_MODULE_BYTES >> 20
+                ))
+                .into());
+            }
+            let bytes = std::fs::read(&path).map_err(cannot)?;
             let sha = wasm.add_module(&bytes)?;
             println!("sha256:{sha}");
         }

@@ -508,12 +508,14 @@ async fn cancel_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
 }
 
 /// Stores a WASM module (binary or WAT text, up to 64 MiB) in the content store; jobs
-/// then use `"source": "sha256:<hex>"`.
+/// then use `"source": "sha256:<hex>"`. The module is validated first (not compiled);
+/// the store is kept under `[node] modules_max_mb` by evicting least recently used
+/// modules, and a job naming an evicted one fails with "unknown module".
 #[utoipa::path(post, path = "/v1/modules",
     request_body(description = "The module's bytes (binary WASM or WAT text), sent as application/wasm or application/octet-stream",
         content((ModuleBytes = "application/wasm"), (ModuleBytes = "application/octet-stream"))),
     responses((status = 201, description = "Stored", body = StoredModule),
-        (status = 400, description = "invalid_input: not a WASM module", body = ErrorReply),
+        (status = 400, description = "invalid_input: not a valid WASM module, or larger than the module store's quota", body = ErrorReply),
         (status = 413, description = "too_large: body over 64 MiB", body = ErrorReply),
         (status = 503, description = "runtime_unavailable: the wasm runtime is off", body = ErrorReply)))]
 async fn add_module(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {

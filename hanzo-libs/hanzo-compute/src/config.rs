@@ -53,6 +53,10 @@ pub struct NodeConfig {
     /// together (Python environments, Go builds, stored native tools); past it the
     /// least recently used entries not in use are removed. 0 means unbounded.
     pub cache_max_mb: u64,
+    /// Disk space, in MiB, the WASM module store may take (modules and their compiled
+    /// artifacts); past it the least recently used modules not in use by a running job
+    /// are removed. 0 means unbounded.
+    pub modules_max_mb: u64,
 }
 
 impl Default for NodeConfig {
@@ -69,6 +73,7 @@ impl Default for NodeConfig {
             jobs_retention_hours: 168,
             jobs_max_finished: 100_000,
             cache_max_mb: 10_240,
+            modules_max_mb: 2_048,
         }
     }
 }
@@ -699,6 +704,9 @@ total_cpu_cores = 8
         assert_eq!(Config::default().node.cache_max_mb, 10_240);
         let c = Config::from_toml("[node]\ncache_max_mb = 0\n", "f", env(&[])).unwrap();
         assert_eq!(c.node.cache_max_mb, 0);
+        assert_eq!(Config::default().node.modules_max_mb, 2_048);
+        let c = Config::from_toml("[node]\nmodules_max_mb = 16\n", "f", env(&[])).unwrap();
+        assert_eq!(c.node.modules_max_mb, 16);
         let c = Config::from_toml("", "f", env(&[("HANZO_NODE_CACHE_MAX_MB", "64")])).unwrap();
         assert_eq!(c.node.cache_max_mb, 64);
         let e = Config::from_toml("[node]\ncache_max_gb = 1\n", "f", env(&[])).unwrap_err();

@@ -28,6 +28,24 @@ pub(crate) enum Profile {
     Deterministic,
 }
 
+impl Profile {
+    /// The name the compiler subprocess is given.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Profile::Standard => "standard",
+            Profile::Deterministic => "deterministic",
+        }
+    }
+
+    pub(crate) fn from_name(name: &str) -> Option<Profile> {
+        match name {
+            "standard" => Some(Profile::Standard),
+            "deterministic" => Some(Profile::Deterministic),
+            _ => None,
+        }
+    }
+}
+
 /// One engine with its WASI linker.
 pub(crate) struct ProfileEngine {
     pub(crate) engine: Engine,
@@ -38,7 +56,10 @@ pub(crate) struct ProfileEngine {
     pub(crate) pooling: bool,
 }
 
-fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -> Config {
+/// The engine configuration of `profile`. Everything that shapes machine code is set
+/// here, so the compiler subprocess (which builds its engine without `pooling`) makes
+/// artifacts this process's engine accepts.
+pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -> Config {
     let mut c = Config::new();
     // Timeouts and cancellation: epoch checks are a load and compare on loop
     // back-edges and function entries, so a loop with no calls still ends.
@@ -92,9 +113,7 @@ impl ProfileEngine {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
             .map_err(|e| ComputeError::internal(format!("cannot link WASI: {e}")))?;
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut h);
-        let artifact_tag = format!("{:016x}", h.finish());
+        let artifact_tag = artifact_tag(&engine);
         Ok(ProfileEngine {
             engine,
             linker,
@@ -102,6 +121,13 @@ impl ProfileEngine {
             pooling,
         })
     }
+}
+
+/// Names an engine's code format: artifacts are stored under it.
+pub(crate) fn artifact_tag(engine: &Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    format!("{:016x}", h.finish())
 }
 
 /// Advances every engine's epoch while any guest runs, and sleeps otherwise.

@@ -9,7 +9,6 @@ use crate::store::ModuleStore;
 use hanzo_compute::receipt::hash_json;
 use hanzo_compute::{ComputeError, Execution, Job, LimitKind, Usage};
 use serde_json::Value;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use wasmtime::{ExternType, InstancePre, Module, Store, Trap, UpdateDeadline, ValType};
 use wasmtime_wasi::p2::pipe::MemoryInputPipe;
@@ -37,42 +36,45 @@ pub(crate) struct Prepared {
     pub(crate) sha: String,
     pre: InstancePre<HostState>,
     abi: Abi,
+    /// When this process last recorded a use of the module in the store (Unix seconds),
+    /// so that a module served from memory does not look unused to the store's LRU.
+    pub(crate) touched: std::sync::atomic::AtomicU64,
 }
 
-/// Loads `sha` for `engine`: its precompiled artifact when one exists and fits the
-/// engine, else compiles it and saves the artifact.
-pub(crate) fn load(
-    engine: &ProfileEngine,
-    store: &ModuleStore,
-    sha: &str,
-    compilations: &AtomicU64,
-) -> Result<Prepared, ComputeError> {
+/// The precompiled artifact of `sha` for `engine`, when one exists and fits the engine.
+pub(crate) fn load_artifact(engine: &ProfileEngine, store: &ModuleStore, sha: &str) -> Option<Module> {
     let artifact = store.artifact_path(sha, &engine.artifact_tag);
-    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output. Only
-    // this node writes artifacts, atomically, into its own data directory; anyone
-    // able to replace them could replace the node binary too. An artifact from
-    // another wasmtime build is rejected by its header check and recompiled.
-    let module = match artifact.is_file() {
-        true => unsafe { Module::deserialize_file(&engine.engine, &artifact) }.ok(),
-        false => None,
-    };
-    let module = match module {
-        Some(m) => m,
-        None => {
-            let bytes = store
-                .read(sha)?
-                .ok_or_else(|| ComputeError::invalid(format!("no module sha256:{sha} in the store")))?;
-            let module = Module::new(&engine.engine, &bytes).map_err(|e| {
-                ComputeError::invalid(format!("invalid WebAssembly module: {}", root_message(&e)))
-            })?;
-            compilations.fetch_add(1, Ordering::Relaxed);
-            if let Ok(code) = module.serialize() {
-                // A failure to cache only costs a compile next time.
-                let _ = store.write_artifact(sha, &engine.artifact_tag, &code);
-            }
-            module
-        }
-    };
+    if !artifact.is_file() {
+        return None;
+    }
+    // SAFETY: `deserialize_file` trusts the file to be wasmtime's own output for this
+    // wasmtime build; mapping anything else is undefined behaviour. Artifacts are
+    // written only by this node: by its own compiler process (the node binary in
+    // compile mode, under limits, which writes a temporary file the node renames into
+    // place only when the process succeeded and named the expected engine tag) or by a
+    // compile thread, atomically, into the node's own data directory. Anyone able to
+    // replace them could replace the node binary too. An artifact from another wasmtime
+    // build or engine configuration is rejected by its header check and recompiled.
+    // (A module able to subvert cranelift itself could subvert the compiler process,
+    // and through its artifact this process: the subprocess bounds time and memory,
+    // not that.)
+    unsafe { Module::deserialize_file(&engine.engine, &artifact) }.ok()
+}
+
+/// Saves a module compiled in this process as `sha`'s artifact for `engine`.
+pub(crate) fn save_artifact(engine: &ProfileEngine, store: &ModuleStore, sha: &str, module: &Module) {
+    if let Ok(code) = module.serialize() {
+        // A failure to cache only costs a compile next time.
+        let _ = store.write_artifact(sha, &engine.artifact_tag, &code);
+    }
+}
+
+/// Classifies and links a compiled module.
+pub(crate) fn prepare_module(
+    engine: &ProfileEngine,
+    sha: &str,
+    module: Module,
+) -> Result<Prepared, ComputeError> {
     let abi = classify(&module)?;
     let pre = engine.linker.instantiate_pre(&module).map_err(|e| {
         ComputeError::invalid(format!(
@@ -84,7 +86,15 @@ pub(crate) fn load(
         sha: sha.to_string(),
         pre,
         abi,
+        touched: std::sync::atomic::AtomicU64::new(unix_now()),
     })
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn classify(module: &Module) -> Result<Abi, ComputeError> {
@@ -167,8 +177,15 @@ impl From<ComputeError> for Failure {
     }
 }
 
-/// Runs one call of a prepared module in a fresh instance.
-pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, job: &Job) -> Execution {
+/// Runs one call of a prepared module in a fresh instance. `spent` is the part of the
+/// job's timeout already used (compiling the module): the guest gets the rest.
+pub(crate) async fn run(
+    rt: &WasmRuntime,
+    engine: &ProfileEngine,
+    p: &Prepared,
+    job: &Job,
+    spent: Duration,
+) -> Execution {
     let spec = &job.spec;
     let limits = &spec.limits;
     let mut exec = Execution {
@@ -282,7 +299,7 @@ pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, 
     };
     let _running = rt.ticker.enter();
     let started = Instant::now();
-    let timeout = Duration::from_millis(limits.timeout_ms);
+    let timeout = Duration::from_millis(limits.timeout_ms).saturating_sub(spent);
     let deadline = started + timeout;
     let cancel = job.cancel.clone();
     store.set_epoch_deadline(1);
@@ -311,7 +328,7 @@ pub(crate) async fn run(rt: &WasmRuntime, engine: &ProfileEngine, p: &Prepared, 
             }
         }
     };
-    exec.usage.set_wall_time(started.elapsed());
+    exec.usage.set_wall_time(spent + started.elapsed());
     exec.usage.fuel_consumed = store.get_fuel().ok().map(|left| fuel - left);
     exec.usage.peak_memory_bytes = Some(store.data().limiter.peak());
     exec.logs = logs.take();
@@ -407,7 +424,7 @@ fn find<T: std::error::Error + Send + Sync + 'static>(e: &wasmtime::Error) -> Op
         .or_else(|| e.chain().find_map(|c| c.downcast_ref::<T>()))
 }
 
-fn root_message(e: &wasmtime::Error) -> String {
+pub(crate) fn root_message(e: &wasmtime::Error) -> String {
     e.root_cause().to_string()
 }
 

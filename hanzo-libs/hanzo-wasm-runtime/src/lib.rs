@@ -5,7 +5,12 @@
 //! - Both tool ABIs of CONTRACTS §1: the exports ABI (`hanzo_alloc` + `NAME(ptr, len)
 //!   -> i64`) and WASI commands on stdio (`proc_exit(0)` is success).
 //! - A content-addressed [`ModuleStore`] on disk with precompiled artifacts, so a
-//!   restarted node does not compile again; `sha256:<hex>` is a valid source.
+//!   restarted node does not compile again; `sha256:<hex>` is a valid source. Modules
+//!   are validated before they are stored, and the store may have a quota
+//!   (`[node] modules_max_mb`) kept by evicting least recently used modules.
+//! - Compilation is part of the job: it counts against the job's timeout (and, in a
+//!   compiler subprocess, its memory) and is given up at the deadline ([`Compiler`]);
+//!   modules compile independently of each other, each once at a time.
 //! - One shared engine per profile, modules kept pre-instantiated (`InstancePre`),
 //!   the pooling allocator, and a fresh instance per call so no state leaks between
 //!   jobs.
@@ -16,13 +21,15 @@
 //! - A deterministic profile under which the same module and params give the same
 //!   output and fuel on any machine.
 
+mod compile;
 mod engine;
 mod exec;
 mod host;
 mod pipes;
 mod store;
 
-pub use store::ModuleStore;
+pub use compile::{COMPILE_SUBCOMMAND, COMPILER_BASE_MB, COMPILER_PER_CORE_MB, Compiler, compile_main};
+pub use store::{MAX_MODULE_BYTES, ModuleStore};
 
 use engine::{Profile, ProfileEngine, Ticker};
 use exec::Prepared;
@@ -36,6 +43,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 /// The wasmtime major version this crate is built against (checked by a test
@@ -60,17 +68,41 @@ pub struct WasmOptions {
     pub module_dir: PathBuf,
     /// `[compute.wasm]`.
     pub config: WasmConfig,
+    /// Disk space in MiB the module store may take (`[node] modules_max_mb`); 0 means
+    /// unbounded.
+    pub modules_max_mb: u64,
+    /// Where modules are compiled.
+    pub compiler: Compiler,
 }
 
 impl WasmOptions {
-    /// The store under `data_dir/modules`, with the given config.
+    /// The store under `data_dir/modules`, with the given config; unbounded, compiling
+    /// on threads ([`Compiler::Thread`]).
     pub fn new(data_dir: &Path, config: WasmConfig) -> Self {
         WasmOptions {
             module_dir: data_dir.join("modules"),
             config,
+            modules_max_mb: 0,
+            compiler: Compiler::default(),
         }
     }
+
+    /// The same options with a module store quota in MiB (0: unbounded).
+    pub fn with_modules_max_mb(mut self, mb: u64) -> Self {
+        self.modules_max_mb = mb;
+        self
+    }
+
+    /// The same options compiling with `compiler`.
+    pub fn with_compiler(mut self, compiler: Compiler) -> Self {
+        self.compiler = compiler;
+        self
+    }
 }
+
+/// A per-module lock: the first job to need a module compiles it, the others wait
+/// for it (each within its own deadline) instead of compiling it again.
+type Flight = Arc<tokio::sync::Mutex<()>>;
 
 /// The WASM runtime. Cheap to share: wrap it in an `Arc` and call it from any task.
 pub struct WasmRuntime {
@@ -83,9 +115,13 @@ pub struct WasmRuntime {
     /// One permit per pooling-allocator slot, so a burst queues instead of failing.
     permits: Semaphore,
     prepared: RwLock<HashMap<(Profile, String), Arc<Prepared>>>,
-    /// Serialises loading, so a burst of first calls compiles a module once, not once
-    /// per caller. (Compilation itself is parallel inside wasmtime.)
-    load_lock: tokio::sync::Mutex<()>,
+    /// One lock per module being loaded, so a burst of first calls compiles it once,
+    /// while different modules compile independently: a slow compile stalls only the
+    /// jobs that need that module.
+    loading: Mutex<HashMap<(Profile, String), Flight>>,
+    compiler: Compiler,
+    /// Bounds the compile threads of [`Compiler::Thread`], abandoned ones included.
+    compile_threads: Arc<Semaphore>,
     /// Path sources by file identity, so a warm call does not re-read and re-hash
     /// the file.
     path_digests: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
@@ -117,11 +153,12 @@ impl WasmRuntime {
     /// Creates the runtime: opens the module store and builds the standard engine.
     /// The deterministic engine is built on first use.
     pub fn new(options: WasmOptions) -> Result<Self, ComputeError> {
-        let store = ModuleStore::open(&options.module_dir)?;
+        let store = ModuleStore::open(&options.module_dir)?
+            .with_quota(options.modules_max_mb.saturating_mul(1 << 20));
         let standard = ProfileEngine::new(Profile::Standard, &options.config)?;
         let ticker = Ticker::start();
         ticker.add(&standard.engine);
-        Ok(WasmRuntime {
+        let rt = WasmRuntime {
             store,
             permits: Semaphore::new(options.config.max_instances as usize),
             config: options.config,
@@ -130,10 +167,17 @@ impl WasmRuntime {
             deterministic_init: Mutex::new(()),
             ticker,
             prepared: RwLock::new(HashMap::new()),
-            load_lock: tokio::sync::Mutex::new(()),
+            loading: Mutex::new(HashMap::new()),
+            compiler: options.compiler,
+            compile_threads: Arc::new(Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            )),
             path_digests: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
-        })
+        };
+        // A store over its quota (a lowered modules_max_mb) is brought under it now.
+        rt.prune(None);
+        Ok(rt)
     }
 
     /// The module store.
@@ -141,9 +185,79 @@ impl WasmRuntime {
         &self.store
     }
 
-    /// Adds a module (binary or WAT) to the store; returns its sha256.
+    /// Adds a module (binary or WAT) to the store; returns its sha256. The module is
+    /// validated first (wasmparser, with the engine's features; no code is compiled),
+    /// and refused with [`ComputeError::InvalidInput`] when it is not valid, larger than
+    /// [`MAX_MODULE_BYTES`] or than the store's quota. Then the store is pruned to its
+    /// quota. Blocking: validation takes time in proportion to the size.
     pub fn add_module(&self, bytes: &[u8]) -> Result<String, ComputeError> {
-        self.store.put(bytes)
+        let binary = store::to_binary(bytes, "the module")?;
+        self.validate(&binary)?;
+        let quota = self.store.quota();
+        if quota > 0 && binary.len() as u64 > quota {
+            return Err(ComputeError::invalid(format!(
+                "the module ({} bytes) is larger than the module store's quota ([node] modules_max_mb = {})",
+                binary.len(),
+                quota >> 20
+            )));
+        }
+        let sha = sha256_hex(&binary);
+        if self.store.put_binary(&sha, &binary)? {
+            self.prune(Some(&sha));
+        }
+        Ok(sha)
+    }
+
+    /// Whether `binary` is a valid module for this node's engines. Validation is one
+    /// pass over the module (wasmparser), so its time is bounded by the size limit;
+    /// nothing is compiled.
+    fn validate(&self, binary: &[u8]) -> Result<(), ComputeError> {
+        wasmtime::Module::validate(&self.standard.engine, binary).map_err(|e| {
+            ComputeError::invalid(format!("invalid WebAssembly module: {}", exec::root_message(&e)))
+        })
+    }
+
+    /// Prunes the module store to its quota, sparing `keep` and the modules jobs of
+    /// this runtime are loading or running, and forgets what it removed.
+    fn prune(&self, keep: Option<&str>) {
+        if self.store.quota() == 0 {
+            return;
+        }
+        let removed = self.store.prune(keep, |sha| self.in_use(sha));
+        if removed.is_empty() {
+            return;
+        }
+        let gone = |sha: &String| removed.contains(sha);
+        self.prepared
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, sha), _| !gone(sha));
+        self.path_digests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, (_, sha)| !gone(sha));
+        self.loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(_, sha), f| !gone(sha) || Arc::strong_count(f) > 1);
+    }
+
+    /// Whether a job of this runtime is loading or running `sha`: someone besides the
+    /// maps holds its flight lock or its prepared module.
+    fn in_use(&self, sha: &str) -> bool {
+        let loading = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        if loading
+            .iter()
+            .any(|((_, s), f)| s == sha && Arc::strong_count(f) > 1)
+        {
+            return true;
+        }
+        drop(loading);
+        self.prepared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .any(|((_, s), p)| s == sha && Arc::strong_count(p) > 1)
     }
 
     /// How many times this runtime compiled a module (rather than loading a
@@ -190,10 +304,7 @@ impl WasmRuntime {
             }
             let sha = key.1;
             if !self.store.contains(&sha) {
-                return Err(ComputeError::invalid(format!(
-                    "no module sha256:{sha} in the store at {}",
-                    self.store.dir().display()
-                )));
+                return Err(unknown_module(&sha));
             }
             return Ok(sha);
         }
@@ -202,6 +313,13 @@ impl WasmRuntime {
             .map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
         if !meta.is_file() {
             return Err(ComputeError::invalid(format!("{source} is not a file")));
+        }
+        if meta.len() > MAX_MODULE_BYTES {
+            return Err(ComputeError::invalid(format!(
+                "{source} is {} MiB, more than the {} MiB a module may have",
+                meta.len() >> 20,
+                MAX_MODULE_BYTES >> 20
+            )));
         }
         let stamp = FileStamp::of(&meta);
         if let Some((s, sha)) = self
@@ -219,7 +337,9 @@ impl WasmRuntime {
             .map_err(|e| ComputeError::invalid(format!("cannot read {source}: {e}")))?;
         let binary = store::to_binary(&bytes, source)?;
         let sha = sha256_hex(&binary);
-        self.store.put_binary(&sha, &binary)?;
+        if self.store.put_binary(&sha, &binary)? {
+            self.prune(Some(&sha));
+        }
         self.path_digests
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -228,8 +348,14 @@ impl WasmRuntime {
     }
 
     /// The pre-instantiated module for `sha` under `profile`: from memory, else from
-    /// its precompiled artifact, else compiled (and the artifact saved).
-    async fn prepare(&self, sha: &str, profile: Profile) -> Result<Arc<Prepared>, ComputeError> {
+    /// its precompiled artifact, else compiled (and the artifact saved) by `deadline`.
+    async fn prepare(
+        &self,
+        sha: &str,
+        profile: Profile,
+        job: &Job,
+        deadline: Instant,
+    ) -> Result<Arc<Prepared>, ComputeError> {
         let key = (profile, sha.to_string());
         let cached = || {
             self.prepared
@@ -239,21 +365,169 @@ impl WasmRuntime {
                 .cloned()
         };
         if let Some(p) = cached() {
+            // Record the use on disk at most once a minute per module (a file time
+            // update), for the store's LRU.
+            let now = exec::unix_now();
+            if now >= p.touched.load(Ordering::Relaxed) + TOUCH_EVERY_S {
+                p.touched.store(now, Ordering::Relaxed);
+                blocking(|| self.store.touch(sha));
+            }
             return Ok(p);
         }
-        let _loading = self.load_lock.lock().await;
+        let flight = self
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let timeout_ms = job.spec.limits.timeout_ms;
+        // Waiting for another job's compile of the same module is part of this job's
+        // time too; when that compile fails or is given up, this job tries its own.
+        let _loading = tokio::select! {
+            g = flight.lock() => g,
+            _ = tokio::time::sleep_until(deadline.into()) => return Err(compile::compile_timeout(timeout_ms)),
+            _ = job.cancel.cancelled() => return Err(ComputeError::Cancelled),
+        };
         if let Some(p) = cached() {
             return Ok(p);
         }
         let engine = self.engine(profile)?;
-        // Loading maps or compiles machine code: keep it off the async executor.
-        let prepared = blocking(|| exec::load(engine, &self.store, sha, &self.compilations))?;
-        let prepared = Arc::new(prepared);
+        // Mapping an artifact is file I/O: keep it off the async executor.
+        let module = match blocking(|| exec::load_artifact(engine, &self.store, sha)) {
+            Some(m) => m,
+            None => {
+                let m = self.compile(engine, profile, sha, job, deadline).await?;
+                self.compilations.fetch_add(1, Ordering::Relaxed);
+                m
+            }
+        };
+        let prepared = Arc::new(blocking(|| {
+            // Its first load by this process counts as a use, for the store's LRU.
+            self.store.touch(sha);
+            exec::prepare_module(engine, sha, module)
+        })?);
         self.prepared
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, prepared.clone());
         Ok(prepared)
+    }
+
+    /// Compiles `sha` for `engine` within the job's deadline and memory, and saves
+    /// the artifact.
+    async fn compile(
+        &self,
+        engine: &ProfileEngine,
+        profile: Profile,
+        sha: &str,
+        job: &Job,
+        deadline: Instant,
+    ) -> Result<wasmtime::Module, ComputeError> {
+        let limits = &job.spec.limits;
+        let timeout = || compile::compile_timeout(limits.timeout_ms);
+        if !self.store.contains(sha) {
+            return Err(unknown_module(sha));
+        }
+        match &self.compiler {
+            Compiler::Subprocess { program, args } => {
+                let output = self.store.artifact_tmp_path(sha, &engine.artifact_tag);
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let compile_args = compile::CompileArgs {
+                    profile,
+                    config: self.config.clone(),
+                    memory_bytes: limits
+                        .memory_bytes()
+                        .saturating_add(compile::compiler_overhead_mb() << 20),
+                    // A backstop only (the process is killed at the deadline): CPU
+                    // time of every core the compiler's threads may use, plus slack.
+                    cpu_seconds: (remaining.as_secs() + 2)
+                        .saturating_mul(std::thread::available_parallelism().map_or(1, |n| n.get() as u64)),
+                    input: self.store.wasm_path(sha),
+                    output: output.clone(),
+                };
+                let mut cmd = tokio::process::Command::new(program);
+                cmd.args(args)
+                    .args(compile_args.to_args())
+                    .env_clear()
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    // Dropping the wait below (deadline, cancellation) kills the
+                    // compiler; tokio reaps it.
+                    .kill_on_drop(true);
+                let child = cmd
+                    .spawn()
+                    .map_err(|e| ComputeError::internal(format!("cannot start the module compiler: {e}")))?;
+                let result = tokio::select! {
+                    r = child.wait_with_output() => r.map_err(|e| ComputeError::internal(format!("the module compiler: {e}"))),
+                    _ = tokio::time::sleep_until(deadline.into()) => Err(timeout()),
+                    _ = job.cancel.cancelled() => Err(ComputeError::Cancelled),
+                };
+                let loaded = result.and_then(|out| {
+                    if !out.status.success() {
+                        return Err(compile::name_exit(
+                            out.status,
+                            &out.stderr,
+                            limits.memory_mb,
+                            limits.timeout_ms,
+                        ));
+                    }
+                    let tag = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                    if tag != engine.artifact_tag {
+                        return Err(ComputeError::internal(format!(
+                            "the module compiler made code for engine {tag}, not {}",
+                            engine.artifact_tag
+                        )));
+                    }
+                    blocking(|| {
+                        let artifact = self.store.artifact_path(sha, &engine.artifact_tag);
+                        std::fs::rename(&output, &artifact).map_err(|e| {
+                            ComputeError::internal(format!("cannot store the compiled module: {e}"))
+                        })?;
+                        exec::load_artifact(engine, &self.store, sha).ok_or_else(|| {
+                            ComputeError::internal("the module compiler's artifact does not load")
+                        })
+                    })
+                });
+                if loaded.is_err() {
+                    let _ = std::fs::remove_file(&output);
+                } else {
+                    blocking(|| self.prune(Some(sha)));
+                }
+                loaded
+            }
+            Compiler::Thread => {
+                // A thread that is given up keeps its permit until cranelift is done,
+                // so abandoned compiles cannot pile up past the number of cores.
+                let permit = tokio::select! {
+                    p = self.compile_threads.clone().acquire_owned() => p.map_err(|_| ComputeError::internal("the wasm runtime is shutting down"))?,
+                    _ = tokio::time::sleep_until(deadline.into()) => return Err(timeout()),
+                    _ = job.cancel.cancelled() => return Err(ComputeError::Cancelled),
+                };
+                let bytes = blocking(|| self.store.read(sha))?.ok_or_else(|| unknown_module(sha))?;
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let wasm_engine = engine.engine.clone();
+                std::thread::Builder::new()
+                    .name("hanzo-wasm-compile".into())
+                    .spawn(move || {
+                        let _permit = permit;
+                        let _ = tx.send(wasmtime::Module::new(&wasm_engine, &bytes));
+                    })
+                    .map_err(|e| ComputeError::internal(format!("cannot start a compile thread: {e}")))?;
+                let module = tokio::select! {
+                    r = rx => r.map_err(|_| ComputeError::internal("the compile thread panicked"))?
+                        .map_err(|e| ComputeError::invalid(format!("invalid WebAssembly module: {}", exec::root_message(&e))))?,
+                    _ = tokio::time::sleep_until(deadline.into()) => return Err(timeout()),
+                    _ = job.cancel.cancelled() => return Err(ComputeError::Cancelled),
+                };
+                blocking(|| {
+                    exec::save_artifact(engine, &self.store, sha, &module);
+                    self.prune(Some(sha));
+                });
+                Ok(module)
+            }
+        }
     }
 
     async fn run(&self, job: &Job) -> Execution {
@@ -266,19 +540,29 @@ impl WasmRuntime {
         } else {
             Profile::Standard
         };
-        let prepared = match self.resolve(&spec.source, profile) {
-            Ok(sha) => self.prepare(&sha, profile).await,
-            Err(e) => Err(e),
-        };
-        let prepared = match prepared {
-            Ok(p) => p,
+        // The job's clock starts here: compiling the module is part of the job.
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(spec.limits.timeout_ms);
+        let sha = match blocking(|| self.resolve(&spec.source, profile)) {
+            Ok(sha) => sha,
             Err(e) => return Execution::rejected(spec, e),
+        };
+        let prepared = match self.prepare(&sha, profile, job, deadline).await {
+            Ok(p) => p,
+            Err(e) => {
+                // The code was resolved (and is named in the receipt); the time spent
+                // on it is the job's.
+                let mut exec = Execution::rejected(spec, e);
+                exec.code_hash = Some(sha);
+                exec.usage.set_wall_time(started.elapsed());
+                return exec;
+            }
         };
         let engine = match self.engine(profile) {
             Ok(e) => e,
             Err(e) => return Execution::rejected(spec, e),
         };
-        exec::run(self, engine, &prepared, job).await
+        exec::run(self, engine, &prepared, job, started.elapsed()).await
     }
 
     /// Rejects what this runtime cannot honour before anything runs.
@@ -311,6 +595,16 @@ impl WasmRuntime {
         }
         Ok(())
     }
+}
+
+/// How often, at most, a module served from memory has its use recorded in the store.
+const TOUCH_EVERY_S: u64 = 60;
+
+/// The error of a job naming a module the store does not hold.
+fn unknown_module(sha: &str) -> ComputeError {
+    ComputeError::invalid(format!(
+        "unknown module sha256:{sha}: it is not in the module store (modules not used for a while are evicted under [node] modules_max_mb; add it again)"
+    ))
 }
 
 /// Runs `f`, which may block (compiling, mapping files), without stalling the

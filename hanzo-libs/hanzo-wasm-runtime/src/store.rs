@@ -5,29 +5,75 @@
 //! restarted node maps the code back in instead of compiling again. Every file is
 //! written to a temporary name and renamed into place, so a crash never leaves a
 //! half-written module under its final name.
+//!
+//! The store may have a quota (`[node] modules_max_mb`): past it, whole modules (the
+//! `.wasm` and its artifacts) are removed least recently used first, skipping those a
+//! job of this process is loading or running. A module's last use is its `.wasm`'s
+//! mtime, set when it is stored and when a process first loads it. Registered tools and
+//! queued jobs do not pin a module: one that names an evicted module fails with an
+//! "unknown module" error until the module is added again.
 
 use hanzo_compute::ComputeError;
-use hanzo_compute::receipt::sha256_hex;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
 
 /// The first eight bytes of a core WebAssembly module (magic and version 1).
 const CORE_MODULE_HEADER: [u8; 8] = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
+
+/// The largest module accepted, binary or WAT text, in bytes (the API's body limit too):
+/// validation and compilation take time and memory in proportion to it.
+pub const MAX_MODULE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Temporary files older than this are left-overs (twice the default largest timeout).
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
 
 /// Modules by sha256, with their compiled artifacts.
 #[derive(Debug, Clone)]
 pub struct ModuleStore {
     dir: PathBuf,
+    /// Bytes the store may take on disk (modules and artifacts); 0 means unbounded.
+    quota: u64,
+    /// One prune at a time in this process.
+    pruning: Arc<Mutex<()>>,
+}
+
+/// One module as a prune sees it: its files and their total size.
+#[derive(Debug)]
+struct StoredModule {
+    sha: String,
+    files: Vec<PathBuf>,
+    bytes: u64,
+    last_used: SystemTime,
+    /// Whether its `.wasm` is there (artifacts can outlive a module removed by hand).
+    has_module: bool,
 }
 
 impl ModuleStore {
-    /// Opens (creating if needed) a store in `dir`.
+    /// Opens (creating if needed) a store in `dir`, unbounded.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, ComputeError> {
         let dir = dir.into();
         std::fs::create_dir_all(&dir).map_err(|e| {
             ComputeError::internal(format!("cannot create module store {}: {e}", dir.display()))
         })?;
-        Ok(ModuleStore { dir })
+        Ok(ModuleStore {
+            dir,
+            quota: 0,
+            pruning: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// The same store with a quota of `bytes` (0: unbounded).
+    pub fn with_quota(mut self, bytes: u64) -> Self {
+        self.quota = bytes;
+        self
+    }
+
+    /// The quota in bytes; 0 means unbounded.
+    pub fn quota(&self) -> u64 {
+        self.quota
     }
 
     /// The store's directory.
@@ -36,21 +82,147 @@ impl ModuleStore {
     }
 
     /// Adds a module (binary, or WAT text) and returns its sha256. The digest is that
-    /// of the binary module, whichever form was given.
-    pub fn put(&self, bytes: &[u8]) -> Result<String, ComputeError> {
+    /// of the binary module, whichever form was given. It is not validated here:
+    /// `WasmRuntime::add_module` validates before it stores.
+    #[cfg(test)]
+    pub(crate) fn put(&self, bytes: &[u8]) -> Result<String, ComputeError> {
         let binary = to_binary(bytes, "the module")?;
-        let sha = sha256_hex(&binary);
+        let sha = hanzo_compute::receipt::sha256_hex(&binary);
         self.put_binary(&sha, &binary)?;
         Ok(sha)
     }
 
-    /// Adds a binary module whose sha256 the caller has already computed.
-    pub(crate) fn put_binary(&self, sha: &str, binary: &[u8]) -> Result<(), ComputeError> {
+    /// Adds a binary module whose sha256 the caller has already computed; true when it
+    /// was not there before.
+    pub(crate) fn put_binary(&self, sha: &str, binary: &[u8]) -> Result<bool, ComputeError> {
         let path = self.wasm_path(sha);
-        if !path.exists() {
-            write_atomic(&path, binary)?;
+        if path.exists() {
+            self.touch(sha);
+            return Ok(false);
         }
-        Ok(())
+        write_atomic(&path, binary)?;
+        Ok(true)
+    }
+
+    /// Records a use of the module (its `.wasm`'s mtime), for LRU eviction. A failure
+    /// only makes it look older than it is.
+    pub(crate) fn touch(&self, sha: &str) {
+        if let Ok(f) = std::fs::File::open(self.wasm_path(sha)) {
+            let _ = f.set_modified(SystemTime::now());
+        }
+    }
+
+    /// Disk space the store takes: modules, artifacts and anything else in it.
+    pub fn usage(&self) -> u64 {
+        self.scan().iter().map(|m| m.bytes).sum::<u64>() + self.stray_bytes()
+    }
+
+    /// Removes temporary files (`*.tmp*`) older than [`STALE_TMP`]: left by a node or a
+    /// compiler process that died mid-write. A live write is never that old (a compile
+    /// is killed at its job's deadline, at most `max_execution_time_ms`).
+    fn sweep_stale(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if sha_of(&name).is_some() || !name.contains(".tmp") {
+                continue;
+            }
+            let old = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE_TMP);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// Bytes of files that belong to no module (compilations in progress).
+    fn stray_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| sha_of(&e.file_name().to_string_lossy()).is_none())
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Every module with its files, size and last use.
+    fn scan(&self) -> Vec<StoredModule> {
+        let mut by_sha: HashMap<String, StoredModule> = HashMap::new();
+        let Ok(rd) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(sha) = sha_of(&name) else { continue };
+            let Ok(meta) = e.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let m = by_sha.entry(sha.to_string()).or_insert_with(|| StoredModule {
+                sha: sha.to_string(),
+                files: Vec::new(),
+                bytes: 0,
+                last_used: SystemTime::UNIX_EPOCH,
+                has_module: false,
+            });
+            m.bytes += meta.len();
+            if name.ends_with(".wasm") {
+                m.has_module = true;
+                // The module's mtime is its last use; an orphan artifact's own mtime
+                // stands in (below).
+                m.last_used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                m.files.insert(0, e.path());
+            } else {
+                if !m.has_module {
+                    m.last_used = m.last_used.max(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
+                }
+                m.files.push(e.path());
+            }
+        }
+        by_sha.into_values().collect()
+    }
+
+    /// Removes least recently used modules (with their artifacts) until the store fits
+    /// its quota, skipping `keep` and those `in_use` says a job is loading or running.
+    /// Returns the sha256 of every module removed. Does nothing when unbounded.
+    pub(crate) fn prune(&self, keep: Option<&str>, in_use: impl Fn(&str) -> bool) -> Vec<String> {
+        if self.quota == 0 {
+            return Vec::new();
+        }
+        let _one = self.pruning.lock().unwrap_or_else(|p| p.into_inner());
+        self.sweep_stale();
+        let mut modules = self.scan();
+        let mut total: u64 = modules.iter().map(|m| m.bytes).sum::<u64>() + self.stray_bytes();
+        // Orphan artifacts first, then modules by last use.
+        modules.sort_by_key(|m| (m.has_module, m.last_used));
+        let mut removed = Vec::new();
+        for m in modules {
+            if total <= self.quota {
+                break;
+            }
+            if keep == Some(m.sha.as_str()) || in_use(&m.sha) {
+                continue;
+            }
+            // The module first: from then on it is unknown, and its artifacts unused.
+            for f in &m.files {
+                let _ = std::fs::remove_file(f);
+            }
+            total = total.saturating_sub(m.bytes);
+            if m.has_module {
+                removed.push(m.sha);
+            }
+        }
+        removed
     }
 
     /// Whether the store holds the module.
@@ -86,6 +258,15 @@ impl ModuleStore {
         self.dir.join(format!("{sha}.wasm"))
     }
 
+    /// Where a compilation writes an artifact before it is renamed into place: a name
+    /// beginning with `.`, which is never taken for a module or an artifact.
+    pub(crate) fn artifact_tmp_path(&self, sha: &str, engine: &str) -> PathBuf {
+        self.dir.join(format!(
+            ".{sha}.{engine}.cwasm.tmp-{}",
+            hanzo_compute::new_job_id()
+        ))
+    }
+
     pub(crate) fn artifact_path(&self, sha: &str, engine: &str) -> PathBuf {
         self.dir.join(format!("{sha}.{engine}.cwasm"))
     }
@@ -95,9 +276,25 @@ impl ModuleStore {
     }
 }
 
+/// The sha256 a store file belongs to: `<sha>.wasm` or `<sha>.<engine>.cwasm`.
+fn sha_of(name: &str) -> Option<&str> {
+    let sha = name.get(..64)?;
+    let rest = &name[64..];
+    let ok = sha.bytes().all(|b| b.is_ascii_hexdigit())
+        && (rest == ".wasm" || (rest.starts_with('.') && rest.ends_with(".cwasm")));
+    ok.then_some(sha)
+}
+
 /// Checks that `bytes` are a core module (or WAT text, which is converted) and
 /// returns the binary. `what` names the input in errors.
 pub(crate) fn to_binary(bytes: &[u8], what: &str) -> Result<Vec<u8>, ComputeError> {
+    if bytes.len() as u64 > MAX_MODULE_BYTES {
+        return Err(ComputeError::invalid(format!(
+            "{what} is {} MiB, more than the {} MiB a module may have",
+            bytes.len() >> 20,
+            MAX_MODULE_BYTES >> 20
+        )));
+    }
     if bytes.starts_with(b"\0asm") {
         if bytes.len() >= 8 && bytes[..8] != CORE_MODULE_HEADER {
             return Err(ComputeError::invalid(format!(
@@ -137,6 +334,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ComputeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hanzo_compute::receipt::sha256_hex;
 
     #[test]
     fn modules_are_stored_by_the_digest_of_their_binary() {
@@ -149,6 +347,19 @@ mod tests {
         assert!(store.contains(&sha_text));
         assert_eq!(store.read(&sha_text).unwrap().unwrap(), binary);
         assert_eq!(store.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn store_files_belong_to_their_module() {
+        let sha = "ab".repeat(32);
+        assert_eq!(sha_of(&format!("{sha}.wasm")), Some(sha.as_str()));
+        assert_eq!(
+            sha_of(&format!("{sha}.0123456789abcdef.cwasm")),
+            Some(sha.as_str())
+        );
+        assert_eq!(sha_of(&format!(".{sha}.0123.cwasm.tmp-x")), None);
+        assert_eq!(sha_of(&format!("{sha}.wasm.tmp.x")), None);
+        assert_eq!(sha_of("short.wasm"), None);
     }
 
     #[test]

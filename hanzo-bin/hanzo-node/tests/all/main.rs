@@ -7,6 +7,7 @@ mod client;
 mod hostile;
 mod k8s;
 mod logs_api;
+mod modules;
 mod openapi;
 mod policy;
 mod process;

@@ -239,7 +239,7 @@ async fn bad_modules_are_bad_input() {
             node.fixture("inert", "(module (memory 1))"),
             "neither hanzo_alloc",
         ),
-        (format!("sha256:{}", "ab".repeat(32)), "no module"),
+        (format!("sha256:{}", "ab".repeat(32)), "unknown module"),
         ("sha256:123".to_string(), "invalid digest"),
     ];
     for (source, expected) in cases {

@@ -2,6 +2,7 @@
 //! Fixtures are small inline WAT; the SDK examples are built from source.
 
 mod abi;
+mod compile;
 mod concurrency;
 mod conformance;
 mod determinism;

@@ -3,7 +3,7 @@
 
 use hanzo_compute::config::WasmConfig;
 use hanzo_compute::{Compute, ComputeError, JobOutcome, JobSpec, LimitKind, NodeKey, RuntimeKind};
-use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
+use hanzo_wasm_runtime::{Compiler, WasmOptions, WasmRuntime};
 use serde_json::Value;
 use std::path::Path;
 use std::sync::Arc;
@@ -30,7 +30,14 @@ impl Node {
     }
 
     pub fn in_dir(dir: tempfile::TempDir) -> Node {
-        let wasm = Arc::new(WasmRuntime::new(WasmOptions::new(dir.path(), test_config())).unwrap());
+        Self::with_options(dir, |o| o)
+    }
+
+    /// A node whose options `tweak` changes; modules compile in the compiler process
+    /// (as under hanzo-node) unless it says otherwise.
+    pub fn with_options(dir: tempfile::TempDir, tweak: impl FnOnce(WasmOptions) -> WasmOptions) -> Node {
+        let options = tweak(WasmOptions::new(dir.path(), test_config()).with_compiler(compiler_process()));
+        let wasm = Arc::new(WasmRuntime::new(options).unwrap());
         let mut compute = Compute::new(Arc::new(NodeKey::load_or_create(dir.path()).unwrap()));
         compute.register(wasm.clone());
         Node {
@@ -57,6 +64,14 @@ impl Node {
         let mut spec = JobSpec::new(RuntimeKind::Wasm, path).params(params);
         tweak(&mut spec);
         self.run(spec).await
+    }
+}
+
+/// The compiler process this crate builds (`src/bin/hanzo-wasm-compile.rs`).
+pub fn compiler_process() -> Compiler {
+    Compiler::Subprocess {
+        program: env!("CARGO_BIN_EXE_hanzo-wasm-compile").into(),
+        args: Vec::new(),
     }
 }
 
