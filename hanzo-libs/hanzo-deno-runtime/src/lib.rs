@@ -153,7 +153,14 @@ pub struct DenoRuntime {
     pids_limit: u32,
     /// The node's caches, pruned after a tool is prepared (none: unbounded).
     cache: Option<Arc<hanzo_compute::cache::Cache>>,
+    /// One tool is prepared by one job at a time (striped by its hash): a prepare hands
+    /// the tool's `gen/` to the tool user and takes it back when done, which must not
+    /// happen under another job's prepare steps of the same tool, still writing there.
+    preparing: [tokio::sync::Mutex<()>; PREPARE_STRIPES],
 }
+
+/// How many locks [`DenoRuntime::prepare`] stripes tools over.
+const PREPARE_STRIPES: usize = 16;
 
 impl DenoRuntime {
     /// A runtime running tools in `sandbox` with the deno of `config` (or `deno` on
@@ -168,6 +175,7 @@ impl DenoRuntime {
             root: data_dir.join("deno"),
             pids_limit,
             cache: None,
+            preparing: std::array::from_fn(|_| tokio::sync::Mutex::new(())),
         }
     }
 
@@ -396,6 +404,12 @@ impl DenoRuntime {
                 .line,
             cache::generation(&self.cache_dir())
         );
+        let stripe = tool
+            .hash
+            .bytes()
+            .fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)))
+            % PREPARE_STRIPES;
+        let _one_at_a_time = self.preparing[stripe].lock().await;
         // Always: a run mounts these, and an operator may have pruned them.
         self.create_dirs(&tool.hash)?;
         let marker = self.marker(&tool.hash);
