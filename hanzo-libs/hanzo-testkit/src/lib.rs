@@ -140,6 +140,32 @@ fn examples(var: &str, probe: &str, target: Option<&str>, packages: &[&str]) -> 
     }
 }
 
+/// The body (WAT instructions, locals first) of a function that keeps `locals` i64
+/// locals live at once across `locals * rounds` branches: each local is set
+/// (conditionally on the function's first param) from the previous one and all are summed
+/// at the end. Cranelift's register allocator needs seconds to minutes for it (2000
+/// locals, 3 rounds: far past a 1 s timeout): the hostile compile of the WASM runtime's
+/// and the node's tests (issue 11). The body leaves nothing on the stack.
+pub fn live_locals_body(locals: usize, rounds: usize) -> String {
+    let mut body = String::new();
+    for r in 0..rounds {
+        for i in 0..locals {
+            let prev = if i == 0 { locals - 1 } else { i - 1 };
+            body.push_str(&format!(
+                "(if (i32.eqz (local.get 0)) (then (local.set $l{i} (i64.add (local.get $l{prev}) (i64.const {})))))\n",
+                r * locals + i + 1
+            ));
+        }
+    }
+    // The sum keeps every local live up to the end.
+    let mut sum = String::from("(i64.const 0)");
+    for i in 0..locals {
+        sum = format!("(i64.add {sum} (local.get $l{i}))");
+    }
+    let decls: String = (0..locals).map(|i| format!("(local $l{i} i64)")).collect();
+    format!("{decls} {body} (drop {sum})")
+}
+
 /// A WASI command (WAT text) that writes `stdout` and `stderr` and exits with `code`:
 /// the stdio contract's fixture for the WASM runtime and the node's CLI tests.
 pub fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {

@@ -17,26 +17,11 @@ const BOUND: Duration = Duration::from_secs(30);
 /// and all are summed at the end. Cranelift's register allocator needs seconds to
 /// minutes and gigabytes for the larger ones (issue 11).
 pub fn pathological(locals: usize, rounds: usize) -> String {
-    let mut body = String::new();
-    for r in 0..rounds {
-        for i in 0..locals {
-            let prev = if i == 0 { locals - 1 } else { i - 1 };
-            body.push_str(&format!(
-                "(if (i32.eqz (local.get 0)) (then (local.set $l{i} (i64.add (local.get $l{prev}) (i64.const {})))))\n",
-                r * locals + i + 1
-            ));
-        }
-    }
-    // The sum keeps every local live up to the end.
-    let mut sum = String::from("(i64.const 0)");
-    for i in 0..locals {
-        sum = format!("(i64.add {sum} (local.get $l{i}))");
-    }
-    let decls: String = (0..locals).map(|i| format!("(local $l{i} i64)")).collect();
+    let body = hanzo_testkit::live_locals_body(locals, rounds);
     exports_module(
         r#"{"ok":1}"#,
         &format!(
-            r#"(func (export "run") (param i32 i32) (result i64) {decls} {body} (drop {sum}) {})"#,
+            r#"(func (export "run") (param i32 i32) (result i64) {body} {})"#,
             packed(8)
         ),
     )
