@@ -26,7 +26,7 @@ async fn etc_shadow_is_out_of_reach() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_loopback_port_needs_the_network() {
+async fn the_network_reaches_other_hosts_only_when_granted_and_never_this_one() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     std::thread::spawn(move || for _ in listener.incoming() {});
@@ -39,10 +39,18 @@ async fn a_loopback_port_needs_the_network() {
             e.result
         );
     }
-    // Granted, the native build reaches it (the wasip1 build has no sockets at all).
-    let mut s = spec("connect", true, json!({"addr": addr}));
+    // Granted, the native build reaches another host (a test host of the test's own,
+    // through the sandbox's NAT) but still not this one's loopback (the wasip1 build has
+    // no sockets at all).
+    let mut other = hanzo_testkit::nethost::TestHost::new();
+    let port = other.tcp_server("hello");
+    let mut s = spec("connect", true, json!({"addr": format!("{}:{port}", other.addr)}));
     s.network = Network::Full;
     assert_eq!(run("auto", s).await.result, Ok(json!("connected")));
+    let mut s = spec("connect", true, json!({"addr": addr}));
+    s.network = Network::Full;
+    let e = run("auto", s).await;
+    assert_eq!(e.result.as_ref().unwrap_err().exit_code(), 1, "{:?}", e.result);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
