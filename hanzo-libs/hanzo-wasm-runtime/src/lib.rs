@@ -314,13 +314,8 @@ impl WasmRuntime {
         if !meta.is_file() {
             return Err(ComputeError::invalid(format!("{source} is not a file")));
         }
-        if meta.len() > MAX_MODULE_BYTES {
-            return Err(ComputeError::invalid(format!(
-                "{source} is {} MiB, more than the {} MiB a module may have",
-                meta.len() >> 20,
-                MAX_MODULE_BYTES >> 20
-            )));
-        }
+        // Its size is checked on the opened file (read_capped, below), and the binary's
+        // against MAX_MODULE_BYTES by the store.
         let stamp = FileStamp::of(&meta);
         if let Some((s, sha)) = self
             .path_digests

@@ -96,10 +96,15 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let mut token = None;
+        // Where the node keeps its token file when none is set: its data dir.
+        let mut data_dir = home.path("home");
         for (k, v) in env {
             cmd.env(k, v);
             if *k == "HANZO_NODE_API_TOKEN" {
                 token = Some(v.to_string());
+            }
+            if *k == "HANZO_HOME" {
+                data_dir = std::path::PathBuf::from(v);
             }
         }
         let child = cmd.spawn().unwrap();
@@ -111,7 +116,7 @@ impl Server {
             }
             if s.try_req("GET", "/healthz", b"").is_some_and(|r| r.status == 200) {
                 if s.token.is_none() {
-                    let file = home.path("home").join("api-token");
+                    let file = data_dir.join("api-token");
                     let text = std::fs::read_to_string(&file)
                         .unwrap_or_else(|e| panic!("no token in {}: {e}", file.display()));
                     s.token = Some(text.trim().to_string());
