@@ -174,15 +174,8 @@ fn steps() -> Vec<Step> {
             tweak: |s| s.deterministic = true,
             expect: Expect::Output,
         },
-        Step {
-            title: "hostile: a tool that spins forever, stopped at its 250 ms timeout",
-            runtime: RuntimeKind::Wasm,
-            module: "echo.wasm".into(),
-            function: "spin",
-            params: json!({}),
-            tweak: |s| s.limits.timeout_ms = 250,
-            expect: Expect::Limit(LimitKind::Timeout),
-        },
+        // Before the spinning tool: compiling echo.wasm is part of a job's time (issue
+        // 11), and this step leaves it compiled, so the 250 ms below are all spinning.
         Step {
             title: "hostile: a tool that allocates without bound, stopped at 32 MiB",
             runtime: RuntimeKind::Wasm,
@@ -191,6 +184,15 @@ fn steps() -> Vec<Step> {
             params: json!({}),
             tweak: |s| s.limits.memory_mb = 32,
             expect: Expect::Limit(LimitKind::Memory),
+        },
+        Step {
+            title: "hostile: a tool that spins forever, stopped at its 250 ms timeout",
+            runtime: RuntimeKind::Wasm,
+            module: "echo.wasm".into(),
+            function: "spin",
+            params: json!({}),
+            tweak: |s| s.limits.timeout_ms = 250,
+            expect: Expect::Limit(LimitKind::Timeout),
         },
     ]
 }
