@@ -57,6 +57,9 @@ pub struct NodeConfig {
     /// artifacts); past it the least recently used modules not in use by a running job
     /// are removed. 0 means unbounded.
     pub modules_max_mb: u64,
+    /// The format of the node's own log lines on stderr: `text` (for people) or `json`
+    /// (one object a line, for log shippers). `--log-format` overrides it.
+    pub log_format: String,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +77,7 @@ impl Default for NodeConfig {
             jobs_max_finished: 100_000,
             cache_max_mb: 10_240,
             modules_max_mb: 2_048,
+            log_format: "text".into(),
         }
     }
 }
@@ -426,6 +430,7 @@ impl Config {
         let defaults = toml::Table::try_from(Config::default()).map_err(ComputeError::internal)?;
         let env: std::collections::HashMap<String, String> =
             env.into_iter().filter(|(k, _)| k.starts_with("HANZO_")).collect();
+        check_env_names(&defaults, &env)?;
         apply_env(&mut table, &defaults, "HANZO", &env)?;
         // serde_path_to_error names the key (`compute.wasm.max_memory_mb`) in type errors,
         // which toml alone does not once the file and the environment are merged.
@@ -453,6 +458,12 @@ impl Config {
             return Err(ComputeError::invalid(format!(
                 "compute.docker.pull_policy: invalid value '{}' (expected always, if-not-present or never)",
                 self.compute.docker.pull_policy
+            )));
+        }
+        if !["text", "json"].contains(&self.node.log_format.as_str()) {
+            return Err(ComputeError::invalid(format!(
+                "node.log_format: invalid value '{}' (expected text or json)",
+                self.node.log_format
             )));
         }
         if !["normal", "full"].contains(&self.node.jobs_durability.as_str()) {
@@ -538,6 +549,87 @@ impl Config {
     }
 }
 
+/// `HANZO_*` variables the node reads that are not configuration keys.
+pub const OTHER_VARIABLES: &[&str] = &["HANZO_HOME", "HANZO_CONFIG"];
+
+/// Every `HANZO_<SECTION>_<KEY>` variable the configuration takes, in key order.
+pub fn variable_names() -> Vec<String> {
+    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    let mut names = Vec::new();
+    collect_names(&defaults, "HANZO", &mut names);
+    names
+}
+
+fn collect_names(defaults: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    for (key, default) in defaults {
+        let name = format!("{prefix}_{}", key.to_ascii_uppercase());
+        match default {
+            toml::Value::Table(sub) => collect_names(sub, &name, out),
+            _ => out.push(name),
+        }
+    }
+}
+
+/// An unknown `HANZO_*` variable is refused as an unknown TOML key is, when it is
+/// clearly meant for the configuration: it starts with a section's prefix
+/// (`HANZO_NODE_`, `HANZO_COMPUTE_`) or is one typo away from a real name. Other
+/// `HANZO_*` names are left alone: tools and test harnesses have their own
+/// (`HANZO_FUNCTION`, `HANZO_JOB_ID`), and the node must not refuse to start because
+/// a tool's variable is set in its shell.
+fn check_env_names(
+    defaults: &toml::Table,
+    env: &std::collections::HashMap<String, String>,
+) -> Result<(), ComputeError> {
+    let mut known = Vec::new();
+    collect_names(defaults, "HANZO", &mut known);
+    let sections: Vec<String> = defaults
+        .iter()
+        .filter(|(_, v)| v.is_table())
+        .map(|(k, _)| format!("HANZO_{}_", k.to_ascii_uppercase()))
+        .collect();
+    let mut names: Vec<&String> = env.keys().collect();
+    names.sort();
+    for name in names {
+        if known.contains(name) || OTHER_VARIABLES.contains(&name.as_str()) {
+            continue;
+        }
+        let nearest = known
+            .iter()
+            .map(String::as_str)
+            .chain(OTHER_VARIABLES.iter().copied())
+            .map(|k| (edit_distance(k, name), k))
+            .min();
+        let typo = nearest.filter(|(d, _)| *d <= 2);
+        if typo.is_none() && !sections.iter().any(|s| name.starts_with(s.as_str())) {
+            continue;
+        }
+        let hint = match nearest {
+            Some((d, k)) if d <= 4 => format!(" (did you mean {k}?)"),
+            _ => String::new(),
+        };
+        return Err(ComputeError::invalid(format!(
+            "{name}: unknown configuration variable{hint}; docs/configuration.md lists them"
+        )));
+    }
+    Ok(())
+}
+
+/// Levenshtein distance, for "did you mean" hints.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
 /// Overlays environment variables on `table`, walking the keys the defaults know.
 /// `HANZO_COMPUTE_WASM_MAX_MEMORY_MB` sets `[compute.wasm] max_memory_mb`.
 fn apply_env(
@@ -586,6 +678,39 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn an_unknown_configuration_variable_is_an_error_naming_it() {
+        let e = Config::from_toml("", "f", env(&[("HANZO_NODE_API_LISTN", "127.0.0.1:1")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "HANZO_NODE_API_LISTN: unknown configuration variable (did you mean \
+             HANZO_NODE_API_LISTEN?); docs/configuration.md lists them"
+        );
+        // A section's prefix marks it as configuration even far from any key.
+        let e =
+            Config::from_toml("", "f", env(&[("HANZO_COMPUTE_WHATEVER_ELSE_ENTIRELY", "1")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("HANZO_COMPUTE_WHATEVER_ELSE_ENTIRELY: unknown"),
+            "{e}"
+        );
+        // One typo from a name outside the sections.
+        let e = Config::from_toml("", "f", env(&[("HANZO_HOMME", "/x")])).unwrap_err();
+        assert!(e.to_string().contains("did you mean HANZO_HOME?"), "{e}");
+        // Tools' and harnesses' own variables are not the node's business.
+        for name in [
+            "HANZO_FUNCTION",
+            "HANZO_JOB_ID",
+            "HANZO_EXAMPLES_DIR",
+            "HANZO_HOME",
+            "HANZO_CONFIG",
+        ] {
+            Config::from_toml("", "f", env(&[(name, "x")])).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+        assert!(variable_names().contains(&"HANZO_COMPUTE_WASM_MAX_MEMORY_MB".to_string()));
+        assert!(variable_names().contains(&"HANZO_NODE_LOG_FORMAT".to_string()));
     }
 
     #[test]
