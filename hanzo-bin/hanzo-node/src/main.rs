@@ -8,6 +8,8 @@ mod cache_cmd;
 mod demo;
 mod escape;
 mod job_cmd;
+mod logging;
+mod new_cmd;
 mod node;
 mod progress;
 mod receipt_cmd;
@@ -26,11 +28,26 @@ use std::process::ExitCode;
 /// A compute node: runs WASM, Docker, Deno, Python, Go and native tools (and, as it
 /// lands, Kubernetes) behind one job contract, with enforced limits and signed receipts.
 #[derive(Parser, Debug)]
-#[command(name = "hanzo-node", version, about)]
+// Bare `hanzo-node` prints the help on stderr and exits 2, as a usage error.
+#[command(name = "hanzo-node", version, about, arg_required_else_help = true)]
 struct Cli {
     /// Configuration file (default: $HANZO_CONFIG, else <data dir>/hanzo-node.toml if it exists).
     #[arg(long, global = true, value_name = "PATH")]
     config: Option<PathBuf>,
+
+    /// More detail: the node's logs one level lower (-vv: dependencies too); the long
+    /// form of `runtimes` and `demo`.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Less: the node's logs one level higher (-qq: errors only), no progress bars.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    quiet: u8,
+
+    /// The node's log lines on stderr: text or json (default: node.log_format, text).
+    /// RUST_LOG filters them (e.g. RUST_LOG=hanzo_api=debug,info).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    log_format: Option<logging::Format>,
 
     #[command(subcommand)]
     command: Command,
@@ -40,9 +57,10 @@ struct Cli {
 enum Command {
     /// Run one tool and print its output.
     Run(Box<run::RunArgs>),
-    /// List the runtimes: available?, version, and how each limit is honoured.
+    /// List the runtimes: available?, version, isolation (with -v: how each limit is
+    /// honoured).
     Runtimes {
-        /// Print JSON instead of a table.
+        /// Print {"runtimes": [...]} as JSON (every detail) instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -64,10 +82,12 @@ enum Command {
     /// Run the example tools and print their outputs and receipts.
     Demo(demo::DemoArgs),
     /// Serve the HTTP API (node.api_listen) over the durable job queue.
-    Serve,
+    Serve(serve::ServeArgs),
     /// The runtimes' caches: ls (sizes vs node.cache_max_mb), prune.
     #[command(subcommand)]
     Cache(cache_cmd::CacheCmd),
+    /// Start a tool project: new rust|go|python|deno NAME [--dir PATH].
+    New(new_cmd::NewArgs),
 }
 
 fn main() -> ExitCode {
@@ -99,16 +119,30 @@ fn main() -> ExitCode {
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
-            // clap's message spans several lines; the contract wants one.
-            let text = e.to_string();
-            let first = text.lines().next().unwrap_or("invalid usage");
-            let first = first.strip_prefix("error: ").unwrap_or(first);
-            eprintln!("error: {first} (see hanzo-node --help)");
+            // clap's own message: the `error:` line naming the argument, then its hints
+            // ("a similar argument exists"), the usage line and where help is; only the
+            // first line starts with `error:`. Bare `hanzo-node` gets the help, exit 2.
+            let _ = e.print();
             return ExitCode::from(2);
         }
     };
+    let serving = matches!(cli.command, Command::Serve(_));
+    // The log format: the flag, else the configuration's (read here only for that; a
+    // configuration that does not load is reported by the command itself).
+    let format = cli.log_format.unwrap_or_else(|| {
+        node::load_config(cli.config.as_deref())
+            .ok()
+            .and_then(|c| c.node.log_format.parse().ok())
+            .unwrap_or(logging::Format::Text)
+    });
+    // `serve` logs at info; one-shot commands at warn (their stderr is the tool's logs
+    // and the contract's error line).
+    if let Err(e) = logging::init(format, if serving { 2 } else { 1 }, cli.verbose, cli.quiet) {
+        eprintln!("error: {}", one_line(&e.to_string()));
+        return ExitCode::from(e.exit_code() as u8);
+    }
     // The service uses every core; one-shot commands need only one thread.
-    let mut builder = if matches!(cli.command, Command::Serve) {
+    let mut builder = if serving {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()
@@ -124,6 +158,7 @@ fn main() -> ExitCode {
             let code = e
                 .downcast_ref::<ComputeError>()
                 .map(|c| c.exit_code())
+                .or_else(|| e.downcast_ref::<job_cmd::Fail>().map(|f| i32::from(f.exit)))
                 .unwrap_or(5);
             eprintln!("error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(code as u8)
@@ -134,15 +169,16 @@ fn main() -> ExitCode {
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run::run(cli.config.as_deref(), *args).await,
-        Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json).await,
+        Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json, cli.verbose > 0).await,
         Command::Receipt(cmd) => receipt_cmd::run(cmd),
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd).await,
         Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Job(cmd) => job_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Tool(cmd) => tool_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
-        Command::Serve => serve::run(cli.config.as_deref()).await,
+        Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Cache(cmd) => cache_cmd::run(cli.config.as_deref(), cmd).await,
+        Command::New(args) => new_cmd::run(args),
     }
 }
 

@@ -5,7 +5,7 @@
 //! queue is resumed before the listener accepts anything.
 
 use crate::node::Node;
-use anyhow::Context;
+use clap::Args;
 use hanzo_api::{Access, Api, ApiOptions, FollowLimits, ServiceRuntimes};
 use hanzo_compute::ComputeError;
 use hanzo_compute::service::ServiceRuntime;
@@ -20,8 +20,19 @@ use std::time::Duration;
 /// (retried if their spec allows, else failed as interrupted).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
-    let node = Node::build(config, None).await?;
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// The address to serve the API on, HOST:PORT (default: node.api_listen,
+    /// 127.0.0.1:3690). Port 0 picks a free port; the log line says which.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
+    let mut node = Node::build(config, None).await?;
+    if let Some(listen) = args.listen {
+        node.config.node.api_listen = listen;
+    }
     // What API clients may ask for; a mount root that cannot be resolved is a startup
     // error naming compute.mount_roots.
     let policy = hanzo_compute::policy::ApiPolicy::from_config(&node.config)?;
@@ -63,30 +74,46 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
         ..StoreOptions::default()
     };
     let db = cfg.node.data_dir.join("jobs.db");
-    let (store, recovery) = JobStore::open(&db, options)?;
-    eprintln!(
-        "hanzo-node: job store {}: {} queued, {} retried, {} failed as interrupted, {} cancelled after the restart",
-        db.display(),
-        recovery.queued.len(),
-        recovery.retried.len(),
-        recovery.failed.len(),
-        recovery.cancelled.len()
-    );
+    let (store, recovery) = JobStore::open(&db, options).map_err(|e| match e {
+        // Another node holds this data directory: an environment problem the operator
+        // fixes (stop it, or choose another HANZO_HOME), not a fault of this node.
+        hanzo_jobstore::Error::Locked(_) => crate::job_cmd::fail(4, e.to_string()),
+        e => anyhow::Error::new(ComputeError::internal(e)),
+    })?;
+    let recovered =
+        recovery.queued.len() + recovery.retried.len() + recovery.failed.len() + recovery.cancelled.len();
+    // Said only when there is something to say (a first start recovers nothing).
+    if recovered > 0 {
+        tracing::info!(
+            queued = recovery.queued.len(),
+            retried = recovery.retried.len(),
+            failed = recovery.failed.len(),
+            cancelled = recovery.cancelled.len(),
+            "recovered the jobs a previous run left in the store"
+        );
+    }
     // Every route but /healthz wants a token, loopback included: a web page the operator
     // visits can reach 127.0.0.1 too. Made after the store is open, whose lock keeps a
     // second node on this data directory from racing the creation.
-    let token = if cfg.node.api_token.is_empty() {
+    let (token, token_file) = if cfg.node.api_token.is_empty() {
         let (token, path) = crate::secure::ensure_token(&cfg.node.data_dir)?;
-        eprintln!("hanzo-node: API token in {} (mode 0600)", path.display());
-        token
+        (token, path.display().to_string())
     } else {
-        cfg.node.api_token.clone()
+        (cfg.node.api_token.clone(), "(node.api_token)".to_string())
     };
     // Bound before the API is built (its Host check needs the port; clients wait in
     // the backlog), served only once the recovered queue is resumed.
-    let listener = tokio::net::TcpListener::bind(&addrs[..])
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.node.api_listen))?;
+    let listener = tokio::net::TcpListener::bind(&addrs[..]).await.map_err(|e| {
+        let msg = format!("cannot listen on {}: {e}", cfg.node.api_listen);
+        match e.kind() {
+            // Another process has the port, or the address is not this machine's: the
+            // node is fine, its environment is not (exit 4, not "internal").
+            std::io::ErrorKind::AddrInUse
+            | std::io::ErrorKind::AddrNotAvailable
+            | std::io::ErrorKind::PermissionDenied => crate::job_cmd::fail(4, msg),
+            _ => anyhow::Error::new(ComputeError::internal(msg)),
+        }
+    })?;
     let local = listener.local_addr()?;
     let mut hosts = cfg.node.api_hosts.clone();
     if addrs.iter().all(|a| !a.ip().is_unspecified()) {
@@ -127,14 +154,25 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
     );
     let resumed = api.resume(recovery.queued).await;
     if resumed.queued + resumed.failed > 0 {
-        eprintln!(
-            "hanzo-node: resumed {} jobs ({} can no longer run here and were failed)",
-            resumed.queued, resumed.failed
+        tracing::info!(
+            resumed = resumed.queued,
+            failed = resumed.failed,
+            "resumed the queued jobs (those that can no longer run here were failed)"
         );
     }
-    eprintln!(
-        "hanzo-node: listening on http://{local} (node {})",
-        api.scheduler().compute().key().id()
+    let runtimes: Vec<&str> = hanzo_compute::RuntimeKind::ALL
+        .into_iter()
+        .filter(|k| api.scheduler().compute().runtime(*k).is_some())
+        .map(|k| k.name())
+        .collect();
+    tracing::info!(
+        listen = %format!("http://{local}"),
+        node_id = %api.scheduler().compute().key().id(),
+        data_dir = %cfg.node.data_dir.display(),
+        token_file = %token_file,
+        runtimes = %runtimes.join(","),
+        version = env!("CARGO_PKG_VERSION"),
+        "listening"
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -146,7 +184,7 @@ pub async fn run(config: Option<&Path>) -> anyhow::Result<u8> {
     });
     let server = tokio::spawn(async move { server.await });
     shutdown_signal().await;
-    eprintln!("hanzo-node: shutting down");
+    tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     // Requests waiting for a long job must not hold the node up forever.
     match tokio::time::timeout(SHUTDOWN_GRACE, server).await {

@@ -107,14 +107,35 @@ where
             Ok(v) => return Ok(v),
             Err(e) if attempt >= WRITE_ATTEMPTS => return Err(e),
             Err(e) => {
-                eprintln!(
-                    "hanzo-node: job {id}: cannot record its {what} (attempt {attempt}, retrying): {e}"
-                );
+                tracing::warn!(job = %id, attempt, error = %e, "cannot record the job's {what}; retrying");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 attempt += 1;
             }
         }
+    }
+}
+
+/// The job's line in the node's log: id, runtime, outcome, duration (and the error's
+/// code and message when it failed). The message is the node's own words or the
+/// tool's error envelope; the subscriber escapes control characters in it.
+fn log_outcome(job: &Job, outcome: &JobOutcome) {
+    let runtime = job.spec.runtime.name();
+    let duration_ms = outcome.usage.wall_time_ms;
+    match &outcome.result {
+        Ok(_) => tracing::info!(job = %job.id, runtime, outcome = "succeeded", duration_ms, "job finished"),
+        Err(ComputeError::Cancelled) => {
+            tracing::info!(job = %job.id, runtime, outcome = "cancelled", duration_ms, "job finished")
+        }
+        Err(e) => tracing::info!(
+            job = %job.id,
+            runtime,
+            outcome = "failed",
+            duration_ms,
+            error_code = e.code(),
+            error = %e,
+            "job finished"
+        ),
     }
 }
 
@@ -173,6 +194,7 @@ impl StoreHooks {
 #[async_trait::async_trait]
 impl hanzo_scheduler::Hooks for StoreHooks {
     async fn starting(&self, job: &Job) -> bool {
+        tracing::debug!(job = %job.id, runtime = job.spec.runtime.name(), "job starting");
         // Run only once `running` is committed: after a crash the store then knows the
         // job may have run, and never starts it a second time unless retries allow.
         let started = retried(&job.id, "start", || self.store.start(&job.id)).await;
@@ -184,7 +206,7 @@ impl hanzo_scheduler::Hooks for StoreHooks {
                 false
             }
             Err(e) => {
-                eprintln!("hanzo-node: job {}: cannot record its start: {e}", job.id);
+                tracing::error!(job = %job.id, error = %e, "cannot record the job's start; it does not run");
                 // It does not run. End it as failed if the store takes that; otherwise
                 // it stays queued there, and the node runs it after a restart.
                 let failed = JobOutcome {
@@ -204,9 +226,10 @@ impl hanzo_scheduler::Hooks for StoreHooks {
     }
 
     async fn finished(&self, job: &Job, outcome: &JobOutcome) {
+        log_outcome(job, outcome);
         let stored = retried(&job.id, "end", || self.store.finish(outcome)).await;
         if let Err(e) = self.health.track("finish", stored) {
-            eprintln!("hanzo-node: job {}: cannot record its end: {e}", job.id);
+            tracing::error!(job = %job.id, error = %e, "cannot record the job's end; recording it as failed");
             // The output or the logs may be what does not fit (a full disk): record the
             // job as failed without them, so that it does not stay `running` and its
             // waiters read why. The receipt stays out too: it vouches for an output the
@@ -221,9 +244,10 @@ impl hanzo_scheduler::Hooks for StoreHooks {
                 receipt: None,
             };
             if let Err(e) = self.health.track("finish", self.store.finish(&failed).await) {
-                eprintln!(
-                    "hanzo-node: job {}: cannot record its failure either ({e}); it stays running in the store until the node restarts",
-                    job.id
+                tracing::error!(
+                    job = %job.id,
+                    error = %e,
+                    "cannot record the job's failure either; it stays running in the store until the node restarts"
                 );
             }
         }

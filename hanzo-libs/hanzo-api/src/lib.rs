@@ -7,6 +7,7 @@
 
 #![warn(missing_docs)]
 
+mod access_log;
 mod error;
 mod guard;
 mod hooks;

@@ -21,7 +21,7 @@ use utoipa::OpenApi;
 pub(crate) mod schemas;
 
 use schemas::{
-    ErrorReply, Healthy, Job as JobView, JobList, ModuleBytes, NodeInfo, Queued, RuntimeReport, StoredModule,
+    ErrorReply, Healthy, Job as JobView, JobList, ModuleBytes, NodeInfo, Queued, RuntimeList, StoredModule,
 };
 
 type S = AxState<Arc<State>>;
@@ -59,6 +59,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .merge(v1)
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), crate::guard::guard))
+        // Outermost: refused requests (401, 421, 415) are logged too.
+        .layer(middleware::from_fn(crate::access_log::access_log))
         .with_state(state)
 }
 
@@ -543,9 +545,9 @@ async fn add_module(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiR
 }
 
 /// Every runtime kind: available?, version, detail, capabilities (as `hanzo-node
-/// runtimes --json`).
+/// runtimes --json`), as `{"runtimes": [...]}` like every list of the API.
 #[utoipa::path(get, path = "/v1/runtimes",
-    responses((status = 200, description = "One entry per runtime kind", body = Vec<RuntimeReport>)))]
+    responses((status = 200, description = "One entry per runtime kind", body = RuntimeList)))]
 async fn runtimes(AxState(state): S) -> ApiResult {
     let compute = state.scheduler.compute();
     let mut rows = Vec::new();
@@ -556,7 +558,7 @@ async fn runtimes(AxState(state): S) -> ApiResult {
                 .await,
         );
     }
-    Ok(Json(Value::Array(rows)).into_response())
+    Ok(Json(json!({ "runtimes": rows })).into_response())
 }
 
 /// The node: its id (the receipts' signing key), capacity, what is in use, the queue.

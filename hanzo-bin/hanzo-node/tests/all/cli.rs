@@ -133,7 +133,7 @@ fn runtimes_lists_what_each_runtime_enforces() {
     let h = Home::new();
     let r = h.run(&["runtimes", "--json"]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let v = r.json();
+    let v = r.json()["runtimes"].clone();
     let wasm = v
         .as_array()
         .unwrap()
@@ -187,11 +187,27 @@ fn runtimes_lists_what_each_runtime_enforces() {
         .find(|x| x["runtime"] == "k8s")
         .unwrap();
     assert_eq!(k8s["available"], false);
+    // At a glance: one line a runtime, the enforced limits in a column; the long
+    // form (how each limit holds) with -v.
     let table = h.run(&["runtimes"]);
+    assert_eq!(table.code, 0, "{}", table.stderr);
+    let wasm_line = table.stdout.lines().find(|l| l.starts_with("wasm ")).unwrap();
     assert!(
-        table.stdout.contains("wasm") && table.stdout.contains("enforced"),
+        wasm_line.contains(" yes ") && wasm_line.contains("mem,"),
         "{}",
         table.stdout
+    );
+    assert!(
+        table.stdout.lines().next().unwrap().starts_with("RUNTIME"),
+        "{}",
+        table.stdout
+    );
+    assert!(table.stdout.lines().count() < 15, "{}", table.stdout);
+    let long = h.run(&["runtimes", "-v"]);
+    assert!(
+        long.stdout.contains("enforced") && long.stdout.contains("isolation:"),
+        "{}",
+        long.stdout
     );
 }
 

@@ -72,7 +72,7 @@ fn the_runtime_is_listed_with_why_it_is_unavailable() {
     });
     assert_eq!(r.code, 0, "{}", r.stderr);
     let all = r.json();
-    let k8s = all
+    let k8s = all["runtimes"]
         .as_array()
         .unwrap()
         .iter()

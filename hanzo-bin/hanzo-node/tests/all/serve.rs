@@ -94,7 +94,7 @@ fn submit_get_list_execute_logs() {
     assert_eq!(node["id"].as_str().unwrap().len(), 64, "{node}");
     assert_eq!(node["capacity"]["jobs"], 10);
     let rts = s.req("GET", "/v1/runtimes", b"").json();
-    let wasm = rts
+    let wasm = rts["runtimes"]
         .as_array()
         .unwrap()
         .iter()

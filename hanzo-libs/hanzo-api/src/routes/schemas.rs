@@ -222,6 +222,13 @@ pub(crate) struct RuntimeReport {
     capabilities: Option<Capabilities>,
 }
 
+/// Every runtime kind.
+#[derive(ToSchema)]
+pub(crate) struct RuntimeList {
+    /// One entry per runtime kind.
+    runtimes: Vec<RuntimeReport>,
+}
+
 /// Resources, as the scheduler counts them.
 #[derive(ToSchema)]
 pub(crate) struct Resources {
