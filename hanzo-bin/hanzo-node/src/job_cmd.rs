@@ -31,7 +31,8 @@ pub struct NodeArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum JobCmd {
-    /// Submit a job to a node; prints its id (with --wait, its output).
+    /// Submit a job to a node; prints its id, or {"id", "status"} with --json (with
+    /// --wait, --follow or --receipt: waits and prints its output as `run` does).
     Submit(Box<SubmitArgs>),
     /// Show one job.
     Get {
@@ -78,6 +79,9 @@ pub enum JobCmd {
     Cancel {
         /// The job id.
         id: String,
+        /// Print the job as the node answered, as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -212,11 +216,15 @@ fn dispatch(config: Option<&Path>, cmd: JobCmd) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
-        JobCmd::Cancel { id, node } => {
+        JobCmd::Cancel { id, json, node } => {
             let client = Client::new(config, &node)?;
             let resp = client.call("POST", &format!("/v1/jobs/{}/cancel", enc(&id)), b"")?;
             let accepted = resp.status == 202;
             let job = resp.json()?;
+            if json {
+                println!("{}", serde_json::to_string(&job)?);
+                return Ok(0);
+            }
             // 200: it was queued and is cancelled now; 202: it is running and the
             // runtime is stopping it.
             let what = if accepted {
@@ -274,8 +282,9 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
             .json()?;
         return finish(&job, b"", args.run.receipt.as_deref(), args.run.json);
     }
-    if !args.wait {
-        println!("{id}");
+    // A receipt exists only once the job ends: asking for one is waiting.
+    if !args.wait && args.run.receipt.is_none() {
+        print_ack(&ack, &id, args.run.json)?;
         return Ok(0);
     }
     let job = wait_for(&client, &id)?;
@@ -284,6 +293,17 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
         .map(|r| r.body)
         .unwrap_or_default();
     finish(&job, &logs, args.run.receipt.as_deref(), args.run.json)
+}
+
+/// What a submit that does not wait prints: the id, or with --json the node's
+/// acknowledgement `{"id", "status"}`.
+pub(crate) fn print_ack(ack: &Value, id: &str, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        println!("{}", serde_json::to_string(ack)?);
+    } else {
+        println!("{id}");
+    }
+    Ok(())
 }
 
 /// A local file path for a wasm job is uploaded to the node's module store (the node

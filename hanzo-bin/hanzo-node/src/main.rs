@@ -11,6 +11,7 @@ mod job_cmd;
 mod logging;
 mod new_cmd;
 mod node;
+mod params;
 mod progress;
 mod receipt_cmd;
 mod run;

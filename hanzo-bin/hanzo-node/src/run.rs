@@ -69,10 +69,11 @@ pub struct RunArgs {
     /// The function to call (default: run, or the module's only tool function).
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
-    /// The tool's params as JSON (default {}).
+    /// The tool's params as JSON; `-` reads them from stdin. Without --params or
+    /// --params-file, a piped stdin is read (empty: {}); a terminal never is.
     #[arg(long, value_name = "JSON", conflicts_with = "params_file")]
     pub params: Option<String>,
-    /// Read the params from a file.
+    /// Read the params from a file (`-`: stdin).
     #[arg(long, value_name = "PATH")]
     pub params_file: Option<PathBuf>,
     #[command(flatten)]
@@ -108,16 +109,7 @@ impl RunArgs {
     /// The job spec, or a bad-input error naming the flag.
     pub fn to_spec(&self, default_output_cap: u64) -> Result<JobSpec, ComputeError> {
         let runtime: RuntimeKind = self.runtime.parse()?;
-        let params = match (&self.params, &self.params_file) {
-            (Some(text), _) => parse_params(text, "--params")?,
-            (None, Some(path)) => {
-                let text = std::fs::read_to_string(path).map_err(|e| {
-                    ComputeError::invalid(format!("cannot read --params-file {}: {e}", path.display()))
-                })?;
-                parse_params(&text, &format!("--params-file {}", path.display()))?
-            }
-            (None, None) => json!({}),
-        };
+        let params = crate::params::resolve(self.params.as_deref(), self.params_file.as_deref())?;
         let limits = self.limits.to_limits(default_output_cap);
         let mut spec = JobSpec::new(runtime, &self.source).params(params).limits(limits);
         spec.function = self.function.clone();
@@ -139,10 +131,6 @@ impl RunArgs {
         spec.native = self.native;
         Ok(spec)
     }
-}
-
-fn parse_params(text: &str, what: &str) -> Result<Value, ComputeError> {
-    serde_json::from_str(text).map_err(|e| ComputeError::invalid(format!("{what} is not valid JSON: {e}")))
 }
 
 pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {

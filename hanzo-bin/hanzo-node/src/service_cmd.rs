@@ -228,7 +228,7 @@ pub async fn run(config: Option<&Path>, cmd: ServiceCmd) -> anyhow::Result<u8> {
         ServiceCmd::Ls(common) => {
             let all = runtime(&node, &common.runtime)?.list().await?;
             if common.json {
-                println!("{}", serde_json::to_string(&all)?);
+                println!("{}", serde_json::json!({ "services": all }));
             } else {
                 for s in &all {
                     print(s, false)?;
@@ -253,7 +253,9 @@ pub async fn run(config: Option<&Path>, cmd: ServiceCmd) -> anyhow::Result<u8> {
         }
         ServiceCmd::Rm { name, common } => {
             runtime(&node, &common.runtime)?.remove(&name).await?;
-            if !common.json {
+            if common.json {
+                println!("{}", serde_json::json!({"name": name, "removed": true}));
+            } else {
                 println!("removed {name}");
             }
         }

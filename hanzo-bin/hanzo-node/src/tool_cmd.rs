@@ -24,16 +24,21 @@ pub enum ToolCmd {
     Call {
         /// The tool's name.
         name: String,
-        /// The params, as JSON (default {}); checked against the tool's schema by the node.
-        #[arg(long, value_name = "JSON")]
+        /// The params, as JSON; checked against the tool's schema by the node. `-`
+        /// reads stdin; without --params or --params-file a piped stdin is read (empty: {}).
+        #[arg(long, value_name = "JSON", conflicts_with = "params_file")]
         params: Option<String>,
+        /// Read the params from a file (`-`: stdin).
+        #[arg(long, value_name = "PATH")]
+        params_file: Option<std::path::PathBuf>,
         /// Wait for the result and print the output as `run` does (same exit codes).
         #[arg(long)]
         wait: bool,
-        /// With --wait: print {"output", "usage", "receipt"} (or the error) as JSON.
+        /// Print JSON: with --wait {"output", "usage", "receipt"} (or the error), else
+        /// the node's acknowledgement {"id", "status"}.
         #[arg(long)]
         json: bool,
-        /// With --wait: write the receipt to this file.
+        /// Write the receipt to this file (waits for the result, as --wait).
         #[arg(long, value_name = "PATH")]
         receipt: Option<std::path::PathBuf>,
         #[command(flatten)]
@@ -43,6 +48,9 @@ pub enum ToolCmd {
     Rm {
         /// The tool's name.
         name: String,
+        /// Print {"name", "removed": true} as JSON.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         node: NodeArgs,
     },
@@ -67,6 +75,9 @@ pub struct AddArgs {
     pub function: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Print the tool as the node stored it, as JSON.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub node: NodeArgs,
 }
@@ -91,16 +102,13 @@ fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
         ToolCmd::Call {
             name,
             params,
+            params_file,
             wait,
             json,
             receipt,
             node,
         } => {
-            let params: Value = match &params {
-                Some(text) => serde_json::from_str(text)
-                    .map_err(|e| ComputeError::invalid(format!("--params is not valid JSON: {e}")))?,
-                None => json!({}),
-            };
+            let params: Value = crate::params::resolve(params.as_deref(), params_file.as_deref())?;
             let client = Client::new(config, &node)?;
             let ack = client
                 .call(
@@ -113,8 +121,9 @@ fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
                 .as_str()
                 .ok_or_else(|| ComputeError::internal(format!("the node answered without a job id: {ack}")))?
                 .to_string();
-            if !wait {
-                println!("{id}");
+            // A receipt exists only once the job ends: asking for one is waiting.
+            if !wait && receipt.is_none() {
+                crate::job_cmd::print_ack(&ack, &id, json)?;
                 return Ok(0);
             }
             let job = wait_for(&client, &id)?;
@@ -124,10 +133,14 @@ fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
                 .unwrap_or_default();
             finish(&job, &logs, receipt.as_deref(), json)
         }
-        ToolCmd::Rm { name, node } => {
+        ToolCmd::Rm { name, json, node } => {
             let client = Client::new(config, &node)?;
             client.call("DELETE", &format!("/v1/tools/{}", enc(&name)), b"")?;
-            println!("removed {name}");
+            if json {
+                println!("{}", json!({"name": name, "removed": true}));
+            } else {
+                println!("removed {name}");
+            }
             Ok(0)
         }
     }
@@ -159,6 +172,10 @@ fn add(config: Option<&Path>, args: AddArgs) -> anyhow::Result<u8> {
     let resp = client.call("POST", "/v1/tools", body.to_string().as_bytes())?;
     let verb = if resp.status == 201 { "added" } else { "replaced" };
     let tool = resp.json()?;
+    if args.json {
+        println!("{}", serde_json::to_string(&tool)?);
+        return Ok(0);
+    }
     println!(
         "{verb} {} ({} {})",
         tool["name"].as_str().unwrap_or(&args.name),

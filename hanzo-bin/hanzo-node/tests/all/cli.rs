@@ -326,3 +326,59 @@ fn oversized_and_endless_sources_are_refused_before_they_are_read() {
     };
     assert_one_error_line(&r, 2, "not a regular file");
 }
+
+#[test]
+fn usage_errors_keep_clap_s_hints_with_one_error_line() {
+    let h = Home::new();
+    // A misspelt flag: the error names it, the hint names the real one, the usage line
+    // follows; only the first line starts with `error:`.
+    let r = h.run(&["run", "wasm", "x.wasm", "--jsn"]);
+    assert_one_error_line(&r, 2, "'--jsn'");
+    assert!(
+        r.stderr.lines().next().unwrap().starts_with("error:"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("a similar argument exists: '--json'"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("Usage: hanzo-node run"), "{}", r.stderr);
+    // A missing argument is named.
+    let r = h.run(&["run", "wasm"]);
+    assert_one_error_line(&r, 2, "required");
+    assert!(r.stderr.contains("<SOURCE>"), "{}", r.stderr);
+    // A misspelt subcommand gets its "did you mean".
+    let r = h.run(&["runtime"]);
+    assert_one_error_line(&r, 2, "unrecognized subcommand");
+    assert!(r.stderr.contains("'runtimes'"), "{}", r.stderr);
+    // Bare hanzo-node: the help, on stderr, exit 2; nothing on stdout.
+    let r = h.run(&[]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("Usage: hanzo-node [OPTIONS] <COMMAND>"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("runtimes"), "{}", r.stderr);
+    // --help itself is a success, on stdout.
+    let r = h.run(&["--help"]);
+    assert_eq!(r.code, 0);
+    assert!(r.stdout.contains("Usage: hanzo-node"), "{}", r.stdout);
+}
+
+#[test]
+fn an_unknown_configuration_variable_is_named() {
+    let h = Home::new();
+    let r = h.run_with(&["runtimes"], |c| {
+        c.env("HANZO_NODE_API_LISTN", "127.0.0.1:1");
+    });
+    assert_one_error_line(&r, 2, "HANZO_NODE_API_LISTN: unknown configuration variable");
+    assert!(
+        r.error_line().contains("did you mean HANZO_NODE_API_LISTEN?"),
+        "{}",
+        r.stderr
+    );
+}

@@ -87,14 +87,22 @@ impl Server {
     /// Starts `hanzo-node serve` on a free loopback port with only the WASM runtime
     /// and the given `HANZO_*` settings, and waits for `/healthz`.
     pub fn start(home: &Home, env: &[(&str, &str)]) -> Server {
+        Self::start_with(home, env, &[], Stdio::null())
+    }
+
+    /// As [`Server::start`], with more arguments to `serve` (`--log-format json`) and
+    /// the node's stderr (its log lines) sent to `stderr`.
+    pub fn start_with(home: &Home, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -> Server {
         let port = free_port();
         let mut cmd = home.cmd();
         cmd.arg("serve")
+            .args(args)
             .env("HANZO_NODE_API_LISTEN", format!("127.0.0.1:{port}"))
             .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm")
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(stderr);
         let mut token = None;
         // Where the node keeps its token file when none is set: its data dir.
         let mut data_dir = home.path("home");

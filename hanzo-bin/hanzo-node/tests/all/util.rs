@@ -15,8 +15,14 @@ pub struct Run {
 
 impl Run {
     /// The last line of stderr, which carries the error.
+    /// The contract's `error:` line: the last line starting so (a tool's logs come
+    /// before it; a usage error's hints and usage line after it).
     pub fn error_line(&self) -> &str {
-        self.stderr.lines().last().unwrap_or("")
+        self.stderr
+            .lines()
+            .rev()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_else(|| self.stderr.lines().last().unwrap_or(""))
     }
 
     pub fn json(&self) -> serde_json::Value {
@@ -52,6 +58,30 @@ impl Home {
 
     pub fn run(&self, args: &[&str]) -> Run {
         self.run_with(args, |_| {})
+    }
+
+    /// Runs with `input` piped to stdin (then closed).
+    pub fn run_stdin(&self, args: &[&str], input: &str) -> Run {
+        use std::io::Write;
+        let mut c = self.cmd();
+        c.args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().expect("run hanzo-node");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = input.to_string();
+        // Written from a thread: a large input must not dead-lock against the output.
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(input.as_bytes());
+        });
+        let out = child.wait_with_output().expect("run hanzo-node");
+        writer.join().unwrap();
+        Run {
+            code: out.status.code().expect("exited, not killed"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 
     pub fn run_with(&self, args: &[&str], tweak: impl FnOnce(&mut Command)) -> Run {
@@ -107,6 +137,8 @@ pub fn examples_dir() -> PathBuf {
 /// `needle` (CONTRACTS §3).
 pub fn assert_one_error_line(r: &Run, code: i32, needle: &str) {
     assert_eq!(r.code, code, "stderr: {}", r.stderr);
+    let errors = r.stderr.lines().filter(|l| l.starts_with("error:")).count();
+    assert_eq!(errors, 1, "one line starts with error:, in {}", r.stderr);
     let line = r.error_line();
     assert!(line.starts_with("error: "), "error line: {line:?}");
     assert!(line.contains(needle), "error line {line:?} lacks {needle:?}");
