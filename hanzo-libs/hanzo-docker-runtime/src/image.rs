@@ -233,11 +233,9 @@ impl DockerRuntime {
         let credentials = self.credentials(image);
         let mut stream = docker.create_image(Some(options.build()), None, credentials);
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| {
-                ComputeError::invalid(format!("cannot pull {image}: {}", crate::describe(&e)))
-            })?;
+            let info = item.map_err(|e| crate::pull_error(&image.to_string(), &crate::describe(&e)))?;
             if let Some(err) = info.error_detail.and_then(|d| d.message) {
-                return Err(ComputeError::invalid(format!("cannot pull {image}: {err}")));
+                return Err(crate::pull_error(&image.to_string(), &err));
             }
             let detail = info.progress_detail.unwrap_or_default();
             progress(PullProgress {

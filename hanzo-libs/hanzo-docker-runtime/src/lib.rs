@@ -96,6 +96,7 @@ impl DockerRuntime {
 
     async fn connect(&self) -> Result<Docker, ComputeError> {
         let socket = &self.options.config.socket;
+        probe_socket(socket).await?;
         let unavailable = |why: String| {
             ComputeError::Unavailable(format!(
                 "no Docker daemon at {socket} ({why}); start one with `sudo systemctl start docker` \
@@ -121,6 +122,65 @@ impl DockerRuntime {
             + self
                 .reaped_at_connect
                 .swap(0, std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// Connects to the socket once before bollard does, to name the real cause: bollard
+/// folds "no such file", "permission denied" and "connection refused" into one
+/// transport error, and "no daemon" is the wrong advice to a user who is simply not in
+/// the socket's group.
+async fn probe_socket(socket: &str) -> Result<(), ComputeError> {
+    let path = socket.strip_prefix("unix://").unwrap_or(socket);
+    if !path.starts_with('/') {
+        // A TCP or named-pipe endpoint: bollard's own error says enough.
+        return Ok(());
+    }
+    let start =
+        "start one with `sudo systemctl start docker` or `sudo dockerd &`, or set [compute.docker] socket";
+    match tokio::net::UnixStream::connect(path).await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ComputeError::Unavailable(match e.kind() {
+            std::io::ErrorKind::NotFound => format!("no Docker daemon: {path} does not exist; {start}"),
+            std::io::ErrorKind::PermissionDenied => format!(
+                "the Docker socket {path} is there, but this user may not open it (permission denied): \
+                 add the user to the socket's group (`sudo usermod -aG docker $USER`, then log in again), \
+                 run the node as a user that may, or set [compute.docker] socket"
+            ),
+            std::io::ErrorKind::ConnectionRefused => {
+                format!(
+                    "no Docker daemon listens on {path} (the socket is left over from one that stopped); {start}"
+                )
+            }
+            _ => format!("cannot connect to the Docker socket {path}: {e}; {start}"),
+        })),
+    }
+}
+
+/// A pull that failed: a registry the daemon cannot reach is the runtime's environment
+/// (exit 4, "unavailable"), anything else (no such image or tag, access denied) the
+/// job's reference (exit 2). The daemon reports both as text, so the text decides.
+pub(crate) fn pull_error(image: &str, message: &str) -> ComputeError {
+    const UNREACHABLE: &[&str] = &[
+        "dial tcp",
+        "no such host",
+        "connection refused",
+        "i/o timeout",
+        "network is unreachable",
+        "tls handshake timeout",
+        "server misbehaving",
+        "connection reset",
+        "request canceled",
+        "no route to host",
+        "temporary failure in name resolution",
+        "context deadline exceeded",
+    ];
+    let lower = message.to_ascii_lowercase();
+    if UNREACHABLE.iter().any(|n| lower.contains(n)) {
+        ComputeError::Unavailable(format!(
+            "cannot pull {image}: its registry cannot be reached from this machine ({message})"
+        ))
+    } else {
+        ComputeError::invalid(format!("cannot pull {image}: {message}"))
     }
 }
 
@@ -214,5 +274,27 @@ impl Runtime for DockerRuntime {
 
     async fn execute(&self, job: &Job) -> Execution {
         tool::run(self, job).await
+    }
+}
+
+#[cfg(test)]
+mod pull_error_tests {
+    use super::pull_error;
+
+    #[test]
+    fn an_unreachable_registry_is_unavailable_and_a_missing_image_bad_input() {
+        for msg in [
+            r#"Get "http://127.0.0.1:9/v2/": dial tcp 127.0.0.1:9: connect: connection refused"#,
+            r#"Get "https://registry.invalid/v2/": dial tcp: lookup registry.invalid: no such host"#,
+            "Get \"https://r.example/v2/\": net/http: TLS handshake timeout",
+        ] {
+            assert_eq!(pull_error("x", msg).exit_code(), 4, "{msg}");
+        }
+        for msg in [
+            "manifest for hanzo-test/x:9 not found: manifest unknown: manifest unknown",
+            "pull access denied for nope, repository does not exist or may require 'docker login'",
+        ] {
+            assert_eq!(pull_error("x", msg).exit_code(), 2, "{msg}");
+        }
     }
 }

@@ -382,3 +382,52 @@ fn an_unknown_configuration_variable_is_named() {
         r.stderr
     );
 }
+
+#[test]
+fn docker_errors_name_the_real_cause() {
+    let h = Home::new();
+    // A socket left over from a daemon that stopped: nobody listens.
+    let stale = h.path("stale.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let r = h.run_with(&["run", "docker", "hanzo-test/busybox:latest"], |c| {
+        c.env("HANZO_COMPUTE_DOCKER_SOCKET", &stale);
+    });
+    assert_one_error_line(&r, 4, "no Docker daemon listens on");
+
+    // A socket this user may not open: not "no daemon", but who may.
+    let dir = tempfile::Builder::new().prefix("hanzo-sock").tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let private = dir.path().join("docker.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&private).unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let home = tempfile::Builder::new().prefix("hanzo-nobody").tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_hanzo-node"))
+        .args(["run", "docker", "hanzo-test/busybox:latest"])
+        .env("HANZO_HOME", home.path().join("home"))
+        .env("HANZO_COMPUTE_DOCKER_SOCKET", &private)
+        .env_remove("HANZO_CONFIG")
+        .output()
+        .unwrap();
+    let r = crate::util::Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    };
+    assert_one_error_line(&r, 4, "may not open it (permission denied)");
+
+    // A registry this machine cannot reach: unavailable (4), not a bad reference (2).
+    // Loopback, with nothing listening on the port.
+    let port = crate::server::free_port();
+    let image = format!("127.0.0.1:{port}/hanzo-test/absent:1");
+    let r = h.run(&["run", "docker", &image]);
+    assert_one_error_line(&r, 4, "registry cannot be reached");
+    // A reference the (reachable) daemon has never heard of stays bad input.
+    let r = h.run_with(&["run", "docker", "hanzo-test/absent:1"], |c| {
+        c.env("HANZO_COMPUTE_DOCKER_PULL_POLICY", "never");
+    });
+    assert_one_error_line(&r, 2, "not present");
+}
