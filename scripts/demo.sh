@@ -28,6 +28,6 @@ if docker info >/dev/null 2>&1; then
     rm -rf "$ctx"
     docker_args=(--docker-image hanzo-demo/text-tools:latest)
 else
-    echo "no Docker daemon: the demo runs the WASM tools only (start dockerd to add the container step)" >&2
+    echo "no Docker daemon: the demo runs every step but the container one (start dockerd to add it)" >&2
 fi
 cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples "${docker_args[@]}" "$@"

@@ -210,7 +210,23 @@ fn docker_step(image: &str) -> Step {
     }
 }
 
-pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
+/// The first 12 hex digits of a hash or key, as `docker images` shows ids.
+fn clip_hex(hex: &str) -> &str {
+    hex.get(..12).unwrap_or(hex)
+}
+
+/// At most `max` characters of `text`, with `...` when cut (compact lines stay one line).
+fn clip(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(3)).collect();
+    cut.push_str("...");
+    cut
+}
+
+/// `verbose`: each output pretty-printed and each receipt whole, instead of a line each.
+pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow::Result<u8> {
     let mut all = steps();
     if let Some(image) = &args.docker_image {
         all.push(docker_step(image));
@@ -228,8 +244,16 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
         }
     }
     let node = Node::build(config, None).await?;
-    println!("hanzo-node demo: node {}", node.compute.key().id());
-    println!("data directory: {}\n", node.config.node.data_dir.display());
+    println!(
+        "hanzo-node demo: node {} (data directory {}){}\n",
+        node.compute.key().id(),
+        node.config.node.data_dir.display(),
+        if verbose {
+            ""
+        } else {
+            "; -v prints whole outputs and receipts"
+        }
+    );
     // The hostile scripts live in the data directory for the demo's length.
     let hostile = node.config.node.data_dir.join("demo");
     std::fs::create_dir_all(&hostile)
@@ -262,7 +286,7 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
         }
     }
     let mut failures = 0;
-    for step in all {
+    for (n, step) in all.into_iter().enumerate() {
         let source = match step.runtime {
             RuntimeKind::Wasm => args.examples.join(&step.module).display().to_string(),
             RuntimeKind::Deno | RuntimeKind::Python | RuntimeKind::Go => {
@@ -275,39 +299,41 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
             .params(step.params);
         (step.tweak)(&mut spec);
         let params = spec.params.clone();
-        println!("== {}", step.title);
-        println!(
-            "   {} {}({})",
+        println!("{:>2}. {}", n + 1, step.title);
+        let call = format!(
+            "{} {}({})",
             step.module,
             step.function,
             serde_json::to_string(&params)?
         );
+        println!("    {}", if verbose { call } else { clip(&call, 110) });
         let outcome = node.compute.run(spec).await;
-        let as_expected = match (&outcome.result, &step.expect) {
+        let (as_expected, line) = match (&outcome.result, &step.expect) {
             (Ok(output), Expect::Output) => {
-                println!("output:  {}", serde_json::to_string_pretty(output)?);
-                true
+                let text = if verbose {
+                    serde_json::to_string_pretty(output)?
+                } else {
+                    clip(&serde_json::to_string(output)?, 110)
+                };
+                (true, format!("output:  {text}"))
             }
             (Err(e @ ComputeError::LimitExceeded { limit, .. }), Expect::Limit(want)) if limit == want => {
-                println!("stopped: {e} (exit code {})", e.exit_code());
-                true
+                (true, format!("stopped: {e} (exit code {})", e.exit_code()))
             }
             (Err(e @ ComputeError::ToolFailed(_)), Expect::Refused) => {
-                println!("refused: {e} (exit code {})", e.exit_code());
-                true
+                (true, format!("refused: {e} (exit code {})", e.exit_code()))
             }
             (Ok(output), Expect::Limit(_) | Expect::Refused) => {
-                println!("UNEXPECTED output: {output}");
-                false
+                (false, format!("UNEXPECTED output: {output}"))
             }
-            (Err(e), _) => {
-                println!("UNEXPECTED error: {e}");
-                false
-            }
+            (Err(e), _) => (false, format!("UNEXPECTED error: {e}")),
         };
+        println!("    {}", if verbose { line } else { clip(&line, 140) });
         match &outcome.receipt {
             Some(r) => {
-                println!("receipt: {}", serde_json::to_string_pretty(&r.to_value())?);
+                if verbose {
+                    println!("    receipt: {}", serde_json::to_string_pretty(&r.to_value())?);
+                }
                 let verified = Receipt::verify(&r.to_value()).and_then(|r| {
                     r.check_input(&params)?;
                     match &outcome.result {
@@ -316,14 +342,19 @@ pub async fn run(config: Option<&Path>, args: DemoArgs) -> anyhow::Result<u8> {
                     }
                 });
                 match verified {
-                    Ok(()) => println!("verified: signature and hashes check out"),
+                    Ok(()) => println!(
+                        "    receipt verified (node {}..., code {}..., {:.1} ms)",
+                        clip_hex(&r.node_id),
+                        clip_hex(&r.code_hash),
+                        r.usage.wall_time_ms
+                    ),
                     Err(e) => {
-                        println!("receipt FAILED verification: {e}");
+                        println!("    receipt FAILED verification: {e}");
                         failures += 1;
                     }
                 }
             }
-            None => println!("receipt: none"),
+            None => println!("    receipt: none"),
         }
         if !as_expected {
             failures += 1;

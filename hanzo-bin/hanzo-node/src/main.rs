@@ -176,7 +176,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Job(cmd) => job_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Tool(cmd) => tool_cmd::run(cli.config.as_deref(), cmd).await,
-        Command::Demo(args) => demo::run(cli.config.as_deref(), args).await,
+        Command::Demo(args) => demo::run(cli.config.as_deref(), args, cli.verbose > 0).await,
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Cache(cmd) => cache_cmd::run(cli.config.as_deref(), cmd).await,
         Command::New(args) => new_cmd::run(args),
