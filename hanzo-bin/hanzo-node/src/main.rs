@@ -169,7 +169,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run(args) => run::run(cli.config.as_deref(), *args).await,
+        Command::Run(args) => run::run(cli.config.as_deref(), *args, cli.quiet > 0).await,
         Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json, cli.verbose > 0).await,
         Command::Receipt(cmd) => receipt_cmd::run(cmd),
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd).await,

@@ -30,3 +30,50 @@ pub fn pull_bar() -> ProgressSink {
         }
     })
 }
+
+/// How long a step must last before its spinner is drawn: a cached build, an
+/// artifact already compiled, ends well before, and nothing flickers.
+const SPINNER_DELAY: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// A spinner on stderr naming the slow step a job waits on (compiling, building, uv
+/// installing), when `enabled` (a terminal, and not -q); steps shorter than
+/// [`SPINNER_DELAY`] are never drawn.
+pub fn steps(enabled: bool) -> hanzo_compute::progress::Progress {
+    use hanzo_compute::progress::Progress;
+    if !enabled {
+        return Progress::default();
+    }
+    #[derive(Default)]
+    struct State {
+        /// Which step is current; a delayed draw for an older one does nothing.
+        generation: u64,
+        active: bool,
+        bar: Option<ProgressBar>,
+    }
+    let state: Arc<Mutex<State>> = Arc::default();
+    Progress::new(move |step| {
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.generation += 1;
+        if let Some(bar) = s.bar.take() {
+            bar.finish_and_clear();
+        }
+        s.active = step.is_some();
+        let Some(what) = step else { return };
+        let (generation, what, state) = (s.generation, what.to_string(), state.clone());
+        // A plain thread: the CLI's runtime is single-threaded and busy with the job.
+        std::thread::spawn(move || {
+            std::thread::sleep(SPINNER_DELAY);
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            if s.active && s.generation == generation {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                        .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_message(what);
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                s.bar = Some(bar);
+            }
+        });
+    })
+}

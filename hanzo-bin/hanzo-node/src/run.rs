@@ -133,7 +133,8 @@ impl RunArgs {
     }
 }
 
-pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
+/// `quiet`: no spinner for the slow first-run steps (it is drawn only on a terminal).
+pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> anyhow::Result<u8> {
     // Parse the runtime name before anything else, so a typo is a usage error even
     // when the configuration cannot load.
     let kind: RuntimeKind = args.runtime.parse()?;
@@ -168,7 +169,10 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
             streamed.fetch_add(chunk.len(), Ordering::Relaxed);
         })
     };
-    let job = Job::new(spec).with_log_sink(sink);
+    let spinner = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let job = Job::new(spec)
+        .with_log_sink(sink)
+        .with_progress(crate::progress::steps(spinner));
     let outcome = node.compute.run_job(&job, Signing::On).await;
     report(
         &outcome,

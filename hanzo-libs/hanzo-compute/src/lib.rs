@@ -18,6 +18,7 @@ pub mod keys;
 mod limits;
 pub mod mounts;
 pub mod policy;
+pub mod progress;
 pub mod receipt;
 mod registry;
 mod runtime;

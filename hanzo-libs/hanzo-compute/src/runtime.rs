@@ -117,6 +117,9 @@ pub struct Job {
     /// Where the tool's log bytes go while it runs (discarded by default); the
     /// runtime still returns the whole bounded log in [`Execution::logs`].
     pub logs: LogSink,
+    /// Where the runtime announces slow steps before the tool runs (a compile, a
+    /// build, a dependency install); nothing listens by default.
+    pub progress: crate::progress::Progress,
 }
 
 impl Job {
@@ -132,12 +135,19 @@ impl Job {
             spec,
             cancel: CancelToken::new(),
             logs: LogSink::default(),
+            progress: Default::default(),
         }
     }
 
     /// The same job, with its live log stream going to `sink`.
     pub fn with_log_sink(mut self, sink: LogSink) -> Self {
         self.logs = sink;
+        self
+    }
+
+    /// The same job, with its slow steps announced to `progress`.
+    pub fn with_progress(mut self, progress: crate::progress::Progress) -> Self {
+        self.progress = progress;
         self
     }
 }

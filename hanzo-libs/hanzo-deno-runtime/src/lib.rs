@@ -421,6 +421,9 @@ impl DenoRuntime {
         {
             return Ok(());
         }
+        let _step = job
+            .progress
+            .step("deno loading the tool and its imports (cached after the first run)");
         let mut spec = ProcessSpec::new(deno)
             .args([
                 "install",

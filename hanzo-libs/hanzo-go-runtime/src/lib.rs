@@ -151,7 +151,15 @@ impl GoRuntime {
             ));
         }
         // `_lease` lives until the tool has ended.
-        let (built, _lease) = self.builder.get(tc, &pkg, target, &job.cancel).await?;
+        let (built, _lease) = {
+            // Announced always; a cached build ends it at once, and the CLI draws
+            // only steps that last.
+            let _step = job.progress.step(match target {
+                Target::Native => "building the Go package (natively; cached after the first run)",
+                _ => "building the Go package to wasip1 (cached after the first run)",
+            });
+            self.builder.get(tc, &pkg, target, &job.cancel).await?
+        };
         if target == Target::Native {
             let spec = if self.sandbox.isolates_filesystem() {
                 // The build is immutable and content-addressed (its name is the key of
@@ -179,6 +187,7 @@ impl GoRuntime {
             spec,
             cancel: job.cancel.clone(),
             logs: job.logs.clone(),
+            progress: job.progress.clone(),
         };
         Ok(self.wasm.execute(&wasm_job).await)
     }

@@ -204,6 +204,9 @@ impl PythonRuntime {
         let (program, env_dir, lease) = match key {
             None => (tc.python.executable.clone(), None, None),
             Some(key) => {
+                let _step = job
+                    .progress
+                    .step("uv installing the tool's dependencies (cached after the first run)");
                 let (dir, lease) = self.leased_env(&key, tc, job).await.map_err(fail)?;
                 (dir.join("bin").join("python"), Some(dir), Some(lease))
             }

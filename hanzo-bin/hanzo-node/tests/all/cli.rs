@@ -431,3 +431,54 @@ fn docker_errors_name_the_real_cause() {
     });
     assert_one_error_line(&r, 2, "not present");
 }
+
+#[test]
+fn a_slow_first_step_shows_a_spinner_on_a_terminal_only() {
+    // The first run of a module compiles it (seconds, in a debug build); on a terminal
+    // (script(1) gives the node one) a spinner says so, and clears itself.
+    let h = Home::new();
+    let module = examples_dir().join("sentiment.wasm").display().to_string();
+    let line = format!(
+        "{} run wasm {module} --function analyze --params '{{\"text\":\"good\"}}'",
+        env!("CARGO_BIN_EXE_hanzo-node")
+    );
+    let out = h
+        .cmd_of("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{tty}");
+    assert!(tty.contains("compiling the module"), "{tty}");
+    assert!(tty.contains("\"label\":\"positive\""), "{tty}");
+    // Compiled now: the second run has nothing slow to show.
+    let again = h
+        .cmd_of("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("compiling"));
+
+    // Not a terminal (a pipe, as in scripts and CI): no spinner, only the contract's lines.
+    let h = Home::new();
+    let r = h.run(&[
+        "run",
+        "wasm",
+        &module,
+        "--function",
+        "analyze",
+        "--params",
+        r#"{"text":"good"}"#,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(!r.stderr.contains("compiling"), "{}", r.stderr);
+    // -q on a terminal: none either.
+    let h = Home::new();
+    let quiet = format!("{line} -q");
+    let out = h
+        .cmd_of("script")
+        .args(["-qec", &quiet, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("compiling"));
+}

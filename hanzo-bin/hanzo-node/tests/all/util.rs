@@ -49,6 +49,14 @@ impl Home {
         p.display().to_string()
     }
 
+    /// Another program (script(1), say) with this home's environment for the node.
+    pub fn cmd_of(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("HANZO_HOME", self.path("home"));
+        c.env_remove("HANZO_CONFIG");
+        c
+    }
+
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_hanzo-node"));
         c.env("HANZO_HOME", self.path("home"));
