@@ -168,6 +168,7 @@ fn short_isolation(text: &str) -> String {
         ("wasmtime sandbox", "wasmtime"),
         ("Linux container", "container"),
         ("bubblewrap", "bubblewrap"),
+        ("plain process", "plain process, no filesystem isolation"),
     ]
     .into_iter()
     .filter_map(|(needle, label)| text.find(needle).map(|at| (at, label)))

@@ -439,6 +439,14 @@ impl Config {
             let inner = e.into_inner();
             ComputeError::invalid(format!("{origin}: {path}: {}", inner.message()))
         })?;
+        let mut config = config;
+        // `~/x` means the home directory, as a shell would have it (a value from a
+        // file or a quoted variable is never expanded by one).
+        if let Ok(rest) = config.node.data_dir.strip_prefix("~")
+            && let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty())
+        {
+            config.node.data_dir = PathBuf::from(home).join(rest);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -711,6 +719,15 @@ mod tests {
         }
         assert!(variable_names().contains(&"HANZO_COMPUTE_WASM_MAX_MEMORY_MB".to_string()));
         assert!(variable_names().contains(&"HANZO_NODE_LOG_FORMAT".to_string()));
+    }
+
+    #[test]
+    fn a_data_dir_under_tilde_is_the_home_directory() {
+        let home = std::env::var("HOME").unwrap();
+        let c = Config::from_toml("[node]\ndata_dir = \"~/hanzo-x\"\n", "f", env(&[])).unwrap();
+        assert_eq!(c.node.data_dir, PathBuf::from(home).join("hanzo-x"));
+        let c = Config::from_toml("", "f", env(&[("HANZO_NODE_DATA_DIR", "/srv/x")])).unwrap();
+        assert_eq!(c.node.data_dir, PathBuf::from("/srv/x"));
     }
 
     #[test]
