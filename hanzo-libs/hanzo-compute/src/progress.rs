@@ -69,11 +69,11 @@ mod tests {
         {
             let _s = p.step("compiling");
         }
-        let failed: Result<(), ()> = (|| {
+        fn fails(p: &Progress) -> Result<(), ()> {
             let _s = p.step("building");
             Err(())
-        })();
-        assert!(failed.is_err());
+        }
+        assert!(fails(&p).is_err());
         assert_eq!(
             *seen.lock().unwrap(),
             [Some("compiling".into()), None, Some("building".into()), None]
