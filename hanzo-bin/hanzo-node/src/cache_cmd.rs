@@ -1,9 +1,12 @@
 //! `hanzo-node cache ls | prune`: the runtimes' caches under the data directory
-//! (Python environments, Go builds, stored native tools) against `[node] cache_max_mb`.
+//! (Python environments, Go builds, stored native tools) against `[node] cache_max_mb`,
+//! and the WASM module store against its own `[node] modules_max_mb`.
 //! Neither starts a runtime: the layout is each runtime's `cache_pools`, and a prune
 //! only removes entries no job holds a lease on, so both are safe beside a running node.
+//! Modules are pruned as `module prune` does: least recently used first, never one a
+//! registered tool or an unfinished job names.
 
-use crate::node::{cache_pools, load_config};
+use crate::node::{ModulePrune, cache_pools, load_config, open_module_store, prune_modules};
 use clap::Subcommand;
 use hanzo_compute::cache::{Cache, Entry, PruneReport};
 use std::collections::BTreeMap;
@@ -13,15 +16,19 @@ use std::sync::Arc;
 /// `hanzo-node cache ...`
 #[derive(Subcommand, Debug)]
 pub enum CacheCmd {
-    /// Sizes per runtime, and the total against node.cache_max_mb.
+    /// Sizes per runtime and the total against node.cache_max_mb; the module store
+    /// against node.modules_max_mb.
     Ls {
-        /// Print JSON (with every entry) instead of a table.
+        /// Print JSON ({"caches": [...]}, and every entry) instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Remove least recently used entries until the total fits node.cache_max_mb.
+    /// Remove least recently used entries until the total fits node.cache_max_mb, and
+    /// modules until the store fits node.modules_max_mb (never one a tool or an
+    /// unfinished job names).
     Prune {
-        /// Remove every entry that no job is using, whatever the quota.
+        /// Remove every entry that no job is using, and every module no tool or job
+        /// names, whatever the quotas.
         #[arg(long)]
         all: bool,
         /// Print JSON instead of a summary.
@@ -30,8 +37,8 @@ pub enum CacheCmd {
     },
 }
 
-pub async fn run(config: Option<&Path>, cmd: CacheCmd) -> anyhow::Result<u8> {
-    let config = load_config(config)?;
+pub async fn run(config_path: Option<&Path>, cmd: CacheCmd) -> anyhow::Result<u8> {
+    let config = load_config(config_path)?;
     let cache = Arc::new(Cache::new(
         cache_pools(&config.node.data_dir),
         config.node.cache_max_mb,
@@ -40,9 +47,17 @@ pub async fn run(config: Option<&Path>, cmd: CacheCmd) -> anyhow::Result<u8> {
         CacheCmd::Ls { json } => {
             let c = cache.clone();
             let entries = tokio::task::spawn_blocking(move || c.scan()).await?;
-            ls(&cache, &entries, json)
+            let store = open_module_store(config_path).await?;
+            let modules = tokio::task::spawn_blocking(move || {
+                let listed = store.modules();
+                (listed.len(), store.usage(), store.quota())
+            })
+            .await?;
+            ls(&cache, &entries, modules, json)
         }
         CacheCmd::Prune { all, json } => {
+            // The modules first: if their references cannot be read, nothing is removed.
+            let modules = prune_modules(config_path, all).await?;
             let c = cache.clone();
             let report = tokio::task::spawn_blocking(move || match (all, c.budget()) {
                 (true, _) => Some(c.prune(0)),
@@ -50,12 +65,16 @@ pub async fn run(config: Option<&Path>, cmd: CacheCmd) -> anyhow::Result<u8> {
                 (false, budget) => Some(c.prune(budget)),
             })
             .await?;
-            prune(&cache, report, json)
+            prune(&cache, report, &modules, json)
         }
     }
 }
 
-fn ls(cache: &Cache, entries: &[Entry], json: bool) -> anyhow::Result<u8> {
+/// The module store as `cache ls` shows it: modules, bytes, quota.
+type ModuleStoreSize = (usize, u64, u64);
+
+fn ls(cache: &Cache, entries: &[Entry], modules: ModuleStoreSize, json: bool) -> anyhow::Result<u8> {
+    let (module_count, module_bytes, module_quota) = modules;
     // Every runtime with a pool, also when it has no entries yet.
     let mut per: BTreeMap<String, (u64, u64)> = cache
         .pools()
@@ -88,7 +107,23 @@ fn ls(cache: &Cache, entries: &[Entry], json: bool) -> anyhow::Result<u8> {
                 })
             })
             .collect();
+        // One entry per cache: the runtimes' share node.cache_max_mb, the module store
+        // has node.modules_max_mb.
+        let mut caches: Vec<serde_json::Value> = per
+            .iter()
+            .map(|(k, (n, b))| {
+                serde_json::json!({
+                    "name": k, "entries": n, "bytes": b,
+                    "quota_bytes": cache.budget(), "quota_setting": "node.cache_max_mb",
+                })
+            })
+            .collect();
+        caches.push(serde_json::json!({
+            "name": "modules", "entries": module_count, "bytes": module_bytes,
+            "quota_bytes": module_quota, "quota_setting": "node.modules_max_mb",
+        }));
         let out = serde_json::json!({
+            "caches": caches,
             "quota_bytes": cache.budget(),
             "total_bytes": total,
             "runtimes": runtimes,
@@ -111,15 +146,31 @@ fn ls(cache: &Cache, entries: &[Entry], json: bool) -> anyhow::Result<u8> {
         entries.len(),
         size(total)
     );
+    let quota = match module_quota {
+        0 => "unbounded".to_string(),
+        b => format!("of {}", size(b)),
+    };
+    println!(
+        "{:<8} {module_count:>8} {:>12} {quota} (node.modules_max_mb)",
+        "modules",
+        size(module_bytes)
+    );
     Ok(0)
 }
 
-fn prune(cache: &Cache, report: Option<PruneReport>, json: bool) -> anyhow::Result<u8> {
+fn prune(
+    cache: &Cache,
+    report: Option<PruneReport>,
+    modules: &ModulePrune,
+    json: bool,
+) -> anyhow::Result<u8> {
     let Some(r) = report else {
         if json {
-            println!("{}", serde_json::json!({"quota_bytes": 0, "removed": []}));
+            let out = serde_json::json!({"quota_bytes": 0, "removed": [], "module_store": modules.to_json()});
+            println!("{out}");
         } else {
             eprintln!("node.cache_max_mb is 0 (unbounded): nothing to prune; use --all to empty the caches");
+            modules.print(false, true)?;
         }
         return Ok(0);
     };
@@ -136,6 +187,7 @@ fn prune(cache: &Cache, report: Option<PruneReport>, json: bool) -> anyhow::Resu
             "after_bytes": r.after_bytes,
             "removed": removed,
             "in_use": in_use,
+            "module_store": modules.to_json(),
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(0);
@@ -155,11 +207,12 @@ fn prune(cache: &Cache, report: Option<PruneReport>, json: bool) -> anyhow::Resu
         size(r.before_bytes),
         size(r.after_bytes)
     );
+    modules.print(false, true)?;
     Ok(0)
 }
 
 /// `12.3 MiB`.
-fn size(bytes: u64) -> String {
+pub(crate) fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = bytes as f64;
     let mut u = 0;

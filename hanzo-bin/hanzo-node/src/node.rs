@@ -12,10 +12,14 @@ use hanzo_k8s_runtime::KubernetesRuntime;
 use hanzo_native_runtime::NativeRuntime;
 use hanzo_python_runtime::PythonRuntime;
 use hanzo_sandbox::Sandbox;
-use hanzo_wasm_runtime::{COMPILE_SUBCOMMAND, Compiler, MAX_MODULE_BYTES, WasmOptions, WasmRuntime};
+use hanzo_wasm_runtime::{
+    COMPILE_SUBCOMMAND, Compiler, MAX_MODULE_BYTES, ModuleInfo, ModuleStore, WasmOptions, WasmRuntime,
+};
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// The configuration file to read: `--config`, else `$HANZO_CONFIG`, else
 /// `<data dir>/hanzo-node.toml` when it exists, else none (all defaults).
@@ -200,39 +204,93 @@ pub enum ModuleCmd {
         /// The module file.
         path: PathBuf,
     },
-    /// List the modules in the store.
-    Ls,
+    /// List the modules in the store, least recently used first.
+    Ls {
+        /// Print {"modules": [...]} as JSON instead of one line per module.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove modules (with their compiled code) by sha256, or a prefix of it that names
+    /// one module. A module a registered tool or a queued or running job names is
+    /// refused unless --force: tools and jobs are read from the job store, or from the
+    /// node's API while a node is serving from this data directory.
+    Rm {
+        /// sha256:<hex>, <hex>, or an unambiguous prefix.
+        #[arg(required = true, value_name = "SHA256")]
+        modules: Vec<String>,
+        /// Remove them even when tools or jobs name them (those then fail with "unknown module").
+        #[arg(long)]
+        force: bool,
+        /// Print {"modules": [...]} (the removed ones) as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove least recently used modules until the store fits node.modules_max_mb,
+    /// sparing those a registered tool or a queued or running job names (read as for
+    /// rm); with --all, every module no tool or job names.
+    Prune {
+        /// Remove every module no tool or job names, whatever the quota.
+        #[arg(long)]
+        all: bool,
+        /// Print {"modules": [...], "spared": [...], ...} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub async fn module(config: Option<&Path>, cmd: ModuleCmd) -> anyhow::Result<u8> {
+    let path = match cmd {
+        ModuleCmd::Add { path } => path,
+        ModuleCmd::Ls { json } => {
+            let store = open_module_store(config).await?;
+            let (modules, usage) = blocking(move || (store.modules(), store.usage())).await?;
+            let cfg = load_config(config)?;
+            if json {
+                let list: Vec<Value> = modules.iter().map(module_json).collect();
+                let out = json!({
+                    "modules": list,
+                    "total_bytes": usage,
+                    "quota_bytes": cfg.node.modules_max_mb.saturating_mul(1 << 20),
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for m in &modules {
+                    println!(
+                        "sha256:{}  {} bytes  ({} on disk with compiled code; last used {})",
+                        m.sha256,
+                        m.module_bytes,
+                        crate::cache_cmd::size(m.bytes),
+                        ago(m.last_used)
+                    );
+                }
+            }
+            return Ok(0);
+        }
+        ModuleCmd::Rm { modules, force, json } => return module_rm(config, modules, force, json).await,
+        ModuleCmd::Prune { all, json } => {
+            let report = prune_modules(config, all).await?;
+            report.print(json, false)?;
+            return Ok(0);
+        }
+    };
     let node = Node::build(config, Some(RuntimeKind::Wasm)).await?;
     let wasm = node
         .wasm
         .ok_or_else(|| ComputeError::Unavailable(node_reason(&node.config)))?;
-    match cmd {
-        ModuleCmd::Add { path } => {
-            let cannot =
-                |e: std::io::Error| ComputeError::invalid(format!("cannot read {}: {e}", path.display()));
-            let len = std::fs::metadata(&path).map_err(cannot)?.len();
-            if len > MAX_MODULE_BYTES {
-                return Err(ComputeError::invalid(format!(
-                    "{} is {} MiB, more than the {} MiB a module may have",
-                    path.display(),
-                    len >> 20,
-                    MAX_MODULE_BYTES >> 20
-                ))
-                .into());
-            }
-            let bytes = std::fs::read(&path).map_err(cannot)?;
-            let sha = wasm.add_module(&bytes)?;
-            println!("sha256:{sha}");
-        }
-        ModuleCmd::Ls => {
-            for (sha, size) in wasm.module_store().list().context("listing the module store")? {
-                println!("sha256:{sha}  {size} bytes");
-            }
-        }
+    let cannot = |e: std::io::Error| ComputeError::invalid(format!("cannot read {}: {e}", path.display()));
+    let len = std::fs::metadata(&path).map_err(cannot)?.len();
+    if len > MAX_MODULE_BYTES {
+        return Err(ComputeError::invalid(format!(
+            "{} is {} MiB, more than the {} MiB a module may have",
+            path.display(),
+            len >> 20,
+            MAX_MODULE_BYTES >> 20
+        ))
+        .into());
     }
+    let bytes = std::fs::read(&path).map_err(cannot)?;
+    let sha = wasm.add_module(&bytes)?;
+    println!("sha256:{sha}");
     Ok(0)
 }
 
@@ -242,4 +300,370 @@ fn node_reason(config: &Config) -> String {
     } else {
         "the wasm runtime is disabled by compute.enabled_runtimes".into()
     }
+}
+
+/// The module store of the configured data directory, with its quota; opened without
+/// starting the WASM runtime (listing and removing need no engine).
+pub async fn open_module_store(config: Option<&Path>) -> anyhow::Result<ModuleStore> {
+    let cfg = load_config(config)?;
+    let data_dir = cfg.node.data_dir.clone();
+    let dir = WasmOptions::new(&data_dir, cfg.compute.wasm.clone()).module_dir;
+    let quota = cfg.node.modules_max_mb.saturating_mul(1 << 20);
+    Ok(blocking(move || -> Result<ModuleStore, ComputeError> {
+        crate::secure::data_dir(&data_dir)?;
+        Ok(ModuleStore::open(dir)?.with_quota(quota))
+    })
+    .await??)
+}
+
+/// A module as every `--json` output shows it.
+pub fn module_json(m: &ModuleInfo) -> Value {
+    json!({
+        "sha256": m.sha256,
+        "source": format!("sha256:{}", m.sha256),
+        "module_bytes": m.module_bytes,
+        "bytes": m.bytes,
+        "last_used_unix": unix_secs(m.last_used),
+    })
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// `3m ago`, for people.
+fn ago(t: SystemTime) -> String {
+    let s = t.elapsed().map(|d| d.as_secs()).unwrap_or(0);
+    match s {
+        0..60 => format!("{s}s ago"),
+        60..3600 => format!("{}m ago", s / 60),
+        3600..86400 => format!("{}h ago", s / 3600),
+        _ => format!("{}d ago", s / 86400),
+    }
+}
+
+async fn module_rm(
+    config: Option<&Path>,
+    wanted: Vec<String>,
+    force: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let store = open_module_store(config).await?;
+    let listed = {
+        let store = store.clone();
+        blocking(move || store.modules()).await?
+    };
+    // Every argument resolved before anything is removed: a typo removes nothing.
+    let mut shas: Vec<String> = Vec::new();
+    for arg in &wanted {
+        let prefix = arg.strip_prefix("sha256:").unwrap_or(arg).to_ascii_lowercase();
+        if prefix.is_empty() || prefix.len() > 64 || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(
+                ComputeError::invalid(format!("{arg} is not a sha256 (hex) or a prefix of one")).into(),
+            );
+        }
+        let found: Vec<&ModuleInfo> = listed.iter().filter(|m| m.sha256.starts_with(&prefix)).collect();
+        match found.as_slice() {
+            [] => {
+                return Err(
+                    ComputeError::invalid(format!("no module sha256:{prefix} in the module store")).into(),
+                );
+            }
+            [m] => {
+                if !shas.contains(&m.sha256) {
+                    shas.push(m.sha256.clone());
+                }
+            }
+            many => {
+                return Err(ComputeError::invalid(format!(
+                    "{arg} names {} modules; give more of the sha256",
+                    many.len()
+                ))
+                .into());
+            }
+        }
+    }
+    if !force {
+        let refs = references(config).await?;
+        for sha in &shas {
+            if let Some(users) = refs.by_sha.get(sha) {
+                return Err(ComputeError::invalid(format!(
+                    "module sha256:{sha} is named by {}; --force removes it anyway",
+                    users.join(", ")
+                ))
+                .into());
+            }
+        }
+    }
+    let removed = blocking(move || -> Result<Vec<ModuleInfo>, ComputeError> {
+        let mut out = Vec::new();
+        for sha in &shas {
+            // Gone meanwhile (a node's own eviction): nothing left to remove.
+            if let Some(m) = store.remove(sha)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    })
+    .await??;
+    if json {
+        let list: Vec<Value> = removed.iter().map(module_json).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "modules": list }))?);
+    } else {
+        for m in &removed {
+            println!("removed sha256:{}", m.sha256);
+        }
+    }
+    Ok(0)
+}
+
+/// What a module prune did.
+pub struct ModulePrune {
+    /// The store's quota in bytes (0: unbounded).
+    pub quota_bytes: u64,
+    /// Whether it went to 0 (`--all`) rather than to the quota.
+    pub all: bool,
+    pub before_bytes: u64,
+    pub after_bytes: u64,
+    pub removed: Vec<ModuleInfo>,
+    /// The modules in the store that tools or jobs name (never pruned), with who names them.
+    pub spared: BTreeMap<String, Vec<String>>,
+}
+
+impl ModulePrune {
+    pub fn to_json(&self) -> Value {
+        let spared: Vec<Value> = self
+            .spared
+            .iter()
+            .map(|(sha, users)| json!({"sha256": sha, "used_by": users}))
+            .collect();
+        json!({
+            "modules": self.removed.iter().map(module_json).collect::<Vec<_>>(),
+            "spared": spared,
+            "quota_bytes": self.quota_bytes,
+            "before_bytes": self.before_bytes,
+            "after_bytes": self.after_bytes,
+        })
+    }
+
+    /// Prints the report; `within` when it is part of `cache prune`'s.
+    pub fn print(&self, json: bool, within: bool) -> anyhow::Result<()> {
+        if json {
+            println!("{}", serde_json::to_string_pretty(&self.to_json())?);
+            return Ok(());
+        }
+        use crate::cache_cmd::size;
+        if self.quota_bytes == 0 && !self.all {
+            let what = if within { "modules" } else { "nothing to prune" };
+            eprintln!(
+                "node.modules_max_mb is 0 (unbounded): {what} kept; use --all to remove every module no tool or job names"
+            );
+            return Ok(());
+        }
+        for m in &self.removed {
+            println!(
+                "removed  {:<7} {:>10}  sha256:{}",
+                "modules",
+                size(m.bytes),
+                m.sha256
+            );
+        }
+        if self.all {
+            for (sha, users) in &self.spared {
+                eprintln!("kept sha256:{sha}: named by {}", users.join(", "));
+            }
+        }
+        println!(
+            "modules: {} removed, {} named by tools or jobs kept; {} -> {}",
+            self.removed.len(),
+            self.spared.len(),
+            size(self.before_bytes),
+            size(self.after_bytes)
+        );
+        Ok(())
+    }
+}
+
+/// Prunes the module store to its quota (`all`: to nothing), sparing the modules that
+/// registered tools and queued or running jobs name.
+pub async fn prune_modules(config: Option<&Path>, all: bool) -> anyhow::Result<ModulePrune> {
+    let store = open_module_store(config).await?;
+    let quota = store.quota();
+    if quota == 0 && !all {
+        let usage = {
+            let store = store.clone();
+            blocking(move || store.usage()).await?
+        };
+        return Ok(ModulePrune {
+            quota_bytes: 0,
+            all,
+            before_bytes: usage,
+            after_bytes: usage,
+            removed: Vec::new(),
+            spared: BTreeMap::new(),
+        });
+    }
+    let refs = references(config).await?.by_sha;
+    let budget = if all { 0 } else { quota };
+    blocking(move || {
+        let before = store.usage();
+        let spare_set = refs.clone();
+        let removed = store.prune_to(budget, |sha| spare_set.contains_key(sha));
+        let after = store.usage();
+        let present: Vec<String> = store.modules().into_iter().map(|m| m.sha256).collect();
+        let spared = refs
+            .into_iter()
+            .filter(|(sha, _)| present.contains(sha))
+            .collect();
+        ModulePrune {
+            quota_bytes: quota,
+            all,
+            before_bytes: before,
+            after_bytes: after,
+            removed,
+            spared,
+        }
+    })
+    .await
+}
+
+/// The modules that registered tools and queued or running jobs name (a `sha256:`
+/// source of the wasm runtime), each with who names it.
+pub struct References {
+    pub by_sha: BTreeMap<String, Vec<String>>,
+}
+
+/// Reads the tools and unfinished jobs: from the job store when no node holds it (opening
+/// it applies the restart rule to jobs a stopped node left running, as the node's next
+/// start would), else from the serving node's API (exit 4 when it does not answer).
+pub async fn references(config: Option<&Path>) -> anyhow::Result<References> {
+    let cfg = load_config(config)?;
+    let db = cfg.node.data_dir.join("jobs.db");
+    let config = config.map(Path::to_path_buf);
+    blocking(move || {
+        let mut by_sha: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut note = |source: &str, runtime: &str, who: String| {
+            if runtime == "wasm"
+                && let Ok(Some(sha)) = hanzo_compute::parse_digest_source(source)
+            {
+                by_sha.entry(sha).or_default().push(who);
+            }
+        };
+        if !db.exists() {
+            return Ok(References { by_sha });
+        }
+        let options = hanzo_jobstore::Options {
+            // Open for reading: nothing of the configured retention runs here.
+            retention: hanzo_jobstore::Retention::keep_all(),
+            ..hanzo_jobstore::Options::default()
+        };
+        match hanzo_jobstore::JobStore::open(&db, options) {
+            Ok((store, _recovery)) => {
+                let internal = |e: hanzo_jobstore::Error| ComputeError::internal(format!("job store: {e}"));
+                for t in store.list_tools().map_err(internal)? {
+                    note(
+                        &t.spec.source,
+                        t.spec.runtime.name(),
+                        format!("tool {}", t.spec.name),
+                    );
+                }
+                for status in [
+                    hanzo_jobstore::JobStatus::Queued,
+                    hanzo_jobstore::JobStatus::Running,
+                ] {
+                    let filter = hanzo_jobstore::ListFilter {
+                        status: Some(status),
+                        runtime: Some(RuntimeKind::Wasm),
+                    };
+                    let mut page = hanzo_jobstore::Page::first(hanzo_jobstore::Page::MAX_LIMIT);
+                    loop {
+                        let got = store.list(filter, page).map_err(internal)?;
+                        for j in &got.jobs {
+                            note(
+                                &j.spec.source,
+                                "wasm",
+                                format!("job {} ({})", j.id, status.name()),
+                            );
+                        }
+                        match got.next {
+                            Some(next) => page.after = Some(next),
+                            None => break,
+                        }
+                    }
+                }
+                Ok(References { by_sha })
+            }
+            Err(hanzo_jobstore::Error::Locked(_)) => {
+                let unreachable = |e: anyhow::Error| {
+                    crate::job_cmd::fail(
+                        4,
+                        format!(
+                            "a node is serving from {} and its API did not answer ({}): cannot tell which \
+                             modules its tools and jobs name",
+                            db.parent().unwrap_or(&db).display(),
+                            crate::one_line(&format!("{e:#}"))
+                        ),
+                    )
+                };
+                let client = crate::job_cmd::Client::new(
+                    config.as_deref(),
+                    &crate::job_cmd::NodeArgs {
+                        node: None,
+                        token: None,
+                    },
+                )?;
+                let tools = client
+                    .call("GET", "/v1/tools", b"")
+                    .and_then(|r| r.json())
+                    .map_err(unreachable)?;
+                for t in tools["tools"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                    let name = t["name"].as_str().unwrap_or("?");
+                    note(
+                        t["source"].as_str().unwrap_or(""),
+                        t["runtime"].as_str().unwrap_or(""),
+                        format!("tool {name}"),
+                    );
+                }
+                for status in ["queued", "running"] {
+                    let mut cursor: Option<String> = None;
+                    loop {
+                        let mut path = format!("/v1/jobs?status={status}&runtime=wasm&limit=1000");
+                        if let Some(c) = &cursor {
+                            path.push_str(&format!("&cursor={}", crate::job_cmd::enc(c)));
+                        }
+                        let page = client
+                            .call("GET", &path, b"")
+                            .and_then(|r| r.json())
+                            .map_err(unreachable)?;
+                        for j in page["jobs"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+                            let id = j["id"].as_str().unwrap_or("?");
+                            note(
+                                j["spec"]["source"].as_str().unwrap_or(""),
+                                "wasm",
+                                format!("job {id} ({status})"),
+                            );
+                        }
+                        match page["next"].as_str() {
+                            Some(c) => cursor = Some(c.to_string()),
+                            None => break,
+                        }
+                    }
+                }
+                Ok(References { by_sha })
+            }
+            Err(e) => Err(anyhow::Error::new(ComputeError::internal(format!(
+                "job store: {e}"
+            )))),
+        }
+    })
+    .await?
+}
+
+/// Runs blocking file and database work off the async worker.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ComputeError::internal(e).into())
 }

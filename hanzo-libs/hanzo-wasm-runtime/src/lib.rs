@@ -29,7 +29,7 @@ mod pipes;
 mod store;
 
 pub use compile::{COMPILE_SUBCOMMAND, COMPILER_BASE_MB, COMPILER_PER_CORE_MB, Compiler, compile_main};
-pub use store::{MAX_MODULE_BYTES, ModuleStore};
+pub use store::{MAX_MODULE_BYTES, ModuleInfo, ModuleStore};
 
 use engine::{Profile, ProfileEngine, Ticker};
 use exec::Prepared;

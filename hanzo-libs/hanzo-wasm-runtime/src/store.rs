@@ -46,9 +46,35 @@ struct StoredModule {
     sha: String,
     files: Vec<PathBuf>,
     bytes: u64,
+    /// Bytes of the `.wasm` alone.
+    module_bytes: u64,
     last_used: SystemTime,
     /// Whether its `.wasm` is there (artifacts can outlive a module removed by hand).
     has_module: bool,
+}
+
+impl StoredModule {
+    fn info(&self) -> ModuleInfo {
+        ModuleInfo {
+            sha256: self.sha.clone(),
+            module_bytes: self.module_bytes,
+            bytes: self.bytes,
+            last_used: self.last_used,
+        }
+    }
+}
+
+/// A module in the store, as [`ModuleStore::modules`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleInfo {
+    /// sha256 (hex) of the binary module.
+    pub sha256: String,
+    /// Bytes of the module itself (`<sha256>.wasm`).
+    pub module_bytes: u64,
+    /// Bytes on disk: the module and the machine code compiled from it.
+    pub bytes: u64,
+    /// Its last use: when it was stored, or a process last loaded it.
+    pub last_used: SystemTime,
 }
 
 impl ModuleStore {
@@ -172,12 +198,14 @@ impl ModuleStore {
                 sha: sha.to_string(),
                 files: Vec::new(),
                 bytes: 0,
+                module_bytes: 0,
                 last_used: SystemTime::UNIX_EPOCH,
                 has_module: false,
             });
             m.bytes += meta.len();
             if name.ends_with(".wasm") {
                 m.has_module = true;
+                m.module_bytes = meta.len();
                 // The module's mtime is its last use; an orphan artifact's own mtime
                 // stands in (below).
                 m.last_used = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
@@ -199,6 +227,18 @@ impl ModuleStore {
         if self.quota == 0 {
             return Vec::new();
         }
+        self.prune_to(self.quota, |sha| keep == Some(sha) || in_use(sha))
+            .into_iter()
+            .map(|m| m.sha256)
+            .collect()
+    }
+
+    /// Removes least recently used modules (with their artifacts; orphan artifacts
+    /// first) until the store takes at most `budget` bytes, sparing those `spare`
+    /// names; a `budget` of 0 removes every module not spared. Returns the modules
+    /// removed. A process that has a removed module loaded (a serving node) may keep
+    /// running it from memory; to every other it is unknown from then on.
+    pub fn prune_to(&self, budget: u64, spare: impl Fn(&str) -> bool) -> Vec<ModuleInfo> {
         let _one = self.pruning.lock().unwrap_or_else(|p| p.into_inner());
         self.sweep_stale();
         let mut modules = self.scan();
@@ -207,10 +247,10 @@ impl ModuleStore {
         modules.sort_by_key(|m| (m.has_module, m.last_used));
         let mut removed = Vec::new();
         for m in modules {
-            if total <= self.quota {
+            if total <= budget {
                 break;
             }
-            if keep == Some(m.sha.as_str()) || in_use(&m.sha) {
+            if spare(&m.sha) {
                 continue;
             }
             // The module first: from then on it is unknown, and its artifacts unused.
@@ -219,10 +259,42 @@ impl ModuleStore {
             }
             total = total.saturating_sub(m.bytes);
             if m.has_module {
-                removed.push(m.sha);
+                removed.push(m.info());
             }
         }
         removed
+    }
+
+    /// Every module in the store, least recently used first (orphan artifacts, whose
+    /// module is gone, are not listed; they count in [`usage`](ModuleStore::usage)).
+    pub fn modules(&self) -> Vec<ModuleInfo> {
+        let mut modules: Vec<StoredModule> = self.scan().into_iter().filter(|m| m.has_module).collect();
+        modules.sort_by(|a, b| a.last_used.cmp(&b.last_used).then_with(|| a.sha.cmp(&b.sha)));
+        modules.iter().map(StoredModule::info).collect()
+    }
+
+    /// Removes a module and its compiled artifacts; `None` when the store does not hold
+    /// it. As with [`prune_to`](ModuleStore::prune_to), a process that has it loaded may
+    /// keep running it from memory.
+    pub fn remove(&self, sha: &str) -> Result<Option<ModuleInfo>, ComputeError> {
+        let _one = self.pruning.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(m) = self.scan().into_iter().find(|m| m.sha == sha && m.has_module) else {
+            return Ok(None);
+        };
+        // The module first: from then on it is unknown, and its artifacts unused.
+        for f in &m.files {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ComputeError::internal(format!(
+                        "cannot remove {}: {e}",
+                        f.display()
+                    )));
+                }
+            }
+        }
+        Ok(Some(m.info()))
     }
 
     /// Whether the store holds the module.
@@ -372,5 +444,49 @@ mod tests {
         assert!(e.to_string().contains("not valid WAT"), "{e}");
         let e = store.put(&[0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0]).unwrap_err();
         assert!(e.to_string().contains("component"), "{e}");
+    }
+
+    #[test]
+    fn modules_are_removed_with_their_artifacts_and_pruned_to_a_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModuleStore::open(dir.path()).unwrap();
+        let mut shas = Vec::new();
+        for (i, body) in ["(module)", "(module (memory 1))", "(module (memory 2))"]
+            .iter()
+            .enumerate()
+        {
+            let sha = store.put(body.as_bytes()).unwrap();
+            store.write_artifact(&sha, "engine", &[0u8; 100]).unwrap();
+            let when = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000 + i as u64);
+            std::fs::File::open(store.wasm_path(&sha))
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+            shas.push(sha);
+        }
+        let listed = store.modules();
+        assert_eq!(
+            listed.iter().map(|m| m.sha256.clone()).collect::<Vec<_>>(),
+            shas,
+            "oldest first"
+        );
+        assert!(
+            listed.iter().all(|m| m.bytes == m.module_bytes + 100),
+            "{listed:?}"
+        );
+        // Removing takes the module and its artifact; a second time there is nothing.
+        let gone = store.remove(&shas[1]).unwrap().unwrap();
+        assert_eq!(gone.sha256, shas[1]);
+        assert!(!store.contains(&shas[1]));
+        assert!(!store.artifact_path(&shas[1], "engine").exists());
+        assert_eq!(store.remove(&shas[1]).unwrap(), None);
+        // A budget of 0 removes everything not spared; the oldest goes first.
+        let removed = store.prune_to(0, |sha| sha == shas[2]);
+        assert_eq!(
+            removed.iter().map(|m| m.sha256.clone()).collect::<Vec<_>>(),
+            [shas[0].clone()]
+        );
+        assert_eq!(store.list().unwrap().len(), 1);
+        assert_eq!(store.usage(), store.modules()[0].bytes);
     }
 }
