@@ -235,8 +235,8 @@ pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow
         if !args.examples.join(&step.module).is_file() {
             return Err(ComputeError::invalid(format!(
                 "example module {} not found in {}; build the examples first: \
-                 cargo build --release --target wasm32-wasip1 -p echo -p text-tools -p sentiment \
-                 (or run scripts/demo.sh)",
+                 rustup target add wasm32-wasip1, then cargo build --release --target wasm32-wasip1 \
+                 -p echo -p text-tools -p sentiment (or run scripts/demo.sh, which does both)",
                 step.module,
                 args.examples.display()
             ))
