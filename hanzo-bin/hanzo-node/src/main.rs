@@ -171,7 +171,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run::run(cli.config.as_deref(), *args, cli.quiet > 0).await,
         Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json, cli.verbose > 0).await,
-        Command::Receipt(cmd) => receipt_cmd::run(cmd),
+        Command::Receipt(cmd) => receipt_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd).await,
         Command::Service(cmd) => service_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Job(cmd) => job_cmd::run(cli.config.as_deref(), cmd).await,

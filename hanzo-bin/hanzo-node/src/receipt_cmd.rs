@@ -1,10 +1,16 @@
 //! `hanzo-node receipt verify PATH`: checks a receipt's signature and, given the
-//! data, its hashes.
+//! data, its hashes. `--code` takes what the receipt's `code_hash` was made from, in the
+//! receipt's runtime's terms (see [`check_code`]).
 
+use crate::node::{cache_pools, load_config};
 use clap::{Args, Subcommand};
-use hanzo_compute::{ComputeError, Receipt, RuntimeKind};
+use hanzo_compute::cache::Cache;
+use hanzo_compute::{ComputeError, Receipt, RuntimeKind, UnavailableRuntime};
+use hanzo_docker_runtime::{DockerOptions, DockerRuntime, ImageRef};
+use hanzo_go_runtime::{GoRuntime, Target};
 use serde_json::Value;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Subcommand, Debug)]
 pub enum ReceiptCmd {
@@ -17,9 +23,13 @@ pub enum ReceiptCmd {
 pub struct VerifyArgs {
     /// The receipt file (JSON).
     pub path: PathBuf,
-    /// Check code_hash against this module or script file.
-    #[arg(long, value_name = "PATH")]
-    pub code: Option<PathBuf>,
+    /// Check code_hash against the code, as the receipt's runtime names it: a .wasm or
+    /// .wat file or sha256:<hex> of a stored module (wasm), a script file (deno, python),
+    /// a Go package directory, built again here with this node's Go toolchain (go; or
+    /// the built file), an image reference or id resolved by the local Docker daemon
+    /// (docker, k8s; never pulled), an executable or cdylib (native).
+    #[arg(long, value_name = "CODE")]
+    pub code: Option<String>,
     /// Check input_hash against these params (JSON).
     #[arg(long, value_name = "JSON")]
     pub params: Option<String>,
@@ -31,9 +41,11 @@ pub struct VerifyArgs {
     pub node_id: Option<String>,
 }
 
-pub fn run(cmd: ReceiptCmd) -> anyhow::Result<u8> {
+pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
     let ReceiptCmd::Verify(args) = cmd;
-    let text = std::fs::read_to_string(&args.path)
+    let path = args.path.clone();
+    let text = blocking(move || std::fs::read_to_string(&path))
+        .await?
         .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", args.path.display())))?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| ComputeError::invalid(format!("{} is not JSON: {e}", args.path.display())))?;
@@ -55,20 +67,11 @@ pub fn run(cmd: ReceiptCmd) -> anyhow::Result<u8> {
             receipt.node_id
         ));
     }
-    if let Some(path) = &args.code {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ComputeError::invalid(format!("cannot read {}: {e}", path.display())))?;
-        // A WASM receipt hashes the binary module, also when it was run from WAT.
-        let digest = match receipt.runtime {
-            RuntimeKind::Wasm => hanzo_wasm_runtime::module_digest(&bytes)?,
-            _ => hanzo_compute::receipt::sha256_hex(&bytes),
-        };
-        if digest != receipt.code_hash {
-            return fail(format!(
-                "code_hash does not match: receipt has {}, {} hashes to {digest}",
-                receipt.code_hash,
-                path.display()
-            ));
+    let mut matched = None;
+    if let Some(code) = &args.code {
+        match check_code(config, &receipt, code).await? {
+            Ok(what) => matched = Some(what),
+            Err(mismatch) => return fail(mismatch),
         }
     }
     if let Some(p) = &args.params {
@@ -92,11 +95,233 @@ pub fn run(cmd: ReceiptCmd) -> anyhow::Result<u8> {
             receipt.node_id
         )
     };
+    if let Some(what) = matched {
+        println!("ok: code_hash matches {what}");
+    }
     println!(
         "ok: receipt verifies: job {} on {} ({:?}), signed by node {} ({pinned})",
         receipt.job_id, receipt.runtime, receipt.status, receipt.node_id
     );
     Ok(0)
+}
+
+/// Checks the receipt's `code_hash` against `code`, read as the receipt's runtime reads
+/// a SOURCE. `Ok(Ok(what))` when it matches, `Ok(Err(why))` when it does not, `Err` when
+/// the code cannot be read or resolved (bad input, exit 2; no Docker daemon or Go
+/// toolchain, exit 4).
+async fn check_code(
+    config: Option<&Path>,
+    receipt: &Receipt,
+    code: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let want = receipt.code_hash.as_str();
+    let mismatch = |got: &str, what: &str| {
+        Err(format!(
+            "code_hash does not match: receipt has {want}, {what} hashes to {got}"
+        ))
+    };
+    match receipt.runtime {
+        RuntimeKind::Docker | RuntimeKind::K8s => {
+            let (id, repo_digests) = image_digests(config, code).await?;
+            // Docker receipts name the image id; a cluster's kubelet reports the id or
+            // the registry's digest, depending on its container runtime.
+            let accepted = std::iter::once(&id).chain(
+                repo_digests
+                    .iter()
+                    .filter(|_| receipt.runtime == RuntimeKind::K8s),
+            );
+            if accepted.into_iter().any(|d| d == want) {
+                Ok(Ok(format!("image {code} (sha256:{id})")))
+            } else {
+                Ok(mismatch(&id, &format!("image {code}, whose id")))
+            }
+        }
+        RuntimeKind::Wasm if code.starts_with("sha256:") => {
+            let bytes = stored_module(config, code).await?;
+            let digest = hanzo_compute::receipt::sha256_hex(&bytes);
+            Ok(if digest == want {
+                Ok(format!("stored module {code}"))
+            } else {
+                mismatch(&digest, &format!("stored module {code}"))
+            })
+        }
+        kind => {
+            let path = PathBuf::from(code);
+            let is_dir = blocking({
+                let p = path.clone();
+                move || p.is_dir()
+            })
+            .await?;
+            if is_dir {
+                if kind != RuntimeKind::Go {
+                    return Err(ComputeError::invalid(format!(
+                        "{code} is a directory; a {kind} receipt's code is a file"
+                    ))
+                    .into());
+                }
+                return go_package(config, receipt, code).await;
+            }
+            let bytes = blocking({
+                let p = path.clone();
+                move || std::fs::read(p)
+            })
+            .await?
+            .map_err(|e| ComputeError::invalid(format!("cannot read {code}: {e}")))?;
+            // A WASM receipt hashes the binary module, also when it was run from WAT.
+            let digest = match kind {
+                RuntimeKind::Wasm => hanzo_wasm_runtime::module_digest(&bytes)?,
+                _ => hanzo_compute::receipt::sha256_hex(&bytes),
+            };
+            Ok(if digest == want {
+                Ok(code.to_string())
+            } else {
+                mismatch(&digest, code)
+            })
+        }
+    }
+}
+
+/// The image id (hex) of `code` in the local Docker daemon, and its registry digests
+/// (hex). `code` is a reference (`[registry/]path[:tag][@sha256:...]`, the configured
+/// default registry applied as a job's would be) or an image id `sha256:<hex>`. Nothing
+/// is pulled: a verifier pulls or builds the image it means to check first.
+async fn image_digests(config: Option<&Path>, code: &str) -> anyhow::Result<(String, Vec<String>)> {
+    let config = load_config(config)?;
+    let name = match code.strip_prefix("sha256:") {
+        Some(hex) if hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) => code.to_string(),
+        _ => code
+            .parse::<ImageRef>()?
+            .with_default_registry(&config.compute.docker.registry)
+            .to_string(),
+    };
+    let docker = DockerRuntime::new(DockerOptions {
+        config: config.compute.docker.clone(),
+        // Connecting reaps the tool containers labelled with this id; an id of no node
+        // leaves every node's containers alone.
+        node_id: format!("receipt-verify-{}", hanzo_compute::new_job_id()),
+    });
+    let client = docker.client().await?;
+    let image = client.inspect_image(&name).await.map_err(|e| {
+        ComputeError::invalid(format!(
+            "image {name} is not in the local Docker daemon ({}); pull or build it first",
+            crate::one_line(&e.to_string())
+        ))
+    })?;
+    let hex = |d: &str| {
+        d.rsplit_once("sha256:")
+            .map_or(d, |(_, h)| h)
+            .to_ascii_lowercase()
+    };
+    let id = hex(image.id.as_deref().unwrap_or_default());
+    let repo = image
+        .repo_digests
+        .unwrap_or_default()
+        .iter()
+        .map(|d| hex(d))
+        .collect();
+    Ok((id, repo))
+}
+
+/// The bytes of a module in this node's module store.
+async fn stored_module(config: Option<&Path>, code: &str) -> anyhow::Result<Vec<u8>> {
+    let config = load_config(config)?;
+    let sha = hanzo_compute::parse_digest_source(code)?
+        .ok_or_else(|| ComputeError::invalid(format!("{code} is not sha256:<64 hex digits>")))?;
+    let options = hanzo_wasm_runtime::WasmOptions::new(&config.node.data_dir, config.compute.wasm.clone());
+    let dir = options.module_dir.clone();
+    let sha2 = sha.to_string();
+    let bytes = blocking(move || hanzo_wasm_runtime::ModuleStore::open(dir)?.read(&sha2))
+        .await??
+        .ok_or_else(|| ComputeError::invalid(format!("module {code} is not in this node's module store")))?;
+    Ok(bytes)
+}
+
+/// Builds the Go package `dir` as a job would have run it (the wasip1 build the node's
+/// `[compute.go] abi` picks, then the native one) until a build's sha256 is the
+/// receipt's. Go builds are reproducible (`-trimpath`, no VCS stamp, the module's own
+/// tree, the SDK this node embeds) for one Go version and target platform, so another
+/// node's receipt matches only when it built with the same toolchain. A build the
+/// node has cached is not built again.
+async fn go_package(
+    config: Option<&Path>,
+    receipt: &Receipt,
+    dir: &str,
+) -> anyhow::Result<Result<String, String>> {
+    let config = load_config(config)?;
+    let data_dir = config.node.data_dir.clone();
+    crate::secure::data_dir(&data_dir)?;
+    let sandbox_options = hanzo_sandbox::Options::from_config(&config.compute.sandbox);
+    let sandbox = Arc::new(blocking(move || hanzo_sandbox::Sandbox::detect_with(sandbox_options)).await?);
+    let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));
+    // Building runs no module: the WASM runtime is not needed.
+    let no_wasm = Arc::new(UnavailableRuntime::new(RuntimeKind::Wasm, "not used to build"));
+    let go = GoRuntime::new(
+        sandbox,
+        no_wasm,
+        &config.compute.go,
+        &data_dir,
+        config.compute.sandbox.pids_limit,
+    )
+    .with_cache(cache);
+    let version = go.toolchain()?.version.clone();
+    let wasi = match config.compute.go.abi.as_str() {
+        "exports" => Target::WasiExports,
+        "command" => Target::WasiCommand,
+        _ => {
+            let d = PathBuf::from(dir);
+            if blocking(move || has_exports_files(&d)).await? {
+                Target::WasiExports
+            } else {
+                Target::WasiCommand
+            }
+        }
+    };
+    let mut tried = Vec::new();
+    for (target, name) in [(wasi, target_name(wasi)), (Target::Native, "native")] {
+        let built = go.build(dir, target).await?;
+        if built.sha256 == receipt.code_hash {
+            return Ok(Ok(format!("the {name} build of {dir} ({version})")));
+        }
+        tried.push(format!("{name} {}", built.sha256));
+    }
+    Ok(Err(format!(
+        "code_hash does not match: receipt has {}, the builds of {dir} with {version} hash to {}; \
+         a Go build is the same only from the same module tree with the same Go version",
+        receipt.code_hash,
+        tried.join(", ")
+    )))
+}
+
+fn target_name(t: Target) -> &'static str {
+    match t {
+        Target::WasiCommand => "wasip1 command",
+        Target::WasiExports => "wasip1 exports",
+        Target::Native => "native",
+    }
+}
+
+/// Whether the package has files for the Go SDK's `hanzo_exports` build tag, which
+/// makes the go runtime build the exports ABI (as `hanzo_go_runtime` decides it).
+fn has_exports_files(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            name.ends_with(".go")
+                && !name.ends_with("_test.go")
+                && std::fs::read_to_string(e.path()).is_ok_and(|text| {
+                    text.lines()
+                        .take_while(|l| !l.starts_with("package "))
+                        .any(|l| l.starts_with("//go:build") && l.contains("hanzo_exports"))
+                })
+        })
+    })
+}
+
+/// Runs blocking file work off the async worker.
+async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> anyhow::Result<R> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ComputeError::internal(e).into())
 }
 
 fn json_arg(text: &str, flag: &str) -> Result<Value, ComputeError> {

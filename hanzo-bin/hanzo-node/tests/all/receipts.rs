@@ -2,6 +2,7 @@
 
 use crate::util::*;
 use serde_json::{Value, json};
+use std::path::Path;
 
 fn receipt_of(h: &Home) -> (String, String, Value) {
     let m = h.file("t.wat", &returning(r#"{"ok":{"sum":6}}"#));
@@ -150,4 +151,203 @@ fn a_receipt_with_duplicate_keys_does_not_verify() {
     let r = h.run(&["receipt", "verify", &nested_path]);
     assert_eq!(r.code, 1, "{}", r.stdout);
     assert!(r.error_line().contains("duplicate key"), "{}", r.stderr);
+}
+
+/// Runs `args` with `--receipt` and returns the receipt's path.
+fn receipt_for(h: &Home, name: &str, args: &[&str]) -> String {
+    let path = h.path(name).display().to_string();
+    let mut all = args.to_vec();
+    all.extend(["--receipt", &path]);
+    let r = h.run(&all);
+    assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+    path
+}
+
+/// `receipt verify PATH --code CODE`.
+fn verify_code(h: &Home, receipt: &str, code: &str) -> Run {
+    h.run(&["receipt", "verify", receipt, "--code", code])
+}
+
+#[test]
+fn script_and_module_receipts_verify_against_what_ran() {
+    let h = Home::new();
+    let py = h.file("t.py", "def run(p):\n    return p\n");
+    let r = receipt_for(&h, "py.json", &["run", "python", &py, "--params", "{}"]);
+    let v = verify_code(&h, &r, &py);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(
+        v.stdout.contains(&format!("ok: code_hash matches {py}")),
+        "{}",
+        v.stdout
+    );
+    let other = h.file("u.py", "def run(p):\n    return 1\n");
+    assert_one_error_line(&verify_code(&h, &r, &other), 1, "code_hash does not match");
+    // A directory is not a script.
+    assert_one_error_line(
+        &verify_code(&h, &r, h.dir.path().to_str().unwrap()),
+        2,
+        "is a directory",
+    );
+    assert_one_error_line(
+        &verify_code(&h, &r, "/nonexistent/t.py"),
+        2,
+        "cannot read /nonexistent/t.py",
+    );
+
+    let ts = h.file("t.ts", "export function run(p: unknown) { return p; }\n");
+    let r = receipt_for(&h, "ts.json", &["run", "deno", &ts, "--params", "{}"]);
+    assert_eq!(verify_code(&h, &r, &ts).code, 0);
+    assert_one_error_line(&verify_code(&h, &r, &py), 1, "code_hash does not match");
+
+    // A module run by its store digest verifies against the digest (its stored bytes
+    // are hashed again) and against the WAT it was added from.
+    let wat = h.file("m.wat", &returning(r#"{"ok":1}"#));
+    let added = h.run(&["module", "add", &wat]);
+    assert_eq!(added.code, 0, "{}", added.stderr);
+    let sha = added.stdout.trim();
+    let r = receipt_for(&h, "wasm.json", &["run", "wasm", sha]);
+    let v = verify_code(&h, &r, sha);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(v.stdout.contains("stored module"), "{}", v.stdout);
+    assert_eq!(verify_code(&h, &r, &wat).code, 0);
+    let missing = format!("sha256:{}", "0".repeat(64));
+    assert_one_error_line(
+        &verify_code(&h, &r, &missing),
+        2,
+        "not in this node's module store",
+    );
+}
+
+const GO_TOOL: &str = r#"package main
+
+import (
+	"encoding/json"
+	"os"
+)
+
+func main() {
+	var p map[string]any
+	json.NewDecoder(os.Stdin).Decode(&p)
+	json.NewEncoder(os.Stdout).Encode(p)
+}
+"#;
+
+fn go_package(h: &Home, name: &str) -> String {
+    let dir = h.path(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("go.mod"), "module example.com/echo\n\ngo 1.24\n").unwrap();
+    std::fs::write(dir.join("main.go"), GO_TOOL).unwrap();
+    dir.display().to_string()
+}
+
+/// A Go receipt names the build, not the sources: `--code DIR` builds the package
+/// again (reproducibly: a copy elsewhere builds to the same bytes) and compares, for
+/// the wasip1 build and the native one.
+#[test]
+fn a_go_receipt_verifies_against_its_package_directory() {
+    let h = Home::new();
+    let pkg = go_package(&h, "echo");
+    // Compiling the wasip1 module counts against the job's time: room for a loaded machine.
+    let wasi = receipt_for(
+        &h,
+        "wasi.json",
+        &[
+            "run",
+            "go",
+            &pkg,
+            "--params",
+            r#"{"a":1}"#,
+            "--timeout-ms",
+            "180000",
+        ],
+    );
+    let v = verify_code(&h, &wasi, &pkg);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(v.stdout.contains("the wasip1 command build of"), "{}", v.stdout);
+    let native = receipt_for(
+        &h,
+        "native.json",
+        &["run", "go", &pkg, "--native", "--params", "{}"],
+    );
+    let v = verify_code(&h, &native, &pkg);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(v.stdout.contains("the native build of"), "{}", v.stdout);
+    // The same sources elsewhere build to the same module.
+    let copy = go_package(&h, "elsewhere/echo");
+    let v = verify_code(&h, &wasi, &copy);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    // Changed sources do not.
+    std::fs::write(
+        Path::new(&copy).join("main.go"),
+        GO_TOOL.replace("Encode(p)", "Encode(len(p))"),
+    )
+    .unwrap();
+    let v = verify_code(&h, &wasi, &copy);
+    assert_one_error_line(&v, 1, "code_hash does not match");
+    assert!(
+        v.error_line().contains("wasip1 command") && v.error_line().contains("native"),
+        "{}",
+        v.stderr
+    );
+    // A package that does not build is named as such (bad input).
+    std::fs::write(
+        Path::new(&copy).join("main.go"),
+        "package main\nfunc main() { x }\n",
+    )
+    .unwrap();
+    let v = verify_code(&h, &wasi, &copy);
+    assert_eq!(v.code, 2, "{}", v.stderr);
+    assert!(v.error_line().starts_with("error: "), "{}", v.stderr);
+}
+
+/// A locally built image (nothing is pulled) other than the busybox fixture, for a
+/// Docker receipt that must not match it.
+fn other_image() -> &'static str {
+    use hanzo_testkit::docker::*;
+    const IMAGE: &str = "hanzo-test/verify-other:latest";
+    let fingerprint = sha256_hex(&[FIXTURE_VERSION.as_bytes(), b"verify-other"]);
+    ensure_fixture(IMAGE, &fingerprint, |fp| {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("rootfs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("marker"), "not busybox").unwrap();
+        import_dir(&dir, IMAGE, &[format!("LABEL {FIXTURE_LABEL}={fp}")]);
+    });
+    IMAGE
+}
+
+#[test]
+fn a_docker_receipt_verifies_against_its_image_in_the_local_daemon() {
+    use hanzo_testkit::docker::{SCRIPT_VAR, busybox_image, docker};
+    let h = Home::new();
+    let image = busybox_image();
+    let script = format!("{SCRIPT_VAR}=cat");
+    let r = receipt_for(
+        &h,
+        "docker.json",
+        &["run", "docker", image, "--env", &script, "--params", r#"{"a":1}"#],
+    );
+    let v = verify_code(&h, &r, image);
+    assert_eq!(v.code, 0, "{}", v.stderr);
+    assert!(v.stdout.contains(&format!("image {image}")), "{}", v.stdout);
+    // The image id itself.
+    let id = docker(&["image", "inspect", "--format", "{{.Id}}", image]);
+    assert_eq!(verify_code(&h, &r, &id).code, 0, "{id}");
+    // Another image does not match; an image the daemon does not have, or a reference
+    // that is not one, is bad input; no daemon is exit 4.
+    assert_one_error_line(&verify_code(&h, &r, other_image()), 1, "code_hash does not match");
+    assert_one_error_line(
+        &verify_code(&h, &r, "hanzo-test/never-built:latest"),
+        2,
+        "not in the local Docker daemon",
+    );
+    assert_one_error_line(
+        &verify_code(&h, &r, "Not A Reference"),
+        2,
+        "invalid image reference",
+    );
+    let v = h.run_with(&["receipt", "verify", &r, "--code", image], |c| {
+        c.env("HANZO_COMPUTE_DOCKER_SOCKET", "/nonexistent/docker.sock");
+    });
+    assert_one_error_line(&v, 4, "no Docker daemon");
 }
