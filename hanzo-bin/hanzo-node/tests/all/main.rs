@@ -9,6 +9,7 @@ mod k8s;
 mod logging;
 mod logs_api;
 mod modules;
+mod new_cmd;
 mod openapi;
 mod policy;
 mod process;
