@@ -179,7 +179,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(args) => demo::run(cli.config.as_deref(), args, cli.verbose > 0).await,
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Cache(cmd) => cache_cmd::run(cli.config.as_deref(), cmd).await,
-        Command::New(args) => new_cmd::run(args),
+        Command::New(args) => new_cmd::run(args).await,
     }
 }
 

@@ -94,7 +94,14 @@ const GO_SDK_FILES: &[(&str, &str)] = &[
 /// never looked up (`-mod=vendor`).
 const GO_SDK_VERSION: &str = "v0.0.0";
 
-pub fn run(args: NewArgs) -> anyhow::Result<u8> {
+pub async fn run(args: NewArgs) -> anyhow::Result<u8> {
+    // Files are written off the async worker.
+    tokio::task::spawn_blocking(move || create(args))
+        .await
+        .map_err(ComputeError::internal)?
+}
+
+fn create(args: NewArgs) -> anyhow::Result<u8> {
     check_name(args.language, &args.name)?;
     if args.language != Language::Rust && (args.sdk_path.is_some() || args.sdk_git) {
         return Err(ComputeError::invalid("--sdk-path and --sdk-git are for rust projects only").into());
@@ -365,7 +372,11 @@ fn go_sdk() -> Result<(&'static str, &'static str), ComputeError> {
 
 fn go_files(name: &str) -> Result<Vec<(String, String)>, ComputeError> {
     let (module, go_version) = go_sdk()?;
-    let more = [("sdk_module", module), ("sdk_version", GO_SDK_VERSION)];
+    let more = [
+        ("sdk_module", module),
+        ("sdk_version", GO_SDK_VERSION),
+        ("go_version", go_version),
+    ];
     let mut files = vec![
         ("go.mod".into(), fill(template::GO_MOD, name, &more)),
         ("main.go".into(), fill(template::GO_MAIN, name, &more)),
@@ -373,7 +384,7 @@ fn go_files(name: &str) -> Result<Vec<(String, String)>, ComputeError> {
         ("README.md".into(), fill(template::GO_README, name, &more)),
         (
             "vendor/modules.txt".into(),
-            fill(template::GO_MODULES_TXT, name, &more).replace("go 1.24", &format!("go {go_version}")),
+            fill(template::GO_MODULES_TXT, name, &more),
         ),
     ];
     for (file, text) in GO_SDK_FILES {

@@ -248,23 +248,29 @@ async fn go_package(
     dir: &str,
 ) -> anyhow::Result<Result<String, String>> {
     let config = load_config(config)?;
-    let data_dir = config.node.data_dir.clone();
-    crate::secure::data_dir(&data_dir)?;
-    let sandbox_options = hanzo_sandbox::Options::from_config(&config.compute.sandbox);
-    let sandbox = Arc::new(blocking(move || hanzo_sandbox::Sandbox::detect_with(sandbox_options)).await?);
-    let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));
-    // Building runs no module: the WASM runtime is not needed.
-    let no_wasm = Arc::new(UnavailableRuntime::new(RuntimeKind::Wasm, "not used to build"));
-    let go = GoRuntime::new(
-        sandbox,
-        no_wasm,
-        &config.compute.go,
-        &data_dir,
-        config.compute.sandbox.pids_limit,
-    )
-    .with_cache(cache);
-    let version = go.toolchain()?.version.clone();
-    let wasi = match config.compute.go.abi.as_str() {
+    let go_config = config.compute.go.clone();
+    // Probing the sandbox and asking go for its version run processes: off the async worker.
+    let (go, version) = blocking(move || -> Result<(GoRuntime, String), ComputeError> {
+        let data_dir = config.node.data_dir.clone();
+        crate::secure::data_dir(&data_dir)?;
+        let sandbox =
+            hanzo_sandbox::Sandbox::detect_with(hanzo_sandbox::Options::from_config(&config.compute.sandbox));
+        let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));
+        // Building runs no module: the WASM runtime is not needed.
+        let no_wasm = Arc::new(UnavailableRuntime::new(RuntimeKind::Wasm, "not used to build"));
+        let go = GoRuntime::new(
+            Arc::new(sandbox),
+            no_wasm,
+            &config.compute.go,
+            &data_dir,
+            config.compute.sandbox.pids_limit,
+        )
+        .with_cache(cache);
+        let version = go.toolchain()?.version.clone();
+        Ok((go, version))
+    })
+    .await??;
+    let wasi = match go_config.abi.as_str() {
         "exports" => Target::WasiExports,
         "command" => Target::WasiCommand,
         _ => {
