@@ -392,7 +392,9 @@ impl WasmRuntime {
         let module = match blocking(|| exec::load_artifact(engine, &self.store, sha)) {
             Some(m) => m,
             None => {
-                let _step = job.progress.step("compiling the module (cached after the first run)");
+                let _step = job
+                    .progress
+                    .step("compiling the module (cached after the first run)");
                 let m = self.compile(engine, profile, sha, job, deadline).await?;
                 self.compilations.fetch_add(1, Ordering::Relaxed);
                 m
