@@ -125,6 +125,10 @@ pub(crate) fn tool_container(
         (labels::NODE.to_string(), node_id.to_string()),
         (labels::JOB.to_string(), job.id.clone()),
         (labels::KIND.to_string(), "tool".to_string()),
+        (
+            labels::OWNER.to_string(),
+            crate::owner::this_process().to_string(),
+        ),
     ]);
     Ok(ContainerCreateBody {
         image: Some(image.to_string()),

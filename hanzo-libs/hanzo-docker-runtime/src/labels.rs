@@ -10,3 +10,6 @@ pub const JOB: &str = "hanzo.job";
 pub const KIND: &str = "hanzo.kind";
 /// The service name (service containers).
 pub const SERVICE: &str = "hanzo.service";
+/// The process that created a tool container (`<boot id>:<pid>:<start time>`): while it
+/// runs, no other process of the same node reaps the container.
+pub const OWNER: &str = "hanzo.owner";

@@ -16,6 +16,7 @@ mod containers;
 mod hardening;
 pub mod image;
 pub mod labels;
+mod owner;
 mod service;
 mod tool;
 
@@ -58,6 +59,8 @@ const API_TIMEOUT_SECS: u64 = 120;
 impl DockerRuntime {
     /// A runtime for the daemon at `options.config.socket`. Nothing is contacted yet.
     pub fn new(options: DockerOptions) -> Self {
+        // Read /proc here, once, not on an async worker when the first container is made.
+        let _ = owner::this_process();
         DockerRuntime {
             options,
             client: OnceCell::new(),

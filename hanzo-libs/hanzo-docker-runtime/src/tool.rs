@@ -51,7 +51,8 @@ async fn kill(docker: &Docker, id: &str) {
         .await;
 }
 
-/// Removes every tool container labelled with this node's id.
+/// Removes the tool containers of `node_id` whose creating process is gone (a crash
+/// left them); a live process's containers are its own business.
 pub(crate) async fn reap_orphans(docker: &Docker, node_id: &str) -> Result<usize, ComputeError> {
     let list = containers::labelled(
         docker,
@@ -61,11 +62,24 @@ pub(crate) async fn reap_orphans(docker: &Docker, node_id: &str) -> Result<usize
         ],
     )
     .await?;
+    // A container whose creator still runs is that process's (a `serve` beside this
+    // one-off run): keep it. One without the label predates it: an orphan.
+    let orphans = tokio::task::spawn_blocking(move || {
+        list.into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::OWNER))
+                    .is_none_or(|owner| !crate::owner::is_alive(owner))
+            })
+            .filter_map(|c| c.id)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(ComputeError::internal)?;
     let mut n = 0;
-    for c in list {
-        if let Some(id) = c.id
-            && containers::remove(docker, &id).await.is_ok()
-        {
+    for id in orphans {
+        if containers::remove(docker, &id).await.is_ok() {
             n += 1;
         }
     }

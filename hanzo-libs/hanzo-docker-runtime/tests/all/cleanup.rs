@@ -9,20 +9,67 @@ use std::time::{Duration, Instant};
 
 /// `docker create`s a stopped container that looks like a tool container of `node`.
 fn fake_tool_container(node: &str, kind: &str) -> ContainerGuard {
+    owned_tool_container(node, kind, None)
+}
+
+/// The same, labelled as made by the process `owner` names (`<boot id>:<pid>:<start>`).
+fn owned_tool_container(node: &str, kind: &str, owner: Option<&str>) -> ContainerGuard {
     let job = format!("orphan-{}", &hanzo_compute::new_job_id()[..8]);
-    let id = docker(&[
-        "create",
-        "--label",
-        "hanzo.managed=true",
-        "--label",
-        &format!("hanzo.node={node}"),
-        "--label",
-        &format!("hanzo.job={job}"),
-        "--label",
-        &format!("hanzo.kind={kind}"),
-        busybox(),
-    ]);
-    ContainerGuard(id)
+    let mut args = vec![
+        "create".to_string(),
+        "--label".into(),
+        "hanzo.managed=true".into(),
+        "--label".into(),
+        format!("hanzo.node={node}"),
+        "--label".into(),
+        format!("hanzo.job={job}"),
+        "--label".into(),
+        format!("hanzo.kind={kind}"),
+    ];
+    if let Some(o) = owner {
+        args.extend(["--label".into(), format!("hanzo.owner={o}")]);
+    }
+    args.push(busybox().to_string());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ContainerGuard(docker(&args))
+}
+
+/// How a process is named in `hanzo.owner`.
+fn owner_label(pid: u32) -> String {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    format!("{}:{pid}:{start}", boot.trim())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_containers_of_another_process_of_the_same_node_are_kept() {
+    // A `serve` and a one-off `run` share the node id; the run's reaping must not
+    // remove the serve's running jobs.
+    let node = Node::new();
+    assert!(node.rt.health().await.available);
+    let mut other = std::process::Command::new("sleep").arg("60").spawn().unwrap();
+    let live = owned_tool_container(&node.id, "tool", Some(&owner_label(other.id())));
+    let gone = {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let label = owner_label(child.id());
+        child.wait().unwrap();
+        label
+    };
+    let dead = owned_tool_container(&node.id, "tool", Some(&gone));
+    let reaped = node.rt.reap_orphans().await.unwrap();
+    assert!(exists(&live), "a live process's container was reaped");
+    assert!(!exists(&dead), "a dead process's container was left");
+    assert_eq!(reaped, 1);
+    // Once its creator is gone, it is an orphan like any other.
+    other.kill().unwrap();
+    other.wait().unwrap();
+    assert_eq!(node.rt.reap_orphans().await.unwrap(), 1);
+    assert!(!exists(&live));
 }
 
 fn exists(container: &ContainerGuard) -> bool {
