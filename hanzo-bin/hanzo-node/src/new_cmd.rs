@@ -69,25 +69,20 @@ mod template {
     pub const DENO_README: &str = include_str!("../templates/deno/README.md.tmpl");
 }
 
-/// The Go SDK's go.mod (its module path and Go version).
-const GO_SDK_MOD: &str = include_str!("../../../hanzo-sdk/go/go.mod");
+/// The Go SDK's files as the Go runtime embeds them: its go.mod, and the package's
+/// non-test files (what `go mod vendor` copies).
+fn go_sdk_file(name: &str) -> Option<&'static str> {
+    hanzo_go_runtime::sdk::FILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+}
 
-/// The Go SDK's package files, vendored into a Go project (what `go mod vendor` copies:
-/// the package's non-test files).
-const GO_SDK_FILES: &[(&str, &str)] = &[
-    (
-        "call_wasip1.go",
-        include_str!("../../../hanzo-sdk/go/call_wasip1.go"),
-    ),
-    (
-        "exports_wasip1.go",
-        include_str!("../../../hanzo-sdk/go/exports_wasip1.go"),
-    ),
-    ("memory.go", include_str!("../../../hanzo-sdk/go/memory.go")),
-    ("schema.go", include_str!("../../../hanzo-sdk/go/schema.go")),
-    ("serve.go", include_str!("../../../hanzo-sdk/go/serve.go")),
-    ("tool.go", include_str!("../../../hanzo-sdk/go/tool.go")),
-];
+fn go_sdk_sources() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    hanzo_go_runtime::sdk::FILES
+        .iter()
+        .filter(|(n, _)| *n != "go.mod")
+}
 
 /// The version the vendored SDK is required at. No version is published yet; v0.0.0 is
 /// what this repository's own examples require, and a vendored module's version is
@@ -361,7 +356,8 @@ fn rust_files(name: &str, sdk_dependency: String) -> Result<Vec<(String, String)
 /// The Go SDK's module path and Go version, from its go.mod.
 fn go_sdk() -> Result<(&'static str, &'static str), ComputeError> {
     let field = |key: &str| {
-        GO_SDK_MOD
+        go_sdk_file("go.mod")
+            .unwrap_or_default()
             .lines()
             .find_map(|l| l.trim().strip_prefix(key).map(str::trim))
             .filter(|v| !v.is_empty())
@@ -387,7 +383,7 @@ fn go_files(name: &str) -> Result<Vec<(String, String)>, ComputeError> {
             fill(template::GO_MODULES_TXT, name, &more),
         ),
     ];
-    for (file, text) in GO_SDK_FILES {
+    for (file, text) in go_sdk_sources() {
         files.push((format!("vendor/{module}/{file}"), text.to_string()));
     }
     Ok(files)
@@ -469,9 +465,9 @@ mod tests {
             .filter(|n| n.ends_with(".go") && !n.ends_with("_test.go"))
             .collect();
         on_disk.sort();
-        let mut embedded: Vec<&str> = GO_SDK_FILES.iter().map(|(n, _)| *n).collect();
+        let mut embedded: Vec<&str> = go_sdk_sources().map(|(n, _)| *n).collect();
         embedded.sort();
-        assert_eq!(embedded, on_disk, "update GO_SDK_FILES in new_cmd.rs");
+        assert_eq!(embedded, on_disk, "update FILES in hanzo-go-runtime's sdk.rs");
         let (module, version) = go_sdk().unwrap();
         assert_eq!(module, "github.com/hanzoai/hanzo-node/hanzo-sdk/go");
         assert!(version.starts_with("1."), "{version}");

@@ -29,7 +29,7 @@
 #![warn(missing_docs)]
 
 mod build;
-mod sdk;
+pub mod sdk;
 mod source;
 
 pub use build::{Built, Target, Toolchain};

@@ -12,10 +12,11 @@
 use sha2::{Digest, Sha256};
 
 /// The SDK's module path.
-pub(crate) const MODULE: &str = "github.com/hanzoai/hanzo-node/hanzo-sdk/go";
+pub const MODULE: &str = "github.com/hanzoai/hanzo-node/hanzo-sdk/go";
 
-/// The SDK's files (its go.mod and every non-test `.go` file), by name.
-pub(crate) const FILES: &[(&str, &str)] = &[
+/// The SDK's files (its go.mod and every non-test `.go` file), by name. `hanzo-node new
+/// go` vendors the same files into a tool project.
+pub const FILES: &[(&str, &str)] = &[
     ("go.mod", include_str!("../../../hanzo-sdk/go/go.mod")),
     (
         "call_wasip1.go",

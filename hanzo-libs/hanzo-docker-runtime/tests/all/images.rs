@@ -4,7 +4,7 @@
 
 use crate::util::*;
 use hanzo_compute::config::DockerConfig;
-use hanzo_compute::{JobSpec, RuntimeKind};
+use hanzo_compute::{ComputeError, JobSpec, RuntimeKind};
 use hanzo_docker_runtime::{DockerOptions, DockerRuntime, ImageRef, PullPolicy, PullProgress};
 use serde_json::json;
 use std::net::{TcpListener, TcpStream};
@@ -186,8 +186,15 @@ async fn an_unreachable_registry_fails_promptly() {
     let name = format!("127.0.0.1:{}/hanzo/nowhere:1", free_port());
     let t = Instant::now();
     let out = node.run(job(&name)).await;
-    let msg = expect_invalid(&out);
-    assert!(msg.contains(&name), "{msg}");
+    // The machine's environment, not the job's reference: unavailable (exit 4).
+    let msg = match &out.result {
+        Err(e @ ComputeError::Unavailable(m)) => {
+            assert_eq!(e.exit_code(), 4);
+            m.clone()
+        }
+        other => panic!("expected unavailable, got {other:?}"),
+    };
+    assert!(msg.contains(&name) && msg.contains("cannot be reached"), "{msg}");
     assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
     eprintln!("unreachable registry, after {:?}: {msg}", t.elapsed());
 }
