@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest, the
 # Docker engine and what its tests use, Go, deno, uv, bubblewrap) and starts dockerd, builds the example tools
-# once, then runs the workspace's tests and checks that no tool container is left.
+# once, then runs the workspace's tests, checks that no tool container is left, and tests
+# the Debian package (installing cargo-deb and debootstrap when they are missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -27,4 +28,7 @@ go_sdk_tests || status=$?
 cargo nextest run "${CARGO_FLAGS[@]}" --workspace "${exclude[@]}" --no-fail-fast "$@" || status=$?
 # Every tool container the suite created must be gone, whatever happened.
 check_no_hanzo_containers || status=1
+# The Debian package, built from the binary the run above built, installed and started
+# by systemd in a clean Debian 12 container (docs/packaging.md).
+bash scripts/package-test.sh --no-build || status=1
 exit "$status"
