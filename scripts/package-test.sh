@@ -17,6 +17,7 @@
 #   kept), `dpkg -r` (stopped, data kept) and `dpkg -P` (data gone).
 # All traffic stays inside the container. Exits non-zero when any check fails.
 set -uo pipefail
+caller_dir="$PWD"
 cd "$(dirname "$0")/.." || exit 1
 source scripts/common.sh
 source scripts/docker.sh
@@ -28,6 +29,7 @@ case "${1:-}" in
 --no-build) build=0 ;;
 --deb)
     given_deb="${2:-}"
+    case "$given_deb" in /* | "") ;; *) given_deb="$caller_dir/$given_deb" ;; esac
     [ -f "$given_deb" ] || {
         echo "error: --deb needs a .deb file (got '${given_deb}')" >&2
         exit 2
@@ -269,7 +271,7 @@ native_job() {
     local runtimes result
     # The unit's hardening must leave bubblewrap working for a node that is not root.
     runtimes="$(api GET /v1/runtimes)" || return 1
-    isolation="$(jq_py '[r for r in v if r["runtime"] == "native"][0]["capabilities"]["isolation"]' \
+    isolation="$(jq_py '[r for r in v["runtimes"] if r["runtime"] == "native"][0]["capabilities"]["isolation"]' \
         <<<"$runtimes")" || {
         echo "$runtimes"
         return 1
