@@ -267,7 +267,12 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
         }
     }
     spec.source = resolve_source(&client, kind, &spec.source)?;
-    let body = serde_json::to_value(&spec)?;
+    let mut body = serde_json::to_value(&spec)?;
+    if args.run.limits.max_output_bytes.is_none() {
+        // Unnamed, so the node applies its own default (the contract's, or its lower
+        // [compute] max_output_bytes) instead of refusing a cap nobody asked for.
+        unname_output_cap(&mut body);
+    }
     let ack = client
         .call("POST", "/v1/jobs", body.to_string().as_bytes())?
         .json()?;
@@ -293,6 +298,13 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
         .map(|r| r.body)
         .unwrap_or_default();
     finish(&job, &logs, args.run.receipt.as_deref(), args.run.json)
+}
+
+/// Leaves `limits.max_output_bytes` out of a job or tool body.
+pub(crate) fn unname_output_cap(body: &mut Value) {
+    if let Some(limits) = body.get_mut("limits").and_then(Value::as_object_mut) {
+        limits.remove("max_output_bytes");
+    }
 }
 
 /// What a submit that does not wait prints: the id, or with --json the node's

@@ -149,8 +149,8 @@ fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
 fn add(config: Option<&Path>, args: AddArgs) -> anyhow::Result<u8> {
     let kind: RuntimeKind = args.runtime.parse()?;
     let schema = args.schema.as_deref().map(read_schema).transpose()?;
-    // The node stores these with the tool; the output cap's default is the contract's,
-    // not this machine's configuration.
+    // The node stores these with the tool; an output cap left out is left to the node
+    // (below), not taken from this machine's configuration.
     let limits = args.limits.to_limits(ResourceLimits::default().max_output_bytes);
     let client = Client::new(config, &args.node)?;
     let source = resolve_source(&client, kind, &args.source)?;
@@ -160,6 +160,9 @@ fn add(config: Option<&Path>, args: AddArgs) -> anyhow::Result<u8> {
         "source": source,
         "limits": limits,
     });
+    if args.limits.max_output_bytes.is_none() {
+        crate::job_cmd::unname_output_cap(&mut body);
+    }
     if let Some(s) = schema {
         body["schema"] = s;
     }

@@ -356,7 +356,33 @@ async fn execute_job(AxState(state): S, b: Result<Bytes, BytesRejection>) -> Api
 }
 
 async fn submit(state: &State, bytes: &[u8], wait: bool) -> ApiResult {
-    submit_spec(state, parse_spec(bytes)?, wait).await
+    let mut spec = parse_spec(bytes)?;
+    default_output_cap(state, bytes, &mut spec.limits);
+    submit_spec(state, spec, wait).await
+}
+
+/// A job or tool that names no output cap gets the contract's default, lowered to this
+/// node's `[compute] max_output_bytes` when that is smaller (as `hanzo-node run` does):
+/// a client that asked for nothing must not be refused for a 16 MiB it never named.
+/// A cap the client names is held to the ceiling as given.
+pub(crate) fn default_output_cap(state: &State, bytes: &[u8], limits: &mut hanzo_compute::ResourceLimits) {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        limits: Option<LimitsProbe>,
+    }
+    #[derive(serde::Deserialize)]
+    struct LimitsProbe {
+        max_output_bytes: Option<serde::de::IgnoredAny>,
+    }
+    // A second pass over a body that already parsed, skipping every value but one.
+    let named = serde_json::from_slice::<Probe>(bytes)
+        .ok()
+        .and_then(|p| p.limits)
+        .is_some_and(|l| l.max_output_bytes.is_some());
+    if !named {
+        limits.max_output_bytes =
+            hanzo_compute::DEFAULT_MAX_OUTPUT_BYTES.min(state.policy.ceilings.max_output_bytes);
+    }
 }
 
 /// Applies the operator's policy to a job from an API client: ceilings, container

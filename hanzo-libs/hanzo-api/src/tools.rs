@@ -140,7 +140,9 @@ async fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
         (status = 400, description = "invalid_input, naming the field (name, schema, limits.* including a limit above the node's ceiling, ...)", body = ErrorReply),
         (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply)))]
 async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
-    let spec = parse_tool(&body(b)?)?;
+    let bytes = body(b)?;
+    let mut spec = parse_tool(&bytes)?;
+    crate::routes::default_output_cap(&state, &bytes, &mut spec.limits);
     check_name(&spec.name)?;
     if spec.source.trim().is_empty() {
         return Err(ApiError::invalid("source: must not be empty"));

@@ -315,3 +315,75 @@ fn docker_root_and_mounts_over_the_api() {
     assert_one_error_line(&run, 2, "timeout_ms");
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 }
+
+#[test]
+fn a_job_that_names_no_output_cap_gets_the_nodes_lower_one() {
+    // An operator who lowers [compute] max_output_bytes below the contract's 16 MiB:
+    // jobs and tools that name no cap get the node's, and are not refused for a cap
+    // their client never asked for; a named cap is held to the ceiling as given.
+    let h = Home::new();
+    let s = Server::start(&h, &[("HANZO_COMPUTE_MAX_OUTPUT_BYTES", "64")]);
+    let m = s.req("POST", "/v1/modules", CAT.as_bytes()).json();
+    let (st, job) = post(
+        &s,
+        "/v1/jobs/execute",
+        &json!({"runtime": "wasm", "source": m["source"], "params": {"a": 1}}),
+    );
+    assert_eq!((st, &job["status"]), (200, &json!("succeeded")), "{job}");
+    assert_eq!(job["output"], json!({"a": 1}));
+    // Past the node's cap: the output limit, enforced.
+    let big = "x".repeat(100);
+    let (_, job) = post(
+        &s,
+        "/v1/jobs/execute",
+        &json!({"runtime": "wasm", "source": m["source"], "params": {"a": big}}),
+    );
+    assert_eq!(job["status"], "failed", "{job}");
+    assert_eq!(job["error"]["code"], "limit_exceeded", "{job}");
+    // Named above the ceiling: refused, naming it.
+    let (st, e) = post(
+        &s,
+        "/v1/jobs",
+        &json!({"runtime": "wasm", "source": m["source"], "limits": {"max_output_bytes": 65}}),
+    );
+    assert_eq!(st, 400, "{e}");
+    assert!(error_of(&e).1.contains("max_output_bytes"), "{e}");
+    // A tool registered without a cap stores the node's.
+    let (st, tool) = post(
+        &s,
+        "/v1/tools",
+        &json!({"name": "cat", "runtime": "wasm", "source": m["source"]}),
+    );
+    assert_eq!(st, 201, "{tool}");
+    assert_eq!(tool["limits"]["max_output_bytes"], 64, "{tool}");
+    // The CLI client names no cap unless asked.
+    let cat = h.file("cat.wat", CAT);
+    let url = s.url();
+    let r = h.run(&[
+        "job",
+        "submit",
+        "wasm",
+        &cat,
+        "--params",
+        r#"{"b":2}"#,
+        "--wait",
+        "--node",
+        &url,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json(), json!({"b": 2}));
+    let r = h.run(&["tool", "add", "cat2", "wasm", &cat, "--json", "--node", &url]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["limits"]["max_output_bytes"], 64);
+    let r = h.run(&[
+        "job",
+        "submit",
+        "wasm",
+        &cat,
+        "--max-output-bytes",
+        "65",
+        "--node",
+        &url,
+    ]);
+    assert_one_error_line(&r, 2, "max_output_bytes");
+}
