@@ -621,7 +621,8 @@ impl Sandbox {
                     nat.name()
                 )
             }
-            Err(_) => s + "; network: full refused (no user-mode NAT)",
+            // The real cause: not root, no NAT program installed, or NAT turned off.
+            Err(why) => s + &format!("; network: full refused ({why})"),
         }
     }
 
