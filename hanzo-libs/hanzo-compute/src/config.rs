@@ -533,6 +533,8 @@ impl Config {
                 "compute.sandbox.pids_limit",
                 self.compute.sandbox.pids_limit as u64,
             ),
+            // Docker reads 0 as "no limit", while the capability table says enforced.
+            ("compute.docker.pids_limit", self.compute.docker.pids_limit as u64),
             (
                 "compute.resources.max_concurrent_jobs",
                 self.compute.resources.max_concurrent_jobs as u64,
@@ -728,6 +730,16 @@ mod tests {
         assert_eq!(c.node.data_dir, PathBuf::from(home).join("hanzo-x"));
         let c = Config::from_toml("", "f", env(&[("HANZO_NODE_DATA_DIR", "/srv/x")])).unwrap();
         assert_eq!(c.node.data_dir, PathBuf::from("/srv/x"));
+    }
+
+    #[test]
+    fn a_zero_docker_pids_limit_is_refused() {
+        let e = Config::from_toml("", "f", env(&[("HANZO_COMPUTE_DOCKER_PIDS_LIMIT", "0")])).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("compute.docker.pids_limit: must be greater than 0"),
+            "{e}"
+        );
     }
 
     #[test]
