@@ -1,7 +1,7 @@
 #!/bin/bash
 # usage: benches/large-outputs/measure.sh BINARY HOME PORT   (root: writes /proc/PID/clear_refs)
 # The node's peak RSS (VmHWM, reset with clear_refs before each step) around a job with a
-# 40 MiB output, a GET of it on a fresh node, and a listing of six such jobs (issue 11).
+# 40 MiB output, a GET of it on a fresh node, and a listing of six such jobs.
 # HOME is deleted and recreated. See BENCHMARKS.md, "Large outputs in the node".
 BIN=$1; H=$2; PORT=$3
 export HANZO_HOME=$H HANZO_NODE_API_LISTEN=127.0.0.1:$PORT HANZO_COMPUTE_MAX_OUTPUT_BYTES=67108864

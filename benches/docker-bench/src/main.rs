@@ -1,4 +1,4 @@
-//! Docker runtime benchmark (issue #3), in one run on the same daemon and image:
+//! Docker runtime benchmark, in one run on the same daemon and image:
 //!
 //! - one-shot tool latency through the runtime (in process, receipts signed) against
 //!   `docker run --rm -i` of the same image with the same params;

@@ -3,7 +3,7 @@
 //! The process runtimes' benchmark (Deno, Python, Go, native), every figure from one
 //! run so they are comparable: for each runtime, our `Runtime::execute` of a real tool
 //! from `examples/` against the same tool run by hand (`deno run`, `uv run`,
-//! `python3`, the bare binary), with the ratio ours/by hand and the target of
+//! `python3`, the bare binary), with the ratio ours/by hand and the target of
 //! at most 1.3x; the sandbox's fixed cost on `/bin/true` in each of its modes; Python
 //! with a cached environment against a cold one; and the first call of each runtime on
 //! an empty data directory. Prints a markdown report; see BENCHMARKS.md.
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 /// The text every text tool gets: about a hundred bytes, a typical small call.
 const TEXT: &str =
     "The quick brown fox jumps over the lazy dog. The dog sleeps, and the fox runs away into the wood.";
-/// The target: our call at most 1.3x the same tool run by hand.
+/// The target: our call at most 1.3x the same tool run by hand.
 const TARGET: f64 = 1.3;
 /// Processes and threads per job, the node's default (`[compute.sandbox] pids_limit`).
 const PIDS: u32 = 128;

@@ -174,8 +174,8 @@ fn steps() -> Vec<Step> {
             tweak: |s| s.deterministic = true,
             expect: Expect::Output,
         },
-        // Before the spinning tool: compiling echo.wasm is part of a job's time (issue
-        // 11), and this step leaves it compiled, so the 250 ms below are all spinning.
+        // Before the spinning tool: compiling echo.wasm is part of a job's time,
+        // and this step leaves it compiled, so the 250 ms below are all spinning.
         Step {
             title: "hostile: a tool that allocates without bound, stopped at 32 MiB",
             runtime: RuntimeKind::Wasm,

@@ -1,4 +1,4 @@
-//! The HTTP API of hanzo-node (issue 5), versioned under `/v1`.
+//! The HTTP API of hanzo-node, versioned under `/v1`.
 //!
 //! It joins the durable job store (`hanzo-jobstore`) and the scheduler
 //! (`hanzo-scheduler`): a job is validated, given a queue place, committed to the store

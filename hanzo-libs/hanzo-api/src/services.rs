@@ -1,4 +1,4 @@
-//! Long-running services (issue 5): deploy, list, inspect, scale and remove them on the
+//! Long-running services: deploy, list, inspect, scale and remove them on the
 //! node's service runtimes (Docker, and Kubernetes where the node has it), with the
 //! same [`ServiceSpec`] as `hanzo-node service deploy`.
 //!

@@ -1,4 +1,4 @@
-//! Job mounts, resolved once to what the caller meant and nothing more (issue 11).
+//! Job mounts, resolved once to what the caller meant and nothing more.
 //!
 //! Every `Mount::host` that reaches a runtime is absolute and canonical:
 //! - the local CLI (`hanzo-node run`: the operator at their own shell) makes a relative

@@ -1,4 +1,4 @@
-//! What a job from an API client may ask of the node (issue 11, items 4, 7 and 10).
+//! What a job from an API client may ask of the node.
 //!
 //! An API client holds the token, and is trusted only within what the operator allows:
 //! limits up to the node's ceilings, mounts only under `[compute] mount_roots` (and

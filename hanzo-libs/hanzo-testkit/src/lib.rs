@@ -145,7 +145,7 @@ fn examples(var: &str, probe: &str, target: Option<&str>, packages: &[&str]) -> 
 /// (conditionally on the function's first param) from the previous one and all are summed
 /// at the end. Cranelift's register allocator needs seconds to minutes for it (2000
 /// locals, 3 rounds: far past a 1 s timeout): the hostile compile of the WASM runtime's
-/// and the node's tests (issue 11). The body leaves nothing on the stack.
+/// and the node's tests. The body leaves nothing on the stack.
 pub fn live_locals_body(locals: usize, rounds: usize) -> String {
     let mut body = String::new();
     for r in 0..rounds {

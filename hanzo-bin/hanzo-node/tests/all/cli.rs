@@ -289,7 +289,7 @@ fn the_demo_runs_every_step_as_expected() {
 }
 
 /// A SOURCE larger than the runtime reads is refused from its size, before a byte is
-/// read (issue 11: a 3 GiB module file was read whole, 3.1 GiB of node memory); a
+/// read (a 3 GiB module file was once read whole: 3.1 GiB of node memory); a
 /// FIFO named like a script is refused instead of blocking the node forever.
 #[test]
 fn oversized_and_endless_sources_are_refused_before_they_are_read() {

@@ -134,7 +134,7 @@ fn client_submit_get_ls_logs() {
         .find(|l| l.starts_with(&id))
         .unwrap_or_else(|| panic!("{id} not listed: {}", r.stdout));
     assert!(row.contains("succeeded") && row.contains("wasm"), "{row}");
-    // The table shows the output's size, never the output (issue 11).
+    // The table shows the output's size, never the output.
     let output_len = r#"{"answer":42}"#.len().to_string();
     assert!(row.split_whitespace().any(|c| c == output_len), "{row}");
     assert!(!row.contains("answer"), "{row}");

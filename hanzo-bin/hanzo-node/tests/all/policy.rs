@@ -1,4 +1,4 @@
-//! What API clients may ask of a node (issue 11: items 4, 7, 8's neighbours and 10),
+//! What API clients may ask of a node,
 //! through the real `hanzo-node serve` and the real CLI: mounts only under the
 //! operator's `[compute] mount_roots`, resolved without following symlinks, never the
 //! node's data dir or a container engine; Docker as root only with `allow_root`; a

@@ -1,4 +1,4 @@
-//! The job store failing under a running node (issue 11, item 17): writes the
+//! The job store failing under a running node: writes the
 //! scheduler's hooks make are retried, counted in `/metrics`, and surfaced, with real
 //! failures: a full file system (a small tmpfs holding the data directory) and a
 //! database locked by another process.

@@ -260,7 +260,7 @@ async fn the_database_is_in_wal_mode_and_locked() {
     assert!(path.with_file_name("jobs.db.lock").exists());
 }
 
-/// A listing holds no outputs (issue 11: a page of six 40 MiB outputs cost the node
+/// A listing holds no outputs (a page of six 40 MiB outputs once cost the node
 /// 1 GB): rows carry `output_bytes` only, while `get` and `get_raw` still give the
 /// output, the latter as the exact JSON text stored.
 #[tokio::test]

@@ -15,7 +15,7 @@ const BOUND: Duration = Duration::from_secs(30);
 /// A module whose one function keeps `locals` i64 locals live at once across
 /// `locals * rounds` branches: each local is set (conditionally) from the previous one
 /// and all are summed at the end. Cranelift's register allocator needs seconds to
-/// minutes and gigabytes for the larger ones (issue 11).
+/// minutes and gigabytes for the larger ones.
 pub fn pathological(locals: usize, rounds: usize) -> String {
     let body = hanzo_testkit::live_locals_body(locals, rounds);
     exports_module(
