@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// The throughput target, completed WASM jobs per second.
+/// The throughput target, completed WASM jobs per second.
 const TARGET: f64 = 2_000.0;
 /// About a hundred bytes of params, a typical small tool call (as in wasm-bench).
 const PARAMS: &str =
