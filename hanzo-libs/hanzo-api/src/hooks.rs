@@ -107,7 +107,7 @@ where
             Ok(v) => return Ok(v),
             Err(e) if attempt >= WRITE_ATTEMPTS => return Err(e),
             Err(e) => {
-                tracing::warn!(job = %id, attempt, error = %e, "cannot record the job's {what}; retrying");
+                tracing::warn!(job = %id, attempt, error = %printable(&e.to_string()), "cannot record the job's {what}; retrying");
                 tokio::time::sleep(wait).await;
                 wait *= 2;
                 attempt += 1;
@@ -117,8 +117,10 @@ where
 }
 
 /// The job's line in the node's log: id, runtime, outcome, duration (and the error's
-/// code and message when it failed). The message is the node's own words or the
-/// tool's error envelope; the subscriber escapes control characters in it.
+/// code and message when it failed). The message may be the tool's own words (its
+/// error envelope, its last stderr line): it goes through [`printable`], so a newline
+/// or an escape sequence in it cannot forge a log line or drive a terminal (the text
+/// formatter escapes only the `message` field by itself).
 fn log_outcome(job: &Job, outcome: &JobOutcome) {
     let runtime = job.spec.runtime.name();
     let duration_ms = outcome.usage.wall_time_ms;
@@ -133,10 +135,24 @@ fn log_outcome(job: &Job, outcome: &JobOutcome) {
             outcome = "failed",
             duration_ms,
             error_code = e.code(),
-            error = %e,
+            error = %printable(&e.to_string()),
             "job finished"
         ),
     }
+}
+
+/// `text` with every control character written as an escape (`\n`, `\u{1b}`): one
+/// line, and nothing a terminal acts on.
+fn printable(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
 }
 
 /// Hooks that keep the job store in step with the scheduler.
@@ -206,7 +222,7 @@ impl hanzo_scheduler::Hooks for StoreHooks {
                 false
             }
             Err(e) => {
-                tracing::error!(job = %job.id, error = %e, "cannot record the job's start; it does not run");
+                tracing::error!(job = %job.id, error = %printable(&e.to_string()), "cannot record the job's start; it does not run");
                 // It does not run. End it as failed if the store takes that; otherwise
                 // it stays queued there, and the node runs it after a restart.
                 let failed = JobOutcome {
@@ -229,7 +245,7 @@ impl hanzo_scheduler::Hooks for StoreHooks {
         log_outcome(job, outcome);
         let stored = retried(&job.id, "end", || self.store.finish(outcome)).await;
         if let Err(e) = self.health.track("finish", stored) {
-            tracing::error!(job = %job.id, error = %e, "cannot record the job's end; recording it as failed");
+            tracing::error!(job = %job.id, error = %printable(&e.to_string()), "cannot record the job's end; recording it as failed");
             // The output or the logs may be what does not fit (a full disk): record the
             // job as failed without them, so that it does not stay `running` and its
             // waiters read why. The receipt stays out too: it vouches for an output the
@@ -246,7 +262,7 @@ impl hanzo_scheduler::Hooks for StoreHooks {
             if let Err(e) = self.health.track("finish", self.store.finish(&failed).await) {
                 tracing::error!(
                     job = %job.id,
-                    error = %e,
+                    error = %printable(&e.to_string()),
                     "cannot record the job's failure either; it stays running in the store until the node restarts"
                 );
             }

@@ -148,6 +148,35 @@ fn text_logs_are_lines_for_people_and_rust_log_or_quiet_filter_them() {
 }
 
 #[test]
+fn a_tools_error_cannot_forge_a_log_line() {
+    // A tool fails with a message holding a newline, a forged line and an escape
+    // sequence: the node's text log shows it quoted on the job's own line.
+    let h = Home::new();
+    let (s, log) = logged(&h, &[], &[]);
+    let forged = r#"{"error":"boom\n2026-01-01T00:00:00Z  INFO hanzo_api::access_log: request path=/forged\u001b[31m"}"#;
+    let m = s
+        .req("POST", "/v1/modules", crate::util::returning(forged).as_bytes())
+        .json();
+    assert!(m["source"].is_string(), "{m}");
+    let spec = serde_json::json!({"runtime": "wasm", "source": m["source"]});
+    let job = s
+        .req("POST", "/v1/jobs/execute", spec.to_string().as_bytes())
+        .json();
+    assert_eq!(job["status"], "failed", "{job}");
+    let text = lines_until(&log, |t| t.contains("job finished"));
+    assert!(!text.contains('\u{1b}'), "a raw escape reached the log: {text:?}");
+    assert!(
+        !text.lines().any(|l| l.starts_with("2026-01-01T00:00:00Z")),
+        "a forged line: {text}"
+    );
+    let line = text.lines().find(|l| l.contains("job finished")).expect(&text);
+    assert!(
+        line.contains(r#"boom\n2026-01-01"#) && line.contains("path=/forged"),
+        "{line}"
+    );
+}
+
+#[test]
 fn a_node_that_cannot_start_says_why_with_exit_4() {
     // The address is taken: not an internal error.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
