@@ -609,7 +609,9 @@ fn check_env_names(
             .chain(OTHER_VARIABLES.iter().copied())
             .map(|k| (edit_distance(k, name), k))
             .min();
-        let typo = nearest.filter(|(d, _)| *d <= 2);
+        // One edit away, on a name long enough that one edit is a typo and not another
+        // word (HANZO_NODE is not a misspelt HANZO_HOME).
+        let typo = nearest.filter(|(d, _)| *d <= 1 && name.len() >= 11);
         if typo.is_none() && !sections.iter().any(|s| name.starts_with(s.as_str())) {
             continue;
         }
@@ -709,6 +711,12 @@ mod tests {
         // One typo from a name outside the sections.
         let e = Config::from_toml("", "f", env(&[("HANZO_HOMME", "/x")])).unwrap_err();
         assert!(e.to_string().contains("did you mean HANZO_HOME?"), "{e}");
+        let e = Config::from_toml("", "f", env(&[("HANZO_CONFG", "/x")])).unwrap_err();
+        assert!(e.to_string().contains("did you mean HANZO_CONFIG?"), "{e}");
+        // Other words near a real name are someone else's variables.
+        for name in ["HANZO_NODE", "HANZO_HOST", "HANZO_MODE", "HANZO_DOME", "HANZO_TOKEN"] {
+            Config::from_toml("", "f", env(&[(name, "x")])).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
         // Tools' and harnesses' own variables are not the node's business.
         for name in [
             "HANZO_FUNCTION",
