@@ -1,8 +1,12 @@
 //! Where a job's params come from: `--params JSON`, `--params-file PATH`, `-` for
-//! either meaning stdin, or, with neither flag, stdin when it is not a terminal
-//! (`echo '{"n": 3}' | hanzo-node run ...`, as `docker run -i` and wasmtime read it).
-//! A terminal is never read (a forgotten `--params` must not hang the command), and an
-//! empty stdin with neither flag means `{}`, so `< /dev/null` and a closed stdin work.
+//! either meaning stdin, or, with neither flag, stdin when it is a pipe or a file
+//! (`echo '{"n": 3}' | hanzo-node run ...`, `... < params.json`, as `docker run -i` and
+//! wasmtime read it). Nothing else is read implicitly: not a terminal (a forgotten
+//! `--params` must not hang the command), not a socket (what supervisors and Node's
+//! `child_process` hand a child, often never closed), not /dev/null. An empty stdin
+//! with neither flag means `{}`. A script that runs the CLI inside `while read ...; do`
+//! or from a pipe it never closes should pass `--params` (or `< /dev/null`), as it
+//! would for `ssh` or `docker run -i`.
 
 use hanzo_compute::ComputeError;
 use serde_json::{Value, json};
@@ -26,9 +30,19 @@ pub fn resolve(params: Option<&str>, file: Option<&Path>) -> Result<Value, Compu
             let text = read_capped(file, &what)?;
             parse(&text, &what)
         }
-        (None, None) if std::io::stdin().is_terminal() => Ok(json!({})),
-        (None, None) => from_stdin("the params on stdin", true),
+        (None, None) if stdin_is_piped() => from_stdin("the params on stdin", true),
+        (None, None) => Ok(json!({})),
     }
+}
+
+/// Whether stdin is a pipe or a regular file (what `|` and `<` give a command).
+fn stdin_is_piped() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    if std::io::stdin().is_terminal() {
+        return false;
+    }
+    // fstat(0) through /proc: the magic link resolves to the descriptor's own file.
+    std::fs::metadata("/proc/self/fd/0").is_ok_and(|m| m.file_type().is_fifo() || m.file_type().is_file())
 }
 
 fn from_stdin(what: &str, empty_is_none: bool) -> Result<Value, ComputeError> {

@@ -70,7 +70,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "NAME")]
     pub function: Option<String>,
     /// The tool's params as JSON; `-` reads them from stdin. Without --params or
-    /// --params-file, a piped stdin is read (empty: {}); a terminal never is.
+    /// --params-file, a stdin that is a pipe or a file is read (empty: {}); a terminal
+    /// or a socket never is.
     #[arg(long, value_name = "JSON", conflicts_with = "params_file")]
     pub params: Option<String>,
     /// Read the params from a file (`-`: stdin).

@@ -25,7 +25,7 @@ pub enum ToolCmd {
         /// The tool's name.
         name: String,
         /// The params, as JSON; checked against the tool's schema by the node. `-`
-        /// reads stdin; without --params or --params-file a piped stdin is read (empty: {}).
+        /// reads stdin; without --params or --params-file, a stdin that is a pipe or a file.
         #[arg(long, value_name = "JSON", conflicts_with = "params_file")]
         params: Option<String>,
         /// Read the params from a file (`-`: stdin).

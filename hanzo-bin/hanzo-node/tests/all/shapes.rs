@@ -35,6 +35,29 @@ fn params_come_from_stdin_when_asked_or_piped() {
     assert_eq!(r.json(), json!({}), "{}", r.stderr);
     let r = h.run(&["run", "wasm", &cat]);
     assert_eq!(r.json(), json!({}), "{}", r.stderr);
+    // A file redirected in is read as a pipe is.
+    let file = h.file("p.json", r#"{"from": "file"}"#);
+    let r = h.run_with(&["run", "wasm", &cat], |c| {
+        c.stdin(std::fs::File::open(&file).unwrap());
+    });
+    assert_eq!(r.json(), json!({"from": "file"}), "{}", r.stderr);
+    // A socket that is never closed (a supervisor's, Node's child_process) is not read:
+    // the run does not wait on it.
+    // (Bounded: the other end closes after 12 s, so a regression fails on time, not hangs.)
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(12));
+        drop(mine);
+    });
+    let started = std::time::Instant::now();
+    let r = h.run_with(&["run", "wasm", &cat], |c| {
+        c.stdin(std::process::Stdio::from(std::os::fd::OwnedFd::from(theirs)));
+    });
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(8),
+        "the run waited on the socket"
+    );
+    assert_eq!(r.json(), json!({}), "{}", r.stderr);
     // An explicit `-` on an empty stdin, and bad JSON, are bad input.
     assert_one_error_line(
         &h.run_stdin(&["run", "wasm", &cat, "--params", "-"], ""),
