@@ -20,7 +20,8 @@ use std::time::Duration;
 /// How to reach the node.
 #[derive(Args, Debug)]
 pub struct NodeArgs {
-    /// The node's API, http://HOST:PORT (default: http://<node.api_listen> from the config).
+    /// The node's API, http://HOST:PORT (default: where a node serving from the data
+    /// directory listens, from <data_dir>/api-url; else http://<node.api_listen>).
     #[arg(long, value_name = "URL")]
     pub node: Option<String>,
     /// The API token (default: node.api_token / HANZO_NODE_API_TOKEN, else the one the
@@ -578,8 +579,13 @@ impl Client {
     pub(crate) fn new(config: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Client> {
         let url = match &args.node {
             Some(u) => u.clone(),
+            // A node serving from this data directory says where it listens (it may
+            // have been started with --listen); else the configuration's address.
             None => {
                 let cfg = load_config(config)?;
+                if let Some(url) = crate::secure::read_endpoint(&cfg.node.data_dir) {
+                    return Self::at(url, config, args);
+                }
                 let listen = cfg.node.api_listen.clone();
                 // A node listening on every interface is reached on loopback.
                 let listen = listen
@@ -590,6 +596,16 @@ impl Client {
                 format!("http://{listen}")
             }
         };
+        Self::at(url, config, args)
+    }
+
+    /// The node's base URL, http://HOST:PORT.
+    pub(crate) fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A client of the node at `url` (http://HOST:PORT).
+    fn at(url: String, config: Option<&Path>, args: &NodeArgs) -> anyhow::Result<Client> {
         if url.starts_with("https://") {
             return Err(ComputeError::invalid(format!(
                 "--node {url}: https is not supported by this client; reach the node over \

@@ -614,6 +614,26 @@ pub async fn references(config: Option<&Path>) -> anyhow::Result<References> {
                         token: None,
                     },
                 )?;
+                // Only the node that holds this data directory may say what is in use
+                // (another one answering on the address would name other modules).
+                let answered = client
+                    .call("GET", "/v1/node", b"")
+                    .and_then(|r| r.json())
+                    .map_err(unreachable)?;
+                let ours = NodeKey::load_or_create(db.parent().unwrap_or(&db))?
+                    .id()
+                    .to_string();
+                if answered["id"].as_str() != Some(ours.as_str()) {
+                    return Err(crate::job_cmd::fail(
+                        4,
+                        format!(
+                            "the node answering at {} is not the one serving from {}: cannot tell which \
+                             modules its tools and jobs name",
+                            client.url(),
+                            db.parent().unwrap_or(&db).display()
+                        ),
+                    ));
+                }
                 let tools = client
                     .call("GET", "/v1/tools", b"")
                     .and_then(|r| r.json())

@@ -98,3 +98,32 @@ pub fn private_file(path: &Path) -> std::io::Result<()> {
     let _ = path;
     Ok(())
 }
+
+/// The file in the data directory where a serving node writes the URL it really
+/// listens on (`serve --listen` and port 0 may differ from `node.api_listen`), for the
+/// CLI's client commands run against the same data directory.
+pub const ENDPOINT_FILE: &str = "api-url";
+
+/// Writes `url` to the endpoint file (mode 0600, replaced whole).
+pub fn write_endpoint(data_dir: &Path, url: &str) -> std::io::Result<()> {
+    let tmp = data_dir.join(format!(".{ENDPOINT_FILE}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp)?;
+    writeln!(f, "{url}")?;
+    std::fs::rename(&tmp, data_dir.join(ENDPOINT_FILE))
+}
+
+/// The URL a node serving from `data_dir` wrote, if any (it may be stale after a crash;
+/// the next `serve` replaces it).
+pub fn read_endpoint(data_dir: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(ENDPOINT_FILE)).ok()?;
+    let url = text.trim();
+    (url.starts_with("http://") && url.len() < 256).then(|| url.to_string())
+}

@@ -115,6 +115,21 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
         }
     })?;
     let local = listener.local_addr()?;
+    // Where this node really listens, for client commands on this data directory.
+    let reach = match local {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => format!("127.0.0.1:{}", a.port()),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => format!("[::1]:{}", a.port()),
+        a => a.to_string(),
+    };
+    let endpoint = {
+        let dir = cfg.node.data_dir.clone();
+        let url = format!("http://{reach}");
+        tokio::task::spawn_blocking(move || crate::secure::write_endpoint(&dir, &url))
+            .await
+            .map_err(ComputeError::internal)?
+            .map_err(|e| ComputeError::internal(format!("cannot write the endpoint file: {e}")))?;
+        cfg.node.data_dir.join(crate::secure::ENDPOINT_FILE)
+    };
     let mut hosts = cfg.node.api_hosts.clone();
     if addrs.iter().all(|a| !a.ip().is_unspecified()) {
         // The name the operator wrote (`myhost:3690`) is one the node answers to.
@@ -193,6 +208,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
         Ok(Err(e)) => return Err(ComputeError::internal(e).into()),
     }
     drop(stop_rx);
+    let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(endpoint)).await;
     Ok(0)
 }
 

@@ -219,8 +219,46 @@ fn serve_listen_overrides_the_configuration() {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    // Stopped once it is up (SIGTERM, as systemd stops it).
     lines_until(&log, |t| t.contains("listening"));
+    // The client commands on this data directory find it where it really listens
+    // (not at the configuration's address), from <data_dir>/api-url (0600).
+    let endpoint = h.path("home").join("api-url");
+    assert_eq!(
+        std::fs::read_to_string(&endpoint).unwrap().trim(),
+        format!("http://127.0.0.1:{port}")
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&endpoint).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let cli = |args: &[&str]| {
+        let r = h.run_with(args, |c| {
+            c.env("HANZO_NODE_API_LISTEN", "127.0.0.1:1");
+        });
+        assert_eq!(r.code, 0, "{args:?}: {}", r.stderr);
+        r
+    };
+    let cat = h.file("cat.wat", CAT);
+    assert_eq!(
+        cli(&["tool", "add", "cat", "wasm", &cat, "--json"]).json()["name"],
+        "cat"
+    );
+    assert_eq!(
+        cli(&["job", "ls", "--json"]).json()["jobs"],
+        serde_json::json!([])
+    );
+    // module prune asks that node which modules are named: the tool's is kept.
+    let pruned = cli(&["module", "prune", "--all", "--json"]).json();
+    assert_eq!(pruned["modules"], serde_json::json!([]), "{pruned}");
+    assert_eq!(
+        cli(&["module", "ls", "--json"]).json()["modules"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    // Stopped (SIGTERM, as systemd stops it): the endpoint file goes with it.
     let _ = std::process::Command::new("kill")
         .arg(child.id().to_string())
         .status();
@@ -233,4 +271,5 @@ fn serve_listen_overrides_the_configuration() {
         .expect(&text);
     assert_eq!(start["listen"], format!("http://127.0.0.1:{port}"));
     assert!(text.contains("shutting down"), "{text}");
+    assert!(!endpoint.exists(), "api-url outlived the node");
 }

@@ -260,8 +260,10 @@ fn without_the_nodes_answer_nothing_is_pruned() {
     let h = Home::new();
     let s = Server::start(&h, &[]);
     s.module(&returning(r#"{"ok":1}"#));
+    // The node's word on where it listens is gone (as after a crash of the writer)...
+    std::fs::remove_file(h.path("home").join("api-url")).unwrap();
     let r = h.run_with(&["module", "prune", "--all"], |c| {
-        // Not where the node listens.
+        // ...and the configuration's address is not where it listens.
         c.env(
             "HANZO_NODE_API_LISTEN",
             format!("127.0.0.1:{}", crate::server::free_port()),
