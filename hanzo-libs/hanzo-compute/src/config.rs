@@ -714,7 +714,13 @@ mod tests {
         let e = Config::from_toml("", "f", env(&[("HANZO_CONFG", "/x")])).unwrap_err();
         assert!(e.to_string().contains("did you mean HANZO_CONFIG?"), "{e}");
         // Other words near a real name are someone else's variables.
-        for name in ["HANZO_NODE", "HANZO_HOST", "HANZO_MODE", "HANZO_DOME", "HANZO_TOKEN"] {
+        for name in [
+            "HANZO_NODE",
+            "HANZO_HOST",
+            "HANZO_MODE",
+            "HANZO_DOME",
+            "HANZO_TOKEN",
+        ] {
             Config::from_toml("", "f", env(&[(name, "x")])).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
         // Tools' and harnesses' own variables are not the node's business.
