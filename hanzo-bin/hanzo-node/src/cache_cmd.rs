@@ -3,8 +3,11 @@
 //! and the WASM module store against its own `[node] modules_max_mb`.
 //! Neither starts a runtime: the layout is each runtime's `cache_pools`, and a prune
 //! only removes entries no job holds a lease on, so both are safe beside a running node.
-//! Modules are pruned as `module prune` does: least recently used first, never one a
-//! registered tool or an unfinished job names.
+//! Modules are pruned as `module prune` does, down to their quota only: least recently
+//! used first, never one a registered tool or an unfinished job names. `--all` empties
+//! the caches, which are rebuilt on demand, but not the module store: modules are what
+//! clients uploaded (and what receipts' `code_hash` names), so emptying it is
+//! `module prune --all`, asked for by name.
 
 use crate::node::{ModulePrune, cache_pools, load_config, open_module_store, prune_modules};
 use clap::Subcommand;
@@ -27,8 +30,8 @@ pub enum CacheCmd {
     /// modules until the store fits node.modules_max_mb (never one a tool or an
     /// unfinished job names).
     Prune {
-        /// Remove every entry that no job is using, and every module no tool or job
-        /// names, whatever the quotas.
+        /// Remove every cache entry that no job is using, whatever cache_max_mb says
+        /// (modules still only down to their quota: `module prune --all` empties that).
         #[arg(long)]
         all: bool,
         /// Print JSON instead of a summary.
@@ -57,7 +60,7 @@ pub async fn run(config_path: Option<&Path>, cmd: CacheCmd) -> anyhow::Result<u8
         }
         CacheCmd::Prune { all, json } => {
             // The modules first: if their references cannot be read, nothing is removed.
-            let modules = prune_modules(config_path, all).await?;
+            let modules = prune_modules(config_path, false).await?;
             let c = cache.clone();
             let report = tokio::task::spawn_blocking(move || match (all, c.budget()) {
                 (true, _) => Some(c.prune(0)),

@@ -128,6 +128,7 @@ fn main() -> ExitCode {
         }
     };
     let serving = matches!(cli.command, Command::Serve(_));
+    progress::QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
     // The log format: the flag, else the configuration's (read here only for that; a
     // configuration that does not load is reported by the command itself).
     let format = cli.log_format.unwrap_or_else(|| {
@@ -169,7 +170,7 @@ fn main() -> ExitCode {
 
 async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run(args) => run::run(cli.config.as_deref(), *args, cli.quiet > 0).await,
+        Command::Run(args) => run::run(cli.config.as_deref(), *args).await,
         Command::Runtimes { json } => runtimes::list(cli.config.as_deref(), json, cli.verbose > 0).await,
         Command::Receipt(cmd) => receipt_cmd::run(cli.config.as_deref(), cmd).await,
         Command::Module(cmd) => node::module(cli.config.as_deref(), cmd).await,

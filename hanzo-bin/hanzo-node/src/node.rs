@@ -103,11 +103,13 @@ impl Node {
         let mut docker = None;
         if wanted(RuntimeKind::Docker) {
             // Connects lazily: a node without a daemon still starts, and says so.
-            let rt = DockerRuntime::new(DockerOptions {
+            let mut rt = DockerRuntime::new(DockerOptions {
                 config: config.compute.docker.clone(),
                 node_id: compute.key().id().to_string(),
-            })
-            .with_progress(crate::progress::pull_bar());
+            });
+            if crate::progress::wanted() {
+                rt = rt.with_progress(crate::progress::pull_bar());
+            }
             let rt = Arc::new(rt);
             compute.register(rt.clone());
             docker = Some(rt);

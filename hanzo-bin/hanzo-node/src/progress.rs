@@ -6,6 +6,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// `-q`: no progress drawn at all (set once by `main`, read where bars are made).
+pub static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether progress may be drawn: not with `-q` (a bar draws only on a terminal anyway).
+pub fn wanted() -> bool {
+    !QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A sink that draws one bar for the whole pull: bytes done over bytes known, summed
 /// across layers.
 pub fn pull_bar() -> ProgressSink {

@@ -201,11 +201,19 @@ async fn image_digests(config: Option<&Path>, code: &str) -> anyhow::Result<(Str
         node_id: format!("receipt-verify-{}", hanzo_compute::new_job_id()),
     });
     let client = docker.client().await?;
-    let image = client.inspect_image(&name).await.map_err(|e| {
-        ComputeError::invalid(format!(
+    let image = client.inspect_image(&name).await.map_err(|e| match &e {
+        // Only a 404 says the image is not there; a daemon that fails or times out is
+        // the machine's problem (exit 4), not the reference's.
+        hanzo_docker_runtime::bollard::errors::Error::DockerResponseServerError {
+            status_code: 404, ..
+        } => ComputeError::invalid(format!(
             "image {name} is not in the local Docker daemon ({}); pull or build it first",
             crate::one_line(&e.to_string())
-        ))
+        )),
+        _ => ComputeError::Unavailable(format!(
+            "the Docker daemon could not inspect {name}: {}",
+            crate::one_line(&e.to_string())
+        )),
     })?;
     let hex = |d: &str| {
         d.rsplit_once("sha256:")

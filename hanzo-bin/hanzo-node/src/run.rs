@@ -134,8 +134,7 @@ impl RunArgs {
     }
 }
 
-/// `quiet`: no spinner for the slow first-run steps (it is drawn only on a terminal).
-pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> anyhow::Result<u8> {
+pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     // Parse the runtime name before anything else, so a typo is a usage error even
     // when the configuration cannot load.
     let kind: RuntimeKind = args.runtime.parse()?;
@@ -170,7 +169,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs, quiet: bool) -> anyhow::R
             streamed.fetch_add(chunk.len(), Ordering::Relaxed);
         })
     };
-    let spinner = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // The slow first-run steps get a spinner on a terminal, unless -q.
+    let spinner = crate::progress::wanted() && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let job = Job::new(spec)
         .with_log_sink(sink)
         .with_progress(crate::progress::steps(spinner));

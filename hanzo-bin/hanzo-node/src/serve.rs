@@ -175,6 +175,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
             "resumed the queued jobs (those that can no longer run here were failed)"
         );
     }
+    // The enabled runtimes (an unavailable one is named in a warning just after).
     let runtimes: Vec<&str> = hanzo_compute::RuntimeKind::ALL
         .into_iter()
         .filter(|k| api.scheduler().compute().runtime(*k).is_some())
@@ -189,6 +190,25 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
         version = env!("CARGO_PKG_VERSION"),
         "listening"
     );
+    // `runtimes` above are the enabled ones; which of them cannot run jobs now, and
+    // why, follows (off the startup path: a cluster may take seconds to answer).
+    {
+        let compute = api.scheduler().compute().clone();
+        tokio::spawn(async move {
+            for kind in hanzo_compute::RuntimeKind::ALL {
+                if let Some(rt) = compute.runtime(kind) {
+                    let health = rt.health().await;
+                    if !health.available {
+                        tracing::warn!(
+                            runtime = kind.name(),
+                            reason = %health.detail.unwrap_or_default(),
+                            "runtime unavailable"
+                        );
+                    }
+                }
+            }
+        });
+    }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut stopped = stop_rx.clone();

@@ -20,6 +20,8 @@ mod owner;
 mod service;
 mod tool;
 
+/// The Docker client crate [`DockerRuntime::client`] hands out, for its error types.
+pub use bollard;
 pub use image::{ImageRef, PullPolicy, PullProgress};
 
 use bollard::Docker;
