@@ -114,6 +114,7 @@ impl Node {
             compute.register(rt.clone());
             docker = Some(rt);
         }
+        let mut failed = BTreeMap::new();
         // One sandbox, probed once, shared by every process runtime.
         let process_kinds = [
             RuntimeKind::Deno,
@@ -126,19 +127,36 @@ impl Node {
                 &config.compute.sandbox,
             )));
             let pids = config.compute.sandbox.pids_limit;
-            if wanted(RuntimeKind::Deno) {
+            // Fail closed: a tool that would run as this node's own user, seeing its
+            // files, could read the key that signs receipts and the API token.
+            let refused = (sandbox.shares_the_nodes_files() && !config.compute.sandbox.allow_unisolated)
+                .then(|| {
+                    "without bubblewrap on a node that is not root, a tool would run as the node's own \
+                     user and could read its data directory (key, token, job store); install bubblewrap \
+                     (and allow unprivileged user namespaces), run the node as root, or set \
+                     [compute.sandbox] allow_unisolated = true for tools you trust"
+                        .to_string()
+                });
+            if let Some(why) = &refused {
+                for kind in process_kinds.into_iter().filter(|k| wanted(*k)) {
+                    compute.register(Arc::new(UnavailableRuntime::new(kind, why.clone())));
+                    failed.insert(kind, why.clone());
+                }
+            }
+            if wanted(RuntimeKind::Deno) && refused.is_none() {
                 compute.register(Arc::new(
                     DenoRuntime::new(sandbox.clone(), &config.compute.deno, &data_dir, pids)
                         .with_cache(cache.clone()),
                 ));
             }
-            if wanted(RuntimeKind::Python) {
+            if wanted(RuntimeKind::Python) && refused.is_none() {
                 compute.register(Arc::new(
                     PythonRuntime::new(sandbox.clone(), &config.compute.python, &data_dir, pids)
                         .with_cache(cache.clone()),
                 ));
             }
             if wanted(RuntimeKind::Go)
+                && refused.is_none()
                 && let Some(wasm) = &wasm
             {
                 compute.register(Arc::new(
@@ -146,7 +164,7 @@ impl Node {
                         .with_cache(cache.clone()),
                 ));
             }
-            if wanted(RuntimeKind::Native) {
+            if wanted(RuntimeKind::Native) && refused.is_none() {
                 // The helper that loads cdylibs and runs built-in tools in the sandbox
                 // is this very binary (`hanzo-node __tool-host`).
                 let helper = std::env::current_exe().context("cannot find the hanzo-node binary")?;
@@ -158,7 +176,6 @@ impl Node {
             }
         }
         let mut k8s = None;
-        let mut failed = BTreeMap::new();
         if wanted(RuntimeKind::K8s) {
             // Loading the kubeconfig (or the in-cluster account) needs no cluster; one
             // that cannot load leaves the runtime registered but unavailable, with why.

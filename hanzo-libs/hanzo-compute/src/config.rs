@@ -314,6 +314,11 @@ pub struct SandboxConfig {
     pub tool_uid: u32,
     /// The host gid tools run as when the node is root (never 0; default 65534).
     pub tool_gid: u32,
+    /// Run process tools (deno, python, go, native) on a node that is not root and has
+    /// no bubblewrap, where they run as the node's own user and can read its data
+    /// directory (the signing key, the API token, every job's spec). Off by default:
+    /// those runtimes are then unavailable, saying why.
+    pub allow_unisolated: bool,
 }
 
 impl Default for SandboxConfig {
@@ -325,6 +330,7 @@ impl Default for SandboxConfig {
             pids_limit: 128,
             tool_uid: 65534,
             tool_gid: 65534,
+            allow_unisolated: false,
         }
     }
 }

@@ -361,6 +361,14 @@ impl Sandbox {
         self.bwrap.is_some()
     }
 
+    /// Whether a tool would run as the node's own user with the node's view of the
+    /// files: no bubblewrap, and a node that is not root (so it cannot hand the tool
+    /// another uid). Such a tool can read the node's data directory (its key, token
+    /// and job store).
+    pub fn shares_the_nodes_files(&self) -> bool {
+        self.bwrap.is_none() && self.tool_ids.is_none()
+    }
+
     /// The host uid tool processes run as.
     pub fn tool_uid(&self) -> u32 {
         self.tool_ids.map(|(u, _)| u).unwrap_or(self.euid)

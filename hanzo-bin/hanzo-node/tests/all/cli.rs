@@ -401,22 +401,10 @@ fn docker_errors_name_the_real_cause() {
     let private = dir.path().join("docker.sock");
     let _listener = std::os::unix::net::UnixListener::bind(&private).unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let home = tempfile::Builder::new().prefix("hanzo-nobody").tempdir().unwrap();
-    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-        .arg(env!("CARGO_BIN_EXE_hanzo-node"))
-        .args(["run", "docker", "hanzo-test/busybox:latest"])
-        .env("HANZO_HOME", home.path().join("home"))
-        .env("HANZO_COMPUTE_DOCKER_SOCKET", &private)
-        .env_remove("HANZO_CONFIG")
-        .output()
-        .unwrap();
-    let r = crate::util::Run {
-        code: out.status.code().unwrap(),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    };
+    let r = crate::util::run_as_nobody(
+        &["run", "docker", "hanzo-test/busybox:latest"],
+        &[("HANZO_COMPUTE_DOCKER_SOCKET", private.to_str().unwrap())],
+    );
     assert_one_error_line(&r, 4, "may not open it (permission denied)");
 
     // A registry this machine cannot reach: unavailable (4), not a bad reference (2).
@@ -481,4 +469,53 @@ fn a_slow_first_step_shows_a_spinner_on_a_terminal_only() {
         .output()
         .unwrap();
     assert!(!String::from_utf8_lossy(&out.stdout).contains("compiling"));
+}
+
+#[test]
+fn a_node_that_is_not_root_and_has_no_bubblewrap_refuses_process_tools() {
+    // The tool would run as the node's own user and read its key: unavailable (exit 4),
+    // saying why and how to change it.
+    let script = tempfile::Builder::new().prefix("hanzo-tool").tempdir().unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(script.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tool = script.path().join("t.py");
+    std::fs::write(&tool, "def run(p):\n    return p\n").unwrap();
+    let no_bwrap = ("HANZO_COMPUTE_SANDBOX_BUBBLEWRAP", "false");
+    for rt in ["python", "deno", "native"] {
+        let r = crate::util::run_as_nobody(&["run", rt, tool.to_str().unwrap()], &[no_bwrap]);
+        assert_one_error_line(&r, 4, "could read its data directory");
+        assert!(r.error_line().contains("allow_unisolated"), "{}", r.stderr);
+    }
+    let r = crate::util::run_as_nobody(&["runtimes", "--json"], &[no_bwrap]);
+    let rts = r.json()["runtimes"].clone();
+    let python = rts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["runtime"] == "python")
+        .unwrap();
+    assert_eq!(python["available"], false);
+    // The operator may opt in, for tools they trust: the refusal is gone.
+    let r = crate::util::run_as_nobody(
+        &["run", "python", tool.to_str().unwrap()],
+        &[no_bwrap, ("HANZO_COMPUTE_SANDBOX_ALLOW_UNISOLATED", "true")],
+    );
+    assert!(
+        !r.stderr.contains("could read its data directory"),
+        "{}",
+        r.stderr
+    );
+    // With bubblewrap (user namespaces), the same node runs them isolated.
+    let r = crate::util::run_as_nobody(&["runtimes", "--json"], &[]);
+    let rts = r.json()["runtimes"].clone();
+    let native = rts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["runtime"] == "native")
+        .unwrap();
+    assert!(
+        !native["detail"].as_str().unwrap_or("").contains("could read"),
+        "{native}"
+    );
 }

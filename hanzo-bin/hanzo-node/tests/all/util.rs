@@ -109,6 +109,29 @@ impl Home {
     }
 }
 
+/// Runs the node as uid/gid 65534 (a node that is not root) with a data directory of
+/// its own under a world-writable temporary directory, and `env` set.
+pub fn run_as_nobody(args: &[&str], env: &[(&str, &str)]) -> Run {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::Builder::new().prefix("hanzo-nobody").tempdir().unwrap();
+    std::fs::set_permissions(home.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let mut c = Command::new("setpriv");
+    c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_hanzo-node"))
+        .args(args)
+        .env("HANZO_HOME", home.path().join("home"))
+        .env_remove("HANZO_CONFIG");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let out = c.output().unwrap();
+    Run {
+        code: out.status.code().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}
+
 /// An exports-ABI module whose `run` returns `envelope` (plain text).
 pub fn returning(envelope: &str) -> String {
     let data = envelope.replace('\\', "\\\\").replace('"', "\\\"");
