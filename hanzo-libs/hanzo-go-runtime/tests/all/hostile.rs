@@ -81,5 +81,5 @@ async fn a_fork_bomb_is_held_at_the_pids_limit() {
     let e = run("auto", s).await;
     let err = e.result.unwrap_err();
     assert_eq!(err.exit_code(), 3, "{err}");
-    assert_no_process("sleep 30 & sleep 30");
+    assert_no_process("sleep 38 & sleep 38");
 }

@@ -174,7 +174,7 @@ func main() {
 		os.Stdout.WriteString(`"spawned"`)
 	case "forkbomb":
 		for {
-			exec.Command("/bin/sh", "-c", "sleep 30 & sleep 30").Start()
+			exec.Command("/bin/sh", "-c", "sleep 38 & sleep 38").Start()
 		}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown function", os.Getenv("HANZO_FUNCTION"))
