@@ -230,23 +230,9 @@ print(r if isinstance(r, str) else json.dumps(r, sort_keys=True))' "$1"
 check "the API refuses a request without the token (401)" \
     expect 401 inside curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:3690/v1/jobs
 
-# A WASI command that copies stdin (the params) to stdout (the output).
-cat_wat='(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (local $n i32)
-    (loop $more
-      (i32.store (i32.const 0) (i32.const 1024))
-      (i32.store (i32.const 4) (i32.const 60000))
-      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-      (local.set $n (i32.load (i32.const 8)))
-      (if (i32.gt_u (local.get $n) (i32.const 0))
-        (then
-          (i32.store (i32.const 4) (local.get $n))
-          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
-          (br $more))))))'
+# A WASI command that copies stdin (the params) to stdout (the output), the one the
+# node's API tests use.
+cat_wat="$(cat hanzo-libs/hanzo-testkit/fixtures/cat.wat)"
 wasm_job=""
 run_wasm_job() {
     local module source result

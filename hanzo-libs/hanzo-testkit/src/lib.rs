@@ -192,3 +192,8 @@ pub fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {
         err_len = stderr.len(),
     )
 }
+
+/// A WASI command that copies stdin (the params) to stdout (the output), as WAT: the
+/// echo tool of the node's API tests, and of `scripts/package-test.sh`, which reads the
+/// same file.
+pub const CAT_WAT: &str = include_str!("../fixtures/cat.wat");

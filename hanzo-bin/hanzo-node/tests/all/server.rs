@@ -12,22 +12,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 /// A WASI command that copies stdin (the params) to stdout (the output).
-pub const CAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 2)
-  (func (export "_start")
-    (local $n i32)
-    (loop $more
-      (i32.store (i32.const 0) (i32.const 1024))
-      (i32.store (i32.const 4) (i32.const 60000))
-      (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
-      (local.set $n (i32.load (i32.const 8)))
-      (if (i32.gt_u (local.get $n) (i32.const 0))
-        (then
-          (i32.store (i32.const 4) (local.get $n))
-          (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 12)))
-          (br $more))))))"#;
+pub const CAT: &str = hanzo_testkit::CAT_WAT;
 
 pub struct Resp {
     pub status: u16,
