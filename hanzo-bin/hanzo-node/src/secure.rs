@@ -69,7 +69,18 @@ pub fn ensure_token(data_dir: &Path) -> Result<(String, PathBuf), ComputeError> 
     let token = hex::encode(bytes);
     // An empty or blank file left behind is replaced; the store's lock, held by now,
     // keeps a second node on this directory from racing this one.
-    let _ = std::fs::remove_file(&path);
+    let mut f = create_private(&path).map_err(|e| err("create it", e))?;
+    writeln!(f, "{token}")
+        .and_then(|()| f.sync_all())
+        .map_err(|e| err("write it", e))?;
+    Ok((token, path))
+}
+
+/// Creates `path` anew with mode 0600, replacing what a crash left there: created
+/// private (never made private after the fact), and never through a symlink planted in
+/// its place (`create_new` refuses to follow one).
+fn create_private(path: &Path) -> std::io::Result<std::fs::File> {
+    let _ = std::fs::remove_file(path);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -77,11 +88,7 @@ pub fn ensure_token(data_dir: &Path) -> Result<(String, PathBuf), ComputeError> 
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
-    let mut f = opts.open(&path).map_err(|e| err("create it", e))?;
-    writeln!(f, "{token}")
-        .and_then(|()| f.sync_all())
-        .map_err(|e| err("write it", e))?;
-    Ok((token, path))
+    opts.open(path)
 }
 
 /// Sets a file's mode to 0600 when it grants anything to group or others.
@@ -107,15 +114,7 @@ pub const ENDPOINT_FILE: &str = "api-url";
 /// Writes `url` to the endpoint file (mode 0600, replaced whole).
 pub fn write_endpoint(data_dir: &Path, url: &str) -> std::io::Result<()> {
     let tmp = data_dir.join(format!(".{ENDPOINT_FILE}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&tmp)?;
+    let mut f = create_private(&tmp)?;
     writeln!(f, "{url}")?;
     std::fs::rename(&tmp, data_dir.join(ENDPOINT_FILE))
 }
