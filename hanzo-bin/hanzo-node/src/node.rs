@@ -142,37 +142,37 @@ impl Node {
                     compute.register(Arc::new(UnavailableRuntime::new(kind, why.clone())));
                     failed.insert(kind, why.clone());
                 }
-            }
-            if wanted(RuntimeKind::Deno) && refused.is_none() {
-                compute.register(Arc::new(
-                    DenoRuntime::new(sandbox.clone(), &config.compute.deno, &data_dir, pids)
-                        .with_cache(cache.clone()),
-                ));
-            }
-            if wanted(RuntimeKind::Python) && refused.is_none() {
-                compute.register(Arc::new(
-                    PythonRuntime::new(sandbox.clone(), &config.compute.python, &data_dir, pids)
-                        .with_cache(cache.clone()),
-                ));
-            }
-            if wanted(RuntimeKind::Go)
-                && refused.is_none()
-                && let Some(wasm) = &wasm
-            {
-                compute.register(Arc::new(
-                    GoRuntime::new(sandbox.clone(), wasm.clone(), &config.compute.go, &data_dir, pids)
-                        .with_cache(cache.clone()),
-                ));
-            }
-            if wanted(RuntimeKind::Native) && refused.is_none() {
-                // The helper that loads cdylibs and runs built-in tools in the sandbox
-                // is this very binary (`hanzo-node __tool-host`).
-                let helper = std::env::current_exe().context("cannot find the hanzo-node binary")?;
-                compute.register(Arc::new(
-                    NativeRuntime::new(sandbox.clone(), helper, pids)
-                        .with_store(data_dir.join("native"))
-                        .with_cache(cache.clone()),
-                ));
+            } else {
+                if wanted(RuntimeKind::Deno) {
+                    compute.register(Arc::new(
+                        DenoRuntime::new(sandbox.clone(), &config.compute.deno, &data_dir, pids)
+                            .with_cache(cache.clone()),
+                    ));
+                }
+                if wanted(RuntimeKind::Python) {
+                    compute.register(Arc::new(
+                        PythonRuntime::new(sandbox.clone(), &config.compute.python, &data_dir, pids)
+                            .with_cache(cache.clone()),
+                    ));
+                }
+                if wanted(RuntimeKind::Go)
+                    && let Some(wasm) = &wasm
+                {
+                    compute.register(Arc::new(
+                        GoRuntime::new(sandbox.clone(), wasm.clone(), &config.compute.go, &data_dir, pids)
+                            .with_cache(cache.clone()),
+                    ));
+                }
+                if wanted(RuntimeKind::Native) {
+                    // The helper that loads cdylibs and runs built-in tools in the sandbox
+                    // is this very binary (`hanzo-node __tool-host`).
+                    let helper = std::env::current_exe().context("cannot find the hanzo-node binary")?;
+                    compute.register(Arc::new(
+                        NativeRuntime::new(sandbox.clone(), helper, pids)
+                            .with_store(data_dir.join("native"))
+                            .with_cache(cache.clone()),
+                    ));
+                }
             }
         }
         let mut k8s = None;
