@@ -294,12 +294,17 @@ check "a restart keeps the token and the job store" restart
 
 # --- remove and purge -------------------------------------------------------------------
 
-removed() {
-    inside dpkg -r hanzo-node >"$work/remove.log" 2>&1 || {
-        cat "$work/remove.log"
+# `dpkg FLAG hanzo-node` in the container, its output kept in $work/NAME.log (shown when
+# it fails), and its maintainer scripts checked for shell errors.
+dpkg_step() {
+    inside dpkg "$1" hanzo-node >"$work/$2.log" 2>&1 || {
+        cat "$work/$2.log"
         return 1
     }
-    script_errors "$work/remove.log" || return 1
+    script_errors "$work/$2.log"
+}
+removed() {
+    dpkg_step -r remove || return 1
     if inside pgrep -u hanzo -a .; then
         echo "processes of hanzo are left"
         return 1
@@ -320,11 +325,7 @@ kept() {
 }
 check "dpkg -r keeps the data (token, key, job store), the config and the user" kept
 purged() {
-    inside dpkg -P hanzo-node >"$work/purge.log" 2>&1 || {
-        cat "$work/purge.log"
-        return 1
-    }
-    script_errors "$work/purge.log" || return 1
+    dpkg_step -P purge || return 1
     inside sh -c 'for p in /var/lib/hanzo-node /etc/hanzo-node; do
         if [ -e "$p" ]; then echo "$p is left:"; ls -la "$p"; exit 1; fi; done'
 }
