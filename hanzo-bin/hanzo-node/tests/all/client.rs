@@ -267,6 +267,18 @@ fn client_sends_its_token_only_to_loopback() {
             "{args:?} tried to connect"
         );
     }
+    // A planted <data_dir>/api-url naming another host gets no token either: the file
+    // only says where a local node listens, the loopback rule still decides.
+    let data = h.path("home");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("api-url"), "http://10.1.2.3:3690\n").unwrap();
+    let started = Instant::now();
+    let r = h.run_with(&["job", "ls"], |c| {
+        c.env("HANZO_NODE_API_TOKEN", "t");
+    });
+    assert_one_error_line(&r, 2, "non-loopback");
+    assert!(started.elapsed() < Duration::from_secs(4), "it tried to connect");
+    std::fs::remove_file(data.join("api-url")).unwrap();
     let s = Server::start(&h, &[]);
     let r = h.run(&["job", "ls", "--node", &format!("http://localhost:{}", s.port)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
