@@ -280,6 +280,103 @@ pub struct JobSpec {
     /// of building it to `wasip1` for the WASM runtime.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub native: bool,
+    /// Where the job may run (CONTRACTS §7): this node only (the default), the best
+    /// node, the best peer, or one named peer.
+    #[serde(default, skip_serializing_if = "Placement::is_local")]
+    pub placement: Placement,
+}
+
+/// Where a job may run (CONTRACTS §7). Its JSON is `"local" | "any" | "remote"` or
+/// `{"peer": "<peer id>"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Placement {
+    /// Never leaves this node.
+    #[default]
+    Local,
+    /// The best node, this one included.
+    Any,
+    /// The best peer, never this node.
+    Remote,
+    /// That peer and no other (a libp2p peer id, base58).
+    Peer(String),
+}
+
+impl Placement {
+    /// Whether the job stays on this node.
+    pub fn is_local(&self) -> bool {
+        matches!(self, Placement::Local)
+    }
+
+    /// The name used in logs and errors: `local`, `any`, `remote` or `peer <id>`.
+    pub fn describe(&self) -> String {
+        match self {
+            Placement::Local => "local".into(),
+            Placement::Any => "any".into(),
+            Placement::Remote => "remote".into(),
+            Placement::Peer(p) => format!("peer {p}"),
+        }
+    }
+}
+
+/// The base58btc alphabet peer ids are written in.
+const BASE58: &str = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// Whether `s` has the shape of a libp2p peer id (base58btc, 40 to 60 characters: an
+/// ed25519 key's identity multihash is 52, a sha256 multihash 46). The network crate
+/// parses it fully; this lets the core refuse a typo without depending on libp2p.
+pub fn looks_like_peer_id(s: &str) -> bool {
+    (40..=60).contains(&s.len()) && s.chars().all(|c| BASE58.contains(c))
+}
+
+impl Serialize for Placement {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Placement::Local => s.serialize_str("local"),
+            Placement::Any => s.serialize_str("any"),
+            Placement::Remote => s.serialize_str("remote"),
+            Placement::Peer(p) => {
+                use serde::ser::SerializeMap;
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("peer", p)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Placement {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Named {
+            peer: String,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Word(String),
+            Named(Named),
+        }
+        let form = Form::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                r#"invalid placement (expected "local", "any", "remote" or {"peer": "<peer id>"})"#,
+            )
+        })?;
+        match form {
+            Form::Word(w) => match w.as_str() {
+                "local" => Ok(Placement::Local),
+                "any" => Ok(Placement::Any),
+                "remote" => Ok(Placement::Remote),
+                other => Err(serde::de::Error::custom(format!(
+                    r#"unknown placement '{other}' (expected "local", "any", "remote" or {{"peer": "<peer id>"}})"#
+                ))),
+            },
+            Form::Named(Named { peer }) if looks_like_peer_id(&peer) => Ok(Placement::Peer(peer)),
+            Form::Named(Named { peer }) => Err(serde::de::Error::custom(format!(
+                "invalid peer id '{peer}' in placement (expected a base58 libp2p peer id)"
+            ))),
+        }
+    }
 }
 
 fn empty_object() -> serde_json::Value {
@@ -303,6 +400,7 @@ impl JobSpec {
             deterministic: false,
             user: None,
             native: false,
+            placement: Placement::Local,
         }
     }
 
@@ -417,6 +515,28 @@ mod tests {
     fn unknown_runtime_names_the_choices() {
         let e = "lua".parse::<RuntimeKind>().unwrap_err().to_string();
         assert!(e.contains("lua") && e.contains("wasm"), "{e}");
+    }
+
+    #[test]
+    fn placements_parse_in_all_four_forms_and_malformed_peer_ids_are_refused() {
+        let id = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+        for (json, want) in [
+            (r#""local""#.to_string(), Placement::Local),
+            (r#""any""#.to_string(), Placement::Any),
+            (r#""remote""#.to_string(), Placement::Remote),
+            (format!(r#"{{"peer":"{id}"}}"#), Placement::Peer(id.into())),
+        ] {
+            let p: Placement = serde_json::from_str(&json).unwrap();
+            assert_eq!(p, want);
+            assert_eq!(serde_json::to_string(&p).unwrap(), json);
+        }
+        for bad in [r#""everywhere""#, r#"{"peer":"0OIl"}"#, r#"{"peer":"x","y":1}"#, "3"] {
+            let e = serde_json::from_str::<Placement>(bad).unwrap_err().to_string();
+            assert!(e.contains("placement"), "{bad}: {e}");
+        }
+        // A local job's spec is stored and hashed exactly as before the field existed.
+        let j = JobSpec::new(RuntimeKind::Wasm, "x");
+        assert!(!serde_json::to_string(&j).unwrap().contains("placement"));
     }
 
     #[test]

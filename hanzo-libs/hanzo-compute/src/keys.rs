@@ -29,6 +29,12 @@ impl NodeKey {
         NodeKey { signing, id }
     }
 
+    /// The 32-byte secret seed: what the node's libp2p identity is derived from, so
+    /// that its peer id and its receipts' `node_id` name the same key. Never log it.
+    pub fn secret_seed(&self) -> [u8; 32] {
+        self.signing.to_bytes()
+    }
+
     /// A fresh random key, not saved anywhere.
     pub fn generate() -> Result<Self, ComputeError> {
         let mut seed = [0u8; 32];

@@ -28,7 +28,10 @@ mod unavailable;
 
 pub use config::Config;
 pub use error::ComputeError;
-pub use job::{DEFAULT_FUNCTION, JobSpec, Mount, Network, RuntimeKind, parse_digest_source, parse_env_pair};
+pub use job::{
+    DEFAULT_FUNCTION, JobSpec, Mount, Network, Placement, RuntimeKind, looks_like_peer_id, parse_digest_source,
+    parse_env_pair,
+};
 pub use keys::NodeKey;
 pub use limits::{
     Capabilities, Ceilings, DEFAULT_MAX_OUTPUT_BYTES, LimitKind, LimitSupport, ResourceLimits, Support,
