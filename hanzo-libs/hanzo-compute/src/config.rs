@@ -382,15 +382,17 @@ impl Default for GoConfig {
     }
 }
 
-/// `[compute.resources]`: what the node offers in total.
+/// `[compute.resources]`: what the node offers in total. The memory and cores default
+/// to what this machine has ([`crate::fingerprint::machine`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResourcesConfig {
     /// Jobs running at once.
     pub max_concurrent_jobs: u32,
-    /// Memory the node hands out to jobs, in GiB.
+    /// Memory the node hands out to jobs, in GiB (default: the machine's memory, or its
+    /// cgroup limit if lower, rounded down, at least 1).
     pub total_memory_gb: u64,
-    /// CPU cores the node hands out.
+    /// CPU cores the node hands out (default: the CPUs the node may use).
     pub total_cpu_cores: u32,
     /// Jobs that may wait in the queue; past it a submission is refused with 429 and
     /// Retry-After.
@@ -399,12 +401,27 @@ pub struct ResourcesConfig {
 
 impl Default for ResourcesConfig {
     fn default() -> Self {
+        let machine = crate::fingerprint::machine();
         ResourcesConfig {
             max_concurrent_jobs: 10,
-            total_memory_gb: 16,
-            total_cpu_cores: 8,
+            total_memory_gb: machine.memory_gb(),
+            total_cpu_cores: machine.cpu_cores,
             queue_capacity: 10_000,
         }
+    }
+}
+
+impl ResourcesConfig {
+    /// The cores and GiB of memory the node may tell peers it has: what it hands out,
+    /// but never more than the machine has. A configured value above the machine is
+    /// kept for local scheduling (the operator may overcommit on purpose) and is not
+    /// advertised, so peers never send work on the strength of memory that is not there.
+    pub fn advertised(&self) -> (u32, u64) {
+        let machine = crate::fingerprint::machine();
+        (
+            self.total_cpu_cores.min(machine.cpu_cores),
+            self.total_memory_gb.min(machine.memory_gb()),
+        )
     }
 }
 
@@ -887,5 +904,26 @@ total_cpu_cores = 8
         assert!(e.to_string().contains("cache_max_gb"), "{e}");
         let e = Config::from_toml("", "f", env(&[("HANZO_NODE_CACHE_MAX_MB", "-1")])).unwrap_err();
         assert!(e.to_string().contains("cache_max_mb"), "{e}");
+    }
+
+    #[test]
+    fn resources_default_to_the_machine_and_advertise_no_more_than_it_has() {
+        let m = crate::fingerprint::machine();
+        let r = ResourcesConfig::default();
+        assert_eq!(
+            (r.total_cpu_cores, r.total_memory_gb),
+            (m.cpu_cores, m.memory_gb())
+        );
+        assert_eq!(r.advertised(), (m.cpu_cores, m.memory_gb()));
+        // The operator's numbers are kept as given; peers hear the lower of the two.
+        let c = Config::from_toml(
+            "[compute.resources]\ntotal_cpu_cores = 100000\ntotal_memory_gb = 1\n",
+            "f",
+            env(&[]),
+        )
+        .unwrap();
+        let r = &c.compute.resources;
+        assert_eq!((r.total_cpu_cores, r.total_memory_gb), (100_000, 1));
+        assert_eq!(r.advertised(), (m.cpu_cores, 1));
     }
 }

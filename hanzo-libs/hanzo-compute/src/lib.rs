@@ -13,6 +13,7 @@ pub mod config;
 pub mod conformance;
 mod error;
 pub mod files;
+pub mod fingerprint;
 mod job;
 pub mod keys;
 mod limits;
@@ -28,6 +29,7 @@ mod unavailable;
 
 pub use config::Config;
 pub use error::ComputeError;
+pub use fingerprint::Machine;
 pub use job::{
     DEFAULT_FUNCTION, JobSpec, Mount, Network, Placement, RuntimeKind, looks_like_peer_id, parse_digest_source,
     parse_env_pair,

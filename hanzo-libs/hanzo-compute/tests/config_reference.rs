@@ -85,7 +85,9 @@ fn the_example_parses_to_the_defaults() {
     );
 
     // Uncommented, it sets every key, each to its default (but data_dir, whose default
-    // depends on $HANZO_HOME / $HOME and is shown as an absolute path).
+    // depends on $HANZO_HOME / $HOME and is shown as an absolute path, and the memory and
+    // cores of [compute.resources], whose defaults are the machine's and are shown as an
+    // example).
     let all = uncommented(&text);
     let mut parsed =
         Config::from_toml(&all, &origin, no_env()).unwrap_or_else(|e| panic!("uncommented: {e}"));
@@ -95,6 +97,13 @@ fn the_example_parses_to_the_defaults() {
         parsed.node.data_dir.display()
     );
     parsed.node.data_dir = Config::default().node.data_dir;
+    let res = &mut parsed.compute.resources;
+    assert!(
+        res.total_memory_gb > 0 && res.total_cpu_cores > 0,
+        "the example's resources: {res:?}"
+    );
+    let machine = hanzo_compute::fingerprint::machine();
+    (res.total_memory_gb, res.total_cpu_cores) = (machine.memory_gb(), machine.cpu_cores);
     assert_eq!(
         parsed,
         Config::default(),
@@ -161,6 +170,11 @@ fn the_reference_describes_every_key_with_its_default_and_variable() {
             "[{section}] {key}: expected type, default, variable, description: {cells:?}"
         );
         let (ty, default_cell, var) = (&cells[0], &cells[1], &cells[2]);
+        // Measured on the machine (`hanzo_compute::fingerprint`): documented as the rule.
+        let machines = matches!(
+            (section.as_str(), key.as_str()),
+            ("compute.resources", "total_memory_gb" | "total_cpu_cores")
+        );
 
         let kind_ok = match default {
             toml::Value::String(_) => ty.starts_with("string") || ty.starts_with("path"),
@@ -183,6 +197,13 @@ fn the_reference_describes_every_key_with_its_default_and_variable() {
             "[{section}] {key}: the variable"
         );
 
+        if machines {
+            assert!(
+                default_cell.starts_with("this machine's"),
+                "[{section}] {key}'s default: {default_cell}"
+            );
+            continue;
+        }
         let shown = first_code(default_cell)
             .unwrap_or_else(|| panic!("[{section}] {key}: no `default` in '{default_cell}'"));
         if (section.as_str(), key.as_str()) == ("node", "data_dir") {

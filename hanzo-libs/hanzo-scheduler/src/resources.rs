@@ -135,9 +135,19 @@ mod tests {
         assert_eq!(Resources::demand(&l).memory_mb, 256);
     }
 
+    /// 10 slots, 16 GiB, 8 cores: set here, since the defaults are the machine's.
+    fn sixteen_gib_eight_cores() -> ResourcesConfig {
+        ResourcesConfig {
+            max_concurrent_jobs: 10,
+            total_memory_gb: 16,
+            total_cpu_cores: 8,
+            ..ResourcesConfig::default()
+        }
+    }
+
     #[test]
     fn capacity_comes_from_the_config() {
-        let c = Resources::capacity(&ResourcesConfig::default());
+        let c = Resources::capacity(&sixteen_gib_eight_cores());
         assert_eq!(
             c,
             Resources {
@@ -150,7 +160,7 @@ mod tests {
 
     #[test]
     fn exceeds_names_the_resource_and_setting() {
-        let cap = Resources::capacity(&ResourcesConfig::default());
+        let cap = Resources::capacity(&sixteen_gib_eight_cores());
         let mut l = ResourceLimits {
             memory_mb: 32 * 1024,
             ..Default::default()
