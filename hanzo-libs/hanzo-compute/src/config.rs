@@ -2,7 +2,8 @@
 //! machine with nothing configured; `HANZO_<SECTION>_<KEY>` environment variables
 //! override the file; an unknown key or a bad value is an error that names it.
 //! `[node] cache_max_mb` (`HANZO_NODE_CACHE_MAX_MB`) bounds the runtimes' caches
-//! (see [`crate::cache`]).
+//! (see [`crate::cache`]). `[network]` (CONTRACTS §7) is read here and checked as far
+//! as the core can; the network crate parses its multiaddrs and peer ids in full.
 
 use crate::{ComputeError, RuntimeKind};
 use serde::{Deserialize, Serialize};
@@ -16,6 +17,8 @@ pub struct Config {
     pub node: NodeConfig,
     /// `[compute]` and its subsections.
     pub compute: ComputeConfig,
+    /// `[network]`: the peer-to-peer network of nodes.
+    pub network: NetworkConfig,
 }
 
 /// `[node]`: identity, storage and the API.
@@ -425,6 +428,90 @@ impl ResourcesConfig {
     }
 }
 
+/// `[network]` (CONTRACTS §7): whether and how the node joins the network of nodes.
+/// Peers are never trusted: what they may ask of this node is bounded here, and a job
+/// from a peer runs under this node's own rules (its `[compute.limits]`, mount roots,
+/// root policy, and `peer_network`), whatever the peer says.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// Join the network at all. Off by default: a node trades work with no one unless
+    /// told to.
+    pub enabled: bool,
+    /// Multiaddrs the node listens on for peers.
+    pub listen: Vec<String>,
+    /// Peers dialled at start: multiaddrs ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<String>,
+    /// Find peers on the local network by mDNS.
+    pub mdns: bool,
+    /// Runtimes this node runs jobs in for peers; empty runs nothing for them.
+    pub offer_runtimes: Vec<String>,
+    /// Peer ids this node talks to; empty means any peer not in `deny_peers`.
+    pub allow_peers: Vec<String>,
+    /// Peer ids this node never connects to nor accepts.
+    pub deny_peers: Vec<String>,
+    /// Established peer connections in all.
+    pub max_connections: u32,
+    /// Established connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// How often the node re-advertises itself, in milliseconds (at least 100).
+    pub advert_interval_ms: u64,
+    /// A peer not heard from (advert or ping) in this many milliseconds is gone; must
+    /// be more than `advert_interval_ms`.
+    pub peer_timeout_ms: u64,
+    /// Jobs one peer may have running on this node at once (0: none).
+    pub max_remote_jobs_per_peer: u32,
+    /// Protocol requests one peer may make per second; past it they are refused.
+    pub max_requests_per_peer_per_sec: u32,
+    /// Whether jobs from peers may have network access. Off: a peer's job never gets
+    /// any, whatever it asks.
+    pub peer_network: bool,
+    /// Relay traffic (circuit v2, with bounded reservations and circuits) for peers
+    /// behind NAT.
+    pub relay: bool,
+    /// Addresses to announce besides the ones peers observe (multiaddrs).
+    pub external_addrs: Vec<String>,
+    /// `[network.price]`: what this node asks for running a peer's job.
+    pub price: PriceConfig,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            enabled: false,
+            listen: vec!["/ip4/0.0.0.0/tcp/3691".into()],
+            bootstrap: Vec::new(),
+            mdns: true,
+            offer_runtimes: vec!["wasm".into()],
+            allow_peers: Vec::new(),
+            deny_peers: Vec::new(),
+            max_connections: 256,
+            max_connections_per_peer: 2,
+            advert_interval_ms: 5_000,
+            peer_timeout_ms: 20_000,
+            max_remote_jobs_per_peer: 4,
+            max_requests_per_peer_per_sec: 50,
+            peer_network: false,
+            relay: true,
+            external_addrs: Vec::new(),
+            price: PriceConfig::default(),
+        }
+    }
+}
+
+/// `[network.price]`: what the node asks for a peer's job, in micro-credits (whole
+/// numbers: money is never a float).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct PriceConfig {
+    /// Micro-credits per job.
+    pub per_job: u64,
+    /// Micro-credits per CPU second.
+    pub per_cpu_second: u64,
+    /// Micro-credits per GiB of memory limit per second.
+    pub per_gib_second: u64,
+}
+
 impl Config {
     /// Loads `path` (or nothing) and applies `HANZO_*` overrides from `env`.
     pub fn load(
@@ -567,10 +654,67 @@ impl Config {
                 self.node.api_log_followers_per_client as u64,
             ),
             ("node.api_log_follow_max_secs", self.node.api_log_follow_max_secs),
+            ("network.max_connections", self.network.max_connections as u64),
+            (
+                "network.max_connections_per_peer",
+                self.network.max_connections_per_peer as u64,
+            ),
+            (
+                "network.max_requests_per_peer_per_sec",
+                self.network.max_requests_per_peer_per_sec as u64,
+            ),
         ];
         for (key, v) in positive {
             if v == 0 {
                 return Err(ComputeError::invalid(format!("{key}: must be greater than 0")));
+            }
+        }
+        self.validate_network()
+    }
+
+    /// `[network]`: what the core can check; multiaddrs and peer ids are parsed in full
+    /// by the network crate when it starts.
+    fn validate_network(&self) -> Result<(), ComputeError> {
+        let n = &self.network;
+        for name in &n.offer_runtimes {
+            name.parse::<RuntimeKind>()
+                .map_err(|e| ComputeError::invalid(format!("network.offer_runtimes: {e}")))?;
+        }
+        // Faster re-adverts would be a flood the node makes itself.
+        if n.advert_interval_ms < 100 {
+            return Err(ComputeError::invalid(format!(
+                "network.advert_interval_ms: {} is below the least, 100",
+                n.advert_interval_ms
+            )));
+        }
+        // A timeout no longer than the advert interval would drop live peers between two
+        // adverts.
+        if n.peer_timeout_ms <= n.advert_interval_ms {
+            return Err(ComputeError::invalid(format!(
+                "network.peer_timeout_ms: {} must be more than network.advert_interval_ms ({})",
+                n.peer_timeout_ms, n.advert_interval_ms
+            )));
+        }
+        for (key, ids) in [
+            ("network.allow_peers", &n.allow_peers),
+            ("network.deny_peers", &n.deny_peers),
+        ] {
+            // The rule a job spec's `{"peer": ...}` placement is held to.
+            if let Some(id) = ids.iter().find(|id| !crate::looks_like_peer_id(id)) {
+                return Err(ComputeError::invalid(format!(
+                    "{key}: '{id}' is not a peer id (expected base58, like 12D3KooW...)"
+                )));
+            }
+        }
+        for (key, addrs) in [
+            ("network.listen", &n.listen),
+            ("network.bootstrap", &n.bootstrap),
+            ("network.external_addrs", &n.external_addrs),
+        ] {
+            if let Some(a) = addrs.iter().find(|a| !a.starts_with('/')) {
+                return Err(ComputeError::invalid(format!(
+                    "{key}: '{a}' is not a multiaddr (expected one like /ip4/1.2.3.4/tcp/3691)"
+                )));
             }
         }
         Ok(())
@@ -605,7 +749,7 @@ fn collect_names(defaults: &toml::Table, prefix: &str, out: &mut Vec<String>) {
 
 /// An unknown `HANZO_*` variable is refused as an unknown TOML key is, when it is
 /// clearly meant for the configuration: it starts with a section's prefix
-/// (`HANZO_NODE_`, `HANZO_COMPUTE_`) or is one typo away from a real name. Other
+/// (`HANZO_NODE_`, `HANZO_COMPUTE_`, `HANZO_NETWORK_`) or is one typo away from a real name. Other
 /// `HANZO_*` names are left alone: tools and test harnesses have their own
 /// (`HANZO_FUNCTION`, `HANZO_JOB_ID`), and the node must not refuse to start because
 /// a tool's variable is set in its shell.
@@ -904,6 +1048,129 @@ total_cpu_cores = 8
         assert!(e.to_string().contains("cache_max_gb"), "{e}");
         let e = Config::from_toml("", "f", env(&[("HANZO_NODE_CACHE_MAX_MB", "-1")])).unwrap_err();
         assert!(e.to_string().contains("cache_max_mb"), "{e}");
+    }
+
+    const PEER: &str = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+
+    #[test]
+    fn the_network_is_off_by_default_and_its_defaults_are_the_contracts() {
+        let n = Config::from_toml("", "f", env(&[])).unwrap().network;
+        assert!(!n.enabled);
+        assert_eq!(n.listen, vec!["/ip4/0.0.0.0/tcp/3691"]);
+        assert!(n.bootstrap.is_empty() && n.allow_peers.is_empty() && n.deny_peers.is_empty());
+        assert!(n.mdns && n.relay && !n.peer_network);
+        assert_eq!(n.offer_runtimes, vec!["wasm"]);
+        assert_eq!((n.max_connections, n.max_connections_per_peer), (256, 2));
+        assert_eq!((n.advert_interval_ms, n.peer_timeout_ms), (5_000, 20_000));
+        assert_eq!(
+            (n.max_remote_jobs_per_peer, n.max_requests_per_peer_per_sec),
+            (4, 50)
+        );
+        assert_eq!(n.price, PriceConfig::default());
+        assert_eq!(
+            (n.price.per_job, n.price.per_cpu_second, n.price.per_gib_second),
+            (0, 0, 0)
+        );
+        let names = variable_names();
+        for v in [
+            "HANZO_NETWORK_ENABLED",
+            "HANZO_NETWORK_OFFER_RUNTIMES",
+            "HANZO_NETWORK_PRICE_PER_GIB_SECOND",
+        ] {
+            assert!(names.contains(&v.to_string()), "{v}");
+        }
+    }
+
+    #[test]
+    fn network_keys_come_from_the_file_and_the_environment() {
+        let bootstrap = format!("/ip4/127.0.0.1/tcp/4001/p2p/{PEER}");
+        let c = Config::from_toml(
+            "[network]\nenabled = false\nmdns = false\n[network.price]\nper_job = 7\n",
+            "f",
+            env(&[
+                ("HANZO_NETWORK_ENABLED", "true"),
+                ("HANZO_NETWORK_LISTEN", "/ip4/127.0.0.1/tcp/0, /ip6/::1/tcp/0"),
+                ("HANZO_NETWORK_BOOTSTRAP", &bootstrap),
+                ("HANZO_NETWORK_OFFER_RUNTIMES", ""),
+                ("HANZO_NETWORK_DENY_PEERS", PEER),
+                ("HANZO_NETWORK_PEER_TIMEOUT_MS", "60000"),
+                ("HANZO_NETWORK_PRICE_PER_CPU_SECOND", "12"),
+            ]),
+        )
+        .unwrap();
+        let n = &c.network;
+        assert!(n.enabled, "the variable wins over the file");
+        assert!(!n.mdns, "the file wins over the default");
+        assert_eq!(n.listen, vec!["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"]);
+        assert_eq!(n.bootstrap, vec![bootstrap]);
+        assert!(n.offer_runtimes.is_empty(), "an empty variable is an empty list");
+        assert_eq!(n.deny_peers, vec![PEER]);
+        assert_eq!(n.peer_timeout_ms, 60_000);
+        assert_eq!((n.price.per_job, n.price.per_cpu_second), (7, 12));
+    }
+
+    #[test]
+    fn bad_network_values_are_named() {
+        let bad = |text: &str, vars: &[(&str, &str)]| {
+            Config::from_toml(text, "f", env(vars))
+                .map(|_| ())
+                .unwrap_err()
+                .to_string()
+        };
+        let e = bad("[network]\noffer_runtimes = [\"wasm\", \"lua\"]\n", &[]);
+        assert!(
+            e.starts_with("network.offer_runtimes: unknown runtime 'lua'"),
+            "{e}"
+        );
+        for key in [
+            "max_connections",
+            "max_connections_per_peer",
+            "max_requests_per_peer_per_sec",
+        ] {
+            let e = bad(&format!("[network]\n{key} = 0\n"), &[]);
+            assert_eq!(e, format!("network.{key}: must be greater than 0"));
+        }
+        let e = bad("", &[("HANZO_NETWORK_ADVERT_INTERVAL_MS", "99")]);
+        assert!(e.starts_with("network.advert_interval_ms: 99"), "{e}");
+        let e = bad("[network]\nadvert_interval_ms = 0\n", &[]);
+        assert!(e.starts_with("network.advert_interval_ms"), "{e}");
+        let e = bad("[network]\nadvert_interval_ms = 20000\n", &[]);
+        assert!(
+            e.starts_with("network.peer_timeout_ms: 20000 must be more"),
+            "{e}"
+        );
+        let e = bad("[network]\npeer_timeout_ms = 0\n", &[]);
+        assert!(e.starts_with("network.peer_timeout_ms"), "{e}");
+        // 0, O, I and l are not in base58; too short; too long.
+        for id in [
+            "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5S0",
+            "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5Sl",
+            "12D3KooW",
+            &"1".repeat(61),
+        ] {
+            let e = bad("", &[("HANZO_NETWORK_ALLOW_PEERS", id)]);
+            assert!(
+                e.starts_with(&format!("network.allow_peers: '{id}' is not a peer id")),
+                "{e}"
+            );
+        }
+        let e = bad("", &[("HANZO_NETWORK_DENY_PEERS", &format!("{PEER},nope"))]);
+        assert!(e.starts_with("network.deny_peers: 'nope'"), "{e}");
+        for key in ["listen", "bootstrap", "external_addrs"] {
+            let e = bad(&format!("[network]\n{key} = [\"1.2.3.4:3691\"]\n"), &[]);
+            assert!(
+                e.starts_with(&format!("network.{key}: '1.2.3.4:3691' is not a multiaddr")),
+                "{e}"
+            );
+        }
+        let e = bad("[network]\nenabled = \"yes\"\n", &[]);
+        assert!(e.contains("network.enabled"), "{e}");
+        let e = bad("[network.price]\nper_job = 1.5\n", &[]);
+        assert!(e.contains("network.price.per_job"), "{e}");
+        let e = bad("[network]\nmax_peers = 1\n", &[]);
+        assert!(e.contains("max_peers"), "{e}");
+        let e = bad("", &[("HANZO_NETWORK_ENABLE", "true")]);
+        assert!(e.contains("did you mean HANZO_NETWORK_ENABLED?"), "{e}");
     }
 
     #[test]

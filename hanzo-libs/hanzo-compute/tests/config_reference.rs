@@ -238,7 +238,16 @@ fn the_variables_the_reference_names_really_override() {
             toml::Value::Integer(i) => (i + 1).to_string(),
             toml::Value::Boolean(b) => (!b).to_string(),
             toml::Value::Array(_) if key == "mount_roots" => "/srv/a,/srv/b".to_string(),
-            toml::Value::Array(_) if key == "enabled_runtimes" => "wasm, docker".to_string(),
+            toml::Value::Array(_) if key == "enabled_runtimes" || key == "offer_runtimes" => {
+                "wasm, docker".to_string()
+            }
+            // Checked at load: multiaddrs start with `/`, peer ids look like base58 ones.
+            toml::Value::Array(_) if ["listen", "bootstrap", "external_addrs"].contains(&key.as_str()) => {
+                "/ip4/127.0.0.1/tcp/1,/ip6/::1/tcp/2".to_string()
+            }
+            toml::Value::Array(_) if key == "allow_peers" || key == "deny_peers" => {
+                "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".to_string()
+            }
             toml::Value::Array(_) => "a.example,b.example".to_string(),
             _ => continue,
         };
