@@ -1,0 +1,622 @@
+//! The one task that owns the swarm.
+
+use crate::advert::{Advert, Verdict, now_ms};
+use crate::behaviour::{Behaviour, BehaviourEvent};
+use crate::client::{AdvertSource, Inbound, Metrics, PeerEvent};
+use crate::peers::{Conduct, PeerInfo, PeerTable};
+use crate::protocol::{ADVERT_TOPIC, ChunkRequest, ChunkResponse, JobRequest, JobResponse};
+use crate::settings::Settings;
+use crate::{NetworkError, identity};
+use futures::StreamExt;
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
+use libp2p::swarm::SwarmEvent;
+use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::{Multiaddr, PeerId, Swarm, TransportError, gossipsub, identify, kad, mdns, ping};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+type Reply<T> = oneshot::Sender<Result<T, NetworkError>>;
+
+pub(crate) enum Command {
+    ListenAddrs {
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    Job {
+        peer: PeerId,
+        request: JobRequest,
+        reply: Reply<JobResponse>,
+    },
+    Chunk {
+        peer: PeerId,
+        request: ChunkRequest,
+        reply: Reply<ChunkResponse>,
+    },
+    RespondJob {
+        channel: ResponseChannel<JobResponse>,
+        response: JobResponse,
+    },
+    RespondChunk {
+        channel: ResponseChannel<ChunkResponse>,
+        response: ChunkResponse,
+    },
+    Report {
+        peer: PeerId,
+        conduct: Conduct,
+    },
+    AdvertiseNow,
+    Dial {
+        addr: Multiaddr,
+        reply: Reply<()>,
+    },
+    IsConnected {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
+    Metrics {
+        reply: oneshot::Sender<Metrics>,
+    },
+}
+
+/// A per-peer token bucket: `rate` requests a second, bursts of `rate`.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// How many kad-discovered peers a node connects to by itself. Adverts reach every
+/// subscriber through the gossipsub mesh, so a node needs a handful of connections,
+/// not one to every peer; jobs dial their peer directly.
+const TARGET_CONNECTIONS: usize = 16;
+/// How often unreachable bootstrap nodes are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+
+pub(crate) struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    settings: Settings,
+    commands: mpsc::Receiver<Command>,
+    inbound: mpsc::Sender<Inbound>,
+    events: broadcast::Sender<PeerEvent>,
+    advert: AdvertSource,
+    peers: PeerTable,
+    connected: HashSet<PeerId>,
+    listen_addrs: Vec<Multiaddr>,
+    pending_jobs: HashMap<OutboundRequestId, (PeerId, Reply<JobResponse>)>,
+    pending_chunks: HashMap<OutboundRequestId, (PeerId, Reply<ChunkResponse>)>,
+    buckets: HashMap<PeerId, Bucket>,
+    last_published: Option<Instant>,
+    metrics: Metrics,
+}
+
+/// The OS's reason inside a transport error.
+pub(crate) fn transport_error(e: &TransportError<std::io::Error>) -> String {
+    match e {
+        TransportError::MultiaddrNotSupported(a) => format!("unsupported address {a}"),
+        TransportError::Other(e) => e.to_string(),
+    }
+}
+
+impl EventLoop {
+    pub(crate) fn new(
+        swarm: Swarm<Behaviour>,
+        settings: Settings,
+        commands: mpsc::Receiver<Command>,
+        inbound: mpsc::Sender<Inbound>,
+        events: broadcast::Sender<PeerEvent>,
+        advert: AdvertSource,
+    ) -> Self {
+        EventLoop {
+            swarm,
+            settings,
+            commands,
+            inbound,
+            events,
+            advert,
+            peers: PeerTable::default(),
+            connected: HashSet::new(),
+            listen_addrs: Vec::new(),
+            pending_jobs: HashMap::new(),
+            pending_chunks: HashMap::new(),
+            buckets: HashMap::new(),
+            last_published: None,
+            metrics: Metrics::default(),
+        }
+    }
+
+    /// Waits until every listener reported its address (or failed), at most 5 s.
+    pub(crate) async fn await_listeners(&mut self) -> Result<(), NetworkError> {
+        let want = self.settings.listen.len();
+        let deadline = tokio::time::sleep(Duration::from_secs(5));
+        tokio::pin!(deadline);
+        let mut seen = HashSet::new();
+        while seen.len() < want {
+            tokio::select! {
+                _ = &mut deadline => break,
+                event = self.swarm.select_next_some() => match event {
+                    SwarmEvent::NewListenAddr { listener_id, address } => {
+                        seen.insert(listener_id);
+                        self.listen_addrs.push(address);
+                    }
+                    SwarmEvent::ListenerError { error, .. } => {
+                        return Err(NetworkError::Listen { addr: "listener".into(), why: error.to_string() });
+                    }
+                    SwarmEvent::ListenerClosed { addresses, reason, .. } => {
+                        return Err(NetworkError::Listen {
+                            addr: format!("{addresses:?}"),
+                            why: reason.err().map(|e| e.to_string()).unwrap_or_else(|| "closed".into()),
+                        });
+                    }
+                    other => self.on_swarm_event(other),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn run(mut self) {
+        self.dial_bootstrap();
+        let mut advert_tick = tokio::time::interval(self.settings.advert_interval);
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(1));
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    // Every client handle is gone: the node is shutting down.
+                    None => return,
+                },
+                _ = advert_tick.tick() => self.publish_advert(),
+                _ = housekeeping.tick() => {
+                    for peer in self.peers.expire(self.settings.peer_timeout) {
+                        self.buckets.remove(&peer);
+                        tracing::debug!(%peer, "peer gone (not heard from within the peer timeout)");
+                    }
+                }
+                _ = redial.tick() => self.dial_bootstrap(),
+            }
+        }
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for (peer, addr) in self.settings.bootstrap.clone() {
+            self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+            if !self.connected.contains(&peer) && peer != *self.swarm.local_peer_id() {
+                let _ = self
+                    .swarm
+                    .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+            }
+        }
+    }
+
+    fn full_addrs(&self) -> Vec<String> {
+        let me = *self.swarm.local_peer_id();
+        self.listen_addrs
+            .iter()
+            .chain(self.swarm.external_addresses())
+            .map(|a| a.clone().with(Protocol::P2p(me)).to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    }
+
+    fn publish_advert(&mut self) {
+        let min_gap = self.settings.advert_interval / 2;
+        if self.last_published.is_some_and(|t| t.elapsed() < min_gap) {
+            return;
+        }
+        let mut advert: Advert = (self.advert)();
+        advert.node_id = identity::node_id(self.swarm.local_peer_id()).unwrap_or_default();
+        advert.node_version = self.settings.node_version.clone();
+        advert.addrs = self
+            .listen_addrs
+            .iter()
+            .chain(self.swarm.external_addresses())
+            .map(|a| a.to_string())
+            .take(32)
+            .collect();
+        advert.issued_at_ms = now_ms();
+        let topic = gossipsub::IdentTopic::new(ADVERT_TOPIC);
+        match self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(topic, advert.encode())
+        {
+            Ok(_) => {
+                self.metrics.adverts_published += 1;
+                self.last_published = Some(Instant::now());
+            }
+            // No peer to publish to yet: nothing to do until one connects.
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {}
+            Err(e) => tracing::debug!(error = %e, "advert not published"),
+        }
+    }
+
+    /// Takes a token from the peer's bucket; false when it is empty.
+    fn admit(&mut self, peer: PeerId) -> bool {
+        let rate = f64::from(self.settings.max_requests_per_peer_per_sec);
+        let now = Instant::now();
+        let b = self.buckets.entry(peer).or_insert(Bucket {
+            tokens: rate,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.full_addrs());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peers.live(self.settings.peer_timeout));
+            }
+            Command::Job { peer, request, reply } => {
+                if let Some(bytes) = job_request_payload(&request) {
+                    self.metrics.payload_bytes_out += bytes;
+                }
+                let addrs = self.peers.addrs(&peer);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .jobs
+                    .send_request_with_addresses(&peer, request, addrs);
+                self.metrics.requests_out += 1;
+                self.pending_jobs.insert(id, (peer, reply));
+            }
+            Command::Chunk { peer, request, reply } => {
+                let addrs = self.peers.addrs(&peer);
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .modules
+                    .send_request_with_addresses(&peer, request, addrs);
+                self.metrics.requests_out += 1;
+                self.pending_chunks.insert(id, (peer, reply));
+            }
+            Command::RespondJob { channel, response } => {
+                if let Some(bytes) = job_response_payload(&response) {
+                    self.metrics.payload_bytes_out += bytes;
+                }
+                // Fails only when the peer is gone; its request then fails on its side.
+                let _ = self.swarm.behaviour_mut().jobs.send_response(channel, response);
+            }
+            Command::RespondChunk { channel, response } => {
+                if let ChunkResponse::Chunk { bytes, .. } = &response {
+                    self.metrics.payload_bytes_out += bytes.len() as u64;
+                }
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .modules
+                    .send_response(channel, response);
+            }
+            Command::Report { peer, conduct } => self.peers.report(peer, conduct),
+            Command::AdvertiseNow => self.publish_advert(),
+            Command::Dial { addr, reply } => {
+                let r = self
+                    .swarm
+                    .dial(addr.clone())
+                    .map_err(|e| NetworkError::Unreachable {
+                        peer: addr.to_string(),
+                        why: e.to_string(),
+                    });
+                let _ = reply.send(r);
+            }
+            Command::IsConnected { peer, reply } => {
+                let _ = reply.send(self.connected.contains(&peer));
+            }
+            Command::Metrics { reply } => {
+                let mut m = self.metrics.clone();
+                m.connected_peers = self.connected.len() as u64;
+                m.known_peers = self.peers.live(self.settings.peer_timeout).len() as u64;
+                let _ = reply.send(m);
+            }
+        }
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if !self.listen_addrs.contains(&address) {
+                    self.listen_addrs.push(address);
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => self.listen_addrs.retain(|a| a != &address),
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.peers.set_connected(peer_id, true);
+                if endpoint.is_dialer() {
+                    self.peers
+                        .add_addr(peer_id, endpoint.get_remote_address().clone());
+                }
+                if num_established.get() == 1 && self.connected.insert(peer_id) {
+                    let _ = self.events.send(PeerEvent::Connected(peer_id));
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established,
+                ..
+            } => {
+                if num_established == 0 {
+                    self.connected.remove(&peer_id);
+                    self.peers.set_connected(peer_id, false);
+                    let _ = self.events.send(PeerEvent::Disconnected(peer_id));
+                }
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                for addr in info.listen_addrs.into_iter().take(16) {
+                    self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
+                    self.peers.add_addr(peer_id, addr);
+                }
+            }
+            BehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
+                Ok(rtt) => self.peers.set_rtt(peer, rtt),
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "ping failed");
+                    let _ = self.events.send(PeerEvent::Unresponsive(peer));
+                }
+            },
+            BehaviourEvent::Kad(kad::Event::RoutingUpdated { peer, addresses, .. }) => {
+                for a in addresses.iter() {
+                    self.peers.add_addr(peer, a.clone());
+                }
+                if !self.connected.contains(&peer) && self.connected.len() < TARGET_CONNECTIONS {
+                    let _ = self
+                        .swarm
+                        .dial(DialOpts::peer_id(peer).addresses(addresses.into_vec()).build());
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    self.peers.add_addr(peer, addr.clone());
+                    if !self.connected.contains(&peer) {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    }
+                }
+            }
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => self.on_advert(propagation_source, message_id, message),
+            BehaviourEvent::Jobs(event) => self.on_jobs_event(event),
+            BehaviourEvent::Modules(event) => self.on_modules_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_advert(&mut self, via: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
+        use gossipsub::MessageAcceptance as A;
+        let Some(source) = message.source else {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &via, A::Reject);
+            return;
+        };
+        let signer = identity::node_id(&source);
+        let verdict = Advert::check(
+            &message.data,
+            signer.as_deref(),
+            self.peers.last_advert_ms(&source),
+            self.settings.advert_interval / 2,
+            self.settings.peer_timeout,
+            now_ms(),
+        );
+        let acceptance = match verdict {
+            Verdict::Accept(advert) => {
+                if source != *self.swarm.local_peer_id() {
+                    self.metrics.adverts_accepted += 1;
+                    self.peers.set_advert(source, *advert);
+                }
+                A::Accept
+            }
+            Verdict::Ignore(why) => {
+                self.metrics.adverts_ignored += 1;
+                tracing::trace!(%source, why, "advert ignored");
+                A::Ignore
+            }
+            Verdict::Reject(why) => {
+                self.metrics.adverts_rejected += 1;
+                tracing::debug!(%source, %via, why, "advert rejected");
+                self.peers.report(via, Conduct::Bad);
+                A::Reject
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&id, &via, acceptance);
+    }
+
+    fn on_jobs_event(&mut self, event: request_response::Event<JobRequest, JobResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.metrics.requests_in += 1;
+                    self.peers.seen(peer);
+                    if !self.admit(peer) {
+                        self.metrics.requests_refused += 1;
+                        let _ = self.swarm.behaviour_mut().jobs.send_response(
+                            channel,
+                            JobResponse::Refused {
+                                reason: "rate limited".into(),
+                            },
+                        );
+                        return;
+                    }
+                    if let Err(mpsc::error::TrySendError::Full(Inbound::Job { channel, .. })) =
+                        self.inbound.try_send(Inbound::Job {
+                            peer,
+                            request,
+                            channel,
+                        })
+                    {
+                        self.metrics.requests_refused += 1;
+                        let _ = self.swarm.behaviour_mut().jobs.send_response(
+                            channel,
+                            JobResponse::Refused {
+                                reason: "busy".into(),
+                            },
+                        );
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.peers.seen(peer);
+                    if let Some(bytes) = job_response_payload(&response) {
+                        self.metrics.payload_bytes_in += bytes;
+                    }
+                    if let Some((_, reply)) = self.pending_jobs.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.metrics.outbound_failures += 1;
+                if let Some((_, reply)) = self.pending_jobs.remove(&request_id) {
+                    let _ = reply.send(Err(outbound_error(&peer, &error)));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.metrics.inbound_failures += 1;
+                tracing::debug!(%peer, %error, "inbound job request failed");
+                // A request this node could not decode (malformed, over the size cap)
+                // costs its sender.
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    self.peers.report(peer, Conduct::Bad);
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+
+    fn on_modules_event(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
+        match event {
+            request_response::Event::Message { peer, message, .. } => match message {
+                request_response::Message::Request { request, channel, .. } => {
+                    self.metrics.requests_in += 1;
+                    self.peers.seen(peer);
+                    if !self.admit(peer) {
+                        self.metrics.requests_refused += 1;
+                        let _ = self.swarm.behaviour_mut().modules.send_response(
+                            channel,
+                            ChunkResponse::Refused {
+                                reason: "rate limited".into(),
+                            },
+                        );
+                        return;
+                    }
+                    if let Err(mpsc::error::TrySendError::Full(Inbound::Chunk { channel, .. })) =
+                        self.inbound.try_send(Inbound::Chunk {
+                            peer,
+                            request,
+                            channel,
+                        })
+                    {
+                        self.metrics.requests_refused += 1;
+                        let _ = self.swarm.behaviour_mut().modules.send_response(
+                            channel,
+                            ChunkResponse::Refused {
+                                reason: "busy".into(),
+                            },
+                        );
+                    }
+                }
+                request_response::Message::Response { request_id, response } => {
+                    self.peers.seen(peer);
+                    if let ChunkResponse::Chunk { bytes, .. } = &response {
+                        self.metrics.payload_bytes_in += bytes.len() as u64;
+                    }
+                    if let Some((_, reply)) = self.pending_chunks.remove(&request_id) {
+                        let _ = reply.send(Ok(response));
+                    }
+                }
+            },
+            request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            } => {
+                self.metrics.outbound_failures += 1;
+                if let Some((_, reply)) = self.pending_chunks.remove(&request_id) {
+                    let _ = reply.send(Err(outbound_error(&peer, &error)));
+                }
+            }
+            request_response::Event::InboundFailure { peer, error, .. } => {
+                self.metrics.inbound_failures += 1;
+                tracing::debug!(%peer, %error, "inbound chunk request failed");
+                if matches!(error, request_response::InboundFailure::Io(_)) {
+                    self.peers.report(peer, Conduct::Bad);
+                }
+            }
+            request_response::Event::ResponseSent { .. } => {}
+        }
+    }
+}
+
+fn outbound_error(peer: &PeerId, error: &OutboundFailure) -> NetworkError {
+    let peer = peer.to_string();
+    match error {
+        OutboundFailure::Timeout => NetworkError::Timeout { peer },
+        OutboundFailure::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => NetworkError::Malformed {
+            peer,
+            why: e.to_string(),
+        },
+        other => NetworkError::Unreachable {
+            peer,
+            why: other.to_string(),
+        },
+    }
+}
+
+fn job_request_payload(r: &JobRequest) -> Option<u64> {
+    match r {
+        JobRequest::Offer(o) => Some(o.spec.len() as u64),
+        _ => None,
+    }
+}
+
+fn job_response_payload(r: &JobResponse) -> Option<u64> {
+    match r {
+        JobResponse::Finished(f) => Some(
+            (f.output.as_ref().map_or(0, String::len)
+                + f.logs.len()
+                + f.receipt.as_ref().map_or(0, String::len)) as u64,
+        ),
+        _ => None,
+    }
+}

@@ -1,0 +1,74 @@
+//! One key, two names: the node id (hex ed25519 public key, what receipts carry) and
+//! the libp2p peer id derived from the same key.
+
+use crate::NetworkError;
+use libp2p::PeerId;
+use libp2p::identity::{Keypair, PublicKey, ed25519};
+
+/// The libp2p identity of a node whose signing key has this seed
+/// ([`hanzo_compute::NodeKey::secret_seed`]).
+pub fn keypair(seed: [u8; 32]) -> Keypair {
+    // `ed25519_from_bytes` only fails on a wrong length, which an array rules out.
+    let mut bytes = seed;
+    Keypair::ed25519_from_bytes(&mut bytes).expect("a 32-byte ed25519 seed")
+}
+
+/// The node id (hex of the ed25519 public key) a peer id names, when it names an
+/// ed25519 key inline (every hanzo node's does). `None` for any other kind of peer id:
+/// such a peer cannot have signed a receipt.
+pub fn node_id(peer: &PeerId) -> Option<String> {
+    let mh = peer.as_ref();
+    // Identity multihash (code 0): the digest is the protobuf-encoded public key.
+    if mh.code() != 0 {
+        return None;
+    }
+    let key = PublicKey::try_decode_protobuf(mh.digest()).ok()?;
+    let ed = key.try_into_ed25519().ok()?;
+    Some(hex::encode(ed.to_bytes()))
+}
+
+/// The peer id of the node whose receipts carry `node_id`.
+pub fn peer_id_of_node(node_id: &str) -> Result<PeerId, NetworkError> {
+    let bytes = hex::decode(node_id).map_err(|_| NetworkError::bad("node id", node_id, "not hex"))?;
+    let key = ed25519::PublicKey::try_from_bytes(&bytes)
+        .map_err(|_| NetworkError::bad("node id", node_id, "not an ed25519 public key"))?;
+    Ok(PublicKey::from(key).to_peer_id())
+}
+
+/// Parses a node's peer id as written in config, job specs and URLs. Every hanzo
+/// node's peer id carries its ed25519 key inline (`12D3KooW...`); anything else
+/// cannot name a node, so it is refused here rather than never matching later.
+pub fn parse_peer_id(what: &str, s: &str) -> Result<PeerId, NetworkError> {
+    let peer = s
+        .parse::<PeerId>()
+        .map_err(|e| NetworkError::bad(what, s, &e.to_string()))?;
+    if node_id(&peer).is_none() {
+        return Err(NetworkError::bad(what, s, "not the peer id of an ed25519 key"));
+    }
+    Ok(peer)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hanzo_compute::NodeKey;
+
+    #[test]
+    fn the_peer_id_names_the_node_key() {
+        let key = NodeKey::from_seed([7; 32]);
+        let peer = keypair(key.secret_seed()).public().to_peer_id();
+        assert_eq!(node_id(&peer).as_deref(), Some(key.id()));
+        assert_eq!(peer_id_of_node(key.id()).unwrap(), peer);
+        assert!(peer.to_string().starts_with("12D3KooW"), "{peer}");
+        assert!(hanzo_compute::looks_like_peer_id(&peer.to_string()));
+    }
+
+    #[test]
+    fn a_peer_id_without_an_inline_key_has_no_node_id() {
+        // A sha256-multihash peer id (what RSA keys get) carries no key to check.
+        let p: PeerId = "QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN".parse().unwrap();
+        assert_eq!(node_id(&p), None);
+        assert!(peer_id_of_node("zz").is_err());
+        assert!(parse_peer_id("placement", "12D3KooWnope").is_err());
+    }
+}

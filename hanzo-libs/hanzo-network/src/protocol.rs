@@ -1,0 +1,170 @@
+//! What nodes say to each other, and how much of it a node will read.
+//!
+//! Two request-response protocols (CBOR, each message bounded by the codec before it
+//! is decoded) and one gossipsub topic:
+//! - `/hanzo/jobs/1`: offer a job, await its result, cancel it.
+//! - `/hanzo/modules/1`: fetch code by sha256, one chunk per request.
+//! - `hanzo/adverts/1`: every node's signed advert ([`Advert`](crate::Advert)).
+//!
+//! Values that are JSON in the node (job specs, outputs, receipts) travel as JSON
+//! text, not as CBOR values: the receiver parses them with the same code and limits
+//! as the HTTP API, and hashes are computed over exactly what was sent.
+
+use serde::{Deserialize, Serialize};
+
+/// The job protocol.
+pub const JOBS_PROTOCOL: &str = "/hanzo/jobs/1";
+/// The code-by-hash protocol.
+pub const MODULES_PROTOCOL: &str = "/hanzo/modules/1";
+/// The Kademlia protocol: our own DHT, not the IPFS one.
+pub const KAD_PROTOCOL: &str = "/hanzo/kad/1";
+/// The identify protocol version string.
+pub const IDENTIFY_PROTOCOL: &str = "/hanzo/1";
+/// The gossipsub topic adverts are published on.
+pub const ADVERT_TOPIC: &str = "hanzo/adverts/1";
+
+/// The largest request a node reads: a job spec is at most 1 MiB in the API, plus
+/// the envelope.
+pub const MAX_REQUEST_BYTES: u64 = 2 * 1024 * 1024;
+/// The largest response a node reads: an output (at most the executor's
+/// `max_output_bytes`, 16 MiB by default), logs (1 MiB) and a receipt, or one chunk.
+/// A result larger than this fails the attempt rather than being read.
+pub const MAX_RESPONSE_BYTES: u64 = 24 * 1024 * 1024;
+/// Bytes per module chunk.
+pub const CHUNK_BYTES: u64 = 1024 * 1024;
+/// The largest advert accepted (gossipsub's transmit limit for the node).
+pub const MAX_ADVERT_BYTES: usize = 16 * 1024;
+/// Logs returned with a remote result, at most (the node keeps the same 1 MiB).
+pub const MAX_REMOTE_LOG_BYTES: usize = 1024 * 1024;
+/// The longest an `Await` may ask the executor to hold the reply.
+pub const MAX_AWAIT_MS: u64 = 10_000;
+/// Length limits of the identifiers in messages.
+pub const MAX_ID_LEN: usize = 128;
+
+/// A request on `/hanzo/jobs/1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JobRequest {
+    /// Run this job: the executor reserves capacity under its own admission and
+    /// answers [`JobResponse::Accepted`] or [`JobResponse::Declined`].
+    Offer(Offer),
+    /// Reply once the execution ends or after `wait_ms`, whichever is first
+    /// ([`JobResponse::Finished`] or [`JobResponse::Running`]). This long poll is
+    /// also the progress heartbeat: a submitter that hears nothing marks the attempt
+    /// lost.
+    Await {
+        /// The submitter's execution id.
+        execution_id: String,
+        /// How long the executor may hold the reply (capped at [`MAX_AWAIT_MS`]).
+        wait_ms: u64,
+    },
+    /// Stop the execution (a fenced duplicate, or the submitter's cancel).
+    Cancel {
+        /// The submitter's execution id.
+        execution_id: String,
+    },
+}
+
+/// An offer of one job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Offer {
+    /// Names this attempt on both sides; a new attempt gets a new id, which is what
+    /// fences a late result of a lost one.
+    pub execution_id: String,
+    /// The job spec as JSON text, its source `sha256:<hex>` for code that travels by
+    /// hash (fetched from the submitter on `/hanzo/modules/1`).
+    pub spec: String,
+    /// The size of the code behind `sha256:` (so the executor can refuse what its
+    /// module quota cannot hold before fetching a byte).
+    pub code_bytes: u64,
+    /// How long the submitter will wait for the result, in ms (the job's deadline).
+    pub deadline_ms: u64,
+}
+
+/// A reply on `/hanzo/jobs/1`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum JobResponse {
+    /// Capacity is reserved and the job is the executor's to run.
+    Accepted {
+        /// The offer's execution id.
+        execution_id: String,
+    },
+    /// Not taken, and why (the submitter tries its next candidate).
+    Declined {
+        /// A one-line reason, for the job's `unschedulable` error.
+        reason: String,
+    },
+    /// Still queued or running.
+    Running {
+        /// The execution id.
+        execution_id: String,
+    },
+    /// Ended.
+    Finished(Box<RemoteResult>),
+    /// The executor knows no such execution (never offered, or long forgotten).
+    Unknown {
+        /// The execution id.
+        execution_id: String,
+    },
+    /// Refused without looking: rate limited, busy, or a malformed request.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The end of a remote execution, as the executor recorded it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteResult {
+    /// The execution id.
+    pub execution_id: String,
+    /// `succeeded`, `failed` or `cancelled`.
+    pub status: String,
+    /// The output as JSON text, when it succeeded.
+    pub output: Option<String>,
+    /// Why it failed: `(code, message)`.
+    pub error: Option<(String, String)>,
+    /// The usage as JSON text.
+    pub usage: Option<String>,
+    /// The tool's logs (at most [`MAX_REMOTE_LOG_BYTES`]).
+    #[serde(with = "serde_bytes")]
+    pub logs: Vec<u8>,
+    /// The executor's signed receipt as JSON text.
+    pub receipt: Option<String>,
+}
+
+/// A request on `/hanzo/modules/1`: up to [`CHUNK_BYTES`] of the code with this hash,
+/// from `offset`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRequest {
+    /// sha256 of the whole code, hex.
+    pub sha256: String,
+    /// Where the chunk starts.
+    pub offset: u64,
+}
+
+/// A reply on `/hanzo/modules/1`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChunkResponse {
+    /// Bytes from the requested offset; `total` is the code's size.
+    Chunk {
+        /// The code's size in bytes.
+        total: u64,
+        /// The chunk.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
+    /// This node does not hold that code for the asker (only a peer offered a job
+    /// with it may fetch it).
+    NotFound,
+    /// Refused without looking.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Whether `id` is an identifier a peer may send: short, printable ASCII without
+/// spaces (it ends up in logs and the job store).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
