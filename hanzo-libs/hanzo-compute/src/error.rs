@@ -38,6 +38,12 @@ pub enum ComputeError {
     /// A fault in the node itself, not in the job.
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// No node could take the job where its placement allows (CONTRACTS §7): the
+    /// message says why, per candidate (refused at submission, or accepted and then
+    /// lost or failed).
+    #[error("unschedulable: {0}")]
+    Unschedulable(String),
 }
 
 impl ComputeError {
@@ -49,6 +55,8 @@ impl ComputeError {
             ComputeError::LimitExceeded { .. } => 3,
             ComputeError::Unavailable(_) => 4,
             ComputeError::Internal(_) => 5,
+            // Nothing could run it where it may run: as with a runtime this node lacks.
+            ComputeError::Unschedulable(_) => 4,
         }
     }
 
@@ -61,6 +69,34 @@ impl ComputeError {
             ComputeError::Unavailable(_) => "unavailable",
             ComputeError::Cancelled => "cancelled",
             ComputeError::Internal(_) => "internal",
+            ComputeError::Unschedulable(_) => "unschedulable",
+        }
+    }
+
+    /// The error a stored or received `(code, message)` pair stands for: the inverse
+    /// of [`code`](Self::code) and `to_string()`, so that an error that crossed the
+    /// network or the store prints and maps to an exit code as the original did. An
+    /// unknown code (a newer peer's) becomes [`Internal`](Self::Internal), naming it.
+    pub fn from_parts(code: &str, message: &str) -> ComputeError {
+        let rest = |prefix: &str| message.strip_prefix(prefix).unwrap_or(message).to_string();
+        match code {
+            "invalid_input" => ComputeError::InvalidInput(message.to_string()),
+            "tool_failed" => ComputeError::ToolFailed(rest("tool failed: ")),
+            "limit_exceeded" => {
+                let body = rest("limit exceeded: ");
+                match body.split_once(": ") {
+                    Some((name, detail)) => match LimitKind::ALL.into_iter().find(|k| k.name() == name) {
+                        Some(limit) => ComputeError::limit(limit, detail),
+                        None => ComputeError::ToolFailed(message.to_string()),
+                    },
+                    None => ComputeError::ToolFailed(message.to_string()),
+                }
+            }
+            "unavailable" => ComputeError::Unavailable(rest("runtime unavailable: ")),
+            "cancelled" => ComputeError::Cancelled,
+            "internal" => ComputeError::Internal(rest("internal error: ")),
+            "unschedulable" => ComputeError::Unschedulable(rest("unschedulable: ")),
+            other => ComputeError::Internal(format!("{other}: {message}")),
         }
     }
 
@@ -94,6 +130,24 @@ mod tests {
         assert_eq!(ComputeError::limit(LimitKind::Timeout, "x").exit_code(), 3);
         assert_eq!(ComputeError::Unavailable("x".into()).exit_code(), 4);
         assert_eq!(ComputeError::internal("x").exit_code(), 5);
+    }
+
+    #[test]
+    fn errors_survive_a_trip_through_code_and_message() {
+        for e in [
+            ComputeError::invalid("bad params"),
+            ComputeError::ToolFailed("boom: it broke".into()),
+            ComputeError::limit(LimitKind::Memory, "over 64 MiB"),
+            ComputeError::Unavailable("no daemon".into()),
+            ComputeError::Cancelled,
+            ComputeError::internal("disk"),
+            ComputeError::Unschedulable("peer A: full".into()),
+        ] {
+            let back = ComputeError::from_parts(e.code(), &e.to_string());
+            assert_eq!(back, e);
+            assert_eq!(back.exit_code(), e.exit_code());
+        }
+        assert_eq!(ComputeError::from_parts("later", "x").code(), "internal");
     }
 
     #[test]
