@@ -73,4 +73,22 @@ pub enum Error {
     /// A pagination cursor that this store did not issue.
     #[error("invalid cursor '{0}'")]
     InvalidCursor(String),
+
+    /// No job has this id ([`JobStore::add_placement`](crate::JobStore::add_placement)).
+    /// The caller's mistake, not a failure of the store: nothing was written.
+    #[error("job store: no job '{0}'")]
+    JobNotFound(String),
+
+    /// The execution id already names an attempt
+    /// ([`add_placement`](crate::JobStore::add_placement)) or, in
+    /// [`submit_for_peer`](crate::JobStore::submit_for_peer), a job run for another
+    /// peer. The caller's mistake (or a peer's), not a failure of the store: nothing was
+    /// written.
+    #[error("job store: execution id '{0}' is already taken")]
+    ExecutionTaken(String),
+
+    /// [`end_placement`](crate::JobStore::end_placement) was asked to end an attempt as
+    /// `running`, which is not an end. Nothing was written.
+    #[error("job store: an attempt cannot end as 'running'")]
+    InvalidEnd,
 }

@@ -143,6 +143,105 @@ pub struct JobRecord {
     /// Resources used, once it finished.
     #[serde(default)]
     pub usage: Option<Usage>,
+    /// Its attempts on peers, oldest first ([`add_placement`](crate::JobStore::add_placement));
+    /// empty for a job that never left this node. Every read fills it in (`get`,
+    /// `get_raw`, `get_summary`, `list`, the records of [`Recovery`]).
+    #[serde(default)]
+    pub placements: Vec<Placement>,
+    /// Set when this node runs the job for a peer
+    /// ([`submit_for_peer`](crate::JobStore::submit_for_peer)): who asked, and under
+    /// which execution id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// How an attempt of a job on a peer went.
+///
+/// An attempt starts `running`; [`end_placement`](crate::JobStore::end_placement)
+/// moves it to one of the others exactly once, and nothing moves it afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlacementOutcome {
+    /// The peer accepted it and has not answered yet.
+    Running,
+    /// The peer returned a result this node accepted.
+    Succeeded,
+    /// The peer returned a failure, or a result this node refused.
+    Failed,
+    /// The peer was lost (connection closed, no heartbeat); a result that arrives
+    /// later is dropped.
+    Lost,
+    /// This node cancelled it.
+    Cancelled,
+}
+
+impl PlacementOutcome {
+    /// Every outcome.
+    pub const ALL: [PlacementOutcome; 5] = [
+        PlacementOutcome::Running,
+        PlacementOutcome::Succeeded,
+        PlacementOutcome::Failed,
+        PlacementOutcome::Lost,
+        PlacementOutcome::Cancelled,
+    ];
+
+    /// The name used in the database and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            PlacementOutcome::Running => "running",
+            PlacementOutcome::Succeeded => "succeeded",
+            PlacementOutcome::Failed => "failed",
+            PlacementOutcome::Lost => "lost",
+            PlacementOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for PlacementOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for PlacementOutcome {
+    type Err = ComputeError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PlacementOutcome::ALL.into_iter().find(|k| k.name() == s).ok_or_else(|| {
+            ComputeError::invalid(format!(
+                "unknown placement outcome '{s}' (expected one of: running, succeeded, failed, lost, cancelled)"
+            ))
+        })
+    }
+}
+
+/// One attempt of a job on a peer. Times serialise as RFC 3339 (UTC, µs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Placement {
+    /// The peer it was placed on.
+    pub peer_id: String,
+    /// This attempt's own id, unique in the store: a result is matched to its attempt by
+    /// it, so a late result of an attempt already ended is recognised and dropped.
+    pub execution_id: String,
+    /// How it went.
+    pub outcome: PlacementOutcome,
+    /// Why it failed, was lost or was cancelled, when the caller said.
+    pub reason: Option<String>,
+    /// When it was recorded ([`add_placement`](crate::JobStore::add_placement)).
+    #[serde(with = "time")]
+    pub started_at: SystemTime,
+    /// When it ended; `None` while `running`.
+    #[serde(with = "opt_time", default)]
+    pub ended_at: Option<SystemTime>,
+}
+
+/// Where a job this node runs for a peer came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The submitting node's peer id.
+    pub peer_id: String,
+    /// The submitter's id of this attempt (its [`Placement::execution_id`]); unique
+    /// among the jobs of this store.
+    pub execution_id: String,
 }
 
 /// A job and its output as the JSON text the store holds
@@ -248,7 +347,15 @@ pub type Counts = BTreeMap<(RuntimeKind, JobStatus), u64>;
 /// What [`JobStore::open`](crate::JobStore::open) did to the jobs a previous run left
 /// behind, and what is left to run.
 ///
-/// The restart rule, for each job found `running` (the node stopped while it ran):
+/// A job found `running` with an attempt still `running` on a peer (a placement row
+/// with outcome `running`) was in flight elsewhere when this node stopped: it is left
+/// exactly as it was (status, attempts, `cancel_requested` and placements untouched)
+/// and listed in [`remote`](Self::remote), for the placement code to re-attach to the
+/// attempt (or end it and place the job again, or cancel it on the peer when
+/// `cancel_requested` is set).
+///
+/// The restart rule, for every other job found `running` (the node stopped while it
+/// ran here, or between two attempts on peers):
 /// - cancel requested → `cancelled` (it was being stopped anyway);
 /// - else `attempts <= spec.retries` → `queued` again (it runs again, as its spec
 ///   allows; `attempts` already counts the interrupted run);
@@ -258,6 +365,8 @@ pub type Counts = BTreeMap<(RuntimeKind, JobStatus), u64>;
 pub struct Recovery {
     /// Every queued job (those never started and those being retried), highest
     /// priority first, oldest first within a priority: the scheduler's initial queue.
+    /// Their placements are filled in: a queued job can hold a `running` attempt
+    /// recorded before the peer's answer (and [`start`](crate::JobStore::start)) came.
     pub queued: Vec<JobRecord>,
     /// Ids of interrupted jobs put back in the queue.
     pub retried: Vec<String>,
@@ -265,6 +374,9 @@ pub struct Recovery {
     pub failed: Vec<String>,
     /// Ids of interrupted jobs whose cancel had been requested, now cancelled.
     pub cancelled: Vec<String>,
+    /// Jobs left `running` because an attempt on a peer is still `running` (see above),
+    /// oldest first, with their placements. The store changed nothing about them.
+    pub remote: Vec<JobRecord>,
 }
 
 pub(crate) mod time {

@@ -1,10 +1,10 @@
 //! The store handle: open + recovery, writes through the writer thread, reads.
 
 use crate::record::{
-    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Page, RawJob,
-    Recovery,
+    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Origin, Page,
+    PlacementOutcome, RawJob, Recovery,
 };
-use crate::schema::{self, COLUMNS, micros};
+use crate::schema::{self, COLUMNS, Key, micros};
 use crate::tools::{ToolRecord, ToolSpec};
 use crate::writer::{self, Ack, Finished, NewJob, Op};
 use crate::{Error, Result};
@@ -300,39 +300,102 @@ impl JobStore {
     /// from then on it survives a crash of the node. The spec is stored as given
     /// (validate it first).
     pub async fn submit(&self, spec: JobSpec) -> Result<JobRecord> {
-        let created_at = SystemTime::now();
-        let id = new_job_id();
-        let job = NewJob {
-            id: id.clone(),
-            runtime: spec.runtime.name(),
-            priority: spec.priority,
-            retries: spec.retries,
-            created_at: micros(created_at),
-            spec: encode("spec", &spec)?,
-        };
+        let (job, record) = new_job(spec, None)?;
         self.call(|ack| Op::Submit(job, ack)).await?;
-        Ok(JobRecord {
-            id,
-            priority: spec.priority,
-            spec,
-            status: JobStatus::Queued,
-            attempts: 0,
-            cancel_requested: false,
-            // The stored value has µs precision; return exactly what `get` will.
-            created_at: truncate_micros(created_at),
-            started_at: None,
-            finished_at: None,
-            output: None,
-            output_bytes: None,
-            error: None,
-            receipt: None,
-            usage: None,
+        Ok(record)
+    }
+
+    /// Stores a job this node runs for a peer, as [`submit`](Self::submit) does, with
+    /// its [`Origin`] (the submitter's peer id and execution id); answers the job and
+    /// `true` once committed.
+    ///
+    /// An offer can arrive twice (the submitter did not get the first answer and
+    /// asked again): if a job of the same peer already has this execution id, nothing
+    /// is written and that job comes back with `false`, as it is now (any status;
+    /// without its output, as [`get_summary`](Self::get_summary) gives it), so the
+    /// caller must not run it again. The same execution id from another peer is
+    /// [`Error::ExecutionTaken`]: a peer never gets another peer's job.
+    ///
+    /// The spec is stored as given and the restart rule applies to the job as to any
+    /// other (it is retried after a crash of this node while `attempts <=
+    /// spec.retries`): a caller that leaves retries to the submitter stores
+    /// `retries: 0`.
+    pub async fn submit_for_peer(&self, spec: JobSpec, origin: Origin) -> Result<(JobRecord, bool)> {
+        let (job, record) = new_job(spec, Some(origin))?;
+        match self.call(|ack| Op::SubmitForPeer(job, ack)).await? {
+            None => Ok((record, true)),
+            Some(existing) => Ok((*existing, false)),
+        }
+    }
+
+    /// Records a new attempt of job `job_id` on peer `peer_id` under `execution_id`, as
+    /// `running`, after the job's other attempts (they are numbered in order). Record it
+    /// before the offer leaves, so that a crash of this node cannot forget an attempt a
+    /// peer may be running.
+    ///
+    /// [`Error::JobNotFound`] when no job has that id, [`Error::ExecutionTaken`] when
+    /// the execution id already names an attempt; nothing is written then. The job's
+    /// status is not changed (see [`start`](Self::start) and
+    /// [`restart_attempt`](Self::restart_attempt)).
+    pub async fn add_placement(&self, job_id: &str, peer_id: &str, execution_id: &str) -> Result<()> {
+        let at = micros(SystemTime::now());
+        let (job_id, peer_id, execution_id) =
+            (job_id.to_string(), peer_id.to_string(), execution_id.to_string());
+        self.call(|ack| Op::AddPlacement {
+            job_id,
+            peer_id,
+            execution_id,
+            at,
+            ack,
         })
+        .await
+    }
+
+    /// Ends the attempt `execution_id` with `outcome` and `reason`, stamping `ended_at`,
+    /// only if it is still `running`; `true` if this call ended it. This is the fence
+    /// between attempts: once an attempt is `lost` (or ended any other way), a result
+    /// that arrives later for it changes nothing and gets `false`, and so does an
+    /// unknown execution id. Ending as [`PlacementOutcome::Running`] is
+    /// [`Error::InvalidEnd`]. The job itself is not changed (record its end with
+    /// [`finish`](Self::finish)).
+    pub async fn end_placement(
+        &self,
+        execution_id: &str,
+        outcome: PlacementOutcome,
+        reason: Option<&str>,
+    ) -> Result<bool> {
+        let at = micros(SystemTime::now());
+        let execution_id = execution_id.to_string();
+        let reason = reason.map(str::to_string);
+        self.call(|ack| Op::EndPlacement {
+            execution_id,
+            outcome,
+            reason,
+            at,
+            ack,
+        })
+        .await
+    }
+
+    /// Counts another attempt of a job that is already `running` and moves its
+    /// `started_at` to now: for a job placed again after an attempt was lost
+    /// ([`start`](Self::start) only starts a `queued` job, and refuses a running one).
+    /// `true` once committed; `false`, changing nothing, when the job is not running
+    /// (finished, still queued, unknown) or a cancel was asked for it: the caller must
+    /// then not place it again (a cancelled one is [`finish`](Self::finish)ed instead).
+    /// Like `start`, it does not check `attempts` against `spec.retries`: that is the
+    /// caller's decision.
+    pub async fn restart_attempt(&self, id: &str) -> Result<bool> {
+        let at = micros(SystemTime::now());
+        let id = id.to_string();
+        self.call(|ack| Op::RestartAttempt { id, at, ack }).await
     }
 
     /// Moves a job from `queued` to `running` and counts the attempt; `true` once that
     /// is committed. `false` if the job is not queued (cancelled, already started, or
-    /// unknown): the caller must then not run it. Run a job only after `true`.
+    /// unknown): the caller must then not run it. Run a job only after `true`. A job
+    /// placed on a peer is started the same way when its first attempt is accepted;
+    /// later attempts go through [`restart_attempt`](Self::restart_attempt).
     pub async fn start(&self, id: &str) -> Result<bool> {
         let at = micros(SystemTime::now());
         let id = id.to_string();
@@ -420,7 +483,22 @@ impl JobStore {
     /// size): its status, error, receipt and times, at a cost that does not depend on
     /// the output.
     pub fn get_summary(&self, id: &str) -> Result<Option<JobRecord>> {
-        self.read(|conn| Ok(select_one(conn, id)?.map(|(_, r)| r)))
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            Ok(schema::select_job(&tx, Key::Id, id)?.map(|(_, r)| r))
+        })
+    }
+
+    /// The job this node runs for a peer under the peer's `execution_id`
+    /// ([`submit_for_peer`](Self::submit_for_peer)), as [`get_summary`](Self::get_summary)
+    /// gives it (no output). Only jobs run for peers have one: the execution ids of this
+    /// node's own attempts on peers are in the jobs' [`placements`](JobRecord::placements).
+    /// Check that its [`origin`](JobRecord::origin) is the peer asking before answering it.
+    pub fn find_execution(&self, execution_id: &str) -> Result<Option<JobRecord>> {
+        self.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            Ok(schema::select_job(&tx, Key::ExecutionId, execution_id)?.map(|(_, r)| r))
+        })
     }
 
     /// One job and its output as the JSON text stored, read straight into one buffer
@@ -430,7 +508,7 @@ impl JobStore {
     pub fn get_raw(&self, id: &str) -> Result<Option<RawJob>> {
         self.read(|conn| {
             let tx = conn.unchecked_transaction()?;
-            let Some((seq, record)) = select_one(&tx, id)? else {
+            let Some((seq, record)) = schema::select_job(&tx, Key::Id, id)? else {
                 return Ok(None);
             };
             let output = match record.output_bytes {
@@ -487,20 +565,25 @@ impl JobStore {
         // One more than asked, to learn whether there is a next page.
         args.push(Box::new(limit as i64 + 1));
         self.read(|conn| {
-            let mut stmt = conn.prepare_cached(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+            // One snapshot for the page and its placements.
+            let tx = conn.unchecked_transaction()?;
             let mut jobs = Vec::new();
             let mut last = None;
             let mut more = false;
-            while let Some(row) = rows.next()? {
-                if jobs.len() == limit as usize {
-                    more = true;
-                    break;
+            {
+                let mut stmt = tx.prepare_cached(&sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+                while let Some(row) = rows.next()? {
+                    if jobs.len() == limit as usize {
+                        more = true;
+                        break;
+                    }
+                    let (seq, job) = schema::decode(row)?;
+                    last = Some(seq);
+                    jobs.push(job);
                 }
-                let (seq, job) = schema::decode(row)?;
-                last = Some(seq);
-                jobs.push(job);
             }
+            schema::attach_placements(&tx, &mut jobs)?;
             Ok(JobPage {
                 jobs,
                 next: if more { last.map(Cursor) } else { None },
@@ -627,9 +710,13 @@ fn recover(conn: &mut Connection) -> Result<Recovery> {
     let mut recovery = Recovery::default();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
+        // `remote`: an attempt still running on a peer (any, not only the latest, so that
+        // concurrent attempts of one job are covered too).
         let mut running = tx.prepare(
-            "SELECT id, attempts, retries, cancel_requested FROM jobs
-             WHERE status = 'running' ORDER BY seq",
+            "SELECT id, attempts, retries, cancel_requested,
+                    EXISTS (SELECT 1 FROM placements p
+                            WHERE p.job_id = jobs.id AND p.outcome = 'running')
+             FROM jobs WHERE status = 'running' ORDER BY seq",
         )?;
         let rows = running
             .query_map([], |r| {
@@ -638,12 +725,21 @@ fn recover(conn: &mut Connection) -> Result<Recovery> {
                     r.get::<_, i64>(1)?,
                     r.get::<_, i64>(2)?,
                     r.get::<_, bool>(3)?,
+                    r.get::<_, bool>(4)?,
                 ))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         let cancelled = JobError::from(&ComputeError::Cancelled);
-        for (id, attempts, retries, cancel_requested) in rows {
-            if cancel_requested {
+        for (id, attempts, retries, cancel_requested, remote) in rows {
+            if remote {
+                // Left as it is: the attempt may still finish on the peer, and only the
+                // placement code can re-attach to it, end it or cancel it there.
+                let (_, job) = schema::select_job(&tx, Key::Id, &id)?.ok_or_else(|| Error::Corrupt {
+                    id: id.clone(),
+                    detail: "vanished during recovery".into(),
+                })?;
+                recovery.remote.push(job);
+            } else if cancel_requested {
                 tx.execute(
                     "UPDATE jobs SET status = 'cancelled', finished_at = ?2, error_code = ?3,
                          error_message = ?4
@@ -674,19 +770,45 @@ fn recover(conn: &mut Connection) -> Result<Recovery> {
         while let Some(row) = rows.next()? {
             recovery.queued.push(schema::decode(row)?.1);
         }
+        schema::attach_placements(&tx, &mut recovery.queued)?;
     }
     tx.commit()?;
     Ok(recovery)
 }
 
-/// The row of job `id` (without its output), and its `seq` (the rowid).
-fn select_one(conn: &Connection, id: &str) -> Result<Option<(i64, JobRecord)>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"))?;
-    let mut rows = stmt.query(params![id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(schema::decode(row)?)),
-        None => Ok(None),
-    }
+/// A new job to insert, and the record that the store will then hold for it.
+fn new_job(spec: JobSpec, origin: Option<Origin>) -> Result<(NewJob, JobRecord)> {
+    let created_at = SystemTime::now();
+    let id = new_job_id();
+    let job = NewJob {
+        id: id.clone(),
+        runtime: spec.runtime.name(),
+        priority: spec.priority,
+        retries: spec.retries,
+        created_at: micros(created_at),
+        spec: encode("spec", &spec)?,
+        origin: origin.clone(),
+    };
+    let record = JobRecord {
+        id,
+        priority: spec.priority,
+        spec,
+        status: JobStatus::Queued,
+        attempts: 0,
+        cancel_requested: false,
+        // The stored value has µs precision; return exactly what `get` will.
+        created_at: truncate_micros(created_at),
+        started_at: None,
+        finished_at: None,
+        output: None,
+        output_bytes: None,
+        error: None,
+        receipt: None,
+        usage: None,
+        placements: Vec::new(),
+        origin,
+    };
+    Ok((job, record))
 }
 
 fn decode_tool(row: &rusqlite::Row<'_>) -> Result<ToolRecord> {

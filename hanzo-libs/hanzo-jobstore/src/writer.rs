@@ -1,6 +1,7 @@
 //! The writer thread: group commit of every queued write in one transaction.
 
-use crate::record::{CancelOutcome, JobError, JobStatus};
+use crate::record::{CancelOutcome, JobError, JobRecord, JobStatus, Origin, PlacementOutcome};
+use crate::schema::{self, Key};
 use crate::{Error, Result, Retention};
 use hanzo_compute::ComputeError;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
@@ -28,6 +29,8 @@ pub(crate) struct NewJob {
     pub retries: u32,
     pub created_at: i64,
     pub spec: String,
+    /// Set for a job run for a peer.
+    pub origin: Option<Origin>,
 }
 
 /// How a job ended, encoded by the caller.
@@ -45,6 +48,29 @@ pub(crate) struct Finished {
 /// One write request.
 pub(crate) enum Op {
     Submit(NewJob, Ack<i64>),
+    /// Insert a job run for a peer (its `origin` is set), or find the one already made
+    /// under that execution id: answers `None` when it inserted, the existing job
+    /// otherwise.
+    SubmitForPeer(NewJob, Ack<Option<Box<JobRecord>>>),
+    AddPlacement {
+        job_id: String,
+        peer_id: String,
+        execution_id: String,
+        at: i64,
+        ack: Ack<()>,
+    },
+    EndPlacement {
+        execution_id: String,
+        outcome: PlacementOutcome,
+        reason: Option<String>,
+        at: i64,
+        ack: Ack<bool>,
+    },
+    RestartAttempt {
+        id: String,
+        at: i64,
+        ack: Ack<bool>,
+    },
     Start {
         id: String,
         at: i64,
@@ -84,6 +110,8 @@ enum Done {
     Cancel(Ack<CancelOutcome>, Result<CancelOutcome>),
     U64(Ack<u64>, Result<u64>),
     Put(Ack<(i64, bool)>, Result<(i64, bool)>),
+    Unit(Ack<()>, Result<()>),
+    Existing(Ack<Option<Box<JobRecord>>>, Result<Option<Box<JobRecord>>>),
 }
 
 impl Done {
@@ -104,6 +132,8 @@ impl Done {
             Done::Cancel(ack, r) => drop(ack.send(pick(r, commit))),
             Done::U64(ack, r) => drop(ack.send(pick(r, commit))),
             Done::Put(ack, r) => drop(ack.send(pick(r, commit))),
+            Done::Unit(ack, r) => drop(ack.send(pick(r, commit))),
+            Done::Existing(ack, r) => drop(ack.send(pick(r, commit))),
         }
     }
 }
@@ -176,9 +206,14 @@ pub(crate) fn run(mut conn: Connection, rx: Receiver<Op>, retention: Retention) 
 fn reject(op: Op) -> Done {
     match op {
         Op::Submit(_, ack) => Done::I64(ack, Err(Error::Closed)),
-        Op::Start { ack, .. } | Op::Finish(_, ack) | Op::RemoveTool { ack, .. } | Op::Probe(ack) => {
-            Done::Bool(ack, Err(Error::Closed))
-        }
+        Op::Start { ack, .. }
+        | Op::Finish(_, ack)
+        | Op::RemoveTool { ack, .. }
+        | Op::Probe(ack)
+        | Op::EndPlacement { ack, .. }
+        | Op::RestartAttempt { ack, .. } => Done::Bool(ack, Err(Error::Closed)),
+        Op::SubmitForPeer(_, ack) => Done::Existing(ack, Err(Error::Closed)),
+        Op::AddPlacement { ack, .. } => Done::Unit(ack, Err(Error::Closed)),
         Op::Cancel { ack, .. } => Done::Cancel(ack, Err(Error::Closed)),
         Op::Prune { ack, .. } => Done::U64(ack, Err(Error::Closed)),
         Op::PutTool { ack, .. } => Done::Put(ack, Err(Error::Closed)),
@@ -188,6 +223,25 @@ fn reject(op: Op) -> Done {
 fn apply(conn: &Connection, op: Op, retention: &Retention) -> Done {
     match op {
         Op::Submit(job, ack) => Done::I64(ack, submit(conn, &job)),
+        Op::SubmitForPeer(job, ack) => Done::Existing(ack, submit_for_peer(conn, &job)),
+        Op::AddPlacement {
+            job_id,
+            peer_id,
+            execution_id,
+            at,
+            ack,
+        } => Done::Unit(ack, add_placement(conn, &job_id, &peer_id, &execution_id, at)),
+        Op::EndPlacement {
+            execution_id,
+            outcome,
+            reason,
+            at,
+            ack,
+        } => Done::Bool(
+            ack,
+            end_placement(conn, &execution_id, outcome, reason.as_deref(), at),
+        ),
+        Op::RestartAttempt { id, at, ack } => Done::Bool(ack, restart_attempt(conn, &id, at)),
         Op::Start { id, at, ack } => Done::Bool(ack, start(conn, &id, at)),
         Op::Finish(f, ack) => Done::Bool(ack, finish(conn, &f)),
         Op::Cancel { id, at, ack } => Done::Cancel(ack, cancel(conn, &id, at)),
@@ -230,9 +284,14 @@ fn remove_tool(conn: &Connection, name: &str) -> Result<bool> {
 }
 
 fn submit(conn: &Connection, job: &NewJob) -> Result<i64> {
+    let (origin_peer, execution_id) = match &job.origin {
+        Some(o) => (Some(o.peer_id.as_str()), Some(o.execution_id.as_str())),
+        None => (None, None),
+    };
     conn.prepare_cached(
-        "INSERT INTO jobs (id, runtime, status, priority, retries, created_at, spec)
-         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6)",
+        "INSERT INTO jobs (id, runtime, status, priority, retries, created_at, spec,
+             origin_peer, execution_id)
+         VALUES (?1, ?2, 'queued', ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
     .execute(params![
         job.id,
@@ -240,9 +299,95 @@ fn submit(conn: &Connection, job: &NewJob) -> Result<i64> {
         job.priority,
         job.retries,
         job.created_at,
-        job.spec
+        job.spec,
+        origin_peer,
+        execution_id
     ])?;
     Ok(conn.last_insert_rowid())
+}
+
+/// Look-up and insert in the same transaction, on the only writing connection: two
+/// offers with the same execution id, in one batch or in two, make one job.
+///
+/// The existing job is handed back only to the peer that made it. Another peer naming
+/// the same execution id (a collision, or a peer guessing ids) gets
+/// [`Error::ExecutionTaken`], never the other peer's job (its spec, output, receipt).
+fn submit_for_peer(conn: &Connection, job: &NewJob) -> Result<Option<Box<JobRecord>>> {
+    let Some(origin) = &job.origin else {
+        submit(conn, job)?;
+        return Ok(None);
+    };
+    match schema::select_job(conn, Key::ExecutionId, &origin.execution_id)? {
+        None => {
+            submit(conn, job)?;
+            Ok(None)
+        }
+        Some((_, existing)) if existing.origin.as_ref().map(|o| &o.peer_id) == Some(&origin.peer_id) => {
+            Ok(Some(Box::new(existing)))
+        }
+        Some(_) => Err(Error::ExecutionTaken(origin.execution_id.clone())),
+    }
+}
+
+/// Appends attempt `max(seq) + 1` of the job as `running`. The checks give the caller a
+/// precise error instead of a constraint failure; the unique indexes stay the guard.
+fn add_placement(conn: &Connection, job_id: &str, peer_id: &str, execution_id: &str, at: i64) -> Result<()> {
+    let job = conn
+        .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")?
+        .query_row(params![job_id], |_| Ok(()))
+        .optional()?;
+    if job.is_none() {
+        return Err(Error::JobNotFound(job_id.to_string()));
+    }
+    let taken = conn
+        .prepare_cached("SELECT 1 FROM placements WHERE execution_id = ?1")?
+        .query_row(params![execution_id], |_| Ok(()))
+        .optional()?;
+    if taken.is_some() {
+        return Err(Error::ExecutionTaken(execution_id.to_string()));
+    }
+    conn.prepare_cached(
+        "INSERT INTO placements (job_id, seq, execution_id, peer_id, outcome, started_at)
+         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, 'running', ?4
+         FROM placements WHERE job_id = ?1",
+    )?
+    .execute(params![job_id, execution_id, peer_id, at])?;
+    Ok(())
+}
+
+/// The fence: an attempt ends once. Conditional on `running`, so the first end wins
+/// (e.g. `lost` on a peer's silence) and a later one (the lost attempt's late result)
+/// changes nothing and answers `false`.
+fn end_placement(
+    conn: &Connection,
+    execution_id: &str,
+    outcome: PlacementOutcome,
+    reason: Option<&str>,
+    at: i64,
+) -> Result<bool> {
+    if outcome == PlacementOutcome::Running {
+        return Err(Error::InvalidEnd);
+    }
+    let n = conn
+        .prepare_cached(
+            "UPDATE placements SET outcome = ?2, reason = ?3, ended_at = ?4
+             WHERE execution_id = ?1 AND outcome = 'running'",
+        )?
+        .execute(params![execution_id, outcome.name(), reason, at])?;
+    Ok(n == 1)
+}
+
+/// Another attempt of a job already `running` (placed again after a lost attempt).
+/// Like [`start`], conditional: not for a job that is no longer running, nor for one
+/// whose cancel was asked (it must be stopped, not placed again).
+fn restart_attempt(conn: &Connection, id: &str, at: i64) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET attempts = attempts + 1, started_at = ?2
+             WHERE id = ?1 AND status = 'running' AND cancel_requested = 0",
+        )?
+        .execute(params![id, at])?;
+    Ok(n == 1)
 }
 
 /// The only transition into `running`, and it is conditional on `queued`: two

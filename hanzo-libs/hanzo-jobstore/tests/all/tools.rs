@@ -1,7 +1,7 @@
 //! Named tools: put/get/list/remove round trips, replacement, durability across a
 //! reopen, and the upgrade of a version-1 store.
 
-use crate::util::{db, open, options, spec};
+use crate::util::{db, old_store, open, options, spec, user_version};
 use hanzo_compute::{ResourceLimits, RuntimeKind};
 use hanzo_jobstore::{JobStore, ToolSpec};
 use serde_json::json;
@@ -89,26 +89,29 @@ async fn tools_survive_a_reopen_alongside_jobs() {
 #[tokio::test]
 async fn a_version_1_store_is_upgraded_and_keeps_its_jobs() {
     let (_dir, path) = db();
-    let job_id = {
-        let (store, _) = open(&path);
-        store.submit(spec(7)).await.unwrap().id
-    };
-    // What the previous version left: no tools table, user_version 1.
+    // What version 1 left: the jobs table only, with one job in it.
     {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch("DROP TABLE tools; PRAGMA user_version = 1;")
-            .unwrap();
+        let conn = old_store(&path, 1);
+        let spec = serde_json::to_string(&spec(7)).unwrap();
+        conn.execute(
+            "INSERT INTO jobs (id, runtime, status, priority, retries, created_at, spec)
+             VALUES ('j1', 'wasm', 'queued', 0, 0, 1000, ?1)",
+            [spec],
+        )
+        .unwrap();
     }
-    let (store, _) = open(&path);
-    assert_eq!(store.get(&job_id).unwrap().unwrap().spec.params, json!({"n": 7}));
+    let (store, rec) = open(&path);
+    assert_eq!(rec.queued.len(), 1);
+    let job = store.get("j1").unwrap().unwrap();
+    assert_eq!(job.spec.params, json!({"n": 7}));
+    assert!(job.placements.is_empty() && job.origin.is_none());
     assert!(store.list_tools().unwrap().is_empty());
     store.put_tool(tool("new", "sha256:ee")).await.unwrap();
     assert_eq!(store.get_tool("new").unwrap().unwrap().spec.source, "sha256:ee");
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let v: i64 = conn
-        .pragma_query_value(None, "user_version", |r| r.get(0))
-        .unwrap();
-    assert_eq!(v, 2);
+    // Straight to the current version, placements included.
+    store.add_placement("j1", "peer-a", "x1").await.unwrap();
+    assert_eq!(store.get("j1").unwrap().unwrap().placements.len(), 1);
+    assert_eq!(user_version(&path), 3);
 }
 
 #[test]

@@ -82,3 +82,64 @@ pub fn integrity(path: &Path) -> String {
     conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap()
 }
+
+/// The `jobs` table and indexes exactly as schema version 1 made them (and version 2
+/// kept them), to build stores that older versions left behind.
+pub const V1_SCHEMA: &str = "
+CREATE TABLE jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    runtime          TEXT    NOT NULL,
+    status           TEXT    NOT NULL,
+    priority         INTEGER NOT NULL,
+    retries          INTEGER NOT NULL,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    error_code       TEXT,
+    error_message    TEXT,
+    usage            TEXT,
+    spec             TEXT    NOT NULL,
+    output           TEXT,
+    receipt          TEXT,
+    logs             BLOB
+);
+CREATE INDEX jobs_status ON jobs (status, seq);
+CREATE INDEX jobs_runtime_status ON jobs (runtime, status, seq);
+CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+";
+
+/// What version 2 added: the named tools.
+pub const V2_TOOLS: &str = "
+CREATE TABLE tools (
+    name       TEXT    PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    definition TEXT    NOT NULL
+);
+";
+
+/// Makes an empty store of schema `version` (1 or 2) at `path`, in WAL mode as those
+/// versions left it, and returns a connection to it for filling it in.
+pub fn old_store(path: &Path, version: i64) -> rusqlite::Connection {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    conn.execute_batch(V1_SCHEMA).unwrap();
+    if version >= 2 {
+        conn.execute_batch(V2_TOOLS).unwrap();
+    }
+    conn.pragma_update(None, "user_version", version).unwrap();
+    conn
+}
+
+/// The schema version stored in the database at `path`.
+pub fn user_version(path: &Path) -> i64 {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap()
+}
