@@ -6,6 +6,7 @@ mod crash;
 mod modes;
 mod ops;
 mod pagination;
+mod placements;
 mod recovery;
 mod retention;
 mod tools;
