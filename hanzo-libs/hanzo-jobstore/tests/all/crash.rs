@@ -7,9 +7,13 @@
 //! The child is this test binary run again with [`CHILD_ENV`] set, selecting
 //! [`child_entry`]; it prints `ack|start|fin <id>` only after the operation returned,
 //! so every printed line is a promise the store must keep.
+//!
+//! The second crash test does the same to a submitter placing jobs on peers
+//! ([`remote_child_entry`]): the jobs it saw running on a peer must come back in
+//! `Recovery::remote`, untouched, for the placement code to re-attach to.
 
 use crate::util::{db, integrity, options, spec, succeeded};
-use hanzo_jobstore::{INTERRUPTED, JobStatus, JobStore};
+use hanzo_jobstore::{INTERRUPTED, JobStatus, JobStore, PlacementOutcome};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
@@ -258,4 +262,188 @@ fn check(path: &Path, seen: &Seen) {
         .map(|(_, n)| *n)
         .sum();
     assert_eq!(queued as usize, rec.queued.len());
+}
+
+const REMOTE_CHILD_ENV: &str = "HANZO_JOBSTORE_REMOTE_CHILD";
+
+/// The submitter of the remote crash test: without [`REMOTE_CHILD_ENV`] it has nothing
+/// to do.
+#[test]
+fn remote_child_entry() {
+    let Ok(path) = std::env::var(REMOTE_CHILD_ENV) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(remote_child(Path::new(&path)));
+}
+
+/// Places jobs on (imaginary) peers as the placement code does, from 4 tasks until it
+/// is killed: record the attempt, then start the job; one job in four loses its first
+/// peer and goes to a second one. Every other job runs "here" (started, no placement).
+/// Prints `placed <id> <execution id> <attempts>` once the job is running on a peer,
+/// `local <id>` once a job is running here.
+async fn remote_child(path: &Path) {
+    let (store, _) = JobStore::open(path, options()).unwrap();
+    let out = Arc::new(Mutex::new(std::io::stdout()));
+    say(&out, "\nready", "-");
+    let mut tasks = Vec::new();
+    for t in 0..4u64 {
+        let (store, out) = (store.clone(), out.clone());
+        tasks.push(tokio::spawn(async move {
+            for n in 0.. {
+                let job = store.submit(spec(t * 1_000_000 + n)).await.unwrap();
+                if n % 2 == 1 {
+                    assert!(store.start(&job.id).await.unwrap());
+                    say(&out, "local", &job.id);
+                    continue;
+                }
+                let x = format!("{}-1", job.id);
+                store.add_placement(&job.id, "peer-a", &x).await.unwrap();
+                assert!(store.start(&job.id).await.unwrap());
+                if n % 4 != 0 {
+                    say(&out, "placed", &format!("{} {x} 1", job.id));
+                    continue;
+                }
+                assert!(
+                    store
+                        .end_placement(&x, PlacementOutcome::Lost, Some("gone"))
+                        .await
+                        .unwrap()
+                );
+                let x = format!("{}-2", job.id);
+                store.add_placement(&job.id, "peer-b", &x).await.unwrap();
+                assert!(store.restart_attempt(&job.id).await.unwrap());
+                say(&out, "placed", &format!("{} {x} 2", job.id));
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// The submitter is killed with SIGKILL while jobs are in flight on peers: on restart
+/// every job it saw running on a peer is in `Recovery::remote`, untouched (still
+/// running, its attempt still running, attempts as counted), jobs that ran here follow
+/// the old rule, and re-attaching records the peers' results.
+#[test]
+fn kill_9_of_the_submitter_leaves_remote_jobs_to_reattach() {
+    let (_dir, path) = db();
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(&exe)
+        .args([
+            "crash::remote_child_entry",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(REMOTE_CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut rd = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Kill once it has placed a good number of jobs, mid-stream.
+    while lines.iter().filter(|l: &&String| l.starts_with("placed")).count() < 200 {
+        assert!(Instant::now() < deadline, "the child placed too few jobs");
+        let mut line = String::new();
+        assert!(rd.read_line(&mut line).unwrap() > 0, "the child stopped early");
+        lines.push(line);
+    }
+    std::thread::sleep(Duration::from_millis(seed() % 50));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // What it printed between the last read and the kill counts too.
+    loop {
+        let mut line = String::new();
+        match rd.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line.ends_with('\n') => lines.push(line),
+            Ok(_) => {}
+        }
+    }
+    let mut placed = HashMap::new();
+    let mut local = HashSet::new();
+    for l in &lines {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        match w.as_slice() {
+            ["placed", id, x, attempts] => {
+                placed.insert(id.to_string(), (x.to_string(), attempts.parse::<u32>().unwrap()));
+            }
+            ["local", id] => {
+                local.insert(id.to_string());
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(integrity(&path), "ok");
+
+    let (store, rec) = JobStore::open(&path, options()).unwrap();
+    let remote: HashMap<&str, &hanzo_jobstore::JobRecord> =
+        rec.remote.iter().map(|j| (j.id.as_str(), j)).collect();
+    for (id, (x, attempts)) in &placed {
+        let job = remote
+            .get(id.as_str())
+            .unwrap_or_else(|| panic!("job {id}, running on a peer, is not in Recovery::remote"));
+        assert_eq!(job.status, JobStatus::Running);
+        assert_eq!(job.attempts, *attempts, "job {id}");
+        let last = job.placements.last().unwrap();
+        assert_eq!((&last.execution_id, last.outcome), (x, PlacementOutcome::Running));
+        assert_eq!(job.placements.len(), *attempts as usize);
+        assert_eq!(
+            store.get(id).unwrap().unwrap(),
+            **job,
+            "recovery changed job {id}"
+        );
+    }
+    // Nothing else is left running, and nothing in `remote` lacks a running attempt.
+    for job in &rec.remote {
+        assert!(
+            job.placements
+                .iter()
+                .any(|p| p.outcome == PlacementOutcome::Running)
+        );
+    }
+    let running: u64 = store
+        .counts()
+        .unwrap()
+        .iter()
+        .filter(|((_, s), _)| *s == JobStatus::Running)
+        .map(|(_, n)| *n)
+        .sum();
+    assert_eq!(running as usize, rec.remote.len());
+    for id in &local {
+        let job = store.get(id).unwrap().unwrap();
+        assert_eq!(job.status, JobStatus::Failed, "job {id} ran here: the old rule");
+        assert_eq!(job.error.unwrap().code, INTERRUPTED);
+        assert!(rec.failed.contains(id));
+    }
+
+    // Re-attach: each peer's result arrives and is recorded.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for job in &rec.remote {
+            let x = &job.placements.last().unwrap().execution_id;
+            assert!(
+                store
+                    .end_placement(x, PlacementOutcome::Succeeded, None)
+                    .await
+                    .unwrap()
+            );
+            let out = succeeded(&job.id, &job.spec, json!({ "n": 1 }));
+            assert!(store.finish(&out).await.unwrap());
+        }
+    });
+    drop(store);
+    let (store, rec) = JobStore::open(&path, options()).unwrap();
+    assert!(rec.remote.is_empty());
+    for id in placed.keys() {
+        assert_eq!(store.get(id).unwrap().unwrap().status, JobStatus::Succeeded);
+    }
 }
