@@ -440,6 +440,8 @@ mod tests {
             }),
             receipt: Some(receipt.to_value()),
             usage: Some(usage),
+            placements: Vec::new(),
+            origin: None,
         }
     }
 
