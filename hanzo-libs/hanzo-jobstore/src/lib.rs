@@ -19,6 +19,13 @@
 //! into a single buffer, so what a read holds is bounded by the page size and by the
 //! one output asked for, not by what the tools printed.
 //!
+//! For the network of nodes, a job's attempts on peers are kept with it
+//! ([`Placement`]: [`add_placement`](JobStore::add_placement), the fenced
+//! [`end_placement`](JobStore::end_placement)), a job run for a peer keeps where it came
+//! from ([`Origin`], [`submit_for_peer`](JobStore::submit_for_peer), one job per
+//! execution id), and a job still in flight on a peer when the node stopped is handed
+//! back untouched in [`Recovery::remote`].
+//!
 //! The same database keeps the node's named tools ([`ToolRecord`]:
 //! [`put_tool`](JobStore::put_tool), [`get_tool`](JobStore::get_tool),
 //! [`list_tools`](JobStore::list_tools), [`remove_tool`](JobStore::remove_tool)),
