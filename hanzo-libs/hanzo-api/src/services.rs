@@ -165,6 +165,7 @@ fn compute_error(e: ComputeError) -> ApiError {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", e.to_string())
         }
         e @ (ComputeError::Internal(_) | ComputeError::Cancelled) => ApiError::internal(e),
+        ComputeError::Unschedulable(m) => unavailable(m),
     }
 }
 

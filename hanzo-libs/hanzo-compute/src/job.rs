@@ -283,6 +283,7 @@ pub struct JobSpec {
     /// Where the job may run (CONTRACTS §7): this node only (the default), the best
     /// node, the best peer, or one named peer.
     #[serde(default, skip_serializing_if = "Placement::is_local")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Value, example = "any"))]
     pub placement: Placement,
 }
 

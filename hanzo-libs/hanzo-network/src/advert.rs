@@ -112,6 +112,24 @@ pub fn now_ms() -> u64 {
 }
 
 impl Advert {
+    /// An advert offering nothing (what a node publishes before it can run jobs).
+    pub fn empty() -> Advert {
+        Advert {
+            version: ADVERT_VERSION,
+            node_version: String::new(),
+            node_id: String::new(),
+            addrs: Vec::new(),
+            runtimes: Vec::new(),
+            capacity: Capacity::default(),
+            free: Capacity::default(),
+            queue_depth: 0,
+            remote_jobs: 0,
+            ceilings: Ceilings::default(),
+            price: Price::default(),
+            issued_at_ms: 0,
+        }
+    }
+
     /// Encodes for publishing.
     pub fn encode(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an advert serialises")

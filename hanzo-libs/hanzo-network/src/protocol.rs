@@ -87,6 +87,8 @@ pub enum JobResponse {
     Accepted {
         /// The offer's execution id.
         execution_id: String,
+        /// The executor's prices as it accepted: what the job will be charged at.
+        price: crate::advert::Price,
     },
     /// Not taken, and why (the submitter tries its next candidate).
     Declined {

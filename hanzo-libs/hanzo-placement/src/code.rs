@@ -1,0 +1,163 @@
+//! Code by hash: who may fetch which module from this node, and fetching one from a
+//! peer.
+//!
+//! A node serves a module only to a peer it offered a job with that module (a share,
+//! kept for an hour): a stranger cannot read this node's modules by guessing hashes.
+//! The fetcher asks chunk by chunk (at most [`CHUNK_BYTES`] each, the total fixed by
+//! the first reply and capped by the offer's size and the module quota), hashes as
+//! it goes, and keeps the module only if the sha256 matches; a peer that sends other
+//! bytes has lied and is reported.
+
+use crate::Inner;
+use hanzo_network::protocol::CHUNK_BYTES;
+use hanzo_network::{ChunkRequest, ChunkResponse, NetworkError, PeerId};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a peer may fetch the code of a job offered to it.
+const SHARE_TTL: Duration = Duration::from_secs(3600);
+/// Modules kept in memory for serving chunks (the last few asked for).
+const CACHED_MODULES: usize = 4;
+
+/// What this node lets peers fetch.
+#[derive(Default)]
+pub struct Shares {
+    shares: Mutex<HashMap<(PeerId, String), Instant>>,
+    cache: Mutex<Vec<(String, Arc<Vec<u8>>)>>,
+}
+
+impl Shares {
+    /// Lets `peer` fetch the module `sha256`.
+    pub fn share(&self, peer: PeerId, sha256: &str) {
+        let mut s = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        s.retain(|_, at| now.duration_since(*at) < SHARE_TTL);
+        s.insert((peer, sha256.to_string()), now);
+    }
+
+    fn shared(&self, peer: PeerId, sha256: &str) -> bool {
+        let s = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        s.get(&(peer, sha256.to_string()))
+            .is_some_and(|at| at.elapsed() < SHARE_TTL)
+    }
+
+    pub(crate) async fn serve(&self, inner: &Inner, peer: PeerId, req: ChunkRequest) -> ChunkResponse {
+        if !self.shared(peer, &req.sha256) {
+            return ChunkResponse::NotFound;
+        }
+        let Some(bytes) = self.bytes(inner, &req.sha256).await else {
+            return ChunkResponse::NotFound;
+        };
+        let total = bytes.len() as u64;
+        let start = req.offset.min(total) as usize;
+        let end = (req.offset.saturating_add(CHUNK_BYTES)).min(total) as usize;
+        ChunkResponse::Chunk {
+            total,
+            bytes: bytes[start..end].to_vec(),
+        }
+    }
+
+    async fn bytes(&self, inner: &Inner, sha: &str) -> Option<Arc<Vec<u8>>> {
+        if let Some(b) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(s, _)| s == sha)
+            .map(|(_, b)| b.clone())
+        {
+            return Some(b);
+        }
+        let wasm = inner.host.wasm()?;
+        let s = sha.to_string();
+        let bytes = tokio::task::spawn_blocking(move || wasm.module_store().read(&s))
+            .await
+            .ok()?
+            .ok()??;
+        let bytes = Arc::new(bytes);
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|(s, _)| s != sha);
+        cache.push((sha.to_string(), bytes.clone()));
+        if cache.len() > CACHED_MODULES {
+            cache.remove(0);
+        }
+        Some(bytes)
+    }
+}
+
+/// Why a fetch failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FetchError {
+    /// The peer could not be reached or did not answer.
+    #[error("{0}")]
+    Network(#[from] NetworkError),
+    /// The peer does not serve that code to this node.
+    #[error("the submitter does not serve module {0}")]
+    NotFound(String),
+    /// The peer refused (rate, busy).
+    #[error("the submitter refused: {0}")]
+    Refused(String),
+    /// The peer's bytes are not what it promised: a size over the offer's, a chunk
+    /// out of bounds, or a sha256 that does not match.
+    #[error("{0}")]
+    Lied(String),
+}
+
+/// Fetches the module `sha256` (at most `max_bytes`) from `peer`, verified.
+pub(crate) async fn fetch(
+    inner: &Inner,
+    peer: PeerId,
+    sha256: &str,
+    max_bytes: u64,
+) -> Result<Vec<u8>, FetchError> {
+    let mut out: Vec<u8> = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut total: Option<u64> = None;
+    loop {
+        let req = ChunkRequest {
+            sha256: sha256.to_string(),
+            offset: out.len() as u64,
+        };
+        let (t, bytes) = match inner.net.chunk(peer, req).await? {
+            ChunkResponse::Chunk { total, bytes } => (total, bytes),
+            ChunkResponse::NotFound => return Err(FetchError::NotFound(sha256.to_string())),
+            ChunkResponse::Refused { reason } => return Err(FetchError::Refused(reason)),
+        };
+        match total {
+            None if t > max_bytes => {
+                return Err(FetchError::Lied(format!(
+                    "the module is {t} bytes, over the {max_bytes} this node takes"
+                )));
+            }
+            None => {
+                out.reserve_exact(t as usize);
+                total = Some(t);
+            }
+            Some(first) if first != t => {
+                return Err(FetchError::Lied("the module's size changed mid-fetch".into()));
+            }
+            Some(_) => {}
+        }
+        let total = total.unwrap_or(t);
+        if bytes.len() as u64 > CHUNK_BYTES || out.len() as u64 + bytes.len() as u64 > total {
+            return Err(FetchError::Lied("a chunk past the module's size".into()));
+        }
+        if bytes.is_empty() && (out.len() as u64) < total {
+            return Err(FetchError::Lied("an empty chunk before the end".into()));
+        }
+        hasher.update(&bytes);
+        out.extend_from_slice(&bytes);
+        if out.len() as u64 == total {
+            break;
+        }
+    }
+    let got = hex::encode(hasher.finalize());
+    if got != sha256 {
+        return Err(FetchError::Lied(format!(
+            "the module's bytes hash to sha256:{got}, not the sha256:{sha256} offered"
+        )));
+    }
+    Ok(out)
+}

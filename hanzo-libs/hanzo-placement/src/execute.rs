@@ -1,0 +1,385 @@
+//! The executor's side: peers' offers, awaits and cancels.
+//!
+//! Boundary: everything here comes from a peer, which is never trusted. A peer's job
+//! runs under this node's rules, not the peer's: only the runtimes offered to peers,
+//! no mounts, no user, no network unless `peer_network`, limits clamped to this
+//! node's ceilings, priority 0, no retries (the submitter re-places), placement
+//! `local` (a job is never forwarded on), at most `max_remote_jobs_per_peer` at once,
+//! and only while this node has free capacity now (a full node declines rather than
+//! queueing a stranger's job behind its own).
+
+use crate::Inner;
+use crate::code::{self, FetchError};
+use hanzo_compute::{ComputeError, JobOutcome, JobSpec, Network, Placement, Usage};
+use hanzo_jobstore::{JobRecord, JobStatus, Origin};
+use hanzo_network::protocol::{MAX_AWAIT_MS, MAX_REMOTE_LOG_BYTES, valid_id};
+use hanzo_network::{Conduct, JobRequest, JobResponse, Offer, PeerId, RemoteResult};
+use hanzo_scheduler::Resources;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The executions this node runs for peers: execution id → (origin peer, local job
+/// id). The store has the same (`find_execution`), and is asked when this map does
+/// not know an id (after a restart).
+#[derive(Default)]
+pub(crate) struct Executions {
+    map: Mutex<HashMap<String, (PeerId, String)>>,
+    running: Mutex<HashMap<PeerId, u32>>,
+}
+
+impl Executions {
+    fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PeerId, String)>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<PeerId, u32>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Peers' jobs not yet ended here.
+    pub fn running(&self) -> u64 {
+        self.lock_running().values().map(|n| u64::from(*n)).sum()
+    }
+
+    /// Takes one of `peer`'s slots; false when it has `max` already.
+    fn take(&self, peer: PeerId, max: u32) -> bool {
+        let mut r = self.lock_running();
+        let n = r.entry(peer).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, peer: PeerId) {
+        let mut r = self.lock_running();
+        if let Some(n) = r.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                r.remove(&peer);
+            }
+        }
+    }
+}
+
+pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request: JobRequest) -> JobResponse {
+    match request {
+        JobRequest::Offer(offer) => offer_job(inner, peer, offer).await,
+        JobRequest::Await {
+            execution_id,
+            wait_ms,
+        } => await_job(inner, peer, execution_id, wait_ms).await,
+        JobRequest::Cancel { execution_id } => cancel_job(inner, peer, execution_id).await,
+    }
+}
+
+fn declined(reason: impl Into<String>) -> JobResponse {
+    JobResponse::Declined {
+        reason: reason.into(),
+    }
+}
+
+/// Makes a peer's spec one this node will run, or says why not.
+pub(crate) fn sanitize(inner: &Inner, mut spec: JobSpec) -> Result<JobSpec, String> {
+    let o = &inner.options;
+    if !o.offer_runtimes.contains(&spec.runtime) {
+        return Err(format!("the {} runtime is not offered to peers", spec.runtime));
+    }
+    if !spec.mounts.is_empty() {
+        return Err("mounts are never granted to peers' jobs".into());
+    }
+    if spec.network == Network::Full && !o.peer_network {
+        return Err("network access is not offered to peers ([network] peer_network = false)".into());
+    }
+    if hanzo_compute::parse_digest_source(&spec.source)
+        .ok()
+        .flatten()
+        .is_none()
+    {
+        return Err("the source must travel by hash (sha256:<hex>)".into());
+    }
+    spec.validate().map_err(|e| e.to_string())?;
+    spec.user = None;
+    spec.native = false;
+    spec.priority = 0;
+    spec.retries = 0;
+    spec.placement = Placement::Local;
+    let c = &o.ceilings;
+    let l = &mut spec.limits;
+    l.memory_mb = l.memory_mb.min(c.memory_mb);
+    l.timeout_ms = l.timeout_ms.min(c.timeout_ms);
+    l.disk_mb = l.disk_mb.min(c.disk_mb);
+    l.cpu_shares = l.cpu_shares.min(c.cpu_shares);
+    l.max_output_bytes = l.max_output_bytes.min(c.max_output_bytes);
+    l.fuel = l.fuel.map(|f| f.min(c.fuel));
+    l.network_bandwidth_mbps = l.network_bandwidth_mbps.map(|b| b.min(c.network_bandwidth_mbps));
+    Ok(spec)
+}
+
+async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) -> JobResponse {
+    if !valid_id(&offer.execution_id) {
+        inner.net.report(peer, Conduct::Bad).await;
+        return JobResponse::Refused {
+            reason: "malformed execution id".into(),
+        };
+    }
+    // An offer repeated after a lost reply: the same answer, never a second run.
+    if inner.executions.lock_map().contains_key(&offer.execution_id) {
+        return JobResponse::Accepted {
+            execution_id: offer.execution_id,
+            price: inner.options.price,
+        };
+    }
+    let spec: JobSpec = match serde_json::from_str(&offer.spec) {
+        Ok(s) => s,
+        Err(e) => {
+            inner.net.report(peer, Conduct::Bad).await;
+            return declined(format!("malformed job spec: {e}"));
+        }
+    };
+    let spec = match sanitize(inner, spec) {
+        Ok(s) => s,
+        Err(why) => return declined(why),
+    };
+    let sha = hanzo_compute::parse_digest_source(&spec.source)
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let Some(wasm) = inner.host.wasm() else {
+        return declined("the wasm runtime is not enabled here");
+    };
+    let quota = wasm.module_store().quota();
+    if quota > 0 && offer.code_bytes > quota {
+        return declined(format!(
+            "the module ({} bytes) is over this node's module quota",
+            offer.code_bytes
+        ));
+    }
+    // Free capacity now, not a queue place: a full node says so and the submitter
+    // tries its next candidate.
+    let scheduler = inner.host.scheduler();
+    let snap = scheduler.snapshot();
+    let demand = Resources::demand(&spec.limits);
+    if snap.queued > 0 || !demand.fits_in(&snap.capacity.minus(&snap.in_use)) {
+        return declined(format!(
+            "no free capacity ({} of {} slots in use, {} queued)",
+            snap.in_use.jobs, snap.capacity.jobs, snap.queued
+        ));
+    }
+    if !inner
+        .executions
+        .take(peer, inner.options.max_remote_jobs_per_peer)
+    {
+        return declined(format!(
+            "{} of this peer's jobs are running here already ([network] max_remote_jobs_per_peer)",
+            inner.options.max_remote_jobs_per_peer
+        ));
+    }
+    let permit = match scheduler.reserve(&spec).await {
+        Ok(p) => p,
+        Err(rejection) => {
+            inner.executions.release(peer);
+            return declined(rejection.to_string());
+        }
+    };
+    let origin = Origin {
+        peer_id: peer.to_string(),
+        execution_id: offer.execution_id.clone(),
+    };
+    let (record, created) = match inner.host.store().submit_for_peer(spec.clone(), origin).await {
+        Ok(r) => r,
+        Err(e) => {
+            inner.executions.release(peer);
+            return declined(format!("this node cannot store the job: {e}"));
+        }
+    };
+    inner
+        .executions
+        .lock_map()
+        .insert(offer.execution_id.clone(), (peer, record.id.clone()));
+    if !created {
+        inner.executions.release(peer);
+        return JobResponse::Accepted {
+            execution_id: offer.execution_id,
+            price: inner.options.price,
+        };
+    }
+    let done = inner.host.wait_for(&record.id);
+    let task_inner = inner.clone();
+    let code_bytes = offer.code_bytes;
+    tokio::spawn(async move {
+        let id = record.id.clone();
+        let job = task_inner.host.job(id.clone(), spec);
+        match ensure_module(&task_inner, &wasm, peer, &sha, code_bytes).await {
+            Ok(()) => {
+                if let Err(rejection) = permit.submit(job.clone()) {
+                    fail(&task_inner, &job, rejection.to_compute_error()).await;
+                }
+            }
+            Err(e) => {
+                drop(permit);
+                if matches!(e, FetchError::Lied(_)) {
+                    task_inner.net.report(peer, Conduct::Bad).await;
+                }
+                fail(
+                    &task_inner,
+                    &job,
+                    ComputeError::invalid(format!("module fetch from the submitter: {e}")),
+                )
+                .await;
+            }
+        }
+        let _ = done.await;
+        task_inner.executions.release(peer);
+        // Charge the peer for what ran, from the receipt this node signed, at the
+        // price it accepted the job at.
+        let store = task_inner.host.store().clone();
+        let receipt = tokio::task::spawn_blocking(move || store.get_summary(&id))
+            .await
+            .ok()
+            .and_then(|r| r.ok().flatten())
+            .and_then(|r| r.receipt)
+            .and_then(|v| serde_json::from_value::<hanzo_compute::Receipt>(v).ok());
+        if let Some(receipt) = receipt {
+            let amount = crate::ledger::charge(&receipt, &task_inner.options.price);
+            task_inner.ledger.earn(&peer.to_string(), amount);
+        }
+    });
+    JobResponse::Accepted {
+        execution_id: offer.execution_id,
+        price: inner.options.price,
+    }
+}
+
+async fn fail(inner: &Inner, job: &hanzo_compute::Job, error: ComputeError) {
+    let outcome = JobOutcome {
+        job_id: job.id.clone(),
+        result: Err(error),
+        usage: Usage::default(),
+        logs: Vec::new(),
+        receipt: None,
+    };
+    // `finished` without `starting`: the hooks record the end of a queued job.
+    inner.host.hooks().finished(job, &outcome).await;
+}
+
+/// Makes sure the module is in this node's store, fetching it from the submitter.
+async fn ensure_module(
+    inner: &Inner,
+    wasm: &std::sync::Arc<hanzo_wasm_runtime::WasmRuntime>,
+    peer: PeerId,
+    sha: &str,
+    max_bytes: u64,
+) -> Result<(), FetchError> {
+    if wasm.module_store().contains(sha) {
+        return Ok(());
+    }
+    let limit = max_bytes.min(hanzo_wasm_runtime::MAX_SOURCE_BYTES);
+    let bytes = code::fetch(inner, peer, sha, limit).await?;
+    let wasm = wasm.clone();
+    let stored = tokio::task::spawn_blocking(move || wasm.add_module(&bytes))
+        .await
+        .map_err(|e| FetchError::Refused(e.to_string()))?
+        .map_err(|e| FetchError::Lied(format!("the module is not one this node runs: {e}")))?;
+    if stored != sha {
+        return Err(FetchError::Lied(format!(
+            "the module stored as {stored}, not {sha}"
+        )));
+    }
+    Ok(())
+}
+
+/// The local job behind an execution id, when `peer` is the one that placed it.
+async fn lookup(inner: &Inner, peer: PeerId, execution_id: &str) -> Option<String> {
+    if let Some((owner, id)) = inner.executions.lock_map().get(execution_id).cloned() {
+        return (owner == peer).then_some(id);
+    }
+    let store = inner.host.store().clone();
+    let exec = execution_id.to_string();
+    let record = tokio::task::spawn_blocking(move || store.find_execution(&exec))
+        .await
+        .ok()?
+        .ok()??;
+    let origin = record.origin.as_ref()?;
+    (origin.peer_id == peer.to_string()).then(|| {
+        inner
+            .executions
+            .lock_map()
+            .insert(execution_id.to_string(), (peer, record.id.clone()));
+        record.id.clone()
+    })
+}
+
+async fn await_job(inner: &Inner, peer: PeerId, execution_id: String, wait_ms: u64) -> JobResponse {
+    let Some(id) = lookup(inner, peer, &execution_id).await else {
+        return JobResponse::Unknown { execution_id };
+    };
+    // Register before looking, so an end between the two is not missed.
+    let done = inner.host.wait_for(&id);
+    if let Some(r) = finished(inner, &execution_id, &id).await {
+        return r;
+    }
+    let wait = Duration::from_millis(wait_ms.min(MAX_AWAIT_MS));
+    let _ = tokio::time::timeout(wait, done).await;
+    finished(inner, &execution_id, &id)
+        .await
+        .unwrap_or(JobResponse::Running { execution_id })
+}
+
+/// The execution's result when its job has ended.
+async fn finished(inner: &Inner, execution_id: &str, id: &str) -> Option<JobResponse> {
+    let store = inner.host.store().clone();
+    let key = id.to_string();
+    let (raw, logs) = tokio::task::spawn_blocking(move || -> Option<_> {
+        let raw = store.get_raw(&key).ok()??;
+        if !raw.record.status.is_terminal() {
+            return Some((raw, None));
+        }
+        let logs = store.logs(&key).ok().flatten().unwrap_or_default();
+        Some((raw, Some(logs)))
+    })
+    .await
+    .ok()??;
+    let mut logs = logs?;
+    logs.truncate(MAX_REMOTE_LOG_BYTES);
+    Some(JobResponse::Finished(Box::new(result(
+        execution_id,
+        &raw.record,
+        raw.output,
+        logs,
+    ))))
+}
+
+fn result(execution_id: &str, r: &JobRecord, output: Option<Vec<u8>>, logs: Vec<u8>) -> RemoteResult {
+    RemoteResult {
+        execution_id: execution_id.to_string(),
+        status: match r.status {
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Cancelled => "cancelled",
+            _ => "failed",
+        }
+        .to_string(),
+        output: output.map(|o| String::from_utf8_lossy(&o).into_owned()),
+        error: r.error.as_ref().map(|e| (e.code.clone(), e.message.clone())),
+        usage: r.usage.as_ref().and_then(|u| serde_json::to_string(u).ok()),
+        logs,
+        receipt: r.receipt.as_ref().map(|v| v.to_string()),
+    }
+}
+
+async fn cancel_job(inner: &Inner, peer: PeerId, execution_id: String) -> JobResponse {
+    let Some(id) = lookup(inner, peer, &execution_id).await else {
+        return JobResponse::Unknown { execution_id };
+    };
+    match inner.host.store().cancel(&id).await {
+        Ok(hanzo_jobstore::CancelOutcome::Cancelled) | Ok(hanzo_jobstore::CancelOutcome::Requested) => {
+            inner.host.scheduler().cancel(&id).await;
+        }
+        _ => {}
+    }
+    finished(inner, &execution_id, &id)
+        .await
+        .unwrap_or(JobResponse::Running { execution_id })
+}

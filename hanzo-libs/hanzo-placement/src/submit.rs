@@ -1,0 +1,678 @@
+//! The submitter's side: rank, offer, follow, check, record, fail over.
+//!
+//! Boundary: every reply comes from a peer, which is never trusted. A result is
+//! accepted only with a receipt whose signature verifies, whose `node_id` is the key
+//! of the peer the attempt went to, whose `code_hash` and `input_hash` are those of
+//! the code and params sent, and whose `output_hash` is that of the output returned.
+//! Each attempt has its own execution id; once an attempt is marked `lost` nothing
+//! it sends is read again, and it is told to cancel (a surviving duplicate stops).
+
+use crate::rank::{Candidate, NodeView};
+use crate::{Inner, PlacementError, new_execution_id};
+use hanzo_compute::receipt::{Outcome, hash_json};
+use hanzo_compute::{ComputeError, Job, JobOutcome, JobSpec, Placement, Receipt, RuntimeKind, Usage};
+use hanzo_jobstore::{JobRecord, PlacementOutcome};
+use hanzo_network::identity::{node_id, parse_peer_id};
+use hanzo_network::{Conduct, JobRequest, JobResponse, Offer, PeerId, Price, RemoteResult};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a peer may take to answer an offer.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time allowed on top of the job's own timeout for queueing, code transfer and
+/// failover before the job is given up.
+const PLACEMENT_SLACK: Duration = Duration::from_secs(60);
+/// How long a lost attempt keeps being told to cancel (until its peer is back).
+const FENCE_FOR: Duration = Duration::from_secs(120);
+
+/// The jobs this node is placing, by id, with the token that cancels each.
+#[derive(Default)]
+pub(crate) struct Attempts {
+    map: Mutex<HashMap<String, hanzo_compute::CancelToken>>,
+}
+
+impl Attempts {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, hanzo_compute::CancelToken>> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.lock().get(id) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// What may not leave this node: checked before the job is stored.
+pub(crate) fn check(spec: &JobSpec) -> Result<(), PlacementError> {
+    if let Placement::Peer(p) = &spec.placement {
+        parse_peer_id("placement.peer", p).map_err(|e| PlacementError::Invalid(e.to_string()))?;
+    }
+    if !spec.mounts.is_empty() {
+        return Err(PlacementError::Invalid(format!(
+            "mounts never travel to peers: a job with mounts must have placement \"local\" (it has {})",
+            spec.placement.describe()
+        )));
+    }
+    Ok(())
+}
+
+/// The code of a job as it travels: its sha256 and size.
+struct Code {
+    sha256: String,
+    bytes: u64,
+}
+
+/// Only WASM modules travel by hash in this version; other runtimes run here.
+fn travels(runtime: RuntimeKind) -> bool {
+    runtime == RuntimeKind::Wasm
+}
+
+/// Puts the job's module in this node's store (a path becomes `sha256:`), so that
+/// peers can fetch it, and returns the spec to send.
+async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), ComputeError> {
+    let wasm = inner
+        .host
+        .wasm()
+        .ok_or_else(|| ComputeError::Unavailable("the wasm runtime is not enabled on this node".into()))?;
+    let source = spec.source.clone();
+    let w = wasm.clone();
+    let sha = tokio::task::spawn_blocking(move || -> Result<String, ComputeError> {
+        match hanzo_compute::parse_digest_source(&source)? {
+            Some(sha) => {
+                if w.module_store().contains(&sha) {
+                    Ok(sha)
+                } else {
+                    Err(ComputeError::invalid(format!("unknown module sha256:{sha}")))
+                }
+            }
+            None => {
+                let bytes = hanzo_compute::files::read_capped(
+                    std::path::Path::new(&source),
+                    hanzo_wasm_runtime::MAX_SOURCE_BYTES,
+                )
+                .map_err(|e| ComputeError::invalid(format!("cannot read module {source}: {e}")))?;
+                w.add_module(&bytes)
+            }
+        }
+    })
+    .await
+    .map_err(ComputeError::internal)??;
+    let w = wasm.clone();
+    let s = sha.clone();
+    let bytes = tokio::task::spawn_blocking(move || w.module_store().read(&s))
+        .await
+        .map_err(ComputeError::internal)??
+        .map(|b| b.len() as u64)
+        .ok_or_else(|| ComputeError::invalid(format!("unknown module sha256:{sha}")))?;
+    let mut out = spec.clone();
+    out.source = format!("sha256:{sha}");
+    Ok((out, Code { sha256: sha, bytes }))
+}
+
+/// Ranks this node (when the placement allows) and every live peer.
+async fn candidates(
+    inner: &Inner,
+    spec: &JobSpec,
+    excluded: &HashSet<Option<PeerId>>,
+) -> (Vec<Candidate>, Vec<(String, String)>) {
+    let mut nodes = Vec::new();
+    let mut reasons = Vec::new();
+    if matches!(spec.placement, Placement::Any) && !excluded.contains(&None) {
+        nodes.push(inner.local_view());
+    }
+    let wanted = match &spec.placement {
+        Placement::Peer(p) => p.parse::<PeerId>().ok(),
+        _ => None,
+    };
+    let peers = inner.net.peers().await.unwrap_or_default();
+    for p in peers {
+        let Ok(peer) = p.peer_id.parse::<PeerId>() else {
+            continue;
+        };
+        if excluded.contains(&Some(peer)) || wanted.is_some_and(|w| w != peer) {
+            continue;
+        }
+        if p.version.is_none() {
+            // Connected, but no advert yet: nothing is known of what it offers.
+            continue;
+        }
+        if !travels(spec.runtime) {
+            reasons.push((
+                p.peer_id.clone(),
+                format!("{} code does not travel between nodes", spec.runtime),
+            ));
+            continue;
+        }
+        nodes.push(NodeView {
+            peer: Some(peer),
+            runtimes: p.runtimes.clone(),
+            ceilings: p.ceilings.unwrap_or_default(),
+            capacity: p.resources.capacity,
+            free: p.resources.free,
+            queue_depth: p.resources.queue_depth,
+            latency_ms: p.latency_ms,
+            reputation: p.reputation,
+            price: p.price.unwrap_or_default(),
+        });
+    }
+    if let Some(w) = wanted
+        && !excluded.contains(&Some(w))
+        && !nodes.iter().any(|n| n.peer == Some(w))
+        && !reasons.iter().any(|(p, _)| *p == w.to_string())
+    {
+        reasons.push((
+            w.to_string(),
+            "not a live peer of this node (no advert within the peer timeout)".into(),
+        ));
+    }
+    let (ranked, filtered) = inner.options.chain.rank(spec, nodes);
+    reasons.extend(filtered);
+    (ranked, reasons)
+}
+
+/// How following an attempt ended.
+enum Followed {
+    Result(RemoteResult),
+    Lost(String),
+    Cancelled(Option<RemoteResult>),
+}
+
+/// Where a placement ended.
+enum End {
+    /// Handed to this node's scheduler, whose hooks record the rest.
+    Local,
+    /// Recorded by the hooks with this outcome.
+    Done(JobOutcome),
+    /// Already recorded (cancelled before it started).
+    Recorded,
+}
+
+pub(crate) async fn place(inner: Arc<Inner>, id: String, spec: JobSpec, resume: Option<JobRecord>) {
+    let job = inner.host.job(id.clone(), spec);
+    inner.attempts.lock().insert(id.clone(), job.cancel.clone());
+    let end = run(&inner, &job, resume).await;
+    inner.attempts.lock().remove(&id);
+    match end {
+        End::Done(outcome) => inner.host.hooks().finished(&job, &outcome).await,
+        End::Local | End::Recorded => {}
+    }
+}
+
+fn failed(job: &Job, e: ComputeError) -> End {
+    End::Done(JobOutcome {
+        job_id: job.id.clone(),
+        result: Err(e),
+        usage: Usage::default(),
+        logs: Vec::new(),
+        receipt: None,
+    })
+}
+
+fn unschedulable(job: &Job, reasons: &[(String, String)]) -> End {
+    let why = if reasons.is_empty() {
+        "no peer is known to this node".to_string()
+    } else {
+        reasons
+            .iter()
+            .map(|(p, r)| format!("{p}: {r}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    failed(
+        job,
+        ComputeError::Unschedulable(format!(
+            "no node can take the job ({}): {why}",
+            job.spec.placement.describe()
+        )),
+    )
+}
+
+async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
+    let spec = &job.spec;
+    let deadline = Instant::now() + Duration::from_millis(spec.limits.timeout_ms) + PLACEMENT_SLACK;
+    let mut budget = spec.retries.saturating_add(1);
+    let mut started = false;
+    let mut excluded: HashSet<Option<PeerId>> = HashSet::new();
+    let mut reasons: Vec<(String, String)> = Vec::new();
+
+    // Peers are only offered code that travels; a job this node runs keeps its spec.
+    let travelling = if travels(spec.runtime) {
+        match prepare_code(inner, spec).await {
+            Ok(c) => Some(c),
+            Err(e) if matches!(spec.placement, Placement::Any) => {
+                reasons.push(("peers".into(), format!("the code cannot be sent: {e}")));
+                None
+            }
+            Err(e) => return failed(job, e),
+        }
+    } else {
+        None
+    };
+
+    if let Some(record) = resume {
+        started = true;
+        budget = budget.saturating_sub(record.placements.len() as u32);
+        let last = record
+            .placements
+            .iter()
+            .rev()
+            .find(|p| p.outcome == PlacementOutcome::Running)
+            .cloned();
+        if let (Some(p), Some((sent, code))) = (last, travelling.as_ref()) {
+            if let Ok(peer) = p.peer_id.parse::<PeerId>() {
+                tracing::info!(job = %job.id, %peer, execution = %p.execution_id, "re-attaching to a job running on a peer");
+                let price = Price::default();
+                match settle(inner, job, sent, code, peer, &p.execution_id, price).await {
+                    Settled::Final(end) => return end,
+                    Settled::Retry(why) => {
+                        excluded.insert(Some(peer));
+                        reasons.push((peer.to_string(), why));
+                    }
+                }
+            }
+        }
+    }
+
+    loop {
+        if job.cancel.is_cancelled() {
+            return failed(job, ComputeError::Cancelled);
+        }
+        if budget == 0 || Instant::now() > deadline {
+            return unschedulable(job, &reasons);
+        }
+        let (ranked, filtered) = candidates(inner, spec, &excluded).await;
+        for (p, r) in filtered {
+            if !reasons.iter().any(|(q, _)| *q == p) {
+                reasons.push((p, r));
+            }
+        }
+        if ranked.is_empty() {
+            return unschedulable(job, &reasons);
+        }
+        let mut retry = false;
+        for c in ranked {
+            let Some(peer) = c.node.peer else {
+                excluded.insert(None);
+                match inner.host.scheduler().reserve(spec).await {
+                    Ok(permit) => {
+                        if started {
+                            // A failed-over job continuing here: the scheduler's
+                            // `starting` hook records the new attempt.
+                            let _ = inner.host.store().restart_attempt(&job.id).await;
+                        }
+                        return match permit.submit(job.clone()) {
+                            Ok(()) => End::Local,
+                            Err(r) => failed(job, r.to_compute_error()),
+                        };
+                    }
+                    Err(r) => {
+                        reasons.push(("this node".into(), r.to_string()));
+                        continue;
+                    }
+                }
+            };
+            let Some((sent, code)) = travelling.as_ref() else {
+                continue;
+            };
+            excluded.insert(Some(peer));
+            let execution_id = new_execution_id();
+            inner.code.share(peer, &code.sha256);
+            let offer = Offer {
+                execution_id: execution_id.clone(),
+                spec: serde_json::to_string(sent).unwrap_or_default(),
+                code_bytes: code.bytes,
+                deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+            };
+            let reply =
+                tokio::time::timeout(OFFER_TIMEOUT, inner.net.job(peer, JobRequest::Offer(offer))).await;
+            let price = match reply {
+                Ok(Ok(JobResponse::Accepted {
+                    execution_id: e,
+                    price,
+                })) if e == execution_id => price,
+                Ok(Ok(JobResponse::Declined { reason })) => {
+                    reasons.push((peer.to_string(), format!("declined: {reason}")));
+                    continue;
+                }
+                Ok(Ok(JobResponse::Refused { reason })) => {
+                    reasons.push((peer.to_string(), format!("refused: {reason}")));
+                    continue;
+                }
+                Ok(Ok(other)) => {
+                    inner.net.report(peer, Conduct::Bad).await;
+                    reasons.push((
+                        peer.to_string(),
+                        format!("answered an offer with {}", name(&other)),
+                    ));
+                    continue;
+                }
+                Ok(Err(e)) => {
+                    reasons.push((peer.to_string(), e.to_string()));
+                    continue;
+                }
+                Err(_) => {
+                    reasons.push((peer.to_string(), "no answer to the offer".into()));
+                    continue;
+                }
+            };
+            // Accepted: record the attempt before anything else, so that a crash from
+            // here on re-attaches to it rather than running the job twice.
+            if let Err(e) = inner
+                .host
+                .store()
+                .add_placement(&job.id, &peer.to_string(), &execution_id)
+                .await
+            {
+                tracing::error!(job = %job.id, error = %e, "cannot record the placement; cancelling it");
+                fence(inner.clone(), peer, execution_id);
+                return failed(
+                    job,
+                    ComputeError::internal(format!("the job store could not record the placement: {e}")),
+                );
+            }
+            budget -= 1;
+            if !started {
+                if !inner.host.hooks().starting(job).await {
+                    // Cancelled meanwhile: the hooks recorded it.
+                    let _ = inner
+                        .host
+                        .store()
+                        .end_placement(&execution_id, PlacementOutcome::Cancelled, None)
+                        .await;
+                    fence(inner.clone(), peer, execution_id);
+                    return End::Recorded;
+                }
+                started = true;
+            } else {
+                let _ = inner.host.store().restart_attempt(&job.id).await;
+            }
+            match settle(inner, job, sent, code, peer, &execution_id, price).await {
+                Settled::Final(end) => return end,
+                Settled::Retry(why) => {
+                    reasons.push((peer.to_string(), why));
+                    retry = true;
+                    break;
+                }
+            }
+        }
+        if !retry {
+            // Every candidate declined: nothing freed meanwhile is known.
+            return unschedulable(job, &reasons);
+        }
+    }
+}
+
+enum Settled {
+    Final(End),
+    Retry(String),
+}
+
+/// Follows an accepted attempt to its end and records it.
+async fn settle(
+    inner: &Arc<Inner>,
+    job: &Job,
+    sent: &JobSpec,
+    code: &Code,
+    peer: PeerId,
+    execution_id: &str,
+    price: Price,
+) -> Settled {
+    let store = inner.host.store();
+    match follow(inner, job, peer, execution_id).await {
+        Followed::Result(r) => match check_result(job, sent, code, peer, r) {
+            Ok(outcome) => {
+                let placement = match &outcome.result {
+                    Ok(_) => PlacementOutcome::Succeeded,
+                    Err(ComputeError::Cancelled) => PlacementOutcome::Cancelled,
+                    Err(_) => PlacementOutcome::Failed,
+                };
+                let _ = store.end_placement(execution_id, placement, None).await;
+                if let Some(receipt) = &outcome.receipt {
+                    inner
+                        .ledger
+                        .owe(&peer.to_string(), crate::ledger::charge(receipt, &price));
+                }
+                inner.net.report(peer, Conduct::Good).await;
+                Settled::Final(End::Done(outcome))
+            }
+            Err(Rejected { why, lie }) => {
+                let _ = store
+                    .end_placement(execution_id, PlacementOutcome::Failed, Some(&why))
+                    .await;
+                inner
+                    .net
+                    .report(peer, if lie { Conduct::Bad } else { Conduct::Neutral })
+                    .await;
+                tracing::warn!(job = %job.id, %peer, why = %why, "attempt failed; placing the job again");
+                Settled::Retry(why)
+            }
+        },
+        Followed::Lost(why) => {
+            let _ = store
+                .end_placement(execution_id, PlacementOutcome::Lost, Some(&why))
+                .await;
+            inner.net.report(peer, Conduct::Bad).await;
+            tracing::warn!(job = %job.id, %peer, why = %why, "attempt lost; placing the job again");
+            fence(inner.clone(), peer, execution_id.to_string());
+            Settled::Retry(format!("lost: {why}"))
+        }
+        Followed::Cancelled(r) => {
+            let _ = store
+                .end_placement(execution_id, PlacementOutcome::Cancelled, None)
+                .await;
+            let mut outcome = JobOutcome {
+                job_id: job.id.clone(),
+                result: Err(ComputeError::Cancelled),
+                usage: Usage::default(),
+                logs: Vec::new(),
+                receipt: None,
+            };
+            if let Some(r) = r {
+                outcome.logs = r.logs;
+            }
+            Settled::Final(End::Done(outcome))
+        }
+    }
+}
+
+/// Long-polls the executor until the attempt ends, is lost or is cancelled.
+async fn follow(inner: &Inner, job: &Job, peer: PeerId, execution_id: &str) -> Followed {
+    let heartbeat = inner.options.heartbeat;
+    let mut failing_since: Option<Instant> = None;
+    let mut last_error = String::new();
+    loop {
+        if job.cancel.is_cancelled() {
+            let req = JobRequest::Cancel {
+                execution_id: execution_id.to_string(),
+            };
+            let r = tokio::time::timeout(Duration::from_secs(5), inner.net.job(peer, req)).await;
+            return Followed::Cancelled(match r {
+                Ok(Ok(JobResponse::Finished(f))) => Some(*f),
+                _ => None,
+            });
+        }
+        let per_try = if failing_since.is_some() {
+            Duration::from_secs(1)
+        } else {
+            heartbeat + Duration::from_secs(3)
+        };
+        let req = JobRequest::Await {
+            execution_id: execution_id.to_string(),
+            wait_ms: heartbeat.as_millis() as u64,
+        };
+        let reply = tokio::select! {
+            r = tokio::time::timeout(per_try, inner.net.job(peer, req)) => r,
+            _ = job.cancel.cancelled() => continue,
+        };
+        match reply {
+            Ok(Ok(JobResponse::Finished(r))) if r.execution_id == execution_id => {
+                return Followed::Result(*r);
+            }
+            Ok(Ok(JobResponse::Running { .. })) => failing_since = None,
+            Ok(Ok(JobResponse::Unknown { .. })) => {
+                return Followed::Lost("the peer no longer knows the execution".into());
+            }
+            Ok(Ok(JobResponse::Refused { reason })) => {
+                last_error = format!("refused: {reason}");
+                failing_since.get_or_insert_with(Instant::now);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(Ok(other)) => return Followed::Lost(format!("answered an await with {}", name(&other))),
+            Ok(Err(e)) => {
+                last_error = e.to_string();
+                failing_since.get_or_insert_with(Instant::now);
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(_) => {
+                last_error = format!("no heartbeat within {} ms", per_try.as_millis());
+                failing_since.get_or_insert_with(Instant::now);
+            }
+        }
+        if let Some(t) = failing_since
+            && t.elapsed() >= inner.options.lost_after
+        {
+            return Followed::Lost(format!(
+                "no answer for {} ms ({last_error})",
+                inner.options.lost_after.as_millis()
+            ));
+        }
+    }
+}
+
+/// Tells a lost attempt's peer to stop, until it answers or [`FENCE_FOR`] passes.
+fn fence(inner: Arc<Inner>, peer: PeerId, execution_id: String) {
+    tokio::spawn(async move {
+        let until = Instant::now() + FENCE_FOR;
+        while Instant::now() < until {
+            let req = JobRequest::Cancel {
+                execution_id: execution_id.clone(),
+            };
+            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), inner.net.job(peer, req)).await {
+                tracing::info!(%peer, execution = %execution_id, "a lost attempt was told to cancel");
+                return;
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
+
+fn name(r: &JobResponse) -> &'static str {
+    match r {
+        JobResponse::Accepted { .. } => "accepted",
+        JobResponse::Declined { .. } => "declined",
+        JobResponse::Running { .. } => "running",
+        JobResponse::Finished(_) => "finished",
+        JobResponse::Unknown { .. } => "unknown",
+        JobResponse::Refused { .. } => "refused",
+    }
+}
+
+/// Why a remote result was not taken: `lie` when it cannot be honest.
+struct Rejected {
+    why: String,
+    lie: bool,
+}
+
+fn lie(why: impl Into<String>) -> Rejected {
+    Rejected {
+        why: why.into(),
+        lie: true,
+    }
+}
+
+/// Checks a result against what was sent and turns it into the job's outcome.
+fn check_result(
+    job: &Job,
+    sent: &JobSpec,
+    code: &Code,
+    peer: PeerId,
+    r: RemoteResult,
+) -> Result<JobOutcome, Rejected> {
+    let usage: Usage = r
+        .usage
+        .as_deref()
+        .and_then(|u| serde_json::from_str(u).ok())
+        .unwrap_or_default();
+    let Some(receipt_text) = r.receipt.as_deref() else {
+        // Nothing ran there (it could not fetch the code, its store failed, it
+        // restarted): an attempt failed, not the job.
+        let (code, message) = r
+            .error
+            .clone()
+            .unwrap_or_else(|| ("internal".into(), "no receipt".into()));
+        if r.status == "succeeded" {
+            return Err(lie("a success without a receipt"));
+        }
+        return Err(Rejected {
+            why: format!("{code}: {message}"),
+            lie: false,
+        });
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(receipt_text).map_err(|e| lie(format!("a receipt that is not JSON: {e}")))?;
+    let receipt = Receipt::verify(&value).map_err(|e| lie(format!("a receipt that does not verify: {e}")))?;
+    let expected = node_id(&peer).unwrap_or_default();
+    if receipt.node_id != expected {
+        return Err(lie(format!(
+            "a receipt signed by node {}, not by the peer it was sent to ({expected})",
+            receipt.node_id
+        )));
+    }
+    if receipt.code_hash != code.sha256 {
+        return Err(lie(format!(
+            "a receipt for code {}, not {}",
+            receipt.code_hash, code.sha256
+        )));
+    }
+    if receipt.input_hash != hash_json(&sent.params) {
+        return Err(lie("a receipt for other params"));
+    }
+    let result = match r.status.as_str() {
+        "succeeded" => {
+            let text = r
+                .output
+                .as_deref()
+                .ok_or_else(|| lie("a success without an output"))?;
+            let output: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| lie(format!("an output that is not JSON: {e}")))?;
+            receipt
+                .check_output(&output)
+                .map_err(|e| lie(format!("an output its receipt does not match: {e}")))?;
+            if receipt.status != Outcome::Succeeded {
+                return Err(lie("a success whose receipt says it failed"));
+            }
+            Ok(output)
+        }
+        "failed" | "cancelled" => {
+            let (code, message) = r
+                .error
+                .clone()
+                .unwrap_or_else(|| ("tool_failed".into(), "failed".into()));
+            if r.status == "cancelled" && !job.cancel.is_cancelled() {
+                return Err(Rejected {
+                    why: "cancelled by the peer".into(),
+                    lie: false,
+                });
+            }
+            Err(ComputeError::from_parts(&code, &message))
+        }
+        other => return Err(lie(format!("an unknown status '{other}'"))),
+    };
+    Ok(JobOutcome {
+        job_id: job.id.clone(),
+        result,
+        usage,
+        logs: r.logs,
+        receipt: Some(receipt),
+    })
+}
