@@ -95,9 +95,14 @@ pub struct SubmitArgs {
     /// Scheduling priority (higher first).
     #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i32,
-    /// How many times the node may retry the job after the node crashed.
+    /// How many times the node may retry the job: after the node crashed, or on
+    /// another node after the peer running it was lost.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub retries: u32,
+    /// Where the job may run: local (this node only, the default), any (the best
+    /// node, this one included), remote (the best peer), or a peer id.
+    #[arg(long, value_name = "WHERE", default_value = "local")]
+    pub placement: String,
     /// Wait for the result and print the output as `run` does (same exit codes).
     #[arg(long)]
     pub wait: bool,
@@ -248,6 +253,18 @@ fn submit(config: Option<&Path>, args: SubmitArgs) -> anyhow::Result<u8> {
         .to_spec(hanzo_compute::ResourceLimits::default().max_output_bytes)?;
     spec.priority = args.priority;
     spec.retries = args.retries;
+    spec.placement = match args.placement.as_str() {
+        "local" => hanzo_compute::Placement::Local,
+        "any" => hanzo_compute::Placement::Any,
+        "remote" => hanzo_compute::Placement::Remote,
+        peer if hanzo_compute::looks_like_peer_id(peer) => hanzo_compute::Placement::Peer(peer.to_string()),
+        other => {
+            return Err(ComputeError::invalid(format!(
+                "--placement: '{other}' is not local, any, remote or a peer id"
+            ))
+            .into());
+        }
+    };
     // The node cannot know this shell's directory: a relative mount is made absolute
     // here, `..` taken as the shell takes it (the node then resolves the path under its
     // mount roots, following no symlink, and refuses any `..` left).

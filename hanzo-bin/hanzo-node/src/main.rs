@@ -9,9 +9,11 @@ mod demo;
 mod escape;
 mod job_cmd;
 mod logging;
+mod network;
 mod new_cmd;
 mod node;
 mod params;
+mod peers_cmd;
 mod progress;
 mod receipt_cmd;
 mod run;
@@ -89,6 +91,14 @@ enum Command {
     Cache(cache_cmd::CacheCmd),
     /// Start a tool project: new rust|go|python|deno NAME [--dir PATH].
     New(new_cmd::NewArgs),
+    /// The peers a serving node knows: runtimes, free capacity, latency, reputation.
+    Peers {
+        /// Print the API's JSON array of peers instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: job_cmd::NodeArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -181,6 +191,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => serve::run(cli.config.as_deref(), args).await,
         Command::Cache(cmd) => cache_cmd::run(cli.config.as_deref(), cmd).await,
         Command::New(args) => new_cmd::run(args).await,
+        Command::Peers { json, node } => peers_cmd::run(cli.config.as_deref(), json, node).await,
     }
 }
 

@@ -150,6 +150,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
     if let Some(k8s) = node.k8s.clone() {
         services.push(k8s);
     }
+    let seed = node.compute.key().secret_seed();
     let api = Api::new(
         Arc::new(node.compute),
         node.wasm.clone(),
@@ -167,7 +168,16 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
             policy,
         },
     );
-    let resumed = api.resume(recovery.queued).await;
+    if cfg.network.enabled {
+        crate::network::join(&api, &cfg, seed).await?;
+    }
+    if !recovery.remote.is_empty() {
+        tracing::info!(
+            jobs = recovery.remote.len(),
+            "re-attaching to jobs that were running on peers"
+        );
+    }
+    let resumed = api.recover(recovery.queued, recovery.remote).await;
     if resumed.queued + resumed.failed > 0 {
         tracing::info!(
             resumed = resumed.queued,

@@ -13,6 +13,7 @@ mod guard;
 mod hooks;
 mod logs;
 mod metrics;
+mod network;
 mod routes;
 mod services;
 mod tools;
@@ -75,6 +76,10 @@ pub(crate) struct State {
     pub follow: FollowLimits,
     pub services: ServiceRuntimes,
     pub policy: Arc<hanzo_compute::policy::ApiPolicy>,
+    /// This node's libp2p peer id (derived from its key, network on or off).
+    pub peer_id: String,
+    /// The placement layer, once the network is started.
+    pub placer: std::sync::OnceLock<hanzo_placement::Placer>,
 }
 
 impl Api {
@@ -90,6 +95,7 @@ impl Api {
         options: ApiOptions,
     ) -> Api {
         let hooks = Arc::new(StoreHooks::new(store.clone()));
+        let peer_id = network::peer_id_of(compute.key());
         let scheduler = Scheduler::new(compute, options.resources, options.scheduler, hooks.clone());
         Api {
             state: Arc::new(State {
@@ -102,6 +108,8 @@ impl Api {
                 follow: options.follow,
                 services: options.services,
                 policy: Arc::new(options.policy),
+                peer_id,
+                placer: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -119,6 +127,74 @@ impl Api {
             })
             .collect::<Vec<_>>();
         self.state.scheduler.resume(jobs).await
+    }
+
+    /// Joins the network: starts the placement layer over `net`, serving the peers'
+    /// requests from `inbound`. Call once, before [`recover_remote`](Self::recover_remote).
+    pub fn join_network(
+        &self,
+        net: hanzo_network::Client,
+        inbound: tokio::sync::mpsc::Receiver<hanzo_network::Inbound>,
+        options: hanzo_placement::Options,
+    ) -> hanzo_placement::Placer {
+        let host: Arc<dyn hanzo_placement::Host> = Arc::new(network::ApiHost(self.state.clone()));
+        let placer = hanzo_placement::Placer::start(net, inbound, host, options);
+        let _ = self.state.placer.set(placer.clone());
+        placer
+    }
+
+    /// Hands the jobs the store recovered to whoever runs them: jobs whose attempt
+    /// was running on a peer are re-attached (`Recovery::remote`), queued jobs with a
+    /// placement other than `local` are placed again, and the rest are queued here
+    /// ([`resume`](Self::resume)).
+    pub async fn recover(&self, queued: Vec<JobRecord>, remote: Vec<JobRecord>) -> Resumed {
+        let (placed, local): (Vec<_>, Vec<_>) =
+            queued.into_iter().partition(|r| !r.spec.placement.is_local());
+        for r in placed {
+            match self.state.placer.get() {
+                Some(p) => p.place(r.id, r.spec),
+                None => {
+                    let mut spec = r.spec;
+                    let job = hanzo_compute::Job::with_id(r.id.clone(), spec.clone());
+                    let outcome = hanzo_compute::JobOutcome {
+                        job_id: r.id,
+                        result: Err(hanzo_compute::ComputeError::Unschedulable(
+                            "the network is off on this node ([network] enabled = false)".into(),
+                        )),
+                        usage: Default::default(),
+                        logs: Vec::new(),
+                        receipt: None,
+                    };
+                    spec.placement = hanzo_compute::Placement::Local;
+                    hanzo_scheduler::Hooks::finished(self.state.hooks.as_ref(), &job, &outcome).await;
+                }
+            }
+        }
+        for r in remote {
+            match self.state.placer.get() {
+                Some(p) => p.reattach(r),
+                None => {
+                    let job = hanzo_compute::Job::with_id(r.id.clone(), r.spec);
+                    let outcome = hanzo_compute::JobOutcome {
+                        job_id: r.id,
+                        result: Err(hanzo_compute::ComputeError::Unschedulable(
+                            "its attempt was running on a peer, and the network is now off on this node"
+                                .into(),
+                        )),
+                        usage: Default::default(),
+                        logs: Vec::new(),
+                        receipt: None,
+                    };
+                    hanzo_scheduler::Hooks::finished(self.state.hooks.as_ref(), &job, &outcome).await;
+                }
+            }
+        }
+        self.resume(local).await
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> &str {
+        &self.state.peer_id
     }
 
     /// The scheduler.

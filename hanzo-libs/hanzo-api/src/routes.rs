@@ -24,8 +24,8 @@ use schemas::{
     ErrorReply, Healthy, Job as JobView, JobList, ModuleBytes, NodeInfo, Queued, RuntimeList, StoredModule,
 };
 
-type S = AxState<Arc<State>>;
-type ApiResult<T = Response> = Result<T, ApiError>;
+pub(crate) type S = AxState<Arc<State>>;
+pub(crate) type ApiResult<T = Response> = Result<T, ApiError>;
 
 pub(crate) fn router(state: Arc<State>) -> Router {
     let v1 = Router::new()
@@ -51,7 +51,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/v1/openapi.json", get(openapi_json))
         .route("/metrics", get(metrics))
         .merge(crate::tools::routes())
-        .merge(crate::services::routes());
+        .merge(crate::services::routes())
+        .merge(crate::network::routes());
     // The guard wraps everything, the fallback included (an unknown route answers 401
     // without the token, so routes cannot be probed), and lets only `/healthz` through.
     Router::new()
@@ -92,6 +93,7 @@ pub(crate) fn openapi() -> Value {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::tools::ToolsDoc::openapi());
     doc.merge(crate::services::ServicesDoc::openapi());
+    doc.merge(crate::network::NetworkDoc::openapi());
     let mut doc = serde_json::to_value(doc).unwrap_or(Value::Null);
     document_auth(&mut doc);
     doc
@@ -207,15 +209,18 @@ fn parse_spec(bytes: &[u8]) -> ApiResult<JobSpec> {
     })
 }
 
-pub(crate) fn view(r: &JobRecord) -> Value {
+pub(crate) fn view(r: &JobRecord, me: &str) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({"id": r.id}));
     v["runtime"] = json!(r.spec.runtime);
+    let (executed_by, placements) = crate::network::placements(r, me);
+    v["executed_by"] = executed_by;
+    v["placements"] = placements;
     v
 }
 
 /// A row of `GET /v1/jobs`: the job without `output` (its size is `output_bytes`).
-pub(crate) fn list_row(r: &JobRecord) -> Value {
-    let mut v = view(r);
+pub(crate) fn list_row(r: &JobRecord, me: &str) -> Value {
+    let mut v = view(r, me);
     if let Some(o) = v.as_object_mut() {
         o.remove("output");
     }
@@ -246,7 +251,7 @@ pub(crate) async fn job_answer(state: &State, id: &str, status: StatusCode) -> A
     let raw = read_store(state, move |s| s.get_raw(&key))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
-    let mut head = serde_json::to_vec(&list_row(&raw.record)).map_err(ApiError::internal)?;
+    let mut head = serde_json::to_vec(&list_row(&raw.record, &state.peer_id)).map_err(ApiError::internal)?;
     // `head` is an object; reopen it to add the output as the last member.
     if head.pop() != Some(b'}') {
         return Err(ApiError::internal(format!(
@@ -398,6 +403,9 @@ pub(crate) async fn admit(state: &State, mut spec: JobSpec) -> ApiResult<JobSpec
 
 /// Submits a parsed spec (`POST /v1/jobs`, and a named tool's call).
 pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
+    if !spec.placement.is_local() {
+        return submit_placed(state, spec, wait).await;
+    }
     // Every check (policy, spec, capacity, runtime health, queue room) before anything
     // is stored: a refused job leaves no trace, an accepted one has its queue place.
     let spec = admit(state, spec).await?;
@@ -424,6 +432,50 @@ pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> Api
         finished?;
         return Err(rejection.into());
     }
+    answer(state, id, done).await
+}
+
+/// A job whose placement is not `local` (CONTRACTS §7): checked (policy, spec, what
+/// may leave this node), stored, and handed to the placement layer, which records its
+/// end. With the network off, `any` runs here and `remote` or a named peer ends
+/// `unschedulable`.
+async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
+    let mut spec = admit(state, spec).await?;
+    spec.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
+    hanzo_placement::check(&spec).map_err(|e| ApiError::invalid(format!("placement: {e}")))?;
+    let placer = state.placer.get();
+    if placer.is_none() && spec.placement == hanzo_compute::Placement::Any {
+        spec.placement = hanzo_compute::Placement::Local;
+        return Box::pin(submit_spec(state, spec, wait)).await;
+    }
+    let record = state
+        .hooks
+        .health
+        .track("submit", state.store.submit(spec.clone()).await)?;
+    let id = record.id.clone();
+    let done = wait.then(|| state.hooks.wait_for(&id));
+    match placer {
+        Some(placer) => placer.place(id.clone(), spec),
+        None => {
+            let job = Job::with_id(id.clone(), spec);
+            let outcome = hanzo_compute::JobOutcome {
+                job_id: id.clone(),
+                result: Err(hanzo_compute::ComputeError::Unschedulable(format!(
+                    "no node can take the job ({}): the network is off on this node ([network] enabled = false)",
+                    job.spec.placement.describe()
+                ))),
+                usage: Default::default(),
+                logs: Vec::new(),
+                receipt: None,
+            };
+            hanzo_scheduler::Hooks::finished(state.hooks.as_ref(), &job, &outcome).await;
+        }
+    }
+    answer(state, id, done).await
+}
+
+/// `202 {"id", "status": "queued"}`, or the job once it ended when `done` is given.
+async fn answer(state: &State, id: String, done: Option<tokio::sync::oneshot::Receiver<()>>) -> ApiResult {
     match done {
         None => Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "queued"}))).into_response()),
         Some(done) => {
@@ -489,7 +541,7 @@ async fn list_jobs(
         }
     }
     let page = read_store(&state, move |s| s.list(filter, page)).await?;
-    let jobs: Vec<Value> = page.jobs.iter().map(list_row).collect();
+    let jobs: Vec<Value> = page.jobs.iter().map(|r| list_row(r, &state.peer_id)).collect();
     Ok(Json(json!({"jobs": jobs, "next": page.next.map(|c| c.to_string())})).into_response())
 }
 
@@ -524,15 +576,22 @@ async fn cancel_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
             ));
         }
         CancelOutcome::Cancelled => {
-            state.scheduler.cancel(&id).await;
+            cancel_running(&state, &id).await;
             StatusCode::OK
         }
         CancelOutcome::Requested => {
-            state.scheduler.cancel(&id).await;
+            cancel_running(&state, &id).await;
             StatusCode::ACCEPTED
         }
     };
     job_answer(&state, &id, status).await
+}
+
+/// Stops a job wherever it is: in this node's scheduler, or being placed on a peer.
+async fn cancel_running(state: &State, id: &str) {
+    if !state.placer.get().is_some_and(|p| p.cancel(id)) {
+        state.scheduler.cancel(id).await;
+    }
 }
 
 /// Stores a WASM module (binary or WAT text, up to 64 MiB) in the content store; jobs
@@ -594,6 +653,18 @@ async fn node(AxState(state): S) -> ApiResult {
     let snap = state.scheduler.snapshot();
     let mut v = serde_json::to_value(&snap).map_err(ApiError::internal)?;
     v["id"] = json!(state.scheduler.compute().key().id());
+    v["node_id"] = json!(state.scheduler.compute().key().id());
+    v["peer_id"] = json!(state.peer_id);
+    v["network"] = json!(state.placer.get().is_some());
+    if let Some(placer) = state.placer.get() {
+        v["listen_addrs"] = json!(
+            placer
+                .network()
+                .listen_addrs()
+                .await
+                .map_err(ApiError::internal)?
+        );
+    }
     v["runtimes"] = json!(
         state
             .scheduler
@@ -622,12 +693,13 @@ async fn metrics(AxState(state): S) -> ApiResult {
     let counts = tokio::task::spawn_blocking(move || store.counts())
         .await
         .map_err(ApiError::internal)??;
-    let text = crate::metrics::render(
+    let mut text = crate::metrics::render(
         &counts,
         &state.scheduler.snapshot(),
         &state.hooks.durations,
         &state.hooks.health,
     );
+    text.push_str(&crate::network::metrics_text(&state).await);
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         text,

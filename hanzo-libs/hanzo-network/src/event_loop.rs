@@ -170,7 +170,7 @@ impl EventLoop {
                     // Every client handle is gone: the node is shutting down.
                     None => return,
                 },
-                _ = advert_tick.tick() => self.publish_advert(),
+                _ = advert_tick.tick() => self.publish_advert(self.settings.advert_interval / 2),
                 _ = housekeeping.tick() => {
                     for peer in self.peers.expire(self.settings.peer_timeout) {
                         self.buckets.remove(&peer);
@@ -204,8 +204,8 @@ impl EventLoop {
             .collect()
     }
 
-    fn publish_advert(&mut self) {
-        let min_gap = self.settings.advert_interval / 2;
+    /// Publishes the advert unless one went out less than `min_gap` ago.
+    fn publish_advert(&mut self, min_gap: Duration) {
         if self.last_published.is_some_and(|t| t.elapsed() < min_gap) {
             return;
         }
@@ -304,7 +304,7 @@ impl EventLoop {
                     .send_response(channel, response);
             }
             Command::Report { peer, conduct } => self.peers.report(peer, conduct),
-            Command::AdvertiseNow => self.publish_advert(),
+            Command::AdvertiseNow => self.publish_advert(self.settings.advert_interval / 2),
             Command::Dial { addr, reply } => {
                 let r = self
                     .swarm
@@ -407,6 +407,12 @@ impl EventLoop {
                 message_id,
                 message,
             }) => self.on_advert(propagation_source, message_id, message),
+            // A peer joined the advert topic: tell it what this node offers now rather
+            // than at the next interval (which can be long). Peers that already have
+            // a recent advert ignore the repeat (their rate check), at no cost.
+            BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. }) => {
+                self.publish_advert(Duration::from_secs(1));
+            }
             BehaviourEvent::Jobs(event) => self.on_jobs_event(event),
             BehaviourEvent::Modules(event) => self.on_modules_event(event),
             _ => {}

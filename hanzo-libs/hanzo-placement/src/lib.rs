@@ -99,6 +99,12 @@ pub enum PlacementError {
     Invalid(String),
 }
 
+/// Checks that `spec` may leave this node as its placement says (a well-formed peer
+/// id, no mounts): call before storing it, network on or off.
+pub fn check(spec: &JobSpec) -> Result<(), PlacementError> {
+    submit::check(spec)
+}
+
 /// The placement layer: one per node, cloneable.
 #[derive(Clone)]
 pub struct Placer {
@@ -146,11 +152,6 @@ impl Placer {
     /// The network client.
     pub fn network(&self) -> &Client {
         &self.inner.net
-    }
-
-    /// Checks that `spec` may leave this node (call before storing it).
-    pub fn check(&self, spec: &JobSpec) -> Result<(), PlacementError> {
-        submit::check(spec)
     }
 
     /// Places a stored, queued job (its placement not `local`): runs until the job

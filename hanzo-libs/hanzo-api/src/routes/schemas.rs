@@ -120,6 +120,15 @@ pub(crate) struct Job {
     /// Resources used, once it ended.
     #[schema(required = true)]
     usage: Option<Usage>,
+    /// The peer id of the node running or having run it (CONTRACTS §7); `null`
+    /// while queued.
+    #[schema(required = true)]
+    executed_by: Option<String>,
+    /// Every attempt, oldest first: on peers, and on this node.
+    placements: Vec<crate::network::Placement>,
+    /// For a job this node runs for a peer: `{"peer_id", "execution_id"}` of the
+    /// submitter's attempt.
+    origin: Option<serde_json::Map<String, Value>>,
 }
 
 /// A job in a listing: everything [`Job`] holds but the output, whose size
@@ -161,6 +170,15 @@ pub(crate) struct JobRow {
     /// Resources used, once it ended.
     #[schema(required = true)]
     usage: Option<Usage>,
+    /// The peer id of the node running or having run it (CONTRACTS §7); `null`
+    /// while queued.
+    #[schema(required = true)]
+    executed_by: Option<String>,
+    /// Every attempt, oldest first: on peers, and on this node.
+    placements: Vec<crate::network::Placement>,
+    /// For a job this node runs for a peer: `{"peer_id", "execution_id"}` of the
+    /// submitter's attempt.
+    origin: Option<serde_json::Map<String, Value>>,
 }
 
 /// One page of `GET /v1/jobs`, newest first.
@@ -448,7 +466,7 @@ mod tests {
     #[test]
     fn job_replies_match_their_schemas() {
         let mut record = finished_record();
-        check("Job", &crate::routes::view(&record));
+        check("Job", &crate::routes::view(&record, "12D3KooWMe"));
         // Queued: no times, output, error, receipt or usage yet (all null, none absent).
         record.status = JobStatus::Queued;
         record.started_at = None;
@@ -458,9 +476,9 @@ mod tests {
         record.usage = None;
         record.output = Some(json!([1, "two"]));
         record.output_bytes = Some(11);
-        let view = crate::routes::view(&record);
+        let view = crate::routes::view(&record, "12D3KooWMe");
         check("Job", &view);
-        let row = crate::routes::list_row(&record);
+        let row = crate::routes::list_row(&record, "12D3KooWMe");
         assert!(row.get("output").is_none() && row["output_bytes"] == 11, "{row}");
         check("JobRow", &row);
         check("JobList", &json!({"jobs": [row], "next": "42"}));
