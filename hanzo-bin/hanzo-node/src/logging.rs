@@ -31,6 +31,8 @@ const OWN_CRATES: &[&str] = &[
     "hanzo_python_runtime",
     "hanzo_go_runtime",
     "hanzo_native_runtime",
+    "hanzo_network",
+    "hanzo_placement",
 ];
 
 /// How the log lines are written.

@@ -25,6 +25,10 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
 const PLACEMENT_SLACK: Duration = Duration::from_secs(60);
 /// How long a lost attempt keeps being told to cancel (until its peer is back).
 const FENCE_FOR: Duration = Duration::from_secs(120);
+/// How long a node that restarted gives the peer of an attempt in flight to be
+/// reachable again before the attempt is lost: its peers learn its address anew only
+/// when they redial it or it finds them through bootstrap and the DHT.
+const REATTACH_GRACE: Duration = Duration::from_secs(20);
 
 /// The jobs this node is placing, by id, with the token that cancels each.
 #[derive(Default)]
@@ -272,7 +276,18 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             if let Ok(peer) = p.peer_id.parse::<PeerId>() {
                 tracing::info!(job = %job.id, %peer, execution = %p.execution_id, "re-attaching to a job running on a peer");
                 let price = Price::default();
-                match settle(inner, job, sent, code, peer, &p.execution_id, price).await {
+                match settle(
+                    inner,
+                    job,
+                    sent,
+                    code,
+                    peer,
+                    &p.execution_id,
+                    price,
+                    REATTACH_GRACE,
+                )
+                .await
+                {
                     Settled::Final(end) => return end,
                     Settled::Retry(why) => {
                         excluded.insert(Some(peer));
@@ -341,6 +356,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                     price,
                 })) if e == execution_id => price,
                 Ok(Ok(JobResponse::Declined { reason })) => {
+                    tracing::info!(job = %job.id, %peer, reason = %reason, "offer declined; trying the next candidate");
                     reasons.push((peer.to_string(), format!("declined: {reason}")));
                     continue;
                 }
@@ -365,6 +381,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                     continue;
                 }
             };
+            tracing::info!(job = %job.id, %peer, execution = %execution_id, "placed on a peer");
             // Accepted: record the attempt before anything else, so that a crash from
             // here on re-attaches to it rather than running the job twice.
             if let Err(e) = inner
@@ -396,7 +413,18 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             } else {
                 let _ = inner.host.store().restart_attempt(&job.id).await;
             }
-            match settle(inner, job, sent, code, peer, &execution_id, price).await {
+            match settle(
+                inner,
+                job,
+                sent,
+                code,
+                peer,
+                &execution_id,
+                price,
+                inner.options.lost_after,
+            )
+            .await
+            {
                 Settled::Final(end) => return end,
                 Settled::Retry(why) => {
                     reasons.push((peer.to_string(), why));
@@ -426,9 +454,10 @@ async fn settle(
     peer: PeerId,
     execution_id: &str,
     price: Price,
+    lost_after: Duration,
 ) -> Settled {
     let store = inner.host.store();
-    match follow(inner, job, peer, execution_id).await {
+    match follow(inner, job, peer, execution_id, lost_after).await {
         Followed::Result(r) => match check_result(job, sent, code, peer, r) {
             Ok(outcome) => {
                 let placement = match &outcome.result {
@@ -486,7 +515,13 @@ async fn settle(
 }
 
 /// Long-polls the executor until the attempt ends, is lost or is cancelled.
-async fn follow(inner: &Inner, job: &Job, peer: PeerId, execution_id: &str) -> Followed {
+async fn follow(
+    inner: &Inner,
+    job: &Job,
+    peer: PeerId,
+    execution_id: &str,
+    lost_after: Duration,
+) -> Followed {
     let heartbeat = inner.options.heartbeat;
     let mut failing_since: Option<Instant> = None;
     let mut last_error = String::new();
@@ -539,11 +574,11 @@ async fn follow(inner: &Inner, job: &Job, peer: PeerId, execution_id: &str) -> F
             }
         }
         if let Some(t) = failing_since
-            && t.elapsed() >= inner.options.lost_after
+            && t.elapsed() >= lost_after
         {
             return Followed::Lost(format!(
                 "no answer for {} ms ({last_error})",
-                inner.options.lost_after.as_millis()
+                lost_after.as_millis()
             ));
         }
     }

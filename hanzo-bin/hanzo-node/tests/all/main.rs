@@ -9,6 +9,7 @@ mod k8s;
 mod logging;
 mod logs_api;
 mod modules;
+mod network;
 mod new_cmd;
 mod openapi;
 mod policy;

@@ -1,0 +1,620 @@
+//! The network of nodes (CONTRACTS §7) with real `hanzo-node serve` processes talking
+//! libp2p on 127.0.0.1 (mDNS off): discovery through one bootstrap node, each
+//! placement mode, code by hash, receipts of the peer that ran the job, declines,
+//! `unschedulable`, and the death of the executing peer and of the submitter.
+
+use crate::server::{CAT, Server};
+use crate::util::Home;
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// A WASI command that sleeps `secs` in `poll_oneoff` (no CPU), then prints
+/// `{"slept": secs}`.
+fn sleep_wat(secs: u64) -> String {
+    let out = format!("{{\"slept\":{secs}}}");
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 512) "{data}")
+  (func (export "_start")
+    (i64.store (i32.const 0) (i64.const 0))
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const {nanos}))
+    (i64.store (i32.const 32) (i64.const 0))
+    (i32.store16 (i32.const 40) (i32.const 0))
+    (drop (call $poll (i32.const 0) (i32.const 128) (i32.const 1) (i32.const 256)))
+    (i32.store (i32.const 300) (i32.const 512))
+    (i32.store (i32.const 304) (i32.const {len}))
+    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 320)))))"#,
+        data = out.replace('"', "\\\""),
+        nanos = secs * 1_000_000_000,
+        len = out.len(),
+    )
+}
+
+/// One node of a test network.
+pub struct Node {
+    pub home: Home,
+    pub server: Server,
+    pub peer_id: String,
+    pub node_id: String,
+    /// Its first listen address, `/ip4/127.0.0.1/tcp/N/p2p/<peer id>`.
+    pub addr: String,
+    env: Vec<(String, String)>,
+}
+
+/// The settings every test node has: libp2p on a free loopback port, no mDNS, quick
+/// adverts.
+fn base_env(bootstrap: Option<&Node>) -> Vec<(String, String)> {
+    let mut env = vec![
+        ("HANZO_NETWORK_ENABLED", "true"),
+        ("HANZO_NETWORK_MDNS", "false"),
+        ("HANZO_NETWORK_LISTEN", "/ip4/127.0.0.1/tcp/0"),
+        ("HANZO_NETWORK_ADVERT_INTERVAL_MS", "300"),
+        ("HANZO_NETWORK_PEER_TIMEOUT_MS", "5000"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect::<Vec<_>>();
+    if let Some(b) = bootstrap {
+        env.push(("HANZO_NETWORK_BOOTSTRAP".into(), b.addr.clone()));
+    }
+    env
+}
+
+impl Node {
+    /// Starts a node (joining through `bootstrap`) with extra `HANZO_*` settings; its
+    /// log lines go to `<home>/node.log`.
+    pub fn start(bootstrap: Option<&Node>, extra: &[(&str, &str)]) -> Node {
+        let home = Home::new();
+        let mut env = base_env(bootstrap);
+        for (k, v) in extra {
+            env.retain(|(ek, _)| ek != k);
+            env.push((k.to_string(), v.to_string()));
+        }
+        let server = Self::serve(&home, &env);
+        let info = server.req("GET", "/v1/node", b"").json();
+        let addr = info["listen_addrs"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("no listen_addrs: {info}"))
+            .to_string();
+        Node {
+            peer_id: info["peer_id"].as_str().unwrap().to_string(),
+            node_id: info["node_id"].as_str().unwrap().to_string(),
+            addr,
+            home,
+            server,
+            env,
+        }
+    }
+
+    fn serve(home: &Home, env: &[(String, String)]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(home.path("node.log"))
+            .unwrap();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Server::start_with(home, &env, &[], Stdio::from(log))
+    }
+
+    /// Kills the node with SIGKILL.
+    pub fn kill(&mut self) {
+        self.server.child.kill().unwrap();
+        self.server.child.wait().unwrap();
+    }
+
+    /// Starts the node again on its data directory and libp2p address, as a service
+    /// restarts (its API on a new port).
+    pub fn restart(&mut self) {
+        let listen = self.addr.split("/p2p/").next().unwrap().to_string();
+        self.env.retain(|(k, _)| k != "HANZO_NETWORK_LISTEN");
+        self.env.push(("HANZO_NETWORK_LISTEN".into(), listen));
+        self.server = Self::serve(&self.home, &self.env);
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path("node.log")).unwrap_or_default()
+    }
+
+    pub fn peers(&self) -> Vec<Value> {
+        let r = self.server.req("GET", "/v1/peers", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+            .as_array()
+            .unwrap_or_else(|| panic!("not an array: {}", r.text()))
+            .clone()
+    }
+
+    /// Waits (at most 30 s) until this node has an advert from each of `others`.
+    pub fn wait_for_peers(&self, others: &[&Node]) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let peers = self.peers();
+            let seen = |n: &&Node| {
+                peers
+                    .iter()
+                    .any(|p| p["peer_id"] == n.peer_id.as_str() && p["runtimes"] == json!(["wasm"]))
+            };
+            if others.iter().all(seen) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no adverts from all of them: {peers:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Submits `spec` and returns the job id.
+    pub fn submit(&self, spec: &Value) -> String {
+        let r = self.server.post_json("/v1/jobs", spec);
+        assert_eq!(r.status, 202, "{}", r.text());
+        r.json()["id"].as_str().unwrap().to_string()
+    }
+
+    /// Runs `spec` to its end (`POST /v1/jobs/execute`).
+    pub fn execute(&self, spec: &Value) -> Value {
+        let r = self.server.post_json("/v1/jobs/execute", spec);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.server.req("GET", "/metrics", b"").text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+/// n1, then n2..nk bootstrapped from it, all knowing each other.
+fn network(k: usize, extra: &[(&str, &str)]) -> Vec<Node> {
+    let first = Node::start(None, extra);
+    let mut nodes = vec![first];
+    for _ in 1..k {
+        let n = Node::start(Some(&nodes[0]), extra);
+        nodes.push(n);
+    }
+    for n in &nodes {
+        let others: Vec<&Node> = nodes.iter().filter(|o| o.peer_id != n.peer_id).collect();
+        n.wait_for_peers(&others);
+    }
+    nodes
+}
+
+#[test]
+fn nodes_find_each_other_through_one_and_show_what_they_offer() {
+    let nodes = network(3, &[]);
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    // b was told only about a, and knows c: from c's advert, through the network.
+    let peers = b.peers();
+    let pc = peers.iter().find(|p| p["peer_id"] == c.peer_id.as_str()).unwrap();
+    assert_eq!(pc["node_id"], c.node_id.as_str());
+    assert_eq!(pc["runtimes"], json!(["wasm"]));
+    assert!(
+        pc["addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x.as_str().unwrap().starts_with("/ip4/127.0.0.1/tcp/")),
+        "{pc}"
+    );
+    let rep = pc["reputation"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&rep), "{pc}");
+    assert!(
+        pc["resources"]["capacity"]["slots"].as_u64().unwrap() >= 1,
+        "{pc}"
+    );
+    assert!(pc["last_seen"].as_str().unwrap().ends_with('Z'), "{pc}");
+    assert!(pc.get("latency_ms").is_some(), "{pc}");
+    // /v1/node: the node id, the peer id, full listen addresses.
+    let info = a.server.req("GET", "/v1/node", b"").json();
+    assert_eq!(info["node_id"], a.node_id.as_str());
+    assert!(
+        info["listen_addrs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x.as_str().unwrap().ends_with(&format!("/p2p/{}", a.peer_id)))
+    );
+    // The CLI: the same array with --json, a table without.
+    let r = b.home.run(&[
+        "peers",
+        "--json",
+        "--node",
+        &b.server.url(),
+        "--token",
+        b.server.token(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let listed = r.json();
+    let ids: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.contains(&a.peer_id.as_str()) && ids.contains(&c.peer_id.as_str()),
+        "{listed}"
+    );
+    let r = b
+        .home
+        .run(&["peers", "--node", &b.server.url(), "--token", b.server.token()]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("PEER") && r.stdout.contains(&c.peer_id),
+        "{}",
+        r.stdout
+    );
+    // Network figures in /metrics.
+    assert!(b.metric("hanzo_network_peers ") >= 2.0);
+    assert!(b.metric("hanzo_network_adverts_total{verdict=\"accepted\"} ") >= 2.0);
+}
+
+#[test]
+fn each_placement_mode_runs_where_it_says_and_the_receipt_names_the_peer() {
+    // The submitter has 1 GiB in all; the peers more: `any` must leave it for a job
+    // that needs 2 GiB.
+    let submitter_env = [("HANZO_COMPUTE_RESOURCES_TOTAL_MEMORY_GB", "1")];
+    let a = Node::start(None, &submitter_env);
+    let b = Node::start(Some(&a), &[]);
+    let c = Node::start(Some(&a), &[]);
+    a.wait_for_peers(&[&b, &c]);
+    // The module is stored on the submitter only; peers fetch it by hash.
+    let source = a.server.module(CAT);
+    let spec = |placement: Value| json!({"runtime": "wasm", "source": source, "params": {"n": 1}, "placement": placement});
+
+    let local = a.execute(&spec(json!("local")));
+    assert_eq!(local["status"], "succeeded", "{local}");
+    assert_eq!(local["executed_by"], a.peer_id.as_str());
+    assert_eq!(local["receipt"]["node_id"], a.node_id.as_str());
+    assert_eq!(
+        local["placements"],
+        json!([{"peer_id": a.peer_id, "outcome": "succeeded", "execution_id": null, "reason": null, "started_at": local["started_at"], "ended_at": local["finished_at"]}])
+    );
+
+    let remote = a.execute(&spec(json!("remote")));
+    assert_eq!(remote["status"], "succeeded", "{remote}");
+    assert_eq!(remote["output"], json!({"n": 1}));
+    let by = remote["executed_by"].as_str().unwrap();
+    let executor = [&b, &c]
+        .into_iter()
+        .find(|n| n.peer_id == by)
+        .unwrap_or_else(|| panic!("ran on {by}"));
+    assert_eq!(
+        remote["receipt"]["node_id"],
+        executor.node_id.as_str(),
+        "the receipt is the executor's"
+    );
+    let placements = remote["placements"].as_array().unwrap();
+    assert_eq!(placements.len(), 1, "{remote}");
+    assert_eq!(placements[0]["peer_id"], by);
+    assert_eq!(placements[0]["outcome"], "succeeded");
+    // The executor fetched the module by hash and keeps it in its own store.
+    let sha = source.strip_prefix("sha256:").unwrap();
+    let r = executor.home.run(&["module", "ls", "--json"]);
+    assert!(r.stdout.contains(sha), "{}", r.stdout);
+    // The receipt verifies as the peer's, and not as the submitter's.
+    let receipt = a.home.file("remote-receipt.json", &remote["receipt"].to_string());
+    let ok = a
+        .home
+        .run(&["receipt", "verify", &receipt, "--node-id", &executor.node_id]);
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    let wrong = a
+        .home
+        .run(&["receipt", "verify", &receipt, "--node-id", &a.node_id]);
+    assert_ne!(wrong.code, 0);
+
+    let named = a.execute(&spec(json!({"peer": c.peer_id})));
+    assert_eq!(named["status"], "succeeded", "{named}");
+    assert_eq!(named["executed_by"], c.peer_id.as_str());
+    assert_eq!(named["receipt"]["node_id"], c.node_id.as_str());
+
+    // `any`, for a job this node cannot hold (2 GiB on a 1 GiB node): a peer runs it.
+    let mut big = spec(json!("any"));
+    big["limits"] = json!({"memory_mb": 2048});
+    let any = a.execute(&big);
+    assert_eq!(any["status"], "succeeded", "{any}");
+    assert_ne!(any["executed_by"], a.peer_id.as_str(), "{any}");
+    // And `any` for a job this node can run, with idle peers: this node is as free
+    // and closest.
+    let near = a.execute(&spec(json!("any")));
+    assert_eq!(near["status"], "succeeded", "{near}");
+    assert!(near["executed_by"].is_string(), "{near}");
+
+    // The CLI: job submit --placement.
+    let r = a.home.run(&[
+        "job",
+        "submit",
+        "wasm",
+        &source,
+        "--params",
+        "{\"x\":2}",
+        "--placement",
+        &b.peer_id,
+        "--wait",
+        "--json",
+        "--node",
+        &a.server.url(),
+        "--token",
+        a.server.token(),
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(r.json()["receipt"]["node_id"], b.node_id.as_str());
+}
+
+#[test]
+fn a_job_no_node_can_take_is_unschedulable_saying_why() {
+    // Peers accept 64 MiB at most; the job asks 128. The submitter lets API clients
+    // mount /tmp, so that only placement refuses the mount below.
+    let shared = tempfile::tempdir().unwrap();
+    let root = shared.path().display().to_string();
+    let a = Node::start(None, &[("HANZO_COMPUTE_MOUNT_ROOTS", &root)]);
+    let b = Node::start(Some(&a), &[("HANZO_COMPUTE_LIMITS_MAX_MEMORY_MB", "64")]);
+    a.wait_for_peers(&[&b]);
+    let source = a.server.module(CAT);
+    let j = a.execute(
+        &json!({"runtime": "wasm", "source": source, "placement": "remote", "limits": {"memory_mb": 128}}),
+    );
+    assert_eq!(j["status"], "failed", "{j}");
+    assert_eq!(j["error"]["code"], "unschedulable", "{j}");
+    let msg = j["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains(&b.peer_id) && msg.contains("memory_mb 128 is over its ceiling 64"),
+        "{msg}"
+    );
+    assert_eq!(j["executed_by"], Value::Null);
+    assert_eq!(j["placements"], json!([]));
+
+    // A peer that is not on the network.
+    let stranger = hanzo_network_peer_id_of(&[9; 32]);
+    let j = a.execute(&json!({"runtime": "wasm", "source": source, "placement": {"peer": stranger}}));
+    assert_eq!(j["error"]["code"], "unschedulable", "{j}");
+    assert!(
+        j["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a live peer"),
+        "{j}"
+    );
+
+    // A malformed peer id is the client's error, and nothing is stored.
+    let r = a.server.post_json(
+        "/v1/jobs",
+        &json!({"runtime": "wasm", "source": source, "placement": {"peer": "12D3KooWnope"}}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    // So are mounts on a job that may leave the node.
+    let r = a.server.post_json("/v1/jobs", &json!({"runtime": "wasm", "source": source, "placement": "remote", "mounts": [format!("{root}:/data")]}));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("mounts never travel to peers"), "{}", r.text());
+}
+
+/// The peer id of a node key seed, as the node derives it.
+fn hanzo_network_peer_id_of(seed: &[u8; 32]) -> String {
+    hanzo_network::identity::keypair(*seed)
+        .public()
+        .to_peer_id()
+        .to_string()
+}
+
+#[test]
+fn a_full_peer_declines_and_the_next_candidate_takes_the_job() {
+    // `full` is the cheapest and advertises rarely: the submitter ranks it first on an
+    // advert that says it is free, and it declines because its one slot is taken now.
+    let s = Node::start(None, &[]);
+    let full = Node::start(
+        Some(&s),
+        &[
+            ("HANZO_NETWORK_ADVERT_INTERVAL_MS", "60000"),
+            ("HANZO_NETWORK_PEER_TIMEOUT_MS", "120000"),
+            ("HANZO_COMPUTE_RESOURCES_MAX_CONCURRENT_JOBS", "1"),
+        ],
+    );
+    let dear = Node::start(Some(&s), &[("HANZO_NETWORK_PRICE_PER_JOB", "1000")]);
+    s.wait_for_peers(&[&full, &dear]);
+    // Fill `full`'s only slot with a job of its own.
+    let sleeper = full.server.module(&sleep_wat(20));
+    let busy = full.submit(&json!({"runtime": "wasm", "source": sleeper}));
+    full.server
+        .wait_status(&busy, |st| st == "running", Duration::from_secs(30));
+
+    let source = s.server.module(CAT);
+    let j = s.execute(
+        &json!({"runtime": "wasm", "source": source, "params": {"ok": true}, "placement": "remote"}),
+    );
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["executed_by"], dear.peer_id.as_str(), "{j}");
+    let log = s.log();
+    let declined = log
+        .lines()
+        .find(|l| l.contains("offer declined") && l.contains(&full.peer_id))
+        .unwrap_or_else(|| panic!("no decline from the full peer in the log:\n{log}"));
+    assert!(declined.contains("no free capacity"), "{declined}");
+}
+
+#[test]
+fn the_job_of_a_killed_executor_finishes_on_another_peer() {
+    let mut nodes = network(3, &[]);
+    let source = nodes[0].server.module(&sleep_wat(4));
+    let id =
+        nodes[0].submit(&json!({"runtime": "wasm", "source": source, "placement": "remote", "retries": 1}));
+    let running = nodes[0]
+        .server
+        .wait_status(&id, |st| st == "running", Duration::from_secs(30));
+    let first = running["executed_by"].as_str().unwrap().to_string();
+    let victim = nodes.iter().position(|n| n.peer_id == first).unwrap();
+    nodes[victim].kill();
+    let killed = Instant::now();
+    let j = nodes[0].server.wait_status(
+        &id,
+        |st| matches!(st, "succeeded" | "failed" | "cancelled"),
+        Duration::from_secs(90),
+    );
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["output"], json!({"slept": 4}));
+    let p = j["placements"].as_array().unwrap();
+    assert_eq!(p.len(), 2, "{j}");
+    assert_eq!(p[0]["peer_id"], first.as_str());
+    assert_eq!(p[0]["outcome"], "lost", "{j}");
+    assert!(p[0]["reason"].as_str().unwrap().contains("no answer"), "{j}");
+    assert_eq!(p[1]["outcome"], "succeeded", "{j}");
+    assert_ne!(p[1]["peer_id"], first.as_str());
+    assert_eq!(j["executed_by"], p[1]["peer_id"]);
+    assert_eq!(
+        j["receipt"]["node_id"],
+        nodes
+            .iter()
+            .find(|n| n.peer_id == p[1]["peer_id"])
+            .unwrap()
+            .node_id
+            .as_str()
+    );
+    // Re-placed within the job's own run time plus the loss detection (3 s).
+    assert!(killed.elapsed() < Duration::from_secs(60));
+    // Without retries, the same loss fails the job as unschedulable, naming the loss.
+    let spare = nodes
+        .iter()
+        .position(|n| n.peer_id != first && n.peer_id != nodes[0].peer_id)
+        .unwrap();
+    let id = nodes[0]
+        .submit(&json!({"runtime": "wasm", "source": source, "placement": {"peer": nodes[spare].peer_id}}));
+    nodes[0]
+        .server
+        .wait_status(&id, |st| st == "running", Duration::from_secs(30));
+    nodes[spare].kill();
+    let j = nodes[0].server.wait_terminal(&id);
+    assert_eq!(j["error"]["code"], "unschedulable", "{j}");
+    assert!(j["error"]["message"].as_str().unwrap().contains("lost"), "{j}");
+    assert_eq!(j["placements"][0]["outcome"], "lost", "{j}");
+}
+
+#[test]
+fn a_killed_submitter_still_records_the_result_after_its_restart() {
+    let mut nodes = network(2, &[]);
+    let source = nodes[0].server.module(&sleep_wat(4));
+    let id = nodes[0].submit(&json!({"runtime": "wasm", "source": source, "placement": "remote"}));
+    let running = nodes[0]
+        .server
+        .wait_status(&id, |st| st == "running", Duration::from_secs(30));
+    assert_eq!(running["executed_by"], nodes[1].peer_id.as_str());
+    nodes[0].kill();
+    nodes[0].restart();
+    let j = nodes[0].server.wait_terminal(&id);
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["output"], json!({"slept": 4}));
+    assert_eq!(j["attempts"], 1, "the job ran once: {j}");
+    assert_eq!(j["placements"].as_array().unwrap().len(), 1, "{j}");
+    assert_eq!(j["receipt"]["node_id"], nodes[1].node_id.as_str());
+    assert!(nodes[0].log().contains("re-attaching"), "{}", nodes[0].log());
+}
+
+#[test]
+fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
+    // A lying submitter, built from the node's own network crate: it offers a job for
+    // one module and serves other bytes.
+    let node = Node::start(None, &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use hanzo_network::{ChunkResponse, Inbound, JobRequest, JobResponse, Offer};
+        let config = hanzo_compute::config::NetworkConfig {
+            enabled: true,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap: vec![node.addr.clone()],
+            mdns: false,
+            ..Default::default()
+        };
+        let settings = hanzo_network::Settings::from_config(&config).unwrap();
+        let (liar, mut channels) = hanzo_network::start(
+            [42; 32],
+            settings,
+            std::sync::Arc::new(hanzo_network::Advert::empty),
+        )
+        .await
+        .unwrap();
+        let sha = hanzo_wasm_runtime::module_digest(CAT.as_bytes()).unwrap();
+        let other = sleep_wat(0).into_bytes();
+        let served = other.clone();
+        let responder = liar.clone();
+        tokio::spawn(async move {
+            while let Some(req) = channels.inbound.recv().await {
+                if let Inbound::Chunk { channel, .. } = req {
+                    let r = ChunkResponse::Chunk {
+                        total: served.len() as u64,
+                        bytes: served.clone(),
+                    };
+                    responder.respond_chunk(channel, r).await;
+                }
+            }
+        });
+        let peer: hanzo_network::PeerId = node.peer_id.parse().unwrap();
+        let mut spec = hanzo_compute::JobSpec::new(hanzo_compute::RuntimeKind::Wasm, format!("sha256:{sha}"));
+        spec.params = json!({"a": 1});
+        let offer = Offer {
+            execution_id: "x-liar-1".into(),
+            spec: serde_json::to_string(&spec).unwrap(),
+            code_bytes: other.len() as u64,
+            deadline_ms: 30_000,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let accepted = loop {
+            match liar.job(peer, JobRequest::Offer(offer.clone())).await {
+                Ok(r) => break r,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert!(matches!(accepted, JobResponse::Accepted { .. }), "{accepted:?}");
+        let result = loop {
+            let r = liar
+                .job(
+                    peer,
+                    JobRequest::Await {
+                        execution_id: "x-liar-1".into(),
+                        wait_ms: 2000,
+                    },
+                )
+                .await
+                .unwrap();
+            match r {
+                JobResponse::Finished(f) => break f,
+                JobResponse::Running { .. } => assert!(Instant::now() < deadline, "never finished"),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(result.status, "failed");
+        let (code, message) = result.error.clone().unwrap();
+        assert_eq!(code, "invalid_input");
+        assert!(
+            message.contains("do not match") || message.contains("hash to"),
+            "{message}"
+        );
+        assert!(result.receipt.is_none());
+        // Nothing of the lie was kept.
+        assert!(!node.home.run(&["module", "ls", "--json"]).stdout.contains(&sha));
+        // The node still serves, and lowered the liar's reputation (it is listed
+        // while connected, though it never sent an advert).
+        assert_eq!(node.server.req("GET", "/healthz", b"").status, 200);
+        let liar_id = liar.peer_id().to_string();
+        let peers = node.peers();
+        let p = peers
+            .iter()
+            .find(|p| p["peer_id"] == liar_id.as_str())
+            .unwrap_or_else(|| panic!("the liar is not listed: {peers:#?}"));
+        assert!(p["reputation"].as_f64().unwrap() < 0.5, "{p}");
+    });
+}
