@@ -1,6 +1,7 @@
 //! The behaviours a node composes, and the swarm built from them.
 
 use crate::NetworkError;
+use crate::codec::Cbor;
 use crate::protocol::{
     ADVERT_TOPIC, ChunkRequest, ChunkResponse, IDENTIFY_PROTOCOL, JOBS_PROTOCOL, JobRequest, JobResponse,
     KAD_PROTOCOL, MAX_ADVERT_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MODULES_PROTOCOL,
@@ -34,8 +35,8 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub jobs: request_response::cbor::Behaviour<JobRequest, JobResponse>,
-    pub modules: request_response::cbor::Behaviour<ChunkRequest, ChunkResponse>,
+    pub jobs: request_response::Behaviour<Cbor<JobRequest, JobResponse>>,
+    pub modules: request_response::Behaviour<Cbor<ChunkRequest, ChunkResponse>>,
     pub autonat: autonat::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
     pub relay_client: relay::client::Behaviour,
@@ -48,10 +49,8 @@ fn request_response_config() -> request_response::Config {
         .with_max_concurrent_streams(64)
 }
 
-fn codec<Req, Resp>() -> request_response::cbor::codec::Codec<Req, Resp> {
-    request_response::cbor::codec::Codec::default()
-        .set_request_size_maximum(MAX_REQUEST_BYTES)
-        .set_response_size_maximum(MAX_RESPONSE_BYTES)
+fn codec<Req, Resp>() -> Cbor<Req, Resp> {
+    Cbor::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES)
 }
 
 /// Builds the swarm: TCP + noise + yamux (and relayed connections), DNS.

@@ -68,7 +68,10 @@ pub struct Metrics {
     pub requests_in: u64,
     /// Requests refused without being looked at (rate, busy).
     pub requests_refused: u64,
-    /// Inbound requests that failed (malformed, oversized, timed out).
+    /// Requests that were not well-formed requests of the protocol, or over the size
+    /// cap: refused, and their senders penalised.
+    pub malformed_requests: u64,
+    /// Inbound requests that failed (timed out, connection lost before the answer).
     pub inbound_failures: u64,
     /// Requests sent to peers.
     pub requests_out: u64,

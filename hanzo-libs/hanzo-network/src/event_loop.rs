@@ -3,6 +3,7 @@
 use crate::advert::{Advert, Verdict, now_ms};
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::{AdvertSource, Inbound, Metrics, PeerEvent};
+use crate::codec::Decoded;
 use crate::peers::{Conduct, PeerInfo, PeerTable};
 use crate::protocol::{ADVERT_TOPIC, ChunkRequest, ChunkResponse, JobRequest, JobResponse};
 use crate::settings::Settings;
@@ -272,7 +273,7 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .jobs
-                    .send_request_with_addresses(&peer, request, addrs);
+                    .send_request_with_addresses(&peer, Decoded::Ok(request), addrs);
                 self.metrics.requests_out += 1;
                 self.pending_jobs.insert(id, (peer, reply));
             }
@@ -282,7 +283,7 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .modules
-                    .send_request_with_addresses(&peer, request, addrs);
+                    .send_request_with_addresses(&peer, Decoded::Ok(request), addrs);
                 self.metrics.requests_out += 1;
                 self.pending_chunks.insert(id, (peer, reply));
             }
@@ -463,12 +464,28 @@ impl EventLoop {
             .report_message_validation_result(&id, &via, acceptance);
     }
 
-    fn on_jobs_event(&mut self, event: request_response::Event<JobRequest, JobResponse>) {
+    /// A request that did not decode: refused with the reason, and it costs the sender.
+    fn malformed(&mut self, peer: PeerId, why: &str) {
+        self.metrics.malformed_requests += 1;
+        tracing::debug!(%peer, why, "malformed request");
+        self.peers.report(peer, Conduct::Bad);
+    }
+
+    fn on_jobs_event(&mut self, event: request_response::Event<Decoded<JobRequest>, JobResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
                     self.metrics.requests_in += 1;
                     self.peers.seen(peer);
+                    let request = match request {
+                        Decoded::Ok(r) => r,
+                        Decoded::Malformed(why) => {
+                            self.malformed(peer, &why);
+                            let reason = format!("malformed: {why}");
+                            let _ = self.swarm.behaviour_mut().jobs.send_response(channel, JobResponse::Refused { reason });
+                            return;
+                        }
+                    };
                     if !self.admit(peer) {
                         self.metrics.requests_refused += 1;
                         let _ = self.swarm.behaviour_mut().jobs.send_response(
@@ -529,12 +546,25 @@ impl EventLoop {
         }
     }
 
-    fn on_modules_event(&mut self, event: request_response::Event<ChunkRequest, ChunkResponse>) {
+    fn on_modules_event(&mut self, event: request_response::Event<Decoded<ChunkRequest>, ChunkResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
                     self.metrics.requests_in += 1;
                     self.peers.seen(peer);
+                    let request = match request {
+                        Decoded::Ok(r) => r,
+                        Decoded::Malformed(why) => {
+                            self.malformed(peer, &why);
+                            let reason = format!("malformed: {why}");
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .modules
+                                .send_response(channel, ChunkResponse::Refused { reason });
+                            return;
+                        }
+                    };
                     if !self.admit(peer) {
                         self.metrics.requests_refused += 1;
                         let _ = self.swarm.behaviour_mut().modules.send_response(

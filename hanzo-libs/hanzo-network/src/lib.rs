@@ -16,6 +16,7 @@
 pub mod advert;
 mod behaviour;
 mod client;
+pub mod codec;
 mod event_loop;
 pub mod identity;
 pub mod peers;
