@@ -142,6 +142,16 @@ impl TestHost {
         host
     }
 
+    /// Cuts (`false`) or restores (`true`) the link between the host and the test host:
+    /// the host's end of the veth pair goes down or up, and nothing crosses meanwhile
+    /// (no reset either: a partition, not a refusal).
+    pub fn set_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        if let Err(e) = ip(&["link", "set", &self.veth, state]) {
+            panic!("cannot set the test host's link {state}: {e}");
+        }
+    }
+
     /// A command that runs `program` inside the test host's namespace.
     pub fn command(&self, program: &str) -> Command {
         let mut c = Command::new("ip");

@@ -165,6 +165,10 @@ impl Node {
         r.json()
     }
 
+    pub fn job_record(&self, id: &str) -> Value {
+        self.server.job(id)
+    }
+
     pub fn metric(&self, name: &str) -> f64 {
         let text = self.server.req("GET", "/metrics", b"").text();
         text.lines()
@@ -617,4 +621,181 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
             .unwrap_or_else(|| panic!("the liar is not listed: {peers:#?}"));
         assert!(p["reputation"].as_f64().unwrap() < 0.5, "{p}");
     });
+}
+
+/// A node in a network namespace of the test's own (a veth pair to the host, test
+/// addresses), for partitions: the link is cut and restored with `ip link`.
+struct Island {
+    host: hanzo_testkit::nethost::TestHost,
+    home: Home,
+    child: Option<std::process::Child>,
+}
+
+impl Island {
+    /// A test host, with no node yet.
+    fn new() -> Island {
+        Island {
+            host: hanzo_testkit::nethost::TestHost::new(),
+            home: Home::new(),
+            child: None,
+        }
+    }
+
+    /// Starts `hanzo-node serve` inside the test host, listening for peers on the test
+    /// host's address and joining through `bootstrap`.
+    fn start(&mut self, bootstrap: &str) {
+        let log = std::fs::File::create(self.home.path("node.log")).unwrap();
+        let mut cmd = self.host.command(env!("CARGO_BIN_EXE_hanzo-node"));
+        cmd.arg("serve")
+            .env("HANZO_HOME", self.home.path("home"))
+            .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm")
+            .env("HANZO_NODE_API_LISTEN", "127.0.0.1:3690")
+            .env("HANZO_NETWORK_ENABLED", "true")
+            .env("HANZO_NETWORK_MDNS", "false")
+            .env("HANZO_NETWORK_LISTEN", format!("/ip4/{}/tcp/0", self.host.addr))
+            .env("HANZO_NETWORK_BOOTSTRAP", bootstrap)
+            .env("HANZO_NETWORK_ADVERT_INTERVAL_MS", "300")
+            .env("HANZO_NETWORK_PEER_TIMEOUT_MS", "5000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.home.path("node.log")).unwrap_or_default()
+    }
+
+    /// `hanzo-node <args>` inside the test host, against the node there.
+    fn run(&self, args: &[&str]) -> String {
+        let out = self
+            .host
+            .command(env!("CARGO_BIN_EXE_hanzo-node"))
+            .env("HANZO_HOME", self.home.path("home"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Its peer id, from its "network joined" log line.
+    fn peer_id(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = self.log();
+            if let Some(id) = log
+                .lines()
+                .find(|l| l.contains("network joined"))
+                .and_then(|l| l.split("peer_id=").nth(1))
+                .and_then(|r| r.split_whitespace().next())
+            {
+                return id.to_string();
+            }
+            assert!(Instant::now() < deadline, "the island never joined:\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Island {
+    fn drop(&mut self) {
+        if let Some(c) = &mut self.child {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[test]
+fn a_partitioned_executor_loses_its_attempt_and_is_told_to_cancel_when_the_link_is_back() {
+    let mut island = Island::new();
+    // The submitter listens on loopback (for `spare`) and on its own end of the link to
+    // the island (a test address), nowhere else.
+    let listen = format!("/ip4/127.0.0.1/tcp/0,/ip4/{}/tcp/0", island.host.host_side);
+    let s = Node::start(None, &[("HANZO_NETWORK_LISTEN", &listen)]);
+    let info = s.server.req("GET", "/v1/node", b"").json();
+    let on_link = info["listen_addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .find(|a| a.starts_with(&format!("/ip4/{}/", island.host.host_side)))
+        .unwrap_or_else(|| panic!("not listening on the link: {info}"));
+    // `spare` is dear, so the island (free) is tried first.
+    let spare = Node::start(Some(&s), &[("HANZO_NETWORK_PRICE_PER_JOB", "1000")]);
+    island.start(&on_link);
+    let island_id = island.peer_id();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s
+        .peers()
+        .iter()
+        .any(|p| p["peer_id"] == island_id.as_str() && p["runtimes"] == json!(["wasm"]))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no advert from the island: {}",
+            island.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    s.wait_for_peers(&[&spare]);
+
+    let source = s.server.module(&sleep_wat(20));
+    let id = s.submit(&json!({"runtime": "wasm", "source": source, "placement": "remote", "retries": 1}));
+    let running = s
+        .server
+        .wait_status(&id, |st| st == "running", Duration::from_secs(30));
+    assert_eq!(running["executed_by"], island_id.as_str(), "{running}");
+    // The partition: nothing crosses, not even a reset.
+    island.host.set_link(false);
+    let cut = Instant::now();
+    // The submitter hears no heartbeat, marks the attempt lost and places the job again.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let j = s.job_record(&id);
+        if j["placements"][0]["outcome"] == "lost" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the attempt was never lost: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let lost_after = cut.elapsed();
+    // The link comes back while the island's copy still sleeps (20 s): the submitter's
+    // fence tells it to stop.
+    island.host.set_link(true);
+    let j = s.server.wait_status(
+        &id,
+        |st| matches!(st, "succeeded" | "failed" | "cancelled"),
+        Duration::from_secs(90),
+    );
+    assert_eq!(j["status"], "succeeded", "{j}");
+    let p = j["placements"].as_array().unwrap();
+    assert_eq!(p[0]["peer_id"], island_id.as_str());
+    assert_eq!(p[0]["outcome"], "lost", "{j}");
+    assert_eq!(p[1]["peer_id"], spare.peer_id.as_str(), "{j}");
+    assert_eq!(j["executed_by"], spare.peer_id.as_str());
+    // The island's copy ended cancelled, and nothing of it replaced what was recorded.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let theirs = loop {
+        let jobs: Value = serde_json::from_str(&island.run(&["job", "ls", "--json"])).unwrap();
+        let row = jobs["jobs"].as_array().unwrap().first().cloned();
+        if let Some(row) = row.filter(|r| r["status"] != "running" && r["status"] != "queued") {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the island's copy never ended: {jobs}\n{}",
+            island.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(theirs["status"], "cancelled", "{theirs}");
+    assert_eq!(theirs["origin"]["peer_id"], s.peer_id.as_str(), "{theirs}");
+    let again = s.job_record(&id);
+    assert_eq!(
+        again["placements"], j["placements"],
+        "the record did not change after the fence"
+    );
+    assert_eq!(again["output"], j["output"]);
+    eprintln!("lost and re-placed {lost_after:?} after the cut");
 }
