@@ -447,7 +447,7 @@ fn exit_code_of(code: &str) -> u8 {
         "tool_failed" | "cancelled" => 1,
         "invalid_input" => 2,
         "limit_exceeded" => 3,
-        "unavailable" => 4,
+        "unavailable" | "unschedulable" => 4,
         _ => 5,
     }
 }

@@ -82,6 +82,17 @@ pub(crate) struct State {
     pub placer: std::sync::OnceLock<hanzo_placement::Placer>,
 }
 
+impl State {
+    /// What a job's view needs to know of this node.
+    pub(crate) fn here(&self, id: &str) -> network::Here<'_> {
+        network::Here {
+            peer_id: &self.peer_id,
+            node_id: self.scheduler.compute().key().id(),
+            scheduled: self.scheduler.contains(id),
+        }
+    }
+}
+
 impl Api {
     /// Builds the scheduler over `compute` with hooks that record every job's start and
     /// end in `store`.
@@ -130,7 +141,7 @@ impl Api {
     }
 
     /// Joins the network: starts the placement layer over `net`, serving the peers'
-    /// requests from `inbound`. Call once, before [`recover_remote`](Self::recover_remote).
+    /// requests from `inbound`. Call once, before [`recover`](Self::recover).
     pub fn join_network(
         &self,
         net: hanzo_network::Client,

@@ -153,10 +153,23 @@ async fn ledger(AxState(state): S) -> ApiResult {
     Ok(Json(json!({"accounts": accounts})).into_response())
 }
 
+/// Who ran a job and where, for its `executed_by` and `placements`.
+pub(crate) struct Here<'a> {
+    /// This node's peer id.
+    pub peer_id: &'a str,
+    /// This node's node id (the key its receipts carry).
+    pub node_id: &'a str,
+    /// Whether this node's scheduler holds the job now (queued or running here).
+    pub scheduled: bool,
+}
+
 /// A job's `executed_by` and `placements`: the attempts on peers from the store, and
-/// a run on this node (a local job, or a job placed here) as one more attempt whose
-/// outcome follows the job's status.
-pub(crate) fn placements(r: &JobRecord, me: &str) -> (Value, Value) {
+/// a run on this node (a local job, or a placed job this node took itself) as one
+/// more attempt whose outcome follows the job's status. A run here is known by the
+/// scheduler holding the job, or by a receipt this node signed; a job that only ever
+/// went to peers never shows this node.
+pub(crate) fn placements(r: &JobRecord, here: &Here<'_>) -> (Value, Value) {
+    let me = here.peer_id;
     let mut rows: Vec<Value> = r
         .placements
         .iter()
@@ -171,11 +184,13 @@ pub(crate) fn placements(r: &JobRecord, me: &str) -> (Value, Value) {
             })
         })
         .collect();
-    let remote_active = r
-        .placements
-        .last()
-        .is_some_and(|p| !matches!(p.outcome, PlacementOutcome::Lost | PlacementOutcome::Failed));
-    let ran_here = r.status != JobStatus::Queued && !remote_active && r.started_at.is_some();
+    let signed_here = r
+        .receipt
+        .as_ref()
+        .and_then(|v| v["node_id"].as_str())
+        .is_some_and(|id| id == here.node_id);
+    let started = r.status != JobStatus::Queued && r.started_at.is_some();
+    let ran_here = started && (r.placements.is_empty() || signed_here || here.scheduled);
     if ran_here {
         let outcome = match r.status {
             JobStatus::Running | JobStatus::Queued => "running",
@@ -192,12 +207,16 @@ pub(crate) fn placements(r: &JobRecord, me: &str) -> (Value, Value) {
             "ended_at": r.finished_at.map(hanzo_compute::receipt::timestamp),
         }));
     }
+    // The node running it, or the last that ran it; a lost attempt ran nothing that
+    // counts, so a job lost everywhere has no executor.
     let executed_by = if ran_here {
         json!(me)
-    } else if remote_active {
-        json!(r.placements.last().map(|p| p.peer_id.clone()))
     } else {
-        Value::Null
+        r.placements
+            .iter()
+            .rev()
+            .find(|p| p.outcome != PlacementOutcome::Lost)
+            .map_or(Value::Null, |p| json!(p.peer_id))
     };
     (executed_by, Value::Array(rows))
 }
@@ -282,9 +301,15 @@ pub(crate) async fn metrics_text(state: &State) -> String {
     );
     gauge(
         "hanzo_network_inbound_failures_total",
-        "Peers' requests that failed (malformed, oversized, timed out).",
+        "Peers' requests that failed (timed out, connection lost before the answer).",
         "counter",
         m.inbound_failures.to_string(),
+    );
+    gauge(
+        "hanzo_network_malformed_requests_total",
+        "Peers' requests that did not decode or were over the size cap (refused; the sender penalised).",
+        "counter",
+        m.malformed_requests.to_string(),
     );
     out.push_str("# HELP hanzo_network_adverts_total Adverts received from peers, by verdict.\n# TYPE hanzo_network_adverts_total counter\n");
     for (verdict, n) in [

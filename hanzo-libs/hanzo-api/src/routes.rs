@@ -209,18 +209,18 @@ fn parse_spec(bytes: &[u8]) -> ApiResult<JobSpec> {
     })
 }
 
-pub(crate) fn view(r: &JobRecord, me: &str) -> Value {
+pub(crate) fn view(r: &JobRecord, here: &crate::network::Here<'_>) -> Value {
     let mut v = serde_json::to_value(r).unwrap_or_else(|_| json!({"id": r.id}));
     v["runtime"] = json!(r.spec.runtime);
-    let (executed_by, placements) = crate::network::placements(r, me);
+    let (executed_by, placements) = crate::network::placements(r, here);
     v["executed_by"] = executed_by;
     v["placements"] = placements;
     v
 }
 
 /// A row of `GET /v1/jobs`: the job without `output` (its size is `output_bytes`).
-pub(crate) fn list_row(r: &JobRecord, me: &str) -> Value {
-    let mut v = view(r, me);
+pub(crate) fn list_row(r: &JobRecord, here: &crate::network::Here<'_>) -> Value {
+    let mut v = view(r, here);
     if let Some(o) = v.as_object_mut() {
         o.remove("output");
     }
@@ -251,7 +251,7 @@ pub(crate) async fn job_answer(state: &State, id: &str, status: StatusCode) -> A
     let raw = read_store(state, move |s| s.get_raw(&key))
         .await?
         .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
-    let mut head = serde_json::to_vec(&list_row(&raw.record, &state.peer_id)).map_err(ApiError::internal)?;
+    let mut head = serde_json::to_vec(&list_row(&raw.record, &state.here(id))).map_err(ApiError::internal)?;
     // `head` is an object; reopen it to add the output as the last member.
     if head.pop() != Some(b'}') {
         return Err(ApiError::internal(format!(
@@ -541,7 +541,11 @@ async fn list_jobs(
         }
     }
     let page = read_store(&state, move |s| s.list(filter, page)).await?;
-    let jobs: Vec<Value> = page.jobs.iter().map(|r| list_row(r, &state.peer_id)).collect();
+    let jobs: Vec<Value> = page
+        .jobs
+        .iter()
+        .map(|r| list_row(r, &state.here(&r.id)))
+        .collect();
     Ok(Json(json!({"jobs": jobs, "next": page.next.map(|c| c.to_string())})).into_response())
 }
 

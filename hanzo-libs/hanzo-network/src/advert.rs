@@ -83,8 +83,9 @@ pub struct Advert {
     pub issued_at_ms: u64,
 }
 
-/// Why an advert was not taken. `Reject` costs the sender gossipsub score;
-/// `Ignore` drops it without forwarding.
+/// Why an advert was not taken. `Reject` drops it without forwarding and lowers the
+/// propagating peer's reputation in this node's peer table (gossipsub's own peer
+/// scoring is not enabled); `Ignore` drops it without forwarding, at no cost.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
     /// Well formed, from its signer, fresh and in order.

@@ -69,7 +69,10 @@ where
         T: AsyncRead + Unpin + Send,
     {
         let Some(buf) = read_capped(io, self.max_request).await? else {
-            return Ok(Decoded::Malformed(format!("a request over {} bytes", self.max_request)));
+            return Ok(Decoded::Malformed(format!(
+                "a request over {} bytes",
+                self.max_request
+            )));
         };
         Ok(match cbor4ii::serde::from_slice(&buf) {
             Ok(r) => Decoded::Ok(r),
@@ -87,8 +90,12 @@ where
                 format!("a reply over {} bytes", self.max_response),
             ));
         };
-        cbor4ii::serde::from_slice(&buf)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("a reply that does not decode: {e}")))
+        cbor4ii::serde::from_slice(&buf).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("a reply that does not decode: {e}"),
+            )
+        })
     }
 
     async fn write_request<T>(&mut self, _: &Self::Protocol, io: &mut T, req: Decoded<Req>) -> io::Result<()>
@@ -96,7 +103,10 @@ where
         T: AsyncWrite + Unpin + Send,
     {
         let Decoded::Ok(req) = req else {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a malformed request is never sent"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a malformed request is never sent",
+            ));
         };
         let data = cbor4ii::serde::to_vec(Vec::new(), &req).map_err(io::Error::other)?;
         io.write_all(&data).await

@@ -269,21 +269,21 @@ impl EventLoop {
                     self.metrics.payload_bytes_out += bytes;
                 }
                 let addrs = self.peers.addrs(&peer);
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .jobs
-                    .send_request_with_addresses(&peer, Decoded::Ok(request), addrs);
+                let id = self.swarm.behaviour_mut().jobs.send_request_with_addresses(
+                    &peer,
+                    Decoded::Ok(request),
+                    addrs,
+                );
                 self.metrics.requests_out += 1;
                 self.pending_jobs.insert(id, (peer, reply));
             }
             Command::Chunk { peer, request, reply } => {
                 let addrs = self.peers.addrs(&peer);
-                let id = self
-                    .swarm
-                    .behaviour_mut()
-                    .modules
-                    .send_request_with_addresses(&peer, Decoded::Ok(request), addrs);
+                let id = self.swarm.behaviour_mut().modules.send_request_with_addresses(
+                    &peer,
+                    Decoded::Ok(request),
+                    addrs,
+                );
                 self.metrics.requests_out += 1;
                 self.pending_chunks.insert(id, (peer, reply));
             }
@@ -482,7 +482,11 @@ impl EventLoop {
                         Decoded::Malformed(why) => {
                             self.malformed(peer, &why);
                             let reason = format!("malformed: {why}");
-                            let _ = self.swarm.behaviour_mut().jobs.send_response(channel, JobResponse::Refused { reason });
+                            let _ = self
+                                .swarm
+                                .behaviour_mut()
+                                .jobs
+                                .send_response(channel, JobResponse::Refused { reason });
                             return;
                         }
                     };

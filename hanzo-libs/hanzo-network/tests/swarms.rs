@@ -216,10 +216,10 @@ async fn a_flood_of_requests_is_refused_past_the_rate() {
 
 /// A raw libp2p peer speaking the job protocol with whatever CBOR it likes.
 mod raw {
+    use futures::StreamExt;
     use libp2p::request_response::{self, ProtocolSupport};
     use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
     use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, tcp, yamux};
-    use futures::StreamExt;
     use std::time::Duration;
 
     #[derive(NetworkBehaviour)]
@@ -237,7 +237,10 @@ mod raw {
                     request_response::cbor::codec::Codec::default()
                         .set_request_size_maximum(64 * 1024 * 1024)
                         .set_response_size_maximum(64 * 1024 * 1024),
-                    [(StreamProtocol::new(hanzo_network::protocol::JOBS_PROTOCOL), ProtocolSupport::Full)],
+                    [(
+                        StreamProtocol::new(hanzo_network::protocol::JOBS_PROTOCOL),
+                        ProtocolSupport::Full,
+                    )],
                     request_response::Config::default().with_request_timeout(Duration::from_secs(3)),
                 ),
             })
@@ -251,7 +254,10 @@ mod raw {
             Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
             _ => panic!("no peer id in {addr}"),
         };
-        swarm.behaviour_mut().rr.send_request_with_addresses(&peer, request, vec![addr.clone()]);
+        swarm
+            .behaviour_mut()
+            .rr
+            .send_request_with_addresses(&peer, request, vec![addr.clone()]);
         let deadline = tokio::time::sleep(Duration::from_secs(15));
         tokio::pin!(deadline);
         loop {
@@ -286,26 +292,48 @@ async fn malformed_and_oversized_requests_cost_their_sender_not_the_node() {
     });
     let mut raw = raw::swarm();
     // Valid CBOR that is no request of the protocol.
-    let r = raw::send(&mut raw, &addr, serde_json::json!({"Offer": {"nonsense": [1, 2, 3]}})).await;
-    assert!(r.contains("Refused") && r.contains("malformed: a request that does not decode"), "{r}");
+    let r = raw::send(
+        &mut raw,
+        &addr,
+        serde_json::json!({"Offer": {"nonsense": [1, 2, 3]}}),
+    )
+    .await;
+    assert!(
+        r.contains("Refused") && r.contains("malformed: a request that does not decode"),
+        "{r}"
+    );
     // 3 MiB: over the 2 MiB a request may be; the node stops reading at the cap.
     let big = serde_json::Value::String("x".repeat(3 * 1024 * 1024));
     let r = raw::send(&mut raw, &addr, big).await;
     // The node answers at once, but a sender still pushing its oversized body never
     // reads the answer: its own request times out. Either way nothing got through.
-    assert!(r.contains("malformed: a request over 2097152 bytes") || r.starts_with("failure"), "{r}");
+    assert!(
+        r.contains("malformed: a request over 2097152 bytes") || r.starts_with("failure"),
+        "{r}"
+    );
     // Neither reached the node's handler; both were counted and the sender penalised.
     assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 0);
     let m = a.metrics().await.unwrap();
     assert_eq!(m.malformed_requests, 2, "{m:?}");
     let peers = a.peers().await.unwrap();
-    let liar = peers.iter().find(|p| p.peer_id == raw.local_peer_id().to_string()).expect("the raw peer is listed");
-    assert!(liar.reputation < hanzo_network::peers::INITIAL_REPUTATION, "{liar:?}");
+    let liar = peers
+        .iter()
+        .find(|p| p.peer_id == raw.local_peer_id().to_string())
+        .expect("the raw peer is listed");
+    assert!(
+        liar.reputation < hanzo_network::peers::INITIAL_REPUTATION,
+        "{liar:?}"
+    );
     // And the node still answers a well-formed request from anyone else.
     let (b, _b_in) = node(22, vec![a.listen_addrs().await.unwrap()[0].clone()]).await;
     let res = tokio::time::timeout(
         Duration::from_secs(10),
-        b.job(a.peer_id(), JobRequest::Cancel { execution_id: "e".into() }),
+        b.job(
+            a.peer_id(),
+            JobRequest::Cancel {
+                execution_id: "e".into(),
+            },
+        ),
     )
     .await;
     // a's handler above drops the channel without answering: the request fails on b's

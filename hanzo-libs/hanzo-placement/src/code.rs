@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How long a peer may fetch the code of a job offered to it.
 const SHARE_TTL: Duration = Duration::from_secs(3600);
+/// How many times one fetch waits out a refusal (rate limit, busy) before giving up:
+/// about a minute of waiting in all.
+const MAX_REFUSALS: u32 = 240;
 /// Modules kept in memory for serving chunks (the last few asked for).
 const CACHED_MODULES: usize = 4;
 
@@ -115,6 +118,7 @@ pub(crate) async fn fetch(
     let mut out: Vec<u8> = Vec::new();
     let mut hasher = Sha256::new();
     let mut total: Option<u64> = None;
+    let mut refusals = 0;
     loop {
         let req = ChunkRequest {
             sha256: sha256.to_string(),
@@ -123,6 +127,13 @@ pub(crate) async fn fetch(
         let (t, bytes) = match inner.net.chunk(peer, req).await? {
             ChunkResponse::Chunk { total, bytes } => (total, bytes),
             ChunkResponse::NotFound => return Err(FetchError::NotFound(sha256.to_string())),
+            // The submitter's per-peer rate limit also counts chunks: a large module
+            // is fetched at its pace, not refused.
+            ChunkResponse::Refused { .. } if refusals < MAX_REFUSALS => {
+                refusals += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
             ChunkResponse::Refused { reason } => return Err(FetchError::Refused(reason)),
         };
         match total {

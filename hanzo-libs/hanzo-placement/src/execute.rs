@@ -231,8 +231,12 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
                 .await;
             }
         }
+        // Peers rank by free capacity: say at once that a slot is taken, and again
+        // when it is free (rate-limited by the network to one per half interval).
+        task_inner.net.advertise_now().await;
         let _ = done.await;
         task_inner.executions.release(peer);
+        task_inner.net.advertise_now().await;
         // Charge the peer for what ran, from the receipt this node signed, at the
         // price it accepted the job at.
         let store = task_inner.host.store().clone();

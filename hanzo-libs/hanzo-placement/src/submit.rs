@@ -265,6 +265,10 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
 
     if let Some(record) = resume {
         started = true;
+        if record.cancel_requested {
+            // Asked before the node stopped: the attempt is told to stop, not followed.
+            job.cancel.cancel();
+        }
         budget = budget.saturating_sub(record.placements.len() as u32);
         let last = record
             .placements

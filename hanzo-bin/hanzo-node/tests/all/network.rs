@@ -333,6 +333,20 @@ fn each_placement_mode_runs_where_it_says_and_the_receipt_names_the_peer() {
     assert_eq!(near["status"], "succeeded", "{near}");
     assert!(near["executed_by"].is_string(), "{near}");
 
+    // A tool that fails on a peer fails the job there: no new placement, and the
+    // peer, not this node, is who executed it.
+    let failing = a.server.module(
+        r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+            (memory (export "memory") 1) (func (export "_start") (call $exit (i32.const 3))))"#,
+    );
+    let f = a.execute(&json!({"runtime": "wasm", "source": failing, "placement": {"peer": b.peer_id}}));
+    assert_eq!(f["status"], "failed", "{f}");
+    assert_eq!(f["error"]["code"], "tool_failed", "{f}");
+    assert_eq!(f["executed_by"], b.peer_id.as_str(), "{f}");
+    assert_eq!(f["placements"].as_array().unwrap().len(), 1, "{f}");
+    assert_eq!(f["placements"][0]["outcome"], "failed", "{f}");
+    assert_eq!(f["receipt"]["node_id"], b.node_id.as_str(), "{f}");
+
     // The CLI: job submit --placement.
     let r = a.home.run(&[
         "job",

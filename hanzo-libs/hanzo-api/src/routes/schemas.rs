@@ -408,6 +408,14 @@ mod tests {
         );
     }
 
+    fn here() -> crate::network::Here<'static> {
+        crate::network::Here {
+            peer_id: "12D3KooWMe",
+            node_id: "00",
+            scheduled: false,
+        }
+    }
+
     fn finished_record() -> JobRecord {
         let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_760_000_000);
         let mut spec = JobSpec::new(RuntimeKind::Wasm, "sha256:ab").function("greet");
@@ -466,7 +474,7 @@ mod tests {
     #[test]
     fn job_replies_match_their_schemas() {
         let mut record = finished_record();
-        check("Job", &crate::routes::view(&record, "12D3KooWMe"));
+        check("Job", &crate::routes::view(&record, &here()));
         // Queued: no times, output, error, receipt or usage yet (all null, none absent).
         record.status = JobStatus::Queued;
         record.started_at = None;
@@ -476,9 +484,9 @@ mod tests {
         record.usage = None;
         record.output = Some(json!([1, "two"]));
         record.output_bytes = Some(11);
-        let view = crate::routes::view(&record, "12D3KooWMe");
+        let view = crate::routes::view(&record, &here());
         check("Job", &view);
-        let row = crate::routes::list_row(&record, "12D3KooWMe");
+        let row = crate::routes::list_row(&record, &here());
         assert!(row.get("output").is_none() && row["output_bytes"] == 11, "{row}");
         check("JobRow", &row);
         check("JobList", &json!({"jobs": [row], "next": "42"}));
