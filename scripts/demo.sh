@@ -2,7 +2,8 @@
 # The main job on the embedded defaults: installs what is missing (the wasm32-wasip1 target,
 # bubblewrap, Go, deno, uv), builds the example tools and the node, then runs the tools on
 # the WASM runtime, on Deno, Python and Go in the process sandbox, and a built-in tool,
-# printing outputs and receipts.
+# printing outputs and receipts; then three nodes on 127.0.0.1 place a job on each other
+# and survive the death of the peer running one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -30,4 +31,4 @@ if docker info >/dev/null 2>&1; then
 else
     echo "no Docker daemon: the demo runs every step but the container one (start dockerd to add it)" >&2
 fi
-cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples "${docker_args[@]}" "$@"
+cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples --network "${docker_args[@]}" "$@"

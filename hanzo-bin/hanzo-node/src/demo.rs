@@ -22,6 +22,10 @@ pub struct DemoArgs {
     /// The repository's examples directory (the TypeScript, Python and Go tools).
     #[arg(long, value_name = "DIR", default_value = "examples")]
     pub sources: PathBuf,
+    /// Also start three nodes on 127.0.0.1 that place a job on each other, verify the
+    /// peer's receipt, and survive the death of the peer running a job.
+    #[arg(long)]
+    pub network: bool,
 }
 
 /// What a demo step expects to happen.
@@ -216,7 +220,7 @@ fn clip_hex(hex: &str) -> &str {
 }
 
 /// At most `max` characters of `text`, with `...` when cut (compact lines stay one line).
-fn clip(text: &str, max: usize) -> String {
+pub(crate) fn clip(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         return text.to_string();
     }
@@ -360,6 +364,12 @@ pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow
             failures += 1;
         }
         println!();
+    }
+    if args.network {
+        let (data_dir, examples) = (node.config.node.data_dir.clone(), args.examples.clone());
+        failures += tokio::task::spawn_blocking(move || crate::demo_net::run(&data_dir, &examples))
+            .await
+            .map_err(ComputeError::internal)??;
     }
     if failures > 0 {
         return Err(

@@ -6,6 +6,7 @@
 
 mod cache_cmd;
 mod demo;
+mod demo_net;
 mod escape;
 mod job_cmd;
 mod logging;
