@@ -531,7 +531,12 @@ mod tests {
             assert_eq!(p, want);
             assert_eq!(serde_json::to_string(&p).unwrap(), json);
         }
-        for bad in [r#""everywhere""#, r#"{"peer":"0OIl"}"#, r#"{"peer":"x","y":1}"#, "3"] {
+        for bad in [
+            r#""everywhere""#,
+            r#"{"peer":"0OIl"}"#,
+            r#"{"peer":"x","y":1}"#,
+            "3",
+        ] {
             let e = serde_json::from_str::<Placement>(bad).unwrap_err().to_string();
             assert!(e.contains("placement"), "{bad}: {e}");
         }

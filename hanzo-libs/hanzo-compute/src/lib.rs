@@ -31,8 +31,8 @@ pub use config::Config;
 pub use error::ComputeError;
 pub use fingerprint::Machine;
 pub use job::{
-    DEFAULT_FUNCTION, JobSpec, Mount, Network, Placement, RuntimeKind, looks_like_peer_id, parse_digest_source,
-    parse_env_pair,
+    DEFAULT_FUNCTION, JobSpec, Mount, Network, Placement, RuntimeKind, looks_like_peer_id,
+    parse_digest_source, parse_env_pair,
 };
 pub use keys::NodeKey;
 pub use limits::{
