@@ -47,6 +47,12 @@ pub async fn join(api: &Api, cfg: &Config, seed: [u8; 32]) -> anyhow::Result<Pla
     );
     options.peer_network = cfg.network.peer_network;
     options.max_remote_jobs_per_peer = cfg.network.max_remote_jobs_per_peer;
+    let ledger_path = cfg.node.data_dir.join("ledger.json");
+    let ledger = tokio::task::spawn_blocking(move || hanzo_placement::ledger::Ledger::load(&ledger_path))
+        .await
+        .map_err(ComputeError::internal)?
+        .map_err(ComputeError::internal)?;
+    options.ledger = Arc::new(ledger);
     options.price = hanzo_network::Price {
         per_job: cfg.network.price.per_job,
         per_cpu_second: cfg.network.price.per_cpu_second,

@@ -42,11 +42,17 @@ pub async fn run(config: Option<&Path>, json: bool, node: NodeArgs) -> anyhow::R
     })())
 }
 
+/// A cell of text a peer chose (its advert): control characters shown escaped, so
+/// that no peer can write escape sequences to the operator's terminal.
+fn safe(v: &Value) -> String {
+    crate::escape::bytes(cell(v).as_bytes())
+}
+
 fn row(p: &Value) -> Vec<String> {
     let r = &p["resources"];
     let runtimes: Vec<String> = p["runtimes"]
         .as_array()
-        .map(|a| a.iter().map(cell).collect())
+        .map(|a| a.iter().map(safe).collect())
         .unwrap_or_default();
     let free_slots = match (r["free"]["slots"].as_u64(), r["capacity"]["slots"].as_u64()) {
         (Some(f), Some(c)) if c > 0 => format!("{f}/{c}"),
@@ -72,6 +78,6 @@ fn row(p: &Value) -> Vec<String> {
         p["addrs"]
             .as_array()
             .and_then(|a| a.first())
-            .map_or("-".into(), cell),
+            .map_or("-".into(), safe),
     ]
 }

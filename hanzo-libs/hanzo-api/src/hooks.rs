@@ -183,7 +183,11 @@ impl StoreHooks {
     pub(crate) fn wait_for(&self, id: &str) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();
         let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
-        w.entry(id.to_string()).or_default().push(tx);
+        let list = w.entry(id.to_string()).or_default();
+        // Waiters that gave up (a client gone, a peer's await that timed out) are
+        // dropped here, not kept until the job ends.
+        list.retain(|t| !t.is_closed());
+        list.push(tx);
         rx
     }
 

@@ -306,6 +306,18 @@ pub(crate) async fn metrics_text(state: &State) -> String {
         m.inbound_failures.to_string(),
     );
     gauge(
+        "hanzo_network_hole_punches_total",
+        "Direct connections made through a NAT (DCUtR).",
+        "counter",
+        m.hole_punches.to_string(),
+    );
+    gauge(
+        "hanzo_network_hole_punch_failures_total",
+        "Hole punches that failed (the relayed connection stays).",
+        "counter",
+        m.hole_punch_failures.to_string(),
+    );
+    gauge(
         "hanzo_network_malformed_requests_total",
         "Peers' requests that did not decode or were over the size cap (refused; the sender penalised).",
         "counter",

@@ -444,6 +444,18 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
     spec.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
     hanzo_placement::check(&spec).map_err(|e| ApiError::invalid(format!("placement: {e}")))?;
     let placer = state.placer.get();
+    // Jobs being placed count against the same queue capacity as queued ones: each
+    // is a task of this node until it ends.
+    if let Some(p) = placer {
+        let capacity = state.scheduler.snapshot().queue_capacity;
+        if p.counts().1 as usize >= capacity {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!("{capacity} jobs are being placed already; retry later"),
+            ));
+        }
+    }
     if placer.is_none() && spec.placement == hanzo_compute::Placement::Any {
         spec.placement = hanzo_compute::Placement::Local;
         return Box::pin(submit_spec(state, spec, wait)).await;
@@ -668,6 +680,7 @@ async fn node(AxState(state): S) -> ApiResult {
                 .await
                 .map_err(ApiError::internal)?
         );
+        v["nat"] = json!(placer.network().nat_status().await.map_err(ApiError::internal)?);
     }
     v["runtimes"] = json!(
         state

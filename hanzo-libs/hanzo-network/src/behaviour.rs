@@ -3,10 +3,14 @@
 use crate::NetworkError;
 use crate::codec::Cbor;
 use crate::protocol::{
-    ADVERT_TOPIC, ChunkRequest, ChunkResponse, IDENTIFY_PROTOCOL, JOBS_PROTOCOL, JobRequest, JobResponse,
-    KAD_PROTOCOL, MAX_ADVERT_BYTES, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES, MODULES_PROTOCOL,
+    ADVERT_TOPIC, CHUNK_BYTES, ChunkRequest, ChunkResponse, IDENTIFY_PROTOCOL, JOBS_PROTOCOL, JobRequest,
+    JobResponse, KAD_PROTOCOL, MAX_ADVERT_BYTES, MAX_CHUNK_REQUEST_BYTES, MAX_REQUEST_BYTES,
+    MAX_RESPONSE_BYTES, MODULES_PROTOCOL,
 };
 use crate::settings::Settings;
+use futures::{AsyncRead, AsyncWrite};
+use libp2p::core::transport::{MemoryTransport, Transport as _};
+use libp2p::core::upgrade;
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
@@ -14,6 +18,10 @@ use libp2p::{
     StreamProtocol, Swarm, allow_block_list, autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair, kad, mdns, noise, ping, relay, tcp, yamux,
 };
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// How long a request may wait for its reply: an `Await` is held up to
@@ -43,14 +51,27 @@ pub(crate) struct Behaviour {
     pub dcutr: dcutr::Behaviour,
 }
 
+/// AutoNAT (v1): peers dial this node back on the addresses it was seen at, and it
+/// learns whether it is reachable or behind NAT (then it takes a relay slot, see the
+/// event loop). Probes start after 2 s and repeat every 10 s until confident, then
+/// every minute. Private addresses count: nodes on one LAN, or the test's own
+/// network namespaces, are as real as any; a node on a LAN is reachable from it.
+fn autonat_config() -> autonat::Config {
+    autonat::Config {
+        boot_delay: Duration::from_secs(2),
+        retry_interval: Duration::from_secs(10),
+        refresh_interval: Duration::from_secs(60),
+        only_global_ips: false,
+        ..autonat::Config::default()
+    }
+}
+
 fn request_response_config() -> request_response::Config {
     request_response::Config::default()
         .with_request_timeout(REQUEST_TIMEOUT)
-        .with_max_concurrent_streams(64)
-}
-
-fn codec<Req, Resp>() -> Cbor<Req, Resp> {
-    Cbor::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES)
+        // Per connection and protocol (both directions): each open stream can hold a
+        // request's bytes while it is read.
+        .with_max_concurrent_streams(32)
 }
 
 /// Builds the swarm: TCP + noise + yamux (and relayed connections), DNS.
@@ -68,6 +89,98 @@ pub(crate) fn build(key: Keypair, s: &Settings) -> Result<Swarm<Behaviour>, Netw
         )
         .map_err(|e| build_err(&e))?
         .with_dns()
+        .map_err(|e| build_err(&e))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| build_err(&e))?
+        .with_behaviour(|key, relay_client| behaviour(key, relay_client, s))
+        .map_err(|e| build_err(&e))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    Ok(swarm)
+}
+
+/// Bytes a node's connections carried, both ways, counted below noise: what a real
+/// link would carry (without TCP/IP headers).
+#[derive(Debug, Default)]
+pub struct WireBytes {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl WireBytes {
+    /// (sent, received) since start.
+    pub fn get(&self) -> (u64, u64) {
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.received.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A connection that adds what it reads and writes to its node's [`WireBytes`].
+struct Counted<S> {
+    inner: S,
+    wire: Arc<WireBytes>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.wire.received.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.wire.sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_close(cx)
+    }
+}
+
+/// Builds the same swarm (every behaviour, the same settings) on libp2p's in-process
+/// memory transport (`/memory/<port>` addresses) with the same noise + yamux
+/// upgrades: for simulating many nodes in one process. No TCP, no DNS; the bytes its
+/// connections carry are added to `wire`.
+pub(crate) fn build_memory(
+    key: Keypair,
+    s: &Settings,
+    wire: Arc<WireBytes>,
+) -> Result<Swarm<Behaviour>, NetworkError> {
+    let build_err = |e: &dyn std::fmt::Display| NetworkError::Listen {
+        addr: "swarm".into(),
+        why: e.to_string(),
+    };
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_other_transport(|key| -> Result<_, Box<dyn std::error::Error + Send + Sync>> {
+            Ok(MemoryTransport::default()
+                .map(move |inner, _| Counted { inner, wire })
+                .upgrade(upgrade::Version::V1)
+                .authenticate(noise::Config::new(key)?)
+                .multiplex(yamux::Config::default()))
+        })
         .map_err(|e| build_err(&e))?
         .with_relay_client(noise::Config::new, yamux::Config::default)
         .map_err(|e| build_err(&e))?
@@ -105,6 +218,9 @@ fn behaviour(
 
     let mut kad_config = kad::Config::new(StreamProtocol::new(KAD_PROTOCOL));
     kad_config.set_query_timeout(Duration::from_secs(30));
+    // The node keeps no records in the DHT (it is for finding peers): records peers
+    // ask it to store are not kept.
+    kad_config.set_record_filtering(kad::StoreInserts::FilterBoth);
     let mut kad = kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
     // Every node serves the DHT: nodes are servers by nature (they take jobs).
     kad.set_mode(Some(kad::Mode::Server));
@@ -155,16 +271,17 @@ fn behaviour(
         gossipsub,
         mdns: mdns.into(),
         jobs: request_response::Behaviour::with_codec(
-            codec(),
+            Cbor::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES),
             [(StreamProtocol::new(JOBS_PROTOCOL), ProtocolSupport::Full)],
             request_response_config(),
         ),
+        // A chunk request is a hash and an offset; a reply one chunk.
         modules: request_response::Behaviour::with_codec(
-            codec(),
+            Cbor::new(MAX_CHUNK_REQUEST_BYTES, CHUNK_BYTES + 64 * 1024),
             [(StreamProtocol::new(MODULES_PROTOCOL), ProtocolSupport::Full)],
             request_response_config(),
         ),
-        autonat: autonat::Behaviour::new(peer_id, autonat::Config::default()),
+        autonat: autonat::Behaviour::new(peer_id, autonat_config()),
         relay_server: relay_server.into(),
         relay_client,
         dcutr: dcutr::Behaviour::new(peer_id),

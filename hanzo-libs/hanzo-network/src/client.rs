@@ -1,6 +1,7 @@
 //! The handle the rest of the node holds: commands in, oneshot replies out.
 
 use crate::advert::Advert;
+use crate::behaviour::WireBytes;
 use crate::event_loop::{Command, EventLoop};
 use crate::peers::{Conduct, PeerInfo};
 use crate::protocol::{ChunkRequest, ChunkResponse, JobRequest, JobResponse};
@@ -81,6 +82,10 @@ pub struct Metrics {
     pub payload_bytes_in: u64,
     /// Payload bytes sent in job results and code chunks.
     pub payload_bytes_out: u64,
+    /// Direct connections made through a NAT (DCUtR).
+    pub hole_punches: u64,
+    /// Hole punches that failed (the relayed connection stays).
+    pub hole_punch_failures: u64,
 }
 
 /// The cloneable handle to the network.
@@ -89,6 +94,8 @@ pub struct Client {
     sender: mpsc::Sender<Command>,
     peer_id: PeerId,
     events: broadcast::Sender<PeerEvent>,
+    /// Bytes on the wire, counted on the memory transport only.
+    wire: Option<Arc<WireBytes>>,
 }
 
 /// The network's channels, for the node to drain.
@@ -112,9 +119,18 @@ pub async fn start(
     settings: Settings,
     advert: AdvertSource,
 ) -> Result<(Client, Channels), NetworkError> {
-    let key = crate::identity::keypair(seed);
-    let peer_id = key.public().to_peer_id();
-    let mut swarm = behaviour::build(key, &settings)?;
+    let swarm = behaviour::build(crate::identity::keypair(seed), &settings)?;
+    launch(swarm, settings, advert, None).await
+}
+
+/// Binds, dials the bootstrap nodes and spawns the event loop of a built swarm.
+async fn launch(
+    mut swarm: libp2p::Swarm<behaviour::Behaviour>,
+    settings: Settings,
+    advert: AdvertSource,
+    wire: Option<Arc<WireBytes>>,
+) -> Result<(Client, Channels), NetworkError> {
+    let peer_id = *swarm.local_peer_id();
     for addr in &settings.listen {
         swarm.listen_on(addr.clone()).map_err(|e| NetworkError::Listen {
             addr: addr.to_string(),
@@ -136,12 +152,35 @@ pub async fn start(
             sender,
             peer_id,
             events,
+            wire,
         },
         Channels { inbound },
     ))
 }
 
 impl Client {
+    /// [`start`] on libp2p's in-process memory transport instead of TCP: the same
+    /// behaviours, settings, event loop and protocols, with noise and yamux over
+    /// in-memory channels. `settings.listen` and the bootstrap addresses are
+    /// `/memory/<port>` multiaddrs (ports are process-wide). For simulations of many
+    /// nodes in one process (`benches/network-bench`); [`Client::wire_bytes`] counts
+    /// what its connections carry.
+    pub async fn start_memory(
+        seed: [u8; 32],
+        settings: Settings,
+        advert: AdvertSource,
+    ) -> Result<(Client, Channels), NetworkError> {
+        let wire = Arc::new(WireBytes::default());
+        let swarm = behaviour::build_memory(crate::identity::keypair(seed), &settings, wire.clone())?;
+        launch(swarm, settings, advert, Some(wire)).await
+    }
+
+    /// Bytes (sent, received) on this node's connections since start, below noise;
+    /// `None` on TCP (counted only by [`Client::start_memory`]'s transport).
+    pub fn wire_bytes(&self) -> Option<(u64, u64)> {
+        self.wire.as_ref().map(|w| w.get())
+    }
+
     async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, NetworkError> {
         let (tx, rx) = oneshot::channel();
         self.sender
@@ -216,6 +255,12 @@ impl Client {
         self.ask(|reply| Command::IsConnected { peer, reply })
             .await
             .unwrap_or(false)
+    }
+
+    /// Whether this node is reachable, as AutoNAT found: `unknown`, `public` or
+    /// `private` (behind NAT: reachable through relays).
+    pub async fn nat_status(&self) -> Result<String, NetworkError> {
+        self.ask(|reply| Command::Nat { reply }).await
     }
 
     /// Counters.

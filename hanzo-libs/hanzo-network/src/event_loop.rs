@@ -13,7 +13,9 @@ use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::{Multiaddr, PeerId, Swarm, TransportError, gossipsub, identify, kad, mdns, ping};
+use libp2p::{
+    Multiaddr, PeerId, Swarm, TransportError, autonat, dcutr, gossipsub, identify, kad, mdns, ping, relay,
+};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -61,6 +63,9 @@ pub(crate) enum Command {
     Metrics {
         reply: oneshot::Sender<Metrics>,
     },
+    Nat {
+        reply: oneshot::Sender<String>,
+    },
 }
 
 /// A per-peer token bucket: `rate` requests a second, bursts of `rate`.
@@ -75,6 +80,8 @@ struct Bucket {
 const TARGET_CONNECTIONS: usize = 16;
 /// How often unreachable bootstrap nodes are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// Relays a node behind NAT keeps a slot at.
+const MAX_RELAYS: usize = 2;
 
 pub(crate) struct EventLoop {
     swarm: Swarm<Behaviour>,
@@ -91,6 +98,12 @@ pub(crate) struct EventLoop {
     buckets: HashMap<PeerId, Bucket>,
     last_published: Option<Instant>,
     metrics: Metrics,
+    /// What AutoNAT says of this node: `unknown`, `public` or `private`.
+    nat: &'static str,
+    /// Connected peers that serve as relays (they speak the relay hop protocol).
+    relay_capable: HashSet<PeerId>,
+    /// Relays this node asked for a slot (a `/p2p-circuit` listener each).
+    relays: HashSet<PeerId>,
 }
 
 /// The OS's reason inside a transport error.
@@ -125,6 +138,9 @@ impl EventLoop {
             buckets: HashMap::new(),
             last_published: None,
             metrics: Metrics::default(),
+            nat: "unknown",
+            relay_capable: HashSet::new(),
+            relays: HashSet::new(),
         }
     }
 
@@ -238,6 +254,42 @@ impl EventLoop {
         }
     }
 
+    /// Behind NAT, takes a slot at up to [`MAX_RELAYS`] connected relays: each becomes a
+    /// `/p2p-circuit` listen address, advertised like any other, through which peers
+    /// reach this node (and then try to punch a direct connection, DCUtR).
+    fn reserve_relays(&mut self) {
+        if self.nat != "private" {
+            return;
+        }
+        let candidates: Vec<PeerId> = self
+            .relay_capable
+            .iter()
+            .filter(|p| self.connected.contains(p) && !self.relays.contains(p))
+            .copied()
+            .collect();
+        for relay in candidates {
+            if self.relays.len() >= MAX_RELAYS {
+                return;
+            }
+            let Some(addr) = self
+                .peers
+                .addrs(&relay)
+                .into_iter()
+                .find(|a| !a.iter().any(|p| p == Protocol::P2pCircuit))
+            else {
+                continue;
+            };
+            let circuit = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+            match self.swarm.listen_on(circuit.clone()) {
+                Ok(_) => {
+                    self.relays.insert(relay);
+                    tracing::info!(%circuit, "behind NAT: asking a relay for a slot");
+                }
+                Err(e) => tracing::debug!(%circuit, error = %e, "cannot listen through the relay"),
+            }
+        }
+    }
+
     /// Takes a token from the peer's bucket; false when it is empty.
     fn admit(&mut self, peer: PeerId) -> bool {
         let rate = f64::from(self.settings.max_requests_per_peer_per_sec);
@@ -319,6 +371,9 @@ impl EventLoop {
             Command::IsConnected { peer, reply } => {
                 let _ = reply.send(self.connected.contains(&peer));
             }
+            Command::Nat { reply } => {
+                let _ = reply.send(self.nat.to_string());
+            }
             Command::Metrics { reply } => {
                 let mut m = self.metrics.clone();
                 m.connected_peers = self.connected.len() as u64;
@@ -371,10 +426,50 @@ impl EventLoop {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 for addr in info.listen_addrs.into_iter().take(16) {
+                    // A relayed address is reached through its relay, not stored as the
+                    // peer's own.
+                    if addr.iter().any(|p| p == Protocol::P2pCircuit) {
+                        continue;
+                    }
                     self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());
                     self.peers.add_addr(peer_id, addr);
                 }
+                if info.protocols.contains(&relay::HOP_PROTOCOL_NAME) {
+                    self.relay_capable.insert(peer_id);
+                    self.reserve_relays();
+                }
             }
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { new, .. }) => {
+                self.nat = match new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                };
+                tracing::info!(nat = self.nat, "reachability changed");
+                self.reserve_relays();
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                if !renewal {
+                    tracing::info!(relay = %relay_peer_id, "reachable through a relay");
+                }
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => {
+                    self.metrics.hole_punches += 1;
+                    tracing::info!(peer = %remote_peer_id, "direct connection through the NAT (hole punched)");
+                }
+                Err(e) => {
+                    self.metrics.hole_punch_failures += 1;
+                    tracing::debug!(peer = %remote_peer_id, error = %e, "hole punching failed; the relayed connection stays");
+                }
+            },
             BehaviourEvent::Ping(ping::Event { peer, result, .. }) => match result {
                 Ok(rtt) => self.peers.set_rtt(peer, rtt),
                 Err(e) => {

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant, SystemTime};
 pub const INITIAL_REPUTATION: f64 = 0.5;
 /// Addresses kept per peer.
 const MAX_ADDRS_PER_PEER: usize = 16;
+/// Peers kept in the table. Past it, a new peer replaces the one not connected that
+/// was heard from longest ago (adverts from free identities cannot grow the table).
+pub const MAX_PEERS: usize = 10_000;
 
 /// How a peer behaved, for its reputation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +86,17 @@ pub(crate) struct PeerTable {
 
 impl PeerTable {
     fn entry(&mut self, peer: PeerId) -> &mut Entry {
+        if !self.entries.contains_key(&peer) && self.entries.len() >= MAX_PEERS {
+            let oldest = self
+                .entries
+                .iter()
+                .filter(|(_, e)| !e.connected)
+                .min_by_key(|(_, e)| e.last_seen)
+                .map(|(p, _)| *p);
+            if let Some(p) = oldest {
+                self.entries.remove(&p);
+            }
+        }
         self.entries.entry(peer).or_insert_with(|| Entry {
             advert: None,
             addrs: BTreeSet::new(),

@@ -30,6 +30,8 @@ pub const MAX_REQUEST_BYTES: u64 = 2 * 1024 * 1024;
 /// `max_output_bytes`, 16 MiB by default), logs (1 MiB) and a receipt, or one chunk.
 /// A result larger than this fails the attempt rather than being read.
 pub const MAX_RESPONSE_BYTES: u64 = 24 * 1024 * 1024;
+/// The largest chunk request read (a sha256 and an offset fit in a hundred bytes).
+pub const MAX_CHUNK_REQUEST_BYTES: u64 = 1024;
 /// Bytes per module chunk.
 pub const CHUNK_BYTES: u64 = 1024 * 1024;
 /// The largest advert accepted (gossipsub's transmit limit for the node).

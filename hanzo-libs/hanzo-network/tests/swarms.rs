@@ -144,7 +144,10 @@ async fn three_nodes_find_each_other_through_one_and_trade_requests() {
     );
     responder.await.unwrap();
     let m = c.metrics().await.unwrap();
-    assert!(m.requests_in >= 1 && m.adverts_accepted >= 1, "{m:?}");
+    assert!(m.requests_in >= 1, "{m:?}");
+    // b took c's advert (what the wait above saw).
+    let m = b.metrics().await.unwrap();
+    assert!(m.adverts_accepted >= 1, "{m:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +179,7 @@ async fn a_flood_of_requests_is_refused_past_the_rate() {
     });
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for i in 0..60 {
+    for i in 0..30 {
         let b = b.clone();
         let peer = a.peer_id();
         tasks.push(tokio::spawn(async move {
@@ -209,7 +212,7 @@ async fn a_flood_of_requests_is_refused_past_the_rate() {
         answered <= allowed,
         "{answered} answered, at most {allowed} allowed"
     );
-    assert_eq!(refused + answered, 60);
+    assert_eq!(refused + answered, 30);
     assert!(refused >= 1, "nothing refused");
     assert_eq!(a.metrics().await.unwrap().requests_refused, u64::from(refused));
 }

@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 /// How long a peer may fetch the code of a job offered to it.
 const SHARE_TTL: Duration = Duration::from_secs(3600);
+/// How many times one fetch asks again after `NotFound` (a submitter that restarted
+/// shares its jobs' code again once it re-attached): ten seconds.
+const MAX_NOT_FOUND: u32 = 20;
 /// How many times one fetch waits out a refusal (rate limit, busy) before giving up:
 /// about a minute of waiting in all.
 const MAX_REFUSALS: u32 = 240;
@@ -119,13 +122,30 @@ pub(crate) async fn fetch(
     let mut hasher = Sha256::new();
     let mut total: Option<u64> = None;
     let mut refusals = 0;
+    let mut not_found = 0;
     loop {
         let req = ChunkRequest {
             sha256: sha256.to_string(),
             offset: out.len() as u64,
         };
-        let (t, bytes) = match inner.net.chunk(peer, req).await? {
+        // A submitter that restarts mid-fetch is back (and shares the code again)
+        // within seconds: the caller bounds the whole fetch by a deadline, and
+        // transient failures are waited out inside it.
+        let reply = match inner.net.chunk(peer, req).await {
+            Ok(r) => r,
+            Err(NetworkError::Stopped) => return Err(FetchError::Network(NetworkError::Stopped)),
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let (t, bytes) = match reply {
             ChunkResponse::Chunk { total, bytes } => (total, bytes),
+            ChunkResponse::NotFound if not_found < MAX_NOT_FOUND => {
+                not_found += 1;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
             ChunkResponse::NotFound => return Err(FetchError::NotFound(sha256.to_string())),
             // The submitter's per-peer rate limit also counts chunks: a large module
             // is fetched at its pace, not refused.
@@ -142,21 +162,21 @@ pub(crate) async fn fetch(
                     "the module is {t} bytes, over the {max_bytes} this node takes"
                 )));
             }
-            None => {
-                out.reserve_exact(t as usize);
-                total = Some(t);
-            }
+            None => total = Some(t),
             Some(first) if first != t => {
                 return Err(FetchError::Lied("the module's size changed mid-fetch".into()));
             }
             Some(_) => {}
         }
         let total = total.unwrap_or(t);
-        if bytes.len() as u64 > CHUNK_BYTES || out.len() as u64 + bytes.len() as u64 > total {
-            return Err(FetchError::Lied("a chunk past the module's size".into()));
-        }
-        if bytes.is_empty() && (out.len() as u64) < total {
-            return Err(FetchError::Lied("an empty chunk before the end".into()));
+        // Every chunk is whole (a full chunk, or the rest): a trickle of one byte per
+        // request cannot stretch a fetch out.
+        let expected = CHUNK_BYTES.min(total - out.len() as u64);
+        if bytes.len() as u64 != expected {
+            return Err(FetchError::Lied(format!(
+                "a chunk of {} bytes where {expected} were due",
+                bytes.len()
+            )));
         }
         hasher.update(&bytes);
         out.extend_from_slice(&bytes);

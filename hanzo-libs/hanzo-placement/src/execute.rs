@@ -26,7 +26,23 @@ use std::time::Duration;
 pub(crate) struct Executions {
     map: Mutex<HashMap<String, (PeerId, String)>>,
     running: Mutex<HashMap<PeerId, u32>>,
+    /// What accepted peers' jobs will take once their code is here: counted as in use
+    /// from the acceptance, so a node never accepts more than it can start.
+    pending: Mutex<Resources>,
+    /// Offers of each peer that failed here before running (code that never came or
+    /// did not match), and since when: a peer failing many is declined for an hour.
+    failures: Mutex<HashMap<PeerId, (u32, std::time::Instant)>>,
+    /// `Await`s each peer has open: each can hold a result in memory.
+    awaits: Mutex<HashMap<PeerId, u32>>,
 }
+
+/// The largest job spec a peer may offer (the HTTP API's cap on a job body).
+const MAX_SPEC_BYTES: usize = 1024 * 1024;
+/// Offers of one peer that may fail here in an hour before it is declined.
+const MAX_FAILED_OFFERS: u32 = 20;
+/// `Await`s one peer may have open at once beyond its running jobs (an honest
+/// submitter has one per job it placed here, and one more while it collects a result).
+const SPARE_AWAITS_PER_PEER: u32 = 8;
 
 impl Executions {
     fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PeerId, String)>> {
@@ -53,6 +69,47 @@ impl Executions {
         true
     }
 
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, Resources> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether `peer` failed too many offers in the last hour.
+    fn failing(&self, peer: PeerId) -> bool {
+        let f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        f.get(&peer)
+            .is_some_and(|(n, since)| *n >= MAX_FAILED_OFFERS && since.elapsed() < Duration::from_secs(3600))
+    }
+
+    fn failed(&self, peer: PeerId) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let e = f.entry(peer).or_insert((0, std::time::Instant::now()));
+        if e.1.elapsed() >= Duration::from_secs(3600) {
+            *e = (0, std::time::Instant::now());
+        }
+        e.0 += 1;
+    }
+
+    /// Opens one of `peer`'s awaits; false when it has its share open.
+    fn open_await(&self, peer: PeerId, max: u32) -> bool {
+        let mut a = self.awaits.lock().unwrap_or_else(|e| e.into_inner());
+        let n = a.entry(peer).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn close_await(&self, peer: PeerId) {
+        let mut a = self.awaits.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = a.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                a.remove(&peer);
+            }
+        }
+    }
+
     fn release(&self, peer: PeerId) {
         let mut r = self.lock_running();
         if let Some(n) = r.get_mut(&peer) {
@@ -67,10 +124,31 @@ impl Executions {
 pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request: JobRequest) -> JobResponse {
     match request {
         JobRequest::Offer(offer) => offer_job(inner, peer, offer).await,
+        JobRequest::Await { execution_id, .. } | JobRequest::Cancel { execution_id }
+            if !valid_id(&execution_id) =>
+        {
+            inner.net.report(peer, Conduct::Bad).await;
+            JobResponse::Refused {
+                reason: "malformed execution id".into(),
+            }
+        }
         JobRequest::Await {
             execution_id,
             wait_ms,
-        } => await_job(inner, peer, execution_id, wait_ms).await,
+        } => {
+            let max = inner
+                .options
+                .max_remote_jobs_per_peer
+                .saturating_add(SPARE_AWAITS_PER_PEER);
+            if !inner.executions.open_await(peer, max) {
+                return JobResponse::Refused {
+                    reason: format!("{max} awaits of yours are open here already"),
+                };
+            }
+            let r = await_job(inner, peer, execution_id, wait_ms).await;
+            inner.executions.close_await(peer);
+            r
+        }
         JobRequest::Cancel { execution_id } => cancel_job(inner, peer, execution_id).await,
     }
 }
@@ -132,6 +210,15 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             price: inner.options.price,
         };
     }
+    if offer.spec.len() > MAX_SPEC_BYTES {
+        inner.net.report(peer, Conduct::Bad).await;
+        return declined(format!("a job spec over {MAX_SPEC_BYTES} bytes"));
+    }
+    if inner.executions.failing(peer) {
+        return declined(format!(
+            "{MAX_FAILED_OFFERS} of this peer's offers failed here in the last hour (code that never came or did not match)"
+        ));
+    }
     let spec: JobSpec = match serde_json::from_str(&offer.spec) {
         Ok(s) => s,
         Err(e) => {
@@ -162,7 +249,9 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
     let scheduler = inner.host.scheduler();
     let snap = scheduler.snapshot();
     let demand = Resources::demand(&spec.limits);
-    if snap.queued > 0 || !demand.fits_in(&snap.capacity.minus(&snap.in_use)) {
+    let pending = *inner.executions.lock_pending();
+    let free = snap.capacity.minus(&snap.in_use).minus(&pending);
+    if snap.queued > 0 || !demand.fits_in(&free) {
         return declined(format!(
             "no free capacity ({} of {} slots in use, {} queued)",
             snap.in_use.jobs, snap.capacity.jobs, snap.queued
@@ -206,13 +295,32 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             price: inner.options.price,
         };
     }
+    {
+        let mut p = inner.executions.lock_pending();
+        *p = p.plus(&demand);
+    }
     let done = inner.host.wait_for(&record.id);
     let task_inner = inner.clone();
     let code_bytes = offer.code_bytes;
+    let execution_id = offer.execution_id.clone();
+    // The code must arrive within the submitter's deadline, and at a pace: a minute
+    // plus a second per MiB at most.
+    let fetch_for = Duration::from_millis(offer.deadline_ms)
+        .min(Duration::from_secs(60 + code_bytes.div_ceil(1024 * 1024)));
     tokio::spawn(async move {
         let id = record.id.clone();
         let job = task_inner.host.job(id.clone(), spec);
-        match ensure_module(&task_inner, &wasm, peer, &sha, code_bytes).await {
+        let fetched = tokio::time::timeout(
+            fetch_for,
+            ensure_module(&task_inner, &wasm, peer, &sha, code_bytes),
+        )
+        .await
+        .unwrap_or_else(|_| Err(FetchError::Refused("the module did not arrive in time".into())));
+        {
+            let mut p = task_inner.executions.lock_pending();
+            *p = p.minus(&demand);
+        }
+        match fetched {
             Ok(()) => {
                 if let Err(rejection) = permit.submit(job.clone()) {
                     fail(&task_inner, &job, rejection.to_compute_error()).await;
@@ -220,6 +328,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             }
             Err(e) => {
                 drop(permit);
+                task_inner.executions.failed(peer);
                 if matches!(e, FetchError::Lied(_)) {
                     task_inner.net.report(peer, Conduct::Bad).await;
                 }
@@ -236,6 +345,8 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         task_inner.net.advertise_now().await;
         let _ = done.await;
         task_inner.executions.release(peer);
+        // Later lookups of this execution go to the store (find_execution).
+        task_inner.executions.lock_map().remove(&execution_id);
         task_inner.net.advertise_now().await;
         // Charge the peer for what ran, from the receipt this node signed, at the
         // price it accepted the job at.
@@ -280,7 +391,8 @@ async fn ensure_module(
     if wasm.module_store().contains(sha) {
         return Ok(());
     }
-    let limit = max_bytes.min(hanzo_wasm_runtime::MAX_SOURCE_BYTES);
+    // No larger than a module the store would take.
+    let limit = max_bytes.min(hanzo_wasm_runtime::MAX_MODULE_BYTES);
     let bytes = code::fetch(inner, peer, sha, limit).await?;
     let wasm = wasm.clone();
     let stored = tokio::task::spawn_blocking(move || wasm.add_module(&bytes))
@@ -320,7 +432,11 @@ async fn await_job(inner: &Inner, peer: PeerId, execution_id: String, wait_ms: u
     let Some(id) = lookup(inner, peer, &execution_id).await else {
         return JobResponse::Unknown { execution_id };
     };
-    // Register before looking, so an end between the two is not missed.
+    if let Some(r) = finished(inner, &execution_id, &id).await {
+        return r;
+    }
+    // Register, then look again, so an end between the two is not missed (and no
+    // waiter is left behind for a job that had already ended).
     let done = inner.host.wait_for(&id);
     if let Some(r) = finished(inner, &execution_id, &id).await {
         return r;

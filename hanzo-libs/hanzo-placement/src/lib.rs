@@ -68,6 +68,8 @@ pub struct Options {
     pub lost_after: Duration,
     /// How long the executor holds an `Await` (the heartbeat period).
     pub heartbeat: Duration,
+    /// The ledger ([`ledger::Ledger::load`] for one kept in the data directory).
+    pub ledger: Arc<ledger::Ledger>,
 }
 
 impl Options {
@@ -87,6 +89,7 @@ impl Options {
             chain: Chain::default(),
             lost_after: Duration::from_secs(3),
             heartbeat: Duration::from_secs(2),
+            ledger: Arc::new(ledger::Ledger::in_memory()),
         }
     }
 }
@@ -118,7 +121,7 @@ pub(crate) struct Inner {
     pub code: code::Shares,
     pub executions: execute::Executions,
     pub attempts: submit::Attempts,
-    pub ledger: ledger::Ledger,
+    pub ledger: Arc<ledger::Ledger>,
 }
 
 impl Placer {
@@ -129,6 +132,8 @@ impl Placer {
         host: Arc<dyn Host>,
         options: Options,
     ) -> Placer {
+        let ledger = options.ledger.clone();
+        tokio::spawn(ledger.clone().persist());
         let inner = Arc::new(Inner {
             net,
             host,
@@ -136,7 +141,7 @@ impl Placer {
             code: code::Shares::default(),
             executions: execute::Executions::default(),
             attempts: submit::Attempts::default(),
-            ledger: ledger::Ledger::default(),
+            ledger,
         });
         let serving = inner.clone();
         tokio::spawn(async move {

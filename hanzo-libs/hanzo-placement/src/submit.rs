@@ -23,6 +23,36 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
 /// Time allowed on top of the job's own timeout for queueing, code transfer and
 /// failover before the job is given up.
 const PLACEMENT_SLACK: Duration = Duration::from_secs(60);
+/// Candidates offered the job per ranking round.
+const MAX_OFFERS_PER_ROUND: usize = 8;
+/// The longest peer-supplied text kept (a reason, an error message).
+const MAX_PEER_TEXT: usize = 512;
+
+/// Whether `asked` is above `advertised` in any of its prices.
+fn dearer(asked: &Price, advertised: &Price) -> bool {
+    asked.per_job > advertised.per_job
+        || asked.per_cpu_second > advertised.per_cpu_second
+        || asked.per_gib_second > advertised.per_gib_second
+}
+
+/// Text from a peer, made safe to store, log and print: at most [`MAX_PEER_TEXT`]
+/// bytes, control characters escaped.
+pub(crate) fn peer_text(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if out.len() >= MAX_PEER_TEXT {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// How long a lost attempt keeps being told to cancel (until its peer is back).
 const FENCE_FOR: Duration = Duration::from_secs(120);
 /// How long a node that restarted gives the peer of an attempt in flight to be
@@ -196,7 +226,7 @@ enum End {
     /// Handed to this node's scheduler, whose hooks record the rest.
     Local,
     /// Recorded by the hooks with this outcome.
-    Done(JobOutcome),
+    Done(Box<JobOutcome>),
     /// Already recorded (cancelled before it started).
     Recorded,
 }
@@ -207,19 +237,19 @@ pub(crate) async fn place(inner: Arc<Inner>, id: String, spec: JobSpec, resume: 
     let end = run(&inner, &job, resume).await;
     inner.attempts.lock().remove(&id);
     match end {
-        End::Done(outcome) => inner.host.hooks().finished(&job, &outcome).await,
+        End::Done(outcome) => inner.host.hooks().finished(&job, outcome.as_ref()).await,
         End::Local | End::Recorded => {}
     }
 }
 
 fn failed(job: &Job, e: ComputeError) -> End {
-    End::Done(JobOutcome {
+    End::Done(Box::new(JobOutcome {
         job_id: job.id.clone(),
         result: Err(e),
         usage: Usage::default(),
         logs: Vec::new(),
         receipt: None,
-    })
+    }))
 }
 
 fn unschedulable(job: &Job, reasons: &[(String, String)]) -> End {
@@ -243,7 +273,9 @@ fn unschedulable(job: &Job, reasons: &[(String, String)]) -> End {
 
 async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
     let spec = &job.spec;
-    let deadline = Instant::now() + Duration::from_millis(spec.limits.timeout_ms) + PLACEMENT_SLACK;
+    let deadline = Instant::now()
+        .checked_add(Duration::from_millis(spec.limits.timeout_ms) + PLACEMENT_SLACK)
+        .unwrap_or_else(|| Instant::now() + Duration::from_secs(86_400 * 365));
     let mut budget = spec.retries.saturating_add(1);
     let mut started = false;
     let mut excluded: HashSet<Option<PeerId>> = HashSet::new();
@@ -276,22 +308,22 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             .rev()
             .find(|p| p.outcome == PlacementOutcome::Running)
             .cloned();
-        if let (Some(p), Some((sent, code))) = (last, travelling.as_ref()) {
-            if let Ok(peer) = p.peer_id.parse::<PeerId>() {
+        if let (Some(p), Some((sent, code))) = (last, travelling.as_ref())
+            && let Ok(peer) = p.peer_id.parse::<PeerId>()
+        {
+            {
+                // The peer may still be fetching the code: serve it again.
+                inner.code.share(peer, &code.sha256);
                 tracing::info!(job = %job.id, %peer, execution = %p.execution_id, "re-attaching to a job running on a peer");
                 let price = Price::default();
-                match settle(
-                    inner,
-                    job,
-                    sent,
-                    code,
+                let attempt = Attempt {
                     peer,
-                    &p.execution_id,
+                    execution_id: &p.execution_id,
                     price,
-                    REATTACH_GRACE,
-                )
-                .await
-                {
+                    lost_after: REATTACH_GRACE,
+                    deadline,
+                };
+                match settle(inner, job, sent, code, attempt).await {
                     Settled::Final(end) => return end,
                     Settled::Retry(why) => {
                         excluded.insert(Some(peer));
@@ -319,7 +351,12 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             return unschedulable(job, &reasons);
         }
         let mut retry = false;
-        for c in ranked {
+        // At most a few offers per round, within the deadline: a network full of
+        // adverts that promise much cannot make one job try them all.
+        for c in ranked.into_iter().take(MAX_OFFERS_PER_ROUND) {
+            if Instant::now() > deadline {
+                break;
+            }
             let Some(peer) = c.node.peer else {
                 excluded.insert(None);
                 match inner.host.scheduler().reserve(spec).await {
@@ -355,17 +392,26 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             let reply =
                 tokio::time::timeout(OFFER_TIMEOUT, inner.net.job(peer, JobRequest::Offer(offer))).await;
             let price = match reply {
+                // The price it asks must be the one it advertised, or less: a peer that
+                // ranks first on a low price and then charges more is refused.
                 Ok(Ok(JobResponse::Accepted {
                     execution_id: e,
                     price,
-                })) if e == execution_id => price,
+                })) if e == execution_id && !dearer(&price, &c.node.price) => price,
+                Ok(Ok(JobResponse::Accepted { .. })) => {
+                    inner.net.report(peer, Conduct::Bad).await;
+                    fence(inner.clone(), peer, execution_id.clone());
+                    reasons.push((peer.to_string(), "accepted at a price above its advert".into()));
+                    continue;
+                }
                 Ok(Ok(JobResponse::Declined { reason })) => {
+                    let reason = peer_text(&reason);
                     tracing::info!(job = %job.id, %peer, reason = %reason, "offer declined; trying the next candidate");
                     reasons.push((peer.to_string(), format!("declined: {reason}")));
                     continue;
                 }
                 Ok(Ok(JobResponse::Refused { reason })) => {
-                    reasons.push((peer.to_string(), format!("refused: {reason}")));
+                    reasons.push((peer.to_string(), format!("refused: {}", peer_text(&reason))));
                     continue;
                 }
                 Ok(Ok(other)) => {
@@ -377,10 +423,15 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                     continue;
                 }
                 Ok(Err(e)) => {
+                    // It may have taken the offer before the answer was lost: fenced.
+                    inner.net.report(peer, Conduct::Bad).await;
+                    fence(inner.clone(), peer, execution_id.clone());
                     reasons.push((peer.to_string(), e.to_string()));
                     continue;
                 }
                 Err(_) => {
+                    inner.net.report(peer, Conduct::Bad).await;
+                    fence(inner.clone(), peer, execution_id.clone());
                     reasons.push((peer.to_string(), "no answer to the offer".into()));
                     continue;
                 }
@@ -417,18 +468,14 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             } else {
                 let _ = inner.host.store().restart_attempt(&job.id).await;
             }
-            match settle(
-                inner,
-                job,
-                sent,
-                code,
+            let attempt = Attempt {
                 peer,
-                &execution_id,
+                execution_id: &execution_id,
                 price,
-                inner.options.lost_after,
-            )
-            .await
-            {
+                lost_after: inner.options.lost_after,
+                deadline,
+            };
+            match settle(inner, job, sent, code, attempt).await {
                 Settled::Final(end) => return end,
                 Settled::Retry(why) => {
                     reasons.push((peer.to_string(), why));
@@ -450,18 +497,26 @@ enum Settled {
 }
 
 /// Follows an accepted attempt to its end and records it.
-async fn settle(
-    inner: &Arc<Inner>,
-    job: &Job,
-    sent: &JobSpec,
-    code: &Code,
+/// One accepted attempt: where it runs, under which id and price, and how long it may
+/// go unheard from and run in all.
+struct Attempt<'a> {
     peer: PeerId,
-    execution_id: &str,
+    execution_id: &'a str,
     price: Price,
     lost_after: Duration,
-) -> Settled {
+    deadline: Instant,
+}
+
+async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, attempt: Attempt<'_>) -> Settled {
+    let Attempt {
+        peer,
+        execution_id,
+        price,
+        lost_after,
+        deadline,
+    } = attempt;
     let store = inner.host.store();
-    match follow(inner, job, peer, execution_id, lost_after).await {
+    match follow(inner, job, peer, execution_id, lost_after, deadline).await {
         Followed::Result(r) => match check_result(job, sent, code, peer, r) {
             Ok(outcome) => {
                 let placement = match &outcome.result {
@@ -476,7 +531,7 @@ async fn settle(
                         .owe(&peer.to_string(), crate::ledger::charge(receipt, &price));
                 }
                 inner.net.report(peer, Conduct::Good).await;
-                Settled::Final(End::Done(outcome))
+                Settled::Final(End::Done(Box::new(outcome)))
             }
             Err(Rejected { why, lie }) => {
                 let _ = store
@@ -513,7 +568,7 @@ async fn settle(
             if let Some(r) = r {
                 outcome.logs = r.logs;
             }
-            Settled::Final(End::Done(outcome))
+            Settled::Final(End::Done(Box::new(outcome)))
         }
     }
 }
@@ -525,11 +580,16 @@ async fn follow(
     peer: PeerId,
     execution_id: &str,
     lost_after: Duration,
+    deadline: Instant,
 ) -> Followed {
     let heartbeat = inner.options.heartbeat;
     let mut failing_since: Option<Instant> = None;
     let mut last_error = String::new();
     loop {
+        if Instant::now() > deadline {
+            // An executor that says "running" forever does not hold the job forever.
+            return Followed::Lost("no result within the job's deadline".into());
+        }
         if job.cancel.is_cancelled() {
             let req = JobRequest::Cancel {
                 execution_id: execution_id.to_string(),
@@ -540,15 +600,18 @@ async fn follow(
                 _ => None,
             });
         }
-        let per_try = if failing_since.is_some() {
-            Duration::from_secs(1)
+        // While failing, ask for an answer at once and wait a second for it; else let
+        // the executor hold the reply for a heartbeat, and wait for it a little longer.
+        let (wait, per_try) = if failing_since.is_some() {
+            (Duration::ZERO, Duration::from_secs(1))
         } else {
-            heartbeat + Duration::from_secs(3)
+            (heartbeat, heartbeat + Duration::from_secs(3))
         };
         let req = JobRequest::Await {
             execution_id: execution_id.to_string(),
-            wait_ms: heartbeat.as_millis() as u64,
+            wait_ms: wait.as_millis() as u64,
         };
+        let asked = Instant::now();
         let reply = tokio::select! {
             r = tokio::time::timeout(per_try, inner.net.job(peer, req)) => r,
             _ = job.cancel.cancelled() => continue,
@@ -557,12 +620,20 @@ async fn follow(
             Ok(Ok(JobResponse::Finished(r))) if r.execution_id == execution_id => {
                 return Followed::Result(*r);
             }
-            Ok(Ok(JobResponse::Running { .. })) => failing_since = None,
+            Ok(Ok(JobResponse::Running { .. })) => {
+                failing_since = None;
+                // An executor answering at once instead of holding the reply is paced:
+                // at most one await per half heartbeat.
+                let early = (heartbeat / 2).saturating_sub(asked.elapsed());
+                if !early.is_zero() {
+                    tokio::time::sleep(early).await;
+                }
+            }
             Ok(Ok(JobResponse::Unknown { .. })) => {
                 return Followed::Lost("the peer no longer knows the execution".into());
             }
             Ok(Ok(JobResponse::Refused { reason })) => {
-                last_error = format!("refused: {reason}");
+                last_error = format!("refused: {}", peer_text(&reason));
                 failing_since.get_or_insert_with(Instant::now);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -596,9 +667,14 @@ fn fence(inner: Arc<Inner>, peer: PeerId, execution_id: String) {
             let req = JobRequest::Cancel {
                 execution_id: execution_id.clone(),
             };
-            if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), inner.net.job(peer, req)).await {
-                tracing::info!(%peer, execution = %execution_id, "a lost attempt was told to cancel");
-                return;
+            match tokio::time::timeout(Duration::from_secs(5), inner.net.job(peer, req)).await {
+                // Refused (rate, busy) is not heard: ask again.
+                Ok(Ok(JobResponse::Refused { .. })) => {}
+                Ok(Ok(_)) => {
+                    tracing::info!(%peer, execution = %execution_id, "a lost attempt was told to cancel");
+                    return;
+                }
+                _ => {}
             }
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
@@ -637,11 +713,6 @@ fn check_result(
     peer: PeerId,
     r: RemoteResult,
 ) -> Result<JobOutcome, Rejected> {
-    let usage: Usage = r
-        .usage
-        .as_deref()
-        .and_then(|u| serde_json::from_str(u).ok())
-        .unwrap_or_default();
     let Some(receipt_text) = r.receipt.as_deref() else {
         // Nothing ran there (it could not fetch the code, its store failed, it
         // restarted): an attempt failed, not the job.
@@ -653,13 +724,18 @@ fn check_result(
             return Err(lie("a success without a receipt"));
         }
         return Err(Rejected {
-            why: format!("{code}: {message}"),
+            why: peer_text(&format!("{code}: {message}")),
             lie: false,
         });
     };
     let value: serde_json::Value =
         serde_json::from_str(receipt_text).map_err(|e| lie(format!("a receipt that is not JSON: {e}")))?;
     let receipt = Receipt::verify(&value).map_err(|e| lie(format!("a receipt that does not verify: {e}")))?;
+    // Stored as re-encoded: it must be exactly what was signed, or the copy this node
+    // keeps would not verify.
+    if receipt.to_value() != value {
+        return Err(lie("a receipt with fields left out or added"));
+    }
     let expected = node_id(&peer).unwrap_or_default();
     if receipt.node_id != expected {
         return Err(lie(format!(
@@ -693,24 +769,37 @@ fn check_result(
             Ok(output)
         }
         "failed" | "cancelled" => {
+            if receipt.status != Outcome::Failed {
+                return Err(lie("a failure whose receipt says it succeeded"));
+            }
             let (code, message) = r
                 .error
                 .clone()
                 .unwrap_or_else(|| ("tool_failed".into(), "failed".into()));
-            if r.status == "cancelled" && !job.cancel.is_cancelled() {
+            let message = peer_text(&message);
+            let cancelled = r.status == "cancelled" || code == "cancelled";
+            if cancelled && !job.cancel.is_cancelled() {
                 return Err(Rejected {
                     why: "cancelled by the peer".into(),
                     lie: false,
                 });
             }
-            Err(ComputeError::from_parts(&code, &message))
+            // Only what a run can end in: the peer does not get to make the job
+            // `unschedulable`, `internal` or anything else this node would act on.
+            match code.as_str() {
+                "tool_failed" | "limit_exceeded" | "invalid_input" | "cancelled" => {
+                    Err(ComputeError::from_parts(&code, &message))
+                }
+                _ => Err(ComputeError::ToolFailed(message)),
+            }
         }
         other => return Err(lie(format!("an unknown status '{other}'"))),
     };
+    // The usage recorded is the signed one, not the reply's own copy.
     Ok(JobOutcome {
         job_id: job.id.clone(),
         result,
-        usage,
+        usage: receipt.usage.clone(),
         logs: r.logs,
         receipt: Some(receipt),
     })
