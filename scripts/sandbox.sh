@@ -6,8 +6,9 @@
 #                          passt (pasta), the user-mode NATs that connect a tool granted
 #                          `network: full` from a network namespace of its own (the
 #                          tests use both); iproute2 (`ip netns`, the tests' test
-#                          hosts); and Debian's python3 (/usr/bin/python3), which its
-#                          tests run as hostile tools. Idempotent; prints nothing when
+#                          hosts); iptables (the network tests' NAT: a LAN namespace
+#                          masqueraded by a gateway namespace); and Debian's python3
+#                          (/usr/bin/python3), which its tests run as hostile tools. Idempotent; prints nothing when
 #                          there is nothing to do; runs `apt-get update` at most once
 #                          per shell.
 
@@ -21,6 +22,7 @@ ensure_sandbox_tools() {
     command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
     command -v pasta >/dev/null 2>&1 || missing+=(passt)
     command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+    command -v iptables >/dev/null 2>&1 || missing+=(iptables)
     [ -x /usr/bin/python3 ] || missing+=(python3)
     [ "${#missing[@]}" -eq 0 ] && return 0
     _hanzo_apt_install "${missing[@]}" || {
