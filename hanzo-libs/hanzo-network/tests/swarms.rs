@@ -344,3 +344,68 @@ async fn malformed_and_oversized_requests_cost_their_sender_not_the_node() {
     let _ = res;
     assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_peers_and_peers_off_the_allow_list_never_hold_a_connection() {
+    let b_id = hanzo_network::identity::keypair([32; 32]).public().to_peer_id();
+    let c_id = hanzo_network::identity::keypair([33; 32]).public().to_peer_id();
+    let start_with = |seed: u8, bootstrap: Vec<String>, allow: Vec<String>, deny: Vec<String>| async move {
+        let config = NetworkConfig {
+            enabled: true,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap,
+            mdns: false,
+            advert_interval_ms: 300,
+            allow_peers: allow,
+            deny_peers: deny,
+            ..NetworkConfig::default()
+        };
+        let (client, channels) = start(
+            [seed; 32],
+            Settings::from_config(&config).unwrap(),
+            Arc::new(advert),
+        )
+        .await
+        .unwrap();
+        (client, channels.inbound)
+    };
+    // a denies b and allows anyone else; d allows only a.
+    let (a, _a_in) = start_with(31, vec![], vec![], vec![b_id.to_string()]).await;
+    let boot = a.listen_addrs().await.unwrap();
+    let (b, _b_in) = start_with(32, boot.clone(), vec![], vec![]).await;
+    let (c, _c_in) = start_with(33, boot.clone(), vec![], vec![]).await;
+    let (d, _d_in) = start_with(34, boot.clone(), vec![a.peer_id().to_string()], vec![]).await;
+    // c, allowed everywhere it goes, gets in: a sees it.
+    eventually("a to connect to c", || {
+        let (a, c) = (a.clone(), c.peer_id());
+        async move { a.is_connected(c).await }
+    })
+    .await;
+    eventually("d to connect to a", || {
+        let (d, a) = (d.clone(), a.peer_id());
+        async move { d.is_connected(a).await }
+    })
+    .await;
+    // c dials d itself; b keeps dialling a (its bootstrap node, every 5 s).
+    let d_addr: libp2p::Multiaddr = d.listen_addrs().await.unwrap()[0].parse().unwrap();
+    c.dial(d_addr).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(!a.is_connected(b_id).await, "a denied b");
+    assert!(!b.is_connected(a.peer_id()).await);
+    assert!(
+        !a.peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.peer_id == b_id.to_string()),
+        "b is not a's peer"
+    );
+    assert!(!d.is_connected(c_id).await, "d allows only a");
+    assert!(
+        !d.peers()
+            .await
+            .unwrap()
+            .iter()
+            .any(|p| p.peer_id == c_id.to_string() && p.connected)
+    );
+}
