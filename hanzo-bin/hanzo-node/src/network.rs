@@ -51,7 +51,7 @@ pub async fn join(api: &Api, cfg: &Config, seed: [u8; 32]) -> anyhow::Result<Pla
     let ledger = tokio::task::spawn_blocking(move || hanzo_placement::ledger::Ledger::load(&ledger_path))
         .await
         .map_err(ComputeError::internal)?
-        .map_err(ComputeError::internal)?;
+        .map_err(ComputeError::invalid)?;
     options.ledger = Arc::new(ledger);
     options.price = hanzo_network::Price {
         per_job: cfg.network.price.per_job,

@@ -46,6 +46,12 @@ impl Host for ApiHost {
     fn wasm(&self) -> Option<Arc<WasmRuntime>> {
         self.0.wasm.clone()
     }
+
+    fn code_dir(&self) -> std::path::PathBuf {
+        // The data directory is the job store's.
+        let store = self.0.store.path();
+        store.parent().unwrap_or(store).join("code")
+    }
 }
 
 pub(crate) fn routes() -> Router<Arc<State>> {

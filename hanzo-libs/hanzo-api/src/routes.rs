@@ -449,11 +449,13 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
     if let Some(p) = placer {
         let capacity = state.scheduler.snapshot().queue_capacity;
         if p.counts().1 as usize >= capacity {
-            return Err(ApiError::new(
+            let mut e = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "queue_full",
-                format!("{capacity} jobs are being placed already; retry later"),
-            ));
+                format!("{capacity} jobs are being placed already; retry after 5 s"),
+            );
+            e.retry_after = Some(5);
+            return Err(e);
         }
     }
     if placer.is_none() && spec.placement == hanzo_compute::Placement::Any {

@@ -415,6 +415,11 @@ impl EventLoop {
                     self.connected.remove(&peer_id);
                     self.peers.set_connected(peer_id, false);
                     let _ = self.events.send(PeerEvent::Disconnected(peer_id));
+                    // A relay gone is a slot gone: take one elsewhere (or there again
+                    // once it is back).
+                    if self.relays.remove(&peer_id) {
+                        self.reserve_relays();
+                    }
                 }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),

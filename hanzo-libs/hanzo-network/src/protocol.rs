@@ -80,6 +80,10 @@ pub struct Offer {
     pub code_bytes: u64,
     /// How long the submitter will wait for the result, in ms (the job's deadline).
     pub deadline_ms: u64,
+    /// For a script (Deno, Python): its file extension (`ts`, `js`, `py`, ...), which
+    /// decides how the executor's runtime reads it. `None` for a WASM module.
+    #[serde(default)]
+    pub file_ext: Option<String>,
 }
 
 /// A reply on `/hanzo/jobs/1`.

@@ -76,12 +76,19 @@ impl Shares {
         {
             return Some(b);
         }
-        let wasm = inner.host.wasm()?;
+        let wasm = inner.host.wasm();
+        let script = script_path(&inner.host.code_dir(), sha);
         let s = sha.to_string();
-        let bytes = tokio::task::spawn_blocking(move || wasm.module_store().read(&s))
-            .await
-            .ok()?
-            .ok()??;
+        let bytes = tokio::task::spawn_blocking(move || -> Option<Vec<u8>> {
+            if let Some(w) = wasm
+                && let Ok(Some(b)) = w.module_store().read(&s)
+            {
+                return Some(b);
+            }
+            hanzo_compute::files::read_capped(&script?, SCRIPT_MAX_BYTES).ok()
+        })
+        .await
+        .ok()??;
         let bytes = Arc::new(bytes);
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache.retain(|(s, _)| s != sha);
@@ -91,6 +98,34 @@ impl Shares {
         }
         Some(bytes)
     }
+}
+
+/// The largest script that travels (Deno's cap on a source; Python's is lower).
+pub const SCRIPT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Where this node keeps a script of its own that peers may fetch: `<code_dir>/<sha>`.
+/// `None` for a malformed hash (never a path from a peer's string).
+pub(crate) fn script_path(code_dir: &std::path::Path, sha: &str) -> Option<std::path::PathBuf> {
+    (sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit())).then(|| code_dir.join(sha))
+}
+
+/// Writes `bytes` to `path` (0600) through a temporary file renamed over it.
+pub(crate) fn write_file(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 /// Why a fetch failed.

@@ -10,7 +10,7 @@
 
 use crate::Inner;
 use crate::code::{self, FetchError};
-use hanzo_compute::{ComputeError, JobOutcome, JobSpec, Network, Placement, Usage};
+use hanzo_compute::{ComputeError, JobOutcome, JobSpec, Network, Placement, RuntimeKind, Usage};
 use hanzo_jobstore::{JobRecord, JobStatus, Origin};
 use hanzo_network::protocol::{MAX_AWAIT_MS, MAX_REMOTE_LOG_BYTES, valid_id};
 use hanzo_network::{Conduct, JobRequest, JobResponse, Offer, PeerId, RemoteResult};
@@ -67,6 +67,11 @@ impl Executions {
         }
         *n += 1;
         true
+    }
+
+    /// What accepted peers' jobs still fetching their code will take.
+    pub fn pending(&self) -> Resources {
+        *self.lock_pending()
     }
 
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Resources> {
@@ -226,7 +231,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             return declined(format!("malformed job spec: {e}"));
         }
     };
-    let spec = match sanitize(inner, spec) {
+    let mut spec = match sanitize(inner, spec) {
         Ok(s) => s,
         Err(why) => return declined(why),
     };
@@ -234,16 +239,49 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         .ok()
         .flatten()
         .unwrap_or_default();
-    let Some(wasm) = inner.host.wasm() else {
-        return declined("the wasm runtime is not enabled here");
+    // Where the code goes: a module into the module store (under its quota); a script
+    // into a directory of its own for this job's life, its path the job's source.
+    let target = match spec.runtime {
+        RuntimeKind::Wasm => {
+            let Some(wasm) = inner.host.wasm() else {
+                return declined("the wasm runtime is not enabled here");
+            };
+            let quota = wasm.module_store().quota();
+            if quota > 0 && offer.code_bytes > quota {
+                return declined(format!(
+                    "the module ({} bytes) is over this node's module quota",
+                    offer.code_bytes
+                ));
+            }
+            Target::Module(wasm)
+        }
+        RuntimeKind::Deno | RuntimeKind::Python => {
+            let allowed: &[&str] = if spec.runtime == RuntimeKind::Python {
+                &["py"]
+            } else {
+                &["ts", "js", "mts", "mjs", "tsx"]
+            };
+            let Some(ext) = offer.file_ext.as_deref().filter(|e| allowed.contains(e)) else {
+                return declined(format!(
+                    "a {} script needs one of the extensions .{}",
+                    spec.runtime,
+                    allowed.join(", .")
+                ));
+            };
+            if offer.code_bytes > code::SCRIPT_MAX_BYTES {
+                return declined(format!("a script of {} bytes", offer.code_bytes));
+            }
+            let dir = inner
+                .host
+                .code_dir()
+                .join("from-peers")
+                .join(format!("{sha}-{}", &crate::new_execution_id()[1..17]));
+            let path = dir.join(format!("tool.{ext}"));
+            spec.source = path.display().to_string();
+            Target::Script { dir, path }
+        }
+        other => return declined(format!("{other} code does not travel between nodes")),
     };
-    let quota = wasm.module_store().quota();
-    if quota > 0 && offer.code_bytes > quota {
-        return declined(format!(
-            "the module ({} bytes) is over this node's module quota",
-            offer.code_bytes
-        ));
-    }
     // Free capacity now, not a queue place: a full node says so and the submitter
     // tries its next candidate.
     let scheduler = inner.host.scheduler();
@@ -312,7 +350,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         let job = task_inner.host.job(id.clone(), spec);
         let fetched = tokio::time::timeout(
             fetch_for,
-            ensure_module(&task_inner, &wasm, peer, &sha, code_bytes),
+            ensure_code(&task_inner, &target, peer, &sha, code_bytes),
         )
         .await
         .unwrap_or_else(|_| Err(FetchError::Refused("the module did not arrive in time".into())));
@@ -345,6 +383,10 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         task_inner.net.advertise_now().await;
         let _ = done.await;
         task_inner.executions.release(peer);
+        if let Target::Script { dir, .. } = &target {
+            let dir = dir.clone();
+            let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        }
         // Later lookups of this execution go to the store (find_execution).
         task_inner.executions.lock_map().remove(&execution_id);
         task_inner.net.advertise_now().await;
@@ -378,6 +420,39 @@ async fn fail(inner: &Inner, job: &hanzo_compute::Job, error: ComputeError) {
     };
     // `finished` without `starting`: the hooks record the end of a queued job.
     inner.host.hooks().finished(job, &outcome).await;
+}
+
+/// Where a peer's code is put.
+enum Target {
+    /// A WASM module, into the module store.
+    Module(std::sync::Arc<hanzo_wasm_runtime::WasmRuntime>),
+    /// A script, into a file of this job's own.
+    Script {
+        dir: std::path::PathBuf,
+        path: std::path::PathBuf,
+    },
+}
+
+/// Fetches the job's code from the submitter (unless a module is here already) and
+/// puts it where the job's source says.
+async fn ensure_code(
+    inner: &Inner,
+    target: &Target,
+    peer: PeerId,
+    sha: &str,
+    max_bytes: u64,
+) -> Result<(), FetchError> {
+    match target {
+        Target::Module(wasm) => ensure_module(inner, wasm, peer, sha, max_bytes).await,
+        Target::Script { path, .. } => {
+            let bytes = code::fetch(inner, peer, sha, max_bytes.min(code::SCRIPT_MAX_BYTES)).await?;
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || code::write_file(&path, &bytes))
+                .await
+                .map_err(|e| FetchError::Refused(e.to_string()))?
+                .map_err(|e| FetchError::Refused(format!("cannot keep the script: {e}")))
+        }
+    }
 }
 
 /// Makes sure the module is in this node's store, fetching it from the submitter.

@@ -45,6 +45,9 @@ pub trait Host: Send + Sync + 'static {
     fn job(&self, id: String, spec: JobSpec) -> Job;
     /// The WASM runtime and its module store, when enabled.
     fn wasm(&self) -> Option<Arc<WasmRuntime>>;
+    /// Where scripts that travel (Deno, Python) are kept: this node's own, served to
+    /// peers by hash, and peers', each in a directory of its own while its job lives.
+    fn code_dir(&self) -> std::path::PathBuf;
 }
 
 /// How this node takes part, from `[network]` and the operator's ceilings.
@@ -270,10 +273,20 @@ impl Inner {
             memory_mb: local.capacity.memory_mb.min(adv.memory_mb),
             cpu_millicores: local.capacity.cpu_millicores.min(adv.cpu_millicores),
         };
+        // Peers' jobs accepted and still fetching their code are as good as running.
+        let pending = self.executions.pending();
         let free = hanzo_network::Capacity {
-            slots: local.free.slots,
-            memory_mb: local.free.memory_mb.min(cap.memory_mb),
-            cpu_millicores: local.free.cpu_millicores.min(cap.cpu_millicores),
+            slots: local.free.slots.saturating_sub(pending.jobs),
+            memory_mb: local
+                .free
+                .memory_mb
+                .min(cap.memory_mb)
+                .saturating_sub(pending.memory_mb),
+            cpu_millicores: local
+                .free
+                .cpu_millicores
+                .min(cap.cpu_millicores)
+                .saturating_sub(pending.cpu_millicores),
         };
         let compute = self.host.scheduler().compute();
         hanzo_network::Advert {

@@ -104,16 +104,77 @@ pub(crate) fn check(spec: &JobSpec) -> Result<(), PlacementError> {
 struct Code {
     sha256: String,
     bytes: u64,
+    /// A script's extension (Deno, Python); `None` for a WASM module.
+    ext: Option<String>,
 }
 
-/// Only WASM modules travel by hash in this version; other runtimes run here.
+/// What travels by hash: WASM modules, and single-file Deno and Python scripts (the
+/// file's bytes; a script importing local files does not travel whole). Container
+/// images, Go packages and native executables run where they are.
 fn travels(runtime: RuntimeKind) -> bool {
-    runtime == RuntimeKind::Wasm
+    matches!(
+        runtime,
+        RuntimeKind::Wasm | RuntimeKind::Deno | RuntimeKind::Python
+    )
+}
+
+/// A single-file script: read once (what is hashed is what is sent), kept in this
+/// node's code directory under its sha256 so that peers can fetch it.
+async fn prepare_script(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), ComputeError> {
+    let source = spec.source.clone();
+    let ext = std::path::Path::new(&source)
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ComputeError::invalid(format!(
+                "{source}: a script to place on peers needs its extension"
+            ))
+        })?;
+    let allowed: &[&str] = match spec.runtime {
+        RuntimeKind::Python => &["py"],
+        _ => &["ts", "js", "mts", "mjs", "tsx"],
+    };
+    if !allowed.contains(&ext.as_str()) {
+        return Err(ComputeError::invalid(format!(
+            "{source}: not a {} script (expected .{})",
+            spec.runtime,
+            allowed.join(", .")
+        )));
+    }
+    let dir = inner.host.code_dir();
+    let (sha, bytes) = tokio::task::spawn_blocking(move || -> Result<(String, u64), ComputeError> {
+        let bytes =
+            hanzo_compute::files::read_capped(std::path::Path::new(&source), crate::code::SCRIPT_MAX_BYTES)
+                .map_err(|e| ComputeError::invalid(format!("cannot read script {source}: {e}")))?;
+        let sha = hanzo_compute::receipt::sha256_hex(&bytes);
+        let path = crate::code::script_path(&dir, &sha).expect("a sha256 is a valid name");
+        if !path.is_file() {
+            crate::code::write_file(&path, &bytes)
+                .map_err(|e| ComputeError::internal(format!("cannot keep the script for peers: {e}")))?;
+        }
+        Ok((sha, bytes.len() as u64))
+    })
+    .await
+    .map_err(ComputeError::internal)??;
+    let mut out = spec.clone();
+    out.source = format!("sha256:{sha}");
+    Ok((
+        out,
+        Code {
+            sha256: sha,
+            bytes,
+            ext: Some(ext),
+        },
+    ))
 }
 
 /// Puts the job's module in this node's store (a path becomes `sha256:`), so that
 /// peers can fetch it, and returns the spec to send.
 async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), ComputeError> {
+    if spec.runtime != RuntimeKind::Wasm {
+        return prepare_script(inner, spec).await;
+    }
     let wasm = inner
         .host
         .wasm()
@@ -150,7 +211,14 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
         .ok_or_else(|| ComputeError::invalid(format!("unknown module sha256:{sha}")))?;
     let mut out = spec.clone();
     out.source = format!("sha256:{sha}");
-    Ok((out, Code { sha256: sha, bytes }))
+    Ok((
+        out,
+        Code {
+            sha256: sha,
+            bytes,
+            ext: None,
+        },
+    ))
 }
 
 /// Ranks this node (when the placement allows) and every live peer.
@@ -388,6 +456,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                 spec: serde_json::to_string(sent).unwrap_or_default(),
                 code_bytes: code.bytes,
                 deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
+                file_ext: code.ext.clone(),
             };
             let reply =
                 tokio::time::timeout(OFFER_TIMEOUT, inner.net.job(peer, JobRequest::Offer(offer))).await;

@@ -595,6 +595,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
             spec: serde_json::to_string(&spec).unwrap(),
             code_bytes: other.len() as u64,
             deadline_ms: 30_000,
+            file_ext: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let accepted = loop {
@@ -942,6 +943,10 @@ fn a_node_behind_nat_learns_it_and_is_reached_through_a_relay() {
     let listen = format!("/ip4/127.0.0.1/tcp/0,/ip4/{}/tcp/0", gw.host_side);
     let relay = Node::start(None, &[("HANZO_NETWORK_LISTEN", &listen)]);
     let info = relay.server.req("GET", "/v1/node", b"").json();
+    assert!(
+        ["unknown", "public", "private"].contains(&info["nat"].as_str().unwrap_or_default()),
+        "{info}"
+    );
     let on_link = info["listen_addrs"]
         .as_array()
         .unwrap()
@@ -1033,4 +1038,49 @@ fn a_node_behind_nat_learns_it_and_is_reached_through_a_relay() {
     assert_eq!(j["output"], json!({"through": "the relay"}));
     assert_eq!(j["executed_by"], natted_id.as_str());
     assert_eq!(j["receipt"]["node_id"], advertised["node_id"], "{j}");
+}
+
+#[test]
+fn single_file_python_and_deno_tools_travel_by_hash() {
+    let runtimes = [
+        ("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm,deno,python"),
+        ("HANZO_NETWORK_OFFER_RUNTIMES", "wasm,deno,python"),
+    ];
+    let a = Node::start(None, &runtimes);
+    let b = Node::start(Some(&a), &runtimes);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a
+        .peers()
+        .iter()
+        .any(|p| p["peer_id"] == b.peer_id.as_str() && p["runtimes"] == json!(["wasm", "deno", "python"]))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "b never offered the script runtimes: {:?}",
+            a.peers()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let py = "def run(params):\n    return {\"sum\": params[\"a\"] + params[\"b\"], \"by\": \"python\"}\n";
+    let ts = "export function run(params: { a: number; b: number }) {\n  return { sum: params.a + params.b, by: \"deno\" };\n}\n";
+    for (runtime, name, text) in [("python", "add.py", py), ("deno", "add.ts", ts)] {
+        let path = a.home.file(name, text);
+        let j = a.execute(&json!({"runtime": runtime, "source": path, "params": {"a": 2, "b": 3}, "placement": {"peer": b.peer_id}}));
+        assert_eq!(j["status"], "succeeded", "{runtime}: {j}");
+        assert_eq!(j["output"], json!({"sum": 5, "by": runtime}));
+        assert_eq!(j["executed_by"], b.peer_id.as_str());
+        assert_eq!(j["receipt"]["node_id"], b.node_id.as_str());
+        // The receipt names the script's bytes: what travelled is what ran.
+        let sha = hanzo_compute::receipt::sha256_hex(text.as_bytes());
+        assert_eq!(j["receipt"]["code_hash"], sha.as_str(), "{j}");
+    }
+    // A script with local imports does not travel whole; one named without its
+    // extension cannot be told apart: refused before anything is offered.
+    let path = a.home.file("noext", py);
+    let j = a.execute(&json!({"runtime": "python", "source": path, "placement": "remote"}));
+    assert_eq!(j["status"], "failed", "{j}");
+    assert!(
+        j["error"]["message"].as_str().unwrap().contains("extension"),
+        "{j}"
+    );
 }
