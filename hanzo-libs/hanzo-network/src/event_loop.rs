@@ -3,7 +3,7 @@
 use crate::advert::{Advert, Verdict, now_ms};
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::{AdvertSource, Inbound, Metrics, PeerEvent};
-use crate::codec::Decoded;
+use crate::codec::{Cbor, Decoded};
 use crate::peers::{Conduct, PeerInfo, PeerTable};
 use crate::protocol::{ADVERT_TOPIC, ChunkRequest, ChunkResponse, JobRequest, JobResponse};
 use crate::settings::Settings;
@@ -514,8 +514,8 @@ impl EventLoop {
             BehaviourEvent::Gossipsub(gossipsub::Event::Subscribed { .. }) => {
                 self.publish_advert(Duration::from_secs(1));
             }
-            BehaviourEvent::Jobs(event) => self.on_jobs_event(event),
-            BehaviourEvent::Modules(event) => self.on_modules_event(event),
+            BehaviourEvent::Jobs(event) => self.on_request_response::<JobsWire>(event),
+            BehaviourEvent::Modules(event) => self.on_request_response::<ModulesWire>(event),
             _ => {}
         }
     }
@@ -571,57 +571,44 @@ impl EventLoop {
         self.peers.report(peer, Conduct::Bad);
     }
 
-    fn on_jobs_event(&mut self, event: request_response::Event<Decoded<JobRequest>, JobResponse>) {
+    /// One handler for both request-response protocols ([`Wire`] says what differs):
+    /// requests are counted, refused when malformed, over the peer's rate or past the
+    /// node's queue, and handed to the node otherwise; replies and failures go to
+    /// whoever is waiting for them.
+    fn on_request_response<W: Wire>(&mut self, event: request_response::Event<Decoded<W::Req>, W::Resp>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
                     self.metrics.requests_in += 1;
                     self.peers.seen(peer);
-                    let request = match request {
-                        Decoded::Ok(r) => r,
+                    let refusal = match request {
                         Decoded::Malformed(why) => {
                             self.malformed(peer, &why);
-                            let reason = format!("malformed: {why}");
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .jobs
-                                .send_response(channel, JobResponse::Refused { reason });
-                            return;
+                            Some((channel, format!("malformed: {why}")))
+                        }
+                        Decoded::Ok(_) if !self.admit(peer) => {
+                            self.metrics.requests_refused += 1;
+                            Some((channel, "rate limited".to_string()))
+                        }
+                        Decoded::Ok(request) => {
+                            match self.inbound.try_send(W::inbound(peer, request, channel)) {
+                                Err(mpsc::error::TrySendError::Full(back)) => {
+                                    self.metrics.requests_refused += 1;
+                                    W::channel_of(back).map(|c| (c, "busy".to_string()))
+                                }
+                                _ => None,
+                            }
                         }
                     };
-                    if !self.admit(peer) {
-                        self.metrics.requests_refused += 1;
-                        let _ = self.swarm.behaviour_mut().jobs.send_response(
-                            channel,
-                            JobResponse::Refused {
-                                reason: "rate limited".into(),
-                            },
-                        );
-                        return;
-                    }
-                    if let Err(mpsc::error::TrySendError::Full(Inbound::Job { channel, .. })) =
-                        self.inbound.try_send(Inbound::Job {
-                            peer,
-                            request,
-                            channel,
-                        })
-                    {
-                        self.metrics.requests_refused += 1;
-                        let _ = self.swarm.behaviour_mut().jobs.send_response(
-                            channel,
-                            JobResponse::Refused {
-                                reason: "busy".into(),
-                            },
-                        );
+                    if let Some((channel, reason)) = refusal {
+                        let _ = W::behaviour(self.swarm.behaviour_mut())
+                            .send_response(channel, W::refused(reason));
                     }
                 }
                 request_response::Message::Response { request_id, response } => {
                     self.peers.seen(peer);
-                    if let Some(bytes) = job_response_payload(&response) {
-                        self.metrics.payload_bytes_in += bytes;
-                    }
-                    if let Some((_, reply)) = self.pending_jobs.remove(&request_id) {
+                    self.metrics.payload_bytes_in += W::payload(&response);
+                    if let Some((_, reply)) = W::pending(self).remove(&request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -633,98 +620,105 @@ impl EventLoop {
                 ..
             } => {
                 self.metrics.outbound_failures += 1;
-                if let Some((_, reply)) = self.pending_jobs.remove(&request_id) {
+                if let Some((_, reply)) = W::pending(self).remove(&request_id) {
                     let _ = reply.send(Err(outbound_error(&peer, &error)));
                 }
             }
             request_response::Event::InboundFailure { peer, error, .. } => {
+                // Timed out or the connection went before the answer: a request that
+                // does not decode never gets here (it is `Decoded::Malformed`).
                 self.metrics.inbound_failures += 1;
-                tracing::debug!(%peer, %error, "inbound job request failed");
-                // A request this node could not decode (malformed, over the size cap)
-                // costs its sender.
-                if matches!(error, request_response::InboundFailure::Io(_)) {
-                    self.peers.report(peer, Conduct::Bad);
-                }
+                tracing::debug!(%peer, %error, protocol = W::NAME, "inbound request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }
     }
+}
 
-    fn on_modules_event(&mut self, event: request_response::Event<Decoded<ChunkRequest>, ChunkResponse>) {
-        match event {
-            request_response::Event::Message { peer, message, .. } => match message {
-                request_response::Message::Request { request, channel, .. } => {
-                    self.metrics.requests_in += 1;
-                    self.peers.seen(peer);
-                    let request = match request {
-                        Decoded::Ok(r) => r,
-                        Decoded::Malformed(why) => {
-                            self.malformed(peer, &why);
-                            let reason = format!("malformed: {why}");
-                            let _ = self
-                                .swarm
-                                .behaviour_mut()
-                                .modules
-                                .send_response(channel, ChunkResponse::Refused { reason });
-                            return;
-                        }
-                    };
-                    if !self.admit(peer) {
-                        self.metrics.requests_refused += 1;
-                        let _ = self.swarm.behaviour_mut().modules.send_response(
-                            channel,
-                            ChunkResponse::Refused {
-                                reason: "rate limited".into(),
-                            },
-                        );
-                        return;
-                    }
-                    if let Err(mpsc::error::TrySendError::Full(Inbound::Chunk { channel, .. })) =
-                        self.inbound.try_send(Inbound::Chunk {
-                            peer,
-                            request,
-                            channel,
-                        })
-                    {
-                        self.metrics.requests_refused += 1;
-                        let _ = self.swarm.behaviour_mut().modules.send_response(
-                            channel,
-                            ChunkResponse::Refused {
-                                reason: "busy".into(),
-                            },
-                        );
-                    }
-                }
-                request_response::Message::Response { request_id, response } => {
-                    self.peers.seen(peer);
-                    if let ChunkResponse::Chunk { bytes, .. } = &response {
-                        self.metrics.payload_bytes_in += bytes.len() as u64;
-                    }
-                    if let Some((_, reply)) = self.pending_chunks.remove(&request_id) {
-                        let _ = reply.send(Ok(response));
-                    }
-                }
-            },
-            request_response::Event::OutboundFailure {
-                peer,
-                request_id,
-                error,
-                ..
-            } => {
-                self.metrics.outbound_failures += 1;
-                if let Some((_, reply)) = self.pending_chunks.remove(&request_id) {
-                    let _ = reply.send(Err(outbound_error(&peer, &error)));
-                }
-            }
-            request_response::Event::InboundFailure { peer, error, .. } => {
-                self.metrics.inbound_failures += 1;
-                tracing::debug!(%peer, %error, "inbound chunk request failed");
-                if matches!(error, request_response::InboundFailure::Io(_)) {
-                    self.peers.report(peer, Conduct::Bad);
-                }
-            }
-            request_response::Event::ResponseSent { .. } => {}
+/// What differs between the two request-response protocols for [`EventLoop::on_request_response`].
+trait Wire {
+    type Req: Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
+    type Resp: Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
+    /// For logs.
+    const NAME: &'static str;
+    fn behaviour(b: &mut Behaviour) -> &mut request_response::Behaviour<Cbor<Self::Req, Self::Resp>>;
+    fn refused(reason: String) -> Self::Resp;
+    fn inbound(peer: PeerId, request: Self::Req, channel: ResponseChannel<Self::Resp>) -> Inbound;
+    /// The channel of an inbound request the node's queue did not take.
+    fn channel_of(inbound: Inbound) -> Option<ResponseChannel<Self::Resp>>;
+    /// Payload bytes a reply carries (results, chunks), for the metrics.
+    fn payload(response: &Self::Resp) -> u64;
+    fn pending(el: &mut EventLoop) -> &mut HashMap<OutboundRequestId, (PeerId, Reply<Self::Resp>)>;
+}
+
+/// `/hanzo/jobs/1`.
+struct JobsWire;
+
+impl Wire for JobsWire {
+    type Req = JobRequest;
+    type Resp = JobResponse;
+    const NAME: &'static str = "jobs";
+    fn behaviour(b: &mut Behaviour) -> &mut request_response::Behaviour<Cbor<JobRequest, JobResponse>> {
+        &mut b.jobs
+    }
+    fn refused(reason: String) -> JobResponse {
+        JobResponse::Refused { reason }
+    }
+    fn inbound(peer: PeerId, request: JobRequest, channel: ResponseChannel<JobResponse>) -> Inbound {
+        Inbound::Job {
+            peer,
+            request,
+            channel,
         }
+    }
+    fn channel_of(inbound: Inbound) -> Option<ResponseChannel<JobResponse>> {
+        match inbound {
+            Inbound::Job { channel, .. } => Some(channel),
+            Inbound::Chunk { .. } => None,
+        }
+    }
+    fn payload(response: &JobResponse) -> u64 {
+        job_response_payload(response).unwrap_or(0)
+    }
+    fn pending(el: &mut EventLoop) -> &mut HashMap<OutboundRequestId, (PeerId, Reply<JobResponse>)> {
+        &mut el.pending_jobs
+    }
+}
+
+/// `/hanzo/modules/1`.
+struct ModulesWire;
+
+impl Wire for ModulesWire {
+    type Req = ChunkRequest;
+    type Resp = ChunkResponse;
+    const NAME: &'static str = "modules";
+    fn behaviour(b: &mut Behaviour) -> &mut request_response::Behaviour<Cbor<ChunkRequest, ChunkResponse>> {
+        &mut b.modules
+    }
+    fn refused(reason: String) -> ChunkResponse {
+        ChunkResponse::Refused { reason }
+    }
+    fn inbound(peer: PeerId, request: ChunkRequest, channel: ResponseChannel<ChunkResponse>) -> Inbound {
+        Inbound::Chunk {
+            peer,
+            request,
+            channel,
+        }
+    }
+    fn channel_of(inbound: Inbound) -> Option<ResponseChannel<ChunkResponse>> {
+        match inbound {
+            Inbound::Chunk { channel, .. } => Some(channel),
+            Inbound::Job { .. } => None,
+        }
+    }
+    fn payload(response: &ChunkResponse) -> u64 {
+        match response {
+            ChunkResponse::Chunk { bytes, .. } => bytes.len() as u64,
+            _ => 0,
+        }
+    }
+    fn pending(el: &mut EventLoop) -> &mut HashMap<OutboundRequestId, (PeerId, Reply<ChunkResponse>)> {
+        &mut el.pending_chunks
     }
 }
 
