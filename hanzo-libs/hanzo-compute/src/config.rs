@@ -490,7 +490,7 @@ impl Default for NetworkConfig {
             advert_interval_ms: 5_000,
             peer_timeout_ms: 20_000,
             max_remote_jobs_per_peer: 4,
-            max_requests_per_peer_per_sec: 50,
+            max_requests_per_peer_per_sec: 200,
             peer_network: false,
             relay: true,
             external_addrs: Vec::new(),
@@ -1064,7 +1064,7 @@ total_cpu_cores = 8
         assert_eq!((n.advert_interval_ms, n.peer_timeout_ms), (5_000, 20_000));
         assert_eq!(
             (n.max_remote_jobs_per_peer, n.max_requests_per_peer_per_sec),
-            (4, 50)
+            (4, 200)
         );
         assert_eq!(n.price, PriceConfig::default());
         assert_eq!(

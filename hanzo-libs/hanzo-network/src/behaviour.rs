@@ -66,12 +66,22 @@ fn autonat_config() -> autonat::Config {
     }
 }
 
-fn request_response_config() -> request_response::Config {
+/// Streams one connection handler of `/hanzo/jobs/1` serves at once, in and out
+/// together. Each inbound one can hold a request's bytes while it is read; an `Await`
+/// holds its stream for up to a heartbeat, so a submitter following many jobs on one
+/// peer needs one each. 64 requests of at most 2 MiB: 128 MiB at worst per connection.
+pub(crate) const JOB_STREAMS: usize = 64;
+/// Of those, what this node uses for its own requests to one peer (the rest wait in
+/// the event loop's queue), leaving the peer room for its requests to this node.
+pub(crate) const JOB_STREAMS_OUT: usize = 48;
+/// The same for `/hanzo/modules/1`: chunk requests are short.
+pub(crate) const CHUNK_STREAMS: usize = 32;
+pub(crate) const CHUNK_STREAMS_OUT: usize = 16;
+
+fn request_response_config(streams: usize) -> request_response::Config {
     request_response::Config::default()
         .with_request_timeout(REQUEST_TIMEOUT)
-        // Per connection and protocol (both directions): each open stream can hold a
-        // request's bytes while it is read.
-        .with_max_concurrent_streams(32)
+        .with_max_concurrent_streams(streams)
 }
 
 /// Builds the swarm: TCP + noise + yamux (and relayed connections), DNS.
@@ -273,13 +283,13 @@ fn behaviour(
         jobs: request_response::Behaviour::with_codec(
             Cbor::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES),
             [(StreamProtocol::new(JOBS_PROTOCOL), ProtocolSupport::Full)],
-            request_response_config(),
+            request_response_config(JOB_STREAMS),
         ),
         // A chunk request is a hash and an offset; a reply one chunk.
         modules: request_response::Behaviour::with_codec(
             Cbor::new(MAX_CHUNK_REQUEST_BYTES, CHUNK_BYTES + 64 * 1024),
             [(StreamProtocol::new(MODULES_PROTOCOL), ProtocolSupport::Full)],
-            request_response_config(),
+            request_response_config(CHUNK_STREAMS),
         ),
         autonat: autonat::Behaviour::new(peer_id, autonat_config()),
         relay_server: relay_server.into(),

@@ -16,7 +16,7 @@ use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::{
     Multiaddr, PeerId, Swarm, TransportError, autonat, dcutr, gossipsub, identify, kad, mdns, ping, relay,
 };
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -68,6 +68,29 @@ pub(crate) enum Command {
     },
 }
 
+/// Requests of one protocol on their way out: at most `per_peer` in flight to a peer,
+/// the rest waiting in order (at most [`MAX_QUEUED_PER_PEER`]).
+pub(crate) struct Outbound<Req, Resp> {
+    per_peer: usize,
+    pending: HashMap<OutboundRequestId, (PeerId, Reply<Resp>)>,
+    in_flight: HashMap<PeerId, usize>,
+    queued: HashMap<PeerId, VecDeque<(Req, Reply<Resp>)>>,
+}
+
+impl<Req, Resp> Outbound<Req, Resp> {
+    fn new(per_peer: usize) -> Self {
+        Outbound {
+            per_peer,
+            pending: HashMap::new(),
+            in_flight: HashMap::new(),
+            queued: HashMap::new(),
+        }
+    }
+}
+
+/// Requests waiting for a stream to one peer; past it a request fails at once.
+const MAX_QUEUED_PER_PEER: usize = 4096;
+
 /// A per-peer token bucket: `rate` requests a second, bursts of `rate`.
 struct Bucket {
     tokens: f64,
@@ -93,8 +116,8 @@ pub(crate) struct EventLoop {
     peers: PeerTable,
     connected: HashSet<PeerId>,
     listen_addrs: Vec<Multiaddr>,
-    pending_jobs: HashMap<OutboundRequestId, (PeerId, Reply<JobResponse>)>,
-    pending_chunks: HashMap<OutboundRequestId, (PeerId, Reply<ChunkResponse>)>,
+    jobs_out: Outbound<JobRequest, JobResponse>,
+    chunks_out: Outbound<ChunkRequest, ChunkResponse>,
     buckets: HashMap<PeerId, Bucket>,
     last_published: Option<Instant>,
     metrics: Metrics,
@@ -133,8 +156,8 @@ impl EventLoop {
             peers: PeerTable::default(),
             connected: HashSet::new(),
             listen_addrs: Vec::new(),
-            pending_jobs: HashMap::new(),
-            pending_chunks: HashMap::new(),
+            jobs_out: Outbound::new(crate::behaviour::JOB_STREAMS_OUT),
+            chunks_out: Outbound::new(crate::behaviour::CHUNK_STREAMS_OUT),
             buckets: HashMap::new(),
             last_published: None,
             metrics: Metrics::default(),
@@ -316,29 +339,8 @@ impl EventLoop {
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.live(self.settings.peer_timeout));
             }
-            Command::Job { peer, request, reply } => {
-                if let Some(bytes) = job_request_payload(&request) {
-                    self.metrics.payload_bytes_out += bytes;
-                }
-                let addrs = self.peers.addrs(&peer);
-                let id = self.swarm.behaviour_mut().jobs.send_request_with_addresses(
-                    &peer,
-                    Decoded::Ok(request),
-                    addrs,
-                );
-                self.metrics.requests_out += 1;
-                self.pending_jobs.insert(id, (peer, reply));
-            }
-            Command::Chunk { peer, request, reply } => {
-                let addrs = self.peers.addrs(&peer);
-                let id = self.swarm.behaviour_mut().modules.send_request_with_addresses(
-                    &peer,
-                    Decoded::Ok(request),
-                    addrs,
-                );
-                self.metrics.requests_out += 1;
-                self.pending_chunks.insert(id, (peer, reply));
-            }
+            Command::Job { peer, request, reply } => self.send::<JobsWire>(peer, request, reply),
+            Command::Chunk { peer, request, reply } => self.send::<ModulesWire>(peer, request, reply),
             Command::RespondJob { channel, response } => {
                 if let Some(bytes) = job_response_payload(&response) {
                     self.metrics.payload_bytes_out += bytes;
@@ -571,6 +573,70 @@ impl EventLoop {
         self.peers.report(peer, Conduct::Bad);
     }
 
+    /// Sends a request, or queues it behind the ones in flight to the same peer: the
+    /// peer's connection handler takes a bounded number of streams, in and out
+    /// together, and fails the request it has no room for ("max sub-streams reached")
+    /// instead of waiting. A caller that gave up meanwhile (its reply dropped) is
+    /// skipped when its turn comes.
+    fn send<W: Wire>(&mut self, peer: PeerId, request: W::Req, reply: Reply<W::Resp>) {
+        let out = W::outbound(self);
+        if out.in_flight.get(&peer).copied().unwrap_or(0) >= out.per_peer {
+            let queue = out.queued.entry(peer).or_default();
+            if queue.len() >= MAX_QUEUED_PER_PEER {
+                let _ = reply.send(Err(NetworkError::Unreachable {
+                    peer: peer.to_string(),
+                    why: format!("{MAX_QUEUED_PER_PEER} requests are already waiting for it"),
+                }));
+            } else {
+                queue.push_back((request, reply));
+            }
+            return;
+        }
+        self.metrics.payload_bytes_out += W::request_payload(&request);
+        let addrs = self.peers.addrs(&peer);
+        let id = W::behaviour(self.swarm.behaviour_mut()).send_request_with_addresses(
+            &peer,
+            Decoded::Ok(request),
+            addrs,
+        );
+        self.metrics.requests_out += 1;
+        let out = W::outbound(self);
+        *out.in_flight.entry(peer).or_default() += 1;
+        out.pending.insert(id, (peer, reply));
+    }
+
+    /// The reply channel of an outbound request that has its answer (or failed), and
+    /// the next queued request to the same peer sent in its place.
+    fn answered<W: Wire>(&mut self, id: OutboundRequestId) -> Option<Reply<W::Resp>> {
+        let out = W::outbound(self);
+        let (peer, reply) = out.pending.remove(&id)?;
+        if let Some(n) = out.in_flight.get_mut(&peer) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                out.in_flight.remove(&peer);
+            }
+        }
+        loop {
+            let out = W::outbound(self);
+            let Some(queue) = out.queued.get_mut(&peer) else {
+                break;
+            };
+            let next = queue.pop_front();
+            if queue.is_empty() {
+                out.queued.remove(&peer);
+            }
+            match next {
+                Some((_, waiting)) if waiting.is_closed() => continue,
+                Some((request, waiting)) => {
+                    self.send::<W>(peer, request, waiting);
+                    break;
+                }
+                None => break,
+            }
+        }
+        Some(reply)
+    }
+
     /// One handler for both request-response protocols ([`Wire`] says what differs):
     /// requests are counted, refused when malformed, over the peer's rate or past the
     /// node's queue, and handed to the node otherwise; replies and failures go to
@@ -608,7 +674,7 @@ impl EventLoop {
                 request_response::Message::Response { request_id, response } => {
                     self.peers.seen(peer);
                     self.metrics.payload_bytes_in += W::payload(&response);
-                    if let Some((_, reply)) = W::pending(self).remove(&request_id) {
+                    if let Some(reply) = self.answered::<W>(request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -620,7 +686,7 @@ impl EventLoop {
                 ..
             } => {
                 self.metrics.outbound_failures += 1;
-                if let Some((_, reply)) = W::pending(self).remove(&request_id) {
+                if let Some(reply) = self.answered::<W>(request_id) {
                     let _ = reply.send(Err(outbound_error(&peer, &error)));
                 }
             }
@@ -648,7 +714,11 @@ trait Wire {
     fn channel_of(inbound: Inbound) -> Option<ResponseChannel<Self::Resp>>;
     /// Payload bytes a reply carries (results, chunks), for the metrics.
     fn payload(response: &Self::Resp) -> u64;
-    fn pending(el: &mut EventLoop) -> &mut HashMap<OutboundRequestId, (PeerId, Reply<Self::Resp>)>;
+    fn outbound(el: &mut EventLoop) -> &mut Outbound<Self::Req, Self::Resp>;
+    /// Payload bytes a request carries (an offer's spec), for the metrics.
+    fn request_payload(_request: &Self::Req) -> u64 {
+        0
+    }
 }
 
 /// `/hanzo/jobs/1`.
@@ -680,8 +750,11 @@ impl Wire for JobsWire {
     fn payload(response: &JobResponse) -> u64 {
         job_response_payload(response).unwrap_or(0)
     }
-    fn pending(el: &mut EventLoop) -> &mut HashMap<OutboundRequestId, (PeerId, Reply<JobResponse>)> {
-        &mut el.pending_jobs
+    fn outbound(el: &mut EventLoop) -> &mut Outbound<JobRequest, JobResponse> {
+        &mut el.jobs_out
+    }
+    fn request_payload(request: &JobRequest) -> u64 {
+        job_request_payload(request).unwrap_or(0)
     }
 }
 
@@ -717,8 +790,8 @@ impl Wire for ModulesWire {
             _ => 0,
         }
     }
-    fn pending(el: &mut EventLoop) -> &mut HashMap<OutboundRequestId, (PeerId, Reply<ChunkResponse>)> {
-        &mut el.pending_chunks
+    fn outbound(el: &mut EventLoop) -> &mut Outbound<ChunkRequest, ChunkResponse> {
+        &mut el.chunks_out
     }
 }
 

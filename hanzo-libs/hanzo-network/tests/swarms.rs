@@ -409,3 +409,63 @@ async fn denied_peers_and_peers_off_the_allow_list_never_hold_a_connection() {
             .any(|p| p.peer_id == c_id.to_string() && p.connected)
     );
 }
+
+/// 200 requests at once to one peer, each held there for a while as an `Await` is:
+/// more than a connection has streams for. The ones past this node's share wait in its
+/// queue and all are answered; libp2p's handler alone would fail the rest with "max
+/// sub-streams reached".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_requests_to_one_peer_than_it_has_streams_for_wait_their_turn() {
+    let (a, mut a_in) = node_with(20, vec![], 10_000).await;
+    let boot = a.listen_addrs().await.unwrap();
+    let (b, _b_in) = node_with(21, boot, 10_000).await;
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let responder = tokio::spawn({
+        let (a, most) = (a.clone(), most.clone());
+        async move {
+            let open = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            while let Some(Inbound::Job { channel, request, .. }) = a_in.recv().await {
+                let JobRequest::Cancel { execution_id } = request else {
+                    panic!("{request:?}")
+                };
+                let now = open.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                let (a, open) = (a.clone(), open.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    open.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    a.respond_job(channel, JobResponse::Unknown { execution_id })
+                        .await;
+                });
+            }
+        }
+    });
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (b, peer) = (b.clone(), a.peer_id());
+            tokio::spawn(async move {
+                let id = format!("e{i}");
+                let r = b
+                    .job(
+                        peer,
+                        JobRequest::Cancel {
+                            execution_id: id.clone(),
+                        },
+                    )
+                    .await;
+                (id, r)
+            })
+        })
+        .collect();
+    for t in tasks {
+        let (id, r) = t.await.unwrap();
+        match r {
+            Ok(JobResponse::Unknown { execution_id }) => assert_eq!(execution_id, id),
+            other => panic!("{id}: {other:?}"),
+        }
+    }
+    // The sender kept within its share of the streams, and used it.
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=48).contains(&most), "{most} requests were open at once");
+    responder.abort();
+}
