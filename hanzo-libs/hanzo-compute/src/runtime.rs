@@ -215,4 +215,14 @@ pub trait Runtime: Send + Sync {
 
     /// Runs a job to completion, timeout, limit or cancellation.
     async fn execute(&self, job: &Job) -> Execution;
+
+    /// The content identity `spec` would run, as its receipt would record it in
+    /// `code_hash`, found without running it; `None` when this runtime cannot say. The
+    /// network pins code that travels by reference with it (a container image: its
+    /// id), so the runtime resolves under its own rules (pull policy, registry) and
+    /// never fetches more than a run of `spec` would.
+    async fn resolve_code(&self, spec: &JobSpec) -> Result<Option<String>, ComputeError> {
+        let _ = spec;
+        Ok(None)
+    }
 }

@@ -45,6 +45,11 @@ impl Runtime for UnavailableRuntime {
     async fn execute(&self, job: &Job) -> Execution {
         Execution::rejected(&job.spec, ComputeError::Unavailable(self.reason.clone()))
     }
+
+    /// What a run would say: the runtime is unavailable, and why.
+    async fn resolve_code(&self, _spec: &crate::JobSpec) -> Result<Option<String>, ComputeError> {
+        Err(ComputeError::Unavailable(self.reason.clone()))
+    }
 }
 
 #[cfg(test)]

@@ -34,7 +34,9 @@ impl FromStr for PullPolicy {
     }
 }
 
-/// A parsed image reference: `[registry[:port]/]path[:tag][@sha256:digest]`.
+/// A parsed image reference: `[registry[:port]/]path[:tag][@sha256:digest]`, or an
+/// image id `sha256:<hex>` (as Docker reads it too: an id, never a repository named
+/// `sha256`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageRef {
     /// Registry host (with port), when the reference names one.
@@ -45,6 +47,18 @@ pub struct ImageRef {
     pub tag: Option<String>,
     /// `sha256:<hex>` digest, when pinned.
     pub digest: Option<String>,
+    /// For an image id (`sha256:<hex>`): the hex. The image is looked up by id in the
+    /// local daemon and never pulled (a registry serves names, not ids); `registry`,
+    /// `path`, `tag` and `digest` are then empty.
+    pub id: Option<String>,
+}
+
+/// Whether `hex` is a sha256 as Docker writes it: 64 lower-case hex digits.
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }
 
 fn is_component(s: &str) -> bool {
@@ -73,16 +87,23 @@ impl FromStr for ImageRef {
         if s.is_empty() || s.len() > 512 || s.chars().any(|c| c.is_whitespace()) {
             return Err(bad("empty, too long, or containing spaces"));
         }
+        if let Some(hex) = s.strip_prefix("sha256:")
+            && is_sha256_hex(hex)
+        {
+            return Ok(ImageRef {
+                registry: None,
+                path: String::new(),
+                tag: None,
+                digest: None,
+                id: Some(hex.to_string()),
+            });
+        }
         let (rest, digest) = match s.split_once('@') {
             Some((r, d)) => {
                 let hex = d
                     .strip_prefix("sha256:")
                     .ok_or_else(|| bad("digest must be sha256:<hex>"))?;
-                if hex.len() != 64
-                    || !hex
-                        .bytes()
-                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-                {
+                if !is_sha256_hex(hex) {
                     return Err(bad("digest must be sha256: and 64 lower-case hex digits"));
                 }
                 (r, Some(d.to_string()))
@@ -121,14 +142,16 @@ impl FromStr for ImageRef {
             path: parts.join("/"),
             tag: tag.map(str::to_string),
             digest,
+            id: None,
         })
     }
 }
 
 impl ImageRef {
-    /// The reference with `default_registry` applied when it names none.
+    /// The reference with `default_registry` applied when it names none (an image id
+    /// names no registry and gets none).
     pub fn with_default_registry(mut self, default_registry: &str) -> Self {
-        if self.registry.is_none() && !default_registry.is_empty() {
+        if self.registry.is_none() && self.id.is_none() && !default_registry.is_empty() {
             self.registry = Some(default_registry.trim_end_matches('/').to_string());
         }
         self
@@ -145,6 +168,9 @@ impl ImageRef {
 
 impl fmt::Display for ImageRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(id) = &self.id {
+            return write!(f, "sha256:{id}");
+        }
         write!(f, "{}", self.repository())?;
         if let Some(d) = &self.digest {
             write!(f, "@{d}")
@@ -199,6 +225,13 @@ impl DockerRuntime {
         let name = image.to_string();
         let present = docker.inspect_image(&name).await.ok();
         let must_pull = match (policy, &present) {
+            // An id is this daemon's name for content it holds: nothing to pull it from.
+            (_, None) if image.id.is_some() => {
+                return Err(ComputeError::invalid(format!(
+                    "image {name} is not in this node's Docker daemon (an image id cannot be pulled)"
+                )));
+            }
+            (_, Some(_)) if image.id.is_some() => false,
             (PullPolicy::Always, _) => true,
             (PullPolicy::IfNotPresent, p) => p.is_none(),
             (PullPolicy::Never, None) => {
@@ -224,6 +257,11 @@ impl DockerRuntime {
         image: &ImageRef,
         progress: &mut (dyn FnMut(PullProgress) + Send),
     ) -> Result<(), ComputeError> {
+        if image.id.is_some() {
+            return Err(ComputeError::invalid(format!(
+                "image {image} is an image id: a registry cannot serve it"
+            )));
+        }
         let docker = self.client().await?;
         let mut options = CreateImageOptionsBuilder::default().from_image(&image.repository());
         options = match &image.digest {
@@ -313,6 +351,10 @@ mod tests {
         let d = format!("sha256:{}", "a".repeat(64));
         let r: ImageRef = format!("tool@{d}").parse().unwrap();
         assert_eq!(r.to_string(), format!("tool@{d}"));
+        // An image id, as Docker reads it: no repository, no default registry.
+        let r: ImageRef = d.parse().unwrap();
+        assert_eq!(r.id.as_deref(), Some("a".repeat(64).as_str()));
+        assert_eq!(r.with_default_registry("reg.example").to_string(), d);
     }
 
     #[test]

@@ -280,6 +280,13 @@ impl Runtime for DockerRuntime {
     async fn execute(&self, job: &Job) -> Execution {
         tool::run(self, job).await
     }
+
+    /// The image id `spec.source` names here, as a run would find it: under this
+    /// node's pull policy and default registry (so it pulls only what a run would),
+    /// the id being what the receipt records as `code_hash`.
+    async fn resolve_code(&self, spec: &hanzo_compute::JobSpec) -> Result<Option<String>, ComputeError> {
+        self.resolve_image(&spec.source).await.map(|(_, id)| Some(id))
+    }
 }
 
 #[cfg(test)]

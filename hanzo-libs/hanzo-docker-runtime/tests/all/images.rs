@@ -486,3 +486,34 @@ async fn registry_credentials_go_to_their_registry_only() {
         "the control pull did not carry the credentials ({msg}): {seen:?}"
     );
 }
+
+/// An image id (`sha256:<hex>`, how a peer's pinned job runs) is looked up in the
+/// daemon and never pulled, even under `always` and with a default registry that
+/// would otherwise prefix it; `resolve_code` names the same id a run's receipt does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_id_runs_as_itself_and_is_never_pulled() {
+    use hanzo_compute::Runtime;
+    let hex = image_id(echo());
+    let config = DockerConfig {
+        pull_policy: "always".into(),
+        registry: format!("127.0.0.1:{}", free_port()),
+        ..Default::default()
+    };
+    let (node, events) = pulling_node(config.clone());
+    let out = node.run(job(&format!("sha256:{hex}"))).await;
+    assert_eq!(expect_ok(&out), json!({"via": "registry"}));
+    assert_eq!(out.receipt.as_ref().unwrap().code_hash, hex);
+    assert!(events.lock().unwrap().is_empty(), "an id was pulled");
+    let rt = DockerRuntime::new(DockerOptions {
+        config,
+        node_id: unique_node_id(),
+    });
+    let spec = job(&format!("sha256:{hex}"));
+    assert_eq!(rt.resolve_code(&spec).await.unwrap(), Some(hex.clone()));
+    // An id the daemon does not hold is bad input, not a pull.
+    let missing = format!("sha256:{}", "0".repeat(64));
+    let out = node.run(job(&missing)).await;
+    let msg = expect_invalid(&out);
+    assert!(msg.contains("cannot be pulled"), "{msg}");
+    assert!(events.lock().unwrap().is_empty(), "a missing id was pulled");
+}
