@@ -84,6 +84,12 @@ pub struct Offer {
     /// decides how the executor's runtime reads it. `None` for a WASM module.
     #[serde(default)]
     pub file_ext: Option<String>,
+    /// For a container image, which travels by reference (the spec's `source`): the
+    /// image id (hex, the `code_hash` of a Docker receipt) the submitter resolved it
+    /// to. The executor resolves the reference itself, declines when it finds another
+    /// image, and runs the job by this id, so a moved tag cannot swap what runs.
+    #[serde(default)]
+    pub image_id: Option<String>,
 }
 
 /// A reply on `/hanzo/jobs/1`.

@@ -43,6 +43,10 @@ const MAX_FAILED_OFFERS: u32 = 20;
 /// `Await`s one peer may have open at once beyond its running jobs (an honest
 /// submitter has one per job it placed here, and one more while it collects a result).
 const SPARE_AWAITS_PER_PEER: u32 = 8;
+/// How long resolving a peer's image reference may take here (a look-up in the
+/// daemon, or a pull the pull policy asks for): under the submitter's 15 s wait for
+/// an answer to its offer.
+const RESOLVE_IMAGE_FOR: Duration = Duration::from_secs(10);
 
 impl Executions {
     fn lock_map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (PeerId, String)>> {
@@ -176,10 +180,13 @@ pub(crate) fn sanitize(inner: &Inner, mut spec: JobSpec) -> Result<JobSpec, Stri
     if spec.network == Network::Full && !o.peer_network {
         return Err("network access is not offered to peers ([network] peer_network = false)".into());
     }
-    if hanzo_compute::parse_digest_source(&spec.source)
-        .ok()
-        .flatten()
-        .is_none()
+    // A container image travels by reference, pinned by the offer's image id; any
+    // other code by hash.
+    if spec.runtime != RuntimeKind::Docker
+        && hanzo_compute::parse_digest_source(&spec.source)
+            .ok()
+            .flatten()
+            .is_none()
     {
         return Err("the source must travel by hash (sha256:<hex>)".into());
     }
@@ -235,10 +242,14 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         Ok(s) => s,
         Err(why) => return declined(why),
     };
-    let sha = hanzo_compute::parse_digest_source(&spec.source)
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let sha = if spec.runtime == RuntimeKind::Docker {
+        String::new()
+    } else {
+        hanzo_compute::parse_digest_source(&spec.source)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    };
     // Where the code goes: a module into the module store (under its quota); a script
     // into a directory of its own for this job's life, its path the job's source.
     let target = match spec.runtime {
@@ -280,6 +291,16 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             spec.source = path.display().to_string();
             Target::Script { dir, path }
         }
+        RuntimeKind::Docker => match pin_image(inner, &spec, offer.image_id.as_deref()).await {
+            Ok(id) => {
+                // Run by the id checked, not by the reference: a tag moved between
+                // this check and the run cannot swap the image, and the receipt's
+                // `code_hash` is the pinned id.
+                spec.source = format!("sha256:{id}");
+                Target::Image
+            }
+            Err(why) => return declined(why),
+        },
         other => return declined(format!("{other} code does not travel between nodes")),
     };
     // Free capacity now, not a queue place: a full node says so and the submitter
@@ -422,8 +443,53 @@ async fn fail(inner: &Inner, job: &hanzo_compute::Job, error: ComputeError) {
     inner.host.hooks().finished(job, &outcome).await;
 }
 
+/// The image id a peer's Docker job pins, once this node's own Docker runtime has
+/// resolved the job's reference to that same id (under this node's pull policy and
+/// registry, bounded by [`RESOLVE_IMAGE_FOR`]); otherwise why it is declined.
+async fn pin_image(inner: &Inner, spec: &JobSpec, pinned: Option<&str>) -> Result<String, String> {
+    let Some(pinned) = pinned else {
+        return Err("a docker job must pin its image id (the offer has no image_id)".into());
+    };
+    let pinned = pinned.strip_prefix("sha256:").unwrap_or(pinned);
+    if pinned.len() != 64 || !pinned.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err("the offer's image_id is not a sha256 (64 lower-case hex digits)".into());
+    }
+    let Some(runtime) = inner
+        .host
+        .scheduler()
+        .compute()
+        .runtime(RuntimeKind::Docker)
+        .cloned()
+    else {
+        return Err("the docker runtime is not enabled here".into());
+    };
+    let reference = crate::submit::peer_text(&spec.source);
+    // Its own task, so that the offer's handler holds nothing while the daemon answers.
+    let looked_up = spec.clone();
+    let resolving = tokio::spawn(async move { runtime.resolve_code(&looked_up).await });
+    let abort = resolving.abort_handle();
+    match tokio::time::timeout(RESOLVE_IMAGE_FOR, resolving).await {
+        Ok(Ok(Ok(Some(id)))) if id == pinned => Ok(id),
+        Ok(Ok(Ok(Some(id)))) => Err(format!(
+            "image {reference} is sha256:{id} here; the job pins sha256:{pinned}"
+        )),
+        Ok(Ok(Ok(None))) => Err("the docker runtime here cannot resolve images".into()),
+        Ok(Ok(Err(e))) => Err(format!("image {reference}: {e}")),
+        Ok(Err(e)) => Err(format!("image {reference}: {e}")),
+        Err(_) => {
+            abort.abort();
+            Err(format!(
+                "image {reference} could not be resolved here within {} s",
+                RESOLVE_IMAGE_FOR.as_secs()
+            ))
+        }
+    }
+}
+
 /// Where a peer's code is put.
 enum Target {
+    /// A container image, already here: nothing to fetch.
+    Image,
     /// A WASM module, into the module store.
     Module(std::sync::Arc<hanzo_wasm_runtime::WasmRuntime>),
     /// A script, into a file of this job's own.
@@ -443,6 +509,7 @@ async fn ensure_code(
     max_bytes: u64,
 ) -> Result<(), FetchError> {
     match target {
+        Target::Image => Ok(()),
         Target::Module(wasm) => ensure_module(inner, wasm, peer, sha, max_bytes).await,
         Target::Script { path, .. } => {
             let bytes = code::fetch(inner, peer, sha, max_bytes.min(code::SCRIPT_MAX_BYTES)).await?;

@@ -102,20 +102,61 @@ pub(crate) fn check(spec: &JobSpec) -> Result<(), PlacementError> {
 
 /// The code of a job as it travels: its sha256 and size.
 struct Code {
+    /// What the executor's receipt must name as `code_hash`: the bytes' sha256, or a
+    /// container image's id.
     sha256: String,
     bytes: u64,
     /// A script's extension (Deno, Python); `None` for a WASM module.
     ext: Option<String>,
+    /// A container image's id (hex), pinned in the offer; `None` for code that
+    /// travels by hash.
+    image_id: Option<String>,
 }
 
-/// What travels by hash: WASM modules, and single-file Deno and Python scripts (the
-/// file's bytes; a script importing local files does not travel whole). Container
-/// images, Go packages and native executables run where they are.
+/// What travels: WASM modules and single-file Deno and Python scripts by hash (the
+/// file's bytes; a script importing local files does not travel whole), Docker images
+/// by reference with their id pinned. Kubernetes images do not: the executor could not
+/// check the image before its cluster runs it, and the receipt's `code_hash` is
+/// whatever digest the cluster's container runtime reports, which the submitter cannot
+/// know in advance. Go packages and native executables run where they are.
 fn travels(runtime: RuntimeKind) -> bool {
     matches!(
         runtime,
-        RuntimeKind::Wasm | RuntimeKind::Deno | RuntimeKind::Python
+        RuntimeKind::Wasm | RuntimeKind::Deno | RuntimeKind::Python | RuntimeKind::Docker
     )
+}
+
+/// A container image: its reference travels as written, pinned to the image id this
+/// node's Docker runtime resolves it to (under this node's pull policy), which the
+/// executor must resolve the reference to as well and whose receipt must name it.
+async fn prepare_image(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), ComputeError> {
+    let runtime = inner
+        .host
+        .scheduler()
+        .compute()
+        .runtime(spec.runtime)
+        .cloned()
+        .ok_or_else(|| {
+            ComputeError::Unavailable(format!(
+                "the {} runtime is not enabled on this node",
+                spec.runtime
+            ))
+        })?;
+    let id = runtime.resolve_code(spec).await?.ok_or_else(|| {
+        ComputeError::Unavailable(format!(
+            "the {} runtime of this node cannot say which image {} is",
+            spec.runtime, spec.source
+        ))
+    })?;
+    Ok((
+        spec.clone(),
+        Code {
+            sha256: id.clone(),
+            bytes: 0,
+            ext: None,
+            image_id: Some(id),
+        },
+    ))
 }
 
 /// A single-file script: read once (what is hashed is what is sent), kept in this
@@ -165,6 +206,7 @@ async fn prepare_script(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code)
             sha256: sha,
             bytes,
             ext: Some(ext),
+            image_id: None,
         },
     ))
 }
@@ -172,8 +214,10 @@ async fn prepare_script(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code)
 /// Puts the job's module in this node's store (a path becomes `sha256:`), so that
 /// peers can fetch it, and returns the spec to send.
 async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), ComputeError> {
-    if spec.runtime != RuntimeKind::Wasm {
-        return prepare_script(inner, spec).await;
+    match spec.runtime {
+        RuntimeKind::Wasm => {}
+        RuntimeKind::Docker => return prepare_image(inner, spec).await,
+        _ => return prepare_script(inner, spec).await,
     }
     let wasm = inner
         .host
@@ -217,6 +261,7 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
             sha256: sha,
             bytes,
             ext: None,
+            image_id: None,
         },
     ))
 }
@@ -457,6 +502,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                 code_bytes: code.bytes,
                 deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
                 file_ext: code.ext.clone(),
+                image_id: code.image_id.clone(),
             };
             let reply =
                 tokio::time::timeout(OFFER_TIMEOUT, inner.net.job(peer, JobRequest::Offer(offer))).await;

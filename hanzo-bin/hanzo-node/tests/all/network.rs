@@ -596,6 +596,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
             code_bytes: other.len() as u64,
             deadline_ms: 30_000,
             file_ext: None,
+            image_id: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let accepted = loop {
@@ -1083,4 +1084,189 @@ fn single_file_python_and_deno_tools_travel_by_hash() {
         j["error"]["message"].as_str().unwrap().contains("extension"),
         "{j}"
     );
+}
+
+/// A locally built image (nothing is pulled) other than the busybox fixture: the
+/// "different digest" an offer can pin.
+fn network_other_image() -> &'static str {
+    use hanzo_testkit::docker::*;
+    const IMAGE: &str = "hanzo-test/network-other:latest";
+    let fingerprint = sha256_hex(&[FIXTURE_VERSION.as_bytes(), b"network-other"]);
+    ensure_fixture(IMAGE, &fingerprint, |fp| {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("rootfs");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("marker"), "not busybox").unwrap();
+        import_dir(&dir, IMAGE, &[format!("LABEL {FIXTURE_LABEL}={fp}")]);
+    });
+    IMAGE
+}
+
+/// The id (hex, as receipts carry it) of a local image.
+fn image_id(image: &str) -> String {
+    let id = hanzo_testkit::docker::docker(&["image", "inspect", "--format", "{{.Id}}", image]);
+    id.strip_prefix("sha256:").unwrap_or(&id).to_string()
+}
+
+/// Docker enabled and offered to peers; nothing is ever pulled.
+const DOCKER_NODE: [(&str, &str); 3] = [
+    ("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm,docker"),
+    ("HANZO_NETWORK_OFFER_RUNTIMES", "wasm,docker"),
+    ("HANZO_COMPUTE_DOCKER_PULL_POLICY", "never"),
+];
+
+#[test]
+fn a_docker_job_travels_by_reference_pinned_to_its_image_id() {
+    use hanzo_testkit::docker::{SCRIPT_VAR, busybox_image};
+    let image = busybox_image();
+    let id = image_id(image);
+    let a = Node::start(None, &DOCKER_NODE);
+    let b = Node::start(Some(&a), &DOCKER_NODE);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a
+        .peers()
+        .iter()
+        .any(|p| p["peer_id"] == b.peer_id.as_str() && p["runtimes"] == json!(["wasm", "docker"]))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "b never offered docker: {:?}",
+            a.peers()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let j = a.execute(&json!({
+        "runtime": "docker", "source": image, "env": {SCRIPT_VAR: "cat"},
+        "params": {"a": 1}, "placement": {"peer": b.peer_id},
+    }));
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["output"], json!({"a": 1}));
+    assert_eq!(j["executed_by"], b.peer_id.as_str(), "{j}");
+    assert_eq!(j["receipt"]["node_id"], b.node_id.as_str(), "{j}");
+    // The receipt names the image the submitter resolved the reference to.
+    assert_eq!(j["receipt"]["code_hash"], id.as_str(), "{j}");
+    assert_eq!(j["placements"][0]["outcome"], "succeeded", "{j}");
+    // b ran it as a peer's job, by the pinned id.
+    let jobs = b.server.req("GET", "/v1/jobs", b"").json();
+    let ran = jobs["jobs"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{jobs}"))
+        .iter()
+        .find(|r| r["origin"]["peer_id"] == a.peer_id.as_str())
+        .unwrap_or_else(|| panic!("b has no job of a's: {jobs}"))
+        .clone();
+    assert_eq!(ran["spec"]["source"], format!("sha256:{id}"), "{ran}");
+
+    // A reference the submitter cannot resolve is the job's error, before any offer.
+    let j = a.execute(&json!({
+        "runtime": "docker", "source": "hanzo-test/never-built:latest", "placement": "remote",
+    }));
+    assert_eq!(j["status"], "failed", "{j}");
+    assert_eq!(j["error"]["code"], "invalid_input", "{j}");
+    assert_eq!(j["placements"], json!([]), "{j}");
+}
+
+#[test]
+fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
+    use hanzo_testkit::docker::{SCRIPT_VAR, busybox_image};
+    let image = busybox_image();
+    let id = image_id(image);
+    let other = image_id(network_other_image());
+    assert_ne!(id, other);
+    let node = Node::start(None, &DOCKER_NODE);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use hanzo_network::{JobRequest, JobResponse, Offer};
+        let config = hanzo_compute::config::NetworkConfig {
+            enabled: true,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap: vec![node.addr.clone()],
+            mdns: false,
+            ..Default::default()
+        };
+        let settings = hanzo_network::Settings::from_config(&config).unwrap();
+        let (peer_client, _channels) = hanzo_network::start(
+            [43; 32],
+            settings,
+            std::sync::Arc::new(hanzo_network::Advert::empty),
+        )
+        .await
+        .unwrap();
+        let peer: hanzo_network::PeerId = node.peer_id.parse().unwrap();
+        let mut spec = hanzo_compute::JobSpec::new(hanzo_compute::RuntimeKind::Docker, image);
+        spec.params = json!({"b": 2});
+        spec.env.insert(SCRIPT_VAR.into(), "cat".into());
+        let offer = |n: u32, image_id: Option<&str>| Offer {
+            execution_id: format!("x-docker-{n}"),
+            spec: serde_json::to_string(&spec).unwrap(),
+            code_bytes: 0,
+            deadline_ms: 30_000,
+            file_ext: None,
+            image_id: image_id.map(str::to_string),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let ask = |o: Offer| {
+            let c = peer_client.clone();
+            async move {
+                loop {
+                    match c.job(peer, JobRequest::Offer(o.clone())).await {
+                        Ok(r) => break r,
+                        Err(e) => {
+                            assert!(Instant::now() < deadline, "{e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        };
+        // The reference is busybox here; the offer pins another image.
+        match ask(offer(1, Some(&other))).await {
+            JobResponse::Declined { reason } => {
+                assert!(
+                    reason.contains(&format!("is sha256:{id} here"))
+                        && reason.contains(&format!("the job pins sha256:{other}")),
+                    "{reason}"
+                );
+            }
+            r => panic!("a wrong pin was not declined: {r:?}"),
+        }
+        // No pin at all.
+        match ask(offer(2, None)).await {
+            JobResponse::Declined { reason } => {
+                assert!(reason.contains("must pin its image id"), "{reason}")
+            }
+            r => panic!("an offer without image_id was not declined: {r:?}"),
+        }
+        // The right pin runs, and its receipt names the pinned image.
+        let r = ask(offer(3, Some(&id))).await;
+        assert!(matches!(r, JobResponse::Accepted { .. }), "{r:?}");
+        let result = loop {
+            let r = peer_client
+                .job(
+                    peer,
+                    JobRequest::Await {
+                        execution_id: "x-docker-3".into(),
+                        wait_ms: 2000,
+                    },
+                )
+                .await
+                .unwrap();
+            match r {
+                JobResponse::Finished(f) => break f,
+                JobResponse::Running { .. } => assert!(Instant::now() < deadline, "never finished"),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(result.status, "succeeded", "{result:?}");
+        assert_eq!(result.output.as_deref(), Some(r#"{"b":2}"#));
+        let receipt: Value = serde_json::from_str(result.receipt.as_deref().unwrap()).unwrap();
+        assert_eq!(receipt["code_hash"], id.as_str(), "{receipt}");
+    });
+    // Only the pinned offer became a job there.
+    let jobs = node.server.req("GET", "/v1/jobs", b"").json();
+    assert_eq!(jobs["jobs"].as_array().unwrap().len(), 1, "{jobs}");
 }
