@@ -38,6 +38,8 @@ pub const CHUNK_BYTES: u64 = 1024 * 1024;
 pub const MAX_ADVERT_BYTES: usize = 16 * 1024;
 /// Logs returned with a remote result, at most (the node keeps the same 1 MiB).
 pub const MAX_REMOTE_LOG_BYTES: usize = 1024 * 1024;
+/// The longest an executor holds an offer's answer for the job's result.
+pub const MAX_OFFER_HOLD_MS: u64 = 1_000;
 /// The longest an `Await` may ask the executor to hold the reply.
 pub const MAX_AWAIT_MS: u64 = 10_000;
 /// Length limits of the identifiers in messages.
@@ -90,6 +92,11 @@ pub struct Offer {
     /// image, and runs the job by this id, so a moved tag cannot swap what runs.
     #[serde(default)]
     pub image_id: Option<String>,
+    /// How long the executor may hold its `Accepted` for the job's result, in ms
+    /// (capped at [`MAX_OFFER_HOLD_MS`]): a short job's result then comes with its
+    /// acceptance, one round trip instead of an offer and an `Await`. 0: answer at once.
+    #[serde(default)]
+    pub wait_ms: u64,
 }
 
 /// A reply on `/hanzo/jobs/1`.
@@ -101,11 +108,18 @@ pub enum JobResponse {
         execution_id: String,
         /// The executor's prices as it accepted: what the job will be charged at.
         price: crate::advert::Price,
+        /// The result, when the job ended while the offer's `wait_ms` held the answer.
+        #[serde(default)]
+        result: Option<Box<RemoteResult>>,
     },
     /// Not taken, and why (the submitter tries its next candidate).
     Declined {
         /// A one-line reason, for the job's `unschedulable` error.
         reason: String,
+        /// Full for now (no free capacity, the peer's share taken), not unwilling: the
+        /// same offer may be taken once a job here ends.
+        #[serde(default)]
+        busy: bool,
     },
     /// Still queued or running.
     Running {

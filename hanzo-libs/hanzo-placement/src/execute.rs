@@ -12,7 +12,7 @@ use crate::Inner;
 use crate::code::{self, FetchError};
 use hanzo_compute::{ComputeError, JobOutcome, JobSpec, Network, Placement, RuntimeKind, Usage};
 use hanzo_jobstore::{JobRecord, JobStatus, Origin};
-use hanzo_network::protocol::{MAX_AWAIT_MS, MAX_REMOTE_LOG_BYTES, valid_id};
+use hanzo_network::protocol::{MAX_AWAIT_MS, MAX_OFFER_HOLD_MS, MAX_REMOTE_LOG_BYTES, valid_id};
 use hanzo_network::{Conduct, JobRequest, JobResponse, Offer, PeerId, RemoteResult};
 use hanzo_scheduler::Resources;
 use std::collections::HashMap;
@@ -165,7 +165,13 @@ pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request:
 fn declined(reason: impl Into<String>) -> JobResponse {
     JobResponse::Declined {
         reason: reason.into(),
+        busy: false,
     }
+}
+
+/// Declined for want of capacity now: the submitter may offer it again later.
+fn busy(reason: String) -> JobResponse {
+    JobResponse::Declined { reason, busy: true }
 }
 
 /// Makes a peer's spec one this node will run, or says why not.
@@ -220,6 +226,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         return JobResponse::Accepted {
             execution_id: offer.execution_id,
             price: inner.options.price,
+            result: None,
         };
     }
     if offer.spec.len() > MAX_SPEC_BYTES {
@@ -311,7 +318,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
     let pending = *inner.executions.lock_pending();
     let free = snap.capacity.minus(&snap.in_use).minus(&pending);
     if snap.queued > 0 || !demand.fits_in(&free) {
-        return declined(format!(
+        return busy(format!(
             "no free capacity ({} of {} slots in use, {} queued)",
             snap.in_use.jobs, snap.capacity.jobs, snap.queued
         ));
@@ -320,7 +327,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         .executions
         .take(peer, inner.options.max_remote_jobs_per_peer)
     {
-        return declined(format!(
+        return busy(format!(
             "{} of this peer's jobs are running here already ([network] max_remote_jobs_per_peer)",
             inner.options.max_remote_jobs_per_peer
         ));
@@ -352,6 +359,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         return JobResponse::Accepted {
             execution_id: offer.execution_id,
             price: inner.options.price,
+            result: None,
         };
     }
     {
@@ -359,6 +367,9 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         *p = p.plus(&demand);
     }
     let done = inner.host.wait_for(&record.id);
+    // A second waiter for the offer's hold (below), registered before the job can end.
+    let held = (offer.wait_ms > 0).then(|| inner.host.wait_for(&record.id));
+    let held_id = record.id.clone();
     let task_inner = inner.clone();
     let code_bytes = offer.code_bytes;
     let execution_id = offer.execution_id.clone();
@@ -425,9 +436,22 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             task_inner.ledger.earn(&peer.to_string(), amount);
         }
     });
+    // A short job's result goes back with its acceptance. The job is this node's from
+    // here whatever happens to the answer: a submitter that never gets it fences the
+    // execution id (cancels it) as for any lost reply.
+    let mut result = None;
+    if let Some(held) = held {
+        let hold = Duration::from_millis(offer.wait_ms.min(MAX_OFFER_HOLD_MS));
+        if tokio::time::timeout(hold, held).await.is_ok()
+            && let Some(JobResponse::Finished(r)) = finished(inner, &offer.execution_id, &held_id).await
+        {
+            result = Some(r);
+        }
+    }
     JobResponse::Accepted {
         execution_id: offer.execution_id,
         price: inner.options.price,
+        result,
     }
 }
 

@@ -20,11 +20,19 @@ use std::time::{Duration, Instant};
 
 /// How long a peer may take to answer an offer.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long an executor may hold its answer to an offer for the job's result: a job
+/// that ends within it costs one round trip, not two. A longer one is accepted this
+/// much later, and followed with `Await`s from then.
+const OFFER_HOLD: Duration = Duration::from_millis(200);
 /// Time allowed on top of the job's own timeout for queueing, code transfer and
 /// failover before the job is given up.
 const PLACEMENT_SLACK: Duration = Duration::from_secs(60);
 /// Candidates offered the job per ranking round.
 const MAX_OFFERS_PER_ROUND: usize = 8;
+/// Offers made again to peers that refused them (rate, queue) before the job gives up
+/// on them, and the first pause before one.
+const MAX_REFUSALS: u32 = 30;
+const REFUSAL_PAUSE: Duration = Duration::from_millis(50);
 /// The longest peer-supplied text kept (a reason, an error message).
 const MAX_PEER_TEXT: usize = 512;
 
@@ -327,6 +335,15 @@ async fn candidates(
     (ranked, reasons)
 }
 
+/// Records why `peer` did not take the job, in place of what it said before.
+fn note(reasons: &mut Vec<(String, String)>, peer: PeerId, why: String) {
+    let peer = peer.to_string();
+    match reasons.iter_mut().find(|(p, _)| *p == peer) {
+        Some(r) => r.1 = why,
+        None => reasons.push((peer, why)),
+    }
+}
+
 /// How following an attempt ended.
 enum Followed {
     Result(RemoteResult),
@@ -393,6 +410,8 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
     let mut started = false;
     let mut excluded: HashSet<Option<PeerId>> = HashSet::new();
     let mut reasons: Vec<(String, String)> = Vec::new();
+    let mut refusals = 0u32;
+    let mut waits = 0u32;
 
     // Peers are only offered code that travels; a job this node runs keeps its spec.
     let travelling = if travels(spec.runtime) {
@@ -435,6 +454,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                     price,
                     lost_after: REATTACH_GRACE,
                     deadline,
+                    early: None,
                 };
                 match settle(inner, job, sent, code, attempt).await {
                     Settled::Final(end) => return end,
@@ -464,6 +484,8 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             return unschedulable(job, &reasons);
         }
         let mut retry = false;
+        // Candidates that declined only for want of free capacity now.
+        let mut full: Vec<PeerId> = Vec::new();
         // At most a few offers per round, within the deadline: a network full of
         // adverts that promise much cannot make one job try them all.
         for c in ranked.into_iter().take(MAX_OFFERS_PER_ROUND) {
@@ -503,30 +525,48 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                 deadline_ms: deadline.saturating_duration_since(Instant::now()).as_millis() as u64,
                 file_ext: code.ext.clone(),
                 image_id: code.image_id.clone(),
+                wait_ms: OFFER_HOLD.as_millis() as u64,
             };
             let reply =
                 tokio::time::timeout(OFFER_TIMEOUT, inner.net.job(peer, JobRequest::Offer(offer))).await;
-            let price = match reply {
+            let (price, early) = match reply {
                 // The price it asks must be the one it advertised, or less: a peer that
                 // ranks first on a low price and then charges more is refused.
                 Ok(Ok(JobResponse::Accepted {
                     execution_id: e,
                     price,
-                })) if e == execution_id && !dearer(&price, &c.node.price) => price,
+                    result,
+                })) if e == execution_id && !dearer(&price, &c.node.price) => (price, result),
                 Ok(Ok(JobResponse::Accepted { .. })) => {
                     inner.net.report(peer, Conduct::Bad).await;
                     fence(inner.clone(), peer, execution_id.clone());
                     reasons.push((peer.to_string(), "accepted at a price above its advert".into()));
                     continue;
                 }
-                Ok(Ok(JobResponse::Declined { reason })) => {
+                Ok(Ok(JobResponse::Declined { reason, busy })) => {
                     let reason = peer_text(&reason);
-                    tracing::info!(job = %job.id, %peer, reason = %reason, "offer declined; trying the next candidate");
-                    reasons.push((peer.to_string(), format!("declined: {reason}")));
+                    if waits == 0 {
+                        tracing::info!(job = %job.id, %peer, reason = %reason, busy, "offer declined; trying the next candidate");
+                    }
+                    note(&mut reasons, peer, format!("declined: {reason}"));
+                    if busy {
+                        full.push(peer);
+                    }
                     continue;
                 }
                 Ok(Ok(JobResponse::Refused { reason })) => {
-                    reasons.push((peer.to_string(), format!("refused: {}", peer_text(&reason))));
+                    // Over its request rate or its queue: the peer is congested, not
+                    // unwilling. The offer is made again after a pause (doubling, up to a
+                    // second), as a client does after a 429, within the job's deadline.
+                    note(&mut reasons, peer, format!("refused: {}", peer_text(&reason)));
+                    if refusals < MAX_REFUSALS {
+                        refusals += 1;
+                        excluded.remove(&Some(peer));
+                        let pause = REFUSAL_PAUSE * 2u32.saturating_pow(refusals.min(5) - 1);
+                        tokio::time::sleep(pause.min(Duration::from_secs(1))).await;
+                        retry = true;
+                        break;
+                    }
                     continue;
                 }
                 Ok(Ok(other)) => {
@@ -589,6 +629,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                 price,
                 lost_after: inner.options.lost_after,
                 deadline,
+                early,
             };
             match settle(inner, job, sent, code, attempt).await {
                 Settled::Final(end) => return end,
@@ -600,8 +641,24 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             }
         }
         if !retry {
-            // Every candidate declined: nothing freed meanwhile is known.
-            return unschedulable(job, &reasons);
+            if full.is_empty() {
+                // Every candidate declined for good (or failed): nothing will change.
+                return unschedulable(job, &reasons);
+            }
+            // Some were only full: the job waits for a slot, as it would in this
+            // node's own queue, and the round starts over after a pause (50 ms
+            // doubling up to 1 s), until the job's deadline or its cancel.
+            waits += 1;
+            let pause = (REFUSAL_PAUSE * 2u32.saturating_pow(waits.min(5) - 1)).min(Duration::from_secs(1));
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = job.cancel.cancelled() => {}
+            }
+            for p in full {
+                excluded.remove(&Some(p));
+            }
+            // This node, when it may run the job, is asked again too.
+            excluded.remove(&None);
         }
     }
 }
@@ -620,6 +677,8 @@ struct Attempt<'a> {
     price: Price,
     lost_after: Duration,
     deadline: Instant,
+    /// The result that came with the acceptance (a short job), if it did.
+    early: Option<Box<RemoteResult>>,
 }
 
 async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, attempt: Attempt<'_>) -> Settled {
@@ -629,9 +688,14 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
         price,
         lost_after,
         deadline,
+        early,
     } = attempt;
     let store = inner.host.store();
-    match follow(inner, job, peer, execution_id, lost_after, deadline).await {
+    let followed = match early {
+        Some(r) if r.execution_id == execution_id => Followed::Result(*r),
+        _ => follow(inner, job, peer, execution_id, lost_after, deadline).await,
+    };
+    match followed {
         Followed::Result(r) => match check_result(job, sent, code, peer, r) {
             Ok(outcome) => {
                 let placement = match &outcome.result {

@@ -469,6 +469,33 @@ fn a_full_peer_declines_and_the_next_candidate_takes_the_job() {
     assert!(declined.contains("no free capacity"), "{declined}");
 }
 
+/// Jobs for one peer beyond what it takes at once wait for a slot there (it declines
+/// them as busy), as jobs wait in a node's own queue; they are not unschedulable.
+#[test]
+fn jobs_for_a_full_peer_wait_for_its_slot() {
+    let a = Node::start(None, &[]);
+    let b = Node::start(Some(&a), &[("HANZO_NETWORK_MAX_REMOTE_JOBS_PER_PEER", "1")]);
+    a.wait_for_peers(&[&b]);
+    let source = a.server.module(&sleep_wat(1));
+    let spec = json!({"runtime": "wasm", "source": source, "placement": {"peer": b.peer_id}});
+    let ids: Vec<String> = (0..3).map(|_| a.submit(&spec)).collect();
+    for id in &ids {
+        let j = a.server.wait_terminal(id);
+        assert_eq!(j["status"], "succeeded", "{j}");
+        assert_eq!(j["executed_by"], b.peer_id.as_str(), "{j}");
+        assert_eq!(j["output"], json!({"slept": 1}), "{j}");
+        // Offered until taken, then placed once.
+        assert_eq!(j["placements"].as_array().unwrap().len(), 1, "{j}");
+    }
+    // b takes one at a time: the others were declined as busy meanwhile.
+    let log = a.log();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("offer declined") && l.contains("max_remote_jobs_per_peer")),
+        "no job was declined as busy:\n{log}"
+    );
+}
+
 #[test]
 fn the_job_of_a_killed_executor_finishes_on_another_peer() {
     let mut nodes = network(3, &[]);
@@ -597,6 +624,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
             deadline_ms: 30_000,
             file_ext: None,
             image_id: None,
+            wait_ms: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let accepted = loop {
@@ -1207,6 +1235,7 @@ fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
             deadline_ms: 30_000,
             file_ext: None,
             image_id: image_id.map(str::to_string),
+            wait_ms: 0,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let ask = |o: Offer| {
@@ -1225,7 +1254,7 @@ fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
         };
         // The reference is busybox here; the offer pins another image.
         match ask(offer(1, Some(&other))).await {
-            JobResponse::Declined { reason } => {
+            JobResponse::Declined { reason, .. } => {
                 assert!(
                     reason.contains(&format!("is sha256:{id} here"))
                         && reason.contains(&format!("the job pins sha256:{other}")),
@@ -1236,7 +1265,7 @@ fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
         }
         // No pin at all.
         match ask(offer(2, None)).await {
-            JobResponse::Declined { reason } => {
+            JobResponse::Declined { reason, .. } => {
                 assert!(reason.contains("must pin its image id"), "{reason}")
             }
             r => panic!("an offer without image_id was not declined: {r:?}"),
