@@ -1,5 +1,6 @@
 //! A keep-alive HTTP/1.1 client on one TCP connection: hyper's connection API, no
-//! pool, so each client task of the benchmark is exactly one connection.
+//! pool, so each client task of the benchmark is exactly one connection. Shared by
+//! api-bench and network-bench (whose nodes want a bearer token).
 
 use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
@@ -21,9 +22,10 @@ impl Resp {
     }
 }
 
-/// One connection to the node.
+/// One connection to a node.
 pub struct Conn {
     addr: SocketAddr,
+    auth: Option<String>,
     send: SendRequest<Full<Bytes>>,
 }
 
@@ -37,16 +39,39 @@ impl Conn {
         tokio::spawn(async move {
             let _ = conn.await;
         });
-        Ok(Conn { addr, send })
+        Ok(Conn {
+            addr,
+            auth: None,
+            send,
+        })
+    }
+
+    /// Sends `token` as the bearer token with every request.
+    #[allow(dead_code)]
+    pub fn authorized(mut self, token: &str) -> Conn {
+        self.auth = Some(format!("Bearer {token}"));
+        self
     }
 
     pub async fn req(&mut self, method: &str, path: &str, body: impl Into<Bytes>) -> Result<Resp> {
         self.send.ready().await.context("connection closed")?;
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", self.addr.to_string())
-            .header("content-type", "application/json")
+            .header("host", self.addr.to_string());
+        if let Some(auth) = &self.auth {
+            req = req.header("authorization", auth);
+        }
+        let req = req
+            // Modules are uploaded as bytes; everything else is JSON.
+            .header(
+                "content-type",
+                if path.starts_with("/v1/modules") {
+                    "application/octet-stream"
+                } else {
+                    "application/json"
+                },
+            )
             .body(Full::new(body.into()))?;
         let resp = self.send.send_request(req).await?;
         let status = resp.status().as_u16();
