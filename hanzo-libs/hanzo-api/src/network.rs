@@ -324,6 +324,12 @@ pub(crate) async fn metrics_text(state: &State) -> String {
         m.hole_punch_failures.to_string(),
     );
     gauge(
+        "hanzo_network_connections_trimmed_total",
+        "Idle peer connections closed because more than 32 peers were connected.",
+        "counter",
+        m.connections_trimmed.to_string(),
+    );
+    gauge(
         "hanzo_network_malformed_requests_total",
         "Peers' requests that did not decode or were over the size cap (refused; the sender penalised).",
         "counter",

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub hole_punches: u64,
     /// Hole punches that failed (the relayed connection stays).
     pub hole_punch_failures: u64,
+    /// Idle connections closed because too many peers were connected.
+    pub connections_trimmed: u64,
 }
 
 /// The cloneable handle to the network.
