@@ -233,34 +233,27 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
         .ok_or_else(|| ComputeError::Unavailable("the wasm runtime is not enabled on this node".into()))?;
     let source = spec.source.clone();
     let w = wasm.clone();
-    let sha = tokio::task::spawn_blocking(move || -> Result<String, ComputeError> {
-        match hanzo_compute::parse_digest_source(&source)? {
-            Some(sha) => {
-                if w.module_store().contains(&sha) {
-                    Ok(sha)
-                } else {
-                    Err(ComputeError::invalid(format!("unknown module sha256:{sha}")))
-                }
-            }
+    // One trip off the async threads: the module's hash and size (not its bytes,
+    // which may be megabytes, read for every job).
+    let (sha, bytes) = tokio::task::spawn_blocking(move || -> Result<(String, u64), ComputeError> {
+        let sha = match hanzo_compute::parse_digest_source(&source)? {
+            Some(sha) => sha,
             None => {
                 let bytes = hanzo_compute::files::read_capped(
                     std::path::Path::new(&source),
                     hanzo_wasm_runtime::MAX_SOURCE_BYTES,
                 )
                 .map_err(|e| ComputeError::invalid(format!("cannot read module {source}: {e}")))?;
-                w.add_module(&bytes)
+                w.add_module(&bytes)?
             }
+        };
+        match w.module_store().size(&sha) {
+            Some(n) => Ok((sha, n)),
+            None => Err(ComputeError::invalid(format!("unknown module sha256:{sha}"))),
         }
     })
     .await
     .map_err(ComputeError::internal)??;
-    let w = wasm.clone();
-    let s = sha.clone();
-    let bytes = tokio::task::spawn_blocking(move || w.module_store().read(&s))
-        .await
-        .map_err(ComputeError::internal)??
-        .map(|b| b.len() as u64)
-        .ok_or_else(|| ComputeError::invalid(format!("unknown module sha256:{sha}")))?;
     let mut out = spec.clone();
     out.source = format!("sha256:{sha}");
     Ok((

@@ -302,6 +302,14 @@ impl ModuleStore {
         self.wasm_path(sha).is_file()
     }
 
+    /// A module's size in bytes, or `None` when the store does not hold it.
+    pub fn size(&self, sha: &str) -> Option<u64> {
+        std::fs::metadata(self.wasm_path(sha))
+            .ok()
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+    }
+
     /// A module's bytes, or `None` when the store does not hold it.
     pub fn read(&self, sha: &str) -> Result<Option<Vec<u8>>, ComputeError> {
         match std::fs::read(self.wasm_path(sha)) {
