@@ -320,6 +320,13 @@ fn each_placement_mode_runs_where_it_says_and_the_receipt_names_the_peer() {
     assert_eq!(named["status"], "succeeded", "{named}");
     assert_eq!(named["executed_by"], c.peer_id.as_str());
     assert_eq!(named["receipt"]["node_id"], c.node_id.as_str());
+    // A short job on a peer that has its code is one request: the result comes with
+    // the acceptance, no `Await` follows.
+    let asked = a.metric("hanzo_network_requests_out_total");
+    let again = a.execute(&spec(json!({"peer": c.peer_id})));
+    assert_eq!(again["status"], "succeeded", "{again}");
+    assert_eq!(again["executed_by"], c.peer_id.as_str());
+    assert_eq!(a.metric("hanzo_network_requests_out_total") - asked, 1.0);
 
     // `any`, for a job this node cannot hold (2 GiB on a 1 GiB node): a peer runs it.
     let mut big = spec(json!("any"));
