@@ -104,6 +104,10 @@ struct Args {
     /// remote jobs per peer), to show what they cap.
     #[arg(long)]
     default_limits_row: bool,
+    /// Node a on CPU 0, node b on CPU 1 (`taskset`), so that a remote job's two halves
+    /// run side by side as on two machines; local jobs then have one core.
+    #[arg(long)]
+    pin: bool,
     /// Do not invoke cargo: use the hanzo-node release binary that is built.
     #[arg(long)]
     no_build: bool,
@@ -197,6 +201,7 @@ async fn run(args: Args) -> Result<()> {
         peer_timeout_ms: args.peer_timeout_ms,
         max_requests_per_peer_per_sec: args.max_requests_per_peer_per_sec,
         max_remote_jobs_per_peer: args.max_remote_jobs_per_peer.unwrap_or((2 * most).max(4)),
+        pin: args.pin,
     };
     let tmp = tempfile::tempdir()?;
     let started = Instant::now();
@@ -677,12 +682,17 @@ fn report(
     let _ = writeln!(o, "## The network of nodes: real processes on loopback\n");
     let _ = writeln!(
         o,
-        "{cores} cores shared by every node and the client; load average {load0} at the start, \
+        "{cores} cores{}; load average {load0} at the start, \
          {load1} at the end; nodes: `hanzo-node serve` (release), libp2p TCP on 127.0.0.1, mDNS off, \
          WASM only, max_concurrent_jobs {}, advert_interval_ms {}, peer_timeout_ms {}, \
          max_requests_per_peer_per_sec {}, max_remote_jobs_per_peer {}; jobs: the CAT echo \
          (WASI, ~100 B params), cpu_shares 64, memory_mb 16, signed receipts; client: one thread, \
          keep-alive HTTP/1.1{}; run took {:.0} s.\n",
+        if s.pin {
+            ": node a pinned to CPU 0, nodes b and c to CPU 1 (`--pin`), the client on either"
+        } else {
+            " shared by every node and the client"
+        },
         s.slots,
         s.advert_interval_ms,
         s.peer_timeout_ms,

@@ -27,6 +27,9 @@ pub struct Settings {
     pub max_requests_per_peer_per_sec: u32,
     /// `network.max_remote_jobs_per_peer`.
     pub max_remote_jobs_per_peer: u32,
+    /// Node a on CPU 0 and every other node on CPU 1 (`taskset`): each node a core of
+    /// its own, as two machines would be, instead of both sharing both.
+    pub pin: bool,
 }
 
 impl Settings {
@@ -130,7 +133,16 @@ impl Node {
     /// Starts the process (again) on the same home and ports.
     pub async fn spawn(&mut self) -> Result<()> {
         std::fs::create_dir_all(&self.home)?;
-        let mut cmd = Command::new(&self.bin);
+        let mut cmd = if self.settings.pin {
+            // taskset execs the node: the child's pid is the node's.
+            let mut c = Command::new("taskset");
+            c.arg("-c")
+                .arg(if self.name == "a" { "0" } else { "1" })
+                .arg(&self.bin);
+            c
+        } else {
+            Command::new(&self.bin)
+        };
         cmd.arg("serve")
             .env("HANZO_HOME", &self.home)
             .env_remove("HANZO_CONFIG")
