@@ -14,6 +14,7 @@
 //!
 //! `cargo run --release -p api-bench [-- --quick]`
 
+mod binary;
 mod http;
 mod node;
 // One copy of the latency statistics for both process benches (`ratio` is process-bench's).
@@ -30,7 +31,7 @@ use serde_json::{Value, json};
 use stats::{Latency, ms};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -153,7 +154,7 @@ async fn run(args: Args) -> Result<()> {
         Some(p) => p
             .canonicalize()
             .with_context(|| format!("no hanzo-node at {}", p.display()))?,
-        None => node_binary(args.no_build)?,
+        None => binary::node_binary("api-bench", args.no_build)?,
     };
     let tmp = tempfile::tempdir()?;
     let settings = |durability| Settings {
@@ -417,42 +418,6 @@ async fn store_counts(c: &mut Conn) -> Result<(u64, u64, u64)> {
 fn db_bytes(home: &Path) -> (u64, u64) {
     let len = |f: &str| std::fs::metadata(home.join(f)).map(|m| m.len()).unwrap_or(0);
     (len("jobs.db"), len("jobs.db-wal"))
-}
-
-/// The release binary, built first unless `no_build`.
-fn node_binary(no_build: bool) -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_relative() { root.join(t) } else { t })
-        .unwrap_or_else(|| root.join("target"));
-    let args = ["build", "--release", "-p", "hanzo-node"];
-    if !no_build {
-        eprintln!("api-bench: building the hanzo-node release binary ...");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(args)
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .status()
-            .context("cannot run cargo")?;
-        ensure!(
-            status.success(),
-            "`cargo {}` failed in {}",
-            args.join(" "),
-            root.display()
-        );
-    }
-    let bin = target.join("release/hanzo-node");
-    ensure!(
-        bin.is_file(),
-        "{} is missing; build it with `cargo {}`",
-        bin.display(),
-        args.join(" ")
-    );
-    Ok(bin)
 }
 
 fn mb(kb: u64) -> String {

@@ -20,7 +20,9 @@
 //!
 //! `cargo run --release -p network-bench --bin network-bench [-- --quick]`
 
-// One copy of the HTTP client for the benches (api-bench's).
+// One copy of the HTTP client and of the binary's build for the benches (api-bench's).
+#[path = "../../api-bench/src/binary.rs"]
+mod binary;
 #[path = "../../api-bench/src/http.rs"]
 mod http;
 mod node;
@@ -38,7 +40,7 @@ use serde_json::{Value, json};
 use stats::{Latency, ms};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -192,7 +194,7 @@ async fn run(args: Args) -> Result<()> {
         Some(p) => p
             .canonicalize()
             .with_context(|| format!("no hanzo-node at {}", p.display()))?,
-        None => node_binary(args.no_build)?,
+        None => binary::node_binary("network-bench", args.no_build)?,
     };
     let most = clients.iter().copied().max().unwrap_or(1) as u32;
     let settings = Settings {
@@ -619,42 +621,6 @@ async fn failover(bin: &Path, tmp: &Path, settings: &Settings, kills: usize) -> 
     }
     a.stop().await?;
     Ok(out)
-}
-
-/// The release binary, built first unless `no_build`.
-fn node_binary(no_build: bool) -> Result<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .map(|t| if t.is_relative() { root.join(t) } else { t })
-        .unwrap_or_else(|| root.join("target"));
-    let args = ["build", "--release", "-p", "hanzo-node"];
-    if !no_build {
-        eprintln!("network-bench: building the hanzo-node release binary ...");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = Command::new(cargo)
-            .args(args)
-            .current_dir(&root)
-            .stdin(Stdio::null())
-            .status()
-            .context("cannot run cargo")?;
-        ensure!(
-            status.success(),
-            "`cargo {}` failed in {}",
-            args.join(" "),
-            root.display()
-        );
-    }
-    let bin = target.join("release/hanzo-node");
-    ensure!(
-        bin.is_file(),
-        "{} is missing; build it with `cargo {}`",
-        bin.display(),
-        args.join(" ")
-    );
-    Ok(bin)
 }
 
 fn loadavg() -> String {
