@@ -422,6 +422,28 @@ fn a_job_no_node_can_take_is_unschedulable_saying_why() {
     assert!(r.text().contains("mounts never travel to peers"), "{}", r.text());
 }
 
+/// Follows an execution on `peer` as a submitter does, until it has ended.
+async fn await_result(
+    client: &hanzo_network::Client,
+    peer: hanzo_network::PeerId,
+    execution_id: &str,
+    deadline: Instant,
+) -> Box<hanzo_network::RemoteResult> {
+    loop {
+        let request = hanzo_network::JobRequest::Await {
+            execution_id: execution_id.into(),
+            wait_ms: 2000,
+        };
+        match client.job(peer, request).await.unwrap() {
+            hanzo_network::JobResponse::Finished(f) => return f,
+            hanzo_network::JobResponse::Running { .. } => {
+                assert!(Instant::now() < deadline, "never finished")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
 /// The peer id of a node key seed, as the node derives it.
 fn hanzo_network_peer_id_of(seed: &[u8; 32]) -> String {
     hanzo_network::identity::keypair(*seed)
@@ -645,23 +667,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
             }
         };
         assert!(matches!(accepted, JobResponse::Accepted { .. }), "{accepted:?}");
-        let result = loop {
-            let r = liar
-                .job(
-                    peer,
-                    JobRequest::Await {
-                        execution_id: "x-liar-1".into(),
-                        wait_ms: 2000,
-                    },
-                )
-                .await
-                .unwrap();
-            match r {
-                JobResponse::Finished(f) => break f,
-                JobResponse::Running { .. } => assert!(Instant::now() < deadline, "never finished"),
-                other => panic!("{other:?}"),
-            }
-        };
+        let result = await_result(&liar, peer, "x-liar-1", deadline).await;
         assert_eq!(result.status, "failed");
         let (code, message) = result.error.clone().unwrap();
         assert_eq!(code, "invalid_input");
@@ -1280,23 +1286,7 @@ fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
         // The right pin runs, and its receipt names the pinned image.
         let r = ask(offer(3, Some(&id))).await;
         assert!(matches!(r, JobResponse::Accepted { .. }), "{r:?}");
-        let result = loop {
-            let r = peer_client
-                .job(
-                    peer,
-                    JobRequest::Await {
-                        execution_id: "x-docker-3".into(),
-                        wait_ms: 2000,
-                    },
-                )
-                .await
-                .unwrap();
-            match r {
-                JobResponse::Finished(f) => break f,
-                JobResponse::Running { .. } => assert!(Instant::now() < deadline, "never finished"),
-                other => panic!("{other:?}"),
-            }
-        };
+        let result = await_result(&peer_client, peer, "x-docker-3", deadline).await;
         assert_eq!(result.status, "succeeded", "{result:?}");
         assert_eq!(result.output.as_deref(), Some(r#"{"b":2}"#));
         let receipt: Value = serde_json::from_str(result.receipt.as_deref().unwrap()).unwrap();
