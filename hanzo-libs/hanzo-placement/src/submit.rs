@@ -206,17 +206,21 @@ async fn prepare_script(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code)
     })
     .await
     .map_err(ComputeError::internal)??;
+    Ok(by_hash(spec, sha, bytes, Some(ext)))
+}
+
+/// The spec to send for code that travels by hash (its source `sha256:<hex>`), and
+/// what the submitter knows of that code.
+fn by_hash(spec: &JobSpec, sha: String, bytes: u64, ext: Option<String>) -> (JobSpec, Code) {
     let mut out = spec.clone();
     out.source = format!("sha256:{sha}");
-    Ok((
-        out,
-        Code {
-            sha256: sha,
-            bytes,
-            ext: Some(ext),
-            image_id: None,
-        },
-    ))
+    let code = Code {
+        sha256: sha,
+        bytes,
+        ext,
+        image_id: None,
+    };
+    (out, code)
 }
 
 /// Puts the job's module in this node's store (a path becomes `sha256:`), so that
@@ -232,7 +236,7 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
         .wasm()
         .ok_or_else(|| ComputeError::Unavailable("the wasm runtime is not enabled on this node".into()))?;
     let source = spec.source.clone();
-    let w = wasm.clone();
+    let w = wasm;
     // One trip off the async threads: the module's hash and size (not its bytes,
     // which may be megabytes, read for every job).
     let (sha, bytes) = tokio::task::spawn_blocking(move || -> Result<(String, u64), ComputeError> {
@@ -254,17 +258,7 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
     })
     .await
     .map_err(ComputeError::internal)??;
-    let mut out = spec.clone();
-    out.source = format!("sha256:{sha}");
-    Ok((
-        out,
-        Code {
-            sha256: sha,
-            bytes,
-            ext: None,
-            image_id: None,
-        },
-    ))
+    Ok(by_hash(spec, sha, bytes, None))
 }
 
 /// Ranks this node (when the placement allows) and every live peer.
