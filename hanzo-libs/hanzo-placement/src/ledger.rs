@@ -145,18 +145,8 @@ impl Ledger {
 
 /// Writes `file` to `path` through a private temporary file renamed over it.
 fn write(path: &Path, file: &File) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
+    crate::code::write_file(path, &bytes)
 }
 
 #[cfg(test)]
