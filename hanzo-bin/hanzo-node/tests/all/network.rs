@@ -465,20 +465,49 @@ fn a_full_peer_declines_and_the_next_candidate_takes_the_job() {
             ("HANZO_COMPUTE_RESOURCES_MAX_CONCURRENT_JOBS", "1"),
         ],
     );
-    let dear = Node::start(Some(&s), &[("HANZO_NETWORK_PRICE_PER_JOB", "1000")]);
+    // `dear` is dearer and, by its fresh adverts, three quarters busy: what `full`'s
+    // stale advert promises outranks it by more than loopback RTTs under load or a
+    // few good results can move the scores.
+    let dear = Node::start(
+        Some(&s),
+        &[
+            ("HANZO_NETWORK_PRICE_PER_JOB", "1000"),
+            ("HANZO_COMPUTE_RESOURCES_MAX_CONCURRENT_JOBS", "4"),
+        ],
+    );
     s.wait_for_peers(&[&full, &dear]);
-    // Fill `full`'s only slot with a job of its own.
+    // Fill `full`'s only slot with a job of its own, and three of `dear`'s four.
     let sleeper = full.server.module(&sleep_wat(20));
     let busy = full.submit(&json!({"runtime": "wasm", "source": sleeper}));
     full.server
         .wait_status(&busy, |st| st == "running", Duration::from_secs(30));
+    let dear_sleeper = dear.server.module(&sleep_wat(20));
+    for _ in 0..3 {
+        // Small limits: slots, not the machine's cores, are what fills up.
+        let id = dear.submit(&json!({"runtime": "wasm", "source": dear_sleeper, "limits": {"cpu_shares": 64, "memory_mb": 16}}));
+        dear.server
+            .wait_status(&id, |st| st == "running", Duration::from_secs(30));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !s
+        .peers()
+        .iter()
+        .any(|p| p["peer_id"] == dear.peer_id.as_str() && p["resources"]["free"]["slots"] == json!(1))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no advert of dear with one free slot: {:#?}",
+            s.peers()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     let source = s.server.module(CAT);
     // The ranking orders `full` first on price, but measured latency moves scores too
     // (loopback RTTs vary with the machine's load): a few jobs, until one was offered to
     // `full` first. Every one of them must end on `dear`.
     let mut seen = None;
-    for _ in 0..5 {
+    for _ in 0..10 {
         let j = s.execute(
             &json!({"runtime": "wasm", "source": source, "params": {"ok": true}, "placement": "remote"}),
         );
