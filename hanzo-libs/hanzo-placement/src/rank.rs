@@ -33,6 +33,21 @@ pub struct NodeView {
 }
 
 impl NodeView {
+    /// A peer as its latest advert, and this node's measurements, describe it.
+    pub fn of_peer(peer: PeerId, p: &hanzo_network::PeerInfo) -> NodeView {
+        NodeView {
+            peer: Some(peer),
+            runtimes: p.runtimes.clone(),
+            ceilings: p.ceilings.unwrap_or_default(),
+            capacity: p.resources.capacity,
+            free: p.resources.free,
+            queue_depth: p.resources.queue_depth,
+            latency_ms: p.latency_ms,
+            reputation: p.reputation,
+            price: p.price.unwrap_or_default(),
+        }
+    }
+
     /// The name used in reasons: the peer id, or "this node".
     pub fn name(&self) -> String {
         self.peer

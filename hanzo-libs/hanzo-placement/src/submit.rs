@@ -295,17 +295,7 @@ async fn candidates(
             ));
             continue;
         }
-        nodes.push(NodeView {
-            peer: Some(peer),
-            runtimes: p.runtimes.clone(),
-            ceilings: p.ceilings.unwrap_or_default(),
-            capacity: p.resources.capacity,
-            free: p.resources.free,
-            queue_depth: p.resources.queue_depth,
-            latency_ms: p.latency_ms,
-            reputation: p.reputation,
-            price: p.price.unwrap_or_default(),
-        });
+        nodes.push(NodeView::of_peer(peer, &p));
     }
     if let Some(w) = wanted
         && !excluded.contains(&Some(w))

@@ -732,19 +732,7 @@ async fn simulate(args: &Args, n: usize) -> Result<Value> {
             .unwrap_or_default()
             .into_iter()
             .filter(|p| p.version.is_some())
-            .filter_map(|p| {
-                Some(NodeView {
-                    peer: Some(p.peer_id.parse().ok()?),
-                    runtimes: p.runtimes,
-                    ceilings: p.ceilings.unwrap_or_default(),
-                    capacity: p.resources.capacity,
-                    free: p.resources.free,
-                    queue_depth: p.resources.queue_depth,
-                    latency_ms: p.latency_ms,
-                    reputation: p.reputation,
-                    price: p.price.unwrap_or_default(),
-                })
-            })
+            .filter_map(|p| Some(NodeView::of_peer(p.peer_id.parse().ok()?, &p)))
             .collect();
         let (ranked, _) = chain.rank(&spec, views);
         let t1 = Instant::now();
