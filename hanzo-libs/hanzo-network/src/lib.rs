@@ -24,7 +24,7 @@ pub mod protocol;
 mod settings;
 
 pub use advert::{Advert, Capacity, Ceilings, Price};
-pub use client::{Client, Inbound, Metrics, PeerEvent, start};
+pub use client::{Channels, Client, Inbound, Metrics, PeerEvent, start};
 pub use libp2p::request_response::ResponseChannel;
 pub use libp2p::{Multiaddr, PeerId};
 pub use peers::{Conduct, PeerInfo};

@@ -422,6 +422,22 @@ fn a_job_no_node_can_take_is_unschedulable_saying_why() {
     assert!(r.text().contains("mounts never travel to peers"), "{}", r.text());
 }
 
+/// A peer made of the node's own network crate and nothing else, bootstrapped from
+/// `node`: what a hostile or lying peer is built from.
+async fn raw_peer(node: &Node, seed: [u8; 32]) -> (hanzo_network::Client, hanzo_network::Channels) {
+    let config = hanzo_compute::config::NetworkConfig {
+        enabled: true,
+        listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+        bootstrap: vec![node.addr.clone()],
+        mdns: false,
+        ..Default::default()
+    };
+    let settings = hanzo_network::Settings::from_config(&config).unwrap();
+    hanzo_network::start(seed, settings, std::sync::Arc::new(hanzo_network::Advert::empty))
+        .await
+        .unwrap()
+}
+
 /// Follows an execution on `peer` as a submitter does, until it has ended.
 async fn await_result(
     client: &hanzo_network::Client,
@@ -642,21 +658,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
         .unwrap();
     rt.block_on(async {
         use hanzo_network::{ChunkResponse, Inbound, JobRequest, JobResponse, Offer};
-        let config = hanzo_compute::config::NetworkConfig {
-            enabled: true,
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap: vec![node.addr.clone()],
-            mdns: false,
-            ..Default::default()
-        };
-        let settings = hanzo_network::Settings::from_config(&config).unwrap();
-        let (liar, mut channels) = hanzo_network::start(
-            [42; 32],
-            settings,
-            std::sync::Arc::new(hanzo_network::Advert::empty),
-        )
-        .await
-        .unwrap();
+        let (liar, mut channels) = raw_peer(&node, [42; 32]).await;
         let sha = hanzo_wasm_runtime::module_digest(CAT.as_bytes()).unwrap();
         let other = sleep_wat(0).into_bytes();
         let served = other.clone();
@@ -1251,21 +1253,7 @@ fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
         .unwrap();
     rt.block_on(async {
         use hanzo_network::{JobRequest, JobResponse, Offer};
-        let config = hanzo_compute::config::NetworkConfig {
-            enabled: true,
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap: vec![node.addr.clone()],
-            mdns: false,
-            ..Default::default()
-        };
-        let settings = hanzo_network::Settings::from_config(&config).unwrap();
-        let (peer_client, _channels) = hanzo_network::start(
-            [43; 32],
-            settings,
-            std::sync::Arc::new(hanzo_network::Advert::empty),
-        )
-        .await
-        .unwrap();
+        let (peer_client, _channels) = raw_peer(&node, [43; 32]).await;
         let peer: hanzo_network::PeerId = node.peer_id.parse().unwrap();
         let mut spec = hanzo_compute::JobSpec::new(hanzo_compute::RuntimeKind::Docker, image);
         spec.params = json!({"b": 2});
