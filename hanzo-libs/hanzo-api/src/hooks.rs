@@ -15,7 +15,7 @@ use hanzo_compute::{ComputeError, Job, JobOutcome};
 use hanzo_jobstore::JobStore;
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
@@ -155,10 +155,24 @@ fn printable(text: &str) -> String {
         .collect()
 }
 
+/// What a waiter hears once a job's end is committed: the outcome exactly as the store
+/// recorded it, for a waiter that asked for it ([`StoreHooks::wait_for_outcome`]), so
+/// that it need not read the job back; `None` when it did not ask, or when what the
+/// store holds is not that outcome (the job had ended already, or only a smaller
+/// `failed` record went through): such a waiter reads the store.
+pub type Ended = Option<Arc<JobOutcome>>;
+
+/// One caller waiting for a job's end.
+struct Waiter {
+    tx: oneshot::Sender<Ended>,
+    /// Whether it wants the outcome (a copy of the output and logs is made for it).
+    outcome: bool,
+}
+
 /// Hooks that keep the job store in step with the scheduler.
 pub struct StoreHooks {
     store: JobStore,
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    waiters: Mutex<HashMap<String, Vec<Waiter>>>,
     pub(crate) durations: Durations,
     /// The live logs of the jobs that have not ended.
     pub(crate) live: LiveLogs,
@@ -180,14 +194,24 @@ impl StoreHooks {
 
     /// A receiver that fires once the job's end is committed to the store. Register it
     /// before the job is handed to the scheduler, so that a quick job cannot end first.
-    pub(crate) fn wait_for(&self, id: &str) -> oneshot::Receiver<()> {
+    pub(crate) fn wait_for(&self, id: &str) -> oneshot::Receiver<Ended> {
+        self.waiter(id, false)
+    }
+
+    /// Like [`wait_for`](Self::wait_for), and the receiver gets the outcome as stored
+    /// (see [`Ended`]).
+    pub(crate) fn wait_for_outcome(&self, id: &str) -> oneshot::Receiver<Ended> {
+        self.waiter(id, true)
+    }
+
+    fn waiter(&self, id: &str, outcome: bool) -> oneshot::Receiver<Ended> {
         let (tx, rx) = oneshot::channel();
         let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
         let list = w.entry(id.to_string()).or_default();
         // Waiters that gave up (a client gone, a peer's await that timed out) are
         // dropped here, not kept until the job ends.
-        list.retain(|t| !t.is_closed());
-        list.push(tx);
+        list.retain(|t| !t.tx.is_closed());
+        list.push(Waiter { tx, outcome });
         rx
     }
 
@@ -198,15 +222,22 @@ impl StoreHooks {
         self.live.close(id);
     }
 
-    /// Tells waiters and log followers that the job's end is in the store.
-    fn wake(&self, id: &str) {
+    /// Tells waiters and log followers that the job's end is in the store; `stored` is
+    /// the outcome when the store recorded exactly it.
+    fn wake(&self, id: &str, stored: Option<&JobOutcome>) {
         self.live.close(id);
-        let senders = {
+        let waiters = {
             let mut w = self.waiters.lock().unwrap_or_else(|e| e.into_inner());
             w.remove(id)
         };
-        for tx in senders.into_iter().flatten() {
-            let _ = tx.send(());
+        // One copy, shared, and only when someone asked for it.
+        let mut shared: Option<Arc<JobOutcome>> = None;
+        for w in waiters.into_iter().flatten() {
+            let ended = match stored {
+                Some(o) if w.outcome => Some(shared.get_or_insert_with(|| Arc::new(o.clone())).clone()),
+                _ => None,
+            };
+            let _ = w.tx.send(ended);
         }
     }
 }
@@ -222,7 +253,7 @@ impl hanzo_scheduler::Hooks for StoreHooks {
             Ok(true) => true,
             Ok(false) => {
                 // Cancelled meanwhile: no `finished` follows, so wake waiters here.
-                self.wake(&job.id);
+                self.wake(&job.id, None);
                 false
             }
             Err(e) => {
@@ -239,7 +270,7 @@ impl hanzo_scheduler::Hooks for StoreHooks {
                     receipt: None,
                 };
                 let _ = self.health.track("finish", self.store.finish(&failed).await);
-                self.wake(&job.id);
+                self.wake(&job.id, None);
                 false
             }
         }
@@ -248,7 +279,13 @@ impl hanzo_scheduler::Hooks for StoreHooks {
     async fn finished(&self, job: &Job, outcome: &JobOutcome) {
         log_outcome(job, outcome);
         let stored = retried(&job.id, "end", || self.store.finish(outcome)).await;
-        if let Err(e) = self.health.track("finish", stored) {
+        let stored = self.health.track("finish", stored);
+        // `Ok(true)`: the store holds this outcome; `Ok(false)`: the job had ended
+        // already (cancelled while queued), and holds that end.
+        // Logs over the store's cap are kept shortened: then the stored outcome is not
+        // this one to the byte, and a waiter reads it back.
+        let exact = matches!(stored, Ok(true)) && outcome.logs.len() <= self.store.max_log_bytes();
+        if let Err(e) = stored {
             tracing::error!(job = %job.id, error = %printable(&e.to_string()), "cannot record the job's end; recording it as failed");
             // The output or the logs may be what does not fit (a full disk): record the
             // job as failed without them, so that it does not stay `running` and its
@@ -276,6 +313,6 @@ impl hanzo_scheduler::Hooks for StoreHooks {
             self.durations
                 .observe(job.spec.runtime, outcome.usage.wall_time_ms / 1000.0);
         }
-        self.wake(&job.id);
+        self.wake(&job.id, exact.then_some(outcome));
     }
 }

@@ -8,7 +8,7 @@ use axum::extract::State as AxState;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
-use hanzo_compute::{Job, JobSpec};
+use hanzo_compute::{Job, JobOutcome, JobSpec};
 use hanzo_jobstore::{JobRecord, JobStatus, JobStore, PlacementOutcome};
 use hanzo_placement::Host;
 use hanzo_scheduler::{Hooks, Scheduler};
@@ -34,8 +34,8 @@ impl Host for ApiHost {
         self.0.hooks.clone()
     }
 
-    fn wait_for(&self, id: &str) -> oneshot::Receiver<()> {
-        self.0.hooks.wait_for(id)
+    fn wait_for(&self, id: &str) -> oneshot::Receiver<Option<Arc<JobOutcome>>> {
+        self.0.hooks.wait_for_outcome(id)
     }
 
     fn job(&self, id: String, spec: JobSpec) -> Job {

@@ -489,7 +489,11 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
 }
 
 /// `202 {"id", "status": "queued"}`, or the job once it ended when `done` is given.
-async fn answer(state: &State, id: String, done: Option<tokio::sync::oneshot::Receiver<()>>) -> ApiResult {
+async fn answer(
+    state: &State,
+    id: String,
+    done: Option<tokio::sync::oneshot::Receiver<crate::hooks::Ended>>,
+) -> ApiResult {
     match done {
         None => Ok((StatusCode::ACCEPTED, Json(json!({"id": id, "status": "queued"}))).into_response()),
         Some(done) => {

@@ -402,6 +402,13 @@ impl JobStore {
         self.call(|ack| Op::Start { id, at, ack }).await
     }
 
+    /// The most log bytes kept per job ([`Options::max_log_bytes`]): longer logs are
+    /// stored shortened, so a caller holding the outcome knows whether its logs are
+    /// the stored ones.
+    pub fn max_log_bytes(&self) -> usize {
+        self.inner.options.max_log_bytes
+    }
+
     /// Records how a job ended: `succeeded` with its output, `cancelled` for
     /// [`ComputeError::Cancelled`], `failed` with the error's code and message
     /// otherwise; plus usage, receipt and the logs (bounded by

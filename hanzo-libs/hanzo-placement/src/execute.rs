@@ -413,7 +413,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         // Peers rank by free capacity: say at once that a slot is taken, and again
         // when it is free (rate-limited by the network to one per half interval).
         task_inner.net.advertise_now().await;
-        let _ = done.await;
+        let ended = done.await.ok().flatten();
         task_inner.executions.release(peer);
         if let Target::Script { dir, .. } = &target {
             let dir = dir.clone();
@@ -423,14 +423,20 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         task_inner.executions.lock_map().remove(&execution_id);
         task_inner.net.advertise_now().await;
         // Charge the peer for what ran, from the receipt this node signed, at the
-        // price it accepted the job at.
-        let store = task_inner.host.store().clone();
-        let receipt = tokio::task::spawn_blocking(move || store.get_summary(&id))
-            .await
-            .ok()
-            .and_then(|r| r.ok().flatten())
-            .and_then(|r| r.receipt)
-            .and_then(|v| serde_json::from_value::<hanzo_compute::Receipt>(v).ok());
+        // price it accepted the job at: the one the outcome carries, or, when the
+        // store holds another end, the stored one.
+        let receipt = match ended {
+            Some(outcome) => outcome.receipt.clone(),
+            None => {
+                let store = task_inner.host.store().clone();
+                tokio::task::spawn_blocking(move || store.get_summary(&id))
+                    .await
+                    .ok()
+                    .and_then(|r| r.ok().flatten())
+                    .and_then(|r| r.receipt)
+                    .and_then(|v| serde_json::from_value::<hanzo_compute::Receipt>(v).ok())
+            }
+        };
         if let Some(receipt) = receipt {
             let amount = crate::ledger::charge(&receipt, &task_inner.options.price);
             task_inner.ledger.earn(&peer.to_string(), amount);
@@ -442,10 +448,15 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
     let mut result = None;
     if let Some(held) = held {
         let hold = Duration::from_millis(offer.wait_ms.min(MAX_OFFER_HOLD_MS));
-        if tokio::time::timeout(hold, held).await.is_ok()
-            && let Some(JobResponse::Finished(r)) = finished(inner, &offer.execution_id, &held_id).await
-        {
-            result = Some(r);
+        match tokio::time::timeout(hold, held).await {
+            // The outcome as stored, in hand: no read of the store.
+            Ok(Ok(Some(outcome))) => result = Some(Box::new(result_of(&offer.execution_id, &outcome))),
+            Ok(_) => {
+                if let Some(JobResponse::Finished(r)) = finished(inner, &offer.execution_id, &held_id).await {
+                    result = Some(r);
+                }
+            }
+            Err(_) => {}
         }
     }
     JobResponse::Accepted {
@@ -636,6 +647,34 @@ async fn finished(inner: &Inner, execution_id: &str, id: &str) -> Option<JobResp
         raw.output,
         logs,
     ))))
+}
+
+/// The result of an execution from its outcome as the store recorded it: the same
+/// as [`result`] makes from the stored record.
+fn result_of(execution_id: &str, o: &JobOutcome) -> RemoteResult {
+    let (status, output, error) = match &o.result {
+        Ok(v) => ("succeeded", Some(v.to_string()), None),
+        Err(e) => {
+            let status = if matches!(e, ComputeError::Cancelled) {
+                "cancelled"
+            } else {
+                "failed"
+            };
+            let e = hanzo_jobstore::JobError::from(e);
+            (status, None, Some((e.code, e.message)))
+        }
+    };
+    let mut logs = o.logs.clone();
+    logs.truncate(MAX_REMOTE_LOG_BYTES);
+    RemoteResult {
+        execution_id: execution_id.to_string(),
+        status: status.to_string(),
+        output,
+        error,
+        usage: serde_json::to_string(&o.usage).ok(),
+        logs,
+        receipt: o.receipt.as_ref().map(|r| r.to_value().to_string()),
+    }
 }
 
 fn result(execution_id: &str, r: &JobRecord, output: Option<Vec<u8>>, logs: Vec<u8>) -> RemoteResult {

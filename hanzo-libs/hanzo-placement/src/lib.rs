@@ -20,7 +20,7 @@ pub mod ledger;
 pub mod rank;
 mod submit;
 
-use hanzo_compute::{Job, JobSpec, RuntimeKind};
+use hanzo_compute::{Job, JobOutcome, JobSpec, RuntimeKind};
 use hanzo_jobstore::JobStore;
 use hanzo_network::{Client, Inbound, Price};
 use hanzo_scheduler::{Hooks, Scheduler};
@@ -39,8 +39,9 @@ pub trait Host: Send + Sync + 'static {
     fn scheduler(&self) -> &Scheduler;
     /// The hooks that record a job's start and end and wake whoever waits on it.
     fn hooks(&self) -> Arc<dyn Hooks>;
-    /// Fires once the job's end is committed (register before the job can end).
-    fn wait_for(&self, id: &str) -> oneshot::Receiver<()>;
+    /// Fires once the job's end is committed (register before the job can end), with
+    /// the outcome when the store recorded exactly it (else `None`: read the store).
+    fn wait_for(&self, id: &str) -> oneshot::Receiver<Option<Arc<JobOutcome>>>;
     /// A job handle for `id` with its live log sink attached.
     fn job(&self, id: String, spec: JobSpec) -> Job;
     /// The WASM runtime and its module store, when enabled.
