@@ -332,8 +332,9 @@ enum Followed {
 enum End {
     /// Handed to this node's scheduler, whose hooks record the rest.
     Local,
-    /// Recorded by the hooks with this outcome.
-    Done(Box<JobOutcome>),
+    /// Recorded by the hooks with this outcome, and the attempt that gave it ended
+    /// with this outcome in the same breath.
+    Done(Box<JobOutcome>, Option<(String, PlacementOutcome)>),
     /// Already recorded (cancelled before it started).
     Recorded,
 }
@@ -344,19 +345,32 @@ pub(crate) async fn place(inner: Arc<Inner>, id: String, spec: JobSpec, resume: 
     let end = run(&inner, &job, resume).await;
     inner.attempts.lock().remove(&id);
     match end {
-        End::Done(outcome) => inner.host.hooks().finished(&job, outcome.as_ref()).await,
+        End::Done(outcome, None) => inner.host.hooks().finished(&job, outcome.as_ref()).await,
+        End::Done(outcome, Some((execution_id, placement))) => {
+            // The attempt's end is queued first, the job's right behind it: they
+            // usually share one commit, and the job never ends before its attempt.
+            let store = inner.host.store();
+            let hooks = inner.host.hooks();
+            let _ = tokio::join!(
+                store.end_placement(&execution_id, placement, None),
+                hooks.finished(&job, outcome.as_ref())
+            );
+        }
         End::Local | End::Recorded => {}
     }
 }
 
 fn failed(job: &Job, e: ComputeError) -> End {
-    End::Done(Box::new(JobOutcome {
-        job_id: job.id.clone(),
-        result: Err(e),
-        usage: Usage::default(),
-        logs: Vec::new(),
-        receipt: None,
-    }))
+    End::Done(
+        Box::new(JobOutcome {
+            job_id: job.id.clone(),
+            result: Err(e),
+            usage: Usage::default(),
+            logs: Vec::new(),
+            receipt: None,
+        }),
+        None,
+    )
 }
 
 fn unschedulable(job: &Job, reasons: &[(String, String)]) -> End {
@@ -570,36 +584,42 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             };
             tracing::info!(job = %job.id, %peer, execution = %execution_id, "placed on a peer");
             // Accepted: record the attempt before anything else, so that a crash from
-            // here on re-attaches to it rather than running the job twice.
-            if let Err(e) = inner
-                .host
-                .store()
-                .add_placement(&job.id, &peer.to_string(), &execution_id)
-                .await
-            {
+            // here on re-attaches to it rather than running the job twice. The job's
+            // start (or next attempt) is queued right behind it: the store's writer
+            // applies writes in order, so the start is never committed without the
+            // attempt, and the two usually share one commit.
+            let store = inner.host.store();
+            let peer_id = peer.to_string();
+            let placing = store.add_placement(&job.id, &peer_id, &execution_id);
+            let (placed, running) = if started {
+                let (placed, _) = tokio::join!(placing, store.restart_attempt(&job.id));
+                (placed, true)
+            } else {
+                let hooks = inner.host.hooks();
+                tokio::join!(placing, hooks.starting(job))
+            };
+            if let Err(e) = placed {
                 tracing::error!(job = %job.id, error = %e, "cannot record the placement; cancelling it");
                 fence(inner.clone(), peer, execution_id);
+                if !running {
+                    // Cancelled meanwhile: the hooks recorded it.
+                    return End::Recorded;
+                }
                 return failed(
                     job,
                     ComputeError::internal(format!("the job store could not record the placement: {e}")),
                 );
             }
             budget -= 1;
-            if !started {
-                if !inner.host.hooks().starting(job).await {
-                    // Cancelled meanwhile: the hooks recorded it.
-                    let _ = inner
-                        .host
-                        .store()
-                        .end_placement(&execution_id, PlacementOutcome::Cancelled, None)
-                        .await;
-                    fence(inner.clone(), peer, execution_id);
-                    return End::Recorded;
-                }
-                started = true;
-            } else {
-                let _ = inner.host.store().restart_attempt(&job.id).await;
+            if !running {
+                // Cancelled meanwhile: the hooks recorded it.
+                let _ = store
+                    .end_placement(&execution_id, PlacementOutcome::Cancelled, None)
+                    .await;
+                fence(inner.clone(), peer, execution_id);
+                return End::Recorded;
             }
+            started = true;
             let attempt = Attempt {
                 peer,
                 execution_id: &execution_id,
@@ -680,14 +700,17 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
                     Err(ComputeError::Cancelled) => PlacementOutcome::Cancelled,
                     Err(_) => PlacementOutcome::Failed,
                 };
-                let _ = store.end_placement(execution_id, placement, None).await;
                 if let Some(receipt) = &outcome.receipt {
                     inner
                         .ledger
                         .owe(&peer.to_string(), crate::ledger::charge(receipt, &price));
                 }
                 inner.net.report(peer, Conduct::Good).await;
-                Settled::Final(End::Done(Box::new(outcome)))
+                // The attempt's end is written with the job's (see `place`).
+                Settled::Final(End::Done(
+                    Box::new(outcome),
+                    Some((execution_id.to_string(), placement)),
+                ))
             }
             Err(Rejected { why, lie }) => {
                 let _ = store
@@ -724,7 +747,7 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
             if let Some(r) = r {
                 outcome.logs = r.logs;
             }
-            Settled::Final(End::Done(Box::new(outcome)))
+            Settled::Final(End::Done(Box::new(outcome), None))
         }
     }
 }
