@@ -16,15 +16,23 @@ pub fn keypair(seed: [u8; 32]) -> Keypair {
 /// The node id (hex of the ed25519 public key) a peer id names, when it names an
 /// ed25519 key inline (every hanzo node's does). `None` for any other kind of peer id:
 /// such a peer cannot have signed a receipt.
+///
+/// The key's bytes are read as the peer id carries them, not decompressed into a
+/// curve point (a submitter asks this for every result it checks): whether they are
+/// a valid key is for the receipt's signature check to find, and
+/// [`parse_peer_id`] checks it for a peer id written by hand.
 pub fn node_id(peer: &PeerId) -> Option<String> {
     let mh = peer.as_ref();
-    // Identity multihash (code 0): the digest is the protobuf-encoded public key.
+    // Identity multihash (code 0): the digest is the protobuf-encoded public key, as
+    // libp2p writes it: field 1 (the key type) = 1 (Ed25519), field 2 (the key) = 32
+    // bytes. A connection's peer id is made from that encoding by the handshake.
     if mh.code() != 0 {
         return None;
     }
-    let key = PublicKey::try_decode_protobuf(mh.digest()).ok()?;
-    let ed = key.try_into_ed25519().ok()?;
-    Some(hex::encode(ed.to_bytes()))
+    match mh.digest() {
+        [0x08, 0x01, 0x12, 0x20, key @ ..] if key.len() == 32 => Some(hex::encode(key)),
+        _ => None,
+    }
 }
 
 /// The peer id of the node whose receipts carry `node_id`.
@@ -42,7 +50,10 @@ pub fn parse_peer_id(what: &str, s: &str) -> Result<PeerId, NetworkError> {
     let peer = s
         .parse::<PeerId>()
         .map_err(|e| NetworkError::bad(what, s, &e.to_string()))?;
-    if node_id(&peer).is_none() {
+    let key = PublicKey::try_decode_protobuf(peer.as_ref().digest())
+        .ok()
+        .and_then(|k| k.try_into_ed25519().ok());
+    if peer.as_ref().code() != 0 || key.is_none() || node_id(&peer).is_none() {
         return Err(NetworkError::bad(what, s, "not the peer id of an ed25519 key"));
     }
     Ok(peer)
@@ -61,6 +72,22 @@ mod tests {
         assert_eq!(peer_id_of_node(key.id()).unwrap(), peer);
         assert!(peer.to_string().starts_with("12D3KooW"), "{peer}");
         assert!(hanzo_compute::looks_like_peer_id(&peer.to_string()));
+    }
+
+    #[test]
+    fn a_peer_id_whose_key_is_no_curve_point_is_refused_where_written_by_hand() {
+        // 32 bytes that do not decompress to a point: node_id reads them (a receipt
+        // can never verify against them), parse_peer_id refuses them.
+        let bad = (0u8..=255)
+            .map(|i| [i; 32])
+            .find(|b| ed25519::PublicKey::try_from_bytes(b).is_err())
+            .expect("some byte pattern is not a point");
+        let mut digest = vec![0x08, 0x01, 0x12, 0x20];
+        digest.extend_from_slice(&bad);
+        let mh = libp2p::multihash::Multihash::<64>::wrap(0, &digest).unwrap();
+        let peer = PeerId::from_multihash(mh).unwrap();
+        assert_eq!(node_id(&peer), Some(hex::encode(bad)));
+        assert!(parse_peer_id("placement", &peer.to_string()).is_err());
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub enum Conduct {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
+    /// The peer id and node id as text, made once: a submitter lists its peers for
+    /// every job it places, and the node id costs a point decompression.
+    pub names: (String, Option<String>),
     pub advert: Option<Advert>,
     pub addrs: BTreeSet<Multiaddr>,
     pub last_seen: Instant,
@@ -98,6 +101,7 @@ impl PeerTable {
             }
         }
         self.entries.entry(peer).or_insert_with(|| Entry {
+            names: (peer.to_string(), crate::identity::node_id(&peer)),
             advert: None,
             addrs: BTreeSet::new(),
             last_seen: Instant::now(),
@@ -193,7 +197,7 @@ impl PeerTable {
             .iter()
             .filter(|(_, e)| e.connected || now.duration_since(e.last_seen) <= timeout)
             .filter(|(_, e)| e.connected || e.advert.is_some())
-            .map(|(p, e)| info(p, e))
+            .map(|(_, e)| info(e))
             .collect();
         out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
         out
@@ -205,11 +209,11 @@ impl PeerTable {
     }
 }
 
-fn info(peer: &PeerId, e: &Entry) -> PeerInfo {
+fn info(e: &Entry) -> PeerInfo {
     let advert = e.advert.as_ref();
     PeerInfo {
-        peer_id: peer.to_string(),
-        node_id: crate::identity::node_id(peer),
+        peer_id: e.names.0.clone(),
+        node_id: e.names.1.clone(),
         addrs: e.addrs.iter().map(|a| a.to_string()).collect(),
         runtimes: advert.map(|a| a.runtimes.clone()).unwrap_or_default(),
         resources: advert
