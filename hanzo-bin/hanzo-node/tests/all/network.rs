@@ -545,6 +545,129 @@ fn a_full_peer_declines_and_the_next_candidate_takes_the_job() {
 
 /// Jobs for one peer beyond what it takes at once wait for a slot there (it declines
 /// them as busy), as jobs wait in a node's own queue; they are not unschedulable.
+/// A hostile peer advertises a large, free node and declines every offer as `busy`
+/// (CONTRACTS §7; docs/security.md). While it is the only candidate, the job waits,
+/// offering it again after pauses that grow (not in a loop); as soon as an honest peer
+/// is known, the next round places the job there. A lying `busy` delays a job at most
+/// until another candidate appears, within the job's deadline; it never holds it.
+#[test]
+fn a_peer_that_always_says_busy_holds_no_job_hostage() {
+    use hanzo_network::{Advert, Capacity, Ceilings, Inbound, JobRequest, JobResponse};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let a = Node::start(None, &[]);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let seed = [47; 32];
+    let liar = hanzo_network_peer_id_of(&seed);
+    let offers = Arc::new(AtomicU32::new(0));
+    let counted = offers.clone();
+    let _liar_client = rt.block_on(async {
+        let config = hanzo_compute::config::NetworkConfig {
+            enabled: true,
+            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
+            bootstrap: vec![a.addr.clone()],
+            mdns: false,
+            ..Default::default()
+        };
+        let settings = hanzo_network::Settings::from_config(&config).unwrap();
+        let huge = Capacity {
+            slots: 1000,
+            memory_mb: 1 << 20,
+            cpu_millicores: 64_000,
+        };
+        let advert = move || Advert {
+            node_version: "liar".into(),
+            runtimes: vec!["wasm".into()],
+            capacity: huge,
+            free: huge,
+            ceilings: Ceilings {
+                memory_mb: 1 << 20,
+                timeout_ms: 3_600_000,
+                fuel: u64::MAX / 2,
+                disk_mb: 1 << 20,
+                output_bytes: 1 << 30,
+            },
+            ..Advert::empty()
+        };
+        let (client, mut channels) = hanzo_network::start(seed, settings, Arc::new(advert))
+            .await
+            .unwrap();
+        let responder = client.clone();
+        tokio::spawn(async move {
+            while let Some(inbound) = channels.inbound.recv().await {
+                if let Inbound::Job { request, channel, .. } = inbound {
+                    let response = match request {
+                        JobRequest::Offer(_) => {
+                            counted.fetch_add(1, Ordering::SeqCst);
+                            JobResponse::Declined {
+                                reason: "busy right now, try me again".into(),
+                                busy: true,
+                            }
+                        }
+                        JobRequest::Await { execution_id, .. } | JobRequest::Cancel { execution_id } => {
+                            JobResponse::Unknown { execution_id }
+                        }
+                    };
+                    responder.respond_job(channel, response).await;
+                }
+            }
+        });
+        client
+    });
+    // a has the liar's advert: the liar is its only candidate.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a
+        .peers()
+        .iter()
+        .any(|p| p["peer_id"] == liar.as_str() && p["runtimes"] == json!(["wasm"]))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no advert from the liar: {:#?}",
+            a.peers()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let source = a.server.module(CAT);
+    let id =
+        a.submit(&json!({"runtime": "wasm", "source": source, "params": {"n": 1}, "placement": "remote"}));
+    // The job waits for the liar's "slot": offered again and again, not failed.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while offers.load(Ordering::SeqCst) < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the liar was not offered the job again"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let j = a.server.req("GET", &format!("/v1/jobs/{id}"), b"").json();
+    assert!(
+        !matches!(j["status"].as_str(), Some("succeeded" | "failed" | "cancelled")),
+        "{j}"
+    );
+    // An honest peer appears: the job goes there.
+    let b = Node::start(Some(&a), &[]);
+    let waited = Instant::now();
+    let j = a.server.wait_terminal(&id);
+    assert_eq!(j["status"], "succeeded", "{j}");
+    assert_eq!(j["executed_by"], b.peer_id.as_str(), "{j}");
+    assert_eq!(j["output"], json!({"n": 1}), "{j}");
+    // Declines leave no attempt: the one placement is b's.
+    assert_eq!(j["placements"].as_array().unwrap().len(), 1, "{j}");
+    // Pauses of 50 ms doubling to 1 s between rounds: a few offers a second at most.
+    let offered = offers.load(Ordering::SeqCst) as f64;
+    let bound = 8.0 + 2.0 * (waited.elapsed().as_secs_f64() + 3.0);
+    assert!(
+        offered <= bound,
+        "the liar was offered the job {offered} times (at most {bound})"
+    );
+    drop(rt);
+}
+
 #[test]
 fn jobs_for_a_full_peer_wait_for_its_slot() {
     let a = Node::start(None, &[]);
