@@ -132,20 +132,28 @@ impl Node {
 
     /// Waits (at most 30 s) until this node has an advert from each of `others`.
     pub fn wait_for_peers(&self, others: &[&Node]) {
+        let ids: Vec<&str> = others.iter().map(|n| n.peer_id.as_str()).collect();
+        self.wait_for_adverts(&ids, String::new);
+    }
+
+    /// Waits (at most 30 s) until this node has an advert offering WASM from each of
+    /// the peers `ids`; `context` adds to the failure's message (a node's log).
+    pub fn wait_for_adverts(&self, ids: &[&str], context: impl Fn() -> String) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let peers = self.peers();
-            let seen = |n: &&Node| {
+            let seen = |id: &&str| {
                 peers
                     .iter()
-                    .any(|p| p["peer_id"] == n.peer_id.as_str() && p["runtimes"] == json!(["wasm"]))
+                    .any(|p| p["peer_id"] == *id && p["runtimes"] == json!(["wasm"]))
             };
-            if others.iter().all(seen) {
+            if ids.iter().all(seen) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "no adverts from all of them: {peers:#?}"
+                "no adverts from all of {ids:?}: {peers:#?}\n{}",
+                context()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -425,6 +433,15 @@ fn a_job_no_node_can_take_is_unschedulable_saying_why() {
 /// A peer made of the node's own network crate and nothing else, bootstrapped from
 /// `node`: what a hostile or lying peer is built from.
 async fn raw_peer(node: &Node, seed: [u8; 32]) -> (hanzo_network::Client, hanzo_network::Channels) {
+    raw_peer_advertising(node, seed, std::sync::Arc::new(hanzo_network::Advert::empty)).await
+}
+
+/// [`raw_peer`] publishing the adverts `advert` makes.
+async fn raw_peer_advertising(
+    node: &Node,
+    seed: [u8; 32],
+    advert: std::sync::Arc<dyn Fn() -> hanzo_network::Advert + Send + Sync>,
+) -> (hanzo_network::Client, hanzo_network::Channels) {
     let config = hanzo_compute::config::NetworkConfig {
         enabled: true,
         listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
@@ -433,8 +450,15 @@ async fn raw_peer(node: &Node, seed: [u8; 32]) -> (hanzo_network::Client, hanzo_
         ..Default::default()
     };
     let settings = hanzo_network::Settings::from_config(&config).unwrap();
-    hanzo_network::start(seed, settings, std::sync::Arc::new(hanzo_network::Advert::empty))
-        .await
+    hanzo_network::start(seed, settings, advert).await.unwrap()
+}
+
+/// The runtime a test's own raw peer runs on (two workers, like a small node).
+fn peer_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
         .unwrap()
 }
 
@@ -556,24 +580,12 @@ fn a_peer_that_always_says_busy_holds_no_job_hostage() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
     let a = Node::start(None, &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = peer_runtime();
     let seed = [47; 32];
     let liar = hanzo_network_peer_id_of(&seed);
     let offers = Arc::new(AtomicU32::new(0));
     let counted = offers.clone();
     let _liar_client = rt.block_on(async {
-        let config = hanzo_compute::config::NetworkConfig {
-            enabled: true,
-            listen: vec!["/ip4/127.0.0.1/tcp/0".into()],
-            bootstrap: vec![a.addr.clone()],
-            mdns: false,
-            ..Default::default()
-        };
-        let settings = hanzo_network::Settings::from_config(&config).unwrap();
         let huge = Capacity {
             slots: 1000,
             memory_mb: 1 << 20,
@@ -593,9 +605,7 @@ fn a_peer_that_always_says_busy_holds_no_job_hostage() {
             },
             ..Advert::empty()
         };
-        let (client, mut channels) = hanzo_network::start(seed, settings, Arc::new(advert))
-            .await
-            .unwrap();
+        let (client, mut channels) = raw_peer_advertising(&a, seed, Arc::new(advert)).await;
         let responder = client.clone();
         tokio::spawn(async move {
             while let Some(inbound) = channels.inbound.recv().await {
@@ -619,19 +629,7 @@ fn a_peer_that_always_says_busy_holds_no_job_hostage() {
         client
     });
     // a has the liar's advert: the liar is its only candidate.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !a
-        .peers()
-        .iter()
-        .any(|p| p["peer_id"] == liar.as_str() && p["runtimes"] == json!(["wasm"]))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no advert from the liar: {:#?}",
-            a.peers()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    a.wait_for_adverts(&[&liar], String::new);
     let source = a.server.module(CAT);
     let id =
         a.submit(&json!({"runtime": "wasm", "source": source, "params": {"n": 1}, "placement": "remote"}));
@@ -774,11 +772,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
     // A lying submitter, built from the node's own network crate: it offers a job for
     // one module and serves other bytes.
     let node = Node::start(None, &[]);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = peer_runtime();
     rt.block_on(async {
         use hanzo_network::{ChunkResponse, Inbound, JobRequest, JobResponse, Offer};
         let (liar, mut channels) = raw_peer(&node, [42; 32]).await;
@@ -947,19 +941,7 @@ fn a_partitioned_executor_loses_its_attempt_and_is_told_to_cancel_when_the_link_
     let spare = Node::start(Some(&s), &[("HANZO_NETWORK_PRICE_PER_JOB", "1000")]);
     island.start(&on_link);
     let island_id = island.peer_id();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !s
-        .peers()
-        .iter()
-        .any(|p| p["peer_id"] == island_id.as_str() && p["runtimes"] == json!(["wasm"]))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no advert from the island: {}",
-            island.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    s.wait_for_adverts(&[&island_id], || island.log());
     s.wait_for_peers(&[&spare]);
 
     let source = s.server.module(&sleep_wat(20));
@@ -1369,11 +1351,7 @@ fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
     let other = image_id(network_other_image());
     assert_ne!(id, other);
     let node = Node::start(None, &DOCKER_NODE);
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = peer_runtime();
     rt.block_on(async {
         use hanzo_network::{JobRequest, JobResponse, Offer};
         let (peer_client, _channels) = raw_peer(&node, [43; 32]).await;
