@@ -660,12 +660,12 @@ fn result_of(execution_id: &str, o: &JobOutcome) -> RemoteResult {
             } else {
                 "failed"
             };
+            // As the store records it (`JobError`), so that both paths agree.
             let e = hanzo_jobstore::JobError::from(e);
             (status, None, Some((e.code, e.message)))
         }
     };
-    let mut logs = o.logs.clone();
-    logs.truncate(MAX_REMOTE_LOG_BYTES);
+    let logs = o.logs[..o.logs.len().min(MAX_REMOTE_LOG_BYTES)].to_vec();
     RemoteResult {
         execution_id: execution_id.to_string(),
         status: status.to_string(),
