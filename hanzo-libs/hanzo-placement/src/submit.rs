@@ -332,8 +332,8 @@ enum Followed {
 enum End {
     /// Handed to this node's scheduler, whose hooks record the rest.
     Local,
-    /// Recorded by the hooks with this outcome, and the attempt that gave it ended
-    /// with this outcome in the same breath.
+    /// Recorded by the hooks with this outcome; with the attempt that gave it and how
+    /// that attempt ended, when one did (written together, see `place`).
     Done(Box<JobOutcome>, Option<(String, PlacementOutcome)>),
     /// Already recorded (cancelled before it started).
     Recorded,
@@ -734,9 +734,6 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
             Settled::Retry(format!("lost: {why}"))
         }
         Followed::Cancelled(r) => {
-            let _ = store
-                .end_placement(execution_id, PlacementOutcome::Cancelled, None)
-                .await;
             let mut outcome = JobOutcome {
                 job_id: job.id.clone(),
                 result: Err(ComputeError::Cancelled),
@@ -747,7 +744,11 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
             if let Some(r) = r {
                 outcome.logs = r.logs;
             }
-            Settled::Final(End::Done(Box::new(outcome), None))
+            // The attempt's end is written with the job's (see `place`).
+            Settled::Final(End::Done(
+                Box::new(outcome),
+                Some((execution_id.to_string(), PlacementOutcome::Cancelled)),
+            ))
         }
     }
 }

@@ -642,7 +642,7 @@ fn a_peer_that_always_says_busy_holds_no_job_hostage() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let j = a.server.req("GET", &format!("/v1/jobs/{id}"), b"").json();
+    let j = a.server.job(&id);
     assert!(
         !matches!(j["status"].as_str(), Some("succeeded" | "failed" | "cancelled")),
         "{j}"
@@ -664,6 +664,33 @@ fn a_peer_that_always_says_busy_holds_no_job_hostage() {
         "the liar was offered the job {offered} times (at most {bound})"
     );
     drop(rt);
+}
+
+/// A job running on a peer, cancelled on the node it was submitted to: the peer is
+/// told to stop, the job ends `cancelled`, and its attempt is recorded `cancelled`.
+#[test]
+fn a_job_cancelled_on_its_submitter_stops_on_the_peer() {
+    let a = Node::start(None, &[]);
+    let b = Node::start(Some(&a), &[]);
+    a.wait_for_peers(&[&b]);
+    let source = a.server.module(&sleep_wat(30));
+    let id = a.submit(&json!({"runtime": "wasm", "source": source, "placement": {"peer": b.peer_id}}));
+    a.server
+        .wait_status(&id, |st| st == "running", Duration::from_secs(30));
+    let r = a.server.req("POST", &format!("/v1/jobs/{id}/cancel"), b"");
+    assert_eq!(r.status, 202, "{}", r.text());
+    let j = a.server.wait_terminal(&id);
+    assert_eq!(j["status"], "cancelled", "{j}");
+    let p = j["placements"].as_array().unwrap();
+    assert_eq!(p.len(), 1, "{j}");
+    assert_eq!(p[0]["peer_id"], b.peer_id.as_str(), "{j}");
+    assert_eq!(p[0]["outcome"], "cancelled", "{j}");
+    // b's copy stopped too, long before its 30 s.
+    let theirs = b.server.req("GET", "/v1/jobs", b"").json();
+    let theirs = theirs["jobs"].as_array().unwrap();
+    assert_eq!(theirs.len(), 1, "{theirs:?}");
+    let theirs = b.server.wait_terminal(theirs[0]["id"].as_str().unwrap());
+    assert_eq!(theirs["status"], "cancelled", "{theirs}");
 }
 
 #[test]
