@@ -50,10 +50,10 @@ pub fn parse_peer_id(what: &str, s: &str) -> Result<PeerId, NetworkError> {
     let peer = s
         .parse::<PeerId>()
         .map_err(|e| NetworkError::bad(what, s, &e.to_string()))?;
-    let key = PublicKey::try_decode_protobuf(peer.as_ref().digest())
-        .ok()
-        .and_then(|k| k.try_into_ed25519().ok());
-    if peer.as_ref().code() != 0 || key.is_none() || node_id(&peer).is_none() {
+    // node_id reads the key's bytes; here they must also be a curve point.
+    let point =
+        || PublicKey::try_decode_protobuf(peer.as_ref().digest()).is_ok_and(|k| k.try_into_ed25519().is_ok());
+    if node_id(&peer).is_none() || !point() {
         return Err(NetworkError::bad(what, s, "not the peer id of an ed25519 key"));
     }
     Ok(peer)

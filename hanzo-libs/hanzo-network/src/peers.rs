@@ -29,7 +29,7 @@ pub enum Conduct {
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     /// The peer id and node id as text, made once: a submitter lists its peers for
-    /// every job it places, and the node id costs a point decompression.
+    /// every job it places, and the peer id's base58 was a measurable part of that.
     pub names: (String, Option<String>),
     pub advert: Option<Advert>,
     pub addrs: BTreeSet<Multiaddr>,
