@@ -237,15 +237,22 @@ fn behaviour(
 
     let gossip_config = gossipsub::ConfigBuilder::default()
         .heartbeat_interval(Duration::from_secs(1))
-        // Strict: every message carries its author's signature and sequence number,
-        // and both are checked before this node sees it.
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        // Anonymous: gossipsub adds no source, sequence number or signature, and
+        // accepts no message that has one. Adverts are sealed by their node and
+        // checked once per distinct message (advert.rs says why: strict mode checks a
+        // signature on every duplicate copy).
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        // A message is named by its bytes, so a forgery cannot take a genuine
+        // advert's id (and have it dropped as a duplicate).
+        .message_id_fn(|m: &gossipsub::Message| {
+            use sha2::Digest as _;
+            gossipsub::MessageId::from(sha2::Sha256::digest(&m.data).to_vec())
+        })
         // Each advert is checked by the node (advert.rs) before it is forwarded.
         .validate_messages()
         .max_transmit_size(MAX_ADVERT_BYTES + 1024)
         .build()?;
-    let mut gossipsub =
-        gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), gossip_config)?;
+    let mut gossipsub = gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, gossip_config)?;
     gossipsub.subscribe(&gossipsub::IdentTopic::new(ADVERT_TOPIC))?;
 
     let mdns = if s.mdns {

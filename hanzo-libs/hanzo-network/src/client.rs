@@ -121,13 +121,15 @@ pub async fn start(
     settings: Settings,
     advert: AdvertSource,
 ) -> Result<(Client, Channels), NetworkError> {
-    let swarm = behaviour::build(crate::identity::keypair(seed), &settings)?;
-    launch(swarm, settings, advert, None).await
+    let key = crate::identity::keypair(seed);
+    let swarm = behaviour::build(key.clone(), &settings)?;
+    launch(swarm, key, settings, advert, None).await
 }
 
 /// Binds, dials the bootstrap nodes and spawns the event loop of a built swarm.
 async fn launch(
     mut swarm: libp2p::Swarm<behaviour::Behaviour>,
+    key: libp2p::identity::Keypair,
     settings: Settings,
     advert: AdvertSource,
     wire: Option<Arc<WireBytes>>,
@@ -145,7 +147,7 @@ async fn launch(
     let (sender, commands) = mpsc::channel(256);
     let (inbound_tx, inbound) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1024);
-    let mut event_loop = EventLoop::new(swarm, settings, commands, inbound_tx, events.clone(), advert);
+    let mut event_loop = EventLoop::new(swarm, settings, commands, inbound_tx, events.clone(), advert, key);
     // Bind before returning, so that `listen_addrs` is complete at once.
     event_loop.await_listeners().await?;
     tokio::spawn(event_loop.run());
@@ -173,8 +175,9 @@ impl Client {
         advert: AdvertSource,
     ) -> Result<(Client, Channels), NetworkError> {
         let wire = Arc::new(WireBytes::default());
-        let swarm = behaviour::build_memory(crate::identity::keypair(seed), &settings, wire.clone())?;
-        launch(swarm, settings, advert, Some(wire)).await
+        let key = crate::identity::keypair(seed);
+        let swarm = behaviour::build_memory(key.clone(), &settings, wire.clone())?;
+        launch(swarm, key, settings, advert, Some(wire)).await
     }
 
     /// Bytes (sent, received) on this node's connections since start, below noise;

@@ -9,6 +9,7 @@ use crate::protocol::{ADVERT_TOPIC, ChunkRequest, ChunkResponse, JobRequest, Job
 use crate::settings::Settings;
 use crate::{NetworkError, identity};
 use futures::StreamExt;
+use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
@@ -138,6 +139,8 @@ pub(crate) struct EventLoop {
     relay_capable: HashSet<PeerId>,
     /// Relays this node asked for a slot (a `/p2p-circuit` listener each).
     relays: HashSet<PeerId>,
+    /// The node's key, which seals its adverts.
+    key: Keypair,
 }
 
 /// The OS's reason inside a transport error.
@@ -156,8 +159,10 @@ impl EventLoop {
         inbound: mpsc::Sender<Inbound>,
         events: broadcast::Sender<PeerEvent>,
         advert: AdvertSource,
+        key: Keypair,
     ) -> Self {
         EventLoop {
+            key,
             swarm,
             settings,
             commands,
@@ -333,7 +338,7 @@ impl EventLoop {
             .swarm
             .behaviour_mut()
             .gossipsub
-            .publish(topic, advert.encode())
+            .publish(topic, advert.seal(&self.key))
         {
             Ok(_) => {
                 self.metrics.adverts_published += 1;
@@ -598,24 +603,16 @@ impl EventLoop {
 
     fn on_advert(&mut self, via: PeerId, id: gossipsub::MessageId, message: gossipsub::Message) {
         use gossipsub::MessageAcceptance as A;
-        let Some(source) = message.source else {
-            self.swarm
-                .behaviour_mut()
-                .gossipsub
-                .report_message_validation_result(&id, &via, A::Reject);
-            return;
-        };
-        let signer = identity::node_id(&source);
+        let peers = &self.peers;
         let verdict = Advert::check(
             &message.data,
-            signer.as_deref(),
-            self.peers.last_advert_ms(&source),
+            |source| peers.last_advert_ms(source),
             self.settings.advert_interval / 2,
             self.settings.peer_timeout,
             now_ms(),
         );
         let acceptance = match verdict {
-            Verdict::Accept(advert) => {
+            Verdict::Accept(advert, source) => {
                 if source != *self.swarm.local_peer_id() {
                     self.metrics.adverts_accepted += 1;
                     self.peers.set_advert(source, *advert);
@@ -624,12 +621,12 @@ impl EventLoop {
             }
             Verdict::Ignore(why) => {
                 self.metrics.adverts_ignored += 1;
-                tracing::trace!(%source, why, "advert ignored");
+                tracing::trace!(%via, why, "advert ignored");
                 A::Ignore
             }
             Verdict::Reject(why) => {
                 self.metrics.adverts_rejected += 1;
-                tracing::debug!(%source, %via, why, "advert rejected");
+                tracing::debug!(%via, why, "advert rejected");
                 self.peers.report(via, Conduct::Bad);
                 A::Reject
             }

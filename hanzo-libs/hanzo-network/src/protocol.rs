@@ -4,7 +4,7 @@
 //! is decoded) and one gossipsub topic:
 //! - `/hanzo/jobs/1`: offer a job, await its result, cancel it.
 //! - `/hanzo/modules/1`: fetch code by sha256, one chunk per request.
-//! - `hanzo/adverts/1`: every node's signed advert ([`Advert`](crate::Advert)).
+//! - `hanzo/adverts/2`: every node's sealed advert ([`Advert`](crate::Advert)).
 //!
 //! Values that are JSON in the node (job specs, outputs, receipts) travel as JSON
 //! text, not as CBOR values: the receiver parses them with the same code and limits
@@ -21,7 +21,7 @@ pub const KAD_PROTOCOL: &str = "/hanzo/kad/1";
 /// The identify protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/hanzo/1";
 /// The gossipsub topic adverts are published on.
-pub const ADVERT_TOPIC: &str = "hanzo/adverts/1";
+pub const ADVERT_TOPIC: &str = "hanzo/adverts/2";
 
 /// The largest request a node reads: a job spec is at most 1 MiB in the API, plus
 /// the envelope.

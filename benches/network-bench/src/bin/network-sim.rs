@@ -675,7 +675,7 @@ async fn simulate(args: &Args, n: usize) -> Result<Value> {
         a.node_id = "0".repeat(64);
         a.addrs = vec![format!("/memory/{}", base_port + 1)];
         a.issued_at_ms = hanzo_network::advert::now_ms();
-        a.encode().len()
+        a.encode().len() + hanzo_network::advert::SEAL_BYTES
     };
     let per_node_s = |x: u64| x as f64 / n as f64 / window;
     eprintln!(
