@@ -69,6 +69,11 @@ struct Args {
     /// Receivers whose advert tables are polled for formation (all n-1 sources each).
     #[arg(long, default_value_t = 100)]
     sample: usize,
+    /// Seconds of the propagation phase, when shorter than the advert interval: only
+    /// the sources whose next advert falls in it are measured (the traffic is the
+    /// same per second). Large networks have intervals of many minutes.
+    #[arg(long)]
+    propagation_window_s: Option<u64>,
     /// Receivers polled for the propagation delays.
     #[arg(long, default_value_t = 20)]
     propagation_sample: usize,
@@ -156,6 +161,9 @@ fn parent(args: &Args) -> Result<()> {
             .stderr(Stdio::inherit());
         if let Some(ms) = args.advert_interval_ms {
             cmd.arg("--advert-interval-ms").arg(ms.to_string());
+        }
+        if let Some(s) = args.propagation_window_s {
+            cmd.arg("--propagation-window-s").arg(s.to_string());
         }
         if let Some(j) = args.jobs {
             cmd.arg("--jobs").arg(j.to_string());
@@ -598,22 +606,28 @@ async fn simulate(args: &Args, n: usize) -> Result<Value> {
     let snap0 = snapshot(&nodes, t_base).await;
     let churn0 = [churn[0].load(Ordering::Relaxed), churn[1].load(Ordering::Relaxed)];
     let (cpu_p0, t_p0) = (cpu_s(), Instant::now());
+    let p0_ms = t_base.elapsed().as_millis() as u64;
     round.store(1, Ordering::Relaxed);
+    // The sources measured: those whose first advert of the new round is published
+    // within `span` (every node when the span is the interval).
+    let span = args
+        .propagation_window_s
+        .map_or(interval, |s| Duration::from_secs(s).min(interval));
+    let span_end_ms = p0_ms + span.as_millis() as u64;
+    let in_span = |j: usize| {
+        published[j]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .is_some_and(|&t| t <= span_end_ms)
+    };
     let mut seen: Vec<Vec<Option<u64>>> = vec![vec![None; n]; psample.len()];
-    let limit = (interval * 2 + Duration::from_secs(30)).min(phase_limit);
+    let limit = (span * 2 + Duration::from_secs(30)).min(phase_limit);
     let ppoll = Duration::from_millis(250);
-    // Polled until every sampled pair is seen; the traffic is taken over at least one
-    // whole interval (every node publishes in it).
-    let mut complete = false;
+    // Polled until the span is over and every sampled pair of a source that
+    // published in it is seen; the traffic is taken over the whole span.
     let mut ppoll_round = 0f64;
     loop {
-        if complete {
-            if t_p0.elapsed() >= interval || t_p0.elapsed() > limit {
-                break;
-            }
-            tokio::time::sleep(ppoll).await;
-            continue;
-        }
         let ask: Vec<(usize, usize)> = psample.iter().copied().enumerate().collect();
         let t_ask = t_base.elapsed().as_secs_f64();
         for (k, got, at) in poll(&nodes, &ask, t_base, index.clone()).await {
@@ -624,11 +638,14 @@ async fn simulate(args: &Args, n: usize) -> Result<Value> {
             }
         }
         ppoll_round = ppoll_round.max(t_base.elapsed().as_secs_f64() - t_ask);
-        complete = psample
-            .iter()
-            .enumerate()
-            .all(|(k, &r)| seen[k].iter().enumerate().all(|(j, s)| j == r || s.is_some()));
-        if t_p0.elapsed() > limit {
+        let complete = t_p0.elapsed() >= span
+            && psample.iter().enumerate().all(|(k, &r)| {
+                seen[k]
+                    .iter()
+                    .enumerate()
+                    .all(|(j, s)| j == r || s.is_some() || !in_span(j))
+            });
+        if complete || t_p0.elapsed() > limit {
             break;
         }
         tokio::time::sleep(ppoll).await;
@@ -644,10 +661,14 @@ async fn simulate(args: &Args, n: usize) -> Result<Value> {
     // known), and from the last one published before it was seen (the gossip's own
     // time, at most the poll interval too long).
     let (mut from_first, mut from_last) = (Vec::new(), Vec::new());
-    let mut missing = 0usize;
+    let (mut missing, mut outside) = (0usize, 0usize);
     for (k, &r) in psample.iter().enumerate() {
         for j in 0..n {
             if j == r {
+                continue;
+            }
+            if !in_span(j) {
+                outside += 1;
                 continue;
             }
             let p = &publications[j];
@@ -686,6 +707,8 @@ async fn simulate(args: &Args, n: usize) -> Result<Value> {
         "window_s": window,
         "pairs_seen": from_first.len(),
         "pairs_missing": missing,
+        "pairs_of_sources_outside_the_span": outside,
+        "span_s": span.as_secs_f64(),
         "delay_s": summary(from_first),
         "gossip_s": summary(from_last),
         "publications_per_node": pubs_per_node,
@@ -971,7 +994,7 @@ fn report(args: &Args, results: &[(usize, Result<Value, String>)], took: Duratio
     );
     let _ = writeln!(
         o,
-        "| nodes | interval s | pairs seen (missing) | first publication → held p50 / p90 / max s | last publication → held p50 / p99 / max s | poll round s | publications per node per interval | adverts delivered per node per s (ignored) | connections opened / closed per node per s | wire KB per node per s (sent + received) | wire bytes per delivered advert | CPU ms per node per s |"
+        "| nodes | interval (span measured) s | pairs seen (missing) | first publication → held p50 / p90 / max s | last publication → held p50 / p99 / max s | poll round s | publications per node per interval | adverts delivered per node per s (ignored) | connections opened / closed per node per s | wire KB per node per s (sent + received) | wire bytes per delivered advert | CPU ms per node per s |"
     );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (n, v) in &ok {
@@ -986,7 +1009,8 @@ fn report(args: &Args, results: &[(usize, Result<Value, String>)], took: Duratio
         let delivered = num("adverts_delivered_per_node_s");
         let _ = writeln!(
             o,
-            "| {n} | {interval:.0} | {} ({}) | {} / {} / {} | {} / {} / {} | {} | {:.1} | {delivered:.1} ({:.1}) | {:.2} / {:.2} | {:.1} | {} | {:.1} |",
+            "| {n} | {interval:.0} ({:.0}) | {} ({}) | {} / {} / {} | {} / {} / {} | {} | {:.1} | {delivered:.1} ({:.1}) | {:.2} / {:.2} | {:.1} | {} | {:.1} |",
+            num("span_s"),
             p["pairs_seen"],
             p["pairs_missing"],
             f(&p["delay_s"]["p50"], 2),
