@@ -160,11 +160,8 @@ impl Advert {
     /// [`SIGNING_CONTEXT`] and the JSON, then the JSON. `node_id` must be `key`'s.
     pub fn seal(&self, key: &Keypair) -> Vec<u8> {
         let json = self.encode();
-        let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + json.len());
-        signed.extend_from_slice(SIGNING_CONTEXT);
-        signed.extend_from_slice(&json);
         // Signing only fails for key types that cannot sign; a node's is ed25519.
-        let signature = key.sign(&signed).expect("an ed25519 key signs");
+        let signature = key.sign(&signed_bytes(&json)).expect("an ed25519 key signs");
         let mut out = Vec::with_capacity(SEAL_BYTES + json.len());
         out.extend_from_slice(&signature);
         out.extend_from_slice(&json);
@@ -228,14 +225,19 @@ impl Advert {
                 return Verdict::Ignore("advert rate over the limit");
             }
         }
-        let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + json.len());
-        signed.extend_from_slice(SIGNING_CONTEXT);
-        signed.extend_from_slice(json);
-        if !key.verify(&signed, signature) {
+        if !key.verify(&signed_bytes(json), signature) {
             return Verdict::Reject("advert not sealed by the node it names".into());
         }
         Verdict::Accept(Box::new(advert), from)
     }
+}
+
+/// What a seal signs: [`SIGNING_CONTEXT`], then the advert's JSON.
+fn signed_bytes(json: &[u8]) -> Vec<u8> {
+    let mut signed = Vec::with_capacity(SIGNING_CONTEXT.len() + json.len());
+    signed.extend_from_slice(SIGNING_CONTEXT);
+    signed.extend_from_slice(json);
+    signed
 }
 
 #[cfg(test)]
