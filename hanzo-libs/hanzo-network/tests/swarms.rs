@@ -469,3 +469,134 @@ async fn more_requests_to_one_peer_than_it_has_streams_for_wait_their_turn() {
     assert!((2..=48).contains(&most), "{most} requests were open at once");
     responder.abort();
 }
+
+/// A raw libp2p peer on the advert topic, publishing whatever bytes it likes.
+mod gossip {
+    use futures::StreamExt;
+    use libp2p::identity::Keypair;
+    use libp2p::swarm::SwarmEvent;
+    use libp2p::{Multiaddr, Swarm, gossipsub, noise, tcp, yamux};
+    use std::hash::{Hash, Hasher};
+    use std::time::Duration;
+
+    pub fn swarm(key: Keypair) -> Swarm<gossipsub::Behaviour> {
+        libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_| {
+                let config = gossipsub::ConfigBuilder::default()
+                    .validation_mode(gossipsub::ValidationMode::Anonymous)
+                    .message_id_fn(|m: &gossipsub::Message| {
+                        let mut h = std::collections::hash_map::DefaultHasher::new();
+                        m.data.hash(&mut h);
+                        gossipsub::MessageId::from(h.finish().to_be_bytes().to_vec())
+                    })
+                    .build()
+                    .unwrap();
+                let mut g =
+                    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Anonymous, config).unwrap();
+                g.subscribe(&gossipsub::IdentTopic::new(hanzo_network::protocol::ADVERT_TOPIC))
+                    .unwrap();
+                g
+            })
+            .unwrap()
+            .build()
+    }
+
+    /// Dials `addr` and drives the swarm until the node there is on the topic.
+    pub async fn join(swarm: &mut Swarm<gossipsub::Behaviour>, addr: &Multiaddr) {
+        swarm.dial(addr.clone()).unwrap();
+        let deadline = tokio::time::sleep(Duration::from_secs(15));
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => panic!("the node never joined the advert topic"),
+                event = swarm.select_next_some() => {
+                    if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { .. }) = event {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes `data` and keeps the swarm running for `for_how_long`, so that it goes out.
+    pub async fn publish(swarm: &mut Swarm<gossipsub::Behaviour>, data: Vec<u8>, for_how_long: Duration) {
+        swarm
+            .behaviour_mut()
+            .publish(
+                gossipsub::IdentTopic::new(hanzo_network::protocol::ADVERT_TOPIC),
+                data,
+            )
+            .unwrap();
+        let _ = tokio::time::timeout(for_how_long, async {
+            loop {
+                swarm.select_next_some().await;
+            }
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_advert_is_rejected_and_costs_the_peer_that_sent_it() {
+    let (a, _a_in) = node(31, vec![]).await;
+    let addr: libp2p::Multiaddr = a.listen_addrs().await.unwrap()[0].parse().unwrap();
+    let raw_key = hanzo_network::identity::keypair([32; 32]);
+    let raw_peer = raw_key.public().to_peer_id();
+    let victim = hanzo_network::identity::keypair([33; 32]);
+    let victim_peer = victim.public().to_peer_id();
+    let mut raw = gossip::swarm(raw_key.clone());
+    gossip::join(&mut raw, &addr).await;
+
+    let now = hanzo_network::advert::now_ms();
+    let advert_of = |key: &libp2p::identity::Keypair, at: u64| Advert {
+        node_id: hanzo_network::identity::node_id(&key.public().to_peer_id()).unwrap(),
+        addrs: vec!["/ip4/127.0.0.1/tcp/9".into()],
+        issued_at_ms: at,
+        ..advert()
+    };
+    // An advert naming another node (a free node with a low price), sealed by the raw
+    // peer's own key: the node must not believe it.
+    let forged = advert_of(&victim, now).seal(&raw_key);
+    gossip::publish(&mut raw, forged, Duration::from_millis(500)).await;
+    eventually("the forged advert to be rejected", || {
+        let a = a.clone();
+        async move { a.metrics().await.unwrap().adverts_rejected >= 1 }
+    })
+    .await;
+    let peers = a.peers().await.unwrap();
+    assert!(
+        !peers.iter().any(|p| p.peer_id == victim_peer.to_string()),
+        "the forged node is listed: {peers:?}"
+    );
+    let sender = peers
+        .iter()
+        .find(|p| p.peer_id == raw_peer.to_string())
+        .expect("the raw peer is listed");
+    assert!(
+        sender.reputation < hanzo_network::peers::INITIAL_REPUTATION,
+        "{sender:?}"
+    );
+    assert!(sender.version.is_none(), "{sender:?}");
+
+    // The same peer's own advert, sealed by its own key, is taken.
+    let own = advert_of(&raw_key, now + 1).seal(&raw_key);
+    gossip::publish(&mut raw, own, Duration::from_millis(500)).await;
+    eventually("the raw peer's own advert to be taken", || {
+        let a = a.clone();
+        let raw_peer = raw_peer.to_string();
+        async move {
+            a.peers()
+                .await
+                .unwrap()
+                .iter()
+                .any(|p| p.peer_id == raw_peer && p.version.is_some())
+        }
+    })
+    .await;
+    let m = a.metrics().await.unwrap();
+    assert_eq!(m.adverts_rejected, 1, "{m:?}");
+    assert_eq!(m.adverts_accepted, 1, "{m:?}");
+}
