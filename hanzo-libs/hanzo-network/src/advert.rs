@@ -21,7 +21,7 @@
 
 use crate::protocol::MAX_ADVERT_BYTES;
 use libp2p::PeerId;
-use libp2p::identity::{Keypair, PublicKey, ed25519};
+use libp2p::identity::{Keypair, PublicKey};
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -195,12 +195,8 @@ impl Advert {
         if advert.version != ADVERT_VERSION {
             return Verdict::Ignore("advert of another version");
         }
-        let key = match hex::decode(&advert.node_id)
-            .ok()
-            .and_then(|b| ed25519::PublicKey::try_from_bytes(&b).ok())
-        {
-            Some(k) => k,
-            None => return Verdict::Reject("advert naming no ed25519 key".into()),
+        let Ok(key) = crate::identity::key_of_node(&advert.node_id) else {
+            return Verdict::Reject("advert naming no ed25519 key".into());
         };
         if advert.addrs.len() > MAX_ADDRS
             || advert.addrs.iter().any(|a| a.len() > MAX_ADDR_LEN)

@@ -35,12 +35,16 @@ pub fn node_id(peer: &PeerId) -> Option<String> {
     }
 }
 
+/// The ed25519 public key a node id (hex) names.
+pub fn key_of_node(node_id: &str) -> Result<ed25519::PublicKey, NetworkError> {
+    let bytes = hex::decode(node_id).map_err(|_| NetworkError::bad("node id", node_id, "not hex"))?;
+    ed25519::PublicKey::try_from_bytes(&bytes)
+        .map_err(|_| NetworkError::bad("node id", node_id, "not an ed25519 public key"))
+}
+
 /// The peer id of the node whose receipts carry `node_id`.
 pub fn peer_id_of_node(node_id: &str) -> Result<PeerId, NetworkError> {
-    let bytes = hex::decode(node_id).map_err(|_| NetworkError::bad("node id", node_id, "not hex"))?;
-    let key = ed25519::PublicKey::try_from_bytes(&bytes)
-        .map_err(|_| NetworkError::bad("node id", node_id, "not an ed25519 public key"))?;
-    Ok(PublicKey::from(key).to_peer_id())
+    Ok(PublicKey::from(key_of_node(node_id)?).to_peer_id())
 }
 
 /// Parses a node's peer id as written in config, job specs and URLs. Every hanzo
