@@ -293,7 +293,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
                 .host
                 .code_dir()
                 .join("from-peers")
-                .join(format!("{sha}-{}", &crate::new_execution_id()[1..17]));
+                .join(format!("{sha}-{}", &hanzo_compute::new_job_id()[16..]));
             let path = dir.join(format!("tool.{ext}"));
             spec.source = path.display().to_string();
             Target::Script { dir, path }

@@ -313,9 +313,9 @@ impl Inner {
     }
 }
 
-/// A fresh execution id: 16 random bytes, hex.
+/// A fresh execution id: `x` and a time-ordered id ([`hanzo_compute::new_job_id`]), so
+/// that the indexes on execution ids (this node's attempts, and the executor's jobs)
+/// grow at their right edge.
 pub(crate) fn new_execution_id() -> String {
-    let mut b = [0u8; 16];
-    getrandom::fill(&mut b).expect("OS randomness");
-    format!("x{}", hex::encode(b))
+    format!("x{}", hanzo_compute::new_job_id())
 }

@@ -582,7 +582,8 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                     continue;
                 }
             };
-            tracing::info!(job = %job.id, %peer, execution = %execution_id, "placed on a peer");
+            // At debug: the access log and `job finished` already give a line per job.
+            tracing::debug!(job = %job.id, %peer, execution = %execution_id, "placed on a peer");
             // Accepted: record the attempt before anything else, so that a crash from
             // here on re-attaches to it rather than running the job twice. The job's
             // start (or next attempt) is queued right behind it: the store's writer

@@ -86,7 +86,7 @@ impl Drop for NodeContainers {
 }
 
 fn unique_name() -> String {
-    format!("web-{}", &hanzo_compute::new_job_id()[..8])
+    format!("web-{}", &hanzo_compute::new_job_id()[24..])
 }
 
 /// busybox httpd on port 8080 serving a page that says `page`.

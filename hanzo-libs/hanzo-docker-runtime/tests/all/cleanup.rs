@@ -14,7 +14,7 @@ fn fake_tool_container(node: &str, kind: &str) -> ContainerGuard {
 
 /// The same, labelled as made by the process `owner` names (`<boot id>:<pid>:<start>`).
 fn owned_tool_container(node: &str, kind: &str, owner: Option<&str>) -> ContainerGuard {
-    let job = format!("orphan-{}", &hanzo_compute::new_job_id()[..8]);
+    let job = format!("orphan-{}", &hanzo_compute::new_job_id()[24..]);
     let mut args = vec![
         "create".to_string(),
         "--label".into(),

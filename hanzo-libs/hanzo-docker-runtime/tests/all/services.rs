@@ -53,7 +53,7 @@ async fn answers(endpoint: &str, within: Duration) -> bool {
 }
 
 fn unique_name() -> String {
-    format!("web-{}", &hanzo_compute::new_job_id()[..8])
+    format!("web-{}", &hanzo_compute::new_job_id()[24..])
 }
 
 /// Removes the service when the test ends, however it ends.

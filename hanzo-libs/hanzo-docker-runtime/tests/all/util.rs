@@ -288,7 +288,7 @@ pub fn text_tools() -> &'static str {
 /// A node id no other test uses: a runtime reaps every tool container labelled with its
 /// node id when it connects, so tests running side by side must not share one.
 pub fn unique_node_id() -> String {
-    format!("test-node-{}", &new_job_id()[..12])
+    format!("test-node-{}", &new_job_id()[20..])
 }
 
 /// The test configuration: images are local, so nothing is ever pulled.
