@@ -312,6 +312,13 @@ async fn candidates(
     (ranked, reasons)
 }
 
+/// The price table `peer` advertises now, if it is a live peer.
+async fn advertised_price(inner: &Inner, peer: PeerId) -> Option<Price> {
+    let peers = inner.net.peers().await.ok()?;
+    let id = peer.to_string();
+    peers.into_iter().find(|p| p.peer_id == id)?.price
+}
+
 /// Records why `peer` did not take the job, in place of what it said before.
 fn note(reasons: &mut Vec<(String, String)>, peer: PeerId, why: String) {
     let peer = peer.to_string();
@@ -438,11 +445,12 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                 // The peer may still be fetching the code: serve it again.
                 inner.code.share(peer, &code.sha256);
                 tracing::info!(job = %job.id, %peer, execution = %p.execution_id, "re-attaching to a job running on a peer");
-                let price = Price::default();
                 let attempt = Attempt {
                     peer,
                     execution_id: &p.execution_id,
-                    price,
+                    // Not stored with the attempt: read from the peer's advert when
+                    // the result is in (see `settle`).
+                    price: None,
                     lost_after: REATTACH_GRACE,
                     deadline,
                     early: None,
@@ -624,7 +632,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             let attempt = Attempt {
                 peer,
                 execution_id: &execution_id,
-                price,
+                price: Some(price),
                 lost_after: inner.options.lost_after,
                 deadline,
                 early,
@@ -672,7 +680,9 @@ enum Settled {
 struct Attempt<'a> {
     peer: PeerId,
     execution_id: &'a str,
-    price: Price,
+    /// The price it accepted the job at; `None` for an attempt re-attached after this
+    /// node restarted.
+    price: Option<Price>,
     lost_after: Duration,
     deadline: Instant,
     /// The result that came with the acceptance (a short job), if it did.
@@ -702,6 +712,13 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
                     Err(_) => PlacementOutcome::Failed,
                 };
                 if let Some(receipt) = &outcome.receipt {
+                    // A re-attached attempt's price was not stored: the one the peer
+                    // advertises now stands in (the same unless it changed its prices
+                    // meanwhile; none when it is not heard from).
+                    let price = match price {
+                        Some(p) => p,
+                        None => advertised_price(inner, peer).await.unwrap_or_default(),
+                    };
                     inner
                         .ledger
                         .owe(&peer.to_string(), crate::ledger::charge(receipt, &price));

@@ -776,7 +776,8 @@ fn the_job_of_a_killed_executor_finishes_on_another_peer() {
 
 #[test]
 fn a_killed_submitter_still_records_the_result_after_its_restart() {
-    let mut nodes = network(2, &[]);
+    // Priced, so that the charge the restarted submitter records can be checked.
+    let mut nodes = network(2, &[("HANZO_NETWORK_PRICE_PER_JOB", "7")]);
     let source = nodes[0].server.module(&sleep_wat(4));
     let id = nodes[0].submit(&json!({"runtime": "wasm", "source": source, "placement": "remote"}));
     let running = nodes[0]
@@ -792,6 +793,26 @@ fn a_killed_submitter_still_records_the_result_after_its_restart() {
     assert_eq!(j["placements"].as_array().unwrap().len(), 1, "{j}");
     assert_eq!(j["receipt"]["node_id"], nodes[1].node_id.as_str());
     assert!(nodes[0].log().contains("re-attaching"), "{}", nodes[0].log());
+    // The charge: the executor's at the price it accepted, the submitter's (whose
+    // record of that price died with it) at the price the executor advertises.
+    let owed = |n: &Node, field: &str, peer: &str| {
+        let r = n.server.req("GET", "/v1/ledger", b"");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        v["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["peer_id"] == peer)
+            .map(|a| a[field].as_u64().unwrap())
+            .unwrap_or_else(|| panic!("no account of {peer}: {v}"))
+    };
+    assert_eq!(owed(&nodes[0], "owed", &nodes[1].peer_id), 7);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while owed(&nodes[1], "earned", &nodes[0].peer_id) != 7 {
+        assert!(Instant::now() < deadline, "the executor never charged the job");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
