@@ -331,6 +331,8 @@ fn note(reasons: &mut Vec<(String, String)>, peer: PeerId, why: String) {
 /// How following an attempt ended.
 enum Followed {
     Result(RemoteResult),
+    /// A result that came with the acceptance and was checked then (see `run`).
+    Rejected(Rejected),
     Lost(String),
     Cancelled(Option<RemoteResult>),
 }
@@ -453,7 +455,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                     price: None,
                     lost_after: REATTACH_GRACE,
                     deadline,
-                    early: None,
+                    early: Early::None,
                 };
                 match settle(inner, job, sent, code, attempt).await {
                     Settled::Final(end) => return end,
@@ -592,6 +594,22 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
             };
             // At debug: the access log and `job finished` already give a line per job.
             tracing::debug!(job = %job.id, %peer, execution = %execution_id, "placed on a peer");
+            // A short job's result came with the acceptance. On a first attempt it is
+            // checked now, and a good one is recorded with its attempt in one go
+            // (`record_early`); a bad one goes the common way below, its rejection in
+            // hand.
+            let early = match early {
+                Some(r) if !started && r.execution_id == execution_id => {
+                    match check_result(job, sent, code, peer, *r) {
+                        Ok(outcome) => {
+                            return record_early(inner, job, peer, &execution_id, &price, outcome).await;
+                        }
+                        Err(rejected) => Early::Rejected(rejected),
+                    }
+                }
+                Some(r) => Early::Result(r),
+                None => Early::None,
+            };
             // Accepted: record the attempt before anything else, so that a crash from
             // here on re-attaches to it rather than running the job twice. The job's
             // start (or next attempt) is queued right behind it: the store's writer
@@ -675,6 +693,16 @@ enum Settled {
 }
 
 /// Follows an accepted attempt to its end and records it.
+/// What came with an acceptance.
+enum Early {
+    /// Nothing: the job was still running.
+    None,
+    /// The result, unchecked (an attempt after the first: see `run`).
+    Result(Box<RemoteResult>),
+    /// The result, checked and not taken.
+    Rejected(Rejected),
+}
+
 /// One accepted attempt: where it runs, under which id and price, and how long it may
 /// go unheard from and run in all.
 struct Attempt<'a> {
@@ -686,7 +714,7 @@ struct Attempt<'a> {
     lost_after: Duration,
     deadline: Instant,
     /// The result that came with the acceptance (a short job), if it did.
-    early: Option<Box<RemoteResult>>,
+    early: Early,
 }
 
 async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, attempt: Attempt<'_>) -> Settled {
@@ -700,48 +728,13 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
     } = attempt;
     let store = inner.host.store();
     let followed = match early {
-        Some(r) if r.execution_id == execution_id => Followed::Result(*r),
+        Early::Result(r) if r.execution_id == execution_id => Followed::Result(*r),
+        Early::Rejected(r) => Followed::Rejected(r),
         _ => follow(inner, job, peer, execution_id, lost_after, deadline).await,
     };
-    match followed {
-        Followed::Result(r) => match check_result(job, sent, code, peer, r) {
-            Ok(outcome) => {
-                let placement = match &outcome.result {
-                    Ok(_) => PlacementOutcome::Succeeded,
-                    Err(ComputeError::Cancelled) => PlacementOutcome::Cancelled,
-                    Err(_) => PlacementOutcome::Failed,
-                };
-                if let Some(receipt) = &outcome.receipt {
-                    // A re-attached attempt's price was not stored: the one the peer
-                    // advertises now stands in (the same unless it changed its prices
-                    // meanwhile; none when it is not heard from).
-                    let price = match price {
-                        Some(p) => p,
-                        None => advertised_price(inner, peer).await.unwrap_or_default(),
-                    };
-                    inner
-                        .ledger
-                        .owe(&peer.to_string(), crate::ledger::charge(receipt, &price));
-                }
-                inner.net.report(peer, Conduct::Good).await;
-                // The attempt's end is written with the job's (see `place`).
-                Settled::Final(End::Done(
-                    Box::new(outcome),
-                    Some((execution_id.to_string(), placement)),
-                ))
-            }
-            Err(Rejected { why, lie }) => {
-                let _ = store
-                    .end_placement(execution_id, PlacementOutcome::Failed, Some(&why))
-                    .await;
-                inner
-                    .net
-                    .report(peer, if lie { Conduct::Bad } else { Conduct::Neutral })
-                    .await;
-                tracing::warn!(job = %job.id, %peer, why = %why, "attempt failed; placing the job again");
-                Settled::Retry(why)
-            }
-        },
+    let checked = match followed {
+        Followed::Result(r) => check_result(job, sent, code, peer, r),
+        Followed::Rejected(r) => Err(r),
         Followed::Lost(why) => {
             let _ = store
                 .end_placement(execution_id, PlacementOutcome::Lost, Some(&why))
@@ -749,7 +742,7 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
             inner.net.report(peer, Conduct::Bad).await;
             tracing::warn!(job = %job.id, %peer, why = %why, "attempt lost; placing the job again");
             fence(inner.clone(), peer, execution_id.to_string());
-            Settled::Retry(format!("lost: {why}"))
+            return Settled::Retry(format!("lost: {why}"));
         }
         Followed::Cancelled(r) => {
             let mut outcome = JobOutcome {
@@ -763,12 +756,95 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
                 outcome.logs = r.logs;
             }
             // The attempt's end is written with the job's (see `place`).
-            Settled::Final(End::Done(
+            return Settled::Final(End::Done(
                 Box::new(outcome),
                 Some((execution_id.to_string(), PlacementOutcome::Cancelled)),
+            ));
+        }
+    };
+    match checked {
+        Ok(outcome) => {
+            let placement = placement_of(&outcome);
+            // A re-attached attempt's price was not stored: the one the peer advertises
+            // now stands in (the same unless it changed its prices meanwhile; none when
+            // it is not heard from).
+            let price = match price {
+                Some(p) => p,
+                None if outcome.receipt.is_some() => advertised_price(inner, peer).await.unwrap_or_default(),
+                None => Price::default(),
+            };
+            taken(inner, peer, &outcome, &price).await;
+            // The attempt's end is written with the job's (see `place`).
+            Settled::Final(End::Done(
+                Box::new(outcome),
+                Some((execution_id.to_string(), placement)),
             ))
         }
+        Err(Rejected { why, lie }) => {
+            let _ = store
+                .end_placement(execution_id, PlacementOutcome::Failed, Some(&why))
+                .await;
+            inner
+                .net
+                .report(peer, if lie { Conduct::Bad } else { Conduct::Neutral })
+                .await;
+            tracing::warn!(job = %job.id, %peer, why = %why, "attempt failed; placing the job again");
+            Settled::Retry(why)
+        }
     }
+}
+
+/// How an attempt whose result was taken ended.
+fn placement_of(outcome: &JobOutcome) -> PlacementOutcome {
+    match &outcome.result {
+        Ok(_) => PlacementOutcome::Succeeded,
+        Err(ComputeError::Cancelled) => PlacementOutcome::Cancelled,
+        Err(_) => PlacementOutcome::Failed,
+    }
+}
+
+/// A peer's result was taken: what it ran is owed at `price`, and it gains reputation.
+async fn taken(inner: &Inner, peer: PeerId, outcome: &JobOutcome, price: &Price) {
+    if let Some(receipt) = &outcome.receipt {
+        inner
+            .ledger
+            .owe(&peer.to_string(), crate::ledger::charge(receipt, price));
+    }
+    inner.net.report(peer, Conduct::Good).await;
+}
+
+/// Records a first attempt whose result came with its acceptance and was taken: the
+/// attempt, the job's start, the attempt's end and the job's end, queued in that order
+/// with no wait between them, so that they usually share one commit (they took two: the
+/// attempt and the start, then both ends after the check). The store's writer applies
+/// them in order, so a crash leaves a prefix of them: an attempt without its end is
+/// re-attached after a restart as before, and no end is stored without its attempt.
+/// A job cancelled meanwhile keeps its cancel (the store ends a job once); its attempt
+/// is recorded as what it was, a run that ended on the peer.
+async fn record_early(
+    inner: &Arc<Inner>,
+    job: &Job,
+    peer: PeerId,
+    execution_id: &str,
+    price: &Price,
+    outcome: JobOutcome,
+) -> End {
+    let store = inner.host.store();
+    let hooks = inner.host.hooks();
+    let peer_id = peer.to_string();
+    let (placed, _, _, ()) = tokio::join!(
+        store.add_placement(&job.id, &peer_id, execution_id),
+        hooks.starting(job),
+        store.end_placement(execution_id, placement_of(&outcome), None),
+        hooks.finished(job, &outcome),
+    );
+    if let Err(e) = placed {
+        // The job's end is recorded (or the hooks said why not); only the row naming
+        // the peer is missing.
+        tracing::error!(job = %job.id, %peer, error = %e, "cannot record the placement of a job that ended on a peer");
+    }
+    taken(inner, peer, &outcome, price).await;
+    End::Recorded
 }
 
 /// Long-polls the executor until the attempt ends, is lost or is cancelled.
