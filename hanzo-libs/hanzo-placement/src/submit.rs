@@ -692,7 +692,6 @@ enum Settled {
     Retry(String),
 }
 
-/// Follows an accepted attempt to its end and records it.
 /// What came with an acceptance.
 enum Early {
     /// Nothing: the job was still running.
@@ -717,6 +716,7 @@ struct Attempt<'a> {
     early: Early,
 }
 
+/// Follows an accepted attempt to its end and records it.
 async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, attempt: Attempt<'_>) -> Settled {
     let Attempt {
         peer,
