@@ -602,7 +602,7 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                 Some(r) if !started && r.execution_id == execution_id => {
                     match check_result(job, sent, code, peer, *r) {
                         Ok(outcome) => {
-                            return record_early(inner, job, peer, &execution_id, &price, outcome).await;
+                            return record_early(inner, job, peer, &execution_id, price, outcome).await;
                         }
                         Err(rejected) => Early::Rejected(rejected),
                     }
@@ -765,15 +765,7 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
     match checked {
         Ok(outcome) => {
             let placement = placement_of(&outcome);
-            // A re-attached attempt's price was not stored: the one the peer advertises
-            // now stands in (the same unless it changed its prices meanwhile; none when
-            // it is not heard from).
-            let price = match price {
-                Some(p) => p,
-                None if outcome.receipt.is_some() => advertised_price(inner, peer).await.unwrap_or_default(),
-                None => Price::default(),
-            };
-            taken(inner, peer, &outcome, &price).await;
+            taken(inner, peer, &outcome, price).await;
             // The attempt's end is written with the job's (see `place`).
             Settled::Final(End::Done(
                 Box::new(outcome),
@@ -803,12 +795,19 @@ fn placement_of(outcome: &JobOutcome) -> PlacementOutcome {
     }
 }
 
-/// A peer's result was taken: what it ran is owed at `price`, and it gains reputation.
-async fn taken(inner: &Inner, peer: PeerId, outcome: &JobOutcome, price: &Price) {
+/// A peer's result was taken: what it ran is owed at the price it accepted, and it
+/// gains reputation. A re-attached attempt's price (`None`) was not stored: the one the
+/// peer advertises now stands in (the same unless it changed its prices meanwhile; none
+/// when it is not heard from).
+async fn taken(inner: &Inner, peer: PeerId, outcome: &JobOutcome, price: Option<Price>) {
     if let Some(receipt) = &outcome.receipt {
+        let price = match price {
+            Some(p) => p,
+            None => advertised_price(inner, peer).await.unwrap_or_default(),
+        };
         inner
             .ledger
-            .owe(&peer.to_string(), crate::ledger::charge(receipt, price));
+            .owe(&peer.to_string(), crate::ledger::charge(receipt, &price));
     }
     inner.net.report(peer, Conduct::Good).await;
 }
@@ -826,7 +825,7 @@ async fn record_early(
     job: &Job,
     peer: PeerId,
     execution_id: &str,
-    price: &Price,
+    price: Price,
     outcome: JobOutcome,
 ) -> End {
     let store = inner.host.store();
@@ -843,7 +842,7 @@ async fn record_early(
         // the peer is missing.
         tracing::error!(job = %job.id, %peer, error = %e, "cannot record the placement of a job that ended on a peer");
     }
-    taken(inner, peer, &outcome, price).await;
+    taken(inner, peer, &outcome, Some(price)).await;
     End::Recorded
 }
 
