@@ -3,9 +3,8 @@
 use crate::NetworkError;
 use crate::codec::Cbor;
 use crate::protocol::{
-    ADVERT_TOPIC, CHUNK_BYTES, ChunkRequest, ChunkResponse, IDENTIFY_PROTOCOL, JOBS_PROTOCOL, JobRequest,
-    JobResponse, KAD_PROTOCOL, MAX_ADVERT_BYTES, MAX_CHUNK_REQUEST_BYTES, MAX_REQUEST_BYTES,
-    MAX_RESPONSE_BYTES, MODULES_PROTOCOL,
+    ADVERT_TOPIC, CHUNK_BYTES, ChunkRequest, ChunkResponse, IDENTIFY_PROTOCOL, KAD_PROTOCOL,
+    MAX_ADVERT_BYTES, MAX_CHUNK_REQUEST_BYTES, MODULES_PROTOCOL,
 };
 use crate::settings::Settings;
 use futures::{AsyncRead, AsyncWrite};
@@ -25,7 +24,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 /// How long a request may wait for its reply: an `Await` is held up to
-/// `MAX_AWAIT_MS` by design, so this is well above it.
+/// `MAX_AWAIT_MS` by design, so this is well above it. Also how long a job stream
+/// waits for the rest of a frame, or for the peer to take an answer.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often peers are pinged (the RTT that placement ranks by).
 const PING_INTERVAL: Duration = Duration::from_secs(2);
@@ -43,7 +43,8 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    pub jobs: request_response::Behaviour<Cbor<JobRequest, JobResponse>>,
+    /// `/hanzo/jobs/2`: one long-lived stream per peer (see jobs.rs).
+    pub jobs: libp2p_stream::Behaviour,
     pub modules: request_response::Behaviour<Cbor<ChunkRequest, ChunkResponse>>,
     pub autonat: autonat::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
@@ -66,15 +67,9 @@ fn autonat_config() -> autonat::Config {
     }
 }
 
-/// Streams one connection handler of `/hanzo/jobs/1` serves at once, in and out
-/// together. Each inbound one can hold a request's bytes while it is read; an `Await`
-/// holds its stream for up to a heartbeat, so a submitter following many jobs on one
-/// peer needs one each. 64 requests of at most 2 MiB: 128 MiB at worst per connection.
-pub(crate) const JOB_STREAMS: usize = 64;
-/// Of those, what this node uses for its own requests to one peer (the rest wait in
-/// the event loop's queue), leaving the peer room for its requests to this node.
-pub(crate) const JOB_STREAMS_OUT: usize = 48;
-/// The same for `/hanzo/modules/1`: chunk requests are short.
+/// Streams one connection handler of `/hanzo/modules/1` serves at once, in and out
+/// together (chunk requests are short), and of those what this node uses for its own
+/// requests to one peer (the rest wait in the event loop's queue).
 pub(crate) const CHUNK_STREAMS: usize = 32;
 pub(crate) const CHUNK_STREAMS_OUT: usize = 16;
 
@@ -287,11 +282,7 @@ fn behaviour(
         kad,
         gossipsub,
         mdns: mdns.into(),
-        jobs: request_response::Behaviour::with_codec(
-            Cbor::new(MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES),
-            [(StreamProtocol::new(JOBS_PROTOCOL), ProtocolSupport::Full)],
-            request_response_config(JOB_STREAMS),
-        ),
+        jobs: libp2p_stream::Behaviour::new(),
         // A chunk request is a hash and an offset; a reply one chunk.
         modules: request_response::Behaviour::with_codec(
             Cbor::new(MAX_CHUNK_REQUEST_BYTES, CHUNK_BYTES + 64 * 1024),

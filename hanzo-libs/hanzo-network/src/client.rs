@@ -3,6 +3,7 @@
 use crate::advert::Advert;
 use crate::behaviour::WireBytes;
 use crate::event_loop::{Command, EventLoop};
+use crate::jobs::{JobReply, Links, Shared};
 use crate::peers::{Conduct, PeerInfo};
 use crate::protocol::{ChunkRequest, ChunkResponse, JobRequest, JobResponse};
 use crate::settings::Settings;
@@ -18,14 +19,14 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// request fails).
 #[derive(Debug)]
 pub enum Inbound {
-    /// On `/hanzo/jobs/1`.
+    /// On `/hanzo/jobs/2`.
     Job {
         /// Who asks (authenticated by the connection's noise handshake).
         peer: PeerId,
         /// What.
         request: JobRequest,
-        /// Where the answer goes.
-        channel: ResponseChannel<JobResponse>,
+        /// Where the answer goes (dropped unanswered, it refuses the request).
+        channel: JobReply,
     },
     /// On `/hanzo/modules/1`.
     Chunk {
@@ -98,6 +99,8 @@ pub struct Client {
     events: broadcast::Sender<PeerEvent>,
     /// Bytes on the wire, counted on the memory transport only.
     wire: Option<Arc<WireBytes>>,
+    /// The job streams to peers.
+    links: Arc<Links>,
 }
 
 /// The network's channels, for the node to drain.
@@ -147,7 +150,33 @@ async fn launch(
     let (sender, commands) = mpsc::channel(256);
     let (inbound_tx, inbound) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1024);
-    let mut event_loop = EventLoop::new(swarm, settings, commands, inbound_tx, events.clone(), advert, key);
+    let shared = Arc::new(Shared::new(settings.max_requests_per_peer_per_sec));
+    let mut control = swarm.behaviour().jobs.new_control();
+    let incoming = control
+        .accept(crate::jobs::PROTOCOL)
+        .map_err(|e| NetworkError::Listen {
+            addr: crate::protocol::JOBS_PROTOCOL.into(),
+            why: e.to_string(),
+        })?;
+    // The links and the stream tasks hold the command channel weakly: the event loop
+    // ends when the last client handle goes.
+    let links = Arc::new(Links::new(control, sender.downgrade(), shared.clone()));
+    tokio::spawn(crate::jobs::accept(
+        incoming,
+        inbound_tx.clone(),
+        sender.downgrade(),
+        shared,
+    ));
+    let mut event_loop = EventLoop::new(
+        swarm,
+        settings,
+        commands,
+        inbound_tx,
+        events.clone(),
+        advert,
+        key,
+        links.clone(),
+    );
     // Bind before returning, so that `listen_addrs` is complete at once.
     event_loop.await_listeners().await?;
     tokio::spawn(event_loop.run());
@@ -157,6 +186,7 @@ async fn launch(
             peer_id,
             events,
             wire,
+            links,
         },
         Channels { inbound },
     ))
@@ -218,7 +248,7 @@ impl Client {
     /// Sends a job request and waits for the reply (dialling the peer at the
     /// addresses it advertised when not connected).
     pub async fn job(&self, peer: PeerId, request: JobRequest) -> Result<JobResponse, NetworkError> {
-        self.ask(|reply| Command::Job { peer, request, reply }).await?
+        self.links.call(peer, request).await
     }
 
     /// Fetches one chunk of code.
@@ -227,8 +257,8 @@ impl Client {
     }
 
     /// Answers a peer's job request.
-    pub async fn respond_job(&self, channel: ResponseChannel<JobResponse>, response: JobResponse) {
-        let _ = self.sender.send(Command::RespondJob { channel, response }).await;
+    pub async fn respond_job(&self, channel: JobReply, response: JobResponse) {
+        channel.send(response).await;
     }
 
     /// Answers a peer's chunk request.

@@ -24,7 +24,7 @@ pub enum Decoded<T> {
     Malformed(String),
 }
 
-/// The codec of `/hanzo/jobs/1` and `/hanzo/modules/1`.
+/// The codec of `/hanzo/modules/1`.
 pub struct Cbor<Req, Resp> {
     max_request: u64,
     max_response: u64,

@@ -4,8 +4,9 @@ use crate::advert::{Advert, Verdict, now_ms};
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::{AdvertSource, Inbound, Metrics, PeerEvent};
 use crate::codec::{Cbor, Decoded};
+use crate::jobs::{Links, Shared};
 use crate::peers::{Conduct, PeerInfo, PeerTable};
-use crate::protocol::{ADVERT_TOPIC, ChunkRequest, ChunkResponse, JobRequest, JobResponse};
+use crate::protocol::{ADVERT_TOPIC, ChunkRequest, ChunkResponse};
 use crate::settings::Settings;
 use crate::{NetworkError, identity};
 use futures::StreamExt;
@@ -13,11 +14,12 @@ use libp2p::identity::Keypair;
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self, OutboundFailure, OutboundRequestId, ResponseChannel};
 use libp2p::swarm::SwarmEvent;
-use libp2p::swarm::dial_opts::DialOpts;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{
     Multiaddr, PeerId, Swarm, TransportError, autonat, dcutr, gossipsub, identify, kad, mdns, ping, relay,
 };
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -30,19 +32,16 @@ pub(crate) enum Command {
     Peers {
         reply: oneshot::Sender<Vec<PeerInfo>>,
     },
-    Job {
+    /// Dial the peer at the addresses it advertised unless it is connected (or being
+    /// dialled): what a job stream to it needs first.
+    Connect {
         peer: PeerId,
-        request: JobRequest,
-        reply: Reply<JobResponse>,
+        reply: Reply<()>,
     },
     Chunk {
         peer: PeerId,
         request: ChunkRequest,
         reply: Reply<ChunkResponse>,
-    },
-    RespondJob {
-        channel: ResponseChannel<JobResponse>,
-        response: JobResponse,
     },
     RespondChunk {
         channel: ResponseChannel<ChunkResponse>,
@@ -92,12 +91,6 @@ impl<Req, Resp> Outbound<Req, Resp> {
 /// Requests waiting for a stream to one peer; past it a request fails at once.
 const MAX_QUEUED_PER_PEER: usize = 4096;
 
-/// A per-peer token bucket: `rate` requests a second, bursts of `rate`.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
-
 /// How many kad-discovered peers a node connects to by itself. Adverts reach every
 /// subscriber through the gossipsub mesh, so a node needs a handful of connections,
 /// not one to every peer; jobs dial their peer directly.
@@ -128,9 +121,11 @@ pub(crate) struct EventLoop {
     connected_at: HashMap<PeerId, Instant>,
     used_at: HashMap<PeerId, Instant>,
     listen_addrs: Vec<Multiaddr>,
-    jobs_out: Outbound<JobRequest, JobResponse>,
     chunks_out: Outbound<ChunkRequest, ChunkResponse>,
-    buckets: HashMap<PeerId, Bucket>,
+    /// The job streams' rate buckets, counters and use times.
+    shared: Arc<Shared>,
+    /// The job streams to peers (whether one has requests in flight).
+    links: Arc<Links>,
     last_published: Option<Instant>,
     metrics: Metrics,
     /// What AutoNAT says of this node: `unknown`, `public` or `private`.
@@ -152,6 +147,8 @@ pub(crate) fn transport_error(e: &TransportError<std::io::Error>) -> String {
 }
 
 impl EventLoop {
+    // The loop's parts, each made by `launch`: a struct of them would only rename them.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         swarm: Swarm<Behaviour>,
         settings: Settings,
@@ -160,6 +157,7 @@ impl EventLoop {
         events: broadcast::Sender<PeerEvent>,
         advert: AdvertSource,
         key: Keypair,
+        links: Arc<Links>,
     ) -> Self {
         EventLoop {
             key,
@@ -174,9 +172,9 @@ impl EventLoop {
             connected_at: HashMap::new(),
             used_at: HashMap::new(),
             listen_addrs: Vec::new(),
-            jobs_out: Outbound::new(crate::behaviour::JOB_STREAMS_OUT),
             chunks_out: Outbound::new(crate::behaviour::CHUNK_STREAMS_OUT),
-            buckets: HashMap::new(),
+            shared: links.shared(),
+            links,
             last_published: None,
             metrics: Metrics::default(),
             nat: "unknown",
@@ -231,8 +229,14 @@ impl EventLoop {
                 },
                 _ = advert_tick.tick() => self.publish_advert(self.settings.advert_interval / 2),
                 _ = housekeeping.tick() => {
+                    // Peers that made or answered job requests: heard from, and
+                    // their connections in use.
+                    for (peer, at) in self.shared.take_used() {
+                        self.peers.seen(peer);
+                        self.used_at.insert(peer, at);
+                    }
                     for peer in self.peers.expire(self.settings.peer_timeout) {
-                        self.buckets.remove(&peer);
+                        self.shared.forget(&peer);
                         tracing::debug!(%peer, "peer gone (not heard from within the peer timeout)");
                     }
                 }
@@ -263,8 +267,7 @@ impl EventLoop {
             .copied()
             .collect();
         let busy = |p: &PeerId, el: &EventLoop| {
-            el.jobs_out.in_flight.contains_key(p)
-                || el.jobs_out.queued.contains_key(p)
+            el.links.busy(p)
                 || el.chunks_out.in_flight.contains_key(p)
                 || el.chunks_out.queued.contains_key(p)
         };
@@ -386,24 +389,6 @@ impl EventLoop {
         }
     }
 
-    /// Takes a token from the peer's bucket; false when it is empty.
-    fn admit(&mut self, peer: PeerId) -> bool {
-        let rate = f64::from(self.settings.max_requests_per_peer_per_sec);
-        let now = Instant::now();
-        let b = self.buckets.entry(peer).or_insert(Bucket {
-            tokens: rate,
-            at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * rate).min(rate);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-
     fn on_command(&mut self, command: Command) {
         match command {
             Command::ListenAddrs { reply } => {
@@ -412,15 +397,25 @@ impl EventLoop {
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.live(self.settings.peer_timeout));
             }
-            Command::Job { peer, request, reply } => self.send::<JobsWire>(peer, request, reply),
-            Command::Chunk { peer, request, reply } => self.send::<ModulesWire>(peer, request, reply),
-            Command::RespondJob { channel, response } => {
-                if let Some(bytes) = job_response_payload(&response) {
-                    self.metrics.payload_bytes_out += bytes;
+            Command::Connect { peer, reply } => {
+                if self.connected.contains(&peer) {
+                    let _ = reply.send(Ok(()));
+                    return;
                 }
-                // Fails only when the peer is gone; its request then fails on its side.
-                let _ = self.swarm.behaviour_mut().jobs.send_response(channel, response);
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(self.peers.addrs(&peer))
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let r = match self.swarm.dial(opts) {
+                    Ok(()) | Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => Ok(()),
+                    Err(e) => Err(NetworkError::Unreachable {
+                        peer: peer.to_string(),
+                        why: e.to_string(),
+                    }),
+                };
+                let _ = reply.send(r);
             }
+            Command::Chunk { peer, request, reply } => self.send::<ModulesWire>(peer, request, reply),
             Command::RespondChunk { channel, response } => {
                 if let ChunkResponse::Chunk { bytes, .. } = &response {
                     self.metrics.payload_bytes_out += bytes.len() as u64;
@@ -451,6 +446,7 @@ impl EventLoop {
             }
             Command::Metrics { reply } => {
                 let mut m = self.metrics.clone();
+                self.shared.add_to(&mut m);
                 m.connected_peers = self.connected.len() as u64;
                 m.known_peers = self.peers.live(self.settings.peer_timeout).len() as u64;
                 let _ = reply.send(m);
@@ -601,7 +597,7 @@ impl EventLoop {
                     self.publish_advert(self.settings.advert_interval / 2);
                 }
             }
-            BehaviourEvent::Jobs(event) => self.on_request_response::<JobsWire>(event),
+            BehaviourEvent::Jobs(()) => {}
             BehaviourEvent::Modules(event) => self.on_request_response::<ModulesWire>(event),
             _ => {}
         }
@@ -731,7 +727,7 @@ impl EventLoop {
                             self.malformed(peer, &why);
                             Some((channel, format!("malformed: {why}")))
                         }
-                        Decoded::Ok(_) if !self.admit(peer) => {
+                        Decoded::Ok(_) if !self.shared.admit(peer) => {
                             self.metrics.requests_refused += 1;
                             Some((channel, "rate limited".to_string()))
                         }
@@ -800,43 +796,6 @@ trait Wire {
     }
 }
 
-/// `/hanzo/jobs/1`.
-struct JobsWire;
-
-impl Wire for JobsWire {
-    type Req = JobRequest;
-    type Resp = JobResponse;
-    const NAME: &'static str = "jobs";
-    fn behaviour(b: &mut Behaviour) -> &mut request_response::Behaviour<Cbor<JobRequest, JobResponse>> {
-        &mut b.jobs
-    }
-    fn refused(reason: String) -> JobResponse {
-        JobResponse::Refused { reason }
-    }
-    fn inbound(peer: PeerId, request: JobRequest, channel: ResponseChannel<JobResponse>) -> Inbound {
-        Inbound::Job {
-            peer,
-            request,
-            channel,
-        }
-    }
-    fn channel_of(inbound: Inbound) -> Option<ResponseChannel<JobResponse>> {
-        match inbound {
-            Inbound::Job { channel, .. } => Some(channel),
-            Inbound::Chunk { .. } => None,
-        }
-    }
-    fn payload(response: &JobResponse) -> u64 {
-        job_response_payload(response).unwrap_or(0)
-    }
-    fn outbound(el: &mut EventLoop) -> &mut Outbound<JobRequest, JobResponse> {
-        &mut el.jobs_out
-    }
-    fn request_payload(request: &JobRequest) -> u64 {
-        job_request_payload(request).unwrap_or(0)
-    }
-}
-
 /// `/hanzo/modules/1`.
 struct ModulesWire;
 
@@ -886,23 +845,5 @@ fn outbound_error(peer: &PeerId, error: &OutboundFailure) -> NetworkError {
             peer,
             why: other.to_string(),
         },
-    }
-}
-
-fn job_request_payload(r: &JobRequest) -> Option<u64> {
-    match r {
-        JobRequest::Offer(o) => Some(o.spec.len() as u64),
-        _ => None,
-    }
-}
-
-fn job_response_payload(r: &JobResponse) -> Option<u64> {
-    match r {
-        JobResponse::Finished(f) => Some(
-            (f.output.as_ref().map_or(0, String::len)
-                + f.logs.len()
-                + f.receipt.as_ref().map_or(0, String::len)) as u64,
-        ),
-        _ => None,
     }
 }

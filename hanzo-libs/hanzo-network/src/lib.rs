@@ -7,8 +7,8 @@
 //! Requests from peers arrive on the [`Inbound`] channel, peer comings and goings on
 //! a broadcast of [`PeerEvent`]s.
 //!
-//! What a peer can make this node do here is bounded: messages are size-capped by
-//! the codec before decoding, requests are rate-limited per peer, adverts are
+//! What a peer can make this node do here is bounded: messages are size-capped
+//! before decoding, requests are rate-limited per peer, adverts are
 //! checked ([`advert`]), connections are limited in all and per peer, and the allow
 //! and deny lists are enforced on every connection. What a peer's *job* may do is
 //! decided by the placement layer under the executing node's own rules.
@@ -19,12 +19,14 @@ mod client;
 pub mod codec;
 mod event_loop;
 pub mod identity;
+mod jobs;
 pub mod peers;
 pub mod protocol;
 mod settings;
 
 pub use advert::{Advert, Capacity, Ceilings, Price};
 pub use client::{Channels, Client, Inbound, Metrics, PeerEvent, start};
+pub use jobs::JobReply;
 pub use libp2p::request_response::ResponseChannel;
 pub use libp2p::{Multiaddr, PeerId};
 pub use peers::{Conduct, PeerInfo};

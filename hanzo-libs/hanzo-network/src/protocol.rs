@@ -1,9 +1,11 @@
 //! What nodes say to each other, and how much of it a node will read.
 //!
-//! Two request-response protocols (CBOR, each message bounded by the codec before it
-//! is decoded) and one gossipsub topic:
-//! - `/hanzo/jobs/1`: offer a job, await its result, cancel it.
-//! - `/hanzo/modules/1`: fetch code by sha256, one chunk per request.
+//! Two protocols of requests and answers (CBOR, each message bounded before it is
+//! decoded) and one gossipsub topic:
+//! - `/hanzo/jobs/2`: offer a job, await its result, cancel it; one long-lived stream
+//!   per peer, requests and answers in frames (see the `jobs` module).
+//! - `/hanzo/modules/1`: fetch code by sha256, one chunk per request
+//!   (request-response).
 //! - `hanzo/adverts/2`: every node's sealed advert ([`Advert`](crate::Advert)).
 //!
 //! Values that are JSON in the node (job specs, outputs, receipts) travel as JSON
@@ -13,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The job protocol.
-pub const JOBS_PROTOCOL: &str = "/hanzo/jobs/1";
+pub const JOBS_PROTOCOL: &str = "/hanzo/jobs/2";
 /// The code-by-hash protocol.
 pub const MODULES_PROTOCOL: &str = "/hanzo/modules/1";
 /// The Kademlia protocol: our own DHT, not the IPFS one.
@@ -45,7 +47,7 @@ pub const MAX_AWAIT_MS: u64 = 10_000;
 /// Length limits of the identifiers in messages.
 pub const MAX_ID_LEN: usize = 128;
 
-/// A request on `/hanzo/jobs/1`.
+/// A request on `/hanzo/jobs/2`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobRequest {
     /// Run this job: the executor reserves capacity under its own admission and
@@ -99,7 +101,7 @@ pub struct Offer {
     pub wait_ms: u64,
 }
 
-/// A reply on `/hanzo/jobs/1`.
+/// A reply on `/hanzo/jobs/2`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobResponse {
     /// Capacity is reserved and the job is the executor's to run.

@@ -217,66 +217,105 @@ async fn a_flood_of_requests_is_refused_past_the_rate() {
     assert_eq!(a.metrics().await.unwrap().requests_refused, u64::from(refused));
 }
 
-/// A raw libp2p peer speaking the job protocol with whatever CBOR it likes.
+/// A raw libp2p peer speaking the job protocol's framing with whatever bytes it likes.
 mod raw {
-    use futures::StreamExt;
-    use libp2p::request_response::{self, ProtocolSupport};
-    use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-    use libp2p::{Multiaddr, StreamProtocol, Swarm, noise, tcp, yamux};
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use hanzo_network::JobResponse;
+    use libp2p::{Multiaddr, PeerId, Stream, StreamProtocol, noise, tcp, yamux};
     use std::time::Duration;
 
-    #[derive(NetworkBehaviour)]
-    pub struct Behaviour {
-        pub rr: request_response::cbor::Behaviour<serde_json::Value, serde_json::Value>,
+    const JOBS: StreamProtocol = StreamProtocol::new(hanzo_network::protocol::JOBS_PROTOCOL);
+
+    pub struct Raw {
+        pub peer_id: PeerId,
+        target: PeerId,
+        control: libp2p_stream::Control,
     }
 
-    pub fn swarm() -> Swarm<Behaviour> {
-        libp2p::SwarmBuilder::with_new_identity()
+    /// Dials the node at `addr` (which ends in its `/p2p/` id) and drives the swarm.
+    pub fn start(addr: &Multiaddr) -> Raw {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
             .unwrap()
-            .with_behaviour(|_| Behaviour {
-                rr: request_response::Behaviour::with_codec(
-                    request_response::cbor::codec::Codec::default()
-                        .set_request_size_maximum(64 * 1024 * 1024)
-                        .set_response_size_maximum(64 * 1024 * 1024),
-                    [(
-                        StreamProtocol::new(hanzo_network::protocol::JOBS_PROTOCOL),
-                        ProtocolSupport::Full,
-                    )],
-                    request_response::Config::default().with_request_timeout(Duration::from_secs(3)),
-                ),
-            })
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
             .unwrap()
-            .build()
-    }
-
-    /// Sends `request` to the node at `addr` and returns how the exchange ended.
-    pub async fn send(swarm: &mut Swarm<Behaviour>, addr: &Multiaddr, request: serde_json::Value) -> String {
-        let peer = match addr.iter().last() {
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let target = match addr.iter().last() {
             Some(libp2p::multiaddr::Protocol::P2p(p)) => p,
             _ => panic!("no peer id in {addr}"),
         };
-        swarm
-            .behaviour_mut()
-            .rr
-            .send_request_with_addresses(&peer, request, vec![addr.clone()]);
-        let deadline = tokio::time::sleep(Duration::from_secs(15));
-        tokio::pin!(deadline);
-        loop {
-            tokio::select! {
-                _ = &mut deadline => return "no outcome".into(),
-                event = swarm.select_next_some() => match event {
-                    SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::Message { message: request_response::Message::Response { response, .. }, .. })) => {
-                        return format!("response {response}");
-                    }
-                    SwarmEvent::Behaviour(BehaviourEvent::Rr(request_response::Event::OutboundFailure { error, .. })) => {
-                        return format!("failure {error}");
-                    }
-                    _ => {}
-                },
+        let peer_id = *swarm.local_peer_id();
+        let control = swarm.behaviour().new_control();
+        swarm.dial(addr.clone()).unwrap();
+        tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        Raw {
+            peer_id,
+            target,
+            control,
+        }
+    }
+
+    /// A frame as the protocol has it: length, id, body.
+    pub fn frame(id: u64, body: &[u8]) -> Vec<u8> {
+        let mut f = ((8 + body.len()) as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(body);
+        f
+    }
+
+    /// The CBOR of any value: what the node's decoder gets.
+    pub fn cbor(v: &serde_json::Value) -> Vec<u8> {
+        cbor4ii::serde::to_vec(Vec::new(), v).unwrap()
+    }
+
+    impl Raw {
+        pub async fn open(&self) -> Result<Stream, String> {
+            self.control
+                .clone()
+                .open_stream(self.target, JOBS)
+                .await
+                .map_err(|e| e.to_string())
+        }
+
+        /// Writes `bytes` on a new stream (on a task of its own: the node may stop
+        /// reading) and returns how the exchange ended: `response <answer>` for the
+        /// first answer, or `failure <why>`.
+        pub async fn send(&self, bytes: Vec<u8>) -> String {
+            let stream = match self.open().await {
+                Ok(s) => s,
+                Err(e) => return format!("failure {e}"),
+            };
+            let (mut r, mut w) = stream.split();
+            tokio::spawn(async move {
+                let _ = w.write_all(&bytes).await;
+                let _ = w.flush().await;
+                // Held open until the node is done with the stream.
+                tokio::time::sleep(Duration::from_secs(20)).await;
+            });
+            match tokio::time::timeout(Duration::from_secs(15), answer(&mut r)).await {
+                Ok(Ok((_, a))) => format!("response {a:?}"),
+                Ok(Err(e)) => format!("failure {e}"),
+                Err(_) => "no outcome".into(),
             }
         }
+    }
+
+    /// Reads one answer frame: its id and what it says.
+    pub async fn answer<R: futures::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u64, JobResponse)> {
+        let mut h = [0u8; 12];
+        r.read_exact(&mut h).await?;
+        let len = u32::from_be_bytes(h[..4].try_into().unwrap()) as usize - 8;
+        let id = u64::from_be_bytes(h[4..].try_into().unwrap());
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).await?;
+        let a = cbor4ii::serde::from_slice(&body).map_err(std::io::Error::other)?;
+        Ok((id, a))
     }
 }
 
@@ -293,27 +332,23 @@ async fn malformed_and_oversized_requests_cost_their_sender_not_the_node() {
             }
         }
     });
-    let mut raw = raw::swarm();
+    let raw = raw::start(&addr);
     // Valid CBOR that is no request of the protocol.
-    let r = raw::send(
-        &mut raw,
-        &addr,
-        serde_json::json!({"Offer": {"nonsense": [1, 2, 3]}}),
-    )
-    .await;
+    let r = raw
+        .send(raw::frame(
+            1,
+            &raw::cbor(&serde_json::json!({"Offer": {"nonsense": [1, 2, 3]}})),
+        ))
+        .await;
     assert!(
         r.contains("Refused") && r.contains("malformed: a request that does not decode"),
         "{r}"
     );
-    // 3 MiB: over the 2 MiB a request may be; the node stops reading at the cap.
-    let big = serde_json::Value::String("x".repeat(3 * 1024 * 1024));
-    let r = raw::send(&mut raw, &addr, big).await;
-    // The node answers at once, but a sender still pushing its oversized body never
-    // reads the answer: its own request times out. Either way nothing got through.
-    assert!(
-        r.contains("malformed: a request over 2097152 bytes") || r.starts_with("failure"),
-        "{r}"
-    );
+    // 3 MiB: over the 2 MiB a request may be. The node reads the frame's length, not
+    // its body: it answers and closes the stream.
+    let big = raw::cbor(&serde_json::Value::String("x".repeat(3 * 1024 * 1024)));
+    let r = raw.send(raw::frame(2, &big)).await;
+    assert!(r.contains("malformed: a request over 2097152 bytes"), "{r}");
     // Neither reached the node's handler; both were counted and the sender penalised.
     assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 0);
     let m = a.metrics().await.unwrap();
@@ -321,7 +356,7 @@ async fn malformed_and_oversized_requests_cost_their_sender_not_the_node() {
     let peers = a.peers().await.unwrap();
     let liar = peers
         .iter()
-        .find(|p| p.peer_id == raw.local_peer_id().to_string())
+        .find(|p| p.peer_id == raw.peer_id.to_string())
         .expect("the raw peer is listed");
     assert!(
         liar.reputation < hanzo_network::peers::INITIAL_REPUTATION,
@@ -339,10 +374,83 @@ async fn malformed_and_oversized_requests_cost_their_sender_not_the_node() {
         ),
     )
     .await;
-    // a's handler above drops the channel without answering: the request fails on b's
-    // side, but it was delivered, which is what this checks.
+    // a's handler above drops the channel without answering, which refuses the
+    // request; it was delivered, which is what this checks.
     let _ = res;
     assert_eq!(delivered.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A peer holds at most 64 requests being answered on one job stream (past them it is
+/// told "busy" at once) and at most 4 job streams (a fifth is closed unread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_gets_64_requests_in_flight_per_stream_and_4_streams() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (a, mut a_in) = node_with(24, vec![], 10_000).await;
+    let addr: libp2p::Multiaddr = a.listen_addrs().await.unwrap()[0].parse().unwrap();
+    // a holds every request it is handed, unanswered.
+    let delivered = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let delivered = delivered.clone();
+        async move {
+            let mut held = Vec::new();
+            while let Some(Inbound::Job { channel, .. }) = a_in.recv().await {
+                held.push(channel);
+                delivered.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    let raw = raw::start(&addr);
+    let cancel = raw::cbor(&serde_json::json!({"Cancel": {"execution_id": "e"}}));
+    let (mut r, mut w) = raw.open().await.unwrap().split();
+    let mut bytes = Vec::new();
+    for id in 0..70 {
+        bytes.extend(raw::frame(id, &cancel));
+    }
+    w.write_all(&bytes).await.unwrap();
+    w.flush().await.unwrap();
+    for _ in 0..6 {
+        let (id, answer) = tokio::time::timeout(Duration::from_secs(10), raw::answer(&mut r))
+            .await
+            .expect("an answer at once")
+            .unwrap();
+        assert!(id >= 64, "request {id} was refused");
+        assert_eq!(
+            answer,
+            JobResponse::Refused {
+                reason: "busy".into()
+            }
+        );
+    }
+    eventually("64 requests delivered", || {
+        let d = delivered.clone();
+        async move { d.load(Ordering::SeqCst) == 64 }
+    })
+    .await;
+    // Three more streams are served: a request on each reaches the node.
+    let mut more = Vec::new();
+    for id in 100..103 {
+        let (r, mut w) = raw.open().await.unwrap().split();
+        w.write_all(&raw::frame(id, &cancel)).await.unwrap();
+        w.flush().await.unwrap();
+        more.push((r, w));
+    }
+    eventually("67 requests delivered", || {
+        let d = delivered.clone();
+        async move { d.load(Ordering::SeqCst) == 67 }
+    })
+    .await;
+    // A fifth is closed without being read.
+    let (mut r5, mut w5) = raw.open().await.unwrap().split();
+    let _ = w5.write_all(&raw::frame(200, &cancel)).await;
+    let _ = w5.flush().await;
+    let end = tokio::time::timeout(Duration::from_secs(10), raw::answer(&mut r5))
+        .await
+        .expect("the fifth stream closed at once");
+    assert!(end.is_err(), "{end:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(delivered.load(Ordering::SeqCst), 67);
+    assert_eq!(a.metrics().await.unwrap().requests_refused, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
