@@ -26,15 +26,46 @@ const MAX_NOT_FOUND: u32 = 20;
 const MAX_REFUSALS: u32 = 240;
 /// Modules kept in memory for serving chunks (the last few asked for).
 const CACHED_MODULES: usize = 4;
+/// How long a module's size is taken as known without asking the store again. A hash's
+/// size never changes, but the module can be removed from the store (`hanzo-node
+/// cache`): a size at most this old is what an offer may claim for a module gone since.
+const SIZE_TTL: Duration = Duration::from_secs(1);
+/// Module sizes remembered at most (past it, the stale ones go, or all).
+const MAX_SIZES: usize = 1024;
 
 /// What this node lets peers fetch.
 #[derive(Default)]
 pub struct Shares {
     shares: Mutex<HashMap<(PeerId, String), Instant>>,
     cache: Mutex<Vec<(String, Arc<Vec<u8>>)>>,
+    /// Module sizes lately read from the store, so that placing job after job of one
+    /// module does not take a trip to a blocking thread for each (see [`SIZE_TTL`]).
+    sizes: Mutex<HashMap<String, (u64, Instant)>>,
 }
 
 impl Shares {
+    /// The size of the module `sha256` if the store was asked for it within
+    /// [`SIZE_TTL`].
+    pub(crate) fn known_size(&self, sha256: &str) -> Option<u64> {
+        let sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        sizes
+            .get(sha256)
+            .filter(|(_, at)| at.elapsed() < SIZE_TTL)
+            .map(|(n, _)| *n)
+    }
+
+    /// Remembers the size the store gave for the module `sha256`.
+    pub(crate) fn note_size(&self, sha256: &str, bytes: u64) {
+        let mut sizes = self.sizes.lock().unwrap_or_else(|e| e.into_inner());
+        if sizes.len() >= MAX_SIZES {
+            sizes.retain(|_, (_, at)| at.elapsed() < SIZE_TTL);
+            if sizes.len() >= MAX_SIZES {
+                sizes.clear();
+            }
+        }
+        sizes.insert(sha256.to_string(), (bytes, Instant::now()));
+    }
+
     /// Lets `peer` fetch the module `sha256`.
     pub fn share(&self, peer: PeerId, sha256: &str) {
         let mut s = self.shares.lock().unwrap_or_else(|e| e.into_inner());
@@ -226,4 +257,29 @@ pub(crate) async fn fetch(
         )));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_size_is_remembered_for_a_second_and_the_memory_is_bounded() {
+        let shares = Shares::default();
+        assert_eq!(shares.known_size("aa"), None);
+        shares.note_size("aa", 7);
+        assert_eq!(shares.known_size("aa"), Some(7));
+        std::thread::sleep(SIZE_TTL + Duration::from_millis(50));
+        // Stale: the store is asked again (the module may have been removed).
+        assert_eq!(shares.known_size("aa"), None);
+        for i in 0..MAX_SIZES + 10 {
+            shares.note_size(&format!("{i:064x}"), i as u64);
+        }
+        let n = shares.sizes.lock().unwrap().len();
+        assert!(n <= MAX_SIZES, "{n} sizes kept");
+        assert_eq!(
+            shares.known_size(&format!("{:064x}", MAX_SIZES + 9)),
+            Some(MAX_SIZES as u64 + 9)
+        );
+    }
 }

@@ -235,6 +235,13 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
         .host
         .wasm()
         .ok_or_else(|| ComputeError::Unavailable("the wasm runtime is not enabled on this node".into()))?;
+    // A module by hash whose size the store gave within the last second: no trip to
+    // a blocking thread (a busy submitter places job after job of one module).
+    if let Ok(Some(sha)) = hanzo_compute::parse_digest_source(&spec.source)
+        && let Some(bytes) = inner.code.known_size(&sha)
+    {
+        return Ok(by_hash(spec, sha, bytes, None));
+    }
     let source = spec.source.clone();
     let w = wasm;
     // One trip off the async threads: the module's hash and size (not its bytes,
@@ -258,6 +265,7 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
     })
     .await
     .map_err(ComputeError::internal)??;
+    inner.code.note_size(&sha, bytes);
     Ok(by_hash(spec, sha, bytes, None))
 }
 
