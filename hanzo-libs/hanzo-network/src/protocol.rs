@@ -6,7 +6,7 @@
 //!   per peer, requests and answers in frames (see the `jobs` module).
 //! - `/hanzo/modules/1`: fetch code by sha256, one chunk per request
 //!   (request-response).
-//! - `hanzo/adverts/2`: every node's sealed advert ([`Advert`](crate::Advert)).
+//! - `hanzo/adverts/3`: every node's sealed advert ([`Advert`](crate::Advert)).
 //!
 //! Values that are JSON in the node (job specs, outputs, receipts) travel as JSON
 //! text, not as CBOR values: the receiver parses them with the same code and limits
@@ -22,8 +22,10 @@ pub const MODULES_PROTOCOL: &str = "/hanzo/modules/1";
 pub const KAD_PROTOCOL: &str = "/hanzo/kad/1";
 /// The identify protocol version string.
 pub const IDENTIFY_PROTOCOL: &str = "/hanzo/1";
-/// The gossipsub topic adverts are published on.
-pub const ADVERT_TOPIC: &str = "hanzo/adverts/2";
+/// The gossipsub topic adverts are published on. Its number moves with the job
+/// protocol's: nodes that cannot place jobs on each other do not see each other's
+/// adverts (a node of `/hanzo/jobs/1` would only fail every offer).
+pub const ADVERT_TOPIC: &str = "hanzo/adverts/3";
 
 /// The largest request a node reads: a job spec is at most 1 MiB in the API, plus
 /// the envelope.
