@@ -275,6 +275,11 @@ mod raw {
     }
 
     impl Raw {
+        /// Job streams the node opens to this peer.
+        pub fn accept(&self) -> libp2p_stream::IncomingStreams {
+            self.control.clone().accept(JOBS).unwrap()
+        }
+
         pub async fn open(&self) -> Result<Stream, String> {
             self.control
                 .clone()
@@ -306,14 +311,20 @@ mod raw {
         }
     }
 
-    /// Reads one answer frame: its id and what it says.
-    pub async fn answer<R: futures::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u64, JobResponse)> {
+    /// Reads one frame: its id and body.
+    pub async fn read_frame<R: futures::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u64, Vec<u8>)> {
         let mut h = [0u8; 12];
         r.read_exact(&mut h).await?;
         let len = u32::from_be_bytes(h[..4].try_into().unwrap()) as usize - 8;
         let id = u64::from_be_bytes(h[4..].try_into().unwrap());
         let mut body = vec![0; len];
         r.read_exact(&mut body).await?;
+        Ok((id, body))
+    }
+
+    /// Reads one answer frame: its id and what it says.
+    pub async fn answer<R: futures::AsyncRead + Unpin>(r: &mut R) -> std::io::Result<(u64, JobResponse)> {
+        let (id, body) = read_frame(r).await?;
         let a = cbor4ii::serde::from_slice(&body).map_err(std::io::Error::other)?;
         Ok((id, a))
     }
@@ -451,6 +462,54 @@ async fn a_peer_gets_64_requests_in_flight_per_stream_and_4_streams() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(delivered.load(Ordering::SeqCst), 67);
     assert_eq!(a.metrics().await.unwrap().requests_refused, 6);
+}
+
+/// A peer that answers a request id the node never sent has lost the framing or lies:
+/// the stream goes, and the request in flight on it fails as malformed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_a_request_never_sent_breaks_the_stream() {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    let (b, _b_in) = node(25, vec![]).await;
+    let addr: libp2p::Multiaddr = b.listen_addrs().await.unwrap()[0].parse().unwrap();
+    let raw = raw::start(&addr);
+    let mut incoming = raw.accept();
+    let raw_id = raw.peer_id;
+    eventually("b to be connected to the raw peer", || {
+        let b = b.clone();
+        async move { b.is_connected(raw_id).await }
+    })
+    .await;
+    let call = tokio::spawn({
+        let b = b.clone();
+        async move {
+            b.job(
+                raw_id,
+                JobRequest::Cancel {
+                    execution_id: "e".into(),
+                },
+            )
+            .await
+        }
+    });
+    let (_, stream) = tokio::time::timeout(Duration::from_secs(10), incoming.next())
+        .await
+        .expect("b opens a job stream")
+        .unwrap();
+    let (mut r, mut w) = stream.split();
+    let (id, _) = raw::read_frame(&mut r).await.unwrap();
+    let unknown = raw::cbor(&serde_json::json!({"Unknown": {"execution_id": "e"}}));
+    w.write_all(&raw::frame(id + 1000, &unknown)).await.unwrap();
+    w.flush().await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("the call ends at once")
+        .unwrap();
+    match answer {
+        Err(hanzo_network::NetworkError::Malformed { why, .. }) => {
+            assert!(why.contains("never sent"), "{why}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
