@@ -43,8 +43,8 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    /// `/hanzo/jobs/2`: one long-lived stream per peer (see jobs.rs).
-    pub jobs: libp2p_stream::Behaviour,
+    /// `/hanzo/jobs/2`: one long-lived stream per peer (see jobs.rs, streams.rs).
+    pub jobs: crate::streams::Behaviour,
     pub modules: request_response::Behaviour<Cbor<ChunkRequest, ChunkResponse>>,
     pub autonat: autonat::Behaviour,
     pub relay_server: Toggle<relay::Behaviour>,
@@ -282,7 +282,7 @@ fn behaviour(
         kad,
         gossipsub,
         mdns: mdns.into(),
-        jobs: libp2p_stream::Behaviour::new(),
+        jobs: crate::streams::Behaviour::new(crate::jobs::PROTOCOL),
         // A chunk request is a hash and an offset; a reply one chunk.
         modules: request_response::Behaviour::with_codec(
             Cbor::new(MAX_CHUNK_REQUEST_BYTES, CHUNK_BYTES + 64 * 1024),

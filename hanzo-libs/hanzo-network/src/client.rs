@@ -151,16 +151,18 @@ async fn launch(
     let (inbound_tx, inbound) = mpsc::channel(256);
     let (events, _) = broadcast::channel(1024);
     let shared = Arc::new(Shared::new(settings.max_requests_per_peer_per_sec));
-    let mut control = swarm.behaviour().jobs.new_control();
-    let incoming = control
-        .accept(crate::jobs::PROTOCOL)
-        .map_err(|e| NetworkError::Listen {
+    let opener = swarm.behaviour().jobs.opener();
+    let incoming = swarm
+        .behaviour_mut()
+        .jobs
+        .take_incoming()
+        .ok_or_else(|| NetworkError::Listen {
             addr: crate::protocol::JOBS_PROTOCOL.into(),
-            why: e.to_string(),
+            why: "the job streams are taken already".into(),
         })?;
     // The links and the stream tasks hold the command channel weakly: the event loop
     // ends when the last client handle goes.
-    let links = Arc::new(Links::new(control, sender.downgrade(), shared.clone()));
+    let links = Arc::new(Links::new(opener, sender.downgrade(), shared.clone()));
     tokio::spawn(crate::jobs::accept(
         incoming,
         inbound_tx.clone(),

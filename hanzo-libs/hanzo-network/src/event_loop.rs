@@ -597,7 +597,7 @@ impl EventLoop {
                     self.publish_advert(self.settings.advert_interval / 2);
                 }
             }
-            BehaviourEvent::Jobs(()) => {}
+            BehaviourEvent::Jobs(never) => match never {},
             BehaviourEvent::Modules(event) => self.on_request_response::<ModulesWire>(event),
             _ => {}
         }

@@ -2,13 +2,19 @@
 //!
 //! A submitter opens one stream to each executor it uses and sends every job request
 //! to it on that stream; the executor answers each on the same stream, in any order.
-//! Each message is a frame:
+//! Each message (a request or an answer) goes in one or more frames:
 //!
 //! ```text
-//! u32 (big-endian): the length of what follows (8 + the body)
+//! u32 (big-endian): top bit set when more frames of this message follow; the rest,
+//!                   the length of what follows (8 + the chunk)
 //! u64 (big-endian): the request id, chosen by the submitter, echoed in the answer
-//! body: a JobRequest (submitter to executor) or a JobResponse (back), CBOR
+//! chunk:            the next bytes of the message: a JobRequest (submitter to
+//!                   executor) or a JobResponse (back), CBOR
 //! ```
+//!
+//! This node writes messages over 64 KiB in chunks, at most 4 messages taking turns,
+//! so that a large answer (up to 24 MiB) does not hold up the small ones behind it; a
+//! reader reassembles at most 4 messages begun at once.
 //!
 //! Why not libp2p's request-response: it opens a yamux stream per request, negotiates
 //! the protocol on it, and passes each request and answer through the swarm's task
@@ -19,17 +25,18 @@
 //! the caller's task and the stream's, never through the event loop.
 //!
 //! What a peer can make this node do here is bounded as before:
-//! - a frame is read only up to its cap (a request 2 MiB, an answer 24 MiB, plus the
-//!   id); a request over it is refused and the stream closed, an answer over it fails
-//!   the peer's pending requests;
+//! - a message is read only up to its cap (a request 2 MiB, an answer 24 MiB), each
+//!   frame's length checked before its bytes are read; a request over it is refused
+//!   and the stream closed, an answer over it fails the link's pending requests; at
+//!   most 4 messages are being reassembled per stream;
 //! - a request that does not decode is refused and costs its sender reputation;
 //! - requests take a token from the peer's bucket (`max_requests_per_peer_per_sec`);
 //! - a stream holds at most [`IN_FLIGHT`] requests being answered ("busy" past it),
 //!   a peer at most [`STREAMS_PER_PEER`] streams, and the node's queue of requests
 //!   ([`crate::Inbound`]) is bounded ("busy" when full);
-//! - a frame that starts must arrive, and an answer must be taken by the peer, within
-//!   [`REQUEST_TIMEOUT`], or the stream is closed: a peer that trickles or stops
-//!   reading holds a stream's buffers for that long, no longer.
+//! - a frame that starts must arrive, and a message must be taken by the peer, within
+//!   [`REQUEST_TIMEOUT`] (of being queued), or the stream is closed: a peer that
+//!   trickles or stops reading holds a stream's buffers for that long, no longer.
 
 use crate::NetworkError;
 use crate::behaviour::REQUEST_TIMEOUT;
@@ -37,7 +44,7 @@ use crate::client::{Inbound, Metrics};
 use crate::event_loop::Command;
 use crate::peers::Conduct;
 use crate::protocol::{JobRequest, JobResponse, MAX_REQUEST_BYTES, MAX_RESPONSE_BYTES};
-use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, StreamExt};
+use futures::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -59,24 +66,24 @@ const MAX_WAITING: usize = 4096;
 /// Inbound streams one peer may hold open at once (one is what a node uses; a
 /// reconnection overlaps the old one briefly).
 pub(crate) const STREAMS_PER_PEER: usize = 4;
-/// The frame header: the length, then the request id.
+/// The frame header: the length (and the "more" flag), then the request id.
 const HEADER: usize = 12;
+/// The length word's top bit: more chunks of this message follow.
+const MORE: u32 = 1 << 31;
+/// The most bytes of one message a frame carries when this node writes it: a large
+/// answer goes out in chunks, interleaved with the others, so it does not hold them up.
+const CHUNK: usize = 64 * 1024;
+/// Messages interleaved at once on a stream (written, or being reassembled); a peer
+/// that starts more than this many before ending one has broken the framing.
+const INTERLEAVED: usize = 4;
 /// A link with no request in flight this long is closed.
 const LINK_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// A frame's length prefix: what follows (id and body).
-fn frame(id: u64, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(HEADER + body.len());
-    out.extend_from_slice(&((8 + body.len()) as u32).to_be_bytes());
-    out.extend_from_slice(&id.to_be_bytes());
-    out.extend_from_slice(body);
-    out
-}
-
-/// Reads a frame's header: `None` at a clean end of the stream (between frames).
-/// Waiting for a frame has no limit; once its first byte came, the rest of the header
-/// must follow within [`REQUEST_TIMEOUT`].
-async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<(u64, u64)>> {
+/// Reads a frame's header: `None` at a clean end of the stream (between frames), else
+/// the id, the chunk's length and whether more chunks follow. Waiting for a frame has
+/// no limit; once its first byte came, the rest of the header must follow within
+/// [`REQUEST_TIMEOUT`].
+async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<(u64, u64, bool)>> {
     let mut h = [0u8; HEADER];
     let mut got = 0;
     let mut deadline = None;
@@ -98,7 +105,8 @@ async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<
         }
         got += n;
     }
-    let len = u64::from(u32::from_be_bytes([h[0], h[1], h[2], h[3]]));
+    let word = u32::from_be_bytes([h[0], h[1], h[2], h[3]]);
+    let len = u64::from(word & !MORE);
     let id = u64::from_be_bytes([h[4], h[5], h[6], h[7], h[8], h[9], h[10], h[11]]);
     if len < 8 {
         return Err(std::io::Error::new(
@@ -106,44 +114,131 @@ async fn read_header<R: AsyncRead + Unpin>(r: &mut R) -> std::io::Result<Option<
             format!("a frame of length {len}, shorter than its id"),
         ));
     }
-    Ok(Some((id, len - 8)))
+    Ok(Some((id, len - 8, word & MORE != 0)))
 }
 
-/// Reads a body whose size was checked against its cap: grown as it arrives, so a
-/// header alone does not make this node allocate the cap.
-async fn read_body<R: AsyncRead + Unpin>(r: &mut R, len: u64) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::with_capacity(len.min(64 * 1024) as usize);
-    r.take(len).read_to_end(&mut buf).await?;
-    if (buf.len() as u64) < len {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
+/// Why a stream's messages could not be read.
+enum ReadError {
+    /// The stream failed or ended mid-frame.
+    Io(std::io::Error),
+    /// A frame's rest did not arrive within [`REQUEST_TIMEOUT`].
+    Slow,
+    /// This message would be over the cap: its id.
+    TooLarge(u64),
+    /// More messages begun than [`INTERLEAVED`].
+    TooMany,
+}
+
+/// Messages reassembled from the chunks of a stream, each at most `max` bytes, at most
+/// [`INTERLEAVED`] begun at once (so at most that many times `max` held per stream).
+struct Assembler {
+    max: u64,
+    partial: HashMap<u64, Vec<u8>>,
+}
+
+impl Assembler {
+    fn new(max: u64) -> Self {
+        Assembler {
+            max,
+            partial: HashMap::new(),
+        }
     }
-    Ok(buf)
+
+    /// The next whole message, its id and bytes; `None` at a clean end of the stream.
+    /// A chunk's size is checked against the cap before it is read, and the buffer
+    /// grows as bytes arrive (a header alone does not make this node allocate).
+    async fn next<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> Result<Option<(u64, Vec<u8>)>, ReadError> {
+        loop {
+            let Some((id, len, more)) = read_header(r).await.map_err(ReadError::Io)? else {
+                return Ok(None);
+            };
+            let have = self.partial.get(&id).map_or(0, |p| p.len() as u64);
+            if have + len > self.max {
+                return Err(ReadError::TooLarge(id));
+            }
+            if more && !self.partial.contains_key(&id) && self.partial.len() >= INTERLEAVED {
+                return Err(ReadError::TooMany);
+            }
+            // Read into a buffer of the chunk's own: futures' `read_to_end` zeroes all of
+            // a buffer's spare room each call, which on a message's growing buffer made
+            // reading one of 20 MiB take seconds.
+            let mut chunk = Vec::with_capacity(len.min(CHUNK as u64) as usize);
+            tokio::time::timeout(REQUEST_TIMEOUT, r.take(len).read_to_end(&mut chunk))
+                .await
+                .map_err(|_| ReadError::Slow)?
+                .map_err(ReadError::Io)?;
+            if (chunk.len() as u64) < len {
+                return Err(ReadError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+            let buf = match self.partial.remove(&id) {
+                Some(mut buf) => {
+                    buf.extend_from_slice(&chunk);
+                    buf
+                }
+                None => chunk,
+            };
+            if !more {
+                return Ok(Some((id, buf)));
+            }
+            self.partial.insert(id, buf);
+        }
+    }
 }
 
-/// A frame waiting to be written, and when it was queued.
-type Queued = (Instant, Vec<u8>);
+/// A message waiting to be written: when it was queued, its id, its bytes.
+type Queued = (Instant, u64, Vec<u8>);
 
-/// Writes frames from `frames` until it closes, flushing when no more are ready (so
-/// answers that are ready together go out together). Each frame must be taken by the
-/// peer within [`REQUEST_TIMEOUT`] of being queued: a peer that reads slowly enough to
-/// hold one back longer ends the stream (and every frame queued behind it is dropped).
+/// Writes the messages from `queue` until it closes, each in chunks of at most
+/// [`CHUNK`] bytes, up to [`INTERLEAVED`] messages taking turns, so a large one does not
+/// hold up the small ones queued behind it. A flush goes out when no more is ready
+/// (messages ready together go out together). Each message must be taken by the peer
+/// within [`REQUEST_TIMEOUT`] of being queued: a peer that reads slowly enough to hold
+/// one back longer ends the stream. Only [`INTERLEAVED`] messages are taken from the
+/// queue at a time, so a slow peer pushes back on whoever queues for it.
 async fn write_frames<W: AsyncWrite + Unpin>(
     mut w: W,
-    mut frames: mpsc::Receiver<Queued>,
+    mut queue: mpsc::Receiver<Queued>,
 ) -> std::io::Result<()> {
     let timed_out = || std::io::Error::from(std::io::ErrorKind::TimedOut);
-    while let Some(f) = frames.recv().await {
-        let mut batch = Some(f);
-        while let Some((queued, f)) = batch.take() {
-            let deadline = tokio::time::Instant::from_std(queued + REQUEST_TIMEOUT);
-            tokio::time::timeout_at(deadline, w.write_all(&f))
+    let mut turns: std::collections::VecDeque<(Instant, u64, Vec<u8>, usize)> = Default::default();
+    loop {
+        if turns.is_empty() {
+            match queue.recv().await {
+                Some((at, id, body)) => turns.push_back((at, id, body, 0)),
+                None => break,
+            }
+        }
+        while turns.len() < INTERLEAVED {
+            match queue.try_recv() {
+                Ok((at, id, body)) => turns.push_back((at, id, body, 0)),
+                Err(_) => break,
+            }
+        }
+        let Some((at, id, body, from)) = turns.pop_front() else {
+            continue;
+        };
+        let deadline = tokio::time::Instant::from_std(at + REQUEST_TIMEOUT);
+        let to = (from + CHUNK).min(body.len());
+        let more = to < body.len();
+        let mut word = (8 + to - from) as u32;
+        if more {
+            word |= MORE;
+        }
+        let mut frame = Vec::with_capacity(HEADER + to - from);
+        frame.extend_from_slice(&word.to_be_bytes());
+        frame.extend_from_slice(&id.to_be_bytes());
+        frame.extend_from_slice(&body[from..to]);
+        tokio::time::timeout_at(deadline, w.write_all(&frame))
+            .await
+            .map_err(|_| timed_out())??;
+        if more {
+            turns.push_back((at, id, body, to));
+        }
+        if queue.is_empty() {
+            tokio::time::timeout_at(deadline, w.flush())
                 .await
                 .map_err(|_| timed_out())??;
-            batch = frames.try_recv().ok();
         }
-        tokio::time::timeout(REQUEST_TIMEOUT, w.flush())
-            .await
-            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     }
     let _ = w.close().await;
     Ok(())
@@ -289,7 +384,7 @@ struct Link {
 
 /// The links of this node to its peers, shared by every [`crate::Client`] clone.
 pub(crate) struct Links {
-    control: libp2p_stream::Control,
+    opener: crate::streams::Opener,
     commands: mpsc::WeakSender<Command>,
     shared: Arc<Shared>,
     links: Mutex<HashMap<PeerId, Arc<tokio::sync::OnceCell<Arc<Link>>>>>,
@@ -297,12 +392,12 @@ pub(crate) struct Links {
 
 impl Links {
     pub(crate) fn new(
-        control: libp2p_stream::Control,
+        opener: crate::streams::Opener,
         commands: mpsc::WeakSender<Command>,
         shared: Arc<Shared>,
     ) -> Self {
         Links {
-            control,
+            opener,
             commands,
             shared,
             links: Mutex::default(),
@@ -390,12 +485,7 @@ impl Links {
             .await
             .map_err(|_| NetworkError::Stopped)?;
         dialled.await.map_err(|_| NetworkError::Stopped)??;
-        let stream = self
-            .control
-            .clone()
-            .open_stream(peer, PROTOCOL)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let stream = self.opener.open(peer).await.map_err(unreachable)?;
         let (reader, writer) = stream.split();
         let (frames, outgoing) = mpsc::channel(IN_FLIGHT_OUT);
         let state = Arc::new(LinkState::default());
@@ -454,11 +544,7 @@ impl Link {
             id,
         };
         if self.state.dead.load(Ordering::Relaxed)
-            || self
-                .frames
-                .send((Instant::now(), frame(id, &body)))
-                .await
-                .is_err()
+            || self.frames.send((Instant::now(), id, body)).await.is_err()
         {
             return Err(NetworkError::Unreachable {
                 peer: peer.to_string(),
@@ -575,24 +661,27 @@ async fn read_answers(
     next_id: &AtomicU64,
     shared: &Shared,
 ) -> NetworkError {
+    let mut messages = Assembler::new(MAX_RESPONSE_BYTES);
     loop {
-        let (id, len) = match read_header(reader).await {
-            Ok(Some(h)) => h,
+        let (id, body) = match messages.next(reader).await {
+            Ok(Some(m)) => m,
             Ok(None) => return unreachable(&peer, &"the peer closed the stream"),
-            Err(e) => return unreachable(&peer, &e),
-        };
-        if len > MAX_RESPONSE_BYTES {
-            return NetworkError::Malformed {
-                peer: peer.to_string(),
-                why: format!("a reply over {MAX_RESPONSE_BYTES} bytes"),
-            };
-        }
-        let body = match tokio::time::timeout(REQUEST_TIMEOUT, read_body(reader, len)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return unreachable(&peer, &e),
-            Err(_) => {
+            Err(ReadError::Io(e)) => return unreachable(&peer, &e),
+            Err(ReadError::Slow) => {
                 return NetworkError::Timeout {
                     peer: peer.to_string(),
+                };
+            }
+            Err(ReadError::TooLarge(_)) => {
+                return NetworkError::Malformed {
+                    peer: peer.to_string(),
+                    why: format!("a reply over {MAX_RESPONSE_BYTES} bytes"),
+                };
+            }
+            Err(ReadError::TooMany) => {
+                return NetworkError::Malformed {
+                    peer: peer.to_string(),
+                    why: format!("more than {INTERLEAVED} replies begun at once"),
                 };
             }
         };
@@ -657,12 +746,7 @@ impl JobReply {
         };
         self.answered = true;
         let payload = response_payload(&response);
-        if self
-            .answers
-            .send((Instant::now(), frame(self.id, &body)))
-            .await
-            .is_err()
-        {
+        if self.answers.send((Instant::now(), self.id, body)).await.is_err() {
             add(&self.shared.inbound_failures, 1);
         } else {
             add(&self.shared.payload_bytes_out, payload);
@@ -696,20 +780,20 @@ fn refuse(answers: &mpsc::Sender<Queued>, id: u64, reason: &str) {
         reason: reason.to_string(),
     };
     if let Ok(body) = cbor4ii::serde::to_vec(Vec::new(), &r) {
-        let _ = answers.try_send((Instant::now(), frame(id, &body)));
+        let _ = answers.try_send((Instant::now(), id, body));
     }
 }
 
 /// Accepts job streams from peers, at most [`STREAMS_PER_PEER`] each, and serves each
 /// on a task of its own.
 pub(crate) async fn accept(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: mpsc::Receiver<(PeerId, Stream)>,
     inbound: mpsc::Sender<Inbound>,
     commands: mpsc::WeakSender<Command>,
     shared: Arc<Shared>,
 ) {
     let open: Arc<Mutex<HashMap<PeerId, usize>>> = Arc::default();
-    while let Some((peer, stream)) = incoming.next().await {
+    while let Some((peer, stream)) = incoming.recv().await {
         {
             let mut open = open.lock().unwrap_or_else(|e| e.into_inner());
             let n = open.entry(peer).or_default();
@@ -773,49 +857,48 @@ async fn serve(
         }
         format!("malformed: {why}")
     };
+    let mut messages = Assembler::new(MAX_REQUEST_BYTES);
     loop {
         // A writer that failed (the peer stopped taking answers) ends the stream: both
         // halves go, and nothing more is read from it.
-        let header = tokio::select! {
-            h = read_header(&mut reader) => h,
+        let next = tokio::select! {
+            m = messages.next(&mut reader) => m,
             _ = &mut writing => {
                 tracing::debug!(%peer, "job stream closed: the peer did not take its answers in time");
                 return;
             }
         };
-        let (id, len) = match header {
-            Ok(Some(h)) => h,
+        let (id, body) = match next {
+            Ok(Some(m)) => m,
             Ok(None) => break,
-            Err(e) => {
+            Err(ReadError::TooLarge(id)) => {
+                // The rest of the message is not read: the answer goes out and the
+                // stream is closed behind it.
+                add(&shared.requests_in, 1);
+                refuse(
+                    &answers,
+                    id,
+                    &malformed(format!("a request over {MAX_REQUEST_BYTES} bytes")),
+                );
+                break;
+            }
+            Err(ReadError::TooMany) => {
+                malformed(format!("more than {INTERLEAVED} requests begun at once"));
+                break;
+            }
+            Err(ReadError::Slow) => {
+                add(&shared.inbound_failures, 1);
+                tracing::debug!(%peer, "a request not sent within {REQUEST_TIMEOUT:?}: stream closed");
+                break;
+            }
+            Err(ReadError::Io(e)) => {
+                add(&shared.inbound_failures, 1);
                 tracing::debug!(%peer, error = %e, "job stream from a peer failed");
                 break;
             }
         };
         add(&shared.requests_in, 1);
         shared.used(peer);
-        if len > MAX_REQUEST_BYTES {
-            // The rest of the frame is not read: the answer goes out and the stream
-            // is closed behind it.
-            refuse(
-                &answers,
-                id,
-                &malformed(format!("a request over {MAX_REQUEST_BYTES} bytes")),
-            );
-            break;
-        }
-        let body = match tokio::time::timeout(REQUEST_TIMEOUT, read_body(&mut reader, len)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => {
-                add(&shared.inbound_failures, 1);
-                tracing::debug!(%peer, error = %e, "job stream from a peer failed mid-request");
-                break;
-            }
-            Err(_) => {
-                add(&shared.inbound_failures, 1);
-                tracing::debug!(%peer, "a request not sent within {REQUEST_TIMEOUT:?}: stream closed");
-                break;
-            }
-        };
         // Past the peer's rate, a request is refused before it is decoded.
         if !shared.admit(peer) {
             add(&shared.requests_refused, 1);

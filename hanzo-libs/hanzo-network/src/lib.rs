@@ -23,6 +23,7 @@ mod jobs;
 pub mod peers;
 pub mod protocol;
 mod settings;
+mod streams;
 
 pub use advert::{Advert, Capacity, Ceilings, Price};
 pub use client::{Channels, Client, Inbound, Metrics, PeerEvent, start};

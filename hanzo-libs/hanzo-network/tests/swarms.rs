@@ -512,6 +512,84 @@ async fn an_answer_to_a_request_never_sent_breaks_the_stream() {
     }
 }
 
+/// A large answer goes out in chunks taking turns with the others: a small answer
+/// queued behind 20 MiB arrives first, rather than after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_does_not_hold_up_a_small_one_behind_it() {
+    let (a, mut a_in) = node_with(26, vec![], 10_000).await;
+    let boot = a.listen_addrs().await.unwrap();
+    let (b, _b_in) = node_with(27, boot, 10_000).await;
+    tokio::spawn({
+        let a = a.clone();
+        async move {
+            let mut small = None;
+            while let Some(Inbound::Job { channel, request, .. }) = a_in.recv().await {
+                let JobRequest::Cancel { execution_id } = request else {
+                    panic!("{request:?}")
+                };
+                if execution_id == "small" {
+                    small = Some(channel);
+                    continue;
+                }
+                let big = hanzo_network::RemoteResult {
+                    execution_id,
+                    status: "succeeded".into(),
+                    output: Some(format!("\"{}\"", "x".repeat(20 * 1024 * 1024))),
+                    error: None,
+                    usage: None,
+                    logs: Vec::new(),
+                    receipt: None,
+                };
+                // The big answer is queued (and its first chunk on its way) before
+                // the small one is.
+                a.respond_job(channel, JobResponse::Finished(Box::new(big))).await;
+                let small = small.take().expect("the small request came first");
+                a.respond_job(
+                    small,
+                    JobResponse::Unknown {
+                        execution_id: "small".into(),
+                    },
+                )
+                .await;
+            }
+        }
+    });
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let call = |id: &'static str| {
+        let (b, peer, order) = (b.clone(), a.peer_id(), order.clone());
+        tokio::spawn(async move {
+            let r = b
+                .job(
+                    peer,
+                    JobRequest::Cancel {
+                        execution_id: id.into(),
+                    },
+                )
+                .await;
+            order.lock().unwrap().push(id);
+            r
+        })
+    };
+    let small = call("small");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let big = call("big");
+    let big = tokio::time::timeout(Duration::from_secs(20), big)
+        .await
+        .unwrap()
+        .unwrap();
+    let small = tokio::time::timeout(Duration::from_secs(5), small)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(big, Ok(JobResponse::Finished(ref f)) if f.output.as_ref().unwrap().len() > 20 * 1024 * 1024),
+        "{:?}",
+        big.map(|_| ())
+    );
+    assert!(matches!(small, Ok(JobResponse::Unknown { .. })), "{small:?}");
+    assert_eq!(*order.lock().unwrap(), vec!["small", "big"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_peers_and_peers_off_the_allow_list_never_hold_a_connection() {
     let b_id = hanzo_network::identity::keypair([32; 32]).public().to_peer_id();
