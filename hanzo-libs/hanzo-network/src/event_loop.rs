@@ -231,9 +231,13 @@ impl EventLoop {
                 _ = housekeeping.tick() => {
                     // Peers that made or answered job requests: heard from, and
                     // their connections in use.
+                    // Only connected ones: a peer gone meanwhile would leave an entry
+                    // behind for good.
                     for (peer, at) in self.shared.take_used() {
-                        self.peers.seen(peer);
-                        self.used_at.insert(peer, at);
+                        if self.connected.contains(&peer) {
+                            self.peers.seen(peer);
+                            self.used_at.insert(peer, at);
+                        }
                     }
                     for peer in self.peers.expire(self.settings.peer_timeout) {
                         self.shared.forget(&peer);

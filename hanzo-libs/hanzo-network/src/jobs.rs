@@ -455,10 +455,9 @@ impl Links {
                 // A link that died: forget it (unless another caller already did) and
                 // open another.
                 Ok(_) => self.forget(peer, &cell),
-                Err(e) => {
-                    self.forget(peer, &cell);
-                    return Err(e);
-                }
+                // The cell stays, empty: callers waiting on it try again on the same
+                // cell, one at a time, rather than each opening a stream of its own.
+                Err(e) => return Err(e),
             }
         }
     }
