@@ -3,7 +3,7 @@
 use crate::advert::{Advert, Verdict, now_ms};
 use crate::behaviour::{Behaviour, BehaviourEvent};
 use crate::client::{AdvertSource, Inbound, Metrics, PeerEvent};
-use crate::codec::{Cbor, Decoded};
+use crate::codec::Decoded;
 use crate::jobs::{Links, Shared};
 use crate::peers::{Conduct, PeerInfo, PeerTable};
 use crate::protocol::{ADVERT_TOPIC, ChunkRequest, ChunkResponse};
@@ -419,7 +419,7 @@ impl EventLoop {
                 };
                 let _ = reply.send(r);
             }
-            Command::Chunk { peer, request, reply } => self.send::<ModulesWire>(peer, request, reply),
+            Command::Chunk { peer, request, reply } => self.send_chunk(peer, request, reply),
             Command::RespondChunk { channel, response } => {
                 if let ChunkResponse::Chunk { bytes, .. } = &response {
                     self.metrics.payload_bytes_out += bytes.len() as u64;
@@ -602,7 +602,7 @@ impl EventLoop {
                 }
             }
             BehaviourEvent::Jobs(never) => match never {},
-            BehaviourEvent::Modules(event) => self.on_request_response::<ModulesWire>(event),
+            BehaviourEvent::Modules(event) => self.on_chunks(event),
             _ => {}
         }
     }
@@ -650,13 +650,13 @@ impl EventLoop {
         self.peers.report(peer, Conduct::Bad);
     }
 
-    /// Sends a request, or queues it behind the ones in flight to the same peer: the
-    /// peer's connection handler takes a bounded number of streams, in and out
+    /// Sends a chunk request, or queues it behind the ones in flight to the same peer:
+    /// the peer's connection handler takes a bounded number of streams, in and out
     /// together, and fails the request it has no room for ("max sub-streams reached")
     /// instead of waiting. A caller that gave up meanwhile (its reply dropped) is
     /// skipped when its turn comes.
-    fn send<W: Wire>(&mut self, peer: PeerId, request: W::Req, reply: Reply<W::Resp>) {
-        let out = W::outbound(self);
+    fn send_chunk(&mut self, peer: PeerId, request: ChunkRequest, reply: Reply<ChunkResponse>) {
+        let out = &mut self.chunks_out;
         if out.in_flight.get(&peer).copied().unwrap_or(0) >= out.per_peer {
             let queue = out.queued.entry(peer).or_default();
             if queue.len() >= MAX_QUEUED_PER_PEER {
@@ -669,24 +669,23 @@ impl EventLoop {
             }
             return;
         }
-        self.metrics.payload_bytes_out += W::request_payload(&request);
         let addrs = self.peers.addrs(&peer);
-        let id = W::behaviour(self.swarm.behaviour_mut()).send_request_with_addresses(
+        let id = self.swarm.behaviour_mut().modules.send_request_with_addresses(
             &peer,
             Decoded::Ok(request),
             addrs,
         );
         self.metrics.requests_out += 1;
         self.used_at.insert(peer, Instant::now());
-        let out = W::outbound(self);
+        let out = &mut self.chunks_out;
         *out.in_flight.entry(peer).or_default() += 1;
         out.pending.insert(id, (peer, reply));
     }
 
     /// The reply channel of an outbound request that has its answer (or failed), and
     /// the next queued request to the same peer sent in its place.
-    fn answered<W: Wire>(&mut self, id: OutboundRequestId) -> Option<Reply<W::Resp>> {
-        let out = W::outbound(self);
+    fn answered(&mut self, id: OutboundRequestId) -> Option<Reply<ChunkResponse>> {
+        let out = &mut self.chunks_out;
         let (peer, reply) = out.pending.remove(&id)?;
         if let Some(n) = out.in_flight.get_mut(&peer) {
             *n = n.saturating_sub(1);
@@ -695,7 +694,7 @@ impl EventLoop {
             }
         }
         loop {
-            let out = W::outbound(self);
+            let out = &mut self.chunks_out;
             let Some(queue) = out.queued.get_mut(&peer) else {
                 break;
             };
@@ -706,7 +705,7 @@ impl EventLoop {
             match next {
                 Some((_, waiting)) if waiting.is_closed() => continue,
                 Some((request, waiting)) => {
-                    self.send::<W>(peer, request, waiting);
+                    self.send_chunk(peer, request, waiting);
                     break;
                 }
                 None => break,
@@ -715,11 +714,10 @@ impl EventLoop {
         Some(reply)
     }
 
-    /// One handler for both request-response protocols ([`Wire`] says what differs):
-    /// requests are counted, refused when malformed, over the peer's rate or past the
-    /// node's queue, and handed to the node otherwise; replies and failures go to
-    /// whoever is waiting for them.
-    fn on_request_response<W: Wire>(&mut self, event: request_response::Event<Decoded<W::Req>, W::Resp>) {
+    /// `/hanzo/modules/1`: requests are counted, refused when malformed, over the
+    /// peer's rate or past the node's queue, and handed to the node otherwise; replies
+    /// and failures go to whoever is waiting for them.
+    fn on_chunks(&mut self, event: request_response::Event<Decoded<ChunkRequest>, ChunkResponse>) {
         match event {
             request_response::Event::Message { peer, message, .. } => match message {
                 request_response::Message::Request { request, channel, .. } => {
@@ -735,25 +733,32 @@ impl EventLoop {
                             self.metrics.requests_refused += 1;
                             Some((channel, "rate limited".to_string()))
                         }
-                        Decoded::Ok(request) => {
-                            match self.inbound.try_send(W::inbound(peer, request, channel)) {
-                                Err(mpsc::error::TrySendError::Full(back)) => {
-                                    self.metrics.requests_refused += 1;
-                                    W::channel_of(back).map(|c| (c, "busy".to_string()))
-                                }
-                                _ => None,
+                        Decoded::Ok(request) => match self.inbound.try_send(Inbound::Chunk {
+                            peer,
+                            request,
+                            channel,
+                        }) {
+                            Err(mpsc::error::TrySendError::Full(Inbound::Chunk { channel, .. })) => {
+                                self.metrics.requests_refused += 1;
+                                Some((channel, "busy".to_string()))
                             }
-                        }
+                            _ => None,
+                        },
                     };
                     if let Some((channel, reason)) = refusal {
-                        let _ = W::behaviour(self.swarm.behaviour_mut())
-                            .send_response(channel, W::refused(reason));
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .modules
+                            .send_response(channel, ChunkResponse::Refused { reason });
                     }
                 }
                 request_response::Message::Response { request_id, response } => {
                     self.peers.seen(peer);
-                    self.metrics.payload_bytes_in += W::payload(&response);
-                    if let Some(reply) = self.answered::<W>(request_id) {
+                    if let ChunkResponse::Chunk { bytes, .. } = &response {
+                        self.metrics.payload_bytes_in += bytes.len() as u64;
+                    }
+                    if let Some(reply) = self.answered(request_id) {
                         let _ = reply.send(Ok(response));
                     }
                 }
@@ -765,7 +770,7 @@ impl EventLoop {
                 ..
             } => {
                 self.metrics.outbound_failures += 1;
-                if let Some(reply) = self.answered::<W>(request_id) {
+                if let Some(reply) = self.answered(request_id) {
                     let _ = reply.send(Err(outbound_error(&peer, &error)));
                 }
             }
@@ -773,67 +778,10 @@ impl EventLoop {
                 // Timed out or the connection went before the answer: a request that
                 // does not decode never gets here (it is `Decoded::Malformed`).
                 self.metrics.inbound_failures += 1;
-                tracing::debug!(%peer, %error, protocol = W::NAME, "inbound request failed");
+                tracing::debug!(%peer, %error, protocol = "modules", "inbound request failed");
             }
             request_response::Event::ResponseSent { .. } => {}
         }
-    }
-}
-
-/// What differs between the two request-response protocols for [`EventLoop::on_request_response`].
-trait Wire {
-    type Req: Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
-    type Resp: Send + serde::Serialize + serde::de::DeserializeOwned + 'static;
-    /// For logs.
-    const NAME: &'static str;
-    fn behaviour(b: &mut Behaviour) -> &mut request_response::Behaviour<Cbor<Self::Req, Self::Resp>>;
-    fn refused(reason: String) -> Self::Resp;
-    fn inbound(peer: PeerId, request: Self::Req, channel: ResponseChannel<Self::Resp>) -> Inbound;
-    /// The channel of an inbound request the node's queue did not take.
-    fn channel_of(inbound: Inbound) -> Option<ResponseChannel<Self::Resp>>;
-    /// Payload bytes a reply carries (results, chunks), for the metrics.
-    fn payload(response: &Self::Resp) -> u64;
-    fn outbound(el: &mut EventLoop) -> &mut Outbound<Self::Req, Self::Resp>;
-    /// Payload bytes a request carries (an offer's spec), for the metrics.
-    fn request_payload(_request: &Self::Req) -> u64 {
-        0
-    }
-}
-
-/// `/hanzo/modules/1`.
-struct ModulesWire;
-
-impl Wire for ModulesWire {
-    type Req = ChunkRequest;
-    type Resp = ChunkResponse;
-    const NAME: &'static str = "modules";
-    fn behaviour(b: &mut Behaviour) -> &mut request_response::Behaviour<Cbor<ChunkRequest, ChunkResponse>> {
-        &mut b.modules
-    }
-    fn refused(reason: String) -> ChunkResponse {
-        ChunkResponse::Refused { reason }
-    }
-    fn inbound(peer: PeerId, request: ChunkRequest, channel: ResponseChannel<ChunkResponse>) -> Inbound {
-        Inbound::Chunk {
-            peer,
-            request,
-            channel,
-        }
-    }
-    fn channel_of(inbound: Inbound) -> Option<ResponseChannel<ChunkResponse>> {
-        match inbound {
-            Inbound::Chunk { channel, .. } => Some(channel),
-            Inbound::Job { .. } => None,
-        }
-    }
-    fn payload(response: &ChunkResponse) -> u64 {
-        match response {
-            ChunkResponse::Chunk { bytes, .. } => bytes.len() as u64,
-            _ => 0,
-        }
-    }
-    fn outbound(el: &mut EventLoop) -> &mut Outbound<ChunkRequest, ChunkResponse> {
-        &mut el.chunks_out
     }
 }
 

@@ -470,10 +470,6 @@ impl Links {
     }
 
     async fn open(&self, peer: PeerId) -> Result<Arc<Link>, NetworkError> {
-        let unreachable = |why: String| NetworkError::Unreachable {
-            peer: peer.to_string(),
-            why,
-        };
         // The event loop dials the addresses the peer advertised when it is not
         // connected (the stream behaviour alone would dial by peer id, without them).
         let (reply, dialled) = oneshot::channel();
@@ -484,7 +480,7 @@ impl Links {
             .await
             .map_err(|_| NetworkError::Stopped)?;
         dialled.await.map_err(|_| NetworkError::Stopped)??;
-        let stream = self.opener.open(peer).await.map_err(unreachable)?;
+        let stream = self.opener.open(peer).await.map_err(|e| unreachable(&peer, &e))?;
         let (reader, writer) = stream.split();
         let (frames, outgoing) = mpsc::channel(IN_FLIGHT_OUT);
         let state = Arc::new(LinkState::default());
@@ -516,10 +512,10 @@ impl Link {
             // Counted while waiting for a slot, whatever ends the wait (a caller that
             // gives up is dropped here).
             let Some(_waiting) = Waiting::enter(&self.waiting) else {
-                return Err(NetworkError::Unreachable {
-                    peer: peer.to_string(),
-                    why: format!("{MAX_WAITING} requests are already waiting for it"),
-                });
+                return Err(unreachable(
+                    &peer,
+                    &format!("{MAX_WAITING} requests are already waiting for it"),
+                ));
             };
             self.slots.acquire().await
         };
@@ -545,21 +541,13 @@ impl Link {
         if self.state.dead.load(Ordering::Relaxed)
             || self.frames.send((Instant::now(), id, body)).await.is_err()
         {
-            return Err(NetworkError::Unreachable {
-                peer: peer.to_string(),
-                why: "the connection closed".into(),
-            });
+            return Err(unreachable(&peer, &"the connection closed"));
         }
         add(&shared.requests_out, 1);
         add(&shared.payload_bytes_out, request_payload(&request));
         shared.used(peer);
-        match rx.await {
-            Ok(r) => r,
-            Err(_) => Err(NetworkError::Unreachable {
-                peer: peer.to_string(),
-                why: "the connection closed".into(),
-            }),
-        }
+        rx.await
+            .unwrap_or_else(|_| Err(unreachable(&peer, &"the connection closed")))
     }
 }
 
@@ -935,9 +923,8 @@ async fn serve(
             })
         {
             add(&shared.requests_refused, 1);
-            if let Inbound::Job { mut channel, .. } = back {
-                channel.answered = true;
-                refuse(&answers, id, "busy");
+            if let Inbound::Job { channel, .. } = back {
+                channel.refuse_now("busy");
             }
         }
     }
