@@ -590,6 +590,29 @@ async fn a_large_answer_does_not_hold_up_a_small_one_behind_it() {
     assert_eq!(*order.lock().unwrap(), vec!["small", "big"]);
 }
 
+/// A peer that starts a frame and sends no more holds its stream for 30 s, not for
+/// good: the node closes it and counts the failure.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_begun_and_never_finished_closes_its_stream_after_30_s() {
+    use futures::{AsyncReadExt, AsyncWriteExt};
+    let (a, _a_in) = node(28, vec![]).await;
+    let addr: libp2p::Multiaddr = a.listen_addrs().await.unwrap()[0].parse().unwrap();
+    let raw = raw::start(&addr);
+    let (mut r, mut w) = raw.open().await.unwrap().split();
+    // Five bytes of a twelve-byte header, then silence.
+    w.write_all(&[0, 0, 0, 20, 0]).await.unwrap();
+    w.flush().await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 1];
+    let end = tokio::time::timeout(Duration::from_secs(60), r.read(&mut buf))
+        .await
+        .expect("the node closes the stream within a minute");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(29), "closed after {waited:?}");
+    assert_eq!(a.metrics().await.unwrap().inbound_failures, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_peers_and_peers_off_the_allow_list_never_hold_a_connection() {
     let b_id = hanzo_network::identity::keypair([32; 32]).public().to_peer_id();
