@@ -29,11 +29,19 @@ use hanzo_compute::ComputeError;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `--version`: a build with fail points says so, so that nobody mistakes it for a
+/// release (scripts/package-test.sh refuses to package it).
+const VERSION: &str = if hanzo_compute::failpoints::ENABLED {
+    concat!(env!("CARGO_PKG_VERSION"), " (failpoints)")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 /// A compute node: runs WASM, Docker, Deno, Python, Go and native tools (and, as it
 /// lands, Kubernetes) behind one job contract, with enforced limits and signed receipts.
 #[derive(Parser, Debug)]
 // Bare `hanzo-node` prints the help on stderr and exits 2, as a usage error.
-#[command(name = "hanzo-node", version, about, arg_required_else_help = true)]
+#[command(name = "hanzo-node", version = VERSION, about, arg_required_else_help = true)]
 struct Cli {
     /// Configuration file (default: $HANZO_CONFIG, else <data dir>/hanzo-node.toml if it exists).
     #[arg(long, global = true, value_name = "PATH")]

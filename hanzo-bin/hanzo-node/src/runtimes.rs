@@ -67,6 +67,9 @@ pub async fn list(config: Option<&Path>, as_json: bool, verbose: bool) -> anyhow
             yes_no(&caps["mounts"]),
             yes_no(&caps["deterministic"])
         );
+        if let Some(v) = row["verification"].as_str() {
+            println!("    verification: {v}");
+        }
         for kind in LimitKind::ALL {
             let l = &caps["limits"][kind.name()];
             println!(

@@ -29,6 +29,18 @@ pub struct ServeArgs {
 }
 
 pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
+    // Fault injection (tests only): a build with fail points sets them from FAILPOINTS
+    // and refuses a bad setting; any other build ignores the variable, and says so.
+    let failpoints = std::env::var("FAILPOINTS").unwrap_or_default();
+    if hanzo_compute::failpoints::ENABLED {
+        let set = hanzo_compute::failpoints::configure(&failpoints).map_err(ComputeError::invalid)?;
+        tracing::warn!(
+            ?set,
+            "this build has fail points: it may lie, drop results or stall on purpose"
+        );
+    } else if !failpoints.trim().is_empty() {
+        tracing::warn!("FAILPOINTS is ignored: this build has no fail points");
+    }
     let mut node = Node::build(config, None).await?;
     if let Some(listen) = args.listen {
         node.config.node.api_listen = listen;

@@ -402,7 +402,12 @@ pub(crate) async fn admit(state: &State, mut spec: JobSpec) -> ApiResult<JobSpec
 }
 
 /// Submits a parsed spec (`POST /v1/jobs`, and a named tool's call).
-pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
+pub(crate) async fn submit_spec(state: &State, mut spec: JobSpec, wait: bool) -> ApiResult {
+    // A verified job runs on several nodes (CONTRACTS §8): `local`, the default,
+    // widens to `any`, and the stored spec says so.
+    if !spec.verification.is_none() && spec.placement.is_local() {
+        spec.placement = hanzo_compute::Placement::Any;
+    }
     if !spec.placement.is_local() {
         return submit_placed(state, spec, wait).await;
     }
@@ -443,6 +448,11 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
     let mut spec = admit(state, spec).await?;
     spec.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
     hanzo_placement::check(&spec).map_err(|e| ApiError::invalid(format!("placement: {e}")))?;
+    if !spec.verification.is_none() {
+        return Err(ApiError::invalid(
+            "verification: redundant execution is not built yet on this node (issue 14 is in progress)",
+        ));
+    }
     let placer = state.placer.get();
     // Jobs being placed count against the same queue capacity as queued ones: each
     // is a task of this node until it ends.
@@ -678,6 +688,8 @@ async fn node(AxState(state): S) -> ApiResult {
     v["node_id"] = json!(state.scheduler.compute().key().id());
     v["peer_id"] = json!(state.peer_id);
     v["network"] = json!(state.placer.get().is_some());
+    // A test build that can lie on purpose (CONTRACTS §8) says so to anyone asking.
+    v["failpoints"] = json!(hanzo_compute::failpoints::ENABLED);
     if let Some(placer) = state.placer.get() {
         v["listen_addrs"] = json!(
             placer

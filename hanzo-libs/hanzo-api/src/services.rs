@@ -164,7 +164,10 @@ fn compute_error(e: ComputeError) -> ApiError {
         e @ ComputeError::LimitExceeded { .. } => {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "limit_exceeded", e.to_string())
         }
-        e @ (ComputeError::Internal(_) | ComputeError::Cancelled) => ApiError::internal(e),
+        // Services are never verified; should one ever be, this is the node's fault.
+        e @ (ComputeError::Internal(_) | ComputeError::Cancelled | ComputeError::VerificationFailed(_)) => {
+            ApiError::internal(e)
+        }
         ComputeError::Unschedulable(m) => unavailable(m),
     }
 }

@@ -89,6 +89,14 @@ pub async fn capabilities_are_complete(h: &dyn Harness) {
     }
     assert_eq!(caps.support(LimitKind::Timeout), Support::Enforced);
     assert_eq!(caps.support(LimitKind::Output), Support::Enforced);
+    // A runtime claiming a deterministic profile its kind has not got would have
+    // `deterministic: true` refused at the door (JobSpec::validate) while advertising
+    // it; one with a profile it does not claim would make verified jobs weaker.
+    let kind = h.runtime().kind();
+    assert!(
+        !caps.deterministic || kind.has_deterministic_profile(),
+        "{kind} claims a deterministic profile its kind has not got"
+    );
 }
 
 /// Params go in and come back out unchanged, with usage and a valid receipt.

@@ -44,6 +44,12 @@ pub enum ComputeError {
     /// lost or failed).
     #[error("unschedulable: {0}")]
     Unschedulable(String),
+
+    /// A job with `verification` (CONTRACTS §8) ran on several nodes and their results
+    /// did not agree well enough to trust one (`disagreed`), or too few nodes could run
+    /// it (`insufficient_peers`). Every node's receipt is kept in the job's record.
+    #[error("verification failed: {0}")]
+    VerificationFailed(String),
 }
 
 impl ComputeError {
@@ -51,6 +57,8 @@ impl ComputeError {
     pub fn exit_code(&self) -> i32 {
         match self {
             ComputeError::ToolFailed(_) | ComputeError::Cancelled => 1,
+            // There is no result one could trust: as with a tool that failed.
+            ComputeError::VerificationFailed(_) => 1,
             ComputeError::InvalidInput(_) => 2,
             ComputeError::LimitExceeded { .. } => 3,
             ComputeError::Unavailable(_) => 4,
@@ -70,6 +78,7 @@ impl ComputeError {
             ComputeError::Cancelled => "cancelled",
             ComputeError::Internal(_) => "internal",
             ComputeError::Unschedulable(_) => "unschedulable",
+            ComputeError::VerificationFailed(_) => "verification_failed",
         }
     }
 
@@ -96,6 +105,7 @@ impl ComputeError {
             "cancelled" => ComputeError::Cancelled,
             "internal" => ComputeError::Internal(rest("internal error: ")),
             "unschedulable" => ComputeError::Unschedulable(rest("unschedulable: ")),
+            "verification_failed" => ComputeError::VerificationFailed(rest("verification failed: ")),
             other => ComputeError::Internal(format!("{other}: {message}")),
         }
     }
@@ -142,6 +152,7 @@ mod tests {
             ComputeError::Cancelled,
             ComputeError::internal("disk"),
             ComputeError::Unschedulable("peer A: full".into()),
+            ComputeError::VerificationFailed("disagreed: 1 vs 1".into()),
         ] {
             let back = ComputeError::from_parts(e.code(), &e.to_string());
             assert_eq!(back, e);

@@ -40,6 +40,13 @@ impl RuntimeKind {
         RuntimeKind::K8s,
     ];
 
+    /// Whether the runtime has a deterministic profile (`deterministic: true`): WASM,
+    /// and Go built to WASM. The others run on a host whose clock, randomness and
+    /// scheduling nobody controls.
+    pub fn has_deterministic_profile(self) -> bool {
+        matches!(self, RuntimeKind::Wasm | RuntimeKind::Go)
+    }
+
     /// The name used on the command line and in job specs.
     pub fn name(self) -> &'static str {
         match self {
@@ -285,6 +292,154 @@ pub struct JobSpec {
     #[serde(default, skip_serializing_if = "Placement::is_local")]
     #[cfg_attr(feature = "openapi", schema(value_type = Value, example = "any"))]
     pub placement: Placement,
+    /// How the result is checked (CONTRACTS §8): not at all (the default), or by
+    /// running the job on several nodes and comparing their results.
+    #[serde(default, skip_serializing_if = "Verification::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = Value, example = json!({"strategy": "redundant", "min_peers": 3}))
+    )]
+    pub verification: Verification,
+}
+
+/// The most nodes one verified job may run on. Each attempt costs a whole execution
+/// somewhere, and a submitter asking for hundreds would be a cheap amplifier.
+pub const MAX_VERIFICATION_PEERS: u32 = 16;
+
+/// How a job's result is checked (CONTRACTS §8). JSON: `{"strategy": "none"}` or
+/// `{"strategy": "redundant", "min_peers": N, "max_peers": M}` (`max_peers` optional).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Verification {
+    /// One node runs it and its result is taken as it comes.
+    #[default]
+    None,
+    /// `min_peers` distinct nodes run it and their results are compared; up to
+    /// `max_peers` may run it to break a tie.
+    Redundant {
+        /// How many nodes must run it (2 to 16).
+        min_peers: u32,
+        /// The bound on nodes run to break a tie; `None` means `min_peers + 2`, capped.
+        max_peers: Option<u32>,
+    },
+}
+
+impl Verification {
+    /// Whether the result is taken unchecked.
+    pub fn is_none(&self) -> bool {
+        matches!(self, Verification::None)
+    }
+
+    /// The name of the strategy: `none` or `redundant`.
+    pub fn strategy(&self) -> &'static str {
+        match self {
+            Verification::None => "none",
+            Verification::Redundant { .. } => "redundant",
+        }
+    }
+
+    /// How many nodes must run the job (1 without verification).
+    pub fn min_peers(&self) -> u32 {
+        match *self {
+            Verification::None => 1,
+            Verification::Redundant { min_peers, .. } => min_peers,
+        }
+    }
+
+    /// The most nodes that may run it: `max_peers`, or `min_peers + 2` capped at
+    /// [`MAX_VERIFICATION_PEERS`].
+    pub fn max_peers(&self) -> u32 {
+        match *self {
+            Verification::None => 1,
+            Verification::Redundant { min_peers, max_peers } => {
+                max_peers.unwrap_or((min_peers + 2).min(MAX_VERIFICATION_PEERS))
+            }
+        }
+    }
+}
+
+impl Serialize for Verification {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match *self {
+            Verification::None => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("strategy", "none")?;
+                m.end()
+            }
+            Verification::Redundant { min_peers, max_peers } => {
+                let mut m = s.serialize_map(Some(2 + max_peers.is_some() as usize))?;
+                m.serialize_entry("strategy", "redundant")?;
+                m.serialize_entry("min_peers", &min_peers)?;
+                if let Some(max) = max_peers {
+                    m.serialize_entry("max_peers", &max)?;
+                }
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Verification {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            strategy: String,
+            #[serde(default)]
+            min_peers: Option<u32>,
+            #[serde(default)]
+            max_peers: Option<u32>,
+        }
+        let raw = Raw::deserialize(d).map_err(|e| {
+            D::Error::custom(format!(
+                r#"invalid verification ({e}; expected {{"strategy": "none"}} or {{"strategy": "redundant", "min_peers": N}})"#
+            ))
+        })?;
+        let extra = |name: &str| {
+            D::Error::custom(format!(
+                "verification: min_peers and max_peers apply only to the redundant strategy, not to {name}"
+            ))
+        };
+        match raw.strategy.as_str() {
+            "none" if raw.min_peers.is_some() || raw.max_peers.is_some() => Err(extra("none")),
+            "none" => Ok(Verification::None),
+            "redundant" => {
+                let max = MAX_VERIFICATION_PEERS;
+                let min_peers = raw.min_peers.ok_or_else(|| {
+                    D::Error::custom("verification: the redundant strategy needs min_peers (2 to 16)")
+                })?;
+                if !(2..=max).contains(&min_peers) {
+                    return Err(D::Error::custom(format!(
+                        "verification: min_peers must be 2 to {max}, not {min_peers}"
+                    )));
+                }
+                if let Some(m) = raw.max_peers
+                    && !(min_peers..=max).contains(&m)
+                {
+                    return Err(D::Error::custom(format!(
+                        "verification: max_peers must be min_peers ({min_peers}) to {max}, not {m}"
+                    )));
+                }
+                Ok(Verification::Redundant {
+                    min_peers,
+                    max_peers: raw.max_peers,
+                })
+            }
+            // Refused by name, so that nobody mistakes silence for an attestation.
+            "tee" => Err(D::Error::custom(
+                "verification strategy 'tee' is refused: no node of this network can provide a TEE \
+                 attestation (SEV-SNP, TDX) yet; use redundant (see docs/verification.md)",
+            )),
+            "zk" => Err(D::Error::custom(
+                "verification strategy 'zk' is refused: no node of this network can produce a zkVM \
+                 proof of an execution yet; use redundant (see docs/verification.md)",
+            )),
+            other => Err(D::Error::custom(format!(
+                "unknown verification strategy '{other}' (expected none or redundant)"
+            ))),
+        }
+    }
 }
 
 /// Where a job may run (CONTRACTS §7). Its JSON is `"local" | "any" | "remote"` or
@@ -402,6 +557,7 @@ impl JobSpec {
             user: None,
             native: false,
             placement: Placement::Local,
+            verification: Verification::None,
         }
     }
 
@@ -427,6 +583,20 @@ impl JobSpec {
     /// impersonate the node (`HANZO_FUNCTION` and `HANZO_JOB_ID` are the node's to set).
     pub fn validate(&self) -> Result<(), ComputeError> {
         self.limits.validate()?;
+        // Refused here, statically, rather than by each runtime when it runs: a node
+        // that ignored the flag would give a verified job a result that merely claims
+        // to be reproducible.
+        if self.deterministic && !self.runtime.has_deterministic_profile() {
+            return Err(ComputeError::invalid(format!(
+                "deterministic: the {} runtime has no deterministic profile (only wasm and go have one)",
+                self.runtime
+            )));
+        }
+        if self.deterministic && self.native {
+            return Err(ComputeError::invalid(
+                "deterministic: a native Go build has no deterministic profile (leave out native to build it to WASM)",
+            ));
+        }
         for k in self.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(ComputeError::invalid(format!("invalid env name '{k}'")));
@@ -543,6 +713,90 @@ mod tests {
         // A local job's spec is stored and hashed exactly as before the field existed.
         let j = JobSpec::new(RuntimeKind::Wasm, "x");
         assert!(!serde_json::to_string(&j).unwrap().contains("placement"));
+    }
+
+    #[test]
+    fn verification_parses_redundant_and_refuses_what_no_node_can_give() {
+        let ok = [
+            (r#"{"strategy":"none"}"#, Verification::None),
+            (
+                r#"{"strategy":"redundant","min_peers":3}"#,
+                Verification::Redundant {
+                    min_peers: 3,
+                    max_peers: None,
+                },
+            ),
+            (
+                r#"{"strategy":"redundant","min_peers":2,"max_peers":16}"#,
+                Verification::Redundant {
+                    min_peers: 2,
+                    max_peers: Some(16),
+                },
+            ),
+        ];
+        for (json, want) in ok {
+            let v: Verification = serde_json::from_str(json).unwrap();
+            assert_eq!(v, want);
+            assert_eq!(serde_json::to_string(&v).unwrap(), json);
+        }
+        let v = Verification::Redundant {
+            min_peers: 3,
+            max_peers: None,
+        };
+        assert_eq!((v.min_peers(), v.max_peers()), (3, 5));
+        let v = Verification::Redundant {
+            min_peers: 15,
+            max_peers: None,
+        };
+        assert_eq!(v.max_peers(), MAX_VERIFICATION_PEERS);
+        for (bad, says) in [
+            (r#"{"strategy":"tee"}"#, "TEE"),
+            (r#"{"strategy":"zk"}"#, "zkVM"),
+            (r#"{"strategy":"vote"}"#, "unknown verification strategy 'vote'"),
+            (r#"{"strategy":"redundant"}"#, "needs min_peers"),
+            (
+                r#"{"strategy":"redundant","min_peers":1}"#,
+                "min_peers must be 2 to 16, not 1",
+            ),
+            (r#"{"strategy":"redundant","min_peers":17}"#, "not 17"),
+            (
+                r#"{"strategy":"redundant","min_peers":3,"max_peers":2}"#,
+                "max_peers must be",
+            ),
+            (r#"{"strategy":"none","min_peers":3}"#, "only to the redundant"),
+            (r#"{"strategy":"redundant","min_peers":3,"quorum":2}"#, "quorum"),
+            (r#""redundant""#, "invalid verification"),
+        ] {
+            let e = serde_json::from_str::<Verification>(bad).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // A job without verification is stored and hashed exactly as before the field.
+        let j = JobSpec::new(RuntimeKind::Wasm, "x");
+        assert!(!serde_json::to_string(&j).unwrap().contains("verification"));
+        let j: JobSpec = serde_json::from_str(
+            r#"{"runtime":"wasm","source":"x","verification":{"strategy":"redundant","min_peers":3}}"#,
+        )
+        .unwrap();
+        assert_eq!(j.verification.min_peers(), 3);
+    }
+
+    #[test]
+    fn deterministic_is_refused_where_no_profile_exists() {
+        for kind in RuntimeKind::ALL {
+            let mut j = JobSpec::new(kind, "x");
+            j.deterministic = true;
+            match j.validate() {
+                Ok(()) => assert!(kind.has_deterministic_profile(), "{kind}"),
+                Err(e) => {
+                    assert!(!kind.has_deterministic_profile(), "{kind}: {e}");
+                    assert!(e.to_string().contains("no deterministic profile"), "{e}");
+                }
+            }
+        }
+        let mut j = JobSpec::new(RuntimeKind::Go, "x");
+        j.deterministic = true;
+        j.native = true;
+        assert!(j.validate().unwrap_err().to_string().contains("native"));
     }
 
     #[test]

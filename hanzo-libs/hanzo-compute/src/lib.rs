@@ -12,6 +12,7 @@ pub mod canonical;
 pub mod config;
 pub mod conformance;
 mod error;
+pub mod failpoints;
 pub mod files;
 pub mod fingerprint;
 mod job;
@@ -31,8 +32,8 @@ pub use config::Config;
 pub use error::ComputeError;
 pub use fingerprint::Machine;
 pub use job::{
-    DEFAULT_FUNCTION, JobSpec, Mount, Network, Placement, RuntimeKind, looks_like_peer_id,
-    parse_digest_source, parse_env_pair,
+    DEFAULT_FUNCTION, JobSpec, MAX_VERIFICATION_PEERS, Mount, Network, Placement, RuntimeKind, Verification,
+    looks_like_peer_id, parse_digest_source, parse_env_pair,
 };
 pub use keys::NodeKey;
 pub use limits::{
@@ -40,6 +41,6 @@ pub use limits::{
 };
 pub use receipt::{Receipt, VerifyError};
 pub use registry::{Compute, JobOutcome, Signing};
-pub use runtime::{CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};
+pub use runtime::{Attempt, CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};
 pub use service::{RestartPolicy, ServiceRuntime, ServiceSpec, ServiceStatus};
 pub use unavailable::UnavailableRuntime;

@@ -313,6 +313,19 @@ impl Capabilities {
         }
     }
 
+    /// What redundant verification (CONTRACTS §8) can prove of this runtime's results:
+    /// shown beside the capabilities so nobody takes an output-hash match for more
+    /// than it is.
+    pub fn verification(&self) -> &'static str {
+        if self.deterministic {
+            "output hash and fuel in the deterministic profile: honest nodes agree exactly, \
+             so any difference is a fault or a lie; output hash only outside it"
+        } else {
+            "output hash only: honest nodes may differ (clock, randomness, scheduling), and \
+             colluding nodes returning the same wrong output are not caught"
+        }
+    }
+
     /// Sets how one limit is honoured.
     pub fn with(mut self, kind: LimitKind, support: Support, how: impl Into<String>) -> Self {
         self.limits.insert(

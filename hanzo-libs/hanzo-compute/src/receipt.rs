@@ -14,8 +14,10 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::time::SystemTime;
 
-/// The receipt format version written by this node.
-pub const RECEIPT_VERSION: u32 = 1;
+/// The receipt format version written by this node. Version 2 added `context_hash`,
+/// `runtime_version` and, on an attempt of a verified job, `nonce`; a version 1
+/// receipt has none of them and still verifies.
+pub const RECEIPT_VERSION: u32 = 2;
 
 /// sha256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -86,6 +88,20 @@ pub struct Receipt {
     pub started_at: String,
     /// When it finished.
     pub finished_at: String,
+    /// sha256 (hex) of the canonical JSON of the execution context: everything
+    /// besides the code and the input that shapes the output ([`ExecutionContext`]).
+    /// Two receipts are comparable only when it is the same. Version 2 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_hash: Option<String>,
+    /// The runtime's version as the context names it (`wasmtime 49.0.2; deterministic
+    /// profile 1`, say). Version 2 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_version: Option<String>,
+    /// The verification nonce (32 hex) of the job this execution was an attempt of
+    /// (CONTRACTS §8): binds the receipt to that job, so it cannot be replayed as the
+    /// answer to another. Only on attempts of verified jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
     /// The node's ed25519 public key, hex.
     pub node_id: String,
     /// ed25519 signature (hex) over the canonical JSON of every other field.
@@ -117,6 +133,77 @@ pub struct ReceiptBody {
     pub started_at: SystemTime,
     /// See [`Receipt::finished_at`].
     pub finished_at: SystemTime,
+    /// See [`Receipt::context_hash`] ([`ExecutionContext::hash`]).
+    pub context_hash: String,
+    /// See [`Receipt::runtime_version`].
+    pub runtime_version: String,
+    /// See [`Receipt::nonce`].
+    pub nonce: Option<String>,
+}
+
+/// Everything besides the code and the input that shapes an execution's output, as
+/// hashed into a receipt's `context_hash`. A submitter comparing the receipts of a
+/// verified job recomputes it from the spec it sent, so an executor that ran with
+/// other limits, another environment or another runtime version is caught.
+///
+/// `env` is in it by value: the hash of a low-entropy secret (`DEBUG=1`) can be
+/// guessed from a receipt, which is one more reason secrets belong in mounts or in
+/// the node's config, not in a job's `env` (docs/security.md).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionContext<'a> {
+    /// The runtime.
+    pub runtime: RuntimeKind,
+    /// [`Receipt::runtime_version`].
+    pub runtime_version: &'a str,
+    /// The function called (`HANZO_FUNCTION`).
+    pub function: &'a str,
+    /// The id the tool saw as `HANZO_JOB_ID`: on an attempt of a verified job the
+    /// submitter's, the same on every node.
+    pub tool_job_id: &'a str,
+    /// The granted environment.
+    pub env: &'a std::collections::BTreeMap<String, String>,
+    /// The network grant.
+    pub network: crate::Network,
+    /// Where mounts appear in the guest and whether they are writable (the host side
+    /// is the node's business and cannot shape the output beyond the files' bytes).
+    pub mounts: Vec<(&'a str, bool)>,
+    /// The limits applied.
+    pub limits: &'a ResourceLimits,
+    /// Whether the deterministic profile was on.
+    pub deterministic: bool,
+}
+
+impl<'a> ExecutionContext<'a> {
+    /// The context of running `spec`'s `function` as `tool_job_id` on `runtime_version`.
+    pub fn of(
+        spec: &'a crate::JobSpec,
+        function: &'a str,
+        tool_job_id: &'a str,
+        runtime_version: &'a str,
+    ) -> Self {
+        let mut mounts: Vec<_> = spec
+            .mounts
+            .iter()
+            .map(|m| (m.guest.as_str(), m.writable))
+            .collect();
+        mounts.sort();
+        ExecutionContext {
+            runtime: spec.runtime,
+            runtime_version,
+            function,
+            tool_job_id,
+            env: &spec.env,
+            network: spec.network,
+            mounts,
+            limits: &spec.limits,
+            deterministic: spec.deterministic,
+        }
+    }
+
+    /// sha256 (hex) of its canonical JSON.
+    pub fn hash(&self) -> String {
+        hash_json(&serde_json::to_value(self).expect("a context always serialises"))
+    }
 }
 
 impl Receipt {
@@ -141,12 +228,26 @@ impl Receipt {
             deterministic: body.deterministic,
             started_at: timestamp(body.started_at),
             finished_at: timestamp(body.finished_at),
+            context_hash: Some(body.context_hash),
+            runtime_version: Some(body.runtime_version),
+            nonce: body.nonce,
             node_id: key.id().to_string(),
             signature: String::new(),
         };
-        let value = serde_json::to_value(&receipt).map_err(ComputeError::internal)?;
-        receipt.signature = key.sign_hex(&signed_bytes(&value).map_err(ComputeError::internal)?);
+        receipt.sign_with(key)?;
         Ok(receipt)
+    }
+
+    /// Signs the receipt as it stands with `key`, replacing its `node_id` and
+    /// `signature`: for a node that alters what it ran and signs the lie (the
+    /// `corrupt_output` fail point), and for tests that need a receipt no honest
+    /// execution would give.
+    pub fn sign_with(&mut self, key: &NodeKey) -> Result<(), ComputeError> {
+        self.node_id = key.id().to_string();
+        self.signature = String::new();
+        let value = serde_json::to_value(&*self).map_err(ComputeError::internal)?;
+        self.signature = key.sign_hex(&signed_bytes(&value).map_err(ComputeError::internal)?);
+        Ok(())
     }
 
     /// This receipt as JSON.
@@ -298,6 +399,38 @@ fn verify(value: &Value) -> Result<Receipt, VerifyError> {
         "signature",
         "a 64-byte ed25519 signature in hex",
     )?;
+    match receipt.version {
+        1 => {
+            for (field, present) in [
+                ("context_hash", receipt.context_hash.is_some()),
+                ("runtime_version", receipt.runtime_version.is_some()),
+                ("nonce", receipt.nonce.is_some()),
+            ] {
+                if present {
+                    return Err(VerifyError::Malformed(format!(
+                        "a version 1 receipt has no field '{field}'"
+                    )));
+                }
+            }
+        }
+        2 => {
+            let Some(h) = &receipt.context_hash else {
+                return Err(VerifyError::Malformed("missing field `context_hash`".into()));
+            };
+            hex_field::<32>(h, "context_hash", "a sha256 in hex")?;
+            if receipt.runtime_version.is_none() {
+                return Err(VerifyError::Malformed("missing field `runtime_version`".into()));
+            }
+            if let Some(n) = &receipt.nonce {
+                hex_field::<16>(n, "nonce", "16 bytes in hex")?;
+            }
+        }
+        v => {
+            return Err(VerifyError::Malformed(format!(
+                "receipt version {v} is not one this node reads (1 or {RECEIPT_VERSION})"
+            )));
+        }
+    }
     hex_field::<32>(&receipt.code_hash, "code_hash", "a sha256 in hex")?;
     hex_field::<32>(&receipt.input_hash, "input_hash", "a sha256 in hex")?;
     if let Some(h) = &receipt.output_hash {
@@ -393,6 +526,9 @@ mod tests {
                 deterministic: false,
                 started_at: now,
                 finished_at: now,
+                context_hash: "11".repeat(32),
+                runtime_version: "wasm test".into(),
+                nonce: Some("22".repeat(16)),
             },
             key,
         )
@@ -453,5 +589,76 @@ mod tests {
         let mut v = sample(&a).to_value();
         v["node_id"] = json!(b.id());
         assert_eq!(Receipt::verify(&v).unwrap_err(), VerifyError::BadSignature);
+    }
+
+    #[test]
+    fn versions_carry_exactly_their_fields() {
+        let key = NodeKey::generate().unwrap();
+        let r = sample(&key);
+        assert_eq!(r.version, 2);
+        // A version 1 receipt: the same without the three fields, re-signed.
+        let mut v1 = r.clone();
+        v1.version = 1;
+        (v1.context_hash, v1.runtime_version, v1.nonce) = (None, None, None);
+        v1.sign_with(&key).unwrap();
+        let text = v1.to_value();
+        assert!(text.get("context_hash").is_none() && text.get("nonce").is_none());
+        assert_eq!(Receipt::verify(&text).unwrap(), v1);
+        // Signed, but not what its version says.
+        let refused = |mut t: Receipt, says: &str| {
+            t.sign_with(&key).unwrap();
+            let e = Receipt::verify(&t.to_value()).unwrap_err().to_string();
+            assert!(e.contains(says), "{e}");
+        };
+        let mut t = v1.clone();
+        t.nonce = Some("00".repeat(16));
+        refused(t, "version 1 receipt has no field 'nonce'");
+        let mut t = r.clone();
+        t.context_hash = None;
+        refused(t, "context_hash");
+        let mut t = r.clone();
+        t.runtime_version = None;
+        refused(t, "runtime_version");
+        let mut t = r.clone();
+        t.nonce = Some("abc".into());
+        refused(t, "nonce");
+        let mut t = r.clone();
+        t.version = 3;
+        refused(t, "receipt version 3 is not one this node reads");
+    }
+
+    #[test]
+    fn the_context_hash_changes_with_everything_that_shapes_the_output() {
+        let mut spec = crate::JobSpec::new(RuntimeKind::Wasm, "sha256:ab");
+        spec.mounts.push("/a:/in".parse().unwrap());
+        spec.mounts.push("/b:/out:rw".parse().unwrap());
+        let base = ExecutionContext::of(&spec, "run", "job-1", "v1").hash();
+        // The host side of a mount and the order of mounts do not shape the output.
+        let mut same = spec.clone();
+        same.mounts.reverse();
+        same.mounts[0].host = "/elsewhere".into();
+        assert_eq!(ExecutionContext::of(&same, "run", "job-1", "v1").hash(), base);
+        let mut other = Vec::new();
+        other.push(ExecutionContext::of(&spec, "main", "job-1", "v1").hash());
+        other.push(ExecutionContext::of(&spec, "run", "job-2", "v1").hash());
+        other.push(ExecutionContext::of(&spec, "run", "job-1", "v2").hash());
+        let variants: [fn(&mut crate::JobSpec); 6] = [
+            |s| {
+                s.env.insert("K".into(), "v".into());
+            },
+            |s| s.network = crate::Network::Full,
+            |s| s.mounts[1].writable = false,
+            |s| s.limits.memory_mb += 1,
+            |s| s.limits.fuel = Some(1),
+            |s| s.deterministic = true,
+        ];
+        for change in variants {
+            let mut s = spec.clone();
+            change(&mut s);
+            other.push(ExecutionContext::of(&s, "run", "job-1", "v1").hash());
+        }
+        for (i, h) in other.iter().enumerate() {
+            assert_ne!(h, &base, "variant {i} left the context hash unchanged");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The registry that dispatches a job to its runtime and signs the receipt (the
 //! seed's `UniversalCompute`).
 
-use crate::receipt::{ReceiptBody, ReceiptError, hash_json};
+use crate::receipt::{ExecutionContext, ReceiptBody, ReceiptError, hash_json};
 use crate::runtime::{Execution, Job, Runtime, Usage};
 use crate::{ComputeError, JobSpec, NodeKey, Receipt, RuntimeKind};
 use std::collections::BTreeMap;
@@ -74,12 +74,14 @@ impl Compute {
         match self.runtime(kind) {
             Some(rt) => {
                 let health = rt.health().await;
+                let caps = rt.capabilities();
                 serde_json::json!({
                     "runtime": kind,
                     "available": health.available,
                     "version": health.version,
                     "detail": health.detail,
-                    "capabilities": rt.capabilities(),
+                    "verification": caps.verification(),
+                    "capabilities": caps,
                 })
             }
             None => serde_json::json!({
@@ -87,6 +89,7 @@ impl Compute {
                 "available": false,
                 "version": null,
                 "detail": why_missing(),
+                "verification": null,
                 "capabilities": null,
             }),
         }
@@ -122,10 +125,18 @@ impl Compute {
             return outcome(Err(e), Usage::default(), Vec::new(), None);
         };
         let started_at = SystemTime::now();
-        let exec = runtime.execute(job).await;
+        let mut exec = runtime.execute(job).await;
         let finished_at = SystemTime::now();
+        // A lying node (tests only): the altered output is what gets hashed, signed,
+        // stored and sent, so the lie is consistent everywhere but in its value.
+        if job.origin.is_some()
+            && crate::failpoints::hit(crate::failpoints::CORRUPT_OUTPUT)
+            && let Ok(v) = &exec.result
+        {
+            exec.result = Ok(serde_json::json!({ "lie": v }));
+        }
         let receipt = match signing {
-            Signing::On => self.receipt(job, &exec, started_at, finished_at),
+            Signing::On => self.receipt(job, runtime.as_ref(), &exec, started_at, finished_at),
             Signing::Off => Ok(None),
         };
         match receipt {
@@ -137,6 +148,7 @@ impl Compute {
     fn receipt(
         &self,
         job: &Job,
+        runtime: &dyn Runtime,
         exec: &Execution,
         started_at: SystemTime,
         finished_at: SystemTime,
@@ -156,6 +168,7 @@ impl Compute {
                 message: e.to_string(),
             }),
         };
+        let version = runtime.context_version();
         Receipt::sign(
             ReceiptBody {
                 job_id: job.id.clone(),
@@ -169,6 +182,10 @@ impl Compute {
                 deterministic: job.spec.deterministic,
                 started_at,
                 finished_at,
+                context_hash: ExecutionContext::of(&job.spec, &exec.function, job.tool_job_id(), &version)
+                    .hash(),
+                runtime_version: version.clone(),
+                nonce: job.attempt.as_ref().map(|a| a.nonce.clone()),
             },
             &self.key,
         )

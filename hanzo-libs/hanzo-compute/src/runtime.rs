@@ -120,9 +120,31 @@ pub struct Job {
     /// Where the runtime announces slow steps before the tool runs (a compile, a
     /// build, a dependency install); nothing listens by default.
     pub progress: crate::progress::Progress,
+    /// The peer that placed this job here (a libp2p peer id); `None` for this node's
+    /// own jobs.
+    pub origin: Option<String>,
+    /// Set when this execution is one attempt of a verified job (CONTRACTS §8) that
+    /// another node placed here.
+    pub attempt: Option<Attempt>,
+}
+
+/// One attempt of a verified job: what every node running it must see alike, so
+/// that honest nodes give the same output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// The submitter's job id, given to the tool as `HANZO_JOB_ID` on every node.
+    pub job_id: String,
+    /// The job's verification nonce (32 hex), signed into the receipt.
+    pub nonce: String,
 }
 
 impl Job {
+    /// The id the tool sees as `HANZO_JOB_ID`: the submitter's on an attempt of a
+    /// verified job (the same on every node), this job's own otherwise.
+    pub fn tool_job_id(&self) -> &str {
+        self.attempt.as_ref().map_or(&self.id, |a| &a.job_id)
+    }
+
     /// A job with a fresh random id.
     pub fn new(spec: JobSpec) -> Self {
         Job::with_id(new_job_id(), spec)
@@ -136,6 +158,8 @@ impl Job {
             cancel: CancelToken::new(),
             logs: LogSink::default(),
             progress: Default::default(),
+            origin: None,
+            attempt: None,
         }
     }
 
@@ -230,6 +254,13 @@ pub trait Runtime: Send + Sync {
 
     /// Runs a job to completion, timeout, limit or cancellation.
     async fn execute(&self, job: &Job) -> Execution;
+
+    /// The version receipts name as `runtime_version`, part of the execution context
+    /// ([`crate::receipt::ExecutionContext`]): whatever could make two honest runs of
+    /// the same code differ. Cheap and fixed for the process (unlike `health`).
+    fn context_version(&self) -> String {
+        format!("{} hanzo {}", self.kind(), env!("CARGO_PKG_VERSION"))
+    }
 
     /// The content identity `spec` would run, as its receipt would record it in
     /// `code_hash`, found without running it; `None` when this runtime cannot say. The

@@ -92,7 +92,7 @@ pub(crate) fn tool_container(
     let limits = &spec.limits;
     let mut env = vec![
         format!("HANZO_FUNCTION={}", spec.function_or_default()),
-        format!("HANZO_JOB_ID={}", job.id),
+        format!("HANZO_JOB_ID={}", job.tool_job_id()),
     ];
     for (k, v) in &spec.env {
         if k.contains('=') || k.is_empty() {

@@ -188,6 +188,8 @@ impl GoRuntime {
             cancel: job.cancel.clone(),
             logs: job.logs.clone(),
             progress: job.progress.clone(),
+            origin: job.origin.clone(),
+            attempt: job.attempt.clone(),
         };
         Ok(self.wasm.execute(&wasm_job).await)
     }
@@ -219,6 +221,17 @@ fn rank(s: Support) -> u8 {
 impl Runtime for GoRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Go
+    }
+
+    /// The toolchain (another Go compiles the package to other code) and the WASM
+    /// runtime that runs it. The toolchain was found by the time a job has run, so
+    /// this reads what is already known and never runs `go version` itself.
+    fn context_version(&self) -> String {
+        let go = match self.toolchain.get() {
+            Some(Ok(tc)) => tc.version.clone(),
+            _ => "go unknown".into(),
+        };
+        format!("{go}; {}", self.wasm.context_version())
     }
 
     /// The weaker of the two ways a package runs, per limit: a job may ask for either,

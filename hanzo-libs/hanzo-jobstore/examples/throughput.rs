@@ -60,6 +60,9 @@ fn receipt() -> Receipt {
             deterministic: false,
             started_at: SystemTime::now(),
             finished_at: SystemTime::now(),
+            context_hash: "11".repeat(32),
+            runtime_version: "wasm test".into(),
+            nonce: None,
         },
         &NodeKey::from_seed([1; 32]),
     )

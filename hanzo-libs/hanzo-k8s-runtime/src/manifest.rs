@@ -222,7 +222,7 @@ pub fn tool_job(job: &Job, config: &KubernetesConfig, node_id: &str) -> Result<K
             },
             EnvVar {
                 name: "HANZO_JOB_ID".into(),
-                value: Some(job.id.clone()),
+                value: Some(job.tool_job_id().to_string()),
                 ..Default::default()
             },
         ],

@@ -43,7 +43,7 @@ pub(crate) struct Behaviour {
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub gossipsub: gossipsub::Behaviour,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
-    /// `/hanzo/jobs/2`: one long-lived stream per peer (see jobs.rs, streams.rs).
+    /// `/hanzo/jobs/3`: one long-lived stream per peer (see jobs.rs, streams.rs).
     pub jobs: crate::streams::Behaviour,
     pub modules: request_response::Behaviour<Cbor<ChunkRequest, ChunkResponse>>,
     pub autonat: autonat::Behaviour,

@@ -19,7 +19,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 /// request fails).
 #[derive(Debug)]
 pub enum Inbound {
-    /// On `/hanzo/jobs/2`.
+    /// On `/hanzo/jobs/3`.
     Job {
         /// Who asks (authenticated by the connection's noise handshake).
         peer: PeerId,

@@ -1,4 +1,4 @@
-//! `/hanzo/jobs/2`: job requests on one long-lived stream per peer.
+//! `/hanzo/jobs/3`: job requests on one long-lived stream per peer.
 //!
 //! A submitter opens one stream to each executor it uses and sends every job request
 //! to it on that stream; the executor answers each on the same stream, in any order.

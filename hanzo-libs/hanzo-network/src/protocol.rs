@@ -2,11 +2,11 @@
 //!
 //! Two protocols of requests and answers (CBOR, each message bounded before it is
 //! decoded) and one gossipsub topic:
-//! - `/hanzo/jobs/2`: offer a job, await its result, cancel it; one long-lived stream
+//! - `/hanzo/jobs/3`: offer a job, await its result, cancel it; one long-lived stream
 //!   per peer, requests and answers in frames (see the `jobs` module).
 //! - `/hanzo/modules/1`: fetch code by sha256, one chunk per request
 //!   (request-response).
-//! - `hanzo/adverts/3`: every node's sealed advert ([`Advert`](crate::Advert)).
+//! - `hanzo/adverts/4`: every node's sealed advert ([`Advert`](crate::Advert)).
 //!
 //! Values that are JSON in the node (job specs, outputs, receipts) travel as JSON
 //! text, not as CBOR values: the receiver parses them with the same code and limits
@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The job protocol.
-pub const JOBS_PROTOCOL: &str = "/hanzo/jobs/2";
+pub const JOBS_PROTOCOL: &str = "/hanzo/jobs/3";
 /// The code-by-hash protocol.
 pub const MODULES_PROTOCOL: &str = "/hanzo/modules/1";
 /// The Kademlia protocol: our own DHT, not the IPFS one.
@@ -25,7 +25,7 @@ pub const IDENTIFY_PROTOCOL: &str = "/hanzo/1";
 /// The gossipsub topic adverts are published on. Its number moves with the job
 /// protocol's: nodes that cannot place jobs on each other do not see each other's
 /// adverts (a node of `/hanzo/jobs/1` would only fail every offer).
-pub const ADVERT_TOPIC: &str = "hanzo/adverts/3";
+pub const ADVERT_TOPIC: &str = "hanzo/adverts/4";
 
 /// The largest request a node reads: a job spec is at most 1 MiB in the API, plus
 /// the envelope.
@@ -49,7 +49,7 @@ pub const MAX_AWAIT_MS: u64 = 10_000;
 /// Length limits of the identifiers in messages.
 pub const MAX_ID_LEN: usize = 128;
 
-/// A request on `/hanzo/jobs/2`.
+/// A request on `/hanzo/jobs/3`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobRequest {
     /// Run this job: the executor reserves capacity under its own admission and
@@ -103,7 +103,7 @@ pub struct Offer {
     pub wait_ms: u64,
 }
 
-/// A reply on `/hanzo/jobs/2`.
+/// A reply on `/hanzo/jobs/3`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobResponse {
     /// Capacity is reserved and the job is the executor's to run.

@@ -1,4 +1,4 @@
-//! Streams of one protocol, in and out: the behaviour under `/hanzo/jobs/2`.
+//! Streams of one protocol, in and out: the behaviour under `/hanzo/jobs/3`.
 //!
 //! What libp2p-stream does, in the part the node needs, without what a stranger
 //! could abuse: libp2p-stream 0.5.0-alpha keeps an entry for every connection it ever

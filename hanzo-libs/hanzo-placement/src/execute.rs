@@ -202,6 +202,9 @@ pub(crate) fn sanitize(inner: &Inner, mut spec: JobSpec) -> Result<JobSpec, Stri
     spec.priority = 0;
     spec.retries = 0;
     spec.placement = Placement::Local;
+    // An attempt of a verified job is one execution here; the comparing is the
+    // submitter's. A peer's spec never makes this node place work elsewhere.
+    spec.verification = hanzo_compute::Verification::None;
     let c = &o.ceilings;
     let l = &mut spec.limits;
     l.memory_mb = l.memory_mb.min(c.memory_mb);
@@ -379,7 +382,8 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         .min(Duration::from_secs(60 + code_bytes.div_ceil(1024 * 1024)));
     tokio::spawn(async move {
         let id = record.id.clone();
-        let job = task_inner.host.job(id.clone(), spec);
+        let mut job = task_inner.host.job(id.clone(), spec);
+        job.origin = Some(peer.to_string());
         let fetched = tokio::time::timeout(
             fetch_for,
             ensure_code(&task_inner, &target, peer, &sha, code_bytes),
@@ -389,6 +393,16 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         {
             let mut p = task_inner.executions.lock_pending();
             *p = p.minus(&demand);
+        }
+        // A stalling node (tests only): it holds the job and its slot and answers
+        // "running" to every await, for the job's whole timeout and a minute more
+        // (bounded: the fail point must not leak the task), then runs it late.
+        if fetched.is_ok() && hanzo_compute::failpoints::hit(hanzo_compute::failpoints::STALL) {
+            let stall = Duration::from_millis(job.spec.limits.timeout_ms) + Duration::from_secs(60);
+            tokio::select! {
+                _ = job.cancel.cancelled() => {}
+                _ = tokio::time::sleep(stall) => {}
+            }
         }
         match fetched {
             Ok(()) => {
@@ -446,6 +460,9 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
     // here whatever happens to the answer: a submitter that never gets it fences the
     // execution id (cancels it) as for any lost reply.
     let mut result = None;
+    // A node that drops results (tests only) never sends one back: below, nor to an
+    // await.
+    let held = held.filter(|_| !hanzo_compute::failpoints::hit(hanzo_compute::failpoints::DROP_RESULT));
     if let Some(held) = held {
         let hold = Duration::from_millis(offer.wait_ms.min(MAX_OFFER_HOLD_MS));
         match tokio::time::timeout(hold, held).await {
@@ -609,6 +626,9 @@ async fn await_job(inner: &Inner, peer: PeerId, execution_id: String, wait_ms: u
     let Some(id) = lookup(inner, peer, &execution_id).await else {
         return JobResponse::Unknown { execution_id };
     };
+    if hanzo_compute::failpoints::hit(hanzo_compute::failpoints::DROP_RESULT) {
+        return JobResponse::Unknown { execution_id };
+    }
     if let Some(r) = finished(inner, &execution_id, &id).await {
         return r;
     }

@@ -98,6 +98,19 @@ impl Attempts {
 pub(crate) fn check(spec: &JobSpec) -> Result<(), PlacementError> {
     if let Placement::Peer(p) = &spec.placement {
         parse_peer_id("placement.peer", p).map_err(|e| PlacementError::Invalid(e.to_string()))?;
+        if !spec.verification.is_none() {
+            return Err(PlacementError::Invalid(format!(
+                "a verified job runs on {} distinct nodes, so it cannot be pinned to one peer \
+                 (use \"any\" or \"remote\")",
+                spec.verification.min_peers()
+            )));
+        }
+    }
+    if !spec.mounts.is_empty() && !spec.verification.is_none() {
+        return Err(PlacementError::Invalid(
+            "mounts never travel to peers, and a verified job runs on several nodes: it cannot have mounts"
+                .into(),
+        ));
     }
     if !spec.mounts.is_empty() {
         return Err(PlacementError::Invalid(format!(

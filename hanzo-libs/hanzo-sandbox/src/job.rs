@@ -24,7 +24,8 @@ impl ProcessSpec {
             "HANZO_FUNCTION".into(),
             job.spec.function_or_default().to_string(),
         );
-        spec.env.insert("HANZO_JOB_ID".into(), job.id.clone());
+        spec.env
+            .insert("HANZO_JOB_ID".into(), job.tool_job_id().to_string());
         // serde_json cannot fail on a Value.
         spec.stdin = serde_json::to_vec(&job.spec.params).unwrap_or_default();
         spec.mounts = job.spec.mounts.clone();

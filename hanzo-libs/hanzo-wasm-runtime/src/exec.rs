@@ -231,7 +231,7 @@ pub(crate) async fn run(
     wasi.stderr(logs.clone());
     wasi.arg("tool.wasm");
     wasi.env("HANZO_FUNCTION", &exec.function);
-    wasi.env("HANZO_JOB_ID", &job.id);
+    wasi.env("HANZO_JOB_ID", job.tool_job_id());
     for (k, v) in &spec.env {
         wasi.env(k, v);
     }

@@ -50,6 +50,12 @@ use tokio::sync::Semaphore;
 /// against Cargo.lock, so it cannot drift silently).
 pub const WASMTIME_VERSION: &str = "49";
 
+/// The version of the deterministic profile (its clocks, random stream, fuel
+/// accounting and host functions). Bump it whenever a change could make one module
+/// give another output or fuel figure: receipts of different profiles are not
+/// comparable (CONTRACTS §8).
+pub const DETERMINISTIC_PROFILE_VERSION: u32 = 1;
+
 /// The largest module file (binary or WAT text) read from a SOURCE path. The node
 /// holds it in memory to hash and compile it; uploads stop at 64 MiB of binary, and
 /// WAT text of such a module is a few times larger.
@@ -619,6 +625,15 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 impl Runtime for WasmRuntime {
     fn kind(&self) -> RuntimeKind {
         RuntimeKind::Wasm
+    }
+
+    /// The engine, the profile and the one setting of this node that changes what a
+    /// module can do: its stack (a deep recursion traps on a smaller one).
+    fn context_version(&self) -> String {
+        format!(
+            "wasmtime {WASMTIME_VERSION}; deterministic profile {DETERMINISTIC_PROFILE_VERSION}; stack {} KiB",
+            self.config.max_stack_kb
+        )
     }
 
     fn capabilities(&self) -> Capabilities {

@@ -74,6 +74,10 @@ fn bad_input_is_exit_2_with_one_error_line() {
         (vec!["run", "wasm", &m, "--network", "some"], "invalid network"),
         (vec!["run", "wasm", &m, "--memory-mb", "lots"], "invalid value"),
         (vec!["run", "wasm", &m, "--network", "full"], "no network"),
+        (
+            vec!["run", "native", "builtin:echo", "--deterministic"],
+            "the native runtime has no deterministic profile",
+        ),
         (vec!["run", "wasm"], "required"),
         (vec!["frobnicate"], "unrecognized subcommand"),
     ];

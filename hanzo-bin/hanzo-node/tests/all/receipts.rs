@@ -351,3 +351,35 @@ fn a_docker_receipt_verifies_against_its_image_in_the_local_daemon() {
     });
     assert_one_error_line(&v, 4, "no Docker daemon");
 }
+
+/// A version 1 receipt, written by the node before receipts carried an execution
+/// context (issue 14), still verifies against its code, params, output and signer.
+#[test]
+fn a_version_1_receipt_still_verifies() {
+    let h = Home::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/all/fixtures");
+    let receipt = dir.join("receipt-v1.json").display().to_string();
+    let code = dir.join("receipt-v1.wat").display().to_string();
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&receipt).unwrap()).unwrap();
+    assert_eq!(v["version"], 1);
+    let node = v["node_id"].as_str().unwrap();
+    let args = |output: &str| {
+        vec![
+            "receipt".to_string(),
+            "verify".into(),
+            receipt.clone(),
+            "--code".into(),
+            code.clone(),
+            "--params".into(),
+            r#"{"xs":[1,2,3]}"#.into(),
+            "--output".into(),
+            output.into(),
+            "--node-id".into(),
+            node.into(),
+        ]
+    };
+    let run = |a: Vec<String>| h.run(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let r = run(args(r#"{"sum":6}"#));
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(run(args(r#"{"sum":7}"#)).code, 1);
+}

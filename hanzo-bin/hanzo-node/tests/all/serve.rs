@@ -150,8 +150,35 @@ fn cancel_queued_and_running() {
 fn errors_name_the_field() {
     let h = Home::new();
     let s = Server::start(&h, &[]);
-    let cases: [(Value, &str); 5] = [
+    let peer = "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA";
+    let cases: [(Value, &str); 11] = [
         (json!({"runtime": "bogus", "source": "x"}), "runtime"),
+        // What no node here can give is refused by name (CONTRACTS §8).
+        (
+            json!({"runtime": "wasm", "source": "x", "verification": {"strategy": "tee"}}),
+            "TEE",
+        ),
+        (
+            json!({"runtime": "wasm", "source": "x", "verification": {"strategy": "zk"}}),
+            "zkVM",
+        ),
+        (
+            json!({"runtime": "wasm", "source": "x", "verification": {"strategy": "redundant", "min_peers": 1}}),
+            "min_peers",
+        ),
+        (
+            json!({"runtime": "wasm", "source": "x", "placement": {"peer": peer},
+                   "verification": {"strategy": "redundant", "min_peers": 2}}),
+            "pinned to one peer",
+        ),
+        (
+            json!({"runtime": "docker", "source": "x", "deterministic": true}),
+            "docker runtime has no deterministic profile",
+        ),
+        (
+            json!({"runtime": "native", "source": "builtin:echo", "deterministic": true}),
+            "no deterministic profile",
+        ),
         (json!({"runtime": "wasm"}), "source"),
         (json!({"runtime": "wasm", "source": "x", "colour": 1}), "colour"),
         (

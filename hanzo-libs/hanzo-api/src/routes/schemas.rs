@@ -235,6 +235,10 @@ pub(crate) struct RuntimeReport {
     /// Why it is unavailable, or a note for the operator.
     #[schema(required = true)]
     detail: Option<String>,
+    /// What redundant verification can prove of its results (output hash and fuel, or
+    /// output hash only); `null` for a kind that is not enabled.
+    #[schema(required = true)]
+    verification: Option<String>,
     /// Which limits it enforces; `null` for a kind that is not enabled.
     #[schema(required = true)]
     capabilities: Option<Capabilities>,
@@ -302,6 +306,9 @@ pub(crate) struct NodeInfo {
     counters: Counters,
     /// Jobs finishing per second, recently (0 when unknown).
     throughput_per_sec: f64,
+    /// Whether this build has fail points (a test build that may lie, drop results or
+    /// stall on purpose: CONTRACTS §8); `false` on every release.
+    failpoints: bool,
 }
 
 /// A tool definition (`POST /v1/tools`). Unknown fields are refused.
@@ -445,6 +452,9 @@ mod tests {
             deterministic: false,
             started_at: "2025-10-09T08:53:20.000000Z".into(),
             finished_at: "2025-10-09T08:53:20.001500Z".into(),
+            context_hash: Some("12".repeat(32)),
+            runtime_version: Some("wasmtime 49; deterministic profile 1".into()),
+            nonce: Some("34".repeat(16)),
             node_id: "ef".into(),
             signature: "01".into(),
         };

@@ -52,6 +52,9 @@ pub fn succeeded(job_id: &str, spec: &JobSpec, output: Value) -> JobOutcome {
             deterministic: false,
             started_at: SystemTime::now(),
             finished_at: SystemTime::now(),
+            context_hash: "11".repeat(32),
+            runtime_version: "wasm test".into(),
+            nonce: None,
         },
         &key,
     )
