@@ -39,6 +39,19 @@ build_examples() {
     HANZO_EXAMPLES_DIR="$(target_dir)/wasm32-wasip1/release"
 }
 
+# The hanzo-node built with its `failpoints` feature (CONTRACTS §8), which the
+# verification tests run as lying, silent and stalling nodes: built in the same target
+# directory (only the workspace's own crates build again, about a minute), copied beside
+# the plain binary as hanzo-node-failpoints, where the tests look for it. The plain
+# binary is built again by the next cargo call that needs it (nextest's).
+build_failpoints_node() {
+    local dir
+    dir="$(target_dir)/debug"
+    cargo build "${CARGO_FLAGS[@]}" -p hanzo-node --features failpoints
+    cp "$dir/hanzo-node" "$dir/hanzo-node-failpoints"
+    export HANZO_FAILPOINTS_BIN="$dir/hanzo-node-failpoints"
+}
+
 # Root helpers for installing Debian packages.
 _hanzo_apt_updated=""
 

@@ -113,6 +113,10 @@ else
         cargo build "${CARGO_FLAGS[@]}" -p hanzo-node || fatal "cargo build -p hanzo-node failed"
     fi
     [ -x "$bin" ] || fatal "no $bin (build it with cargo build -p hanzo-node)"
+    # A build with fail points can lie on purpose (CONTRACTS §8): never packaged.
+    if "$bin" --version | grep -q failpoints; then
+        fatal "$bin was built with the failpoints feature; build it without (cargo build -p hanzo-node)"
+    fi
     # cargo-deb packages only profiles it builds for itself (not dev), so the binary goes
     # where `--no-build` looks for a release one: a private target dir, never the real
     # one (cargo-deb strips the copy it packages).

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest, the
-# Docker engine and what its tests use, Go, deno, uv, bubblewrap) and starts dockerd, builds the example tools
-# once, then runs the workspace's tests, checks that no tool container is left, and tests
-# the Debian package (installing cargo-deb and debootstrap when they are missing).
+# Docker engine and what its tests use, Go, deno, uv, bubblewrap) and starts dockerd,
+# builds the example tools once and the node with fail points (for the verification
+# tests), then runs the workspace's tests, checks that no tool container is left, and
+# tests the Debian package (installing cargo-deb and debootstrap when they are missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -18,6 +19,7 @@ ensure_deno
 ensure_uv
 ensure_sandbox_tools
 build_examples
+build_failpoints_node
 cargo fmt --all -- --check
 # The benchmark crate has no tests and pulls in extism: it is built by the bench only.
 exclude=()

@@ -196,7 +196,11 @@ pub(crate) fn placements(r: &JobRecord, here: &Here<'_>) -> (Value, Value) {
         .and_then(|v| v["node_id"].as_str())
         .is_some_and(|id| id == here.node_id);
     let started = r.status != JobStatus::Queued && r.started_at.is_some();
-    let ran_here = started && (r.placements.is_empty() || signed_here || here.scheduled);
+    // A verified job's own attempt here has a placement row of its own.
+    // A verified job never runs here but as one of its attempts, which has a row of
+    // its own.
+    let ran_here =
+        started && r.verification.is_none() && (r.placements.is_empty() || signed_here || here.scheduled);
     if ran_here {
         let outcome = match r.status {
             JobStatus::Running | JobStatus::Queued => "running",
@@ -217,6 +221,21 @@ pub(crate) fn placements(r: &JobRecord, here: &Here<'_>) -> (Value, Value) {
     // counts, so a job lost everywhere has no executor.
     let executed_by = if ran_here {
         json!(me)
+    } else if r.verification.is_some() {
+        // The node whose result the job took: the signer of its receipt.
+        let signer = r.receipt.as_ref().and_then(|v| v["node_id"].as_str());
+        r.placements
+            .iter()
+            .find(|p| {
+                signer.is_some()
+                    && p.peer_id
+                        .parse::<hanzo_network::PeerId>()
+                        .ok()
+                        .and_then(|peer| hanzo_network::identity::node_id(&peer))
+                        .as_deref()
+                        == signer
+            })
+            .map_or(Value::Null, |p| json!(p.peer_id))
     } else {
         r.placements
             .iter()

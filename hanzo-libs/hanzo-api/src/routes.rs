@@ -448,11 +448,6 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
     let mut spec = admit(state, spec).await?;
     spec.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
     hanzo_placement::check(&spec).map_err(|e| ApiError::invalid(format!("placement: {e}")))?;
-    if !spec.verification.is_none() {
-        return Err(ApiError::invalid(
-            "verification: redundant execution is not built yet on this node (issue 14 is in progress)",
-        ));
-    }
     let placer = state.placer.get();
     // Jobs being placed count against the same queue capacity as queued ones: each
     // is a task of this node until it ends.
@@ -468,7 +463,7 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
             return Err(e);
         }
     }
-    if placer.is_none() && spec.placement == hanzo_compute::Placement::Any {
+    if placer.is_none() && spec.placement == hanzo_compute::Placement::Any && spec.verification.is_none() {
         spec.placement = hanzo_compute::Placement::Local;
         return Box::pin(submit_spec(state, spec, wait)).await;
     }
@@ -482,12 +477,28 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
         Some(placer) => placer.place(id.clone(), spec),
         None => {
             let job = Job::with_id(id.clone(), spec);
-            let outcome = hanzo_compute::JobOutcome {
-                job_id: id.clone(),
-                result: Err(hanzo_compute::ComputeError::Unschedulable(format!(
+            let result = if job.spec.verification.is_none() {
+                hanzo_compute::ComputeError::Unschedulable(format!(
                     "no node can take the job ({}): the network is off on this node ([network] enabled = false)",
                     job.spec.placement.describe()
-                ))),
+                ))
+            } else {
+                hanzo_compute::ComputeError::VerificationFailed(format!(
+                    "insufficient_peers: {} nodes must run a verified job, and the network is off on this node ([network] enabled = false)",
+                    job.spec.verification.min_peers()
+                ))
+            };
+            if !job.spec.verification.is_none() {
+                let v = &job.spec.verification;
+                let block = json!({
+                    "strategy": v.strategy(), "min_peers": v.min_peers(), "max_peers": v.max_peers(),
+                    "nonce": null, "verdict": "insufficient_peers", "receipts": [], "dissenters": [],
+                });
+                let _ = state.store.set_verification(&id, &block).await;
+            }
+            let outcome = hanzo_compute::JobOutcome {
+                job_id: id.clone(),
+                result: Err(result),
                 usage: Default::default(),
                 logs: Vec::new(),
                 receipt: None,

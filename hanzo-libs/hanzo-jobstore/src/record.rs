@@ -153,6 +153,11 @@ pub struct JobRecord {
     /// which execution id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<Origin>,
+    /// A verified job's verification block (CONTRACTS §8) as the placement layer
+    /// stored it ([`set_verification`](crate::JobStore::set_verification)); `None` for
+    /// every other job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Value>,
 }
 
 /// How an attempt of a job on a peer went.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The schema version this crate writes (`PRAGMA user_version`).
-pub(crate) const VERSION: i64 = 3;
+pub(crate) const VERSION: i64 = 4;
 
 /// `seq` orders jobs by insertion and is never reused (AUTOINCREMENT), which is what
 /// makes FIFO order and pagination cursors stable across deletions. `finished_at` is
@@ -95,12 +95,20 @@ CREATE TRIGGER jobs_delete_placements AFTER DELETE ON jobs BEGIN
 END;
 ";
 
+/// Version 4: verified jobs (CONTRACTS §8). `verification` is the job's verification
+/// block as JSON (strategy, nonce, verdict, every node's receipt, the dissenters),
+/// NULL for every job without verification. Added at the end in every store, new or
+/// upgraded, so both layouts are one.
+const V4: &str = "
+ALTER TABLE jobs ADD COLUMN verification TEXT;
+";
+
 /// The columns [`decode`] reads, in order. Not the output itself, only its size:
 /// `octet_length` is answered from the record header, without loading the value (an
 /// output can be as large as the node's output cap, and a page holds up to 1000 jobs).
 pub(crate) const COLUMNS: &str = "seq, id, status, priority, attempts, cancel_requested, \
      created_at, started_at, finished_at, error_code, error_message, usage, spec, \
-     octet_length(output), receipt, origin_peer, execution_id";
+     octet_length(output), receipt, origin_peer, execution_id, verification";
 
 /// How long a connection waits for a lock before giving up. Only a checkpoint or a
 /// second writer (there is none: the store holds a lock file) can make it wait.
@@ -137,18 +145,22 @@ pub(crate) fn open_writer(path: &Path, durability: Durability) -> Result<Connect
             tx.execute_batch(SCHEMA)?;
             tx.execute_batch(TOOLS)?;
             tx.execute_batch(V3)?;
+            tx.execute_batch(V4)?;
             tx.pragma_update(None, "user_version", VERSION)?;
             tx.commit()?;
         }
         // A store written by an older version: its jobs stay (with no placements and no
         // origin), the newer tables and columns are added, all in one transaction.
-        1 | 2 => {
+        1..=3 => {
             let tx = conn.unchecked_transaction()?;
             if version == 1 {
                 tx.execute_batch(TOOLS)?;
             }
-            tx.execute_batch(V3_COLUMNS)?;
-            tx.execute_batch(V3)?;
+            if version < 3 {
+                tx.execute_batch(V3_COLUMNS)?;
+                tx.execute_batch(V3)?;
+            }
+            tx.execute_batch(V4)?;
             tx.pragma_update(None, "user_version", VERSION)?;
             tx.commit()?;
         }
@@ -254,6 +266,7 @@ pub(crate) fn decode(row: &Row<'_>) -> Result<(i64, JobRecord)> {
             }),
             _ => None,
         },
+        verification: json(17, "verification")?,
         id: id.clone(),
     };
     Ok((seq, record))

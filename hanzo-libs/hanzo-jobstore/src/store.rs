@@ -351,6 +351,16 @@ impl JobStore {
         .await
     }
 
+    /// Stores a verified job's verification block (CONTRACTS §8), replacing the one
+    /// before: written when its attempts start (the nonce) and when it is decided.
+    /// `true` if the job exists. Queued like every write: one queued just before
+    /// [`finish`](Self::finish) usually shares its commit.
+    pub async fn set_verification(&self, id: &str, block: &serde_json::Value) -> Result<bool> {
+        let id = id.to_string();
+        let block = block.to_string();
+        self.call(|ack| Op::SetVerification { id, block, ack }).await
+    }
+
     /// Ends the attempt `execution_id` with `outcome` and `reason`, stamping `ended_at`,
     /// only if it is still `running`; `true` if this call ended it. This is the fence
     /// between attempts: once an attempt is `lost` (or ended any other way), a result
@@ -814,6 +824,7 @@ fn new_job(spec: JobSpec, origin: Option<Origin>) -> Result<(NewJob, JobRecord)>
         usage: None,
         placements: Vec::new(),
         origin,
+        verification: None,
     };
     Ok((job, record))
 }

@@ -71,6 +71,11 @@ pub(crate) enum Op {
         at: i64,
         ack: Ack<bool>,
     },
+    SetVerification {
+        id: String,
+        block: String,
+        ack: Ack<bool>,
+    },
     Start {
         id: String,
         at: i64,
@@ -218,7 +223,8 @@ fn reject(op: Op) -> Done {
         | Op::RemoveTool { ack, .. }
         | Op::Probe(ack)
         | Op::EndPlacement { ack, .. }
-        | Op::RestartAttempt { ack, .. } => Done::Bool(ack, Err(Error::Closed)),
+        | Op::RestartAttempt { ack, .. }
+        | Op::SetVerification { ack, .. } => Done::Bool(ack, Err(Error::Closed)),
         Op::SubmitForPeer(_, ack) => Done::Existing(ack, Err(Error::Closed)),
         Op::AddPlacement { ack, .. } => Done::Unit(ack, Err(Error::Closed)),
         Op::Cancel { ack, .. } => Done::Cancel(ack, Err(Error::Closed)),
@@ -249,6 +255,7 @@ fn apply(conn: &Connection, op: Op, retention: &Retention) -> Done {
             end_placement(conn, &execution_id, outcome, reason.as_deref(), at),
         ),
         Op::RestartAttempt { id, at, ack } => Done::Bool(ack, restart_attempt(conn, &id, at)),
+        Op::SetVerification { id, block, ack } => Done::Bool(ack, set_verification(conn, &id, &block)),
         Op::Start { id, at, ack } => Done::Bool(ack, start(conn, &id, at)),
         Op::Finish(f, ack) => Done::Bool(ack, finish(conn, &f)),
         Op::Cancel { id, at, ack } => Done::Cancel(ack, cancel(conn, &id, at)),
@@ -365,6 +372,14 @@ fn add_placement(conn: &Connection, job_id: &str, peer_id: &str, execution_id: &
 /// The fence: an attempt ends once. Conditional on `running`, so the first end wins
 /// (e.g. `lost` on a peer's silence) and a later one (the lost attempt's late result)
 /// changes nothing and answers `false`.
+/// Stores a job's verification block; `true` if the job exists.
+fn set_verification(conn: &Connection, id: &str, block: &str) -> Result<bool> {
+    let n = conn
+        .prepare_cached("UPDATE jobs SET verification = ?1 WHERE id = ?2")?
+        .execute(params![block, id])?;
+    Ok(n == 1)
+}
+
 fn end_placement(
     conn: &Connection,
     execution_id: &str,

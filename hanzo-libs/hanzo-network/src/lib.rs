@@ -31,7 +31,9 @@ pub use jobs::JobReply;
 pub use libp2p::request_response::ResponseChannel;
 pub use libp2p::{Multiaddr, PeerId};
 pub use peers::{Conduct, PeerInfo};
-pub use protocol::{ChunkRequest, ChunkResponse, JobRequest, JobResponse, Offer, RemoteResult};
+pub use protocol::{
+    AttemptBinding, ChunkRequest, ChunkResponse, JobRequest, JobResponse, Offer, RemoteResult,
+};
 pub use settings::Settings;
 
 /// What can go wrong in the network layer.

@@ -101,6 +101,22 @@ pub struct Offer {
     /// acceptance, one round trip instead of an offer and an `Await`. 0: answer at once.
     #[serde(default)]
     pub wait_ms: u64,
+    /// Set when the job is verified (CONTRACTS §8): this offer is one of several
+    /// attempts on distinct nodes whose results the submitter compares. The executor
+    /// runs it exactly as sent (it declines limits over its ceilings instead of
+    /// lowering them, which would make its result incomparable), gives the tool
+    /// `job_id` as `HANZO_JOB_ID`, and signs `nonce` into its receipt.
+    #[serde(default)]
+    pub attempt: Option<AttemptBinding>,
+}
+
+/// What binds one attempt of a verified job to that job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptBinding {
+    /// The submitter's job id (32 hex).
+    pub job_id: String,
+    /// The job's verification nonce (32 hex), chosen by the submitter at random.
+    pub nonce: String,
 }
 
 /// A reply on `/hanzo/jobs/3`.

@@ -162,6 +162,11 @@ pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request:
     }
 }
 
+/// 32 lower-case hex digits (a job id, a nonce).
+fn is_hex32(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 fn declined(reason: impl Into<String>) -> JobResponse {
     JobResponse::Declined {
         reason: reason.into(),
@@ -175,7 +180,7 @@ fn busy(reason: String) -> JobResponse {
 }
 
 /// Makes a peer's spec one this node will run, or says why not.
-pub(crate) fn sanitize(inner: &Inner, mut spec: JobSpec) -> Result<JobSpec, String> {
+pub(crate) fn sanitize(inner: &Inner, mut spec: JobSpec, verified: bool) -> Result<JobSpec, String> {
     let o = &inner.options;
     if !o.offer_runtimes.contains(&spec.runtime) {
         return Err(format!("the {} runtime is not offered to peers", spec.runtime));
@@ -206,6 +211,30 @@ pub(crate) fn sanitize(inner: &Inner, mut spec: JobSpec) -> Result<JobSpec, Stri
     // submitter's. A peer's spec never makes this node place work elsewhere.
     spec.verification = hanzo_compute::Verification::None;
     let c = &o.ceilings;
+    if verified {
+        // An attempt of a verified job runs exactly as sent, or its receipt's context
+        // would not match the others': over a ceiling, it is declined, not lowered.
+        let l = &spec.limits;
+        let over = [
+            ("memory_mb", l.memory_mb > c.memory_mb),
+            ("timeout_ms", l.timeout_ms > c.timeout_ms),
+            ("disk_mb", l.disk_mb > c.disk_mb),
+            ("cpu_shares", l.cpu_shares > c.cpu_shares),
+            ("max_output_bytes", l.max_output_bytes > c.max_output_bytes),
+            ("fuel", l.fuel.is_some_and(|f| f > c.fuel)),
+            (
+                "network_bandwidth_mbps",
+                l.network_bandwidth_mbps
+                    .is_some_and(|b| b > c.network_bandwidth_mbps),
+            ),
+        ];
+        if let Some((name, _)) = over.iter().find(|(_, over)| *over) {
+            return Err(format!(
+                "a verified job runs with the limits it was sent, and its {name} is over this node's ceiling"
+            ));
+        }
+        return Ok(spec);
+    }
     let l = &mut spec.limits;
     l.memory_mb = l.memory_mb.min(c.memory_mb);
     l.timeout_ms = l.timeout_ms.min(c.timeout_ms);
@@ -248,7 +277,19 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             return declined(format!("malformed job spec: {e}"));
         }
     };
-    let mut spec = match sanitize(inner, spec) {
+    // An attempt of a verified job: its binding must be well formed (both 32 hex).
+    let attempt = match &offer.attempt {
+        None => None,
+        Some(b) if is_hex32(&b.job_id) && is_hex32(&b.nonce) => Some(hanzo_compute::Attempt {
+            job_id: b.job_id.clone(),
+            nonce: b.nonce.clone(),
+        }),
+        Some(_) => {
+            inner.net.report(peer, Conduct::Bad).await;
+            return declined("a malformed verification binding (job id and nonce are 32 hex digits)");
+        }
+    };
+    let mut spec = match sanitize(inner, spec, attempt.is_some()) {
         Ok(s) => s,
         Err(why) => return declined(why),
     };
@@ -384,6 +425,7 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         let id = record.id.clone();
         let mut job = task_inner.host.job(id.clone(), spec);
         job.origin = Some(peer.to_string());
+        job.attempt = attempt;
         let fetched = tokio::time::timeout(
             fetch_for,
             ensure_code(&task_inner, &target, peer, &sha, code_bytes),

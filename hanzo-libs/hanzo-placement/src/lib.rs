@@ -19,6 +19,7 @@ mod execute;
 pub mod ledger;
 pub mod rank;
 mod submit;
+mod verify;
 
 use hanzo_compute::{Job, JobOutcome, JobSpec, RuntimeKind};
 use hanzo_jobstore::JobStore;

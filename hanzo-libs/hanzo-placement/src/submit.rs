@@ -19,14 +19,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// How long a peer may take to answer an offer.
-const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long an executor may hold its answer to an offer for the job's result: a job
 /// that ends within it costs one round trip, not two. A longer one is accepted this
 /// much later, and followed with `Await`s from then.
-const OFFER_HOLD: Duration = Duration::from_millis(200);
+pub(crate) const OFFER_HOLD: Duration = Duration::from_millis(200);
 /// Time allowed on top of the job's own timeout for queueing, code transfer and
 /// failover before the job is given up.
-const PLACEMENT_SLACK: Duration = Duration::from_secs(60);
+pub(crate) const PLACEMENT_SLACK: Duration = Duration::from_secs(60);
 /// Candidates offered the job per ranking round.
 const MAX_OFFERS_PER_ROUND: usize = 8;
 /// Offers made again to peers that refused them (rate, queue) before the job gives up
@@ -122,16 +122,16 @@ pub(crate) fn check(spec: &JobSpec) -> Result<(), PlacementError> {
 }
 
 /// The code of a job as it travels: its sha256 and size.
-struct Code {
+pub(crate) struct Code {
     /// What the executor's receipt must name as `code_hash`: the bytes' sha256, or a
     /// container image's id.
-    sha256: String,
-    bytes: u64,
+    pub sha256: String,
+    pub bytes: u64,
     /// A script's extension (Deno, Python); `None` for a WASM module.
-    ext: Option<String>,
+    pub ext: Option<String>,
     /// A container image's id (hex), pinned in the offer; `None` for code that
     /// travels by hash.
-    image_id: Option<String>,
+    pub image_id: Option<String>,
 }
 
 /// What travels: WASM modules and single-file Deno and Python scripts by hash (the
@@ -238,7 +238,7 @@ fn by_hash(spec: &JobSpec, sha: String, bytes: u64, ext: Option<String>) -> (Job
 
 /// Puts the job's module in this node's store (a path becomes `sha256:`), so that
 /// peers can fetch it, and returns the spec to send.
-async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), ComputeError> {
+pub(crate) async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), ComputeError> {
     match spec.runtime {
         RuntimeKind::Wasm => {}
         RuntimeKind::Docker => return prepare_image(inner, spec).await,
@@ -283,7 +283,7 @@ async fn prepare_code(inner: &Inner, spec: &JobSpec) -> Result<(JobSpec, Code), 
 }
 
 /// Ranks this node (when the placement allows) and every live peer.
-async fn candidates(
+pub(crate) async fn candidates(
     inner: &Inner,
     spec: &JobSpec,
     excluded: &HashSet<Option<PeerId>>,
@@ -341,7 +341,7 @@ async fn advertised_price(inner: &Inner, peer: PeerId) -> Option<Price> {
 }
 
 /// Records why `peer` did not take the job, in place of what it said before.
-fn note(reasons: &mut Vec<(String, String)>, peer: PeerId, why: String) {
+pub(crate) fn note(reasons: &mut Vec<(String, String)>, peer: PeerId, why: String) {
     let peer = peer.to_string();
     match reasons.iter_mut().find(|(p, _)| *p == peer) {
         Some(r) => r.1 = why,
@@ -350,7 +350,7 @@ fn note(reasons: &mut Vec<(String, String)>, peer: PeerId, why: String) {
 }
 
 /// How following an attempt ended.
-enum Followed {
+pub(crate) enum Followed {
     Result(RemoteResult),
     /// A result that came with the acceptance and was checked then (see `run`).
     Rejected(Rejected),
@@ -359,7 +359,7 @@ enum Followed {
 }
 
 /// Where a placement ended.
-enum End {
+pub(crate) enum End {
     /// Handed to this node's scheduler, whose hooks record the rest.
     Local,
     /// Recorded by the hooks with this outcome; with the attempt that gave it and how
@@ -372,7 +372,11 @@ enum End {
 pub(crate) async fn place(inner: Arc<Inner>, id: String, spec: JobSpec, resume: Option<JobRecord>) {
     let job = inner.host.job(id.clone(), spec);
     inner.attempts.lock().insert(id.clone(), job.cancel.clone());
-    let end = run(&inner, &job, resume).await;
+    let end = if job.spec.verification.is_none() {
+        run(&inner, &job, resume).await
+    } else {
+        crate::verify::run(&inner, &job, resume).await
+    };
     inner.attempts.lock().remove(&id);
     match end {
         End::Done(outcome, None) => inner.host.hooks().finished(&job, outcome.as_ref()).await,
@@ -390,7 +394,7 @@ pub(crate) async fn place(inner: Arc<Inner>, id: String, spec: JobSpec, resume: 
     }
 }
 
-fn failed(job: &Job, e: ComputeError) -> End {
+pub(crate) fn failed(job: &Job, e: ComputeError) -> End {
     End::Done(
         Box::new(JobOutcome {
             job_id: job.id.clone(),
@@ -548,9 +552,9 @@ async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>) -> End {
                 file_ext: code.ext.clone(),
                 image_id: code.image_id.clone(),
                 wait_ms: OFFER_HOLD.as_millis() as u64,
+                attempt: None,
             };
-            let reply =
-                tokio::time::timeout(OFFER_TIMEOUT, inner.net.job(peer, JobRequest::Offer(offer))).await;
+            let reply = tokio::time::timeout(OFFER_TIMEOUT, ask(inner, peer, JobRequest::Offer(offer))).await;
             let (price, early) = match reply {
                 // The price it asks must be the one it advertised, or less: a peer that
                 // ranks first on a low price and then charges more is refused.
@@ -868,8 +872,8 @@ async fn record_early(
 }
 
 /// Long-polls the executor until the attempt ends, is lost or is cancelled.
-async fn follow(
-    inner: &Inner,
+pub(crate) async fn follow(
+    inner: &Arc<Inner>,
     job: &Job,
     peer: PeerId,
     execution_id: &str,
@@ -888,7 +892,7 @@ async fn follow(
             let req = JobRequest::Cancel {
                 execution_id: execution_id.to_string(),
             };
-            let r = tokio::time::timeout(Duration::from_secs(5), inner.net.job(peer, req)).await;
+            let r = tokio::time::timeout(Duration::from_secs(5), ask(inner, peer, req)).await;
             return Followed::Cancelled(match r {
                 Ok(Ok(JobResponse::Finished(f))) => Some(*f),
                 _ => None,
@@ -907,7 +911,7 @@ async fn follow(
         };
         let asked = Instant::now();
         let reply = tokio::select! {
-            r = tokio::time::timeout(per_try, inner.net.job(peer, req)) => r,
+            r = tokio::time::timeout(per_try, ask(inner, peer, req)) => r,
             _ = job.cancel.cancelled() => continue,
         };
         match reply {
@@ -953,15 +957,29 @@ async fn follow(
     }
 }
 
+/// Sends a job request to `peer`, or, when `peer` is this node (its own attempt of a
+/// verified job), hands it to this node's executor in process: the same offer, checks
+/// and record as a peer's attempt gets, under the same rules, without the network.
+pub(crate) async fn ask(
+    inner: &Arc<Inner>,
+    peer: PeerId,
+    request: JobRequest,
+) -> Result<JobResponse, hanzo_network::NetworkError> {
+    if peer == inner.net.peer_id() {
+        return Ok(crate::execute::handle(inner, peer, request).await);
+    }
+    inner.net.job(peer, request).await
+}
+
 /// Tells a lost attempt's peer to stop, until it answers or [`FENCE_FOR`] passes.
-fn fence(inner: Arc<Inner>, peer: PeerId, execution_id: String) {
+pub(crate) fn fence(inner: Arc<Inner>, peer: PeerId, execution_id: String) {
     tokio::spawn(async move {
         let until = Instant::now() + FENCE_FOR;
         while Instant::now() < until {
             let req = JobRequest::Cancel {
                 execution_id: execution_id.clone(),
             };
-            match tokio::time::timeout(Duration::from_secs(5), inner.net.job(peer, req)).await {
+            match tokio::time::timeout(Duration::from_secs(5), ask(&inner, peer, req)).await {
                 // Refused (rate, busy) is not heard: ask again.
                 Ok(Ok(JobResponse::Refused { .. })) => {}
                 Ok(Ok(_)) => {
@@ -975,7 +993,7 @@ fn fence(inner: Arc<Inner>, peer: PeerId, execution_id: String) {
     });
 }
 
-fn name(r: &JobResponse) -> &'static str {
+pub(crate) fn name(r: &JobResponse) -> &'static str {
     match r {
         JobResponse::Accepted { .. } => "accepted",
         JobResponse::Declined { .. } => "declined",
@@ -987,9 +1005,10 @@ fn name(r: &JobResponse) -> &'static str {
 }
 
 /// Why a remote result was not taken: `lie` when it cannot be honest.
-struct Rejected {
-    why: String,
-    lie: bool,
+#[derive(Debug)]
+pub(crate) struct Rejected {
+    pub why: String,
+    pub lie: bool,
 }
 
 fn lie(why: impl Into<String>) -> Rejected {
@@ -1000,7 +1019,7 @@ fn lie(why: impl Into<String>) -> Rejected {
 }
 
 /// Checks a result against what was sent and turns it into the job's outcome.
-fn check_result(
+pub(crate) fn check_result(
     job: &Job,
     sent: &JobSpec,
     code: &Code,

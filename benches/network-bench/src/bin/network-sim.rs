@@ -790,6 +790,7 @@ async fn simulate(args: &Args, n: usize) -> Result<Value> {
                 image_id: None,
                 // As the node does: a short job's result comes with its acceptance.
                 wait_ms: 200,
+                attempt: None,
             };
             let reply =
                 tokio::time::timeout(Duration::from_secs(30), sub.job(peer, JobRequest::Offer(offer))).await;

@@ -22,3 +22,4 @@ mod shapes;
 mod store_failures;
 mod tools_api;
 mod util;
+mod verification;

@@ -45,6 +45,8 @@ pub struct Node {
     /// Its first listen address, `/ip4/127.0.0.1/tcp/N/p2p/<peer id>`.
     pub addr: String,
     env: Vec<(String, String)>,
+    /// The binary it runs.
+    bin: String,
 }
 
 /// The settings every test node has: libp2p on a free loopback port, no mDNS, quick
@@ -70,13 +72,18 @@ impl Node {
     /// Starts a node (joining through `bootstrap`) with extra `HANZO_*` settings; its
     /// log lines go to `<home>/node.log`.
     pub fn start(bootstrap: Option<&Node>, extra: &[(&str, &str)]) -> Node {
+        Self::start_bin(env!("CARGO_BIN_EXE_hanzo-node"), bootstrap, extra)
+    }
+
+    /// As [`Node::start`], running the binary `bin`.
+    pub fn start_bin(bin: &str, bootstrap: Option<&Node>, extra: &[(&str, &str)]) -> Node {
         let home = Home::new();
         let mut env = base_env(bootstrap);
         for (k, v) in extra {
             env.retain(|(ek, _)| ek != k);
             env.push((k.to_string(), v.to_string()));
         }
-        let server = Self::serve(&home, &env);
+        let server = Self::serve(bin, &home, &env);
         let info = server.req("GET", "/v1/node", b"").json();
         let addr = info["listen_addrs"][0]
             .as_str()
@@ -89,17 +96,18 @@ impl Node {
             home,
             server,
             env,
+            bin: bin.to_string(),
         }
     }
 
-    fn serve(home: &Home, env: &[(String, String)]) -> Server {
+    fn serve(bin: &str, home: &Home, env: &[(String, String)]) -> Server {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(home.path("node.log"))
             .unwrap();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        Server::start_with(home, &env, &[], Stdio::from(log))
+        Server::start_bin(home, bin, &env, &[], Stdio::from(log))
     }
 
     /// Kills the node with SIGKILL.
@@ -114,7 +122,7 @@ impl Node {
         let listen = self.addr.split("/p2p/").next().unwrap().to_string();
         self.env.retain(|(k, _)| k != "HANZO_NETWORK_LISTEN");
         self.env.push(("HANZO_NETWORK_LISTEN".into(), listen));
-        self.server = Self::serve(&self.home, &self.env);
+        self.server = Self::serve(&self.bin, &self.home, &self.env);
     }
 
     pub fn log(&self) -> String {
@@ -850,6 +858,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
             file_ext: None,
             image_id: None,
             wait_ms: 0,
+            attempt: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let accepted = loop {
@@ -1415,6 +1424,7 @@ fn an_executor_refuses_a_docker_offer_pinned_to_another_image_or_to_none() {
             file_ext: None,
             image_id: image_id.map(str::to_string),
             wait_ms: 0,
+            attempt: None,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         let ask = |o: Offer| {

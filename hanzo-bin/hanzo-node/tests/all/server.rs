@@ -78,8 +78,14 @@ impl Server {
     /// As [`Server::start`], with more arguments to `serve` (`--log-format json`) and
     /// the node's stderr (its log lines) sent to `stderr`.
     pub fn start_with(home: &Home, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -> Server {
+        Self::start_bin(home, env!("CARGO_BIN_EXE_hanzo-node"), env, args, stderr)
+    }
+
+    /// As [`Server::start_with`], running the binary `bin` (the build with fail points,
+    /// say: [`crate::util::failpoints_bin`]).
+    pub fn start_bin(home: &Home, bin: &str, env: &[(&str, &str)], args: &[&str], stderr: Stdio) -> Server {
         let port = free_port();
-        let mut cmd = home.cmd();
+        let mut cmd = home.cmd_of(bin);
         cmd.arg("serve")
             .args(args)
             .env("HANZO_NODE_API_LISTEN", format!("127.0.0.1:{port}"))

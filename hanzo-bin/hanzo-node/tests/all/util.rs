@@ -174,3 +174,23 @@ pub fn assert_one_error_line(r: &Run, code: i32, needle: &str) {
     assert!(line.starts_with("error: "), "error line: {line:?}");
     assert!(line.contains(needle), "error line {line:?} lacks {needle:?}");
 }
+
+/// The `hanzo-node` built with its `failpoints` feature (CONTRACTS §8), for tests of
+/// nodes that lie, drop results or stall: `$HANZO_FAILPOINTS_BIN`, else
+/// `hanzo-node-failpoints` beside the test's own binary, as `scripts/test.sh` leaves
+/// it. Without it the test fails saying how to build it: a test that needs a liar
+/// must not pass without one.
+pub fn failpoints_bin() -> String {
+    if let Ok(p) = std::env::var("HANZO_FAILPOINTS_BIN") {
+        return p;
+    }
+    let sibling =
+        std::path::Path::new(env!("CARGO_BIN_EXE_hanzo-node")).with_file_name("hanzo-node-failpoints");
+    assert!(
+        sibling.is_file(),
+        "no {}: build it with `cargo build -p hanzo-node --features failpoints && cp target/debug/hanzo-node{{,-failpoints}}` \
+         (scripts/test.sh does), or set HANZO_FAILPOINTS_BIN",
+        sibling.display()
+    );
+    sibling.display().to_string()
+}

@@ -478,6 +478,7 @@ mod tests {
             usage: Some(usage),
             placements: Vec::new(),
             origin: None,
+            verification: None,
         }
     }
 

@@ -241,7 +241,7 @@ async fn a_database_from_a_newer_version_is_refused() {
             err,
             Error::SchemaVersion {
                 found: 99,
-                supported: 3
+                supported: 4
             }
         ),
         "{err}"

@@ -79,7 +79,7 @@ async fn a_version_2_store_is_upgraded_in_place_and_its_jobs_keep_working() {
     }
 
     let (store, rec) = open(&path);
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(user_version(&path), 4);
     assert!(rec.remote.is_empty());
     assert_eq!(rec.queued.len(), 1);
     assert_eq!(rec.queued[0].id, "waiting");
@@ -675,4 +675,38 @@ async fn lookups_by_execution_id_and_job_use_their_indexes() {
     assert!(p.contains("USING INDEX placements_job"), "{p}");
     let p = plan("UPDATE placements SET outcome = 'lost' WHERE execution_id = 'x'");
     assert!(p.contains("USING INDEX sqlite_autoindex_placements"), "{p}");
+}
+
+#[tokio::test]
+async fn a_version_3_store_gains_the_verification_block_and_keeps_its_placements() {
+    let (_dir, path) = db();
+    {
+        let conn = old_store(&path, 3);
+        conn.execute(
+            "INSERT INTO jobs (id, runtime, status, priority, retries, attempts, created_at,
+                 started_at, spec)
+             VALUES ('placed', 'wasm', 'running', 0, 0, 1, 1000, 1100, ?1)",
+            [serde_json::to_string(&spec(1)).unwrap()],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO placements (job_id, seq, execution_id, peer_id, outcome, started_at)
+             VALUES ('placed', 1, 'e1', 'p1', 'running', 1100)",
+            [],
+        )
+        .unwrap();
+    }
+    let (store, rec) = open(&path);
+    assert_eq!(user_version(&path), 4);
+    assert_eq!(rec.remote.len(), 1, "the running placement is re-attached");
+    let job = store.get("placed").unwrap().unwrap();
+    assert_eq!(job.placements.len(), 1);
+    assert_eq!(job.placements[0].execution_id, "e1");
+    assert_eq!(job.verification, None);
+    let block = json!({"strategy": "redundant", "nonce": "00", "verdict": null});
+    assert!(store.set_verification("placed", &block).await.unwrap());
+    assert!(!store.set_verification("nope", &block).await.unwrap());
+    assert_eq!(store.get("placed").unwrap().unwrap().verification, Some(block));
+    drop(store);
+    assert_eq!(integrity(&path), "ok");
 }

@@ -111,7 +111,7 @@ async fn a_version_1_store_is_upgraded_and_keeps_its_jobs() {
     // Straight to the current version, placements included.
     store.add_placement("j1", "peer-a", "x1").await.unwrap();
     assert_eq!(store.get("j1").unwrap().unwrap().placements.len(), 1);
-    assert_eq!(user_version(&path), 3);
+    assert_eq!(user_version(&path), 4);
 }
 
 #[test]

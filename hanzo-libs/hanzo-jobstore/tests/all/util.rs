@@ -124,7 +124,28 @@ CREATE TABLE tools (
 );
 ";
 
-/// Makes an empty store of schema `version` (1 or 2) at `path`, in WAL mode as those
+/// What version 3 added: where a peer's job came from, and the attempts on peers.
+pub const V3: &str = "
+ALTER TABLE jobs ADD COLUMN origin_peer TEXT;
+ALTER TABLE jobs ADD COLUMN execution_id TEXT;
+CREATE UNIQUE INDEX jobs_execution ON jobs (execution_id) WHERE execution_id IS NOT NULL;
+CREATE TABLE placements (
+    job_id       TEXT    NOT NULL,
+    seq          INTEGER NOT NULL,
+    execution_id TEXT    NOT NULL UNIQUE,
+    peer_id      TEXT    NOT NULL,
+    outcome      TEXT    NOT NULL,
+    reason       TEXT,
+    started_at   INTEGER NOT NULL,
+    ended_at     INTEGER
+);
+CREATE UNIQUE INDEX placements_job ON placements (job_id, seq);
+CREATE TRIGGER jobs_delete_placements AFTER DELETE ON jobs BEGIN
+    DELETE FROM placements WHERE job_id = old.id;
+END;
+";
+
+/// Makes an empty store of schema `version` (1 to 3) at `path`, in WAL mode as those
 /// versions left it, and returns a connection to it for filling it in.
 pub fn old_store(path: &Path, version: i64) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).unwrap();
@@ -135,6 +156,9 @@ pub fn old_store(path: &Path, version: i64) -> rusqlite::Connection {
     conn.execute_batch(V1_SCHEMA).unwrap();
     if version >= 2 {
         conn.execute_batch(V2_TOOLS).unwrap();
+    }
+    if version >= 3 {
+        conn.execute_batch(V3).unwrap();
     }
     conn.pragma_update(None, "user_version", version).unwrap();
     conn
