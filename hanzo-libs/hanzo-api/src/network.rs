@@ -83,9 +83,13 @@ pub(crate) struct Peer {
     /// The last measured round trip in ms.
     #[schema(required = true)]
     latency_ms: Option<f64>,
-    /// 0 to 1.
+    /// 0 to 1: its conduct (results that checked out, losses, malformed messages),
+    /// bounded by its credibility in this node's verified jobs.
     #[schema(minimum = 0, maximum = 1)]
     reputation: f64,
+    /// Its record in this node's verified jobs: `{"agreements", "dissents", "lost",
+    /// "declines"}`.
+    verification: Object,
     /// When it was last heard from.
     #[schema(format = DateTime)]
     last_seen: String,
@@ -115,6 +119,9 @@ pub(crate) struct Account {
     jobs_run: u64,
     /// Executions the peer ran for this node.
     jobs_placed: u64,
+    /// Its record in this node's verified jobs: `{"agreements", "dissents", "lost",
+    /// "declines"}`.
+    verification: Object,
 }
 
 /// One attempt of a job on a node (CONTRACTS §7).
@@ -146,8 +153,17 @@ async fn peers(AxState(state): S) -> ApiResult {
     let Some(placer) = state.placer.get() else {
         return Ok(Json(json!([])).into_response());
     };
-    let peers = placer.network().peers().await.map_err(ApiError::internal)?;
-    Ok(Json(peers).into_response())
+    let peers = placer.peers().await.map_err(ApiError::internal)?;
+    let rows: Vec<Value> = peers
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_else(|_| json!({"peer_id": p.peer_id}));
+            // Its record in this node's verified jobs, behind its reputation.
+            v["verification"] = json!(placer.verified(&p.peer_id));
+            v
+        })
+        .collect();
+    Ok(Json(rows).into_response())
 }
 
 /// This node's ledger: per peer, what it earned running the peer's jobs and owes for
@@ -262,7 +278,7 @@ pub(crate) async fn metrics_text(state: &State) -> String {
     let Ok(m) = placer.network().metrics().await else {
         return String::new();
     };
-    let peers = placer.network().peers().await.unwrap_or_default();
+    let peers = placer.peers().await.unwrap_or_default();
     let (remote_in, remote_out) = placer.counts();
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, kind: &str, value: String| {

@@ -431,6 +431,18 @@ fn verify(value: &Value) -> Result<Receipt, VerifyError> {
             )));
         }
     }
+    // One thing or the other: a success with an output and no error, or a failure
+    // with an error and no output. A receipt claiming both could be counted as
+    // agreeing with a success while it reports a failure.
+    match (receipt.status, &receipt.output_hash, &receipt.error) {
+        (Outcome::Succeeded, Some(_), None) | (Outcome::Failed, None, Some(_)) => {}
+        _ => {
+            return Err(VerifyError::Malformed(
+                "status, output_hash and error disagree (a success has an output_hash and no error, a failure an error and no output_hash)"
+                    .into(),
+            ));
+        }
+    }
     hex_field::<32>(&receipt.code_hash, "code_hash", "a sha256 in hex")?;
     hex_field::<32>(&receipt.input_hash, "input_hash", "a sha256 in hex")?;
     if let Some(h) = &receipt.output_hash {
@@ -659,6 +671,28 @@ mod tests {
         }
         for (i, h) in other.iter().enumerate() {
             assert_ne!(h, &base, "variant {i} left the context hash unchanged");
+        }
+    }
+
+    #[test]
+    fn a_receipt_whose_status_output_and_error_disagree_is_malformed() {
+        let key = NodeKey::generate().unwrap();
+        let ok = sample(&key);
+        for change in [
+            |r: &mut Receipt| r.status = Outcome::Failed,
+            |r: &mut Receipt| {
+                r.error = Some(ReceiptError {
+                    code: "tool_failed".into(),
+                    message: "x".into(),
+                })
+            },
+            |r: &mut Receipt| r.output_hash = None,
+        ] {
+            let mut r = ok.clone();
+            change(&mut r);
+            r.sign_with(&key).unwrap();
+            let e = Receipt::verify(&r.to_value()).unwrap_err().to_string();
+            assert!(e.contains("disagree"), "{e}");
         }
     }
 }

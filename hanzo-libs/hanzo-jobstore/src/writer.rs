@@ -369,9 +369,6 @@ fn add_placement(conn: &Connection, job_id: &str, peer_id: &str, execution_id: &
     Ok(())
 }
 
-/// The fence: an attempt ends once. Conditional on `running`, so the first end wins
-/// (e.g. `lost` on a peer's silence) and a later one (the lost attempt's late result)
-/// changes nothing and answers `false`.
 /// Stores a job's verification block; `true` if the job exists.
 fn set_verification(conn: &Connection, id: &str, block: &str) -> Result<bool> {
     let n = conn
@@ -380,6 +377,9 @@ fn set_verification(conn: &Connection, id: &str, block: &str) -> Result<bool> {
     Ok(n == 1)
 }
 
+/// The fence: an attempt ends once. Conditional on `running`, so the first end wins
+/// (e.g. `lost` on a peer's silence) and a later one (the lost attempt's late result)
+/// changes nothing and answers `false`.
 fn end_placement(
     conn: &Connection,
     execution_id: &str,

@@ -36,6 +36,52 @@ pub struct Account {
     pub jobs_run: u64,
     /// Executions the peer ran for this node.
     pub jobs_placed: u64,
+    /// How its attempts of this node's verified jobs went: its reputation's record.
+    #[serde(default)]
+    pub verification: Verified,
+}
+
+/// A credibility under which a peer is no longer offered attempts of verified jobs:
+/// a fresh peer (0.5) falls under it with its second proven dissent.
+pub const MIN_CREDIBILITY: f64 = 0.2;
+
+/// One peer's record in this node's verified jobs (CONTRACTS §8).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// Results that agreed with the verdict.
+    pub agreements: u64,
+    /// Results the majority contradicted, and signed results that did not check out
+    /// (another nonce, another context): proven, each kept with its receipt.
+    pub dissents: u64,
+    /// Attempts it accepted and never returned a result for (lost, stalled).
+    pub lost: u64,
+    /// Attempts it declined (full, or over its ceilings): recorded, never held against it.
+    pub declines: u64,
+}
+
+impl Verified {
+    /// Its credibility, in the spirit of Sarmenta's (and iExec's) model: a fresh peer
+    /// is at 0.5; each agreement moves it a little closer to 1 (`1 - 0.5/(1+a)`, with
+    /// `a` its agreements less its lost attempts), and each proven dissent halves it.
+    /// A lost attempt cancels an agreement, a decline costs nothing.
+    pub fn credibility(&self) -> f64 {
+        let a = self.agreements.saturating_sub(self.lost) as f64;
+        let d = self.dissents.min(64) as i32;
+        (1.0 - 0.5 / (1.0 + a)) * 0.5f64.powi(d)
+    }
+}
+
+/// How one attempt of a verified job went, for its node's record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempted {
+    /// Its result agreed with the verdict.
+    Agreed,
+    /// Its result dissented, or did not check out.
+    Dissented,
+    /// It accepted and returned nothing.
+    Lost,
+    /// It declined.
+    Declined,
 }
 
 /// The charge for the execution `receipt` records, at `price`.
@@ -114,6 +160,29 @@ impl Ledger {
         });
     }
 
+    /// Records how `peer`'s attempt of a verified job went.
+    pub fn attempted(&self, peer: &str, how: Attempted) {
+        self.with(peer, |a| {
+            let v = &mut a.verification;
+            match how {
+                Attempted::Agreed => v.agreements += 1,
+                Attempted::Dissented => v.dissents += 1,
+                Attempted::Lost => v.lost += 1,
+                Attempted::Declined => v.declines += 1,
+            }
+        });
+    }
+
+    /// `peer`'s record in verified jobs (zero when it has none).
+    pub fn verified(&self, peer: &str) -> Verified {
+        self.accounts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(peer)
+            .map(|a| a.verification)
+            .unwrap_or_default()
+    }
+
     /// Every account, by peer id.
     pub fn accounts(&self) -> Vec<Account> {
         self.accounts
@@ -180,7 +249,8 @@ mod tests {
                 earned: 0,
                 owed: 211,
                 jobs_run: 0,
-                jobs_placed: 1
+                jobs_placed: 1,
+                verification: Verified::default(),
             }
         );
         assert_eq!(again[1].earned, 12);
@@ -191,5 +261,29 @@ mod tests {
         );
         std::fs::write(&path, b"{").unwrap();
         assert!(Ledger::load(&path).unwrap_err().contains("not valid"));
+    }
+
+    #[test]
+    fn agreements_raise_credibility_a_little_and_a_dissent_halves_it() {
+        let fresh = Verified::default();
+        assert_eq!(fresh.credibility(), 0.5);
+        let v = |agreements, dissents, lost| Verified {
+            agreements,
+            dissents,
+            lost,
+            declines: 7,
+        };
+        assert_eq!(v(1, 0, 0).credibility(), 0.75);
+        assert!(v(9, 0, 0).credibility() > 0.9);
+        assert_eq!(v(0, 1, 0).credibility(), 0.25);
+        // A fresh liar falls under the line with its second dissent; a long honest
+        // record buys one more, not a free pass.
+        assert!(v(0, 1, 0).credibility() >= MIN_CREDIBILITY);
+        assert!(v(0, 2, 0).credibility() < MIN_CREDIBILITY);
+        assert!(v(20, 2, 0).credibility() < 0.25);
+        assert!(v(20, 3, 0).credibility() < MIN_CREDIBILITY);
+        // Lost attempts cancel agreements; declines cost nothing.
+        assert_eq!(v(3, 0, 3).credibility(), 0.5);
+        assert_eq!(v(3, 0, 9).credibility(), 0.5);
     }
 }

@@ -164,6 +164,17 @@ impl Placer {
         &self.inner.net
     }
 
+    /// The live peers, each with its reputation as placement uses it: its conduct,
+    /// bounded by its credibility in this node's verified jobs (CONTRACTS §8).
+    pub async fn peers(&self) -> Result<Vec<hanzo_network::PeerInfo>, hanzo_network::NetworkError> {
+        self.inner.peers().await
+    }
+
+    /// `peer`'s record in this node's verified jobs.
+    pub fn verified(&self, peer: &str) -> ledger::Verified {
+        self.inner.ledger.verified(peer)
+    }
+
     /// Places a stored, queued job (its placement not `local`): runs until the job
     /// is recorded terminal, in a task of its own.
     pub fn place(&self, id: String, spec: JobSpec) {
@@ -223,6 +234,15 @@ impl Inner {
                 self.net.respond_chunk(channel, response).await;
             }
         }
+    }
+
+    /// The live peers, their reputation bounded by their credibility.
+    pub(crate) async fn peers(&self) -> Result<Vec<hanzo_network::PeerInfo>, hanzo_network::NetworkError> {
+        let mut peers = self.net.peers().await?;
+        for p in &mut peers {
+            p.reputation = p.reputation.min(self.ledger.verified(&p.peer_id).credibility());
+        }
+        Ok(peers)
     }
 
     /// This node as the ranking sees it.

@@ -37,7 +37,7 @@ const REFUSAL_PAUSE: Duration = Duration::from_millis(50);
 const MAX_PEER_TEXT: usize = 512;
 
 /// Whether `asked` is above `advertised` in any of its prices.
-fn dearer(asked: &Price, advertised: &Price) -> bool {
+pub(crate) fn dearer(asked: &Price, advertised: &Price) -> bool {
     asked.per_job > advertised.per_job
         || asked.per_cpu_second > advertised.per_cpu_second
         || asked.per_gib_second > advertised.per_gib_second
@@ -140,7 +140,7 @@ pub(crate) struct Code {
 /// check the image before its cluster runs it, and the receipt's `code_hash` is
 /// whatever digest the cluster's container runtime reports, which the submitter cannot
 /// know in advance. Go packages and native executables run where they are.
-fn travels(runtime: RuntimeKind) -> bool {
+pub(crate) fn travels(runtime: RuntimeKind) -> bool {
     matches!(
         runtime,
         RuntimeKind::Wasm | RuntimeKind::Deno | RuntimeKind::Python | RuntimeKind::Docker
@@ -297,7 +297,7 @@ pub(crate) async fn candidates(
         Placement::Peer(p) => p.parse::<PeerId>().ok(),
         _ => None,
     };
-    let peers = inner.net.peers().await.unwrap_or_default();
+    let peers = inner.peers().await.unwrap_or_default();
     for p in peers {
         let Ok(peer) = p.peer_id.parse::<PeerId>() else {
             continue;
@@ -1089,6 +1089,10 @@ pub(crate) fn check_result(
                 .error
                 .clone()
                 .unwrap_or_else(|| ("tool_failed".into(), "failed".into()));
+            // The code this node acts on is the one the peer signed.
+            if receipt.error.as_ref().is_some_and(|e| e.code != code) {
+                return Err(lie("a failure whose code is not its receipt's"));
+            }
             let message = peer_text(&message);
             let cancelled = r.status == "cancelled" || code == "cancelled";
             if cancelled && !job.cancel.is_cancelled() {

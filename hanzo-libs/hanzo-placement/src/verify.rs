@@ -19,6 +19,7 @@
 //! What it does not hold: nodes that collude and return the same wrong output agree.
 //! Redundancy makes that cost N identities (and their reputation), not one.
 
+use crate::ledger::{Attempted, MIN_CREDIBILITY};
 use crate::submit::{self, Code, End, Followed, Rejected};
 use crate::{Inner, new_execution_id};
 use hanzo_compute::receipt::ExecutionContext;
@@ -36,8 +37,17 @@ use std::time::{Duration, Instant};
 /// deadline.
 const ATTEMPT_SLACK: Duration = Duration::from_secs(10);
 
-/// Pause before offering again to nodes that were only full.
-const BUSY_PAUSE: Duration = Duration::from_millis(200);
+/// Pause before offering again to nodes that were only full (doubling).
+const BUSY_PAUSE: Duration = Duration::from_millis(100);
+
+/// Rounds of offers again to nodes that were only full, at most: a node answering
+/// "busy" for ever cannot hold a job to its deadline.
+const MAX_BUSY_ROUNDS: u32 = 8;
+
+/// Offers per node of `max_peers` a verified job makes at most, declines and lost
+/// attempts included: a network of strangers that accept and fail cannot make one job
+/// try them all.
+const MAX_OFFERS_PER_PEER: u32 = 4;
 
 /// The verdict of a verified job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,21 +96,25 @@ impl Returned {
 /// What results are compared by: two results agree when their keys are equal.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct Key {
-    /// `succeeded` or the error's code.
+    /// The execution context (already checked against what was sent).
+    context_hash: Option<String>,
+    /// `succeeded` or the error's code (a receipt is one or the other: `verify`).
     status: String,
     output_hash: Option<String>,
-    /// Fuel, in the deterministic profile only (elsewhere it varies honestly).
+    /// Fuel, in the deterministic profile only (elsewhere it varies honestly). Whether
+    /// the profile was on is the job's flag, not the receipt's claim.
     fuel: Option<u64>,
 }
 
-pub(crate) fn key(r: &Receipt) -> Key {
+pub(crate) fn key(r: &Receipt, deterministic: bool) -> Key {
     Key {
+        context_hash: r.context_hash.clone(),
         status: match &r.error {
             None => "succeeded".into(),
             Some(e) => e.code.clone(),
         },
         output_hash: r.output_hash.clone(),
-        fuel: if r.deterministic {
+        fuel: if deterministic {
             r.usage.fuel_consumed
         } else {
             None
@@ -127,22 +141,36 @@ pub(crate) enum Standing {
 /// Decides on `receipts` (every attempt that returned a checked result, none still
 /// running) for `min_peers`, when `can_add` more attempts may still be made.
 ///
-/// Receipts are compared only within one execution context: the largest group of
-/// equal `context_hash` is the comparable set (on a tie in size, the one holding the
-/// earliest result); the rest are incomparable, neither agreeing nor dissenting.
-pub(crate) fn decide(receipts: &[&Receipt], min_peers: u32, can_add: bool) -> Standing {
-    let mut contexts: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, r) in receipts.iter().enumerate() {
-        contexts
-            .entry(r.context_hash.as_deref().unwrap_or(""))
-            .or_default()
-            .push(i);
-    }
-    let comparable = contexts
-        .values()
-        .max_by(|a, b| a.len().cmp(&b.len()).then(b[0].cmp(&a[0])))
-        .cloned()
-        .unwrap_or_default();
+/// Receipts are compared only within one runtime version: `pinned`, this node's own
+/// for the job's runtime, when it has the runtime (a peer cannot choose which group it
+/// is judged in by claiming a version), else the version most results name (on a tie
+/// in size, the one holding the earliest result). The rest are incomparable: neither
+/// agreeing nor dissenting, and not paid.
+pub(crate) fn decide(
+    receipts: &[&Receipt],
+    min_peers: u32,
+    can_add: bool,
+    pinned: Option<&str>,
+    deterministic: bool,
+) -> Standing {
+    let version = |r: &Receipt| r.runtime_version.clone().unwrap_or_default();
+    let chosen = match pinned {
+        Some(v) => v.to_string(),
+        None => {
+            let mut versions: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+            for (i, r) in receipts.iter().enumerate() {
+                versions.entry(version(r)).or_default().push(i);
+            }
+            versions
+                .into_iter()
+                .max_by(|(_, a), (_, b)| a.len().cmp(&b.len()).then(b[0].cmp(&a[0])))
+                .map(|(v, _)| v)
+                .unwrap_or_default()
+        }
+    };
+    let comparable: Vec<usize> = (0..receipts.len())
+        .filter(|&i| version(receipts[i]) == chosen)
+        .collect();
     let incomparable: Vec<usize> = (0..receipts.len()).filter(|i| !comparable.contains(i)).collect();
     let k = comparable.len() as u32;
     if k < min_peers {
@@ -153,13 +181,13 @@ pub(crate) fn decide(receipts: &[&Receipt], min_peers: u32, can_add: bool) -> St
                 verdict: Verdict::InsufficientPeers,
                 winners: Vec::new(),
                 dissenters: Vec::new(),
-                incomparable: (0..receipts.len()).collect(),
+                incomparable,
             }
         };
     }
     let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
     for &i in &comparable {
-        groups.entry(key(receipts[i])).or_default().push(i);
+        groups.entry(key(receipts[i], deterministic)).or_default().push(i);
     }
     let largest = groups
         .values()
@@ -206,16 +234,29 @@ pub(crate) fn decide(receipts: &[&Receipt], min_peers: u32, can_add: bool) -> St
 /// another job id is caught, not compared).
 pub(crate) fn check_attempt(job: &Job, sent: &JobSpec, nonce: &str, r: &Receipt) -> Result<(), Rejected> {
     let lie = |why: String| Rejected { why, lie: true };
-    if r.nonce.as_deref() != Some(nonce) {
+    // Short, plain fields only: they are stored, listed and quoted in messages.
+    let short = |s: &str| s.len() <= MAX_FIELD && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ');
+    if !short(&r.function) || !r.runtime_version.as_deref().is_some_and(short) {
         return Err(lie(format!(
-            "a receipt with nonce {}, not this job's",
-            r.nonce.as_deref().unwrap_or("none")
+            "a receipt whose function or runtime_version is not {MAX_FIELD} printable characters at most"
         )));
+    }
+    if let Some(e) = &r.error
+        && !RUN_ERRORS.contains(&e.code.as_str())
+    {
+        return Err(lie("a receipt with an error code no run can end in".into()));
+    }
+    if r.nonce.as_deref() != Some(nonce) {
+        return Err(lie("a receipt without this job's nonce".into()));
     }
     if let Some(f) = &sent.function
         && *f != r.function
     {
         return Err(lie(format!("a receipt for function {}, not {f}", r.function)));
+    }
+    // The plain fields must say what the context hash covers.
+    if r.limits != sent.limits || r.deterministic != sent.deterministic {
+        return Err(lie("a receipt with other limits or profile than were sent".into()));
     }
     let version = r.runtime_version.as_deref().unwrap_or_default();
     let expected = ExecutionContext::of(sent, &r.function, &job.id, version).hash();
@@ -228,6 +269,12 @@ pub(crate) fn check_attempt(job: &Job, sent: &JobSpec, nonce: &str, r: &Receipt)
     Ok(())
 }
 
+/// The longest `function` or `runtime_version` a verified attempt's receipt may carry.
+const MAX_FIELD: usize = 128;
+
+/// The error codes a run can end in (what `check_result` lets a peer report).
+const RUN_ERRORS: [&str; 4] = ["tool_failed", "limit_exceeded", "invalid_input", "cancelled"];
+
 /// 16 random bytes, hex.
 fn new_nonce() -> String {
     let mut b = [0u8; 16];
@@ -238,10 +285,20 @@ fn new_nonce() -> String {
 /// How one attempt ended.
 enum Ended {
     /// Not taken: declined (`busy` when only full), or it could not be offered.
-    Declined { peer: PeerId, why: String, busy: bool },
-    /// Taken and ended without a result to compare: lost, or a result refused as a lie
-    /// or as not this attempt's.
-    Failed { peer: PeerId, why: String },
+    Declined {
+        peer: PeerId,
+        /// Its advertised price, to offer it again at.
+        price: Price,
+        why: String,
+        busy: bool,
+    },
+    /// Taken and ended without a result to compare: lost (`how` is `Lost`), or a
+    /// result refused as a lie (`Dissented`) or for another reason (`None`).
+    Failed {
+        peer: PeerId,
+        why: String,
+        how: Option<Attempted>,
+    },
     /// A checked result.
     Returned(Box<Returned>),
     /// The job was cancelled while it ran.
@@ -267,8 +324,12 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>
     let min = spec.verification.min_peers();
     let max = spec.verification.max_peers();
     let store = inner.host.store();
+    let resumed = resume.is_some();
     if let Some(record) = resume {
-        // Its attempts ran under a nonce this node has forgotten the results of: they
+        if record.cancel_requested {
+            job.cancel.cancel();
+        }
+        // Its attempts ran under a nonce whose results this node has forgotten: they
         // are told to stop, and the job starts over under a new one.
         for p in record
             .placements
@@ -286,6 +347,18 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>
                 submit::fence(inner.clone(), peer, p.execution_id.clone());
             }
         }
+    }
+    if !submit::travels(spec.runtime) {
+        // Only this node could run it: nothing to compare with.
+        return no_one(
+            inner,
+            job,
+            format!(
+                "insufficient_peers: {} code does not travel between nodes, so only this node could run it and {min} must",
+                spec.runtime
+            ),
+        )
+        .await;
     }
     let deadline = Instant::now()
         .checked_add(Duration::from_millis(spec.limits.timeout_ms) + submit::PLACEMENT_SLACK)
@@ -306,15 +379,40 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>
         "dissenters": [],
     });
     let _ = store.set_verification(&job.id, &block).await;
-    if !inner.host.hooks().starting(job).await {
+    // A resumed job is running already (the store kept it so).
+    if !resumed && !inner.host.hooks().starting(job).await {
         // Cancelled before it started: the hooks recorded it.
         return End::Recorded;
     }
+    // What results are compared within: this node's own version of the runtime.
+    let pinned = inner
+        .host
+        .scheduler()
+        .compute()
+        .runtime(spec.runtime)
+        .map(|r| r.context_version());
 
-    // Every node that may run it, best first; each is offered at most one attempt.
+    // Every node that may run it, best first, with the price it advertises; each is
+    // offered at most one attempt.
     let (ranked, mut reasons) = submit::candidates(inner, spec, &HashSet::new()).await;
-    let mut pool: std::collections::VecDeque<PeerId> =
-        ranked.into_iter().map(|c| c.node.peer.unwrap_or(me)).collect();
+    let mut pool = std::collections::VecDeque::new();
+    for c in ranked {
+        let peer = c.node.peer.unwrap_or(me);
+        let record = inner.ledger.verified(&peer.to_string());
+        if peer != me && record.credibility() < MIN_CREDIBILITY {
+            // Proven wrong too often here: not asked to vouch for a result again.
+            reasons.push((
+                peer.to_string(),
+                format!(
+                    "its credibility {:.2} is under {MIN_CREDIBILITY} ({} proven dissents in this node's verified jobs)",
+                    record.credibility(),
+                    record.dissents
+                ),
+            ));
+            continue;
+        }
+        pool.push_back((peer, c.node.price));
+    }
     let shared = Arc::new(Shared {
         inner: inner.clone(),
         job: job.clone(),
@@ -325,15 +423,20 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>
     });
     let mut running = tokio::task::JoinSet::new();
     let mut returned: Vec<Returned> = Vec::new();
-    // Nodes that declined only for want of a free slot now: asked again after a pause.
-    let mut busy: Vec<PeerId> = Vec::new();
+    // Nodes that declined only for want of a free slot now (or refused under load):
+    // asked again after a pause, a bounded number of times each.
+    let mut busy: Vec<(PeerId, Price)> = Vec::new();
+    let mut busy_rounds = 0u32;
+    // Offers made in all: each node gets one attempt, and at most MAX_OFFERS_PER_PEER
+    // offers per node of `max_peers`, however many strangers there are.
+    let mut offers = 0u32;
+    let max_offers = max.saturating_mul(MAX_OFFERS_PER_PEER);
     // Results wanted: `min_peers`, plus one per tie to break, up to `max_peers`. An
-    // attempt lost or refused is replaced by the next node; each node is offered at
-    // most one attempt, so the pool bounds the replacements.
+    // attempt lost or refused is replaced by the next node.
     let mut target = min;
     if (pool.len() as u32) < min {
         // Too few nodes to begin with: nothing runs.
-        let who = if pool.iter().any(|p| *p == me) {
+        let who = if pool.iter().any(|(p, _)| *p == me) {
             format!("this node and {} peers", pool.len() - 1)
         } else {
             format!("{} peers", pool.len())
@@ -348,32 +451,46 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>
         pool.clear();
     }
     let standing = loop {
+        if job.cancel.is_cancelled() {
+            // Each attempt tells its node to stop as it sees the cancel.
+            while running.join_next().await.is_some() {}
+            return cancelled(job, &shared, &returned, block.take()).await;
+        }
         while (running.len() as u32 + returned.len() as u32) < target
             && Instant::now() < deadline
-            && let Some(peer) = pool.pop_front()
+            && offers < max_offers
+            && let Some((peer, price)) = pool.pop_front()
         {
+            offers += 1;
             let s = shared.clone();
-            running.spawn(async move { attempt(&s, peer).await });
+            running.spawn(async move { attempt(&s, peer, price).await });
         }
         if running.is_empty() {
             let can_add = (returned.len() as u32) < max
                 && (!pool.is_empty() || !busy.is_empty())
-                && Instant::now() < deadline
-                && !job.cancel.is_cancelled();
+                && offers < max_offers
+                && Instant::now() < deadline;
             let receipts: Vec<&Receipt> = returned.iter().map(Returned::receipt).collect();
-            match decide(&receipts, min, can_add) {
+            match decide(&receipts, min, can_add, pinned.as_deref(), spec.deterministic) {
                 Standing::More => {
                     if (returned.len() as u32) >= target {
-                        // A tie, or results of another context: one more node.
+                        // A tie, or results of another runtime version: one more node.
                         target += 1;
                     }
                     if pool.is_empty() {
-                        // Only full nodes are left: ask them again after a pause.
+                        // Only full nodes are left: ask them again after a pause
+                        // (doubling from 200 ms to 2 s), a few times at most.
+                        busy_rounds += 1;
+                        let pause = BUSY_PAUSE * 2u32.pow(busy_rounds.min(4));
                         tokio::select! {
-                            _ = tokio::time::sleep(BUSY_PAUSE) => {}
+                            _ = tokio::time::sleep(pause.min(Duration::from_secs(2))) => {}
                             _ = job.cancel.cancelled() => {}
                         }
-                        pool.extend(busy.drain(..));
+                        if busy_rounds <= MAX_BUSY_ROUNDS {
+                            pool.extend(busy.drain(..));
+                        } else {
+                            busy.clear();
+                        }
                     }
                     continue;
                 }
@@ -386,29 +503,46 @@ pub(crate) async fn run(inner: &Arc<Inner>, job: &Job, resume: Option<JobRecord>
         match joined {
             Ok(Ended::Declined {
                 peer,
+                price,
                 why,
                 busy: full,
             }) => {
                 submit::note(&mut reasons, peer, format!("declined: {why}"));
+                if peer != me {
+                    inner.ledger.attempted(&peer.to_string(), Attempted::Declined);
+                }
                 if full {
-                    busy.push(peer);
+                    busy.push((peer, price));
                 }
             }
-            Ok(Ended::Failed { peer, why }) => submit::note(&mut reasons, peer, why),
+            Ok(Ended::Failed { peer, why, how }) => {
+                submit::note(&mut reasons, peer, why);
+                if let Some(how) = how
+                    && peer != me
+                {
+                    inner.ledger.attempted(&peer.to_string(), how);
+                }
+            }
             Ok(Ended::Returned(r)) => returned.push(*r),
             Ok(Ended::Cancelled) | Err(_) => {}
-        }
-        if job.cancel.is_cancelled() {
-            // Each attempt tells its node to stop as it sees the cancel.
-            while running.join_next().await.is_some() {}
-            return cancelled(job, &shared, &returned).await;
         }
     };
     finish(&shared, standing, returned, &reasons, block.take()).await
 }
 
+/// A verified job no node could run: recorded with verdict `insufficient_peers`.
+async fn no_one(inner: &Arc<Inner>, job: &Job, why: String) -> End {
+    let v = &job.spec.verification;
+    let block = json!({
+        "strategy": v.strategy(), "min_peers": v.min_peers(), "max_peers": v.max_peers(),
+        "nonce": null, "verdict": Verdict::InsufficientPeers.name(), "receipts": [], "dissenters": [],
+    });
+    let _ = inner.host.store().set_verification(&job.id, &block).await;
+    submit::failed(job, ComputeError::VerificationFailed(why))
+}
+
 /// Offers one attempt to `peer` and follows it to a checked result.
-async fn attempt(s: &Shared, peer: PeerId) -> Ended {
+async fn attempt(s: &Shared, peer: PeerId, advertised: Price) -> Ended {
     let inner = &s.inner;
     let job = &s.job;
     if job.cancel.is_cancelled() {
@@ -436,14 +570,26 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
     )
     .await;
     let (price, early) = match reply {
+        // The price it asks must be the one it advertised, or less: a peer ranking
+        // first on a low price and then charging more is refused, as for any job.
         Ok(Ok(JobResponse::Accepted {
             execution_id: e,
             price,
             result,
-        })) if e == execution_id => (price, result),
+        })) if e == execution_id && (me || !submit::dearer(&price, &advertised)) => (price, result),
+        Ok(Ok(JobResponse::Accepted { .. })) => {
+            inner.net.report(peer, Conduct::Bad).await;
+            submit::fence(inner.clone(), peer, execution_id);
+            return Ended::Failed {
+                peer,
+                why: "accepted at a price above its advert".into(),
+                how: None,
+            };
+        }
         Ok(Ok(JobResponse::Declined { reason, busy })) => {
             return Ended::Declined {
                 peer,
+                price: advertised,
                 why: submit::peer_text(&reason),
                 busy,
             };
@@ -451,6 +597,7 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
         Ok(Ok(JobResponse::Refused { reason })) => {
             return Ended::Declined {
                 peer,
+                price: advertised,
                 why: format!("refused: {}", submit::peer_text(&reason)),
                 busy: true,
             };
@@ -460,6 +607,7 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
             submit::fence(inner.clone(), peer, execution_id);
             return Ended::Declined {
                 peer,
+                price: advertised,
                 why: format!("answered an offer with {}", submit::name(&other)),
                 busy: false,
             };
@@ -468,6 +616,7 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
             submit::fence(inner.clone(), peer, execution_id);
             return Ended::Declined {
                 peer,
+                price: advertised,
                 why: e.to_string(),
                 busy: false,
             };
@@ -476,6 +625,7 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
             submit::fence(inner.clone(), peer, execution_id);
             return Ended::Declined {
                 peer,
+                price: advertised,
                 why: "no answer to the offer".into(),
                 busy: false,
             };
@@ -491,6 +641,7 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
         return Ended::Failed {
             peer,
             why: format!("this node could not record the attempt: {e}"),
+            how: None,
         };
     }
     // An attempt may run the job's timeout and a margin, counted from its acceptance,
@@ -537,6 +688,7 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
             return Ended::Failed {
                 peer,
                 why: format!("lost: {why}"),
+                how: Some(Attempted::Lost),
             };
         }
         Followed::Cancelled(_) => {
@@ -564,15 +716,22 @@ async fn attempt(s: &Shared, peer: PeerId) -> Ended {
                     .await;
             }
             tracing::warn!(job = %job.id, %peer, why = %why, "verified attempt refused; replacing it");
-            Ended::Failed { peer, why }
+            Ended::Failed {
+                peer,
+                why,
+                how: lie.then_some(Attempted::Dissented),
+            }
         }
     }
 }
 
 /// The job was cancelled: every attempt still running is told to stop (their
 /// placements end as the hooks record the job's cancel).
-async fn cancelled(job: &Job, s: &Shared, returned: &[Returned]) -> End {
+async fn cancelled(job: &Job, s: &Shared, returned: &[Returned], mut block: Value) -> End {
     let store = s.inner.host.store();
+    // No verdict, but the receipts of what ran are kept.
+    block["receipts"] = Value::Array(returned.iter().map(|r| r.receipt().to_value()).collect());
+    let _ = store.set_verification(&job.id, &block).await;
     for r in returned {
         let _ = store
             .end_placement(&r.execution_id, PlacementOutcome::Cancelled, None)
@@ -604,6 +763,15 @@ async fn finish(
     let store = inner.host.store();
     let me = inner.net.peer_id();
     let majority = winners.first().map(|&i| returned[i].receipt().clone());
+    // The block first, with every receipt: a crash after it leaves the proof stored
+    // even if the job's end is not.
+    let peer_of = |i: &usize| returned[*i].peer.to_string();
+    block["verdict"] = json!(verdict.name());
+    block["receipts"] = Value::Array(returned.iter().map(|r| r.receipt().to_value()).collect());
+    block["dissenters"] = json!(dissenters.iter().map(peer_of).collect::<Vec<_>>());
+    if let Err(e) = store.set_verification(&job.id, &block).await {
+        tracing::error!(job = %job.id, error = %e, "cannot store the verification block");
+    }
     let describe = |r: &Receipt| match (&r.output_hash, &r.error) {
         (Some(h), _) => format!("output {}", &h[..h.len().min(16)]),
         (None, Some(e)) => format!("error {}", e.code),
@@ -622,7 +790,7 @@ async fn finish(
                     describe(receipt)
                 )),
             )
-        } else if incomparable.contains(&i) && verdict != Verdict::InsufficientPeers {
+        } else if incomparable.contains(&i) {
             (
                 PlacementOutcome::Failed,
                 Some(format!(
@@ -643,6 +811,7 @@ async fn finish(
             continue;
         }
         if winners.contains(&i) {
+            inner.ledger.attempted(&r.peer.to_string(), Attempted::Agreed);
             // Taken: owed at the price it accepted, and a good mark.
             if let Some(price) = &r.price {
                 inner
@@ -652,14 +821,10 @@ async fn finish(
             inner.net.report(r.peer, Conduct::Good).await;
         } else if dissenters.contains(&i) {
             // A signed result the majority contradicts: proof, kept in the block.
+            inner.ledger.attempted(&r.peer.to_string(), Attempted::Dissented);
             inner.net.report(r.peer, Conduct::Bad).await;
         }
     }
-    let peer_of = |i: &usize| returned[*i].peer.to_string();
-    block["verdict"] = json!(verdict.name());
-    block["receipts"] = Value::Array(returned.iter().map(|r| r.receipt().to_value()).collect());
-    block["dissenters"] = json!(dissenters.iter().map(peer_of).collect::<Vec<_>>());
-    let _ = store.set_verification(&job.id, &block).await;
     tracing::info!(job = %job.id, verdict = verdict.name(), results = returned.len(), dissenters = dissenters.len(), "verified job decided");
     let outcome = match (verdict, winners.first()) {
         (Verdict::Agreed | Verdict::Majority, Some(&w)) => returned[w].outcome.clone(),
@@ -677,7 +842,7 @@ async fn finish(
                     };
                     format!(
                         "insufficient_peers: {} of the {} nodes needed returned a comparable result; {detail}",
-                        returned.len() - incomparable.len().min(returned.len()),
+                        returned.len() - incomparable.len(),
                         job.spec.verification.min_peers()
                     )
                 }
@@ -738,7 +903,7 @@ mod tests {
                 started_at: SystemTime::now(),
                 finished_at: SystemTime::now(),
                 context_hash: context.repeat(64),
-                runtime_version: "v".into(),
+                runtime_version: context.into(),
                 nonce: Some("00".repeat(16)),
             },
             &NodeKey::from_seed([1; 32]),
@@ -747,7 +912,7 @@ mod tests {
     }
 
     fn verdict(rs: &[Receipt], min: u32, can_add: bool) -> Standing {
-        decide(&rs.iter().collect::<Vec<_>>(), min, can_add)
+        decide(&rs.iter().collect::<Vec<_>>(), min, can_add, None, true)
     }
 
     fn decided(v: Verdict, winners: &[usize], dissenters: &[usize], incomparable: &[usize]) -> Standing {
@@ -808,14 +973,9 @@ mod tests {
             verdict(&[a.clone(), a_more_fuel.clone(), a.clone()], 3, false),
             decided(Verdict::Majority, &[0, 2], &[1], &[])
         );
-        let mut loose = a_more_fuel.clone();
-        loose.deterministic = false;
-        let mut loose_a = a.clone();
-        loose_a.deterministic = false;
-        assert_eq!(
-            verdict(&[loose_a, loose], 2, false),
-            decided(Verdict::Agreed, &[0, 1], &[], &[])
-        );
+        // Outside the profile fuel varies honestly: not compared.
+        let loose = decide(&[&a, &a_more_fuel], 2, false, None, false);
+        assert_eq!(loose, decided(Verdict::Agreed, &[0, 1], &[], &[]));
         let t = receipt(Err("limit_exceeded"), 10, "c");
         assert_eq!(
             verdict(&[t.clone(), t.clone()], 2, false),
@@ -837,8 +997,14 @@ mod tests {
             Standing::More
         );
         assert_eq!(
-            verdict(&[a.clone(), other, a], 3, false),
-            decided(Verdict::InsufficientPeers, &[], &[], &[0, 1, 2])
+            verdict(&[a.clone(), other.clone(), a.clone()], 3, false),
+            decided(Verdict::InsufficientPeers, &[], &[], &[1])
+        );
+        // Pinned to this node's version, the majority of another version counts for
+        // nothing: a peer cannot choose the group it is judged in.
+        assert_eq!(
+            decide(&[&other, &a, &other], 2, false, Some("c"), true),
+            decided(Verdict::InsufficientPeers, &[], &[], &[0, 2])
         );
         assert_eq!(
             verdict(&[], 2, false),
@@ -855,7 +1021,8 @@ mod tests {
         let honest = |spec: &JobSpec, nonce: &str, tool_job_id: &str| {
             let mut r = receipt(Ok("a"), 1, "c");
             r.nonce = Some(nonce.to_string());
-            r.context_hash = Some(ExecutionContext::of(spec, "run", tool_job_id, "v").hash());
+            r.deterministic = spec.deterministic;
+            r.context_hash = Some(ExecutionContext::of(spec, "run", tool_job_id, "c").hash());
             r.sign_with(&key).unwrap();
             r
         };
@@ -865,6 +1032,14 @@ mod tests {
             assert!(e.lie && e.why.contains(says), "{}", e.why);
         };
         refused(honest(&sent, &"22".repeat(16), &job.id), "nonce");
+        let mut claims = honest(&sent, &nonce, &job.id);
+        claims.limits.memory_mb *= 2;
+        claims.sign_with(&key).unwrap();
+        refused(claims, "other limits or profile");
+        let mut long = honest(&sent, &nonce, &job.id);
+        long.runtime_version = Some("v".repeat(200));
+        long.sign_with(&key).unwrap();
+        refused(long, "printable");
         refused(honest(&sent, &nonce, "another-job"), "another execution context");
         let mut clamped = sent.clone();
         clamped.limits.memory_mb /= 2;

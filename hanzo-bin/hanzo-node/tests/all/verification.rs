@@ -175,7 +175,7 @@ fn more_nodes_asked_than_exist_runs_nothing() {
 }
 
 #[test]
-fn a_lying_node_is_outvoted_and_named_and_its_signed_lie_is_kept() {
+fn a_lying_node_is_outvoted_named_and_no_longer_chosen() {
     let nodes = network(3, &["corrupt_output=return"], &[]);
     let (a, liar) = (&nodes[0], &nodes[3]);
     let info = liar.server.req("GET", "/v1/node", b"").json();
@@ -207,6 +207,52 @@ fn a_lying_node_is_outvoted_and_named_and_its_signed_lie_is_kept() {
         .clone();
     assert_eq!(row["outcome"], "failed", "{j:#}");
     assert!(row["reason"].as_str().unwrap().contains("dissented"), "{row}");
+    let record = |n: &Node| {
+        n.peers()
+            .into_iter()
+            .find(|p| p["peer_id"] == liar.peer_id.as_str())
+            .unwrap_or_else(|| panic!("no liar in {}'s peers", n.peer_id))
+    };
+    let first = record(a);
+    assert_eq!(first["verification"]["dissents"], 1, "{first:#}");
+    assert!(first["reputation"].as_f64().unwrap() <= 0.25, "{first:#}");
+
+    // Caught a second time, it falls under the line and is no longer asked.
+    let j = a.execute(&verified(&source, 4, true));
+    assert_eq!(j["verification"]["dissenters"], json!([liar.peer_id]), "{j:#}");
+    let second = record(a);
+    assert_eq!(second["verification"]["dissents"], 2, "{second:#}");
+    assert!(second["reputation"].as_f64().unwrap() < 0.2, "{second:#}");
+    let j = a.execute(&verified(&source, 3, true));
+    assert_eq!(j["verification"]["verdict"], "agreed", "{j:#}");
+    let ran: Vec<&str> = j["placements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran.len(), 3, "{j:#}");
+    assert!(
+        !ran.contains(&liar.peer_id.as_str()),
+        "the liar was picked again: {j:#}"
+    );
+    // Four nodes asked of three credible ones: the liar is named, not used.
+    let j = a.execute(&verified(&source, 4, true));
+    assert_eq!(j["verification"]["verdict"], "insufficient_peers", "{j:#}");
+    let message = j["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&liar.peer_id) && message.contains("credibility"),
+        "{message}"
+    );
+    // Its agreements went to the honest nodes' records.
+    let b = &nodes[1];
+    let rec_b = a
+        .peers()
+        .into_iter()
+        .find(|p| p["peer_id"] == b.peer_id.as_str())
+        .unwrap();
+    assert_eq!(rec_b["verification"]["agreements"], 3, "{rec_b:#}");
+    assert_eq!(rec_b["verification"]["dissents"], 0, "{rec_b:#}");
 }
 
 #[test]
