@@ -3,7 +3,8 @@
 # bubblewrap, Go, deno, uv), builds the example tools and the node, then runs the tools on
 # the WASM runtime, on Deno, Python and Go in the process sandbox, and a built-in tool,
 # printing outputs and receipts; then three nodes on 127.0.0.1 place a job on each other
-# and survive the death of the peer running one.
+# and survive the death of the peer running one; then four nodes verify jobs by running
+# them redundantly, one of them a lying build (the `failpoints` feature) that is caught.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
@@ -31,4 +32,9 @@ if docker info >/dev/null 2>&1; then
 else
     echo "no Docker daemon: the demo runs every step but the container one (start dockerd to add it)" >&2
 fi
-cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples --network "${docker_args[@]}" "$@"
+# The lying node of the verified jobs: the node built with its fail points, kept beside
+# the real binary under another name (never packaged: it can lie on purpose).
+cargo build "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node --features failpoints
+liar="$(target_dir)/release/hanzo-node-failpoints"
+cp "$(target_dir)/release/hanzo-node" "$liar"
+cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples --network --liar "$liar" "${docker_args[@]}" "$@"

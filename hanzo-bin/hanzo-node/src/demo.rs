@@ -26,6 +26,10 @@ pub struct DemoArgs {
     /// peer's receipt, and survive the death of the peer running a job.
     #[arg(long)]
     pub network: bool,
+    /// With --network: a hanzo-node built with the `failpoints` feature
+    /// (scripts/demo.sh builds one), run as a lying node that verified jobs catch.
+    #[arg(long, value_name = "PATH")]
+    pub liar: Option<PathBuf>,
 }
 
 /// What a demo step expects to happen.
@@ -366,10 +370,15 @@ pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow
         println!();
     }
     if args.network {
-        let (data_dir, examples) = (node.config.node.data_dir.clone(), args.examples.clone());
-        failures += tokio::task::spawn_blocking(move || crate::demo_net::run(&data_dir, &examples))
-            .await
-            .map_err(ComputeError::internal)??;
+        let (data_dir, examples, liar) = (
+            node.config.node.data_dir.clone(),
+            args.examples.clone(),
+            args.liar.clone(),
+        );
+        failures +=
+            tokio::task::spawn_blocking(move || crate::demo_net::run(&data_dir, &examples, liar.as_deref()))
+                .await
+                .map_err(ComputeError::internal)??;
     }
     if failures > 0 {
         return Err(

@@ -1,7 +1,9 @@
 //! The demo's second part: a small network of nodes on this machine. Three `hanzo-node
 //! serve` processes on 127.0.0.1 (mDNS off; nothing leaves the machine), two joining
 //! through the first; a job placed on a peer, its receipt checked as that peer's, and
-//! the peer killed mid-job so that the job finishes on the third node.
+//! the peer killed mid-job so that the job finishes on the third node. Then, with a
+//! build that can lie on purpose (`--liar`), verified jobs: four nodes, one of them
+//! signing altered outputs, out-voted, named, unpaid and no longer chosen.
 
 use crate::job_cmd::{Client, NodeArgs};
 use hanzo_compute::{ComputeError, Receipt};
@@ -52,10 +54,21 @@ fn fail(msg: impl Into<String>) -> anyhow::Error {
 
 /// Starts one node in `dir` (its data directory) and waits until it serves.
 fn start(name: &'static str, dir: &Path, bootstrap: Option<&str>) -> anyhow::Result<Peer> {
+    start_bin(name, &std::env::current_exe()?, &[], dir, bootstrap)
+}
+
+/// As [`start`], running `exe` with the extra environment `env`.
+fn start_bin(
+    name: &'static str,
+    exe: &Path,
+    env: &[(&str, &str)],
+    dir: &Path,
+    bootstrap: Option<&str>,
+) -> anyhow::Result<Peer> {
     let port = free_port()?;
-    let exe = std::env::current_exe()?;
     let log = std::fs::File::create(dir.with_extension("log"))?;
     let mut cmd = Command::new(exe);
+    cmd.envs(env.iter().copied());
     cmd.arg("serve")
         .env("HANZO_HOME", dir)
         .env_remove("HANZO_CONFIG")
@@ -66,6 +79,8 @@ fn start(name: &'static str, dir: &Path, bootstrap: Option<&str>) -> anyhow::Res
         .env("HANZO_NETWORK_LISTEN", "/ip4/127.0.0.1/tcp/0")
         .env("HANZO_NETWORK_ADVERT_INTERVAL_MS", "500")
         .env("HANZO_NETWORK_PEER_TIMEOUT_MS", "5000")
+        // A price, so that the ledgers have something to say.
+        .env("HANZO_NETWORK_PRICE_PER_JOB", "10")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(log));
@@ -117,7 +132,7 @@ fn short(id: &str) -> String {
 }
 
 /// Runs the network part; `examples` holds the built example modules.
-pub fn run(data_dir: &Path, examples: &Path) -> anyhow::Result<u32> {
+pub fn run(data_dir: &Path, examples: &Path, liar: Option<&Path>) -> anyhow::Result<u32> {
     let root: PathBuf = data_dir.join("demo-network");
     let _ = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
@@ -255,6 +270,213 @@ pub fn run(data_dir: &Path, examples: &Path) -> anyhow::Result<u32> {
             println!("    receipt FAILED: {e}");
             failures += 1;
         }
+    }
+    println!();
+    let survivor = if b.peer_id == first { c } else { b };
+    failures += verified(&root, &a, survivor, liar)?;
+    Ok(failures)
+}
+
+/// A WASI command printing 8 random bytes as `{"r": "<hex>"}`: a different answer on
+/// every node, except in the deterministic profile.
+const RANDOM_WAT: &str = r#"(module
+  (import "wasi_snapshot_preview1" "random_get" (func $rand (param i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 100) "0123456789abcdef")
+  (data (i32.const 200) "{\"r\":\"")
+  (func (export "_start") (local $i i32) (local $b i32)
+    (drop (call $rand (i32.const 0) (i32.const 8)))
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (i32.const 8)))
+      (local.set $b (i32.load8_u (local.get $i)))
+      (i32.store8 (i32.add (i32.const 206) (i32.shl (local.get $i) (i32.const 1)))
+        (i32.load8_u (i32.add (i32.const 100) (i32.shr_u (local.get $b) (i32.const 4)))))
+      (i32.store8 (i32.add (i32.const 207) (i32.shl (local.get $i) (i32.const 1)))
+        (i32.load8_u (i32.add (i32.const 100) (i32.and (local.get $b) (i32.const 15)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.store8 (i32.const 222) (i32.const 34))
+    (i32.store8 (i32.const 223) (i32.const 125))
+    (i32.store (i32.const 300) (i32.const 200))
+    (i32.store (i32.const 304) (i32.const 24))
+    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 320)))))"#;
+
+/// Step 3: verified jobs on A, the survivor of step 2, a new honest node E and a
+/// lying node D (the failpoints build with `corrupt_output`).
+fn verified(root: &Path, a: &Peer, survivor: Peer, liar: Option<&Path>) -> anyhow::Result<u32> {
+    let Some(liar) = liar else {
+        println!(
+            " 3. verified jobs: SKIPPED (no --liar: build hanzo-node with --features failpoints and pass its path; scripts/demo.sh does)\n"
+        );
+        return Ok(0);
+    };
+    let e = start("E", &root.join("e"), Some(&a.addr))?;
+    let d = start_bin(
+        "D",
+        liar,
+        &[("FAILPOINTS", "corrupt_output=return")],
+        &root.join("d"),
+        Some(&a.addr),
+    )?;
+    let nodes = [a, &survivor, &e, &d];
+    let name_of = |peer: &str| nodes.iter().find(|p| p.peer_id == peer).map_or("?", |p| p.name);
+    println!(
+        " 3. verified jobs: nodes {}, {} and E are honest; D signs an altered output for every peer's job",
+        a.name, survivor.name
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let peers = a.client.call("GET", "/v1/peers", b"")?.json()?;
+        let known = |p: &Peer| {
+            peers.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|x| x["peer_id"] == p.peer_id.as_str() && x["runtimes"] == json!(["wasm"]))
+            })
+        };
+        if known(&survivor) && known(&e) && known(&d) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(fail(format!("A never saw D and E: {peers}")));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let stored = a
+        .client
+        .call("POST", "/v1/modules", RANDOM_WAT.as_bytes())?
+        .json()?;
+    let source = stored["source"].as_str().unwrap_or_default().to_string();
+    let run = |n: u32| -> anyhow::Result<Value> {
+        let spec = json!({"runtime": "wasm", "source": source, "deterministic": true,
+            "verification": {"strategy": "redundant", "min_peers": n}});
+        a.client
+            .call("POST", "/v1/jobs/execute", spec.to_string().as_bytes())?
+            .json()
+    };
+    let d_record = || -> anyhow::Result<Value> {
+        let peers = a.client.call("GET", "/v1/peers", b"")?.json()?;
+        Ok(peers
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["peer_id"] == d.peer_id.as_str()).cloned())
+            .unwrap_or(Value::Null))
+    };
+    let mut failures = 0;
+    for round in 1..=2 {
+        let job = run(4)?;
+        let v = &job["verification"];
+        println!(
+            "    job {round}: random bytes in the deterministic profile, verified by 4 nodes: {} ({}), output {}",
+            v["verdict"].as_str().unwrap_or("?"),
+            job["status"].as_str().unwrap_or("?"),
+            job["output"]
+        );
+        for r in v["receipts"].as_array().into_iter().flatten() {
+            let node = nodes
+                .iter()
+                .find(|p| p.node_id == r["node_id"].as_str().unwrap_or_default());
+            println!(
+                "      {}: output_hash {}…  fuel {}  signed, nonce {}…",
+                node.map_or("?", |p| p.name),
+                r["output_hash"].as_str().unwrap_or("-").get(..12).unwrap_or("-"),
+                r["usage"]["fuel_consumed"],
+                r["nonce"].as_str().unwrap_or("-").get(..8).unwrap_or("-"),
+            );
+        }
+        let named: Vec<&str> = v["dissenters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str())
+            .map(name_of)
+            .collect();
+        let rec = d_record()?;
+        println!(
+            "      dissenters: {named:?}; D's record here: {} dissents, reputation {:.3}",
+            rec["verification"]["dissents"],
+            rec["reputation"].as_f64().unwrap_or(f64::NAN)
+        );
+        if job["status"] != "succeeded" || v["verdict"] != "majority" || named != ["D"] {
+            println!("    UNEXPECTED: {job}");
+            failures += 1;
+        }
+    }
+    let job = run(3)?;
+    let ran: Vec<&str> = job["placements"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["peer_id"].as_str())
+        .map(name_of)
+        .collect();
+    println!(
+        "    job 3, verified by 3: {} by {ran:?}; D, under the 0.2 credibility line, is not asked",
+        job["verification"]["verdict"].as_str().unwrap_or("?")
+    );
+    if job["verification"]["verdict"] != "agreed" || ran.contains(&"D") {
+        println!("    UNEXPECTED: {job}");
+        failures += 1;
+    }
+    let ledger = a.client.call("GET", "/v1/ledger", b"")?.json()?;
+    let owed = |p: &Peer| {
+        ledger["accounts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["peer_id"] == p.peer_id.as_str()))
+            .map_or(0, |x| x["owed"].as_u64().unwrap_or(0))
+    };
+    println!(
+        "    A owes (micro-credits): {} {}, E {}, D {} (a dissent earns nothing)",
+        survivor.name,
+        owed(&survivor),
+        owed(&e),
+        owed(&d)
+    );
+    if owed(&d) != 0 {
+        failures += 1;
+    }
+    // Settlement: E's result was counter-signed by A; the record verifies on its own.
+    let id = job["id"].as_str().unwrap_or_default();
+    let records = a
+        .client
+        .call("GET", &format!("/v1/jobs/{id}/billing"), b"")?
+        .json()?;
+    let of_e = records["records"].as_array().and_then(|l| {
+        l.iter()
+            .find(|r| r["receipt"]["node_id"] == e.node_id.as_str())
+            .cloned()
+    });
+    match of_e.map(|r| hanzo_compute::billing::BillingRecord::verify(&r)) {
+        Some(Ok(r)) if r.acceptance.submitter == a.node_id && r.receipt.node_id == e.node_id => println!(
+            "    billing record of E's result in job 3: E's receipt + A's signed acceptance ({} micro-credits): verifies",
+            r.acceptance.amount
+        ),
+        other => {
+            println!("    UNEXPECTED billing record: {other:?}");
+            failures += 1;
+        }
+    }
+    // D's own ledger: A told it its results were not taken.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ledger = d.client.call("GET", "/v1/ledger", b"")?.json()?;
+        let acc = ledger["accounts"]
+            .as_array()
+            .and_then(|l| l.iter().find(|x| x["peer_id"] == a.peer_id.as_str()).cloned())
+            .unwrap_or(Value::Null);
+        if acc["jobs_rejected"] == 2 {
+            println!(
+                "    D's own ledger: earned {} from A, {} results rejected",
+                acc["earned"].as_u64().unwrap_or(0),
+                acc["jobs_rejected"]
+            );
+            break;
+        }
+        if Instant::now() > deadline {
+            println!("    UNEXPECTED: D was never told its results were rejected: {acc}");
+            failures += 1;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
     println!();
     Ok(failures)

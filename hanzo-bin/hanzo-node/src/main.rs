@@ -9,6 +9,7 @@ mod demo;
 mod demo_net;
 mod escape;
 mod job_cmd;
+mod ledger_cmd;
 mod logging;
 mod network;
 mod new_cmd;
@@ -108,6 +109,15 @@ enum Command {
         #[command(flatten)]
         node: job_cmd::NodeArgs,
     },
+    /// What a serving node earned from and owes to each peer, and each peer's record
+    /// in its verified jobs (`GET /v1/ledger`).
+    Ledger {
+        /// Print the API's JSON (`{"accounts": [...]}`) instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        node: job_cmd::NodeArgs,
+    },
 }
 
 fn main() -> ExitCode {
@@ -201,6 +211,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Cache(cmd) => cache_cmd::run(cli.config.as_deref(), cmd).await,
         Command::New(args) => new_cmd::run(args).await,
         Command::Peers { json, node } => peers_cmd::run(cli.config.as_deref(), json, node).await,
+        Command::Ledger { json, node } => ledger_cmd::run(cli.config.as_deref(), json, node).await,
     }
 }
 

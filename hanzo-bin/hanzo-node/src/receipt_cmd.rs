@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 #[derive(Subcommand, Debug)]
 pub enum ReceiptCmd {
-    /// Verify a receipt: its signature always, and its hashes for the data given.
-    /// Exit 0 when it verifies, 1 when it does not, 2 when it cannot be read.
+    /// Verify a receipt, or a billing record ({"receipt", "acceptance"}: a receipt and
+    /// the submitter's signed acceptance of it): signatures always, the hashes for the
+    /// data given. Exit 0 when it verifies, 1 when it does not, 2 when it cannot be read.
     Verify(VerifyArgs),
 }
 
@@ -39,6 +40,10 @@ pub struct VerifyArgs {
     /// Require the receipt to be signed by this node id (hex public key).
     #[arg(long, value_name = "HEX")]
     pub node_id: Option<String>,
+    /// For a billing record: require the acceptance to be signed by this node id (the
+    /// submitter that owes the amount).
+    #[arg(long, value_name = "HEX")]
+    pub submitter: Option<String>,
 }
 
 pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
@@ -55,10 +60,35 @@ pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
     if let Err(e) = hanzo_compute::receipt::check_unique_keys(&text) {
         return fail(format!("receipt does not verify: {e}"));
     }
+    // A billing record: the receipt and the acceptance that counter-signs it.
+    let (value, acceptance) = if hanzo_compute::billing::BillingRecord::is_one(&value) {
+        (value["receipt"].clone(), Some(value["acceptance"].clone()))
+    } else {
+        if args.submitter.is_some() {
+            return Err(ComputeError::invalid(
+                "--submitter is for a billing record ({\"receipt\", \"acceptance\"})",
+            )
+            .into());
+        }
+        (value, None)
+    };
     let receipt = match Receipt::verify(&value) {
         Ok(r) => r,
         Err(e) => return fail(format!("receipt does not verify: {e}")),
     };
+    let accepted = match acceptance.map(|a| hanzo_compute::billing::Acceptance::verify(&a, &receipt)) {
+        None => None,
+        Some(Ok(a)) => Some(a),
+        Some(Err(e)) => return fail(format!("billing record does not verify: the acceptance: {e}")),
+    };
+    if let (Some(a), Some(id)) = (&accepted, &args.submitter)
+        && !id.eq_ignore_ascii_case(&a.submitter)
+    {
+        return fail(format!(
+            "the acceptance was signed by node {}, not {id}",
+            a.submitter
+        ));
+    }
     if let Some(id) = &args.node_id
         && !id.eq_ignore_ascii_case(&receipt.node_id)
     {
@@ -102,6 +132,28 @@ pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
         "ok: receipt verifies: job {} on {} ({:?}), signed by node {} ({pinned})",
         receipt.job_id, receipt.runtime, receipt.status, receipt.node_id
     );
+    if let Some(a) = accepted {
+        let pinned = if args.submitter.is_some() {
+            "the node given with --submitter".to_string()
+        } else {
+            format!(
+                "NOT PINNED: pass --submitter {} to require this signer",
+                a.submitter
+            )
+        };
+        println!(
+            "ok: billing record verifies: node {} accepted it{} and owes {} micro-credits (per job {}, per cpu-second {}, per GiB-second {}) ({pinned})",
+            a.submitter,
+            a.verdict
+                .as_deref()
+                .map(|v| format!(" (verdict {v})"))
+                .unwrap_or_default(),
+            a.amount,
+            a.price.per_job,
+            a.price.per_cpu_second,
+            a.price.per_gib_second,
+        );
+    }
     Ok(0)
 }
 

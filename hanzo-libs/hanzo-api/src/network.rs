@@ -58,10 +58,11 @@ pub(crate) fn routes() -> Router<Arc<State>> {
     Router::new()
         .route("/v1/peers", get(peers))
         .route("/v1/ledger", get(ledger))
+        .route("/v1/jobs/{id}/billing", get(billing))
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(peers, ledger), components(schemas(Peer, Account, Placement)))]
+#[openapi(paths(peers, ledger, billing), components(schemas(Peer, Account, Placement)))]
 pub(crate) struct NetworkDoc;
 
 /// A peer of this node (CONTRACTS §7).
@@ -119,6 +120,10 @@ pub(crate) struct Account {
     jobs_run: u64,
     /// Executions the peer ran for this node.
     jobs_placed: u64,
+    /// Executions this node ran for the peer whose result the peer did not take.
+    jobs_rejected: u64,
+    /// Acceptances from the peer at another price than this node's.
+    disputed: u64,
     /// Its record in this node's verified jobs: `{"agreements", "dissents", "lost",
     /// "declines"}`.
     verification: Object,
@@ -173,6 +178,50 @@ async fn peers(AxState(state): S) -> ApiResult {
 async fn ledger(AxState(state): S) -> ApiResult {
     let accounts = state.placer.get().map(|p| p.ledger()).unwrap_or_default();
     Ok(Json(json!({"accounts": accounts})).into_response())
+}
+
+/// A job's billing records (CONTRACTS §8): for each result this node took from a peer,
+/// `{"receipt": <the peer's receipt>, "acceptance": <this node's signed acceptance>}`;
+/// for a job this node ran for a peer, its own receipt and the peer's acceptance, once
+/// the peer settled. Each verifies with `hanzo-node receipt verify`.
+#[utoipa::path(get, path = "/v1/jobs/{id}/billing",
+    params(("id" = String, Path, description = "The job id")),
+    responses((status = 200, description = "`{\"records\": [{\"receipt\", \"acceptance\"}]}`", body = Object),
+        (status = 404, description = "not_found", body = crate::routes::schemas::ErrorReply)))]
+async fn billing(AxState(state): S, crate::routes::Segment(id): crate::routes::Segment) -> ApiResult {
+    let key = id.clone();
+    let record = crate::routes::read_store(&state, move |s| s.get_summary(&key))
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("id: no job {id}")))?;
+    Ok(Json(json!({"records": billing_records(&record)})).into_response())
+}
+
+/// The billing records of `r`: each stored acceptance with the receipt it names.
+pub(crate) fn billing_records(r: &JobRecord) -> Vec<Value> {
+    let mut receipts: Vec<&Value> = r.receipt.iter().collect();
+    if let Some(v) = &r.verification {
+        receipts.extend(v["receipts"].as_array().into_iter().flatten());
+    }
+    let named = |a: &Value| {
+        let sha = a["receipt_sha256"].as_str()?;
+        receipts.iter().copied().find(|rc| {
+            hanzo_compute::Receipt::verify(rc)
+                .map(|rc| hanzo_compute::billing::receipt_sha256(&rc) == sha)
+                .unwrap_or(false)
+        })
+    };
+    let mut out = Vec::new();
+    for a in r
+        .placements
+        .iter()
+        .filter_map(|p| p.acceptance.as_ref())
+        .chain(r.acceptance.as_ref())
+    {
+        if let Some(receipt) = named(a) {
+            out.push(json!({"receipt": receipt, "acceptance": a}));
+        }
+    }
+    out
 }
 
 /// Who ran a job and where, for its `executed_by` and `placements`.

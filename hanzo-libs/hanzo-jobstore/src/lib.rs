@@ -55,8 +55,8 @@ mod writer;
 
 pub use error::Error;
 pub use record::{
-    CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Origin, Page,
-    Placement, PlacementOutcome, RawJob, Recovery,
+    Accepted, CancelOutcome, Counts, Cursor, JobError, JobPage, JobRecord, JobStatus, ListFilter, Origin,
+    Page, Placement, PlacementOutcome, RawJob, Recovery,
 };
 pub use store::{Durability, INTERRUPTED, JobStore, Options, Retention};
 pub use tools::{ToolRecord, ToolSpec};

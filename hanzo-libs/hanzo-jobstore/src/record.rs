@@ -158,6 +158,10 @@ pub struct JobRecord {
     /// every other job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verification: Option<Value>,
+    /// On a job run for a peer: the peer's signed acceptance of this node's result
+    /// ([`set_acceptance`](crate::JobStore::set_acceptance)), once it settled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<Value>,
 }
 
 /// How an attempt of a job on a peer went.
@@ -237,6 +241,19 @@ pub struct Placement {
     /// When it ended; `None` while `running`.
     #[serde(with = "opt_time", default)]
     pub ended_at: Option<SystemTime>,
+    /// This node's signed acceptance of the result the attempt returned, when it took
+    /// it ([`set_acceptance`](crate::JobStore::set_acceptance)).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acceptance: Option<Value>,
+}
+
+/// What a signed acceptance is of ([`set_acceptance`](crate::JobStore::set_acceptance)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// The result of an attempt this node placed (by its execution id).
+    Attempt(String),
+    /// The result of a job this node ran for a peer (by the job's id).
+    Job(String),
 }
 
 /// Where a job this node runs for a peer came from.

@@ -95,12 +95,16 @@ CREATE TRIGGER jobs_delete_placements AFTER DELETE ON jobs BEGIN
 END;
 ";
 
-/// Version 4: verified jobs (CONTRACTS §8). `verification` is the job's verification
-/// block as JSON (strategy, nonce, verdict, every node's receipt, the dissenters),
-/// NULL for every job without verification. Added at the end in every store, new or
-/// upgraded, so both layouts are one.
+/// Version 4: verified jobs and settlement (CONTRACTS §8). `jobs.verification` is a
+/// verified job's block as JSON (strategy, nonce, verdict, every node's receipt, the
+/// dissenters); `placements.acceptance` is this node's signed acceptance of the result
+/// an attempt returned (the billing record's second half); `jobs.acceptance`, on a job
+/// run for a peer, that peer's acceptance of this node's result. All NULL otherwise.
+/// Added at the end in every store, new or upgraded, so both layouts are one.
 const V4: &str = "
 ALTER TABLE jobs ADD COLUMN verification TEXT;
+ALTER TABLE jobs ADD COLUMN acceptance TEXT;
+ALTER TABLE placements ADD COLUMN acceptance TEXT;
 ";
 
 /// The columns [`decode`] reads, in order. Not the output itself, only its size:
@@ -108,7 +112,7 @@ ALTER TABLE jobs ADD COLUMN verification TEXT;
 /// output can be as large as the node's output cap, and a page holds up to 1000 jobs).
 pub(crate) const COLUMNS: &str = "seq, id, status, priority, attempts, cancel_requested, \
      created_at, started_at, finished_at, error_code, error_message, usage, spec, \
-     octet_length(output), receipt, origin_peer, execution_id, verification";
+     octet_length(output), receipt, origin_peer, execution_id, verification, acceptance";
 
 /// How long a connection waits for a lock before giving up. Only a checkpoint or a
 /// second writer (there is none: the store holds a lock file) can make it wait.
@@ -267,6 +271,7 @@ pub(crate) fn decode(row: &Row<'_>) -> Result<(i64, JobRecord)> {
             _ => None,
         },
         verification: json(17, "verification")?,
+        acceptance: json(18, "acceptance")?,
         id: id.clone(),
     };
     Ok((seq, record))
@@ -298,7 +303,8 @@ pub(crate) enum Key {
 }
 
 /// The columns of a placement row, read by [`decode_placement`] after the job id.
-const PLACEMENT_COLUMNS: &str = "job_id, peer_id, execution_id, outcome, reason, started_at, ended_at";
+const PLACEMENT_COLUMNS: &str =
+    "job_id, peer_id, execution_id, outcome, reason, started_at, ended_at, acceptance";
 
 fn decode_placement(row: &Row<'_>) -> Result<(String, Placement)> {
     let job_id: String = row.get(0)?;
@@ -314,6 +320,14 @@ fn decode_placement(row: &Row<'_>) -> Result<(String, Placement)> {
         reason: row.get(4)?,
         started_at: from_micros(row.get(5)?),
         ended_at: row.get::<_, Option<i64>>(6)?.map(from_micros),
+        acceptance: row
+            .get::<_, Option<String>>(7)?
+            .map(|t| serde_json::from_str(&t))
+            .transpose()
+            .map_err(|e| Error::Corrupt {
+                id: job_id.clone(),
+                detail: format!("placement acceptance: {e}"),
+            })?,
     };
     Ok((job_id, placement))
 }

@@ -351,6 +351,15 @@ impl JobStore {
         .await
     }
 
+    /// Stores a signed acceptance (CONTRACTS §8): this node's of an attempt's result,
+    /// or a peer's of the result of a job this node ran for it. Once: `true` if this
+    /// call stored it, `false` if one was stored before or there is no such attempt or
+    /// job.
+    pub async fn set_acceptance(&self, of: crate::Accepted, acceptance: &serde_json::Value) -> Result<bool> {
+        let acceptance = acceptance.to_string();
+        self.call(|ack| Op::SetAcceptance { of, acceptance, ack }).await
+    }
+
     /// Stores a verified job's verification block (CONTRACTS §8), replacing the one
     /// before: written when its attempts start (the nonce) and when it is decided.
     /// `true` if the job exists. Queued like every write: one queued just before
@@ -825,6 +834,7 @@ fn new_job(spec: JobSpec, origin: Option<Origin>) -> Result<(NewJob, JobRecord)>
         placements: Vec::new(),
         origin,
         verification: None,
+        acceptance: None,
     };
     Ok((job, record))
 }

@@ -76,6 +76,11 @@ pub(crate) enum Op {
         block: String,
         ack: Ack<bool>,
     },
+    SetAcceptance {
+        of: crate::Accepted,
+        acceptance: String,
+        ack: Ack<bool>,
+    },
     Start {
         id: String,
         at: i64,
@@ -224,7 +229,8 @@ fn reject(op: Op) -> Done {
         | Op::Probe(ack)
         | Op::EndPlacement { ack, .. }
         | Op::RestartAttempt { ack, .. }
-        | Op::SetVerification { ack, .. } => Done::Bool(ack, Err(Error::Closed)),
+        | Op::SetVerification { ack, .. }
+        | Op::SetAcceptance { ack, .. } => Done::Bool(ack, Err(Error::Closed)),
         Op::SubmitForPeer(_, ack) => Done::Existing(ack, Err(Error::Closed)),
         Op::AddPlacement { ack, .. } => Done::Unit(ack, Err(Error::Closed)),
         Op::Cancel { ack, .. } => Done::Cancel(ack, Err(Error::Closed)),
@@ -256,6 +262,7 @@ fn apply(conn: &Connection, op: Op, retention: &Retention) -> Done {
         ),
         Op::RestartAttempt { id, at, ack } => Done::Bool(ack, restart_attempt(conn, &id, at)),
         Op::SetVerification { id, block, ack } => Done::Bool(ack, set_verification(conn, &id, &block)),
+        Op::SetAcceptance { of, acceptance, ack } => Done::Bool(ack, set_acceptance(conn, &of, &acceptance)),
         Op::Start { id, at, ack } => Done::Bool(ack, start(conn, &id, at)),
         Op::Finish(f, ack) => Done::Bool(ack, finish(conn, &f)),
         Op::Cancel { id, at, ack } => Done::Cancel(ack, cancel(conn, &id, at)),
@@ -375,6 +382,22 @@ fn set_verification(conn: &Connection, id: &str, block: &str) -> Result<bool> {
         .prepare_cached("UPDATE jobs SET verification = ?1 WHERE id = ?2")?
         .execute(params![block, id])?;
     Ok(n == 1)
+}
+
+/// Stores an acceptance once: a second one for the same attempt or job changes nothing
+/// and answers `false` (a peer repeating its settlement is paid once).
+fn set_acceptance(conn: &Connection, of: &crate::Accepted, acceptance: &str) -> Result<bool> {
+    let (sql, key) = match of {
+        crate::Accepted::Attempt(e) => (
+            "UPDATE placements SET acceptance = ?1 WHERE execution_id = ?2 AND acceptance IS NULL",
+            e,
+        ),
+        crate::Accepted::Job(id) => (
+            "UPDATE jobs SET acceptance = ?1 WHERE id = ?2 AND acceptance IS NULL",
+            id,
+        ),
+    };
+    Ok(conn.prepare_cached(sql)?.execute(params![acceptance, key])? == 1)
 }
 
 /// The fence: an attempt ends once. Conditional on `running`, so the first end wins

@@ -70,6 +70,18 @@ pub enum JobRequest {
         /// The submitter's execution id.
         execution_id: String,
     },
+    /// The submitter's decision on an ended execution's result (CONTRACTS §8): taken,
+    /// with its signed acceptance (the billing record's second half, JSON text), or
+    /// not taken (`acceptance: None`), with why (a dissent, a result that did not
+    /// check out). Answered [`JobResponse::Settled`]; repeating it changes nothing.
+    Settle {
+        /// The submitter's execution id.
+        execution_id: String,
+        /// The acceptance, as JSON text ([`hanzo_compute::billing::Acceptance`]).
+        acceptance: Option<String>,
+        /// Why the result was not taken, when it was not.
+        reason: Option<String>,
+    },
 }
 
 /// An offer of one job.
@@ -157,6 +169,11 @@ pub enum JobResponse {
     Refused {
         /// Why.
         reason: String,
+    },
+    /// A settlement was recorded (or had been).
+    Settled {
+        /// The execution id.
+        execution_id: String,
     },
 }
 

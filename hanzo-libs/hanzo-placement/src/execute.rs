@@ -133,7 +133,9 @@ impl Executions {
 pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request: JobRequest) -> JobResponse {
     match request {
         JobRequest::Offer(offer) => offer_job(inner, peer, offer).await,
-        JobRequest::Await { execution_id, .. } | JobRequest::Cancel { execution_id }
+        JobRequest::Await { execution_id, .. }
+        | JobRequest::Cancel { execution_id }
+        | JobRequest::Settle { execution_id, .. }
             if !valid_id(&execution_id) =>
         {
             inner.net.report(peer, Conduct::Bad).await;
@@ -159,7 +161,104 @@ pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request:
             r
         }
         JobRequest::Cancel { execution_id } => cancel_job(inner, peer, execution_id).await,
+        JobRequest::Settle {
+            execution_id,
+            acceptance,
+            reason,
+        } => settle_job(inner, peer, execution_id, acceptance, reason).await,
     }
+}
+
+/// An acceptance is a few hundred bytes; a settlement's text is read no further.
+const MAX_ACCEPTANCE_BYTES: usize = 4096;
+
+/// The submitter's decision on a result of this node's (CONTRACTS §8). An acceptance
+/// must be signed by that submitter's key, name this node's stored receipt and charge
+/// exactly its price; it is stored once with the job and earned. A rejection earns
+/// nothing. Either is recorded once: a repeated settlement changes nothing.
+async fn settle_job(
+    inner: &Inner,
+    peer: PeerId,
+    execution_id: String,
+    acceptance: Option<String>,
+    reason: Option<String>,
+) -> JobResponse {
+    let Some(id) = lookup(inner, peer, &execution_id).await else {
+        return JobResponse::Unknown { execution_id };
+    };
+    let store = inner.host.store().clone();
+    let key = id.clone();
+    let record = tokio::task::spawn_blocking(move || store.get_summary(&key))
+        .await
+        .ok()
+        .and_then(|r| r.ok().flatten());
+    let Some(record) = record.filter(|r| r.status.is_terminal()) else {
+        return JobResponse::Refused {
+            reason: "the execution has not ended here".into(),
+        };
+    };
+    if record.acceptance.is_some() {
+        return JobResponse::Settled { execution_id };
+    }
+    if acceptance
+        .as_ref()
+        .is_some_and(|a| a.len() > MAX_ACCEPTANCE_BYTES)
+        || reason.as_ref().is_some_and(|r| r.len() > MAX_ACCEPTANCE_BYTES)
+    {
+        inner.net.report(peer, Conduct::Bad).await;
+        return JobResponse::Refused {
+            reason: format!("a settlement over {MAX_ACCEPTANCE_BYTES} bytes"),
+        };
+    }
+    let Some(text) = acceptance else {
+        // Not taken: nothing to store but the count (once per execution: the job's
+        // acceptance column stays empty, so a repeat counts again; bounded by the
+        // peer's request rate, and it costs the peer, not this node).
+        tracing::info!(%peer, execution = %execution_id, reason = %reason.as_deref().map(crate::submit::peer_text).unwrap_or_default(), "the submitter did not take this node's result");
+        inner.ledger.rejected(&peer.to_string());
+        return JobResponse::Settled { execution_id };
+    };
+    let checked = (|| -> Result<(hanzo_compute::billing::Acceptance, serde_json::Value), String> {
+        let receipt_value = record.receipt.clone().ok_or("no receipt here")?;
+        let receipt = hanzo_compute::Receipt::verify(&receipt_value).map_err(|e| e.to_string())?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        let a = hanzo_compute::billing::Acceptance::verify(&value, &receipt).map_err(|e| e.to_string())?;
+        let submitter = hanzo_network::identity::node_id(&peer).unwrap_or_default();
+        if a.submitter != submitter || a.execution_id != execution_id {
+            return Err("an acceptance signed by another node or for another execution".into());
+        }
+        Ok((a, value))
+    })();
+    let (a, value) = match checked {
+        Ok(x) => x,
+        Err(why) => {
+            inner.net.report(peer, Conduct::Bad).await;
+            return JobResponse::Refused {
+                reason: format!("acceptance refused: {why}"),
+            };
+        }
+    };
+    match inner
+        .host
+        .store()
+        .set_acceptance(hanzo_jobstore::Accepted::Job(id), &value)
+        .await
+    {
+        Ok(true) => {
+            let disputed = a.price != crate::ledger::rates(&inner.options.price);
+            if disputed {
+                tracing::warn!(%peer, execution = %execution_id, "a peer accepted this node's result at another price than this node's");
+            }
+            inner.ledger.earn(&peer.to_string(), a.amount, disputed);
+        }
+        Ok(false) => {}
+        Err(e) => {
+            return JobResponse::Refused {
+                reason: format!("this node cannot store the acceptance: {e}"),
+            };
+        }
+    }
+    JobResponse::Settled { execution_id }
 }
 
 /// 32 lower-case hex digits (a job id, a nonce).
@@ -478,25 +577,9 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
         // Later lookups of this execution go to the store (find_execution).
         task_inner.executions.lock_map().remove(&execution_id);
         task_inner.net.advertise_now().await;
-        // Charge the peer for what ran, from the receipt this node signed, at the
-        // price it accepted the job at: the one the outcome carries, or, when the
-        // store holds another end, the stored one.
-        let receipt = match ended {
-            Some(outcome) => outcome.receipt.clone(),
-            None => {
-                let store = task_inner.host.store().clone();
-                tokio::task::spawn_blocking(move || store.get_summary(&id))
-                    .await
-                    .ok()
-                    .and_then(|r| r.ok().flatten())
-                    .and_then(|r| r.receipt)
-                    .and_then(|v| serde_json::from_value::<hanzo_compute::Receipt>(v).ok())
-            }
-        };
-        if let Some(receipt) = receipt {
-            let amount = crate::ledger::charge(&receipt, &task_inner.options.price);
-            task_inner.ledger.earn(&peer.to_string(), amount);
-        }
+        // What the peer owes is earned when it settles (`settle_job`): its signed
+        // acceptance of this node's receipt, or nothing for a result it did not take.
+        let _ = (ended, id);
     });
     // A short job's result goes back with its acceptance. The job is this node's from
     // here whatever happens to the answer: a submitter that never gets it fences the

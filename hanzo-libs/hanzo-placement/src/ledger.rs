@@ -36,6 +36,14 @@ pub struct Account {
     pub jobs_run: u64,
     /// Executions the peer ran for this node.
     pub jobs_placed: u64,
+    /// Executions this node ran for the peer whose result it did not take (a dissent,
+    /// a result that did not check out): earned nothing.
+    #[serde(default)]
+    pub jobs_rejected: u64,
+    /// Acceptances from the peer at another price than this node's: recorded at the
+    /// peer's (signed) amount, and counted here for the operator to see.
+    #[serde(default)]
+    pub disputed: u64,
     /// How its attempts of this node's verified jobs went: its reputation's record.
     #[serde(default)]
     pub verification: Verified,
@@ -84,14 +92,19 @@ pub enum Attempted {
     Declined,
 }
 
-/// The charge for the execution `receipt` records, at `price`.
+/// The charge for the execution `receipt` records, at `price`
+/// ([`hanzo_compute::billing::charge`]).
 pub fn charge(receipt: &Receipt, price: &Price) -> u64 {
-    let wall_ms = receipt.usage.wall_time_ms.max(0.0);
-    let cores = u64::from(receipt.limits.cpu_shares).div_ceil(1024).max(1) as f64;
-    let gib = receipt.limits.memory_mb as f64 / 1024.0;
-    let secs = wall_ms / 1000.0;
-    let variable = price.per_cpu_second as f64 * secs * cores + price.per_gib_second as f64 * secs * gib;
-    price.per_job.saturating_add(variable.ceil() as u64)
+    hanzo_compute::billing::charge(receipt, &rates(price))
+}
+
+/// A price table as the billing records write it.
+pub fn rates(price: &Price) -> hanzo_compute::billing::Rates {
+    hanzo_compute::billing::Rates {
+        per_job: price.per_job,
+        per_cpu_second: price.per_cpu_second,
+        per_gib_second: price.per_gib_second,
+    }
 }
 
 /// The ledger.
@@ -152,12 +165,19 @@ impl Ledger {
         });
     }
 
-    /// This node ran a job of `peer`'s for `amount`.
-    pub fn earn(&self, peer: &str, amount: u64) {
+    /// This node ran a job of `peer`'s for `amount`, and the peer accepted the result
+    /// (`disputed`: at another price than this node's).
+    pub fn earn(&self, peer: &str, amount: u64, disputed: bool) {
         self.with(peer, |a| {
             a.earned = a.earned.saturating_add(amount);
             a.jobs_run += 1;
+            a.disputed += u64::from(disputed);
         });
+    }
+
+    /// This node ran a job of `peer`'s and the peer did not take the result.
+    pub fn rejected(&self, peer: &str) {
+        self.with(peer, |a| a.jobs_rejected += 1);
     }
 
     /// Records how `peer`'s attempt of a verified job went.
@@ -229,8 +249,8 @@ mod tests {
         let ledger = Arc::new(Ledger::load(&path).unwrap());
         tokio::spawn(ledger.clone().persist());
         ledger.owe("peerA", 211);
-        ledger.earn("peerB", 5);
-        ledger.earn("peerB", 7);
+        ledger.earn("peerB", 5, false);
+        ledger.earn("peerB", 7, true);
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -250,10 +270,12 @@ mod tests {
                 owed: 211,
                 jobs_run: 0,
                 jobs_placed: 1,
+                jobs_rejected: 0,
+                disputed: 0,
                 verification: Verified::default(),
             }
         );
-        assert_eq!(again[1].earned, 12);
+        assert_eq!((again[1].earned, again[1].disputed), (12, 1));
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,

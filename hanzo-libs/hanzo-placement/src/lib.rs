@@ -18,6 +18,7 @@ pub mod code;
 mod execute;
 pub mod ledger;
 pub mod rank;
+mod settle;
 mod submit;
 mod verify;
 

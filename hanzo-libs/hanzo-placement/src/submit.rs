@@ -790,7 +790,7 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
     match checked {
         Ok(outcome) => {
             let placement = placement_of(&outcome);
-            taken(inner, peer, &outcome, price).await;
+            taken(inner, peer, execution_id, &outcome, price).await;
             // The attempt's end is written with the job's (see `place`).
             Settled::Final(End::Done(
                 Box::new(outcome),
@@ -806,6 +806,7 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
                 .report(peer, if lie { Conduct::Bad } else { Conduct::Neutral })
                 .await;
             tracing::warn!(job = %job.id, %peer, why = %why, "attempt failed; placing the job again");
+            crate::settle::reject(inner, peer, execution_id, &why);
             Settled::Retry(why)
         }
     }
@@ -824,15 +825,20 @@ fn placement_of(outcome: &JobOutcome) -> PlacementOutcome {
 /// gains reputation. A re-attached attempt's price (`None`) was not stored: the one the
 /// peer advertises now stands in (the same unless it changed its prices meanwhile; none
 /// when it is not heard from).
-async fn taken(inner: &Inner, peer: PeerId, outcome: &JobOutcome, price: Option<Price>) {
+async fn taken(
+    inner: &Arc<Inner>,
+    peer: PeerId,
+    execution_id: &str,
+    outcome: &JobOutcome,
+    price: Option<Price>,
+) {
     if let Some(receipt) = &outcome.receipt {
         let price = match price {
             Some(p) => p,
             None => advertised_price(inner, peer).await.unwrap_or_default(),
         };
-        inner
-            .ledger
-            .owe(&peer.to_string(), crate::ledger::charge(receipt, &price));
+        // Counter-signed, owed, and the executor told (CONTRACTS §8).
+        crate::settle::accept(inner, peer, execution_id, receipt, &price, None).await;
     }
     inner.net.report(peer, Conduct::Good).await;
 }
@@ -867,7 +873,7 @@ async fn record_early(
         // the peer is missing.
         tracing::error!(job = %job.id, %peer, error = %e, "cannot record the placement of a job that ended on a peer");
     }
-    taken(inner, peer, &outcome, Some(price)).await;
+    taken(inner, peer, execution_id, &outcome, Some(price)).await;
     End::Recorded
 }
 
@@ -1001,6 +1007,7 @@ pub(crate) fn name(r: &JobResponse) -> &'static str {
         JobResponse::Finished(_) => "finished",
         JobResponse::Unknown { .. } => "unknown",
         JobResponse::Refused { .. } => "refused",
+        JobResponse::Settled { .. } => "settled",
     }
 }
 

@@ -716,6 +716,9 @@ async fn attempt(s: &Shared, peer: PeerId, advertised: Price) -> Ended {
                     .await;
             }
             tracing::warn!(job = %job.id, %peer, why = %why, "verified attempt refused; replacing it");
+            if !me {
+                crate::settle::reject(inner, peer, &execution_id, &why);
+            }
             Ended::Failed {
                 peer,
                 why,
@@ -812,17 +815,29 @@ async fn finish(
         }
         if winners.contains(&i) {
             inner.ledger.attempted(&r.peer.to_string(), Attempted::Agreed);
-            // Taken: owed at the price it accepted, and a good mark.
+            // Taken: counter-signed, owed at the price it accepted, and a good mark.
             if let Some(price) = &r.price {
-                inner
-                    .ledger
-                    .owe(&r.peer.to_string(), crate::ledger::charge(receipt, price));
+                crate::settle::accept(
+                    inner,
+                    r.peer,
+                    &r.execution_id,
+                    receipt,
+                    price,
+                    Some(verdict.name()),
+                )
+                .await;
             }
             inner.net.report(r.peer, Conduct::Good).await;
-        } else if dissenters.contains(&i) {
-            // A signed result the majority contradicts: proof, kept in the block.
-            inner.ledger.attempted(&r.peer.to_string(), Attempted::Dissented);
-            inner.net.report(r.peer, Conduct::Bad).await;
+        } else {
+            if dissenters.contains(&i) {
+                // A signed result the majority contradicts: proof, kept in the block.
+                inner.ledger.attempted(&r.peer.to_string(), Attempted::Dissented);
+                inner.net.report(r.peer, Conduct::Bad).await;
+            }
+            // Not taken: the executor earns nothing, and is told so.
+            if let Some(why) = &reason {
+                crate::settle::reject(inner, r.peer, &r.execution_id, why);
+            }
         }
     }
     tracing::info!(job = %job.id, verdict = verdict.name(), results = returned.len(), dissenters = dissenters.len(), "verified job decided");

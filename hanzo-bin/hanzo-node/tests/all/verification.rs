@@ -176,7 +176,12 @@ fn more_nodes_asked_than_exist_runs_nothing() {
 
 #[test]
 fn a_lying_node_is_outvoted_named_and_no_longer_chosen() {
-    let nodes = network(3, &["corrupt_output=return"], &[]);
+    // Priced, so that what each node earns and is owed can be checked.
+    let nodes = network(
+        3,
+        &["corrupt_output=return"],
+        &[("HANZO_NETWORK_PRICE_PER_JOB", "5")],
+    );
     let (a, liar) = (&nodes[0], &nodes[3]);
     let info = liar.server.req("GET", "/v1/node", b"").json();
     assert_eq!(info["failpoints"], true, "{info}");
@@ -207,6 +212,93 @@ fn a_lying_node_is_outvoted_named_and_no_longer_chosen() {
         .clone();
     assert_eq!(row["outcome"], "failed", "{j:#}");
     assert!(row["reason"].as_str().unwrap().contains("dissented"), "{row}");
+
+    // The billing records: one per agreeing peer (this node does not bill itself),
+    // each the peer's receipt counter-signed by this node, verifiable by anyone.
+    let id = j["id"].as_str().unwrap();
+    let r = a.server.req("GET", &format!("/v1/jobs/{id}/billing"), b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let records = r.json()["records"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 2, "{records:#?}");
+    let b = &nodes[1];
+    let record_b = records
+        .iter()
+        .find(|x| x["receipt"]["node_id"] == b.node_id.as_str())
+        .expect("a billing record of b")
+        .clone();
+    assert_eq!(record_b["acceptance"]["submitter"], a.node_id.as_str());
+    assert_eq!(record_b["acceptance"]["verdict"], "majority");
+    assert_eq!(record_b["acceptance"]["amount"], 5);
+    let path = a.home.file("billing.json", &record_b.to_string());
+    let run = a.home.run(&[
+        "receipt",
+        "verify",
+        &path,
+        "--node-id",
+        &b.node_id,
+        "--submitter",
+        &a.node_id,
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("owes 5 micro-credits"), "{}", run.stdout);
+    for (field, value) in [
+        ("amount", json!(50)),
+        (
+            "price",
+            json!({"per_job": 50, "per_cpu_second": 0, "per_gib_second": 0}),
+        ),
+    ] {
+        let mut t = record_b.clone();
+        t["acceptance"][field] = value;
+        let p = a.home.file("tampered.json", &t.to_string());
+        assert_eq!(
+            a.home.run(&["receipt", "verify", &p]).code,
+            1,
+            "a changed {field} verified"
+        );
+    }
+    let mut t = record_b.clone();
+    t["receipt"]["output_hash"] = json!("0".repeat(64));
+    let p = a.home.file("tampered.json", &t.to_string());
+    assert_eq!(a.home.run(&["receipt", "verify", &p]).code, 1);
+    let wrong = a
+        .home
+        .run(&["receipt", "verify", &path, "--submitter", &b.node_id]);
+    assert_eq!(wrong.code, 1, "{}", wrong.stderr);
+    // Both ledgers: b earns what a owes it, once a's acceptance reached it; the liar
+    // earns nothing and knows its result was rejected.
+    let account = |n: &Node, peer: &str| -> Value {
+        let v = n.server.req("GET", "/v1/ledger", b"").json();
+        v["accounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["peer_id"] == peer)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(account(a, &b.peer_id)["owed"], 5);
+    assert_eq!(
+        account(a, &liar.peer_id)["owed"].as_u64().unwrap_or(0),
+        0,
+        "a dissent is owed nothing"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (earned, rejected) = (
+            account(b, &a.peer_id)["earned"].clone(),
+            account(liar, &a.peer_id)["jobs_rejected"].clone(),
+        );
+        if earned == 5 && rejected == 1 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never settled: b earned {earned}, the liar had {rejected} rejected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(account(liar, &a.peer_id)["earned"], 0);
     let record = |n: &Node| {
         n.peers()
             .into_iter()

@@ -479,6 +479,7 @@ mod tests {
             placements: Vec::new(),
             origin: None,
             verification: None,
+            acceptance: None,
         }
     }
 

@@ -6,7 +6,7 @@
 use crate::util::{db, failed, integrity, old_store, open, options, spec, succeeded, user_version};
 use hanzo_compute::ComputeError;
 use hanzo_jobstore::{
-    CancelOutcome, Error, INTERRUPTED, JobRecord, JobStatus, JobStore, ListFilter, Origin, Page,
+    Accepted, CancelOutcome, Error, INTERRUPTED, JobRecord, JobStatus, JobStore, ListFilter, Origin, Page,
     PlacementOutcome, Retention,
 };
 use serde_json::json;
@@ -678,7 +678,7 @@ async fn lookups_by_execution_id_and_job_use_their_indexes() {
 }
 
 #[tokio::test]
-async fn a_version_3_store_gains_the_verification_block_and_keeps_its_placements() {
+async fn a_version_3_store_gains_the_verification_block_and_acceptances_and_keeps_its_placements() {
     let (_dir, path) = db();
     {
         let conn = old_store(&path, 3);
@@ -703,6 +703,41 @@ async fn a_version_3_store_gains_the_verification_block_and_keeps_its_placements
     assert_eq!(job.placements.len(), 1);
     assert_eq!(job.placements[0].execution_id, "e1");
     assert_eq!(job.verification, None);
+    // An acceptance is stored once, for the attempt and for a job run for a peer.
+    let first = json!({"amount": 7});
+    assert!(
+        store
+            .set_acceptance(Accepted::Attempt("e1".into()), &first)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_acceptance(Accepted::Attempt("e1".into()), &json!({"amount": 9}))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_acceptance(Accepted::Attempt("nope".into()), &first)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .set_acceptance(Accepted::Job("placed".into()), &first)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .set_acceptance(Accepted::Job("placed".into()), &json!({"amount": 9}))
+            .await
+            .unwrap()
+    );
+    let job = store.get("placed").unwrap().unwrap();
+    assert_eq!(job.placements[0].acceptance, Some(first.clone()));
+    assert_eq!(job.acceptance, Some(first));
     let block = json!({"strategy": "redundant", "nonce": "00", "verdict": null});
     assert!(store.set_verification("placed", &block).await.unwrap());
     assert!(!store.set_verification("nope", &block).await.unwrap());
