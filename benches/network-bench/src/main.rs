@@ -16,6 +16,9 @@
 //!    the job's second placement appears in `GET /v1/jobs/{id}` is taken (target:
 //!    under 5 s), several times over.
 //!
+//! With `--verification`, only the cost of verified jobs against one remote run
+//! (`verification.rs`).
+//!
 //! Prints a markdown report; see "The network of nodes" in BENCHMARKS.md.
 //!
 //! `cargo run --release -p network-bench --bin network-bench [-- --quick]`
@@ -26,6 +29,7 @@ mod binary;
 #[path = "../../api-bench/src/http.rs"]
 mod http;
 mod node;
+mod verification;
 // One copy of the latency statistics for the benches (`ratio` is process-bench's).
 #[path = "../../process-bench/src/stats.rs"]
 #[allow(dead_code)]
@@ -119,6 +123,10 @@ struct Args {
     /// Also write the markdown report to this file.
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
+    /// Measure only what redundant verification costs against one remote run (a
+    /// submitter and five peers; tiny and 1 s jobs at N = 2, 3, 5).
+    #[arg(long)]
+    verification: bool,
 }
 
 fn main() -> ExitCode {
@@ -206,6 +214,15 @@ async fn run(args: Args) -> Result<()> {
         pin: args.pin,
     };
     let tmp = tempfile::tempdir()?;
+    if args.verification {
+        let reps = args.jobs.unwrap_or(if q { 20 } else { 100 });
+        let report = verification::run(&bin, tmp.path(), &settings, reps).await?;
+        print!("{report}");
+        if let Some(out) = &args.out {
+            std::fs::write(out, &report).with_context(|| format!("cannot write {}", out.display()))?;
+        }
+        return Ok(());
+    }
     let started = Instant::now();
     let load_start = loadavg();
 

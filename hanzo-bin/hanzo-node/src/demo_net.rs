@@ -123,6 +123,28 @@ fn start_bin(
     }
 }
 
+/// Waits (30 s at most) until `a` has an advert offering WASM from each of `peers`.
+fn wait_until_seen(a: &Peer, peers: &[&Peer]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = a.client.call("GET", "/v1/peers", b"")?.json()?;
+        let known = |p: &Peer| {
+            listed.as_array().is_some_and(|l| {
+                l.iter()
+                    .any(|x| x["peer_id"] == p.peer_id.as_str() && x["runtimes"] == json!(["wasm"]))
+            })
+        };
+        if peers.iter().all(|p| known(p)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let names: Vec<&str> = peers.iter().map(|p| p.name).collect();
+            return Err(fail(format!("{} never saw all of {names:?}: {listed}", a.name)));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn short(id: &str) -> String {
     if id.len() > 16 {
         format!("{}…{}", &id[..8], &id[id.len() - 6..])
@@ -147,24 +169,8 @@ pub fn run(data_dir: &Path, examples: &Path, liar: Option<&Path>) -> anyhow::Res
         println!("    node {}  peer {}", p.name, p.peer_id);
     }
     // A learns of B and C from their adverts.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let peers = a.client.call("GET", "/v1/peers", b"")?.json()?;
-        let known = |p: &Peer| {
-            peers.as_array().is_some_and(|l| {
-                l.iter()
-                    .any(|x| x["peer_id"] == p.peer_id.as_str() && x["runtimes"] == json!(["wasm"]))
-            })
-        };
-        if known(&b) && known(&c) {
-            println!("    A sees B and C, with what they offer (hanzo-node peers)");
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(fail(format!("A never saw both peers: {peers}")));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_seen(&a, &[&b, &c])?;
+    println!("    A sees B and C, with what they offer (hanzo-node peers)");
     let mut failures = 0;
     let nodes = [&a, &b, &c];
     let name_of = |peer: &str| nodes.iter().find(|p| p.peer_id == peer).map_or("?", |p| p.name);
@@ -279,28 +285,7 @@ pub fn run(data_dir: &Path, examples: &Path, liar: Option<&Path>) -> anyhow::Res
 
 /// A WASI command printing 8 random bytes as `{"r": "<hex>"}`: a different answer on
 /// every node, except in the deterministic profile.
-const RANDOM_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "random_get" (func $rand (param i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 100) "0123456789abcdef")
-  (data (i32.const 200) "{\"r\":\"")
-  (func (export "_start") (local $i i32) (local $b i32)
-    (drop (call $rand (i32.const 0) (i32.const 8)))
-    (block $done (loop $l
-      (br_if $done (i32.ge_u (local.get $i) (i32.const 8)))
-      (local.set $b (i32.load8_u (local.get $i)))
-      (i32.store8 (i32.add (i32.const 206) (i32.shl (local.get $i) (i32.const 1)))
-        (i32.load8_u (i32.add (i32.const 100) (i32.shr_u (local.get $b) (i32.const 4)))))
-      (i32.store8 (i32.add (i32.const 207) (i32.shl (local.get $i) (i32.const 1)))
-        (i32.load8_u (i32.add (i32.const 100) (i32.and (local.get $b) (i32.const 15)))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $l)))
-    (i32.store8 (i32.const 222) (i32.const 34))
-    (i32.store8 (i32.const 223) (i32.const 125))
-    (i32.store (i32.const 300) (i32.const 200))
-    (i32.store (i32.const 304) (i32.const 24))
-    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 320)))))"#;
+const RANDOM_WAT: &str = include_str!("../../../hanzo-libs/hanzo-testkit/fixtures/random.wat");
 
 /// Step 3: verified jobs on A, the survivor of step 2, a new honest node E and a
 /// lying node D (the failpoints build with `corrupt_output`).
@@ -325,23 +310,7 @@ fn verified(root: &Path, a: &Peer, survivor: Peer, liar: Option<&Path>) -> anyho
         " 3. verified jobs: nodes {}, {} and E are honest; D signs an altered output for every peer's job",
         a.name, survivor.name
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let peers = a.client.call("GET", "/v1/peers", b"")?.json()?;
-        let known = |p: &Peer| {
-            peers.as_array().is_some_and(|l| {
-                l.iter()
-                    .any(|x| x["peer_id"] == p.peer_id.as_str() && x["runtimes"] == json!(["wasm"]))
-            })
-        };
-        if known(&survivor) && known(&e) && known(&d) {
-            break;
-        }
-        if Instant::now() > deadline {
-            return Err(fail(format!("A never saw D and E: {peers}")));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_until_seen(a, &[&survivor, &e, &d])?;
     let stored = a
         .client
         .call("POST", "/v1/modules", RANDOM_WAT.as_bytes())?

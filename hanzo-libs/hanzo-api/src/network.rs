@@ -202,13 +202,17 @@ pub(crate) fn billing_records(r: &JobRecord) -> Vec<Value> {
     if let Some(v) = &r.verification {
         receipts.extend(v["receipts"].as_array().into_iter().flatten());
     }
+    // Each stored receipt hashed once (they were verified when they came in).
+    let hashed: Vec<(String, &Value)> = receipts
+        .into_iter()
+        .filter_map(|rc| {
+            let r: hanzo_compute::Receipt = serde_json::from_value(rc.clone()).ok()?;
+            Some((hanzo_compute::billing::receipt_sha256(&r), rc))
+        })
+        .collect();
     let named = |a: &Value| {
         let sha = a["receipt_sha256"].as_str()?;
-        receipts.iter().copied().find(|rc| {
-            hanzo_compute::Receipt::verify(rc)
-                .map(|rc| hanzo_compute::billing::receipt_sha256(&rc) == sha)
-                .unwrap_or(false)
-        })
+        hashed.iter().find(|(h, _)| h == sha).map(|(_, rc)| *rc)
     };
     let mut out = Vec::new();
     for a in r

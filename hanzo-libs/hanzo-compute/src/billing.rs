@@ -188,6 +188,13 @@ impl BillingRecord {
             ));
         }
         let receipt = Receipt::verify(&value["receipt"])?;
+        // Exactly as signed (no field given as null that the signer left out, or the
+        // reverse): `receipt_sha256` then names one text.
+        if receipt.to_value() != value["receipt"] {
+            return Err(VerifyError::Malformed(
+                "the receipt is not in the form its signer wrote (a field added as null, or left out)".into(),
+            ));
+        }
         let acceptance = Acceptance::verify(&value["acceptance"], &receipt)?;
         Ok(BillingRecord { receipt, acceptance })
     }

@@ -183,23 +183,6 @@ async fn settle_job(
     acceptance: Option<String>,
     reason: Option<String>,
 ) -> JobResponse {
-    let Some(id) = lookup(inner, peer, &execution_id).await else {
-        return JobResponse::Unknown { execution_id };
-    };
-    let store = inner.host.store().clone();
-    let key = id.clone();
-    let record = tokio::task::spawn_blocking(move || store.get_summary(&key))
-        .await
-        .ok()
-        .and_then(|r| r.ok().flatten());
-    let Some(record) = record.filter(|r| r.status.is_terminal()) else {
-        return JobResponse::Refused {
-            reason: "the execution has not ended here".into(),
-        };
-    };
-    if record.acceptance.is_some() {
-        return JobResponse::Settled { execution_id };
-    }
     if acceptance
         .as_ref()
         .is_some_and(|a| a.len() > MAX_ACCEPTANCE_BYTES)
@@ -210,55 +193,94 @@ async fn settle_job(
             reason: format!("a settlement over {MAX_ACCEPTANCE_BYTES} bytes"),
         };
     }
-    let Some(text) = acceptance else {
-        // Not taken: nothing to store but the count (once per execution: the job's
-        // acceptance column stays empty, so a repeat counts again; bounded by the
-        // peer's request rate, and it costs the peer, not this node).
-        tracing::info!(%peer, execution = %execution_id, reason = %reason.as_deref().map(crate::submit::peer_text).unwrap_or_default(), "the submitter did not take this node's result");
-        inner.ledger.rejected(&peer.to_string());
-        return JobResponse::Settled { execution_id };
+    let Some(id) = lookup(inner, peer, &execution_id).await else {
+        return JobResponse::Unknown { execution_id };
     };
-    let checked = (|| -> Result<(hanzo_compute::billing::Acceptance, serde_json::Value), String> {
-        let receipt_value = record.receipt.clone().ok_or("no receipt here")?;
-        let receipt = hanzo_compute::Receipt::verify(&receipt_value).map_err(|e| e.to_string())?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-        let a = hanzo_compute::billing::Acceptance::verify(&value, &receipt).map_err(|e| e.to_string())?;
-        let submitter = hanzo_network::identity::node_id(&peer).unwrap_or_default();
-        if a.submitter != submitter || a.execution_id != execution_id {
-            return Err("an acceptance signed by another node or for another execution".into());
+    let store = inner.host.store().clone();
+    let key = id.clone();
+    let submitter = hanzo_network::identity::node_id(&peer).unwrap_or_default();
+    let exec = execution_id.clone();
+    // The store read and the signature check, off the async workers. The receipt is
+    // this node's own, as stored: read, not verified again.
+    let checked = tokio::task::spawn_blocking(move || -> Result<Option<Checked>, String> {
+        let record = store
+            .get_summary(&key)
+            .map_err(|e| e.to_string())?
+            .filter(|r| r.status.is_terminal())
+            .ok_or("the execution has not ended here")?;
+        if record.acceptance.is_some() {
+            return Ok(None);
         }
-        Ok((a, value))
-    })();
-    let (a, value) = match checked {
-        Ok(x) => x,
+        let Some(text) = acceptance else {
+            let why = reason
+                .as_deref()
+                .map(crate::submit::peer_text)
+                .unwrap_or_default();
+            return Ok(Some(Checked::Rejected(serde_json::json!({"rejected": why}))));
+        };
+        let receipt: hanzo_compute::Receipt = record
+            .receipt
+            .ok_or("no receipt here")
+            .and_then(|v| serde_json::from_value(v).map_err(|_| "a stored receipt that does not parse"))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("acceptance refused: {e}"))?;
+        let a = hanzo_compute::billing::Acceptance::verify(&value, &receipt)
+            .map_err(|e| format!("acceptance refused: {e}"))?;
+        if a.submitter != submitter || a.execution_id != exec {
+            return Err("acceptance refused: signed by another node or for another execution".into());
+        }
+        Ok(Some(Checked::Accepted(Box::new(a), value)))
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let (stored, earned) = match checked {
+        Ok(None) => return JobResponse::Settled { execution_id },
+        Ok(Some(Checked::Rejected(v))) => (v, None),
+        Ok(Some(Checked::Accepted(a, v))) => (v, Some(a)),
         Err(why) => {
-            inner.net.report(peer, Conduct::Bad).await;
-            return JobResponse::Refused {
-                reason: format!("acceptance refused: {why}"),
-            };
+            if why.starts_with("acceptance refused") {
+                inner.net.report(peer, Conduct::Bad).await;
+            }
+            return JobResponse::Refused { reason: why };
         }
     };
+    // Stored once, acceptance or rejection: a repeated settlement changes nothing.
     match inner
         .host
         .store()
-        .set_acceptance(hanzo_jobstore::Accepted::Job(id), &value)
+        .set_acceptance(hanzo_jobstore::Accepted::Job(id), &stored)
         .await
     {
-        Ok(true) => {
-            let disputed = a.price != crate::ledger::rates(&inner.options.price);
-            if disputed {
-                tracing::warn!(%peer, execution = %execution_id, "a peer accepted this node's result at another price than this node's");
+        Ok(true) => match earned {
+            Some(a) => {
+                let disputed = a.price != crate::ledger::rates(&inner.options.price);
+                if disputed {
+                    tracing::warn!(%peer, execution = %execution_id, "a peer accepted this node's result at another price than this node's");
+                }
+                inner.ledger.earn(&peer.to_string(), a.amount, disputed);
             }
-            inner.ledger.earn(&peer.to_string(), a.amount, disputed);
-        }
+            None => {
+                tracing::info!(%peer, execution = %execution_id, "the submitter did not take this node's result");
+                inner.ledger.rejected(&peer.to_string());
+            }
+        },
         Ok(false) => {}
         Err(e) => {
             return JobResponse::Refused {
-                reason: format!("this node cannot store the acceptance: {e}"),
+                reason: format!("this node cannot store the settlement: {e}"),
             };
         }
     }
     JobResponse::Settled { execution_id }
+}
+
+/// A settlement, checked.
+enum Checked {
+    /// Taken: the acceptance and its JSON.
+    Accepted(Box<hanzo_compute::billing::Acceptance>, serde_json::Value),
+    /// Not taken: `{"rejected": reason}`, stored in the acceptance's place.
+    Rejected(serde_json::Value),
 }
 
 /// 32 lower-case hex digits (a job id, a nonce).
@@ -739,10 +761,15 @@ async fn lookup(inner: &Inner, peer: PeerId, execution_id: &str) -> Option<Strin
         .ok()??;
     let origin = record.origin.as_ref()?;
     (origin.peer_id == peer.to_string()).then(|| {
-        inner
-            .executions
-            .lock_map()
-            .insert(execution_id.to_string(), (peer, record.id.clone()));
+        // Remembered while it runs (the map is emptied as each job ends); an ended
+        // one is looked up in the store each time, or the map would keep every
+        // settled execution for good.
+        if !record.status.is_terminal() {
+            inner
+                .executions
+                .lock_map()
+                .insert(execution_id.to_string(), (peer, record.id.clone()));
+        }
         record.id.clone()
     })
 }

@@ -128,6 +128,7 @@ pub(crate) struct Inner {
     pub executions: execute::Executions,
     pub attempts: submit::Attempts,
     pub ledger: Arc<ledger::Ledger>,
+    pub settling: settle::Pending,
 }
 
 impl Placer {
@@ -148,6 +149,7 @@ impl Placer {
             executions: execute::Executions::default(),
             attempts: submit::Attempts::default(),
             ledger,
+            settling: settle::Pending::default(),
         });
         let serving = inner.clone();
         tokio::spawn(async move {

@@ -17,6 +17,42 @@ use std::time::{Duration, Instant};
 /// How long a settlement is offered to an executor that does not answer.
 const SETTLE_FOR: Duration = Duration::from_secs(120);
 
+/// Settlements being sent to one executor at most: past it, a new one is stored but
+/// not sent (an executor that stops answering cannot make this node hold a task per
+/// job it ran; resending stored settlements later is not built).
+const MAX_PENDING_PER_PEER: usize = 1024;
+
+/// Settlements being sent, per executor.
+#[derive(Default)]
+pub(crate) struct Pending(std::sync::Mutex<std::collections::HashMap<PeerId, usize>>);
+
+impl Pending {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<PeerId, usize>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes a place for one more settlement to `peer`; `false` when it has none left.
+    fn take(&self, peer: PeerId) -> bool {
+        let mut m = self.lock();
+        let n = m.entry(peer).or_default();
+        if *n >= MAX_PENDING_PER_PEER {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, peer: PeerId) {
+        let mut m = self.lock();
+        if let Some(n) = m.get_mut(&peer) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&peer);
+            }
+        }
+    }
+}
+
 /// Takes `receipt`, the result of the attempt `execution_id` on `peer` (not this
 /// node) at `price`: signs the acceptance, stores it with the attempt, records what is
 /// owed, and tells the executor. `verdict` is the verified job's, if it was one.
@@ -78,27 +114,31 @@ pub(crate) fn reject(inner: &Arc<Inner>, peer: PeerId, execution_id: &str, why: 
     );
 }
 
-/// Sends a settlement until the executor answers it (or [`SETTLE_FOR`] passes).
+/// Sends a settlement until the executor answers it (or [`SETTLE_FOR`] passes), asking
+/// again after 1 s, doubling to 16 s.
 fn send(inner: Arc<Inner>, peer: PeerId, request: JobRequest) {
+    if !inner.settling.take(peer) {
+        tracing::warn!(%peer, "{MAX_PENDING_PER_PEER} settlements to this executor are unanswered; this one is stored, not sent");
+        return;
+    }
     tokio::spawn(async move {
         let until = Instant::now() + SETTLE_FOR;
+        let mut pause = Duration::from_secs(1);
         while Instant::now() < until {
-            match tokio::time::timeout(
-                Duration::from_secs(5),
-                crate::submit::ask(&inner, peer, request.clone()),
-            )
-            .await
-            {
-                Ok(Ok(JobResponse::Settled { .. })) => return,
+            let asked = crate::submit::ask(&inner, peer, request.clone());
+            match tokio::time::timeout(Duration::from_secs(5), asked).await {
+                Ok(Ok(JobResponse::Settled { .. })) => break,
                 // Gone from the executor's memory and store: nothing to settle.
-                Ok(Ok(JobResponse::Unknown { .. })) => return,
+                Ok(Ok(JobResponse::Unknown { .. })) => break,
                 Ok(Ok(JobResponse::Refused { reason })) if reason.starts_with("acceptance refused") => {
                     tracing::error!(%peer, reason = %crate::submit::peer_text(&reason), "an executor refused this node's acceptance");
-                    return;
+                    break;
                 }
                 _ => {}
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(16));
         }
+        inner.settling.release(peer);
     });
 }

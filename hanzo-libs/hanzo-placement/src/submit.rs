@@ -26,6 +26,10 @@ pub(crate) const OFFER_TIMEOUT: Duration = Duration::from_secs(15);
 pub(crate) const OFFER_HOLD: Duration = Duration::from_millis(200);
 /// Time allowed on top of the job's own timeout for queueing, code transfer and
 /// failover before the job is given up.
+/// How far past its timeout a run may last in a receipt: the time to stop a job that
+/// hit it (a container's, a process tree's).
+const RUN_GRACE_MS: f64 = 30_000.0;
+
 pub(crate) const PLACEMENT_SLACK: Duration = Duration::from_secs(60);
 /// Candidates offered the job per ranking round.
 const MAX_OFFERS_PER_ROUND: usize = 8;
@@ -806,7 +810,10 @@ async fn settle(inner: &Arc<Inner>, job: &Job, sent: &JobSpec, code: &Code, atte
                 .report(peer, if lie { Conduct::Bad } else { Conduct::Neutral })
                 .await;
             tracing::warn!(job = %job.id, %peer, why = %why, "attempt failed; placing the job again");
-            crate::settle::reject(inner, peer, execution_id, &why);
+            if lie {
+                // A result came back and was refused: the executor earns nothing.
+                crate::settle::reject(inner, peer, execution_id, &why);
+            }
             Settled::Retry(why)
         }
     }
@@ -837,8 +844,12 @@ async fn taken(
             Some(p) => p,
             None => advertised_price(inner, peer).await.unwrap_or_default(),
         };
-        // Counter-signed, owed, and the executor told (CONTRACTS §8).
-        crate::settle::accept(inner, peer, execution_id, receipt, &price, None).await;
+        // Counter-signed, owed, and the executor told (CONTRACTS §8): off the job's
+        // path, which does not wait for the signature or the store write.
+        let (inner, execution_id, receipt) = (inner.clone(), execution_id.to_string(), receipt.clone());
+        tokio::spawn(async move {
+            crate::settle::accept(&inner, peer, &execution_id, &receipt, &price, None).await;
+        });
     }
     inner.net.report(peer, Conduct::Good).await;
 }
@@ -1072,6 +1083,25 @@ pub(crate) fn check_result(
     if receipt.input_hash != hash_json(&sent.params) {
         return Err(lie("a receipt for other params"));
     }
+    // What the receipt says was set aside and used is what is charged: no more than
+    // was asked (an executor may lower a limit to its ceiling, never raise one), and a
+    // run no longer than its timeout and the time it takes to stop a job.
+    let (got, asked) = (&receipt.limits, &sent.limits);
+    let over = got.memory_mb > asked.memory_mb
+        || got.cpu_shares > asked.cpu_shares
+        || got.timeout_ms > asked.timeout_ms
+        || got.disk_mb > asked.disk_mb
+        || got.max_output_bytes > asked.max_output_bytes;
+    if over {
+        return Err(lie("a receipt with limits above those sent"));
+    }
+    let longest = got.timeout_ms as f64 + RUN_GRACE_MS;
+    if !(0.0..=longest).contains(&receipt.usage.wall_time_ms) {
+        return Err(lie(format!(
+            "a receipt claiming a run of {} ms, longer than its timeout allows",
+            receipt.usage.wall_time_ms
+        )));
+    }
     let result = match r.status.as_str() {
         "succeeded" => {
             let text = r
@@ -1127,4 +1157,79 @@ pub(crate) fn check_result(
         logs: r.logs,
         receipt: Some(receipt),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hanzo_compute::receipt::ReceiptBody;
+    use hanzo_compute::{NodeKey, ResourceLimits};
+    use serde_json::json;
+    use std::time::SystemTime;
+
+    /// A result of `key`'s node for `sent`, its receipt claiming `limits` and a run of
+    /// `wall_ms`.
+    fn result(key: &NodeKey, sent: &JobSpec, limits: ResourceLimits, wall_ms: f64) -> RemoteResult {
+        let output = json!({"ok": 1});
+        let receipt = Receipt::sign(
+            ReceiptBody {
+                job_id: "j".into(),
+                runtime: RuntimeKind::Wasm,
+                function: "run".into(),
+                code_hash: "ab".repeat(32),
+                input_hash: hash_json(&sent.params),
+                result: Ok(hash_json(&output)),
+                usage: Usage {
+                    wall_time_ms: wall_ms,
+                    ..Default::default()
+                },
+                limits,
+                deterministic: false,
+                started_at: SystemTime::now(),
+                finished_at: SystemTime::now(),
+                context_hash: "11".repeat(32),
+                runtime_version: "v".into(),
+                nonce: None,
+            },
+            key,
+        )
+        .unwrap();
+        RemoteResult {
+            execution_id: "e".into(),
+            status: "succeeded".into(),
+            output: Some(output.to_string()),
+            error: None,
+            usage: None,
+            logs: Vec::new(),
+            receipt: Some(receipt.to_value().to_string()),
+        }
+    }
+
+    #[test]
+    fn a_receipt_charging_more_than_was_sent_is_a_lie() {
+        let key = NodeKey::from_seed([9; 32]);
+        let peer = hanzo_network::identity::peer_id_of_node(key.id()).unwrap();
+        let job = Job::new(JobSpec::new(RuntimeKind::Wasm, "sha256:00"));
+        let sent = job.spec.clone();
+        let code = Code {
+            sha256: "ab".repeat(32),
+            bytes: 1,
+            ext: None,
+            image_id: None,
+        };
+        let check = |limits: ResourceLimits, wall: f64| {
+            check_result(&job, &sent, &code, peer, result(&key, &sent, limits, wall))
+        };
+        check(sent.limits.clone(), 12.5).unwrap();
+        // Lowered to a ceiling: fine, and charged less.
+        let mut lower = sent.limits.clone();
+        lower.memory_mb /= 2;
+        check(lower, 12.5).unwrap();
+        let mut more = sent.limits.clone();
+        more.cpu_shares = u32::MAX;
+        let e = check(more, 12.5).unwrap_err();
+        assert!(e.lie && e.why.contains("limits above"), "{}", e.why);
+        let e = check(sent.limits.clone(), 1e18).unwrap_err();
+        assert!(e.lie && e.why.contains("longer than its timeout"), "{}", e.why);
+    }
 }

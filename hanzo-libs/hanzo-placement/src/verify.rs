@@ -716,7 +716,7 @@ async fn attempt(s: &Shared, peer: PeerId, advertised: Price) -> Ended {
                     .await;
             }
             tracing::warn!(job = %job.id, %peer, why = %why, "verified attempt refused; replacing it");
-            if !me {
+            if !me && lie {
                 crate::settle::reject(inner, peer, &execution_id, &why);
             }
             Ended::Failed {
@@ -816,16 +816,14 @@ async fn finish(
         if winners.contains(&i) {
             inner.ledger.attempted(&r.peer.to_string(), Attempted::Agreed);
             // Taken: counter-signed, owed at the price it accepted, and a good mark.
-            if let Some(price) = &r.price {
-                crate::settle::accept(
-                    inner,
-                    r.peer,
-                    &r.execution_id,
-                    receipt,
-                    price,
-                    Some(verdict.name()),
-                )
-                .await;
+            if let Some(price) = r.price {
+                // Off the job's path, as for any result taken.
+                let (inner, peer, execution_id, receipt) =
+                    (inner.clone(), r.peer, r.execution_id.clone(), receipt.clone());
+                let verdict = verdict.name();
+                tokio::spawn(async move {
+                    crate::settle::accept(&inner, peer, &execution_id, &receipt, &price, Some(verdict)).await;
+                });
             }
             inner.net.report(r.peer, Conduct::Good).await;
         } else {

@@ -197,3 +197,8 @@ pub fn command_writing(stdout: &str, stderr: &str, code: i32) -> String {
 /// echo tool of the node's API tests, and of `scripts/package-test.sh`, which reads the
 /// same file.
 pub const CAT_WAT: &str = include_str!("../fixtures/cat.wat");
+
+/// A WASI command printing 8 bytes of `random_get` as `{"r": "<16 hex>"}`: another
+/// answer on every node, except in the deterministic profile. The verification tests'
+/// and the demo's.
+pub const RANDOM_WAT: &str = include_str!("../fixtures/random.wat");

@@ -9,29 +9,7 @@ use crate::util::failpoints_bin;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 
-/// A WASI command printing `{"r": "<16 hex>"}`: 8 bytes of `random_get`.
-const RANDOM_WAT: &str = r#"(module
-  (import "wasi_snapshot_preview1" "random_get" (func $rand (param i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 100) "0123456789abcdef")
-  (data (i32.const 200) "{\"r\":\"")
-  (func (export "_start") (local $i i32) (local $b i32)
-    (drop (call $rand (i32.const 0) (i32.const 8)))
-    (block $done (loop $l
-      (br_if $done (i32.ge_u (local.get $i) (i32.const 8)))
-      (local.set $b (i32.load8_u (local.get $i)))
-      (i32.store8 (i32.add (i32.const 206) (i32.shl (local.get $i) (i32.const 1)))
-        (i32.load8_u (i32.add (i32.const 100) (i32.shr_u (local.get $b) (i32.const 4)))))
-      (i32.store8 (i32.add (i32.const 207) (i32.shl (local.get $i) (i32.const 1)))
-        (i32.load8_u (i32.add (i32.const 100) (i32.and (local.get $b) (i32.const 15)))))
-      (local.set $i (i32.add (local.get $i) (i32.const 1)))
-      (br $l)))
-    (i32.store8 (i32.const 222) (i32.const 34))
-    (i32.store8 (i32.const 223) (i32.const 125))
-    (i32.store (i32.const 300) (i32.const 200))
-    (i32.store (i32.const 304) (i32.const 24))
-    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 320)))))"#;
+use hanzo_testkit::RANDOM_WAT;
 
 /// n1, then the others bootstrapped from it (`liars` of them run the failpoints
 /// build with `FAILPOINTS`), all knowing each other.
