@@ -192,7 +192,7 @@ fn report(rows: &[Row], reps: usize) -> String {
     );
     let _ = writeln!(
         out,
-        "| job | N | wall p50 | wall p90 | vs one remote run (p50) | slowest run p50 | payload out / job | payload in / job | requests / job |"
+        "| job | N | wall p50 (ms) | wall p90 (ms) | vs one remote run (p50) | slowest run p50 | payload out / job | payload in / job | requests / job |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for r in rows {

@@ -351,7 +351,8 @@ fn request_payload(r: &JobRequest) -> u64 {
 /// Payload bytes a result carries, for the metrics.
 pub(crate) fn response_payload(r: &JobResponse) -> u64 {
     match r {
-        JobResponse::Finished(f) => {
+        // A short job's result comes with its acceptance: counted as any result.
+        JobResponse::Finished(f) | JobResponse::Accepted { result: Some(f), .. } => {
             (f.output.as_ref().map_or(0, String::len)
                 + f.logs.len()
                 + f.receipt.as_ref().map_or(0, String::len)) as u64

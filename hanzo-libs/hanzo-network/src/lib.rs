@@ -32,7 +32,7 @@ pub use libp2p::request_response::ResponseChannel;
 pub use libp2p::{Multiaddr, PeerId};
 pub use peers::{Conduct, PeerInfo};
 pub use protocol::{
-    AttemptBinding, ChunkRequest, ChunkResponse, JobRequest, JobResponse, Offer, RemoteResult,
+    AttemptBinding, ChunkRequest, ChunkResponse, JobRequest, JobResponse, Offer, RemoteResult, Settlement,
 };
 pub use settings::Settings;
 

@@ -70,18 +70,26 @@ pub enum JobRequest {
         /// The submitter's execution id.
         execution_id: String,
     },
-    /// The submitter's decision on an ended execution's result (CONTRACTS §8): taken,
-    /// with its signed acceptance (the billing record's second half, JSON text), or
-    /// not taken (`acceptance: None`), with why (a dissent, a result that did not
-    /// check out). Answered [`JobResponse::Settled`]; repeating it changes nothing.
-    Settle {
-        /// The submitter's execution id.
-        execution_id: String,
-        /// The acceptance, as JSON text ([`hanzo_compute::billing::Acceptance`]).
-        acceptance: Option<String>,
-        /// Why the result was not taken, when it was not.
-        reason: Option<String>,
-    },
+    /// The submitter's decisions on ended executions' results (CONTRACTS §8), at most
+    /// [`MAX_SETTLEMENTS`] in one message: a submitter batches what it settles with
+    /// one executor. Answered [`JobResponse::Settled`]; repeating one changes nothing.
+    Settle(Vec<Settlement>),
+}
+
+/// The most settlements one `Settle` carries.
+pub const MAX_SETTLEMENTS: usize = 256;
+
+/// The submitter's decision on one execution's result: taken, with its signed
+/// acceptance (the billing record's second half, JSON text), or not taken
+/// (`acceptance: None`), with why (a dissent, a result that did not check out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The submitter's execution id.
+    pub execution_id: String,
+    /// The acceptance, as JSON text ([`hanzo_compute::billing::Acceptance`]).
+    pub acceptance: Option<String>,
+    /// Why the result was not taken, when it was not.
+    pub reason: Option<String>,
 }
 
 /// An offer of one job.
@@ -170,10 +178,11 @@ pub enum JobResponse {
         /// Why.
         reason: String,
     },
-    /// A settlement was recorded (or had been).
+    /// The settlements were read: how many were recorded now (the others had been,
+    /// named unknown executions, or did not check out).
     Settled {
-        /// The execution id.
-        execution_id: String,
+        /// Recorded by this message.
+        recorded: u32,
     },
 }
 

@@ -133,9 +133,7 @@ impl Executions {
 pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request: JobRequest) -> JobResponse {
     match request {
         JobRequest::Offer(offer) => offer_job(inner, peer, offer).await,
-        JobRequest::Await { execution_id, .. }
-        | JobRequest::Cancel { execution_id }
-        | JobRequest::Settle { execution_id, .. }
+        JobRequest::Await { execution_id, .. } | JobRequest::Cancel { execution_id }
             if !valid_id(&execution_id) =>
         {
             inner.net.report(peer, Conduct::Bad).await;
@@ -161,118 +159,132 @@ pub(crate) async fn handle(inner: &std::sync::Arc<Inner>, peer: PeerId, request:
             r
         }
         JobRequest::Cancel { execution_id } => cancel_job(inner, peer, execution_id).await,
-        JobRequest::Settle {
-            execution_id,
-            acceptance,
-            reason,
-        } => settle_job(inner, peer, execution_id, acceptance, reason).await,
+        JobRequest::Settle(settlements) => settle_jobs(inner, peer, settlements).await,
     }
 }
 
 /// An acceptance is a few hundred bytes; a settlement's text is read no further.
 const MAX_ACCEPTANCE_BYTES: usize = 4096;
 
-/// The submitter's decision on a result of this node's (CONTRACTS §8). An acceptance
-/// must be signed by that submitter's key, name this node's stored receipt and charge
-/// exactly its price; it is stored once with the job and earned. A rejection earns
-/// nothing. Either is recorded once: a repeated settlement changes nothing.
-async fn settle_job(
+/// The submitter's decisions on results of this node's (CONTRACTS §8), a batch of
+/// them. An acceptance must be signed by that submitter's key, name this node's stored
+/// receipt of an execution that peer placed, and charge exactly its price; it is
+/// stored once with the job and earned. A rejection is stored once too, and earns
+/// nothing. A repeated settlement changes nothing. The whole batch is read and checked
+/// in one trip off the async workers, and its writes share a commit.
+async fn settle_jobs(
     inner: &Inner,
     peer: PeerId,
-    execution_id: String,
-    acceptance: Option<String>,
-    reason: Option<String>,
+    settlements: Vec<hanzo_network::Settlement>,
 ) -> JobResponse {
-    if acceptance
-        .as_ref()
-        .is_some_and(|a| a.len() > MAX_ACCEPTANCE_BYTES)
-        || reason.as_ref().is_some_and(|r| r.len() > MAX_ACCEPTANCE_BYTES)
-    {
+    let malformed = settlements.len() > hanzo_network::protocol::MAX_SETTLEMENTS
+        || settlements.iter().any(|s| {
+            !valid_id(&s.execution_id)
+                || s.acceptance
+                    .as_ref()
+                    .is_some_and(|a| a.len() > MAX_ACCEPTANCE_BYTES)
+                || s.reason.as_ref().is_some_and(|r| r.len() > MAX_ACCEPTANCE_BYTES)
+        });
+    if malformed {
         inner.net.report(peer, Conduct::Bad).await;
         return JobResponse::Refused {
-            reason: format!("a settlement over {MAX_ACCEPTANCE_BYTES} bytes"),
+            reason: format!(
+                "malformed settlements (at most {} of at most {MAX_ACCEPTANCE_BYTES} bytes each, valid execution ids)",
+                hanzo_network::protocol::MAX_SETTLEMENTS
+            ),
         };
     }
-    let Some(id) = lookup(inner, peer, &execution_id).await else {
-        return JobResponse::Unknown { execution_id };
-    };
     let store = inner.host.store().clone();
-    let key = id.clone();
     let submitter = hanzo_network::identity::node_id(&peer).unwrap_or_default();
-    let exec = execution_id.clone();
-    // The store read and the signature check, off the async workers. The receipt is
-    // this node's own, as stored: read, not verified again.
-    let checked = tokio::task::spawn_blocking(move || -> Result<Option<Checked>, String> {
-        let record = store
-            .get_summary(&key)
-            .map_err(|e| e.to_string())?
-            .filter(|r| r.status.is_terminal())
-            .ok_or("the execution has not ended here")?;
-        if record.acceptance.is_some() {
-            return Ok(None);
-        }
-        let Some(text) = acceptance else {
-            let why = reason
-                .as_deref()
-                .map(crate::submit::peer_text)
-                .unwrap_or_default();
-            return Ok(Some(Checked::Rejected(serde_json::json!({"rejected": why}))));
-        };
-        let receipt: hanzo_compute::Receipt = record
-            .receipt
-            .ok_or("no receipt here")
-            .and_then(|v| serde_json::from_value(v).map_err(|_| "a stored receipt that does not parse"))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("acceptance refused: {e}"))?;
-        let a = hanzo_compute::billing::Acceptance::verify(&value, &receipt)
-            .map_err(|e| format!("acceptance refused: {e}"))?;
-        if a.submitter != submitter || a.execution_id != exec {
-            return Err("acceptance refused: signed by another node or for another execution".into());
-        }
-        Ok(Some(Checked::Accepted(Box::new(a), value)))
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
-    let (stored, earned) = match checked {
-        Ok(None) => return JobResponse::Settled { execution_id },
-        Ok(Some(Checked::Rejected(v))) => (v, None),
-        Ok(Some(Checked::Accepted(a, v))) => (v, Some(a)),
-        Err(why) => {
-            if why.starts_with("acceptance refused") {
-                inner.net.report(peer, Conduct::Bad).await;
+    let origin = peer.to_string();
+    let from = origin.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut refused = 0u32;
+        for s in settlements {
+            // The job this node ran for that peer under that execution id, ended and
+            // not settled yet; anything else is skipped.
+            let Ok(Some(record)) = store.find_execution(&s.execution_id) else {
+                continue;
+            };
+            if record.origin.as_ref().is_none_or(|o| o.peer_id != from)
+                || !record.status.is_terminal()
+                || record.acceptance.is_some()
+            {
+                continue;
             }
-            return JobResponse::Refused { reason: why };
+            let Some(text) = s.acceptance else {
+                let why = s
+                    .reason
+                    .as_deref()
+                    .map(crate::submit::peer_text)
+                    .unwrap_or_default();
+                out.push((record.id, Checked::Rejected(serde_json::json!({"rejected": why}))));
+                continue;
+            };
+            // This node's own receipt, as stored: read, not verified again.
+            let receipt = record
+                .receipt
+                .and_then(|v| serde_json::from_value::<hanzo_compute::Receipt>(v).ok());
+            let accepted = receipt.and_then(|receipt| {
+                let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+                let a = hanzo_compute::billing::Acceptance::verify(&value, &receipt).ok()?;
+                (a.submitter == submitter && a.execution_id == s.execution_id).then_some((a, value))
+            });
+            match accepted {
+                Some((a, value)) => out.push((record.id, Checked::Accepted(Box::new(a), value))),
+                None => refused += 1,
+            }
         }
+        (out, refused)
+    })
+    .await;
+    let Ok((checked, refused)) = checked else {
+        return JobResponse::Refused {
+            reason: "this node could not read its store".into(),
+        };
     };
-    // Stored once, acceptance or rejection: a repeated settlement changes nothing.
-    match inner
-        .host
-        .store()
-        .set_acceptance(hanzo_jobstore::Accepted::Job(id), &stored)
-        .await
-    {
-        Ok(true) => match earned {
-            Some(a) => {
+    if refused > 0 {
+        // Signed by another key, for another receipt or at a wrong amount.
+        inner.net.report(peer, Conduct::Bad).await;
+    }
+    // Queued together, so that the writer commits them as one.
+    let mut writes = tokio::task::JoinSet::new();
+    for (i, (id, c)) in checked.iter().enumerate() {
+        let stored = match c {
+            Checked::Accepted(_, v) | Checked::Rejected(v) => v.clone(),
+        };
+        let store = inner.host.store().clone();
+        let id = id.clone();
+        writes.spawn(async move {
+            let r = store
+                .set_acceptance(hanzo_jobstore::Accepted::Job(id), &stored)
+                .await;
+            (i, matches!(r, Ok(true)))
+        });
+    }
+    let mut stored = vec![false; checked.len()];
+    while let Some(Ok((i, ok))) = writes.join_next().await {
+        stored[i] = ok;
+    }
+    let mut recorded = 0;
+    for ((_, c), stored) in checked.into_iter().zip(stored) {
+        if !stored {
+            continue;
+        }
+        recorded += 1;
+        match c {
+            Checked::Accepted(a, _) => {
                 let disputed = a.price != crate::ledger::rates(&inner.options.price);
                 if disputed {
-                    tracing::warn!(%peer, execution = %execution_id, "a peer accepted this node's result at another price than this node's");
+                    tracing::warn!(%peer, execution = %a.execution_id, "a peer accepted this node's result at another price than this node's");
                 }
-                inner.ledger.earn(&peer.to_string(), a.amount, disputed);
+                inner.ledger.earn(&origin, a.amount, disputed);
             }
-            None => {
-                tracing::info!(%peer, execution = %execution_id, "the submitter did not take this node's result");
-                inner.ledger.rejected(&peer.to_string());
-            }
-        },
-        Ok(false) => {}
-        Err(e) => {
-            return JobResponse::Refused {
-                reason: format!("this node cannot store the settlement: {e}"),
-            };
+            Checked::Rejected(_) => inner.ledger.rejected(&origin),
         }
     }
-    JobResponse::Settled { execution_id }
+    JobResponse::Settled { recorded }
 }
 
 /// A settlement, checked.

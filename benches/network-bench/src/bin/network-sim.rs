@@ -901,7 +901,9 @@ async fn respond(client: Client, mut inbound: tokio::sync::mpsc::Receiver<Inboun
                     },
                     JobRequest::Await { execution_id, .. } => JobResponse::Finished(finished(execution_id)),
                     JobRequest::Cancel { execution_id } => JobResponse::Unknown { execution_id },
-                    JobRequest::Settle { execution_id, .. } => JobResponse::Settled { execution_id },
+                    JobRequest::Settle(s) => JobResponse::Settled {
+                        recorded: s.len() as u32,
+                    },
                 };
                 client.respond_job(channel, response).await;
             }
