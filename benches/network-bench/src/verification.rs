@@ -11,7 +11,8 @@
 use crate::http::Conn;
 use crate::node::{Node, Settings};
 use crate::stats::{Latency, ms};
-use anyhow::{Context, Result, ensure};
+use crate::upload;
+use anyhow::{Result, ensure};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -119,11 +120,6 @@ pub async fn run(bin: &Path, tmp: &Path, settings: &Settings, reps: usize) -> Re
         p.stop().await?;
     }
     Ok(report(&rows, reps))
-}
-
-async fn upload(c: &mut Conn, wat: &str) -> Result<String> {
-    let r = c.expect("POST", "/v1/modules", wat.to_string(), 201).await?;
-    Ok(r.json()?["source"].as_str().context("no source")?.to_string())
 }
 
 /// Runs one job to its end and checks it: succeeded, and verified by N agreeing nodes.

@@ -411,8 +411,9 @@ pub(crate) fn failed(job: &Job, e: ComputeError) -> End {
     )
 }
 
-fn unschedulable(job: &Job, reasons: &[(String, String)]) -> End {
-    let why = if reasons.is_empty() {
+/// Why each node did not take a job, as one line: `peer: reason; …`.
+pub(crate) fn describe(reasons: &[(String, String)]) -> String {
+    if reasons.is_empty() {
         "no peer is known to this node".to_string()
     } else {
         reasons
@@ -420,7 +421,11 @@ fn unschedulable(job: &Job, reasons: &[(String, String)]) -> End {
             .map(|(p, r)| format!("{p}: {r}"))
             .collect::<Vec<_>>()
             .join("; ")
-    };
+    }
+}
+
+fn unschedulable(job: &Job, reasons: &[(String, String)]) -> End {
+    let why = describe(reasons);
     failed(
         job,
         ComputeError::Unschedulable(format!(

@@ -844,15 +844,7 @@ async fn finish(
         _ => {
             let why = match verdict {
                 Verdict::InsufficientPeers => {
-                    let detail = if reasons.is_empty() {
-                        "no peer is known to this node".to_string()
-                    } else {
-                        reasons
-                            .iter()
-                            .map(|(p, r)| format!("{p}: {r}"))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    };
+                    let detail = submit::describe(reasons);
                     format!(
                         "insufficient_peers: {} of the {} nodes needed returned a comparable result; {detail}",
                         returned.len() - incomparable.len(),
