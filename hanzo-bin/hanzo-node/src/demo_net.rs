@@ -386,6 +386,23 @@ fn verified(root: &Path, a: &Peer, survivor: Peer, liar: Option<&Path>) -> anyho
         println!("    UNEXPECTED: {job}");
         failures += 1;
     }
+    // Settlement: E's result was counter-signed by A (in a batch that leaves within
+    // 50 ms of the job's end); the record verifies on its own.
+    let id = job["id"].as_str().unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let records = loop {
+        let records = a
+            .client
+            .call("GET", &format!("/v1/jobs/{id}/billing"), b"")?
+            .json()?;
+        let has_e = records["records"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|r| r["receipt"]["node_id"] == e.node_id.as_str()));
+        if has_e || Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let ledger = a.client.call("GET", "/v1/ledger", b"")?.json()?;
     let owed = |p: &Peer| {
         ledger["accounts"]
@@ -403,12 +420,6 @@ fn verified(root: &Path, a: &Peer, survivor: Peer, liar: Option<&Path>) -> anyho
     if owed(&d) != 0 {
         failures += 1;
     }
-    // Settlement: E's result was counter-signed by A; the record verifies on its own.
-    let id = job["id"].as_str().unwrap_or_default();
-    let records = a
-        .client
-        .call("GET", &format!("/v1/jobs/{id}/billing"), b"")?
-        .json()?;
     let of_e = records["records"].as_array().and_then(|l| {
         l.iter()
             .find(|r| r["receipt"]["node_id"] == e.node_id.as_str())
