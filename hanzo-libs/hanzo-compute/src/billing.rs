@@ -10,8 +10,13 @@
 //! `amount` is not the charge of its receipt at its `price` does not verify.
 
 use crate::keys::NodeKey;
-use crate::receipt::{Receipt, VerifyError, check_unique_keys, sha256_hex, timestamp};
+use crate::receipt::{
+    Receipt, VerifyError, check_unique_keys, hex_field, sha256_hex, signed_bytes, timestamp,
+};
 use crate::{ComputeError, canonical};
+
+// An acceptance is signed as a receipt is: ed25519 over the canonical JSON of every
+// field but `signature` (`receipt::signed_bytes`).
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -90,7 +95,7 @@ impl Acceptance {
             signature: String::new(),
         };
         let value = serde_json::to_value(&a).map_err(ComputeError::internal)?;
-        a.signature = key.sign_hex(&unsigned(&value)?);
+        a.signature = key.sign_hex(&signed_bytes(&value).map_err(ComputeError::internal)?);
         Ok(a)
     }
 
@@ -111,23 +116,14 @@ impl Acceptance {
                 a.version
             )));
         }
-        let key = hex32(&a.submitter, "submitter", "a 32-byte ed25519 public key in hex")?;
+        let key = hex_field::<32>(&a.submitter, "submitter", "a 32-byte ed25519 public key in hex")?;
         let key = VerifyingKey::from_bytes(&key).map_err(|_| VerifyError::BadHex {
             field: "submitter",
             expected: "a valid ed25519 public key",
         })?;
-        let sig = hex::decode(&a.signature)
-            .ok()
-            .and_then(|b| <[u8; 64]>::try_from(b).ok())
-            .ok_or(VerifyError::BadHex {
-                field: "signature",
-                expected: "a 64-byte ed25519 signature in hex",
-            })?;
-        key.verify_strict(
-            &unsigned(value).map_err(|e| VerifyError::Malformed(e.to_string()))?,
-            &Signature::from_bytes(&sig),
-        )
-        .map_err(|_| VerifyError::BadSignature)?;
+        let sig = hex_field::<64>(&a.signature, "signature", "a 64-byte ed25519 signature in hex")?;
+        key.verify_strict(&signed_bytes(value)?, &Signature::from_bytes(&sig))
+            .map_err(|_| VerifyError::BadSignature)?;
         let sha = receipt_sha256(receipt);
         if a.receipt_sha256 != sha {
             return Err(VerifyError::HashMismatch {
@@ -205,24 +201,6 @@ pub fn receipt_sha256(receipt: &Receipt) -> String {
     sha256_hex(&canonical::to_vec(&receipt.to_value()))
 }
 
-/// The canonical bytes an acceptance's signature covers: all but `signature`.
-fn unsigned(value: &Value) -> Result<Vec<u8>, ComputeError> {
-    let mut obj = value
-        .as_object()
-        .cloned()
-        .ok_or_else(|| ComputeError::invalid("an acceptance must be a JSON object"))?;
-    obj.remove("signature");
-    Ok(canonical::to_vec(&Value::Object(obj)))
-}
-
-fn hex32(s: &str, field: &'static str, expected: &'static str) -> Result<[u8; 32], VerifyError> {
-    hex::decode(s)
-        .ok()
-        .filter(|_| s.bytes().all(|b| !b.is_ascii_uppercase()))
-        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-        .ok_or(VerifyError::BadHex { field, expected })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -282,7 +260,7 @@ mod tests {
         let mut cheap = a.clone();
         cheap.price.per_cpu_second = 1;
         let mut resigned = cheap.to_value();
-        resigned["signature"] = json!(submitter.sign_hex(&unsigned(&resigned).unwrap()));
+        resigned["signature"] = json!(submitter.sign_hex(&signed_bytes(&resigned).unwrap()));
         let e = Acceptance::verify(&resigned, &r).unwrap_err();
         assert!(e.to_string().contains("amount"), "{e}");
         let mut t = v.clone();

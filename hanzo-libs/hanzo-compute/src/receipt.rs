@@ -262,7 +262,7 @@ impl Receipt {
 }
 
 /// The canonical bytes that are signed: the receipt without its `signature` field.
-fn signed_bytes(value: &Value) -> Result<Vec<u8>, VerifyError> {
+pub(crate) fn signed_bytes(value: &Value) -> Result<Vec<u8>, VerifyError> {
     let mut obj = value.as_object().cloned().ok_or(VerifyError::NotAnObject)?;
     obj.remove("signature");
     Ok(canonical::to_vec(&Value::Object(obj)))
@@ -375,7 +375,7 @@ pub fn check_unique_keys(text: &str) -> Result<(), VerifyError> {
     }
 }
 
-fn hex_field<const N: usize>(
+pub(crate) fn hex_field<const N: usize>(
     s: &str,
     field: &'static str,
     expected: &'static str,
