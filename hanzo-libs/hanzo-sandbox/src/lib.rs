@@ -57,6 +57,7 @@ mod job;
 mod net;
 mod outcome;
 mod run;
+mod session;
 mod spec;
 mod stage;
 mod sys;
@@ -66,6 +67,7 @@ pub use cgroup::{CgroupVersion, Controller};
 pub use job::TOOL_PATH;
 pub use net::{NAT_ADDRESS, NAT_DNS, NAT_GATEWAY, NatChoice};
 pub use outcome::{Exit, ProcessOutcome};
+pub use session::Session;
 pub use spec::{DEFAULT_PIDS_LIMIT, GUEST_WORKDIR, ProcessSpec, SYSTEM_RO_PATHS, WorkFile};
 
 use bwrap::Bwrap;

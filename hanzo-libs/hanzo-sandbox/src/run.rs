@@ -166,7 +166,13 @@ fn open_up(path: &Path) {
     }
 }
 
-async fn read_logs(mut rx: impl AsyncRead + Unpin, logs: Arc<Mutex<LogBuffer>>) {
+/// Reads a tool's stderr into `logs`, and every byte of it to `forward` (a session's
+/// sink, which keeps no cap of the run's: a long-lived server's logs go on flowing).
+async fn read_logs(
+    mut rx: impl AsyncRead + Unpin,
+    logs: Arc<Mutex<LogBuffer>>,
+    forward: hanzo_compute::stdio::LogSink,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     // Keep reading after the cap, discarding: a tool blocked on a full stderr pipe
     // would otherwise hang until its timeout.
@@ -175,6 +181,7 @@ async fn read_logs(mut rx: impl AsyncRead + Unpin, logs: Arc<Mutex<LogBuffer>>) 
             break;
         }
         logs.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]);
+        forward.write(&buf[..n]);
     }
 }
 
@@ -595,6 +602,21 @@ pub(crate) async fn run(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -
 const STAGED_GONE: &str = "(os error 116)";
 
 async fn run_once(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> ProcessOutcome {
+    match open(sb, &spec, cancel, false).await {
+        Ok(live) => supervise(spec, cancel, live).await,
+        Err(outcome) => outcome,
+    }
+}
+
+/// Checks the spec, sets up the network and starts the process: a [`Live`] run, or
+/// the outcome of a run that never started.
+/// A `session` sends all of stderr to `spec.log_sink` and keeps none of it.
+pub(crate) async fn open(
+    sb: &Sandbox,
+    spec: &ProcessSpec,
+    cancel: &CancelToken,
+    session: bool,
+) -> Result<Live, ProcessOutcome> {
     let started_at = Instant::now();
     let applied = Applied {
         timeout_ms: spec.limits.timeout_ms,
@@ -603,10 +625,18 @@ async fn run_once(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> Proc
         pids_limit: spec.pids_limit,
     };
     if let Err(e) = spec.validate(sb.bwrap.is_some()) {
-        return ProcessOutcome::failed(Exit::Rejected(e.to_string()), applied, started_at.elapsed());
+        return Err(ProcessOutcome::failed(
+            Exit::Rejected(e.to_string()),
+            applied,
+            started_at.elapsed(),
+        ));
     }
     if cancel.is_cancelled() {
-        return ProcessOutcome::failed(Exit::Cancelled, applied, started_at.elapsed());
+        return Err(ProcessOutcome::failed(
+            Exit::Cancelled,
+            applied,
+            started_at.elapsed(),
+        ));
     }
     let mut cleanup = Cleanup {
         pid: None,
@@ -622,7 +652,11 @@ async fn run_once(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> Proc
             Ok(nat) => nat,
             Err(why) => {
                 let why = format!("network: full is not available on this host: {why}");
-                return ProcessOutcome::failed(Exit::Rejected(why), applied, started_at.elapsed());
+                return Err(ProcessOutcome::failed(
+                    Exit::Rejected(why),
+                    applied,
+                    started_at.elapsed(),
+                ));
             }
         };
         // Started here, on a thread that outlives the run (the NAT dies with the thread
@@ -634,19 +668,23 @@ async fn run_once(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> Proc
         match ready {
             Ok(Ok(net)) => cleanup.net = Some(net),
             Ok(Err(e)) => {
-                return ProcessOutcome::failed(
+                return Err(ProcessOutcome::failed(
                     Exit::SpawnFailed(e.to_string()),
                     applied,
                     started_at.elapsed(),
-                );
+                ));
             }
             Err(e) => {
                 let why = format!("the network set-up failed: {e}");
-                return ProcessOutcome::failed(Exit::SpawnFailed(why), applied, started_at.elapsed());
+                return Err(ProcessOutcome::failed(
+                    Exit::SpawnFailed(why),
+                    applied,
+                    started_at.elapsed(),
+                ));
             }
         }
     }
-    let started = match start(sb, &spec, &mut cleanup) {
+    let started = match start(sb, spec, &mut cleanup) {
         Ok(s) => s,
         Err(e) => {
             drop(cleanup);
@@ -656,36 +694,231 @@ async fn run_once(sb: &Sandbox, spec: ProcessSpec, cancel: &CancelToken) -> Proc
                 SandboxError::Spec(m) => Exit::Rejected(m),
                 e => Exit::SpawnFailed(e.to_string()),
             };
-            return ProcessOutcome::failed(exit, applied, started_at.elapsed());
+            return Err(ProcessOutcome::failed(exit, applied, started_at.elapsed()));
         }
     };
-    supervise(sb, spec, cancel, cleanup, started, started_at, applied).await
+    Ok(Live::new(
+        sb,
+        cleanup,
+        started,
+        spec.log_sink.clone(),
+        session,
+        started_at,
+        applied,
+    ))
 }
 
 fn receiver<T: Into<OwnedFd>>(end: Option<T>) -> Option<pipe::Receiver> {
     end.and_then(|e| pipe::Receiver::from_owned_fd(e.into()).ok())
 }
 
-async fn supervise(
-    sb: &Sandbox,
-    spec: ProcessSpec,
-    cancel: &CancelToken,
-    mut cleanup: Cleanup,
-    mut started: Started,
+/// A started process: its pipes not yet taken, stderr and bubblewrap's status being
+/// read, its exit being waited for. Dropping it kills and cleans up (through
+/// [`Cleanup`]); [`finish`](Live::finish) does the same and reports.
+pub(crate) struct Live {
+    bwrap: bool,
+    pid: i32,
+    cleanup: Cleanup,
+    pub(crate) stdin: Option<pipe::Sender>,
+    pub(crate) stdout: Option<pipe::Receiver>,
+    logs: Arc<Mutex<LogBuffer>>,
+    stderr_task: Option<JoinHandle<()>>,
+    status_task: Option<JoinHandle<Option<i32>>>,
+    /// Resolves once the child has exited (left a zombie, so its pid stays ours).
+    pub(crate) exited: JoinHandle<()>,
+    /// Whether `exited` has resolved.
+    pub(crate) child_done: bool,
     started_at: Instant,
     applied: Applied,
-) -> ProcessOutcome {
-    let pid = started.child.id() as i32;
+}
+
+impl Live {
+    fn new(
+        sb: &Sandbox,
+        mut cleanup: Cleanup,
+        mut started: Started,
+        log_sink: hanzo_compute::stdio::LogSink,
+        session: bool,
+        started_at: Instant,
+        applied: Applied,
+    ) -> Live {
+        let pid = started.child.id() as i32;
+        let stdin = started
+            .child
+            .stdin
+            .take()
+            .and_then(|s| pipe::Sender::from_owned_fd(s.into()).ok());
+        let stdout = receiver(started.child.stdout.take());
+        let (logs, forward) = if session {
+            (LogBuffer::new(0), log_sink)
+        } else {
+            (LogBuffer::new(STDERR_CAP).with_sink(log_sink), Default::default())
+        };
+        let logs = Arc::new(Mutex::new(logs));
+        let stderr_task = receiver(started.child.stderr.take())
+            .map(|rx| tokio::spawn(read_logs(rx, logs.clone(), forward)));
+        let status_task = started
+            .status
+            .take()
+            .map(|rx| tokio::spawn(read_status(rx, pid, cleanup.pid1.clone())));
+        cleanup.tasks.extend(
+            stderr_task
+                .iter()
+                .map(JoinHandle::abort_handle)
+                .chain(status_task.iter().map(JoinHandle::abort_handle)),
+        );
+        let exited = tokio::task::spawn_blocking(move || {
+            let _ = sys::wait_exit_keep_zombie(pid);
+        });
+        Live {
+            bwrap: sb.bwrap.is_some(),
+            pid,
+            cleanup,
+            stdin,
+            stdout,
+            logs,
+            stderr_task,
+            status_task,
+            exited,
+            child_done: false,
+            started_at,
+            applied,
+        }
+    }
+
+    /// The job cgroup's peak memory so far, where there is one.
+    pub(crate) fn peak_memory(&self) -> Option<u64> {
+        self.cleanup.cgroup.as_ref().and_then(|c| c.stats().peak_memory)
+    }
+
+    /// Stops the run (kills the whole tree when `stop` is given or the child is still
+    /// running), reaps it, drains what is left of `stdout` into `out` (up to `cap`),
+    /// cleans up and names how it ended.
+    pub(crate) async fn finish(
+        mut self,
+        mut stop: Option<Exit>,
+        mut stdout: Option<pipe::Receiver>,
+        mut out: Vec<u8>,
+        cap: u64,
+    ) -> ProcessOutcome {
+        let pid = self.pid;
+        let mut cleanup = std::mem::replace(
+            &mut self.cleanup,
+            Cleanup {
+                pid: None,
+                pid1: Arc::new(OnceLock::new()),
+                cgroup: None,
+                workdir: None,
+                net: None,
+                tasks: Vec::new(),
+            },
+        );
+        if stop.is_some() || !self.child_done {
+            cleanup.kill();
+        }
+        if !self.child_done
+            && tokio::time::timeout(KILL_PATIENCE, &mut self.exited)
+                .await
+                .is_err()
+        {
+            // The sandbox's init did not take its monitor down in time: kill that too.
+            sys::kill(pid, libc::SIGKILL);
+            sys::kill(-pid, libc::SIGKILL);
+            let _ = (&mut self.exited).await;
+        }
+        // The child is dead but not reaped, so its process-group id still cannot name
+        // anything else: kill whatever of the tool is left in the group (background
+        // processes of a plain run) and in the cgroup (those that left the group).
+        sys::kill(-pid, libc::SIGKILL);
+        if let Some(cg) = &cleanup.cgroup {
+            cg.kill_all();
+        }
+        let (status, max_rss) = match sys::reap(pid) {
+            Ok(r) => r,
+            Err(_) => (WaitStatus::Exited(-1), 0),
+        };
+        cleanup.pid = None;
+        let wall = self.started_at.elapsed();
+
+        // What is left in the pipes (at most their buffers), until end-of-file.
+        let mut chunk = vec![0u8; 64 * 1024];
+        let grace = tokio::time::Instant::now() + DRAIN_GRACE;
+        while let Some(rx) = stdout.as_mut() {
+            match tokio::time::timeout_at(grace, rx.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    if push_capped(&mut out, &chunk[..n], cap) {
+                        stop.get_or_insert(Exit::OutputLimit);
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+        drop(stdout);
+        drop(self.stdout.take());
+        drop(self.stdin.take());
+        if let Some(t) = self.stderr_task.as_mut()
+            && tokio::time::timeout_at(grace, &mut *t).await.is_err()
+        {
+            t.abort();
+        }
+        let stderr = self.logs.lock().unwrap_or_else(|p| p.into_inner()).finish();
+        let mut bwrap_exit = None;
+        if let Some(t) = self.status_task.as_mut() {
+            match tokio::time::timeout_at(grace, &mut *t).await {
+                Ok(Ok(code)) => bwrap_exit = code,
+                _ => t.abort(),
+            }
+        }
+        // If the monitor was killed before the sandbox's pid 1 was, pid 1 dies through
+        // --die-with-parent, a moment later: wait for it, so that nothing is left running
+        // when the run is over.
+        if let Some(h) = cleanup.pid1.get() {
+            let deadline = Instant::now() + KILL_PATIENCE;
+            while !h.ended() && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+
+        let stats = cleanup.cgroup.as_ref().map(JobCgroup::stats).unwrap_or_default();
+        if let Some(net) = cleanup.net.take() {
+            // Stopping the NAT waits for it: off the async threads, before the cgroup it
+            // is in is removed.
+            let _ = tokio::task::spawn_blocking(move || drop(net)).await;
+        }
+        if let Some(cg) = cleanup.cgroup.take() {
+            cg.remove(CGROUP_PATIENCE).await;
+        }
+        if let Some(dir) = cleanup.workdir.take() {
+            remove_tree(&dir);
+        }
+
+        // Without a memory cgroup, the kernel's maximum RSS of the reaped process tree. Not
+        // with bubblewrap: its monitor does not reap the sandbox's init, so its figure is
+        // only bubblewrap's own.
+        let rss_peak = (!self.bwrap && max_rss > 0).then_some(max_rss);
+        let natural = natural_exit(self.bwrap, status, bwrap_exit, &stderr);
+        let exit = decide(stop, natural, &stats);
+        if exit == Exit::OutputLimit {
+            out.truncate(cap as usize);
+        }
+        ProcessOutcome {
+            exit,
+            stdout: out,
+            stderr,
+            wall,
+            peak_memory_bytes: stats.peak_memory.or(rss_peak),
+            applied: self.applied,
+        }
+    }
+}
+
+async fn supervise(spec: ProcessSpec, cancel: &CancelToken, mut live: Live) -> ProcessOutcome {
     let cap = spec.limits.max_output_bytes;
 
     // stdin: written by a task of its own, so a tool that never reads it (and leaves
     // the pipe full) cannot stall the node; dropping the sender closes it.
-    if let Some(tx) = started
-        .child
-        .stdin
-        .take()
-        .and_then(|s| pipe::Sender::from_owned_fd(s.into()).ok())
-    {
+    if let Some(tx) = live.stdin.take() {
         let data = spec.stdin;
         let writer = tokio::spawn(async move {
             let mut tx = tx;
@@ -693,30 +926,12 @@ async fn supervise(
                 let _ = tx.write_all(&data).await;
             }
         });
-        cleanup.tasks.push(writer.abort_handle());
+        live.cleanup.tasks.push(writer.abort_handle());
     }
-    let logs = Arc::new(Mutex::new(
-        LogBuffer::new(STDERR_CAP).with_sink(spec.log_sink.clone()),
-    ));
-    let mut stderr_task =
-        receiver(started.child.stderr.take()).map(|rx| tokio::spawn(read_logs(rx, logs.clone())));
-    let mut status_task = started
-        .status
-        .take()
-        .map(|rx| tokio::spawn(read_status(rx, pid, cleanup.pid1.clone())));
-    cleanup.tasks.extend(
-        stderr_task
-            .iter()
-            .map(JoinHandle::abort_handle)
-            .chain(status_task.iter().map(JoinHandle::abort_handle)),
-    );
-    let mut stdout = receiver(started.child.stdout.take());
-    let mut exited = tokio::task::spawn_blocking(move || sys::wait_exit_keep_zombie(pid));
-
+    let mut stdout = live.stdout.take();
     let mut out = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut stop: Option<Exit> = None;
-    let mut child_done = false;
     let deadline = tokio::time::sleep(Duration::from_millis(spec.limits.timeout_ms));
     tokio::pin!(deadline);
     loop {
@@ -724,7 +939,7 @@ async fn supervise(
             biased;
             _ = cancel.cancelled() => { stop = Some(Exit::Cancelled); break; }
             _ = &mut deadline => { stop = Some(Exit::TimedOut); break; }
-            _ = &mut exited => { child_done = true; break; }
+            _ = &mut live.exited => { live.child_done = true; break; }
             r = async { stdout.as_mut().unwrap().read(&mut chunk).await }, if stdout.is_some() => match r {
                 Ok(n) if n > 0 => {
                     if push_capped(&mut out, &chunk[..n], cap) {
@@ -736,103 +951,13 @@ async fn supervise(
             },
         }
     }
-
-    if stop.is_some() {
-        cleanup.kill();
-    }
-    if !child_done && tokio::time::timeout(KILL_PATIENCE, &mut exited).await.is_err() {
-        // The sandbox's init did not take its monitor down in time: kill that too.
-        sys::kill(pid, libc::SIGKILL);
-        sys::kill(-pid, libc::SIGKILL);
-        let _ = (&mut exited).await;
-    }
-    // The child is dead but not reaped, so its process-group id still cannot name
-    // anything else: kill whatever of the tool is left in the group (background
-    // processes of a plain run) and in the cgroup (those that left the group).
-    sys::kill(-pid, libc::SIGKILL);
-    if let Some(cg) = &cleanup.cgroup {
-        cg.kill_all();
-    }
-    let (status, max_rss) = match sys::reap(pid) {
-        Ok(r) => r,
-        Err(_) => (WaitStatus::Exited(-1), 0),
-    };
-    cleanup.pid = None;
-    let wall = started_at.elapsed();
-
-    // What is left in the pipes (at most their buffers), until end-of-file.
-    let grace = tokio::time::Instant::now() + DRAIN_GRACE;
-    while let Some(rx) = stdout.as_mut() {
-        match tokio::time::timeout_at(grace, rx.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => {
-                if push_capped(&mut out, &chunk[..n], cap) {
-                    stop.get_or_insert(Exit::OutputLimit);
-                    break;
-                }
-            }
-            _ => break,
-        }
-    }
-    drop(stdout);
-    if let Some(t) = stderr_task.as_mut()
-        && tokio::time::timeout_at(grace, &mut *t).await.is_err()
-    {
-        t.abort();
-    }
-    let stderr = logs.lock().unwrap_or_else(|p| p.into_inner()).finish();
-    let mut bwrap_exit = None;
-    if let Some(t) = status_task.as_mut() {
-        match tokio::time::timeout_at(grace, &mut *t).await {
-            Ok(Ok(code)) => bwrap_exit = code,
-            _ => t.abort(),
-        }
-    }
-    // If the monitor was killed before the sandbox's pid 1 was, pid 1 dies through
-    // --die-with-parent, a moment later: wait for it, so that nothing is left running
-    // when run() returns.
-    if let Some(h) = cleanup.pid1.get() {
-        let deadline = Instant::now() + KILL_PATIENCE;
-        while !h.ended() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    }
-
-    let stats = cleanup.cgroup.as_ref().map(JobCgroup::stats).unwrap_or_default();
-    if let Some(net) = cleanup.net.take() {
-        // Stopping the NAT waits for it: off the async threads, before the cgroup it
-        // is in is removed.
-        let _ = tokio::task::spawn_blocking(move || drop(net)).await;
-    }
-    if let Some(cg) = cleanup.cgroup.take() {
-        cg.remove(CGROUP_PATIENCE).await;
-    }
-    if let Some(dir) = cleanup.workdir.take() {
-        remove_tree(&dir);
-    }
-
-    // Without a memory cgroup, the kernel's maximum RSS of the reaped process tree. Not
-    // with bubblewrap: its monitor does not reap the sandbox's init, so its figure is
-    // only bubblewrap's own.
-    let rss_peak = (sb.bwrap.is_none() && max_rss > 0).then_some(max_rss);
-    let natural = natural_exit(sb, status, bwrap_exit, &stderr);
-    let exit = decide(stop, natural, &stats);
-    if exit == Exit::OutputLimit {
-        out.truncate(cap as usize);
-    }
-    ProcessOutcome {
-        exit,
-        stdout: out,
-        stderr,
-        wall,
-        peak_memory_bytes: stats.peak_memory.or(rss_peak),
-        applied,
-    }
+    live.finish(stop, stdout, out, cap).await
 }
 
 /// How the process ended by itself, from its wait status and, with bubblewrap, the
 /// exit code bubblewrap reported for the command.
-fn natural_exit(sb: &Sandbox, status: WaitStatus, bwrap_exit: Option<i32>, stderr: &[u8]) -> Exit {
-    if sb.bwrap.is_none() {
+fn natural_exit(bwrap: bool, status: WaitStatus, bwrap_exit: Option<i32>, stderr: &[u8]) -> Exit {
+    if !bwrap {
         return match status {
             WaitStatus::Exited(c) => Exit::Exited(c),
             WaitStatus::Signaled(s) => Exit::Signaled(s),

@@ -16,5 +16,6 @@ mod namespaces;
 mod network;
 mod plain;
 mod privilege;
+mod session;
 mod unprivileged;
 mod util;
