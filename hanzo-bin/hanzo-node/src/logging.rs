@@ -30,6 +30,7 @@ const OWN_CRATES: &[&str] = &[
     "hanzo_deno_runtime",
     "hanzo_python_runtime",
     "hanzo_go_runtime",
+    "hanzo_mcp",
     "hanzo_native_runtime",
     "hanzo_network",
     "hanzo_placement",
@@ -66,6 +67,11 @@ pub fn directives(default: i32, verbose: u8, quiet: u8) -> String {
     let deps = if verbose >= 2 { own.clamp(1, 2) } else { own.min(1) };
     let mut d = vec![LEVELS[deps].to_string()];
     d.extend(OWN_CRATES.iter().map(|c| format!("{c}={}", LEVELS[own])));
+    // rmcp logs an MCP server's misbehaviour (a broken pipe, a flood) as errors of
+    // its own; the job's error already says what the server did.
+    if verbose < 2 {
+        d.push("rmcp=off".into());
+    }
     d.join(",")
 }
 

@@ -9,6 +9,7 @@ use hanzo_deno_runtime::DenoRuntime;
 use hanzo_docker_runtime::{DockerOptions, DockerRuntime};
 use hanzo_go_runtime::GoRuntime;
 use hanzo_k8s_runtime::KubernetesRuntime;
+use hanzo_mcp::{McpOptions, McpRuntime};
 use hanzo_native_runtime::NativeRuntime;
 use hanzo_python_runtime::PythonRuntime;
 use hanzo_sandbox::Sandbox;
@@ -121,6 +122,7 @@ impl Node {
             RuntimeKind::Python,
             RuntimeKind::Go,
             RuntimeKind::Native,
+            RuntimeKind::Mcp,
         ];
         if process_kinds.into_iter().any(wanted) {
             let sandbox = Arc::new(Sandbox::detect_with(hanzo_sandbox::Options::from_config(
@@ -172,6 +174,18 @@ impl Node {
                             .with_store(data_dir.join("native"))
                             .with_cache(cache.clone()),
                     ));
+                }
+                if wanted(RuntimeKind::Mcp) {
+                    let c = &config.compute.mcp;
+                    compute.register(Arc::new(McpRuntime::new(
+                        sandbox.clone(),
+                        McpOptions {
+                            max_servers: c.max_servers as usize,
+                            idle_timeout: std::time::Duration::from_millis(c.idle_timeout_ms),
+                            pids_limit: pids,
+                            ..McpOptions::default()
+                        },
+                    )));
                 }
             }
         }

@@ -62,9 +62,10 @@ impl LimitArgs {
     a.help("Cap on the output in bytes (default 16 MiB, or [compute] max_output_bytes)")
 }))]
 pub struct RunArgs {
-    /// wasm | docker | deno | python | go | native | k8s
+    /// wasm | docker | deno | python | go | native | k8s | mcp
     pub runtime: String,
-    /// A file or directory path, an image reference, or sha256:<hex> of a stored module.
+    /// A file or directory path, an image reference, sha256:<hex> of a stored module, or
+    /// for mcp the URL or command line of an MCP server.
     pub source: String,
     /// The function to call (default: run, or the module's only tool function).
     #[arg(long, value_name = "NAME")]
@@ -150,6 +151,10 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
         .map_err(|e| ComputeError::invalid(format!("--mount: cannot read the current directory: {e}")))?;
     for m in &mut spec.mounts {
         *m = hanzo_compute::mounts::resolve_local(m, &cwd)?;
+    }
+    // `./venv/bin/server` means this shell's directory too.
+    if kind == RuntimeKind::Mcp {
+        spec.source = hanzo_mcp::Source::absolutize(&spec.source, &cwd)?;
     }
     if node.compute.runtime(kind).is_none() {
         return Err(ComputeError::Unavailable(node.unavailable_reason(kind)).into());

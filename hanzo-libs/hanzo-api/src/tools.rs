@@ -153,6 +153,9 @@ async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> A
     // The same ceilings as a job's, now and again at every call (they may have been
     // lowered since).
     state.policy.check_limits(&spec.limits)?;
+    state
+        .policy
+        .check_mcp_source("source", spec.runtime, &spec.source)?;
     if let Some(schema) = &spec.schema {
         compile(schema).map_err(|e| ApiError::invalid(format!("schema: {e}")))?;
     }

@@ -126,6 +126,8 @@ pub struct ComputeConfig {
     pub python: PythonConfig,
     /// `[compute.go]`.
     pub go: GoConfig,
+    /// `[compute.mcp]`.
+    pub mcp: McpConfig,
     /// `[compute.resources]`.
     pub resources: ResourcesConfig,
 }
@@ -144,6 +146,7 @@ impl Default for ComputeConfig {
             deno: DenoConfig::default(),
             python: PythonConfig::default(),
             go: GoConfig::default(),
+            mcp: McpConfig::default(),
             resources: ResourcesConfig::default(),
         }
     }
@@ -385,6 +388,31 @@ impl Default for GoConfig {
     }
 }
 
+/// `[compute.mcp]`: the `mcp` runtime (CONTRACTS §9).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpConfig {
+    /// The most MCP servers alive at once, busy or idle; a call finding them all busy
+    /// waits (within its timeout) for one to come free.
+    pub max_servers: u32,
+    /// How long a stdio server may sit idle, in milliseconds, before it is stopped.
+    pub idle_timeout_ms: u64,
+    /// URL prefixes of streamable-HTTP MCP servers that jobs and tools from API clients
+    /// may name (`https://tools.example/mcp`). The node makes those requests itself,
+    /// from its own network, so the default is none. The local CLI is not bound by it.
+    pub allowed_urls: Vec<String>,
+}
+
+impl Default for McpConfig {
+    fn default() -> Self {
+        McpConfig {
+            max_servers: 8,
+            idle_timeout_ms: 300_000,
+            allowed_urls: Vec::new(),
+        }
+    }
+}
+
 /// `[compute.resources]`: what the node offers in total. The memory and cores default
 /// to what this machine has ([`crate::fingerprint::machine`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -603,6 +631,22 @@ impl Config {
             return Err(ComputeError::invalid(format!(
                 "compute.go.abi: invalid value '{}' (expected auto, command or exports)",
                 self.compute.go.abi
+            )));
+        }
+        let mcp = &self.compute.mcp;
+        if mcp.max_servers == 0 || mcp.max_servers > 1024 {
+            return Err(ComputeError::invalid(format!(
+                "compute.mcp.max_servers: {} (expected 1 to 1024)",
+                mcp.max_servers
+            )));
+        }
+        if let Some(u) = mcp.allowed_urls.iter().find(|u| {
+            let l = u.to_ascii_lowercase();
+            !(l.starts_with("http://") || l.starts_with("https://"))
+                || l.split("://").nth(1).is_none_or(str::is_empty)
+        }) {
+            return Err(ComputeError::invalid(format!(
+                "compute.mcp.allowed_urls: '{u}' is not an http:// or https:// URL prefix"
             )));
         }
         if let Some(root) = self.compute.mount_roots.iter().find(|r| !r.is_absolute()) {

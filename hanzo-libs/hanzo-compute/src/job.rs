@@ -26,11 +26,14 @@ pub enum RuntimeKind {
     Native,
     /// Kubernetes jobs.
     K8s,
+    /// Tools of MCP servers (Model Context Protocol): a stdio server in the process
+    /// sandbox, or a streamable-HTTP server the node calls.
+    Mcp,
 }
 
 impl RuntimeKind {
     /// Every runtime kind, in display order.
-    pub const ALL: [RuntimeKind; 7] = [
+    pub const ALL: [RuntimeKind; 8] = [
         RuntimeKind::Wasm,
         RuntimeKind::Docker,
         RuntimeKind::Deno,
@@ -38,6 +41,7 @@ impl RuntimeKind {
         RuntimeKind::Go,
         RuntimeKind::Native,
         RuntimeKind::K8s,
+        RuntimeKind::Mcp,
     ];
 
     /// Whether the runtime has a deterministic profile (`deterministic: true`): WASM,
@@ -57,6 +61,7 @@ impl RuntimeKind {
             RuntimeKind::Go => "go",
             RuntimeKind::Native => "native",
             RuntimeKind::K8s => "k8s",
+            RuntimeKind::Mcp => "mcp",
         }
     }
 }

@@ -37,6 +37,8 @@ pub struct ApiPolicy {
     pub mounts: MountPolicy,
     /// Whether containers may run as root (`[compute.docker] allow_root`).
     pub allow_root: bool,
+    /// URL prefixes of the MCP servers jobs may name (`[compute.mcp] allowed_urls`).
+    pub mcp_urls: Vec<String>,
 }
 
 impl ApiPolicy {
@@ -47,6 +49,7 @@ impl ApiPolicy {
             ceilings: Ceilings::from_config(&config.compute),
             mounts: MountPolicy::from_config(config)?,
             allow_root: config.compute.docker.allow_root,
+            mcp_urls: config.compute.mcp.allowed_urls.clone(),
         })
     }
 
@@ -57,6 +60,7 @@ impl ApiPolicy {
         if spec.runtime == RuntimeKind::Docker {
             self.check_user("user", spec.user.as_deref())?;
         }
+        self.check_mcp_source("source", spec.runtime, &spec.source)?;
         for (i, m) in spec.mounts.iter_mut().enumerate() {
             *m = self.mounts.resolve(m).map_err(|e| match e {
                 MountError::Invalid(msg) => PolicyError::Invalid(format!("mounts[{i}]: {msg}")),
@@ -71,6 +75,41 @@ impl ApiPolicy {
         self.ceilings
             .check(limits)
             .map_err(|e| PolicyError::Invalid(format!("limits.{e}")))
+    }
+
+    /// Refuses an MCP server URL outside `[compute.mcp] allowed_urls`: the node calls
+    /// it from its own network, where an API client could otherwise reach what only
+    /// the node should (a loopback service, a cloud metadata endpoint). A stdio
+    /// server's command line is a tool like any other, run in the sandbox.
+    pub fn check_mcp_source(
+        &self,
+        field: &str,
+        runtime: RuntimeKind,
+        source: &str,
+    ) -> Result<(), PolicyError> {
+        let url = source.trim();
+        let lower = url.to_ascii_lowercase();
+        if runtime != RuntimeKind::Mcp || !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            return Ok(());
+        }
+        let allowed = self.mcp_urls.iter().any(|prefix| {
+            let p = prefix.to_ascii_lowercase();
+            // Whole components only: `http://a.example` must not admit
+            // `http://a.example.evil.test` or another port.
+            lower.starts_with(&p)
+                && (p.ends_with('/')
+                    || lower[p.len()..]
+                        .chars()
+                        .next()
+                        .is_none_or(|c| matches!(c, '/' | '?' | '#')))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(PolicyError::Forbidden(format!(
+                "{field}: the MCP server {url} is not under [compute.mcp] allowed_urls; the node calls it from its own network, so API clients may name only the servers the operator allows"
+            )))
+        }
     }
 
     /// Refuses a container user that is, or may be, root unless the operator allows
@@ -101,6 +140,44 @@ impl ApiPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mcp_urls_need_the_operator_and_match_whole_components() {
+        let p = ApiPolicy {
+            mcp_urls: vec![
+                "http://127.0.0.1:3001/mcp".into(),
+                "https://tools.example/".into(),
+            ],
+            ..ApiPolicy::default()
+        };
+        let mcp = RuntimeKind::Mcp;
+        for ok in [
+            "http://127.0.0.1:3001/mcp",
+            "HTTP://127.0.0.1:3001/mcp?x=1",
+            "http://127.0.0.1:3001/mcp/sub",
+            "https://tools.example/a/mcp",
+            "/opt/venv/bin/mcp-server-time",
+        ] {
+            p.check_mcp_source("source", mcp, ok).unwrap();
+        }
+        for bad in [
+            "http://127.0.0.1:3001/mcpx",
+            "http://127.0.0.1:30011/mcp",
+            "https://tools.example.evil.test/",
+            "http://169.254.169.254/latest",
+        ] {
+            let e = p.check_mcp_source("source", mcp, bad).unwrap_err();
+            assert!(matches!(e, PolicyError::Forbidden(_)), "{bad}");
+        }
+        // Other runtimes' sources are not URLs of MCP servers.
+        p.check_mcp_source("source", RuntimeKind::Docker, "http://x")
+            .unwrap();
+        assert!(
+            ApiPolicy::default()
+                .check_mcp_source("source", mcp, "http://127.0.0.1:3001/mcp")
+                .is_err()
+        );
+    }
 
     #[test]
     fn root_in_containers_needs_the_operator() {

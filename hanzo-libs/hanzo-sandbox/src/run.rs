@@ -170,7 +170,7 @@ fn open_up(path: &Path) {
 /// sink, which keeps no cap of the run's: a long-lived server's logs go on flowing).
 async fn read_logs(
     mut rx: impl AsyncRead + Unpin,
-    logs: Arc<Mutex<LogBuffer>>,
+    logs: Option<Arc<Mutex<LogBuffer>>>,
     forward: hanzo_compute::stdio::LogSink,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -180,7 +180,9 @@ async fn read_logs(
         if n == 0 {
             break;
         }
-        logs.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]);
+        if let Some(logs) = &logs {
+            logs.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]);
+        }
         forward.write(&buf[..n]);
     }
 }
@@ -749,14 +751,15 @@ impl Live {
             .take()
             .and_then(|s| pipe::Sender::from_owned_fd(s.into()).ok());
         let stdout = receiver(started.child.stdout.take());
-        let (logs, forward) = if session {
-            (LogBuffer::new(0), log_sink)
+        let logs = Arc::new(Mutex::new(LogBuffer::new(STDERR_CAP).with_sink(log_sink.clone())));
+        // A session keeps none of it: every byte goes to its sink.
+        let (kept, forward) = if session {
+            (None, log_sink)
         } else {
-            (LogBuffer::new(STDERR_CAP).with_sink(log_sink), Default::default())
+            (Some(logs.clone()), Default::default())
         };
-        let logs = Arc::new(Mutex::new(logs));
-        let stderr_task = receiver(started.child.stderr.take())
-            .map(|rx| tokio::spawn(read_logs(rx, logs.clone(), forward)));
+        let stderr_task =
+            receiver(started.child.stderr.take()).map(|rx| tokio::spawn(read_logs(rx, kept, forward)));
         let status_task = started
             .status
             .take()

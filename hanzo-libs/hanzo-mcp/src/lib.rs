@@ -1,0 +1,424 @@
+//! # hanzo-mcp
+//!
+//! hanzo-node and the Model Context Protocol (CONTRACTS §9), on the official Rust SDK
+//! (`rmcp`):
+//!
+//! - [`McpRuntime`], the `mcp` runtime: a job's SOURCE names an MCP server (an
+//!   `http(s)://` URL, or the command line of a stdio server), its `function` the tool,
+//!   its params the tool's arguments. A stdio server runs in the process sandbox
+//!   ([`hanzo_sandbox::Sandbox::spawn`]) with nothing of the host but the system
+//!   directories and its own installation ([`install`]), and is kept warm across calls
+//!   in a bounded pool ([`pool`]).
+//! - [`server`]: the node's named tools served over MCP, each call a job.
+//!
+//! What crosses which boundary: a stdio server is a tool (never trusted) and gets the
+//! job's grants only; an HTTP server is reached by the node itself, so who may name one
+//! is the operator's call (the CLI may; API clients only under `[compute.mcp]
+//! allowed_urls`; peers never, since MCP code does not travel). What either sends back
+//! is bounded before it is parsed (`client`).
+
+#![warn(missing_docs)]
+
+mod client;
+mod install;
+mod output;
+mod pool;
+
+mod source;
+
+pub use source::Source;
+
+use client::{CallEnd, IDLE_BUDGET, Server};
+use hanzo_compute::stdio::last_log_line;
+use hanzo_compute::{
+    Capabilities, ComputeError, Execution, Health, Job, LimitKind, Runtime, RuntimeKind, Usage,
+};
+use hanzo_sandbox::{Exit, ProcessSpec, Sandbox, TOOL_PATH};
+use rmcp::model::{JsonObject, Tool};
+use rmcp::service::ServiceError;
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The MCP protocol version the node speaks as a client (the newest with the
+/// `initialize` handshake, which every released server knows).
+pub const PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// How the `mcp` runtime runs servers.
+#[derive(Debug, Clone)]
+pub struct McpOptions {
+    /// The most servers alive at once, busy or idle (`[compute.mcp] max_servers`).
+    pub max_servers: usize,
+    /// How long a server may sit idle before it is stopped.
+    pub idle_timeout: Duration,
+    /// Processes and threads a stdio server may have.
+    pub pids_limit: u32,
+    /// Where a bare server name is looked for (the node's own `PATH` by default).
+    pub search_path: String,
+}
+
+impl Default for McpOptions {
+    fn default() -> Self {
+        McpOptions {
+            max_servers: 8,
+            idle_timeout: Duration::from_secs(300),
+            pids_limit: hanzo_sandbox::DEFAULT_PIDS_LIMIT,
+            search_path: std::env::var("PATH").unwrap_or_else(|_| TOOL_PATH.into()),
+        }
+    }
+}
+
+/// The `mcp` runtime.
+pub struct McpRuntime {
+    sandbox: Arc<Sandbox>,
+    options: McpOptions,
+    pool: Arc<pool::Pool>,
+}
+
+/// Installs the TLS crypto provider (ring) that the HTTP client needs, once.
+pub(crate) fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err: another part of the process installed one first, which serves as well.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+impl McpRuntime {
+    /// A runtime starting stdio servers in `sandbox`.
+    pub fn new(sandbox: Arc<Sandbox>, options: McpOptions) -> Self {
+        let pool = pool::Pool::new(options.max_servers, options.idle_timeout);
+        McpRuntime {
+            sandbox,
+            options,
+            pool,
+        }
+    }
+
+    /// What must be alike for two jobs to share a server.
+    fn key(job: &Job, source: &Source) -> pool::Key {
+        let source = match source {
+            Source::Http(url) => json!({ "url": url }),
+            Source::Stdio(argv) => json!({ "argv": argv }),
+        };
+        let l = &job.spec.limits;
+        json!({
+            "source": source,
+            "env": job.spec.env,
+            "network": job.spec.network,
+            "mounts": job.spec.mounts,
+            "limits": [l.memory_mb, l.cpu_shares, l.disk_mb],
+            "origin": job.origin,
+        })
+        .to_string()
+    }
+
+    /// Starts (connects to) a server for `job`.
+    async fn start(
+        &self,
+        job: &Job,
+        source: &Source,
+        deadline: Instant,
+        budget: u64,
+    ) -> Result<Server, (ComputeError, Vec<u8>)> {
+        if job.origin.is_some() {
+            // Placement never sends MCP jobs (their code does not travel); refuse one
+            // that claims to come from a peer all the same.
+            return Err((
+                ComputeError::invalid("MCP servers are not run for peers"),
+                Vec::new(),
+            ));
+        }
+        let busy = || {
+            ComputeError::limit(
+                LimitKind::Timeout,
+                format!(
+                    "all {} MCP servers of this node stayed busy until the job's timeout ([compute.mcp] max_servers)",
+                    self.options.max_servers
+                ),
+            )
+        };
+        match source {
+            Source::Http(url) => {
+                let permit = self
+                    .pool
+                    .permit(deadline)
+                    .await
+                    .ok_or_else(|| (busy(), Vec::new()))?;
+                Server::start_http(url, deadline, &job.cancel, budget, permit)
+                    .await
+                    .map_err(|e| (e, Vec::new()))
+            }
+            Source::Stdio(argv) => {
+                let search = job
+                    .spec
+                    .env
+                    .get("PATH")
+                    .cloned()
+                    .unwrap_or_else(|| self.options.search_path.clone());
+                let program = argv[0].clone();
+                let installed = tokio::task::spawn_blocking(move || install::locate(&program, &search))
+                    .await
+                    .map_err(|e| (ComputeError::internal(e.to_string()), Vec::new()))?
+                    .map_err(|e| (e, Vec::new()))?;
+                let spec = self.process_spec(job, &installed, &argv[1..]);
+                let code = json!({ "program_sha256": installed.digest, "args": argv[1..] });
+                let permit = self
+                    .pool
+                    .permit(deadline)
+                    .await
+                    .ok_or_else(|| (busy(), Vec::new()))?;
+                Server::start_stdio(&self.sandbox, spec, code, job, deadline, budget, permit).await
+            }
+        }
+    }
+
+    /// The sandboxed process of a stdio server: the job's environment, mounts,
+    /// network and limits, and the server's installation read-only. Not the job's id
+    /// or function (`HANZO_JOB_ID`, `HANZO_FUNCTION`): the server outlives the job.
+    fn process_spec(&self, job: &Job, installed: &install::Installed, args: &[String]) -> ProcessSpec {
+        let mut spec = ProcessSpec::new(&installed.program).args(args.iter().cloned());
+        let mut path: Vec<String> = installed
+            .path_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        path.push(TOOL_PATH.into());
+        spec.env.insert("PATH".into(), path.join(":"));
+        spec.env.insert("LANG".into(), "C.UTF-8".into());
+        spec.env.extend(job.spec.env.clone());
+        for p in &installed.ro_paths {
+            spec = spec.ro_path(PathBuf::from(p));
+        }
+        spec.mounts = job.spec.mounts.clone();
+        spec.network = job.spec.network;
+        spec.limits = job.spec.limits.clone();
+        spec.pids_limit = self.options.pids_limit;
+        spec
+    }
+
+    /// The tool a job names, or the server's only tool when it names none.
+    fn pick_tool<'s>(server: &'s Server, wanted: Option<&str>) -> Result<&'s Tool, ComputeError> {
+        let names = || {
+            let mut n: Vec<&str> = server.tools.iter().take(20).map(|t| t.name.as_ref()).collect();
+            if server.tools.len() > 20 {
+                n.push("...");
+            }
+            n.join(", ")
+        };
+        let who = if server.identity.name.is_empty() {
+            "the MCP server".to_string()
+        } else {
+            format!(
+                "the MCP server '{}' {}",
+                server.identity.name, server.identity.version
+            )
+        };
+        match wanted {
+            Some(name) => server.tools.iter().find(|t| t.name == name).ok_or_else(|| {
+                ComputeError::invalid(format!("{who} has no tool '{name}' (it has: {})", names()))
+            }),
+            None => match server.tools.as_slice() {
+                [only] => Ok(only),
+                [] => Err(ComputeError::invalid(format!("{who} has no tools"))),
+                _ => Err(ComputeError::invalid(format!(
+                    "{who} has {} tools; name one with --function ({})",
+                    server.tools.len(),
+                    names()
+                ))),
+            },
+        }
+    }
+}
+
+/// A JSON-RPC error in answer to a call: arguments the server refused are bad input
+/// (exit 2), anything else a failure of the tool.
+fn rpc_error(e: rmcp::ErrorData) -> ComputeError {
+    use rmcp::model::ErrorCode;
+    if e.code == ErrorCode::INVALID_PARAMS || e.code == ErrorCode::METHOD_NOT_FOUND {
+        ComputeError::invalid(format!("the MCP server refused the call: {}", e.message))
+    } else {
+        ComputeError::ToolFailed(format!(
+            "the MCP server answered with error {}: {}",
+            e.code.0, e.message
+        ))
+    }
+}
+
+#[async_trait::async_trait]
+impl Runtime for McpRuntime {
+    fn kind(&self) -> RuntimeKind {
+        RuntimeKind::Mcp
+    }
+
+    /// The sandbox's table, for stdio servers. The timeout and the output cap are the
+    /// runtime's own, per call; memory, processes and CPU hold for the server's whole
+    /// life (a warm server is one sandbox across calls).
+    fn capabilities(&self) -> Capabilities {
+        let mut c = self.sandbox.capabilities();
+        c.isolation = format!(
+            "stdio MCP servers: {}; kept warm (up to {} servers, stopped after {} s idle); HTTP MCP servers run where they run, held to the call's timeout and output cap",
+            self.sandbox.describe(),
+            self.options.max_servers,
+            self.options.idle_timeout.as_secs()
+        );
+        c.deterministic = false;
+        c
+    }
+
+    async fn health(&self) -> Health {
+        let (idle, live) = self.pool.counts(self.options.max_servers);
+        let mut h = Health::ok(format!("rmcp 3.11, MCP {PROTOCOL_VERSION}"));
+        let mut notes = vec![format!(
+            "{live} of {} servers running, {idle} idle",
+            self.options.max_servers
+        )];
+        notes.extend(self.sandbox.notes().iter().cloned());
+        h.detail = Some(notes.join("; "));
+        h
+    }
+
+    async fn execute(&self, job: &Job) -> Execution {
+        let started = std::time::Instant::now();
+        let deadline = Instant::now() + Duration::from_millis(job.spec.limits.timeout_ms);
+        let source = match Source::parse(&job.spec.source) {
+            Ok(s) => s,
+            Err(e) => return Execution::rejected(&job.spec, e),
+        };
+        let args: JsonObject = match &job.spec.params {
+            Value::Object(m) => m.clone(),
+            Value::Null => JsonObject::new(),
+            _ => {
+                let e = ComputeError::invalid("an MCP tool takes its arguments as a JSON object");
+                return Execution::rejected(&job.spec, e);
+            }
+        };
+        let key = Self::key(job, &source);
+        // JSON escaping can double a value's size; the cap on the output itself is
+        // checked on the parsed result.
+        let budget = job
+            .spec
+            .limits
+            .max_output_bytes
+            .saturating_mul(2)
+            .saturating_add(IDLE_BUDGET);
+        let mut server = match self.pool.take(&key) {
+            Some(s) => {
+                s.begin(budget, job.logs.clone());
+                s
+            }
+            None => match self.start(job, &source, deadline, budget).await {
+                Ok(s) => s,
+                Err((e, logs)) => {
+                    let mut ex = Execution::rejected(&job.spec, e);
+                    ex.logs = logs;
+                    return ex;
+                }
+            },
+        };
+        let tool = match Self::pick_tool(&server, job.spec.function.as_deref()) {
+            Ok(t) => t.clone(),
+            Err(e) => {
+                let mut ex = Execution::rejected(&job.spec, e);
+                ex.logs = server.end();
+                self.pool.put(key, server);
+                return ex;
+            }
+        };
+        let code_hash = output::code_hash(&server.code, &server.identity, &tool);
+        let end = server.call(&tool.name, args, deadline, &job.cancel).await;
+        let mut usage = Usage {
+            peak_memory_bytes: server.peak_memory_bytes(),
+            ..Usage::default()
+        };
+        let timeout_ms = job.spec.limits.timeout_ms;
+        let closed = matches!(end, CallEnd::Closed);
+        let (mut result, stop) = match end {
+            CallEnd::Answered(Ok(r)) => (output::to_output(r), None),
+            CallEnd::Answered(Err(ServiceError::McpError(e))) => (Err(rpc_error(e)), None),
+            CallEnd::Answered(Err(e)) => (
+                Err(ComputeError::ToolFailed(format!("the MCP call failed: {e}"))),
+                Some(None),
+            ),
+            CallEnd::TimedOut => (
+                Err(ComputeError::limit(
+                    LimitKind::Timeout,
+                    format!(
+                        "the MCP server did not answer within the {timeout_ms} ms timeout; it was stopped"
+                    ),
+                )),
+                Some(Some(Exit::TimedOut)),
+            ),
+            CallEnd::Cancelled => (Err(ComputeError::Cancelled), Some(Some(Exit::Cancelled))),
+            CallEnd::Closed => (Err(ComputeError::internal("closed")), Some(None)),
+        };
+        if let Ok(v) = &result {
+            let len = serde_json::to_vec(v).map(|b| b.len() as u64).unwrap_or(u64::MAX);
+            if len > job.spec.limits.max_output_bytes {
+                result = Err(ComputeError::limit(
+                    LimitKind::Output,
+                    format!(
+                        "the MCP tool returned {len} bytes of output, over the {} byte cap",
+                        job.spec.limits.max_output_bytes
+                    ),
+                ));
+            }
+        }
+        let logs = server.end();
+        match stop {
+            None if server.alive() => self.pool.put(key, server),
+            None => {
+                tokio::spawn(server.stop(None));
+            }
+            Some(why) => {
+                let flooded = server.flooded();
+                let why = if flooded { Some(Exit::OutputLimit) } else { why };
+                if closed {
+                    // How it ended says why: a limit (memory, processes), too much
+                    // output, or a crash.
+                    let outcome = server.stop(why).await;
+                    result = Err(match outcome {
+                        _ if flooded => ComputeError::limit(
+                            LimitKind::Output,
+                            format!(
+                                "the MCP server wrote more than the {} byte cap allows; it was stopped",
+                                job.spec.limits.max_output_bytes
+                            ),
+                        ),
+                        Some(o) if o.exit.limit().is_some() => {
+                            o.result().err().unwrap_or(ComputeError::Cancelled)
+                        }
+                        Some(o) => {
+                            let how = match o.exit {
+                                Exit::Exited(c) => format!(" with code {c}"),
+                                Exit::Signaled(s) => format!(" on signal {s}"),
+                                _ => String::new(),
+                            };
+                            ComputeError::ToolFailed(format!(
+                                "the MCP server exited{how} during the call: {}",
+                                last_log_line(&logs).unwrap_or_else(|| "no message".into())
+                            ))
+                        }
+                        None => ComputeError::ToolFailed(
+                            "the MCP server closed the connection during the call".into(),
+                        ),
+                    });
+                } else {
+                    // Stopped in the background: the job's answer need not wait for
+                    // the kill and the clean-up.
+                    tokio::spawn(server.stop(why));
+                }
+            }
+        }
+        usage.set_wall_time(started.elapsed());
+        Execution {
+            code_hash: Some(code_hash),
+            function: tool.name.to_string(),
+            result,
+            usage,
+            logs,
+        }
+    }
+}
