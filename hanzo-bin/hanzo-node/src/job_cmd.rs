@@ -341,6 +341,13 @@ pub(crate) fn print_ack(ack: &Value, id: &str, as_json: bool) -> anyhow::Result<
 /// the node's directory); other local paths are made absolute, which is right for a
 /// node on this machine.
 pub(crate) fn resolve_source(client: &Client, kind: RuntimeKind, source: &str) -> anyhow::Result<String> {
+    if kind == RuntimeKind::Mcp {
+        // A URL, or a command line whose program the node finds itself; only a
+        // relative program path needs this shell's directory.
+        let cwd = std::env::current_dir()
+            .map_err(|e| ComputeError::invalid(format!("cannot read the current directory: {e}")))?;
+        return Ok(hanzo_mcp::Source::absolutize(source, &cwd)?);
+    }
     let path = Path::new(source);
     if source.starts_with("sha256:") || !path.exists() {
         return Ok(source.to_string());

@@ -60,11 +60,13 @@ pub enum ToolCmd {
 pub struct AddArgs {
     /// The name ([a-z0-9][a-z0-9_-]{0,63}).
     pub name: String,
-    /// The runtime: wasm, docker, deno, python, go, native.
+    /// The runtime: wasm, docker, deno, python, go, native, k8s, mcp.
     pub runtime: String,
-    /// The source: a local WASM file (uploaded to the node), a path, an image, or sha256:<hex>.
+    /// The source: a local WASM file (uploaded to the node), a path, an image,
+    /// sha256:<hex>, or an MCP server's URL or command line.
     pub source: String,
-    /// The JSON Schema of the params: inline JSON, or a file holding it.
+    /// The JSON Schema of the params: inline JSON, or a file holding it (an mcp tool
+    /// without one takes its server's inputSchema).
     #[arg(long, value_name = "FILE|JSON")]
     pub schema: Option<String>,
     /// What the tool does, for people.

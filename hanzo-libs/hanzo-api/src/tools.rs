@@ -15,7 +15,7 @@ use axum::extract::{DefaultBodyLimit, Query, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use hanzo_compute::JobSpec;
+use hanzo_compute::{ComputeError, JobSpec, RuntimeKind};
 use hanzo_jobstore::{ToolRecord, ToolSpec};
 use serde_json::{Value, json};
 use std::collections::HashMap;
@@ -128,6 +128,45 @@ async fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
         .ok_or_else(|| ApiError::not_found(format!("name: no tool {name}")))
 }
 
+/// An MCP tool registered without a schema takes its server's: the node asks the
+/// server (starting it under the tool's limits, or reaching it) for the tool's
+/// `inputSchema`, and its description and `outputSchema` where the definition has
+/// none. A server that cannot be reached or has no such tool refuses the registration.
+async fn describe_mcp(state: &State, spec: &mut ToolSpec) -> ApiResult<()> {
+    if spec.schema.is_some() && spec.description.is_some() && spec.output_schema.is_some() {
+        return Ok(());
+    }
+    let Some(rt) = state.scheduler.compute().runtime(RuntimeKind::Mcp).cloned() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "runtime_unavailable",
+            "runtime: the mcp runtime is not enabled on this node",
+        ));
+    };
+    let mut job = JobSpec::new(RuntimeKind::Mcp, spec.source.clone()).limits(spec.limits.clone());
+    job.function = spec.function.clone();
+    let described = rt.describe(&job).await.map_err(|e| match e {
+        ComputeError::Unavailable(m) => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "unavailable", format!("source: {m}"))
+        }
+        e => ApiError::invalid(format!("source: {e}")),
+    })?;
+    if let Some(d) = described {
+        if spec.schema.is_none() {
+            spec.schema = Some(d.input_schema);
+        }
+        if spec.description.is_none() {
+            spec.description = d.description;
+        }
+        if spec.output_schema.is_none() {
+            spec.output_schema = d.output_schema;
+        }
+        // The server's only tool, when none was named, is named from now on.
+        spec.function.get_or_insert(d.name);
+    }
+    Ok(())
+}
+
 /// Registers a named tool. Re-posting a name replaces that tool (200; its
 /// `created_at` is kept), so a deploy script can simply post again; a new name
 /// answers 201. The schema is compiled first: an invalid schema is refused (400
@@ -156,6 +195,9 @@ async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> A
     state
         .policy
         .check_mcp_source("source", spec.runtime, &spec.source)?;
+    if spec.runtime == RuntimeKind::Mcp {
+        describe_mcp(&state, &mut spec).await?;
+    }
     if let Some(schema) = &spec.schema {
         compile(schema).map_err(|e| ApiError::invalid(format!("schema: {e}")))?;
     }

@@ -42,6 +42,8 @@ pub use limits::{
 };
 pub use receipt::{Receipt, VerifyError};
 pub use registry::{Compute, JobOutcome, Signing};
-pub use runtime::{Attempt, CancelToken, Execution, Health, Job, Runtime, Usage, new_job_id};
+pub use runtime::{
+    Attempt, CancelToken, Execution, Health, Job, Runtime, ToolDescription, Usage, new_job_id,
+};
 pub use service::{RestartPolicy, ServiceRuntime, ServiceSpec, ServiceStatus};
 pub use unavailable::UnavailableRuntime;

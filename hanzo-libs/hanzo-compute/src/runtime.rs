@@ -235,6 +235,20 @@ impl Execution {
     }
 }
 
+/// How a tool describes itself, where its runtime can ask it (an MCP server's
+/// `tools/list` entry): what a named tool stores when it is registered without a schema.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolDescription {
+    /// The tool's own name.
+    pub name: String,
+    /// What it does, in its words.
+    pub description: Option<String>,
+    /// The JSON Schema of its params.
+    pub input_schema: serde_json::Value,
+    /// The JSON Schema of its output, where it declares one.
+    pub output_schema: Option<serde_json::Value>,
+}
+
 /// A workload driver: WASM, Docker, Deno, ...
 ///
 /// Implementations must be safe to call concurrently from many tasks, must honour
@@ -268,6 +282,14 @@ pub trait Runtime: Send + Sync {
     /// id), so the runtime resolves under its own rules (pull policy, registry) and
     /// never fetches more than a run of `spec` would.
     async fn resolve_code(&self, spec: &JobSpec) -> Result<Option<String>, ComputeError> {
+        let _ = spec;
+        Ok(None)
+    }
+
+    /// The tool `spec` names, as it describes itself (its schemas), asked of the tool
+    /// itself under `spec`'s limits; `None` when this runtime's tools do not describe
+    /// themselves.
+    async fn describe(&self, spec: &JobSpec) -> Result<Option<ToolDescription>, ComputeError> {
         let _ = spec;
         Ok(None)
     }

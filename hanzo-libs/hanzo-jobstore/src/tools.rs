@@ -26,6 +26,10 @@ pub struct ToolSpec {
     /// The JSON Schema its params must satisfy; `None` accepts any params.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema: Option<Value>,
+    /// The JSON Schema of its output, where known (an MCP tool's `outputSchema`); for
+    /// the clients of the node's MCP server, not checked by the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<Value>,
     /// The limits every call runs with; missing fields take the defaults.
     #[serde(default)]
     pub limits: ResourceLimits,

@@ -31,7 +31,8 @@ pub use source::Source;
 use client::{CallEnd, IDLE_BUDGET, Server};
 use hanzo_compute::stdio::last_log_line;
 use hanzo_compute::{
-    Capabilities, ComputeError, Execution, Health, Job, LimitKind, Runtime, RuntimeKind, Usage,
+    Capabilities, ComputeError, Execution, Health, Job, JobSpec, LimitKind, Runtime, RuntimeKind,
+    ToolDescription, Usage,
 };
 use hanzo_sandbox::{Exit, ProcessSpec, Sandbox, TOOL_PATH};
 use rmcp::model::{JsonObject, Tool};
@@ -175,6 +176,31 @@ impl McpRuntime {
         }
     }
 
+    /// A warm server for `job`, or a new one, its call's accounting begun.
+    async fn acquire(
+        &self,
+        job: &Job,
+        source: &Source,
+        key: &pool::Key,
+        deadline: Instant,
+    ) -> Result<Server, (ComputeError, Vec<u8>)> {
+        // JSON escaping can double a value's size; the cap on the output itself is
+        // checked on the parsed result.
+        let budget = job
+            .spec
+            .limits
+            .max_output_bytes
+            .saturating_mul(2)
+            .saturating_add(IDLE_BUDGET);
+        match self.pool.take(key) {
+            Some(s) => {
+                s.begin(budget, job.logs.clone());
+                Ok(s)
+            }
+            None => self.start(job, source, deadline, budget).await,
+        }
+    }
+
     /// The sandboxed process of a stdio server: the job's environment, mounts,
     /// network and limits, and the server's installation read-only. Not the job's id
     /// or function (`HANZO_JOB_ID`, `HANZO_FUNCTION`): the server outlives the job.
@@ -280,6 +306,28 @@ impl Runtime for McpRuntime {
         h
     }
 
+    /// The tool as the server lists it, asked of a warm server (or a new one, kept
+    /// warm for the calls that follow).
+    async fn describe(&self, spec: &JobSpec) -> Result<Option<ToolDescription>, ComputeError> {
+        let job = Job::new(spec.clone());
+        let deadline = Instant::now() + Duration::from_millis(spec.limits.timeout_ms);
+        let source = Source::parse(&spec.source)?;
+        let key = Self::key(&job, &source);
+        let server = self
+            .acquire(&job, &source, &key, deadline)
+            .await
+            .map_err(|(e, _)| e)?;
+        let picked = Self::pick_tool(&server, spec.function.as_deref()).map(|t| ToolDescription {
+            name: t.name.to_string(),
+            description: t.description.as_ref().map(|d| d.to_string()),
+            input_schema: Value::Object((*t.input_schema).clone()),
+            output_schema: t.output_schema.as_ref().map(|o| Value::Object((**o).clone())),
+        });
+        server.end();
+        self.pool.put(key, server);
+        picked.map(Some)
+    }
+
     async fn execute(&self, job: &Job) -> Execution {
         let started = std::time::Instant::now();
         let deadline = Instant::now() + Duration::from_millis(job.spec.limits.timeout_ms);
@@ -296,27 +344,13 @@ impl Runtime for McpRuntime {
             }
         };
         let key = Self::key(job, &source);
-        // JSON escaping can double a value's size; the cap on the output itself is
-        // checked on the parsed result.
-        let budget = job
-            .spec
-            .limits
-            .max_output_bytes
-            .saturating_mul(2)
-            .saturating_add(IDLE_BUDGET);
-        let mut server = match self.pool.take(&key) {
-            Some(s) => {
-                s.begin(budget, job.logs.clone());
-                s
+        let mut server = match self.acquire(job, &source, &key, deadline).await {
+            Ok(s) => s,
+            Err((e, logs)) => {
+                let mut ex = Execution::rejected(&job.spec, e);
+                ex.logs = logs;
+                return ex;
             }
-            None => match self.start(job, &source, deadline, budget).await {
-                Ok(s) => s,
-                Err((e, logs)) => {
-                    let mut ex = Execution::rejected(&job.spec, e);
-                    ex.logs = logs;
-                    return ex;
-                }
-            },
         };
         let tool = match Self::pick_tool(&server, job.spec.function.as_deref()) {
             Ok(t) => t.clone(),

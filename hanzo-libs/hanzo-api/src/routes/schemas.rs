@@ -331,6 +331,12 @@ pub(crate) struct ToolDefinition {
     #[serde(default)]
     #[schema(schema_with = json_schema)]
     schema: Option<Value>,
+    /// The JSON Schema of the output, for MCP clients (not checked by the node). An
+    /// `mcp` tool registered without `schema` takes its server's `inputSchema`, and its
+    /// `description` and `outputSchema` unless given.
+    #[serde(default)]
+    #[schema(schema_with = json_schema)]
+    output_schema: Option<Value>,
     /// The limits every call runs with; missing fields take the defaults.
     #[serde(default)]
     limits: ResourceLimits,
@@ -353,6 +359,9 @@ pub(crate) struct Tool {
     /// The JSON Schema of the params (absent: any params).
     #[schema(schema_with = json_schema)]
     schema: Option<Value>,
+    /// The JSON Schema of the output (absent: not known).
+    #[schema(schema_with = json_schema)]
+    output_schema: Option<Value>,
     /// The limits every call runs with.
     limits: ResourceLimits,
     /// The function to call (absent: the runtime chooses).
@@ -516,6 +525,7 @@ mod tests {
                 source: "sha256:ab".into(),
                 description: None,
                 schema: None,
+                output_schema: None,
                 limits: ResourceLimits::default(),
                 function: None,
             },

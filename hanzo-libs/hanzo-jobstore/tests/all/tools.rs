@@ -13,6 +13,7 @@ fn tool(name: &str, source: &str) -> ToolSpec {
         source: source.to_string(),
         description: Some(format!("the {name} tool")),
         schema: Some(json!({"type": "object", "required": ["text"]})),
+        output_schema: None,
         limits: ResourceLimits {
             memory_mb: 64,
             timeout_ms: 1500,
