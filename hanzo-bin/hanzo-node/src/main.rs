@@ -11,6 +11,7 @@ mod escape;
 mod job_cmd;
 mod ledger_cmd;
 mod logging;
+mod mcp_cmd;
 mod network;
 mod new_cmd;
 mod node;
@@ -109,6 +110,9 @@ enum Command {
         #[command(flatten)]
         node: job_cmd::NodeArgs,
     },
+    /// The node's named tools over MCP: `mcp serve` speaks MCP on stdin/stdout.
+    #[command(subcommand)]
+    Mcp(mcp_cmd::McpCmd),
     /// What a serving node earned from and owes to each peer, and each peer's record
     /// in its verified jobs (`GET /v1/ledger`).
     Ledger {
@@ -157,6 +161,9 @@ fn main() -> ExitCode {
         }
     };
     let serving = matches!(cli.command, Command::Serve(_));
+    // `mcp serve` runs jobs in process (or relays them): every core, like `serve`, but
+    // logs at warn (its host application shows its stderr).
+    let multi_threaded = serving || matches!(cli.command, Command::Mcp(_));
     progress::QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
     // The log format: the flag, else the configuration's (read here only for that; a
     // configuration that does not load is reported by the command itself).
@@ -173,7 +180,7 @@ fn main() -> ExitCode {
         return ExitCode::from(e.exit_code() as u8);
     }
     // The service uses every core; one-shot commands need only one thread.
-    let mut builder = if serving {
+    let mut builder = if multi_threaded {
         tokio::runtime::Builder::new_multi_thread()
     } else {
         tokio::runtime::Builder::new_current_thread()
@@ -212,6 +219,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::New(args) => new_cmd::run(args).await,
         Command::Peers { json, node } => peers_cmd::run(cli.config.as_deref(), json, node).await,
         Command::Ledger { json, node } => ledger_cmd::run(cli.config.as_deref(), json, node).await,
+        Command::Mcp(cmd) => mcp_cmd::run(cli.config.as_deref(), cmd).await,
     }
 }
 

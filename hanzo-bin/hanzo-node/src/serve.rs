@@ -72,19 +72,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let options = StoreOptions {
-        durability: if cfg.node.jobs_durability == "full" {
-            Durability::Full
-        } else {
-            Durability::Normal
-        },
-        retention: Retention {
-            max_age: Some(Duration::from_secs(cfg.node.jobs_retention_hours * 3600)),
-            max_finished: Some(cfg.node.jobs_max_finished),
-            ..Retention::default()
-        },
-        ..StoreOptions::default()
-    };
+    let options = store_options(&cfg);
     let db = cfg.node.data_dir.join("jobs.db");
     let (store, recovery) = JobStore::open(&db, options).map_err(|e| match e {
         // Another node holds this data directory: an environment problem the operator
@@ -252,6 +240,23 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
     drop(stop_rx);
     let _ = tokio::task::spawn_blocking(move || std::fs::remove_file(endpoint)).await;
     Ok(0)
+}
+
+/// The job store's options from the configuration.
+pub(crate) fn store_options(cfg: &hanzo_compute::Config) -> StoreOptions {
+    StoreOptions {
+        durability: if cfg.node.jobs_durability == "full" {
+            Durability::Full
+        } else {
+            Durability::Normal
+        },
+        retention: Retention {
+            max_age: Some(Duration::from_secs(cfg.node.jobs_retention_hours * 3600)),
+            max_finished: Some(cfg.node.jobs_max_finished),
+            ..Retention::default()
+        },
+        ..StoreOptions::default()
+    }
 }
 
 /// SIGTERM or ctrl-c (SIGINT).

@@ -12,6 +12,7 @@ mod error;
 mod guard;
 mod hooks;
 mod logs;
+mod mcp;
 mod metrics;
 mod network;
 mod routes;
@@ -218,6 +219,12 @@ impl Api {
     /// counted per client address (without it, all clients count as one).
     pub fn router(&self) -> axum::Router {
         routes::router(self.state.clone())
+    }
+
+    /// The node's MCP server (CONTRACTS §9) over this API's tools and jobs, for a
+    /// transport other than `/mcp` (stdio: `hanzo-node mcp serve`).
+    pub fn mcp_server(&self) -> hanzo_mcp::server::NodeServer {
+        mcp::server(self.state.clone())
     }
 
     /// The OpenAPI document of the routes.

@@ -52,7 +52,8 @@ pub(crate) fn router(state: Arc<State>) -> Router {
         .route("/metrics", get(metrics))
         .merge(crate::tools::routes())
         .merge(crate::services::routes())
-        .merge(crate::network::routes());
+        .merge(crate::network::routes())
+        .merge(crate::mcp::routes(state.clone()));
     // The guard wraps everything, the fallback included (an unknown route answers 401
     // without the token, so routes cannot be probed), and lets only `/healthz` through.
     Router::new()
@@ -402,14 +403,29 @@ pub(crate) async fn admit(state: &State, mut spec: JobSpec) -> ApiResult<JobSpec
 }
 
 /// Submits a parsed spec (`POST /v1/jobs`, and a named tool's call).
-pub(crate) async fn submit_spec(state: &State, mut spec: JobSpec, wait: bool) -> ApiResult {
+pub(crate) async fn submit_spec(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
+    let s = enqueue(state, spec, wait).await?;
+    answer(state, s.id, s.done).await
+}
+
+/// A job stored and handed to the scheduler or the placement layer.
+pub(crate) struct Submitted {
+    /// Its id.
+    pub id: String,
+    /// Fires when it ends (when asked for).
+    pub done: Option<tokio::sync::oneshot::Receiver<crate::hooks::Ended>>,
+}
+
+/// Checks, stores and queues (or places) a job: what `POST /v1/jobs` does before it
+/// answers, shared with the MCP server's calls.
+pub(crate) async fn enqueue(state: &State, mut spec: JobSpec, wait: bool) -> ApiResult<Submitted> {
     // A verified job runs on several nodes (CONTRACTS §8): `local`, the default,
     // widens to `any`, and the stored spec says so.
     if !spec.verification.is_none() && spec.placement.is_local() {
         spec.placement = hanzo_compute::Placement::Any;
     }
     if !spec.placement.is_local() {
-        return submit_placed(state, spec, wait).await;
+        return enqueue_placed(state, spec, wait).await;
     }
     // Every check (policy, spec, capacity, runtime health, queue room) before anything
     // is stored: a refused job leaves no trace, an accepted one has its queue place.
@@ -437,14 +453,14 @@ pub(crate) async fn submit_spec(state: &State, mut spec: JobSpec, wait: bool) ->
         finished?;
         return Err(rejection.into());
     }
-    answer(state, id, done).await
+    Ok(Submitted { id, done })
 }
 
 /// A job whose placement is not `local` (CONTRACTS §7): checked (policy, spec, what
 /// may leave this node), stored, and handed to the placement layer, which records its
 /// end. With the network off, `any` runs here and `remote` or a named peer ends
 /// `unschedulable`.
-async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
+async fn enqueue_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult<Submitted> {
     let mut spec = admit(state, spec).await?;
     spec.validate().map_err(|e| ApiError::invalid(e.to_string()))?;
     hanzo_placement::check(&spec).map_err(|e| ApiError::invalid(format!("placement: {e}")))?;
@@ -465,7 +481,7 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
     }
     if placer.is_none() && spec.placement == hanzo_compute::Placement::Any && spec.verification.is_none() {
         spec.placement = hanzo_compute::Placement::Local;
-        return Box::pin(submit_spec(state, spec, wait)).await;
+        return Box::pin(enqueue(state, spec, wait)).await;
     }
     let record = state
         .hooks
@@ -506,7 +522,7 @@ async fn submit_placed(state: &State, spec: JobSpec, wait: bool) -> ApiResult {
             hanzo_scheduler::Hooks::finished(state.hooks.as_ref(), &job, &outcome).await;
         }
     }
-    answer(state, id, done).await
+    Ok(Submitted { id, done })
 }
 
 /// `202 {"id", "status": "queued"}`, or the job once it ended when `done` is given.
@@ -631,7 +647,7 @@ async fn cancel_job(AxState(state): S, Segment(id): Segment) -> ApiResult {
 }
 
 /// Stops a job wherever it is: in this node's scheduler, or being placed on a peer.
-async fn cancel_running(state: &State, id: &str) {
+pub(crate) async fn cancel_running(state: &State, id: &str) {
     if !state.placer.get().is_some_and(|p| p.cancel(id)) {
         state.scheduler.cancel(id).await;
     }

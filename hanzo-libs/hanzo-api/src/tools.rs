@@ -82,7 +82,7 @@ fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
 
 /// Checks params against a tool's schema; the message names each failing location
 /// as a JSON pointer under `params` (`params/text: 5 is not of type "string"`).
-fn validate(tool: &ToolRecord, params: &Value) -> ApiResult<()> {
+pub(crate) fn validate(tool: &ToolRecord, params: &Value) -> ApiResult<()> {
     let Some(schema) = &tool.spec.schema else {
         return Ok(());
     };
@@ -121,7 +121,7 @@ fn parse_tool(bytes: &[u8]) -> ApiResult<ToolSpec> {
     })
 }
 
-async fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
+pub(crate) async fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
     let key = name.to_string();
     read_store(state, move |s| s.get_tool(&key))
         .await?
@@ -280,8 +280,13 @@ async fn call_tool(
         serde_json::from_slice(&bytes).map_err(|e| ApiError::invalid(format!("params: not JSON: {e}")))?
     };
     validate(&tool, &params)?;
+    submit_spec(&state, tool_job(tool, params), wait).await
+}
+
+/// The job a call of `tool` with `params` is: its runtime, source, function and limits.
+pub(crate) fn tool_job(tool: ToolRecord, params: Value) -> JobSpec {
     let t = tool.spec;
     let mut spec = JobSpec::new(t.runtime, t.source).params(params).limits(t.limits);
     spec.function = t.function;
-    submit_spec(&state, spec, wait).await
+    spec
 }

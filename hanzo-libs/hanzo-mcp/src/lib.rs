@@ -23,9 +23,14 @@ mod client;
 mod install;
 mod output;
 mod pool;
+pub mod server;
 
 mod source;
 
+/// The HTTP client behind rmcp's streamable-HTTP transport.
+pub use reqwest;
+/// The MCP SDK this crate is built on, for the implementors of [`server::ToolHost`].
+pub use rmcp;
 pub use source::Source;
 
 use client::{CallEnd, IDLE_BUDGET, Server};
@@ -79,7 +84,7 @@ pub struct McpRuntime {
 }
 
 /// Installs the TLS crypto provider (ring) that the HTTP client needs, once.
-pub(crate) fn install_crypto() {
+pub fn install_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         // Err: another part of the process installed one first, which serves as well.
