@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every test: installs what is missing (the wasm32-wasip1 target, cargo-nextest, the
-# Docker engine and what its tests use, Go, deno, uv, bubblewrap) and starts dockerd,
+# Docker engine and what its tests use, Go, deno, uv, bubblewrap, the MCP reference
+# servers and clients) and starts dockerd,
 # builds the example tools once and the node with fail points (for the verification
 # tests), then runs the workspace's tests, checks that no tool container is left, and
 # tests the Debian package (installing cargo-deb and debootstrap when they are missing).
@@ -11,6 +12,7 @@ source scripts/docker.sh
 source scripts/go.sh
 source scripts/sandbox.sh
 source scripts/toolchains.sh
+source scripts/mcp.sh
 ensure_wasm_target
 ensure_nextest
 ensure_docker
@@ -18,6 +20,7 @@ ensure_go
 ensure_deno
 ensure_uv
 ensure_sandbox_tools
+ensure_mcp
 build_examples
 build_failpoints_node
 cargo fmt --all -- --check

@@ -8,6 +8,7 @@ mod hostile;
 mod k8s;
 mod logging;
 mod logs_api;
+mod mcp;
 mod modules;
 mod network;
 mod new_cmd;
