@@ -110,6 +110,32 @@ impl Relay {
         };
         let url = crate::secure::read_endpoint(dir)
             .ok_or_else(|| unreachable("it wrote no endpoint file (api-url)".into()))?;
+        // The token goes to loopback only, as with every client command: the address
+        // is resolved once, checked, and connected to by number.
+        let authority = url
+            .strip_prefix("http://")
+            .unwrap_or(&url)
+            .trim_end_matches('/')
+            .to_string();
+        let addr = {
+            use std::net::ToSocketAddrs;
+            let addrs: Vec<std::net::SocketAddr> = authority
+                .to_socket_addrs()
+                .map_err(|e| unreachable(format!("{url}: {e}")))?
+                .collect();
+            match addrs.first() {
+                Some(a) if addrs.iter().all(|a| a.ip().is_loopback()) => *a,
+                _ => {
+                    return Err(crate::job_cmd::fail(
+                        2,
+                        format!(
+                            "{url} is not a loopback address: refusing to send the API token over plain http"
+                        ),
+                    ));
+                }
+            }
+        };
+        let url = format!("http://{addr}");
         let token = Some(cfg.node.api_token.clone())
             .filter(|t| !t.is_empty())
             .or_else(|| crate::secure::read_token(dir))
@@ -140,8 +166,11 @@ impl Relay {
     }
 }
 
+/// No proxy (an editor's `HTTP_PROXY` would otherwise get the token in clear), no
+/// redirects.
 fn reqwest_client() -> Result<hanzo_mcp::reqwest::Client, hanzo_mcp::reqwest::Error> {
     hanzo_mcp::reqwest::Client::builder()
+        .no_proxy()
         .pool_max_idle_per_host(0)
         .redirect(hanzo_mcp::reqwest::redirect::Policy::none())
         .build()

@@ -183,6 +183,18 @@ impl Node {
                             max_servers: c.max_servers as usize,
                             idle_timeout: std::time::Duration::from_millis(c.idle_timeout_ms),
                             pids_limit: pids,
+                            // A one-shot `run` is the operator at their shell; a serving
+                            // node (`serve`, `mcp serve`) runs what API clients name, so
+                            // only servers installed where the operator said.
+                            install_roots: only.is_none().then(|| {
+                                c.install_roots
+                                    .iter()
+                                    .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
+                                    .collect()
+                            }),
+                            protected: vec![
+                                std::fs::canonicalize(&data_dir).unwrap_or_else(|_| data_dir.clone()),
+                            ],
                             ..McpOptions::default()
                         },
                     )));

@@ -112,7 +112,10 @@ pub(crate) fn routes(state: Arc<State>) -> axum::Router<Arc<State>> {
     // The API's guard has checked `Host` (DNS rebinding) and `Origin` already, against
     // the node's own list; rmcp's default list (loopback only) would refuse a node
     // that listens elsewhere.
-    let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
+    let config = StreamableHttpServerConfig::default()
+        .disable_allowed_hosts()
+        // As every other body the API takes.
+        .with_max_request_body_bytes(crate::MAX_TOOL_BODY);
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),
         LocalSessionManager::default().into(),

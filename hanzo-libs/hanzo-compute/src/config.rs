@@ -401,6 +401,11 @@ pub struct McpConfig {
     /// may name (`https://tools.example/mcp`). The node makes those requests itself,
     /// from its own network, so the default is none. The local CLI is not bound by it.
     pub allowed_urls: Vec<String>,
+    /// Directories a serving node's stdio MCP servers must be installed under (their
+    /// program, venv or `node_modules`, and interpreter), shown read-only to the server;
+    /// the default is none, so a serving node starts no stdio server until the
+    /// operator names where they live. The local CLI `run` is not bound by it.
+    pub install_roots: Vec<PathBuf>,
 }
 
 impl Default for McpConfig {
@@ -409,6 +414,7 @@ impl Default for McpConfig {
             max_servers: 8,
             idle_timeout_ms: 300_000,
             allowed_urls: Vec::new(),
+            install_roots: Vec::new(),
         }
     }
 }
@@ -634,11 +640,34 @@ impl Config {
             )));
         }
         let mcp = &self.compute.mcp;
-        if mcp.max_servers == 0 || mcp.max_servers > 1024 {
+        // Each live server holds a blocking thread (its process's waiter): tokio has 512.
+        if mcp.max_servers == 0 || mcp.max_servers > 64 {
             return Err(ComputeError::invalid(format!(
-                "compute.mcp.max_servers: {} (expected 1 to 1024)",
+                "compute.mcp.max_servers: {} (expected 1 to 64)",
                 mcp.max_servers
             )));
+        }
+        for root in &mcp.install_roots {
+            if !root.is_absolute() {
+                return Err(ComputeError::invalid(format!(
+                    "compute.mcp.install_roots: '{}' is not an absolute path",
+                    root.display()
+                )));
+            }
+            // What a tool may write (a writable mount) must never decide what a server
+            // is shown: install roots and mount roots stay apart.
+            if let Some(m) = self
+                .compute
+                .mount_roots
+                .iter()
+                .find(|m| m.starts_with(root) || root.starts_with(m))
+            {
+                return Err(ComputeError::invalid(format!(
+                    "compute.mcp.install_roots: '{}' overlaps compute.mount_roots '{}' (jobs could write the installations servers are shown)",
+                    root.display(),
+                    m.display()
+                )));
+            }
         }
         if let Some(u) = mcp.allowed_urls.iter().find(|u| {
             let l = u.to_ascii_lowercase();

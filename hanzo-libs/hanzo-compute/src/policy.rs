@@ -92,6 +92,26 @@ impl ApiPolicy {
         if runtime != RuntimeKind::Mcp || !(lower.starts_with("http://") || lower.starts_with("https://")) {
             return Ok(());
         }
+        // A prefix is compared as text, so the URL must be in the form it is read:
+        // no dot segments (`/mcp/../admin`), encoded ones, backslashes or user info
+        // (`http://allowed@elsewhere/`).
+        let authority = lower
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split(['/', '?', '#'])
+            .next()
+            .unwrap_or("");
+        if lower.contains("/..")
+            || lower.contains("/./")
+            || lower.contains("%2e")
+            || lower.contains('\\')
+            || authority.contains('@')
+        {
+            return Err(PolicyError::Forbidden(format!(
+                "{field}: the MCP server URL {url} has dot segments, an encoded dot, a backslash or user info; name it in plain form"
+            )));
+        }
         let allowed = self.mcp_urls.iter().any(|prefix| {
             let p = prefix.to_ascii_lowercase();
             // Whole components only: `http://a.example` must not admit
@@ -161,6 +181,10 @@ mod tests {
             p.check_mcp_source("source", mcp, ok).unwrap();
         }
         for bad in [
+            "http://127.0.0.1:3001/mcp/../admin",
+            "http://127.0.0.1:3001/mcp/%2e%2e/admin",
+            "http://127.0.0.1:3001/mcp\\..\\x",
+            "http://127.0.0.1:3001@evil.test/mcp",
             "http://127.0.0.1:3001/mcpx",
             "http://127.0.0.1:30011/mcp",
             "https://tools.example.evil.test/",

@@ -238,6 +238,7 @@ fn the_variables_the_reference_names_really_override() {
             toml::Value::Integer(i) => (i + 1).to_string(),
             toml::Value::Boolean(b) => (!b).to_string(),
             toml::Value::Array(_) if key == "mount_roots" => "/srv/a,/srv/b".to_string(),
+            toml::Value::Array(_) if key == "install_roots" => "/opt/mcp,/opt/node".to_string(),
             toml::Value::Array(_) if key == "enabled_runtimes" || key == "offer_runtimes" => {
                 "wasm, docker".to_string()
             }

@@ -145,6 +145,32 @@ pub(crate) enum CallEnd {
     Closed,
 }
 
+/// The most pages of `tools/list` followed: a list is a description, not a stream.
+const MAX_PAGES: usize = 64;
+
+/// Every tool the server lists, within [`MAX_TOOLS`] and [`MAX_PAGES`].
+async fn list_tools(service: &RunningService<RoleClient, ClientConfig>) -> Result<Vec<Tool>, String> {
+    let mut tools = Vec::new();
+    let mut cursor = None;
+    for _ in 0..MAX_PAGES {
+        let page = service
+            .list_tools(Some(
+                rmcp::model::PaginatedRequestParams::default().with_cursor(cursor),
+            ))
+            .await
+            .map_err(|e| e.to_string())?;
+        tools.extend(page.tools);
+        if tools.len() > MAX_TOOLS {
+            return Err(format!("the server lists more than {MAX_TOOLS} tools"));
+        }
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return Ok(tools),
+        }
+    }
+    Err(format!("the server's tool list runs past {MAX_PAGES} pages"))
+}
+
 /// The client's own description in the handshake.
 fn client_config() -> ClientConfig {
     ClientConfig::new(
@@ -225,7 +251,7 @@ impl Server {
                 .serve(transport)
                 .await
                 .map_err(|e| e.to_string())?;
-            let tools = service.list_all_tools().await.map_err(|e| e.to_string())?;
+            let tools = list_tools(&service).await?;
             Ok::<_, String>((service, tools))
         };
         let connected = tokio::select! {
@@ -269,7 +295,7 @@ impl Server {
                     };
                     ComputeError::invalid(format!(
                         "the command did not start an MCP server{code}: {}",
-                        why_from(&logs, &why)
+                        crate::output::clean(&why_from(&logs, &why), crate::output::MAX_ERROR_TEXT)
                     ))
                 };
                 Err((e, logs))
@@ -305,7 +331,7 @@ impl Server {
                 .serve(transport)
                 .await
                 .map_err(|e| e.to_string())?;
-            let tools = service.list_all_tools().await.map_err(|e| e.to_string())?;
+            let tools = list_tools(&service).await?;
             Ok::<_, String>((service, tools))
         };
         let connected = tokio::select! {
@@ -313,7 +339,8 @@ impl Server {
             _ = tokio::time::sleep_until(deadline) => Err("no answer before the job's timeout".into()),
             _ = cancel.cancelled() => return Err(ComputeError::Cancelled),
         };
-        let (service, tools) = connected.map_err(|e| unreachable(tidy(&e)))?;
+        let (service, tools) = connected
+            .map_err(|e| unreachable(crate::output::clean(&tidy(&e), crate::output::MAX_ERROR_TEXT)))?;
         Server::new(
             service,
             tools,
@@ -336,8 +363,8 @@ impl Server {
             .peer_info()
             .and_then(|i| i.server_info.clone())
             .map(|i| ServerIdentity {
-                name: i.name,
-                version: i.version,
+                name: crate::output::clean(&i.name, 256),
+                version: crate::output::clean(&i.version, 256),
             })
             .unwrap_or_default();
         Server {

@@ -14,6 +14,13 @@
 //!
 //! A prefix is the directory above the interpreter's `bin` (a pyenv version, an nvm
 //! node), or its own directory.
+//!
+//! The rules read files (a `pyvenv.cfg`, a `#!` line) that decide what becomes visible,
+//! so those files must be the operator's, not a tool's: every path the rules pick is
+//! canonical (symlinks resolved: a `bin -> /usr/bin` planted in a venv proves nothing),
+//! never is, holds or sits in a protected path (the node's data directory), and, for a
+//! serving node, lies under `[compute.mcp] install_roots` ([`Exposure`]). Programs are
+//! looked for on the node's own `PATH`, never on one a job sets.
 
 use hanzo_compute::ComputeError;
 use hanzo_sandbox::SYSTEM_RO_PATHS;
@@ -34,12 +41,58 @@ pub(crate) struct Installed {
     pub digest: String,
 }
 
+/// Where the rules may look, and what they may show.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Exposure {
+    /// Directories every shown path must lie under (beyond the system ones); `None`:
+    /// anywhere (the operator's own `hanzo-node run`).
+    pub install_roots: Option<Vec<PathBuf>>,
+    /// Paths never shown, nor anything that holds them (the data directory).
+    pub protected: Vec<PathBuf>,
+}
+
+impl Exposure {
+    fn check(&self, p: &Path) -> Result<(), ComputeError> {
+        if let Some(q) = self
+            .protected
+            .iter()
+            .find(|q| p.starts_with(q) || q.starts_with(p))
+        {
+            return Err(ComputeError::invalid(format!(
+                "the MCP server would see {}, which holds or is part of {} (the node's own files)",
+                p.display(),
+                q.display()
+            )));
+        }
+        if let Some(roots) = &self.install_roots
+            && !is_system(p)
+            && !roots.iter().any(|r| p.starts_with(r))
+        {
+            return Err(ComputeError::invalid(format!(
+                "the MCP server's installation {} is not under [compute.mcp] install_roots{}",
+                p.display(),
+                if roots.is_empty() {
+                    " (none are set: a serving node starts only the stdio MCP servers the operator installed there)"
+                        .to_string()
+                } else {
+                    String::new()
+                }
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The largest program hashed for the receipt; a bigger one is refused.
 const MAX_PROGRAM_BYTES: u64 = 1 << 30;
 
 /// Finds `program` (an absolute path, or a bare name on `search_path`) and what the
-/// sandbox must show for it to run. Blocking: it reads the file.
-pub(crate) fn locate(program: &str, search_path: &str) -> Result<Installed, ComputeError> {
+/// sandbox must show for it to run, within `exposure`. Blocking: it reads the file.
+pub(crate) fn locate(
+    program: &str,
+    search_path: &str,
+    exposure: &Exposure,
+) -> Result<Installed, ComputeError> {
     let given = if program.starts_with('/') {
         PathBuf::from(program)
     } else if program.contains('/') {
@@ -74,18 +127,17 @@ pub(crate) fn locate(program: &str, search_path: &str) -> Result<Installed, Comp
     let mut ro = Vec::new();
     let mut path_dirs = Vec::new();
     let mut contained = false;
-    for p in [&given, &real] {
-        if let Some(venv) = venv_of(p) {
-            if let Some(home) = venv_home(&venv) {
-                push_prefix(&mut ro, &home);
-            }
-            push(&mut ro, venv);
-            contained = true;
+    // The real path only: what a symlink on the way claims is not what runs.
+    if let Some(venv) = venv_of(&real) {
+        if let Some(home) = venv_home(&venv) {
+            push_prefix(&mut ro, &home);
         }
-        if let Some(nm) = outermost_node_modules(p) {
-            push(&mut ro, nm);
-            contained = true;
-        }
+        push(&mut ro, venv);
+        contained = true;
+    }
+    if let Some(nm) = outermost_node_modules(&real) {
+        push(&mut ro, nm);
+        contained = true;
     }
     let (digest, head) = digest_and_head(&real)?;
     if let Some(interpreter) = shebang_interpreter(&head, search_path)
@@ -98,7 +150,11 @@ pub(crate) fn locate(program: &str, search_path: &str) -> Result<Installed, Comp
             }
         }
         // A venv's `python` is a symlink into the interpreter it was made from.
-        if let Some(venv) = venv_of(&interpreter) {
+        if let Some(venv) = interpreter
+            .parent()
+            .and_then(|b| std::fs::canonicalize(b).ok())
+            .and_then(|b| venv_of(&b.join("x")))
+        {
             if let Some(home) = venv_home(&venv) {
                 push_prefix(&mut ro, &home);
             }
@@ -107,6 +163,10 @@ pub(crate) fn locate(program: &str, search_path: &str) -> Result<Installed, Comp
     }
     if !contained && !is_system(&real) {
         push(&mut ro, real.clone());
+    }
+    exposure.check(&real)?;
+    for p in &ro {
+        exposure.check(p)?;
     }
     Ok(Installed {
         program: real,
@@ -249,7 +309,7 @@ mod tests {
             &server,
             &format!("#!{}\nimport sys\n", venv.join("bin/python").display()),
         );
-        let i = locate(server.to_str().unwrap(), "/usr/bin").unwrap();
+        let i = locate(server.to_str().unwrap(), "/usr/bin", &Exposure::default()).unwrap();
         assert_eq!(i.program, server);
         assert_eq!(i.ro_paths, vec![d.join("pythons/3.11"), venv.clone()]);
         assert_eq!(i.digest.len(), 64);
@@ -257,6 +317,7 @@ mod tests {
         let by_name = locate(
             "mcp-server-time",
             &format!("/nonexistent:{}", venv.join("bin").display()),
+            &Exposure::default(),
         )
         .unwrap();
         assert_eq!(by_name, i);
@@ -276,6 +337,7 @@ mod tests {
         let i = locate(
             nm.join(".bin/server").to_str().unwrap(),
             node.parent().unwrap().to_str().unwrap(),
+            &Exposure::default(),
         )
         .unwrap();
         assert_eq!(i.program, real);
@@ -284,15 +346,73 @@ mod tests {
     }
 
     #[test]
+    fn a_planted_venv_shows_nothing_and_what_is_shown_stays_in_bounds() {
+        let d = tempfile::tempdir().unwrap();
+        let d = std::fs::canonicalize(d.path()).unwrap();
+        // A tool's writable mount with a `pyvenv.cfg` naming a secret, and `bin` a
+        // symlink to the system's: the program is /usr/bin/env, nothing more is shown.
+        std::fs::create_dir_all(d.join("secret")).unwrap();
+        std::fs::create_dir_all(d.join("v")).unwrap();
+        std::fs::write(
+            d.join("v/pyvenv.cfg"),
+            format!("home = {}\n", d.join("secret").display()),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/usr/bin", d.join("v/bin")).unwrap();
+        let i = locate(d.join("v/bin/env").to_str().unwrap(), "", &Exposure::default()).unwrap();
+        assert_eq!(i.program, PathBuf::from("/usr/bin/env"));
+        assert!(i.ro_paths.is_empty(), "{:?}", i.ro_paths);
+
+        // A real venv, its interpreter elsewhere.
+        let python = d.join("py/bin/python3");
+        exe(&python, "\x7fELF");
+        let venv = d.join("inst/venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(
+            venv.join("pyvenv.cfg"),
+            format!("home = {}\n", d.join("py/bin").display()),
+        )
+        .unwrap();
+        let server = venv.join("bin/server");
+        exe(&server, &format!("#!{}\n", python.display()));
+        let s = server.to_str().unwrap();
+        let within = |roots: Option<Vec<PathBuf>>, protected: Vec<PathBuf>| {
+            locate(
+                s,
+                "",
+                &Exposure {
+                    install_roots: roots,
+                    protected,
+                },
+            )
+        };
+        assert!(within(Some(vec![d.join("inst"), d.join("py")]), vec![]).is_ok());
+        let e = within(Some(vec![d.join("inst")]), vec![]).unwrap_err();
+        assert!(e.to_string().contains("install_roots"), "{e}");
+        let e = within(Some(vec![]), vec![]).unwrap_err();
+        assert!(e.to_string().contains("none are set"), "{e}");
+        // The data directory: never, whether it holds the installation or sits in it.
+        for protected in [d.join("inst/venv/lib"), d.join("inst"), d.clone()] {
+            let e = within(None, vec![protected.clone()]).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{protected:?}: {e}");
+        }
+    }
+
+    #[test]
     fn a_lone_program_shows_only_itself_and_bad_programs_are_bad_input() {
         let d = tempfile::tempdir().unwrap();
         let d = std::fs::canonicalize(d.path()).unwrap();
         let p = d.join("tools/server");
         exe(&p, "\x7fELF....");
-        let i = locate(p.to_str().unwrap(), "").unwrap();
+        let i = locate(p.to_str().unwrap(), "", &Exposure::default()).unwrap();
         assert_eq!(i.ro_paths, vec![p.clone()]);
         // A system program needs nothing more.
-        assert!(locate("/bin/sh", "").unwrap().ro_paths.is_empty());
+        assert!(
+            locate("/bin/sh", "", &Exposure::default())
+                .unwrap()
+                .ro_paths
+                .is_empty()
+        );
         std::fs::write(d.join("plain"), "x").unwrap();
         for bad in [
             "relative/server".to_string(),
@@ -300,7 +420,7 @@ mod tests {
             d.join("plain").display().to_string(),
             d.display().to_string(),
         ] {
-            let e = locate(&bad, "/usr/bin:/bin").unwrap_err();
+            let e = locate(&bad, "/usr/bin:/bin", &Exposure::default()).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{bad}: {e}");
         }
     }

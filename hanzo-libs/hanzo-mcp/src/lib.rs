@@ -52,6 +52,11 @@ use tokio::time::Instant;
 /// `initialize` handshake, which every released server knows).
 pub const PROTOCOL_VERSION: &str = "2025-11-25";
 
+/// The largest input or output schema a named tool takes from its server.
+const MAX_SCHEMA_BYTES: usize = 256 * 1024;
+/// The longest description a named tool takes from its server.
+const MAX_DESCRIPTION_BYTES: usize = 8 * 1024;
+
 /// How the `mcp` runtime runs servers.
 #[derive(Debug, Clone)]
 pub struct McpOptions {
@@ -61,8 +66,14 @@ pub struct McpOptions {
     pub idle_timeout: Duration,
     /// Processes and threads a stdio server may have.
     pub pids_limit: u32,
-    /// Where a bare server name is looked for (the node's own `PATH` by default).
+    /// Where a bare server name (and a `#!/usr/bin/env NAME` interpreter) is looked
+    /// for on the host: the node's own `PATH` by default, never a job's.
     pub search_path: String,
+    /// Directories a stdio server's installation must lie under (`[compute.mcp]
+    /// install_roots`); `None`: anywhere, for the operator's own `hanzo-node run`.
+    pub install_roots: Option<Vec<PathBuf>>,
+    /// Paths no server is shown, nor anything holding them: the node's data directory.
+    pub protected: Vec<PathBuf>,
 }
 
 impl Default for McpOptions {
@@ -72,6 +83,8 @@ impl Default for McpOptions {
             idle_timeout: Duration::from_secs(300),
             pids_limit: hanzo_sandbox::DEFAULT_PIDS_LIMIT,
             search_path: std::env::var("PATH").unwrap_or_else(|_| TOOL_PATH.into()),
+            install_roots: None,
+            protected: Vec::new(),
         }
     }
 }
@@ -128,54 +141,26 @@ impl McpRuntime {
         source: &Source,
         deadline: Instant,
         budget: u64,
+        permit: tokio::sync::OwnedSemaphorePermit,
     ) -> Result<Server, (ComputeError, Vec<u8>)> {
-        if job.origin.is_some() {
-            // Placement never sends MCP jobs (their code does not travel); refuse one
-            // that claims to come from a peer all the same.
-            return Err((
-                ComputeError::invalid("MCP servers are not run for peers"),
-                Vec::new(),
-            ));
-        }
-        let busy = || {
-            ComputeError::limit(
-                LimitKind::Timeout,
-                format!(
-                    "all {} MCP servers of this node stayed busy until the job's timeout ([compute.mcp] max_servers)",
-                    self.options.max_servers
-                ),
-            )
-        };
         match source {
-            Source::Http(url) => {
-                let permit = self
-                    .pool
-                    .permit(deadline)
-                    .await
-                    .ok_or_else(|| (busy(), Vec::new()))?;
-                Server::start_http(url, deadline, &job.cancel, budget, permit)
-                    .await
-                    .map_err(|e| (e, Vec::new()))
-            }
+            Source::Http(url) => Server::start_http(url, deadline, &job.cancel, budget, permit)
+                .await
+                .map_err(|e| (e, Vec::new())),
             Source::Stdio(argv) => {
-                let search = job
-                    .spec
-                    .env
-                    .get("PATH")
-                    .cloned()
-                    .unwrap_or_else(|| self.options.search_path.clone());
+                let search = self.options.search_path.clone();
                 let program = argv[0].clone();
-                let installed = tokio::task::spawn_blocking(move || install::locate(&program, &search))
-                    .await
-                    .map_err(|e| (ComputeError::internal(e.to_string()), Vec::new()))?
-                    .map_err(|e| (e, Vec::new()))?;
+                let exposure = install::Exposure {
+                    install_roots: self.options.install_roots.clone(),
+                    protected: self.options.protected.clone(),
+                };
+                let installed =
+                    tokio::task::spawn_blocking(move || install::locate(&program, &search, &exposure))
+                        .await
+                        .map_err(|e| (ComputeError::internal(e.to_string()), Vec::new()))?
+                        .map_err(|e| (e, Vec::new()))?;
                 let spec = self.process_spec(job, &installed, &argv[1..]);
                 let code = json!({ "program_sha256": installed.digest, "args": argv[1..] });
-                let permit = self
-                    .pool
-                    .permit(deadline)
-                    .await
-                    .ok_or_else(|| (busy(), Vec::new()))?;
                 Server::start_stdio(&self.sandbox, spec, code, job, deadline, budget, permit).await
             }
         }
@@ -197,12 +182,37 @@ impl McpRuntime {
             .max_output_bytes
             .saturating_mul(2)
             .saturating_add(IDLE_BUDGET);
-        match self.pool.take(key) {
-            Some(s) => {
+        if job.origin.is_some() {
+            // Placement never sends MCP jobs (their code does not travel); refuse one
+            // that claims to come from a peer all the same.
+            return Err((
+                ComputeError::invalid("MCP servers are not run for peers"),
+                Vec::new(),
+            ));
+        }
+        loop {
+            if let Some(s) = self.pool.take(key) {
                 s.begin(budget, job.logs.clone());
-                Ok(s)
+                return Ok(s);
             }
-            None => self.start(job, source, deadline, budget).await,
+            match self.pool.place(deadline, &job.cancel).await {
+                pool::Place::Granted(permit) => {
+                    return self.start(job, source, deadline, budget, permit).await;
+                }
+                // A server came back: maybe one of ours, else one to evict.
+                pool::Place::Freed => continue,
+                pool::Place::Cancelled => return Err((ComputeError::Cancelled, Vec::new())),
+                pool::Place::Deadline => {
+                    let e = ComputeError::limit(
+                        LimitKind::Timeout,
+                        format!(
+                            "all {} MCP servers of this node stayed busy until the job's timeout ([compute.mcp] max_servers)",
+                            self.options.max_servers
+                        ),
+                    );
+                    return Err((e, Vec::new()));
+                }
+            }
         }
     }
 
@@ -233,9 +243,14 @@ impl McpRuntime {
     /// The tool a job names, or the server's only tool when it names none.
     fn pick_tool<'s>(server: &'s Server, wanted: Option<&str>) -> Result<&'s Tool, ComputeError> {
         let names = || {
-            let mut n: Vec<&str> = server.tools.iter().take(20).map(|t| t.name.as_ref()).collect();
+            let mut n: Vec<String> = server
+                .tools
+                .iter()
+                .take(20)
+                .map(|t| output::clean(&t.name, 128))
+                .collect();
             if server.tools.len() > 20 {
-                n.push("...");
+                n.push("...".into());
             }
             n.join(", ")
         };
@@ -268,12 +283,13 @@ impl McpRuntime {
 /// (exit 2), anything else a failure of the tool.
 fn rpc_error(e: rmcp::ErrorData) -> ComputeError {
     use rmcp::model::ErrorCode;
+    let message = output::clean(&e.message, output::MAX_ERROR_TEXT);
     if e.code == ErrorCode::INVALID_PARAMS || e.code == ErrorCode::METHOD_NOT_FOUND {
-        ComputeError::invalid(format!("the MCP server refused the call: {}", e.message))
+        ComputeError::invalid(format!("the MCP server refused the call: {message}"))
     } else {
         ComputeError::ToolFailed(format!(
-            "the MCP server answered with error {}: {}",
-            e.code.0, e.message
+            "the MCP server answered with error {}: {message}",
+            e.code.0
         ))
     }
 }
@@ -322,11 +338,29 @@ impl Runtime for McpRuntime {
             .acquire(&job, &source, &key, deadline)
             .await
             .map_err(|(e, _)| e)?;
-        let picked = Self::pick_tool(&server, spec.function.as_deref()).map(|t| ToolDescription {
-            name: t.name.to_string(),
-            description: t.description.as_ref().map(|d| d.to_string()),
-            input_schema: Value::Object((*t.input_schema).clone()),
-            output_schema: t.output_schema.as_ref().map(|o| Value::Object((**o).clone())),
+        let picked = Self::pick_tool(&server, spec.function.as_deref()).and_then(|t| {
+            // What is stored with the tool and shown to every MCP client: bounded.
+            let input = Value::Object((*t.input_schema).clone());
+            let len = input.to_string().len();
+            if len > MAX_SCHEMA_BYTES {
+                return Err(ComputeError::invalid(format!(
+                    "the tool's inputSchema is {len} bytes (at most {MAX_SCHEMA_BYTES})"
+                )));
+            }
+            let output = t
+                .output_schema
+                .as_ref()
+                .map(|o| Value::Object((**o).clone()))
+                .filter(|o| o.to_string().len() <= MAX_SCHEMA_BYTES);
+            Ok(ToolDescription {
+                name: output::clean(&t.name, 128),
+                description: t
+                    .description
+                    .as_ref()
+                    .map(|d| output::clean(d, MAX_DESCRIPTION_BYTES)),
+                input_schema: input,
+                output_schema: output,
+            })
         });
         server.end();
         self.pool.put(key, server);
@@ -374,25 +408,39 @@ impl Runtime for McpRuntime {
         };
         let timeout_ms = job.spec.limits.timeout_ms;
         let closed = matches!(end, CallEnd::Closed);
-        let (mut result, stop) = match end {
-            CallEnd::Answered(Ok(r)) => (output::to_output(r), None),
-            CallEnd::Answered(Err(ServiceError::McpError(e))) => (Err(rpc_error(e)), None),
-            CallEnd::Answered(Err(e)) => (
-                Err(ComputeError::ToolFailed(format!("the MCP call failed: {e}"))),
-                Some(None),
-            ),
-            CallEnd::TimedOut => (
-                Err(ComputeError::limit(
-                    LimitKind::Timeout,
-                    format!(
-                        "the MCP server did not answer within the {timeout_ms} ms timeout; it was stopped"
-                    ),
-                )),
-                Some(Some(Exit::TimedOut)),
-            ),
-            CallEnd::Cancelled => (Err(ComputeError::Cancelled), Some(Some(Exit::Cancelled))),
-            CallEnd::Closed => (Err(ComputeError::internal("closed")), Some(None)),
-        };
+        let (mut result, stop) =
+            match end {
+                CallEnd::Answered(Ok(r)) => (output::to_output(r), None),
+                CallEnd::Answered(Err(ServiceError::McpError(e))) => (Err(rpc_error(e)), None),
+                // An HTTP server that stopped answering is unreachable (exit 4), as at the start.
+                CallEnd::Answered(Err(
+                    e @ (ServiceError::TransportSend(_) | ServiceError::TransportClosed),
+                )) if matches!(source, Source::Http(_)) => (
+                    Err(ComputeError::Unavailable(output::clean(
+                        &format!("the MCP server at {}: {e}", job.spec.source),
+                        output::MAX_ERROR_TEXT,
+                    ))),
+                    Some(None),
+                ),
+                CallEnd::Answered(Err(e)) => (
+                    Err(ComputeError::ToolFailed(output::clean(
+                        &format!("the MCP call failed: {e}"),
+                        output::MAX_ERROR_TEXT,
+                    ))),
+                    Some(None),
+                ),
+                CallEnd::TimedOut => (
+                    Err(ComputeError::limit(
+                        LimitKind::Timeout,
+                        format!(
+                            "the MCP server did not answer within the {timeout_ms} ms timeout; it was stopped"
+                        ),
+                    )),
+                    Some(Some(Exit::TimedOut)),
+                ),
+                CallEnd::Cancelled => (Err(ComputeError::Cancelled), Some(Some(Exit::Cancelled))),
+                CallEnd::Closed => (Err(ComputeError::internal("closed")), Some(None)),
+            };
         if let Ok(v) = &result {
             let len = serde_json::to_vec(v).map(|b| b.len() as u64).unwrap_or(u64::MAX);
             if len > job.spec.limits.max_output_bytes {
@@ -437,7 +485,10 @@ impl Runtime for McpRuntime {
                             };
                             ComputeError::ToolFailed(format!(
                                 "the MCP server exited{how} during the call: {}",
-                                last_log_line(&logs).unwrap_or_else(|| "no message".into())
+                                output::clean(
+                                    &last_log_line(&logs).unwrap_or_else(|| "no message".into()),
+                                    output::MAX_ERROR_TEXT
+                                )
                             ))
                         }
                         None => ComputeError::ToolFailed(

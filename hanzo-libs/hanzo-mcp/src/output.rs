@@ -20,7 +20,7 @@ pub(crate) fn to_output(result: CallToolResult) -> Result<Value, ComputeError> {
         } else {
             text
         };
-        return Err(ComputeError::ToolFailed(why));
+        return Err(ComputeError::ToolFailed(clean(&why, MAX_ERROR_TEXT)));
     }
     if let Some(v) = result.structured_content {
         return Ok(v);
@@ -43,6 +43,33 @@ fn texts(result: &CallToolResult) -> Vec<String> {
         .filter_map(|c| c.as_text().map(|t| t.text.clone()))
         .collect()
 }
+
+/// A server's words as they may appear in a job's error or a registered tool: no
+/// control characters (a terminal would obey them) and at most `max` bytes.
+pub(crate) fn clean(text: &str, max: usize) -> String {
+    let mut out: String = text
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if out.len() > max {
+        let mut cut = max;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str(" [...]");
+    }
+    out
+}
+
+/// The most of a server's text kept in an error message.
+pub(crate) const MAX_ERROR_TEXT: usize = 4096;
 
 /// What the server says it is (its `serverInfo`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -82,6 +109,12 @@ mod tests {
         );
         let r = CallToolResult::success(vec![ContentBlock::text("1"), ContentBlock::text("2")]);
         assert_eq!(to_output(r).unwrap()["content"].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_servers_words_lose_their_control_characters_and_their_length() {
+        assert_eq!(clean("a\u{1b}[2Jb\nc", 100), "a\u{fffd}[2Jb\nc");
+        assert_eq!(clean("ééé", 3), "é [...]");
     }
 
     #[test]

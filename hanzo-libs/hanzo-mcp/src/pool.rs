@@ -17,6 +17,18 @@ use tokio::time::Instant;
 /// What must be alike for two calls to share a server (canonical JSON).
 pub(crate) type Key = String;
 
+/// What waiting for a place gave.
+pub(crate) enum Place {
+    /// A place for a new server.
+    Granted(OwnedSemaphorePermit),
+    /// An idle server came back: look again (it may be the one wanted).
+    Freed,
+    /// The job was cancelled.
+    Cancelled,
+    /// The job's deadline passed.
+    Deadline,
+}
+
 struct Idle {
     key: Key,
     server: Server,
@@ -27,6 +39,8 @@ struct Idle {
 pub(crate) struct Pool {
     idle: Mutex<Vec<Idle>>,
     slots: Arc<Semaphore>,
+    /// Told when a server is given back (it holds its place while idle).
+    returned: tokio::sync::Notify,
     idle_timeout: Duration,
     reaper: std::sync::Once,
 }
@@ -36,6 +50,7 @@ impl Pool {
         Arc::new(Pool {
             idle: Mutex::new(Vec::new()),
             slots: Arc::new(Semaphore::new(max_servers.max(1))),
+            returned: tokio::sync::Notify::new(),
             idle_timeout,
             reaper: std::sync::Once::new(),
         })
@@ -68,11 +83,14 @@ impl Pool {
     }
 
     /// A place for one more server, by `deadline`: a free one, else the place of the
-    /// longest-idle server (of any key), else the first to come free.
-    pub(crate) async fn permit(&self, deadline: Instant) -> Option<OwnedSemaphorePermit> {
+    /// longest-idle server (of any key), else the first to come free; or word that an
+    /// idle server came back meanwhile (the caller looks for one of its own first).
+    pub(crate) async fn place(&self, deadline: Instant, cancel: &hanzo_compute::CancelToken) -> Place {
         loop {
+            // Registered before looking, so a return in between is not missed.
+            let returned = self.returned.notified();
             if let Ok(p) = self.slots.clone().try_acquire_owned() {
-                return Some(p);
+                return Place::Granted(p);
             }
             let oldest = {
                 let mut idle = self.idle();
@@ -89,10 +107,15 @@ impl Pool {
                     entry.server.stop(None).await;
                 }
                 None => {
-                    return tokio::time::timeout_at(deadline, self.slots.clone().acquire_owned())
-                        .await
-                        .ok()
-                        .and_then(Result::ok);
+                    return tokio::select! {
+                        p = self.slots.clone().acquire_owned() => match p {
+                            Ok(p) => Place::Granted(p),
+                            Err(_) => Place::Deadline,
+                        },
+                        _ = returned => Place::Freed,
+                        _ = cancel.cancelled() => Place::Cancelled,
+                        _ = tokio::time::sleep_until(deadline) => Place::Deadline,
+                    };
                 }
             }
         }
@@ -105,6 +128,7 @@ impl Pool {
             server,
             since: Instant::now(),
         });
+        self.returned.notify_waiters();
         self.reaper.call_once(|| {
             let pool = Arc::downgrade(self);
             let every = (self.idle_timeout / 2).clamp(Duration::from_millis(50), Duration::from_secs(30));

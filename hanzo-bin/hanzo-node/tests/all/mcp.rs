@@ -21,6 +21,41 @@ const TOKEN: &str = "mcp-test-token";
 /// The runtimes the served nodes here offer.
 const RUNTIMES: (&str, &str) = ("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm,docker,python,mcp");
 
+/// `[compute.mcp] install_roots` for the served nodes here: the venv, the npm prefix
+/// and the interpreter the venv was made from.
+fn install_roots() -> String {
+    let venv = std::fs::canonicalize(venv()).unwrap();
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg")).unwrap();
+    let home = cfg
+        .lines()
+        .find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| k.trim() == "home")
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap();
+    let python = std::fs::canonicalize(home).unwrap();
+    let prefix = python.parent().unwrap();
+    let npm = std::fs::canonicalize(npm()).unwrap();
+    format!("{},{},{}", venv.display(), npm.display(), prefix.display())
+}
+
+/// The settings of every served node here (and of `mcp serve`).
+fn node_env() -> Vec<(&'static str, String)> {
+    vec![
+        (RUNTIMES.0, RUNTIMES.1.to_string()),
+        ("HANZO_COMPUTE_MCP_INSTALL_ROOTS", install_roots()),
+        ("HANZO_NETWORK_ENABLED", "false".to_string()),
+    ]
+}
+
+fn start(h: &Home, extra: &[(&str, &str)]) -> Server {
+    let env = node_env();
+    let mut all: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    all.extend_from_slice(extra);
+    Server::start(h, &all)
+}
+
 fn mcp_dir(var: &str, sub: &str) -> PathBuf {
     let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
         PathBuf::from(std::env::var("HOME").unwrap_or_default())
@@ -78,7 +113,7 @@ fn sdk_client(home: &Home, args: &[&str]) -> Vec<Value> {
         .args(args)
         .env("HANZO_HOME", home.path("home"))
         .env_remove("HANZO_CONFIG")
-        .env("HANZO_NETWORK_ENABLED", "false")
+        .envs(node_env())
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -311,7 +346,7 @@ fn a_hostile_server_is_held_to_the_job() {
 
 /// The node's API with the token.
 fn serve(h: &Home) -> Server {
-    Server::start(h, &[("HANZO_NODE_API_TOKEN", TOKEN), RUNTIMES])
+    start(h, &[("HANZO_NODE_API_TOKEN", TOKEN)])
 }
 
 fn call(s: &Server, tool: &str, params: &Value) -> Value {
@@ -421,16 +456,46 @@ fn a_named_mcp_tool_takes_its_servers_schema_and_is_checked_before_it_runs() {
 }
 
 #[test]
+fn a_serving_node_starts_only_servers_installed_where_the_operator_said() {
+    let h = Home::new();
+    let s = serve(&h);
+    // A copy of the time server outside the install roots (a script, its venv's
+    // interpreter named in its #! line).
+    let copy = h.file(
+        "server",
+        &std::fs::read_to_string(venv_bin("mcp-server-time")).unwrap(),
+    );
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let job = json!({"runtime": "mcp", "source": copy, "function": "get_current_time", "params": {"timezone": "UTC"}});
+    let r = s.req("POST", "/v1/jobs?wait=true", job.to_string().as_bytes());
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], "invalid_input", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("install_roots"),
+        "{v}"
+    );
+    // The operator at the shell is not bound by them.
+    let r = run_mcp(&h, &copy, "get_current_time", &json!({"timezone": "UTC"}), &[]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // The installed one runs.
+    let job = json!({"runtime": "mcp", "source": venv_bin("mcp-server-time"), "function": "get_current_time",
+                     "params": {"timezone": "UTC"}});
+    let r = s.req("POST", "/v1/jobs?wait=true", job.to_string().as_bytes());
+    assert_eq!(r.json()["status"], "succeeded", "{}", r.text());
+}
+
+#[test]
 fn api_clients_may_name_only_the_mcp_urls_the_operator_allows() {
     let h = Home::new();
     let port = free_port();
     let allowed = format!("http://127.0.0.1:{port}/mcp");
-    let s = Server::start(
+    let s = start(
         &h,
         &[
             ("HANZO_NODE_API_TOKEN", TOKEN),
             ("HANZO_COMPUTE_MCP_ALLOWED_URLS", &allowed),
-            RUNTIMES,
         ],
     );
     for url in [
@@ -626,7 +691,7 @@ fn mcp_serve_on_stdio_relays_to_a_serving_node_and_runs_calls_itself_without_one
     {
         // The token the node makes (no HANZO_NODE_API_TOKEN): `mcp serve` finds it in
         // the data directory, with the node's address.
-        let s = Server::start(&h, &[RUNTIMES]);
+        let s = start(&h, &[]);
         three_tools(&h, &s);
         let out = sdk_client(&h, &["stdio", &format!("{bin} mcp serve"), &steps]);
         assert_eq!(out[0]["tools"].as_array().unwrap().len(), 3, "{}", out[0]);
@@ -670,7 +735,7 @@ fn inspector_cli_lists_and_calls_the_nodes_tools() {
             .args(args)
             .current_dir(&build)
             .env("HANZO_HOME", h.path("home"))
-            .env("HANZO_NETWORK_ENABLED", "false")
+            .envs(node_env())
             .output()
             .unwrap();
         assert!(
