@@ -266,6 +266,12 @@ impl Server {
                 s.check_tools()
             }
             Err(why) => {
+                // A server that closed its pipe is exiting: let it, so that its exit
+                // code is its own (a deadline or a cancellation kills it at once).
+                if why != "timeout" && why != "cancelled" {
+                    let _ =
+                        tokio::time::timeout(std::time::Duration::from_millis(500), session.exited()).await;
+                }
                 let exited = session.has_exited();
                 let outcome = session.stop(None).await;
                 let logs = io.end();
@@ -438,9 +444,21 @@ impl Server {
         }
     }
 
-    /// Ends a call's accounting: the logs it produced.
-    pub(crate) fn end(&self) -> Vec<u8> {
+    /// Ends a call's accounting: the logs it produced, with what the server wrote on
+    /// stderr before it answered (read now: its reader runs on its own time).
+    pub(crate) async fn end(&self) -> Vec<u8> {
+        if let Some(s) = &self.session {
+            s.flush_logs().await;
+        }
         self.io.end()
+    }
+
+    /// Waits up to `d` for a server whose connection ended to exit by itself, so that
+    /// how it ended (its exit code, an OOM kill) is its own and not the node's kill.
+    pub(crate) async fn settle(&mut self, d: std::time::Duration) {
+        if let Some(s) = self.session.as_mut() {
+            let _ = tokio::time::timeout(d, s.exited()).await;
+        }
     }
 
     /// Whether the server was stopped for writing too much.

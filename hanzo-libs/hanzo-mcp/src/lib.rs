@@ -57,6 +57,9 @@ const MAX_SCHEMA_BYTES: usize = 256 * 1024;
 /// The longest description a named tool takes from its server.
 const MAX_DESCRIPTION_BYTES: usize = 8 * 1024;
 
+/// A server that could not be had: why, its logs so far, and what it is (when known).
+type Failed = (ComputeError, Vec<u8>, Option<Value>);
+
 /// How the `mcp` runtime runs servers.
 #[derive(Debug, Clone)]
 pub struct McpOptions {
@@ -142,11 +145,11 @@ impl McpRuntime {
         deadline: Instant,
         budget: u64,
         permit: tokio::sync::OwnedSemaphorePermit,
-    ) -> Result<Server, (ComputeError, Vec<u8>)> {
+    ) -> Result<Server, Failed> {
         match source {
             Source::Http(url) => Server::start_http(url, deadline, &job.cancel, budget, permit)
                 .await
-                .map_err(|e| (e, Vec::new())),
+                .map_err(|e| (e, Vec::new(), Some(json!({ "url": url })))),
             Source::Stdio(argv) => {
                 let search = self.options.search_path.clone();
                 let program = argv[0].clone();
@@ -157,11 +160,13 @@ impl McpRuntime {
                 let installed =
                     tokio::task::spawn_blocking(move || install::locate(&program, &search, &exposure))
                         .await
-                        .map_err(|e| (ComputeError::internal(e.to_string()), Vec::new()))?
-                        .map_err(|e| (e, Vec::new()))?;
+                        .map_err(|e| (ComputeError::internal(e.to_string()), Vec::new(), None))?
+                        .map_err(|e| (e, Vec::new(), None))?;
                 let spec = self.process_spec(job, &installed, &argv[1..]);
                 let code = json!({ "program_sha256": installed.digest, "args": argv[1..] });
-                Server::start_stdio(&self.sandbox, spec, code, job, deadline, budget, permit).await
+                Server::start_stdio(&self.sandbox, spec, code.clone(), job, deadline, budget, permit)
+                    .await
+                    .map_err(|(e, logs)| (e, logs, Some(code)))
             }
         }
     }
@@ -173,7 +178,7 @@ impl McpRuntime {
         source: &Source,
         key: &pool::Key,
         deadline: Instant,
-    ) -> Result<Server, (ComputeError, Vec<u8>)> {
+    ) -> Result<Server, Failed> {
         // JSON escaping can double a value's size; the cap on the output itself is
         // checked on the parsed result.
         let budget = job
@@ -188,6 +193,7 @@ impl McpRuntime {
             return Err((
                 ComputeError::invalid("MCP servers are not run for peers"),
                 Vec::new(),
+                None,
             ));
         }
         loop {
@@ -201,7 +207,7 @@ impl McpRuntime {
                 }
                 // A server came back: maybe one of ours, else one to evict.
                 pool::Place::Freed => continue,
-                pool::Place::Cancelled => return Err((ComputeError::Cancelled, Vec::new())),
+                pool::Place::Cancelled => return Err((ComputeError::Cancelled, Vec::new(), None)),
                 pool::Place::Deadline => {
                     let e = ComputeError::limit(
                         LimitKind::Timeout,
@@ -210,7 +216,7 @@ impl McpRuntime {
                             self.options.max_servers
                         ),
                     );
-                    return Err((e, Vec::new()));
+                    return Err((e, Vec::new(), None));
                 }
             }
         }
@@ -337,7 +343,7 @@ impl Runtime for McpRuntime {
         let server = self
             .acquire(&job, &source, &key, deadline)
             .await
-            .map_err(|(e, _)| e)?;
+            .map_err(|(e, _, _)| e)?;
         let picked = Self::pick_tool(&server, spec.function.as_deref()).and_then(|t| {
             // What is stored with the tool and shown to every MCP client: bounded.
             let input = Value::Object((*t.input_schema).clone());
@@ -362,7 +368,7 @@ impl Runtime for McpRuntime {
                 output_schema: output,
             })
         });
-        server.end();
+        server.end().await;
         self.pool.put(key, server);
         picked.map(Some)
     }
@@ -385,9 +391,13 @@ impl Runtime for McpRuntime {
         let key = Self::key(job, &source);
         let mut server = match self.acquire(job, &source, &key, deadline).await {
             Ok(s) => s,
-            Err((e, logs)) => {
+            Err((e, logs, code)) => {
                 let mut ex = Execution::rejected(&job.spec, e);
                 ex.logs = logs;
+                // A server that started and then missed its deadline (or its memory
+                // limit) in the handshake: the receipt names it by what is known, its
+                // program or URL and the tool asked for.
+                ex.code_hash = code.map(|c| output::start_hash(&c, job.spec.function_or_default()));
                 return ex;
             }
         };
@@ -395,7 +405,7 @@ impl Runtime for McpRuntime {
             Ok(t) => t.clone(),
             Err(e) => {
                 let mut ex = Execution::rejected(&job.spec, e);
-                ex.logs = server.end();
+                ex.logs = server.end().await;
                 self.pool.put(key, server);
                 return ex;
             }
@@ -453,7 +463,7 @@ impl Runtime for McpRuntime {
                 ));
             }
         }
-        let logs = server.end();
+        let logs = server.end().await;
         match stop {
             None if server.alive() => self.pool.put(key, server),
             None => {
@@ -464,7 +474,11 @@ impl Runtime for McpRuntime {
                 let why = if flooded { Some(Exit::OutputLimit) } else { why };
                 if closed {
                     // How it ended says why: a limit (memory, processes), too much
-                    // output, or a crash.
+                    // output, or a crash. Its pipe closes a moment before its exit is
+                    // seen: let it finish exiting before anything is killed.
+                    if !flooded {
+                        server.settle(Duration::from_millis(500)).await;
+                    }
                     let outcome = server.stop(why).await;
                     result = Err(match outcome {
                         _ if flooded => ComputeError::limit(

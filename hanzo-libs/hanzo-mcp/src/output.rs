@@ -90,6 +90,12 @@ pub(crate) fn code_hash(server: &Value, identity: &ServerIdentity, tool: &Tool) 
     }))
 }
 
+/// The `code_hash` of a call whose server never finished its handshake: the server
+/// as started and the tool asked for (its identity and schema are unknown).
+pub(crate) fn start_hash(server: &Value, tool: &str) -> String {
+    hash_json(&json!({ "mcp": server, "server_info": null, "tool": { "name": tool } }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::unix::pipe;
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -166,24 +166,52 @@ fn open_up(path: &Path) {
     }
 }
 
+/// A request to read what a session's stderr holds now, answered once it is read.
+pub(crate) type Flush = tokio::sync::oneshot::Sender<()>;
+
 /// Reads a tool's stderr into `logs`, and every byte of it to `forward` (a session's
 /// sink, which keeps no cap of the run's: a long-lived server's logs go on flowing).
+/// A session asks through `flush` for what is in the pipe right now: what its server
+/// wrote before answering on stdout is there by the time the answer is read.
 async fn read_logs(
-    mut rx: impl AsyncRead + Unpin,
+    mut rx: pipe::Receiver,
     logs: Option<Arc<Mutex<LogBuffer>>>,
     forward: hanzo_compute::stdio::LogSink,
+    mut flush: Option<tokio::sync::mpsc::Receiver<Flush>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    let take = |chunk: &[u8]| {
+        if let Some(logs) = &logs {
+            logs.lock().unwrap_or_else(|p| p.into_inner()).push(chunk);
+        }
+        forward.write(chunk);
+    };
     // Keep reading after the cap, discarding: a tool blocked on a full stderr pipe
     // would otherwise hang until its timeout.
-    while let Ok(n) = rx.read(&mut buf).await {
-        if n == 0 {
-            break;
+    loop {
+        tokio::select! {
+            r = rx.read(&mut buf) => match r {
+                Ok(n) if n > 0 => take(&buf[..n]),
+                _ => break,
+            },
+            Some(ack) = async { flush.as_mut()?.recv().await }, if flush.is_some() => {
+                let mut ended = false;
+                loop {
+                    match rx.try_read(&mut buf) {
+                        Ok(0) => {
+                            ended = true;
+                            break;
+                        }
+                        Ok(n) => take(&buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+                let _ = ack.send(());
+                if ended {
+                    break;
+                }
+            }
         }
-        if let Some(logs) = &logs {
-            logs.lock().unwrap_or_else(|p| p.into_inner()).push(&buf[..n]);
-        }
-        forward.write(&buf[..n]);
     }
 }
 
@@ -725,6 +753,8 @@ pub(crate) struct Live {
     pub(crate) stdout: Option<pipe::Receiver>,
     logs: Arc<Mutex<LogBuffer>>,
     stderr_task: Option<JoinHandle<()>>,
+    /// A session's way to have its stderr read up to now (see `read_logs`).
+    pub(crate) flush: Option<tokio::sync::mpsc::Sender<Flush>>,
     status_task: Option<JoinHandle<Option<i32>>>,
     /// Resolves once the child has exited (left a zombie, so its pid stays ours).
     pub(crate) exited: JoinHandle<()>,
@@ -752,14 +782,21 @@ impl Live {
             .and_then(|s| pipe::Sender::from_owned_fd(s.into()).ok());
         let stdout = receiver(started.child.stdout.take());
         let logs = Arc::new(Mutex::new(LogBuffer::new(STDERR_CAP).with_sink(log_sink.clone())));
+        let (flush_tx, flush_rx) = match session {
+            true => {
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                (Some(tx), Some(rx))
+            }
+            false => (None, None),
+        };
         // A session keeps none of it: every byte goes to its sink.
         let (kept, forward) = if session {
             (None, log_sink)
         } else {
             (Some(logs.clone()), Default::default())
         };
-        let stderr_task =
-            receiver(started.child.stderr.take()).map(|rx| tokio::spawn(read_logs(rx, kept, forward)));
+        let stderr_task = receiver(started.child.stderr.take())
+            .map(|rx| tokio::spawn(read_logs(rx, kept, forward, flush_rx)));
         let status_task = started
             .status
             .take()
@@ -781,6 +818,7 @@ impl Live {
             stdout,
             logs,
             stderr_task,
+            flush: flush_tx,
             status_task,
             exited,
             child_done: false,

@@ -57,6 +57,17 @@ impl Session {
         }
     }
 
+    /// Reads what the process has written on stderr so far into the spec's sink (its
+    /// reader otherwise runs on its own time): bytes written before an answer on stdout
+    /// are the answer's logs. Gives up after 100 ms (a reader stuck on a full sink).
+    pub async fn flush_logs(&self) {
+        let Some(tx) = &self.live.flush else { return };
+        let (ack, done) = tokio::sync::oneshot::channel();
+        if tx.send(ack).await.is_ok() {
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), done).await;
+        }
+    }
+
     /// Whether the process has exited, without waiting.
     pub fn has_exited(&self) -> bool {
         self.live.child_done || self.live.exited.is_finished()
