@@ -11,6 +11,10 @@
 //!   over streamable HTTP: each call a job (stored, scheduled, receipted) on the
 //!   warm server;
 //!
+//! - **HTTP floor**: the same Python SDK client over streamable HTTP to a reference
+//!   server (`@modelcontextprotocol/server-everything`'s `get-sum`, Node.js), what any
+//!   MCP call over HTTP costs that client: the floor of the /mcp row;
+//!
 //! and the first call's cost (a server's start: process, interpreter, handshake) for
 //! the direct client and the runtime. Prints a markdown report; see BENCHMARKS.md.
 //!
@@ -44,6 +48,10 @@ struct Args {
     /// The hanzo-node binary for the /mcp row [default: target/release/hanzo-node].
     #[arg(long)]
     node: Option<PathBuf>,
+    /// The npm prefix holding @modelcontextprotocol/server-everything, for the HTTP
+    /// floor [default: $HANZO_MCP_NPM, else ~/.cache/hanzo-node/mcp/npm].
+    #[arg(long)]
+    npm: Option<PathBuf>,
     /// Timed warm calls per row.
     #[arg(long, default_value_t = 300)]
     runs: usize,
@@ -145,6 +153,24 @@ fn http(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, String)
     Ok((status, body))
 }
 
+/// `[compute.mcp] install_roots` for the venv: itself and the interpreter it was made
+/// from (its `pyvenv.cfg`'s `home`).
+fn install_roots(venv: &Path) -> Result<String> {
+    let venv = std::fs::canonicalize(venv)?;
+    let cfg = std::fs::read_to_string(venv.join("pyvenv.cfg"))?;
+    let home = cfg
+        .lines()
+        .find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| k.trim() == "home")
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .context("no home in pyvenv.cfg")?;
+    let home = std::fs::canonicalize(home)?;
+    let prefix = home.parent().unwrap_or(&home);
+    Ok(format!("{},{}", venv.display(), prefix.display()))
+}
+
 /// The /mcp row: a served node, the tool registered, the Python SDK client over HTTP.
 fn through_api(node: &Path, venv: &Path, server: &str, runs: usize, warmup: usize) -> Result<Vec<f64>> {
     let home = tempfile::tempdir()?;
@@ -157,6 +183,7 @@ fn through_api(node: &Path, venv: &Path, server: &str, runs: usize, warmup: usiz
         .env("HANZO_NODE_API_TOKEN", TOKEN)
         .env("HANZO_NETWORK_ENABLED", "false")
         .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "mcp")
+        .env("HANZO_COMPUTE_MCP_INSTALL_ROOTS", install_roots(venv)?)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -178,6 +205,41 @@ fn through_api(node: &Path, venv: &Path, server: &str, runs: usize, warmup: usiz
             TOKEN.into(),
             "tz".into(),
             json!({"timezone": "UTC"}).to_string(),
+            runs.to_string(),
+            warmup.to_string(),
+        ];
+        Ok(floats(&python_client(venv, &args)?["warm_ms"]))
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+/// The HTTP floor: server-everything over streamable HTTP on a loopback port, called by
+/// the same Python SDK client.
+fn http_floor(npm: &Path, venv: &Path, runs: usize, warmup: usize) -> Result<Vec<f64>> {
+    let bin = npm.join("node_modules/.bin/mcp-server-everything");
+    ensure!(bin.exists(), "{} is missing", bin.display());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = Command::new(&bin)
+        .arg("streamableHttp")
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = (|| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            ensure!(Instant::now() < deadline, "server-everything never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let args = [
+            "http".to_string(),
+            format!("http://127.0.0.1:{port}/mcp"),
+            "unused".into(),
+            "get-sum".into(),
+            json!({"a": 2, "b": 3}).to_string(),
             runs.to_string(),
             warmup.to_string(),
         ];
@@ -252,6 +314,21 @@ fn main() -> Result<()> {
         None
     };
 
+    let npm = args
+        .npm
+        .or_else(|| std::env::var_os("HANZO_MCP_NPM").map(PathBuf::from))
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/hanzo-node/mcp/npm")
+        });
+    eprintln!("HTTP floor: the same client over streamable HTTP to server-everything ...");
+    let floor = match http_floor(&npm, &venv, args.runs, args.warmup) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("  skipped: {e}");
+            None
+        }
+    };
+
     let d = Latency::of(&direct_warm);
     let mut report = String::new();
     let _ = writeln!(
@@ -296,6 +373,22 @@ fn main() -> Result<()> {
             &Latency::of(api),
             true,
         );
+    }
+    if let Some(floor) = &floor {
+        row(
+            "HTTP floor: the same client → server-everything `get-sum` (HTTP, Node.js)",
+            &Latency::of(floor),
+            false,
+        );
+        if let Some(api) = &api {
+            let (a, f) = (Latency::of(api), Latency::of(floor));
+            let _ = writeln!(
+                report,
+                "\n/mcp against the HTTP floor: p50 {:.2}x, p99 {:.2}x (the client's HTTP transport is most of either).",
+                a.p50 / f.p50,
+                a.p99 / f.p99
+            );
+        }
     }
     let _ = writeln!(
         report,
