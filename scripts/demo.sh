@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the embedded defaults: installs what is missing (the wasm32-wasip1 target,
 # bubblewrap, Go, deno, uv), builds the example tools and the node, then runs the tools on
-# the WASM runtime, on Deno, Python and Go in the process sandbox, and a built-in tool,
-# printing outputs and receipts; then three nodes on 127.0.0.1 place a job on each other
+# the WASM runtime, on Deno, Python and Go in the process sandbox, a built-in tool and a
+# reference MCP server from PyPI (sandboxed, then warm), printing outputs and receipts; then three nodes on 127.0.0.1 place a job on each other
 # and survive the death of the peer running one; then four nodes verify jobs by running
 # them redundantly, one of them a lying build (the `failpoints` feature) that is caught.
 set -euo pipefail
@@ -11,11 +11,15 @@ source scripts/common.sh
 source scripts/go.sh
 source scripts/sandbox.sh
 source scripts/toolchains.sh
+source scripts/mcp.sh
 ensure_wasm_target
 ensure_sandbox_tools
 ensure_go
 ensure_deno
 ensure_uv
+# The MCP reference servers (PyPI, npm) into ~/.cache/hanzo-node/mcp: the demo calls
+# mcp-server-time as a sandboxed MCP server.
+ensure_mcp
 build_examples
 # With a Docker daemon at hand, the demo also runs the text tools in a hardened container:
 # the same Rust source built as a static Linux executable, in a `FROM scratch` image.
@@ -37,4 +41,5 @@ fi
 cargo build "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node --features failpoints
 liar="$(target_dir)/release/hanzo-node-failpoints"
 cp "$(target_dir)/release/hanzo-node" "$liar"
-cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples --network --liar "$liar" "${docker_args[@]}" "$@"
+cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples --network --liar "$liar" \
+    --mcp-server "$HANZO_MCP_VENV/bin/mcp-server-time" "${docker_args[@]}" "$@"

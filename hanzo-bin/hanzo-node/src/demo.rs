@@ -30,6 +30,11 @@ pub struct DemoArgs {
     /// (scripts/demo.sh builds one), run as a lying node that verified jobs catch.
     #[arg(long, value_name = "PATH")]
     pub liar: Option<PathBuf>,
+    /// An installed `mcp-server-time` (the MCP reference server from PyPI;
+    /// scripts/demo.sh installs one): adds steps calling it as a sandboxed MCP server,
+    /// started and then warm.
+    #[arg(long, value_name = "PATH")]
+    pub mcp_server: Option<PathBuf>,
 }
 
 /// What a demo step expects to happen.
@@ -218,6 +223,32 @@ fn docker_step(image: &str) -> Step {
     }
 }
 
+/// The MCP steps: a tool of a reference MCP server from PyPI, started in the process
+/// sandbox, then called again on the same warm server.
+fn mcp_steps(server: &Path) -> Vec<Step> {
+    let server = server.display().to_string();
+    vec![
+        Step {
+            title: "the time in Paris from an MCP server (mcp-server-time, PyPI), started in the process sandbox",
+            runtime: RuntimeKind::Mcp,
+            module: server.clone(),
+            function: "get_current_time",
+            params: json!({"timezone": "Europe/Paris"}),
+            tweak: |_| {},
+            expect: Expect::Output,
+        },
+        Step {
+            title: "the same MCP server, warm: the process started above serves this call too",
+            runtime: RuntimeKind::Mcp,
+            module: server,
+            function: "convert_time",
+            params: json!({"source_timezone": "Europe/Paris", "time": "09:30", "target_timezone": "Asia/Tokyo"}),
+            tweak: |_| {},
+            expect: Expect::Output,
+        },
+    ]
+}
+
 /// The first 12 hex digits of a hash or key, as `docker images` shows ids.
 fn clip_hex(hex: &str) -> &str {
     hex.get(..12).unwrap_or(hex)
@@ -251,7 +282,7 @@ pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow
             .into());
         }
     }
-    let node = Node::build(config, None).await?;
+    let node = Node::build(config, None, false).await?;
     println!(
         "hanzo-node demo: node {} (data directory {}){}\n",
         node.compute.key().id(),
@@ -292,6 +323,9 @@ pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow
                 health.detail.unwrap_or_default()
             );
         }
+    }
+    if let Some(server) = &args.mcp_server {
+        all.extend(mcp_steps(server));
     }
     let mut failures = 0;
     for (n, step) in all.into_iter().enumerate() {

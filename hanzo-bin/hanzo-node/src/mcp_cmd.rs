@@ -47,7 +47,7 @@ async fn serve(config: Option<&Path>) -> anyhow::Result<u8> {
         .map_err(ComputeError::internal)?;
     let server = match opened {
         Ok((store, recovery)) => {
-            let node = Node::build(config, None).await?;
+            let node = Node::build(config, None, true).await?;
             let policy = hanzo_compute::policy::ApiPolicy::from_config(&node.config)?;
             let api = Api::new(
                 Arc::new(node.compute),

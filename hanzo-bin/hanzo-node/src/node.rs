@@ -66,8 +66,15 @@ pub struct Node {
 
 impl Node {
     /// Builds the node. With `only`, just that runtime is started (a CLI `run` needs
-    /// one, and starting the others would only cost time).
-    pub async fn build(explicit_config: Option<&Path>, only: Option<RuntimeKind>) -> anyhow::Result<Node> {
+    /// one, and starting the others would only cost time). `for_clients`: the node runs
+    /// what API clients name (`serve`, `mcp serve`), so the operator's bounds on what
+    /// they may start apply (`[compute.mcp] install_roots`); the operator's own one-shot
+    /// commands are not bound by them.
+    pub async fn build(
+        explicit_config: Option<&Path>,
+        only: Option<RuntimeKind>,
+        for_clients: bool,
+    ) -> anyhow::Result<Node> {
         let config = load_config(explicit_config)?;
         let data_dir = config.node.data_dir.clone();
         // Private before anything is read from or written to it (the key, the job
@@ -186,7 +193,7 @@ impl Node {
                             // A one-shot `run` is the operator at their shell; a serving
                             // node (`serve`, `mcp serve`) runs what API clients name, so
                             // only servers installed where the operator said.
-                            install_roots: only.is_none().then(|| {
+                            install_roots: for_clients.then(|| {
                                 c.install_roots
                                     .iter()
                                     .map(|r| std::fs::canonicalize(r).unwrap_or_else(|_| r.clone()))
@@ -318,7 +325,7 @@ pub async fn module(config: Option<&Path>, cmd: ModuleCmd) -> anyhow::Result<u8>
             return Ok(0);
         }
     };
-    let node = Node::build(config, Some(RuntimeKind::Wasm)).await?;
+    let node = Node::build(config, Some(RuntimeKind::Wasm), false).await?;
     let wasm = node
         .wasm
         .ok_or_else(|| ComputeError::Unavailable(node_reason(&node.config)))?;

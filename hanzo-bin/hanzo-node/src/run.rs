@@ -139,7 +139,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     // Parse the runtime name before anything else, so a typo is a usage error even
     // when the configuration cannot load.
     let kind: RuntimeKind = args.runtime.parse()?;
-    let node = Node::build(config, Some(kind)).await?;
+    let node = Node::build(config, Some(kind), false).await?;
     let mut spec = args.to_spec(node.config.compute.max_output_bytes)?;
     // The node's ceilings hold here too (exit 2 naming the limit), which also keeps
     // every deadline and byte count the runtimes compute from a limit in range.

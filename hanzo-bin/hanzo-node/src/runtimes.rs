@@ -6,7 +6,7 @@ use hanzo_compute::{LimitKind, RuntimeKind};
 use std::path::Path;
 
 pub async fn list(config: Option<&Path>, as_json: bool, verbose: bool) -> anyhow::Result<u8> {
-    let node = Node::build(config, None).await?;
+    let node = Node::build(config, None, false).await?;
     let mut rows = Vec::new();
     for kind in RuntimeKind::ALL {
         let mut row = node

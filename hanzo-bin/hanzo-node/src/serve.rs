@@ -41,7 +41,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
     } else if !failpoints.trim().is_empty() {
         tracing::warn!("FAILPOINTS is ignored: this build has no fail points");
     }
-    let mut node = Node::build(config, None).await?;
+    let mut node = Node::build(config, None, true).await?;
     if let Some(listen) = args.listen {
         node.config.node.api_listen = listen;
     }

@@ -218,7 +218,7 @@ pub async fn run(config: Option<&Path>, cmd: ServiceCmd) -> anyhow::Result<u8> {
     };
     // Only the runtime asked for is started (a Docker service needs no kubeconfig).
     let kind: RuntimeKind = common.runtime.parse()?;
-    let node = Node::build(config, Some(kind)).await?;
+    let node = Node::build(config, Some(kind), false).await?;
     match cmd {
         ServiceCmd::Deploy(args) => {
             let spec = args.to_spec()?;
