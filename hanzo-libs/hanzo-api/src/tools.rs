@@ -177,7 +177,9 @@ async fn describe_mcp(state: &State, spec: &mut ToolSpec) -> ApiResult<()> {
         (status = 201, description = "Registered: the tool", body = Tool),
         (status = 200, description = "Replaced a tool of that name: the tool", body = Tool),
         (status = 400, description = "invalid_input, naming the field (name, schema, limits.* including a limit above the node's ceiling, ...)", body = ErrorReply),
-        (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply)))]
+        (status = 413, description = "too_large: body over 1 MiB", body = ErrorReply),
+        (status = 502, description = "unavailable: an mcp tool's HTTP server could not be reached to describe its tool", body = ErrorReply),
+        (status = 503, description = "runtime_unavailable: an mcp tool on a node without the mcp runtime", body = ErrorReply)))]
 async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> ApiResult {
     let bytes = body(b)?;
     let mut spec = parse_tool(&bytes)?;
@@ -200,6 +202,10 @@ async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> A
     }
     if let Some(schema) = &spec.schema {
         compile(schema).map_err(|e| ApiError::invalid(format!("schema: {e}")))?;
+    }
+    // Not checked against outputs, but shown to MCP clients as a schema: one it must be.
+    if let Some(schema) = &spec.output_schema {
+        compile(schema).map_err(|e| ApiError::invalid(format!("output_schema: {e}")))?;
     }
     let (record, replaced) = state.store.put_tool(spec).await?;
     let status = if replaced {

@@ -171,6 +171,23 @@ async fn list_tools(service: &RunningService<RoleClient, ClientConfig>) -> Resul
     Err(format!("the server's tool list runs past {MAX_PAGES} pages"))
 }
 
+/// The handshake (`initialize`) and the tool list, on any transport; the caller bounds
+/// it in time.
+async fn handshake<T, E, A>(
+    transport: T,
+) -> Result<(RunningService<RoleClient, ClientConfig>, Vec<Tool>), String>
+where
+    T: rmcp::transport::IntoTransport<RoleClient, E, A>,
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let service = client_config()
+        .serve(transport)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tools = list_tools(&service).await?;
+    Ok((service, tools))
+}
+
 /// The client's own description in the handshake.
 fn client_config() -> ClientConfig {
     ClientConfig::new(
@@ -246,14 +263,7 @@ impl Server {
             tx,
         )
         .with_max_line_length(max_line);
-        let connect = async {
-            let service = client_config()
-                .serve(transport)
-                .await
-                .map_err(|e| e.to_string())?;
-            let tools = list_tools(&service).await?;
-            Ok::<_, String>((service, tools))
-        };
+        let connect = handshake(transport);
         let connected = tokio::select! {
             r = connect => r,
             _ = tokio::time::sleep_until(deadline) => Err("timeout".into()),
@@ -332,14 +342,7 @@ impl Server {
             rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url)
                 .max_json_response_size(usize::try_from(max_response_bytes).unwrap_or(usize::MAX));
         let transport = rmcp::transport::StreamableHttpClientTransport::with_client(http, config);
-        let connect = async {
-            let service = client_config()
-                .serve(transport)
-                .await
-                .map_err(|e| e.to_string())?;
-            let tools = list_tools(&service).await?;
-            Ok::<_, String>((service, tools))
-        };
+        let connect = handshake(transport);
         let connected = tokio::select! {
             r = connect => r,
             _ = tokio::time::sleep_until(deadline) => Err("no answer before the job's timeout".into()),

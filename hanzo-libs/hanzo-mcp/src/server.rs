@@ -173,7 +173,8 @@ impl ServerHandler for NodeServer {
                 let secs = t0.elapsed().as_secs_f64().round();
                 let message = match &job {
                     Some(id) => format!("job {id} running ({secs} s)"),
-                    None => "queued".to_string(),
+                    // A host that does not name its jobs (a relay).
+                    None => format!("running ({secs} s)"),
                 };
                 let p = ProgressNotificationParam::new(token.clone(), secs).with_message(message);
                 if peer.notify_progress(p).await.is_err() {
