@@ -285,6 +285,95 @@ impl McpRuntime {
     }
 }
 
+/// How a call ended, as the job's result, and whether (and why) its server must stop:
+/// `None` keeps it; `Some(why)` stops it, `why` the node's reason if it had one.
+fn call_result(
+    end: CallEnd,
+    job: &Job,
+    source: &Source,
+) -> (Result<Value, ComputeError>, Option<Option<Exit>>) {
+    let clean = |text: String| output::clean(&text, output::MAX_ERROR_TEXT);
+    match end {
+        CallEnd::Answered(Ok(r)) => (output::to_output(r), None),
+        CallEnd::Answered(Err(ServiceError::McpError(e))) => (Err(rpc_error(e)), None),
+        // An HTTP server that stopped answering is unreachable (exit 4), as at the start.
+        CallEnd::Answered(Err(e @ (ServiceError::TransportSend(_) | ServiceError::TransportClosed)))
+            if matches!(source, Source::Http(_)) =>
+        {
+            let why = clean(format!("the MCP server at {}: {e}", job.spec.source));
+            (Err(ComputeError::Unavailable(why)), Some(None))
+        }
+        CallEnd::Answered(Err(e)) => (
+            Err(ComputeError::ToolFailed(clean(format!(
+                "the MCP call failed: {e}"
+            )))),
+            Some(None),
+        ),
+        CallEnd::TimedOut => (
+            Err(ComputeError::limit(
+                LimitKind::Timeout,
+                format!(
+                    "the MCP server did not answer within the {} ms timeout; it was stopped",
+                    job.spec.limits.timeout_ms
+                ),
+            )),
+            Some(Some(Exit::TimedOut)),
+        ),
+        CallEnd::Cancelled => (Err(ComputeError::Cancelled), Some(Some(Exit::Cancelled))),
+        // Why, only the server's end can say (`why_closed`).
+        CallEnd::Closed => (Err(ComputeError::internal("the connection closed")), Some(None)),
+    }
+}
+
+/// The output, unless it is over the job's cap.
+fn capped(output: Value, cap: u64) -> Result<Value, ComputeError> {
+    let len = serde_json::to_vec(&output)
+        .map(|b| b.len() as u64)
+        .unwrap_or(u64::MAX);
+    if len > cap {
+        return Err(ComputeError::limit(
+            LimitKind::Output,
+            format!("the MCP tool returned {len} bytes of output, over the {cap} byte cap"),
+        ));
+    }
+    Ok(output)
+}
+
+/// Stops a server whose connection ended during a call, and says why it ended: a limit
+/// (memory, processes), too much output, or a crash with its last words.
+async fn why_closed(mut server: Server, why: Option<Exit>, logs: &[u8], job: &Job) -> ComputeError {
+    let flooded = server.flooded();
+    if flooded {
+        server.stop(Some(Exit::OutputLimit)).await;
+        return ComputeError::limit(
+            LimitKind::Output,
+            format!(
+                "the MCP server wrote more than the {} byte cap allows; it was stopped",
+                job.spec.limits.max_output_bytes
+            ),
+        );
+    }
+    // Its pipe closes a moment before its exit is seen: let it finish exiting before
+    // anything is killed, so that how it ended is its own.
+    server.settle(Duration::from_millis(500)).await;
+    match server.stop(why).await {
+        Some(o) if o.exit.limit().is_some() => o.result().err().unwrap_or(ComputeError::Cancelled),
+        Some(o) => {
+            let how = match o.exit {
+                Exit::Exited(c) => format!(" with code {c}"),
+                Exit::Signaled(s) => format!(" on signal {s}"),
+                _ => String::new(),
+            };
+            let words = last_log_line(logs).unwrap_or_else(|| "no message".into());
+            ComputeError::ToolFailed(format!(
+                "the MCP server exited{how} during the call: {}",
+                output::clean(&words, output::MAX_ERROR_TEXT)
+            ))
+        }
+        None => ComputeError::ToolFailed("the MCP server closed the connection during the call".into()),
+    }
+}
+
 /// A JSON-RPC error in answer to a call: arguments the server refused are bad input
 /// (exit 2), anything else a failure of the tool.
 fn rpc_error(e: rmcp::ErrorData) -> ComputeError {
@@ -416,104 +505,25 @@ impl Runtime for McpRuntime {
             peak_memory_bytes: server.peak_memory_bytes(),
             ..Usage::default()
         };
-        let timeout_ms = job.spec.limits.timeout_ms;
         let closed = matches!(end, CallEnd::Closed);
-        let (mut result, stop) =
-            match end {
-                CallEnd::Answered(Ok(r)) => (output::to_output(r), None),
-                CallEnd::Answered(Err(ServiceError::McpError(e))) => (Err(rpc_error(e)), None),
-                // An HTTP server that stopped answering is unreachable (exit 4), as at the start.
-                CallEnd::Answered(Err(
-                    e @ (ServiceError::TransportSend(_) | ServiceError::TransportClosed),
-                )) if matches!(source, Source::Http(_)) => (
-                    Err(ComputeError::Unavailable(output::clean(
-                        &format!("the MCP server at {}: {e}", job.spec.source),
-                        output::MAX_ERROR_TEXT,
-                    ))),
-                    Some(None),
-                ),
-                CallEnd::Answered(Err(e)) => (
-                    Err(ComputeError::ToolFailed(output::clean(
-                        &format!("the MCP call failed: {e}"),
-                        output::MAX_ERROR_TEXT,
-                    ))),
-                    Some(None),
-                ),
-                CallEnd::TimedOut => (
-                    Err(ComputeError::limit(
-                        LimitKind::Timeout,
-                        format!(
-                            "the MCP server did not answer within the {timeout_ms} ms timeout; it was stopped"
-                        ),
-                    )),
-                    Some(Some(Exit::TimedOut)),
-                ),
-                CallEnd::Cancelled => (Err(ComputeError::Cancelled), Some(Some(Exit::Cancelled))),
-                CallEnd::Closed => (Err(ComputeError::internal("closed")), Some(None)),
-            };
-        if let Ok(v) = &result {
-            let len = serde_json::to_vec(v).map(|b| b.len() as u64).unwrap_or(u64::MAX);
-            if len > job.spec.limits.max_output_bytes {
-                result = Err(ComputeError::limit(
-                    LimitKind::Output,
-                    format!(
-                        "the MCP tool returned {len} bytes of output, over the {} byte cap",
-                        job.spec.limits.max_output_bytes
-                    ),
-                ));
-            }
-        }
+        let (result, stop) = call_result(end, job, &source);
+        let mut result = result.and_then(|v| capped(v, job.spec.limits.max_output_bytes));
         let logs = server.end().await;
         match stop {
             None if server.alive() => self.pool.put(key, server),
             None => {
                 tokio::spawn(server.stop(None));
             }
+            Some(why) if closed => result = Err(why_closed(server, why, &logs, job).await),
+            // Stopped in the background: the job's answer need not wait for the kill and
+            // the clean-up.
             Some(why) => {
-                let flooded = server.flooded();
-                let why = if flooded { Some(Exit::OutputLimit) } else { why };
-                if closed {
-                    // How it ended says why: a limit (memory, processes), too much
-                    // output, or a crash. Its pipe closes a moment before its exit is
-                    // seen: let it finish exiting before anything is killed.
-                    if !flooded {
-                        server.settle(Duration::from_millis(500)).await;
-                    }
-                    let outcome = server.stop(why).await;
-                    result = Err(match outcome {
-                        _ if flooded => ComputeError::limit(
-                            LimitKind::Output,
-                            format!(
-                                "the MCP server wrote more than the {} byte cap allows; it was stopped",
-                                job.spec.limits.max_output_bytes
-                            ),
-                        ),
-                        Some(o) if o.exit.limit().is_some() => {
-                            o.result().err().unwrap_or(ComputeError::Cancelled)
-                        }
-                        Some(o) => {
-                            let how = match o.exit {
-                                Exit::Exited(c) => format!(" with code {c}"),
-                                Exit::Signaled(s) => format!(" on signal {s}"),
-                                _ => String::new(),
-                            };
-                            ComputeError::ToolFailed(format!(
-                                "the MCP server exited{how} during the call: {}",
-                                output::clean(
-                                    &last_log_line(&logs).unwrap_or_else(|| "no message".into()),
-                                    output::MAX_ERROR_TEXT
-                                )
-                            ))
-                        }
-                        None => ComputeError::ToolFailed(
-                            "the MCP server closed the connection during the call".into(),
-                        ),
-                    });
+                let why = if server.flooded() {
+                    Some(Exit::OutputLimit)
                 } else {
-                    // Stopped in the background: the job's answer need not wait for
-                    // the kill and the clean-up.
-                    tokio::spawn(server.stop(why));
-                }
+                    why
+                };
+                tokio::spawn(server.stop(why));
             }
         }
         usage.set_wall_time(started.elapsed());
