@@ -12,6 +12,10 @@ use std::path::Path;
 pub enum ToolCmd {
     /// Register a named tool (re-adding a name replaces it).
     Add(Box<AddArgs>),
+    /// Register every tool of an MCP server as a named tool, PREFIX + its name (in
+    /// lower case, other characters as `-`), with the server's schemas: the server is
+    /// started here, on this machine, to list them.
+    Import(Box<ImportArgs>),
     /// List the registered tools.
     Ls {
         /// Print {"tools": [...]} as JSON instead of a table.
@@ -84,13 +88,145 @@ pub struct AddArgs {
     pub node: NodeArgs,
 }
 
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// What every tool's name starts with ([a-z0-9][a-z0-9_-]*, e.g. `git-`).
+    pub prefix: String,
+    /// The runtime: mcp (only MCP servers list their tools).
+    pub runtime: String,
+    /// The MCP server's URL or command line.
+    pub source: String,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+    /// Print {"tools": [...]} (each as the node stored it) as JSON.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
 pub async fn run(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
+    if let ToolCmd::Import(args) = cmd {
+        return crate::job_cmd::report(import(config, *args).await);
+    }
     crate::job_cmd::report(dispatch(config, cmd))
+}
+
+/// `tool import`: the server's tools, listed by starting (or reaching) it here as the
+/// operator's `run` would, each registered with the node under PREFIX.
+async fn import(config: Option<&Path>, args: ImportArgs) -> anyhow::Result<u8> {
+    let kind: RuntimeKind = args.runtime.parse()?;
+    if kind != RuntimeKind::Mcp {
+        return Err(ComputeError::invalid(format!(
+            "tool import: {kind} tools do not list themselves; import takes an mcp server"
+        ))
+        .into());
+    }
+    if args.prefix.is_empty()
+        || !args
+            .prefix
+            .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        || !args
+            .prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+    {
+        return Err(
+            ComputeError::invalid(format!("PREFIX '{}': expected [a-z0-9][a-z0-9_-]*", args.prefix)).into(),
+        );
+    }
+    let limits = args.limits.to_limits(ResourceLimits::default().max_output_bytes);
+    let client = Client::new(config, &args.node)?;
+    let source = resolve_source(&client, kind, &args.source)?;
+    // The operator's own runtime, as `run mcp` has: the server runs in this machine's
+    // sandbox under the tool's limits.
+    let cfg = crate::node::load_config(config)?;
+    let sandbox =
+        hanzo_sandbox::Sandbox::detect_with(hanzo_sandbox::Options::from_config(&cfg.compute.sandbox));
+    let rt = hanzo_mcp::McpRuntime::new(
+        std::sync::Arc::new(sandbox),
+        hanzo_mcp::McpOptions {
+            pids_limit: cfg.compute.sandbox.pids_limit,
+            ..hanzo_mcp::McpOptions::default()
+        },
+    );
+    let spec = hanzo_compute::JobSpec::new(RuntimeKind::Mcp, source.clone()).limits(limits.clone());
+    let tools = rt.describe_all(&spec).await?;
+    let mut stored = Vec::new();
+    let mut failed = 0;
+    for (tool, described) in tools {
+        let name = import_name(&args.prefix, &tool);
+        let d = match described {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("skipped {tool}: {e}");
+                failed += 1;
+                continue;
+            }
+        };
+        let mut body = json!({
+            "name": name, "runtime": kind, "source": source, "function": tool,
+            "schema": d.input_schema, "limits": limits,
+        });
+        if args.limits.max_output_bytes.is_none() {
+            crate::job_cmd::unname_output_cap(&mut body);
+        }
+        if let Some(desc) = d.description {
+            body["description"] = json!(desc);
+        }
+        if let Some(out) = d.output_schema {
+            body["output_schema"] = out;
+        }
+        match client
+            .call("POST", "/v1/tools", body.to_string().as_bytes())
+            .and_then(|r| r.json())
+        {
+            Ok(t) => {
+                if !args.json {
+                    println!("added {name} ({tool})");
+                }
+                stored.push(t);
+            }
+            Err(e) => {
+                eprintln!("skipped {tool}: {}", crate::one_line(&format!("{e:#}")));
+                failed += 1;
+            }
+        }
+    }
+    if args.json {
+        println!("{}", json!({ "tools": stored }));
+    }
+    if failed > 0 {
+        return Err(crate::job_cmd::fail(
+            1,
+            format!("{failed} of the server's tools were not imported (named above)"),
+        ));
+    }
+    Ok(0)
+}
+
+/// PREFIX + an MCP tool's name as a named tool's name: lower case, anything else `-`,
+/// at most 64 characters.
+fn import_name(prefix: &str, tool: &str) -> String {
+    let mut name: String = format!("{prefix}{tool}")
+        .chars()
+        .map(|c| {
+            let c = c.to_ascii_lowercase();
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    name.truncate(64);
+    name
 }
 
 fn dispatch(config: Option<&Path>, cmd: ToolCmd) -> anyhow::Result<u8> {
     match cmd {
         ToolCmd::Add(args) => add(config, *args),
+        ToolCmd::Import(_) => unreachable!("tool import is async: run() takes it"),
         ToolCmd::Ls { json, node } => {
             let client = Client::new(config, &node)?;
             let list = client.call("GET", "/v1/tools", b"")?.json()?;

@@ -222,6 +222,31 @@ impl McpRuntime {
         }
     }
 
+    /// Every tool of the server `spec` names, as [`Runtime::describe`] gives one (for
+    /// `hanzo-node tool import`): each tool's name with its description, or why it
+    /// cannot be one (a schema over the bound).
+    pub async fn describe_all(
+        &self,
+        spec: &JobSpec,
+    ) -> Result<Vec<(String, Result<ToolDescription, ComputeError>)>, ComputeError> {
+        let job = Job::new(spec.clone());
+        let deadline = Instant::now() + Duration::from_millis(spec.limits.timeout_ms);
+        let source = Source::parse(&spec.source)?;
+        let key = Self::key(&job, &source);
+        let server = self
+            .acquire(&job, &source, &key, deadline)
+            .await
+            .map_err(|(e, _, _)| e)?;
+        let all = server
+            .tools
+            .iter()
+            .map(|t| (output::clean(&t.name, 128), describe_tool(t)))
+            .collect();
+        server.end().await;
+        self.pool.put(key, server);
+        Ok(all)
+    }
+
     /// The sandboxed process of a stdio server: the job's environment, mounts,
     /// network and limits, and the server's installation read-only. Not the job's id
     /// or function (`HANZO_JOB_ID`, `HANZO_FUNCTION`): the server outlives the job.
@@ -283,6 +308,32 @@ impl McpRuntime {
             },
         }
     }
+}
+
+/// A server's tool as a named tool takes it: its schemas and description, bounded (they
+/// are stored with the tool and shown to every MCP client).
+fn describe_tool(t: &Tool) -> Result<ToolDescription, ComputeError> {
+    let input = Value::Object((*t.input_schema).clone());
+    let len = input.to_string().len();
+    if len > MAX_SCHEMA_BYTES {
+        return Err(ComputeError::invalid(format!(
+            "the tool's inputSchema is {len} bytes (at most {MAX_SCHEMA_BYTES})"
+        )));
+    }
+    let output = t
+        .output_schema
+        .as_ref()
+        .map(|o| Value::Object((**o).clone()))
+        .filter(|o| o.to_string().len() <= MAX_SCHEMA_BYTES);
+    Ok(ToolDescription {
+        name: output::clean(&t.name, 128),
+        description: t
+            .description
+            .as_ref()
+            .map(|d| output::clean(d, MAX_DESCRIPTION_BYTES)),
+        input_schema: input,
+        output_schema: output,
+    })
 }
 
 /// How a call ended, as the job's result, and whether (and why) its server must stop:
@@ -433,30 +484,7 @@ impl Runtime for McpRuntime {
             .acquire(&job, &source, &key, deadline)
             .await
             .map_err(|(e, _, _)| e)?;
-        let picked = Self::pick_tool(&server, spec.function.as_deref()).and_then(|t| {
-            // What is stored with the tool and shown to every MCP client: bounded.
-            let input = Value::Object((*t.input_schema).clone());
-            let len = input.to_string().len();
-            if len > MAX_SCHEMA_BYTES {
-                return Err(ComputeError::invalid(format!(
-                    "the tool's inputSchema is {len} bytes (at most {MAX_SCHEMA_BYTES})"
-                )));
-            }
-            let output = t
-                .output_schema
-                .as_ref()
-                .map(|o| Value::Object((**o).clone()))
-                .filter(|o| o.to_string().len() <= MAX_SCHEMA_BYTES);
-            Ok(ToolDescription {
-                name: output::clean(&t.name, 128),
-                description: t
-                    .description
-                    .as_ref()
-                    .map(|d| output::clean(d, MAX_DESCRIPTION_BYTES)),
-                input_schema: input,
-                output_schema: output,
-            })
-        });
+        let picked = Self::pick_tool(&server, spec.function.as_deref()).and_then(describe_tool);
         server.end().await;
         self.pool.put(key, server);
         picked.map(Some)

@@ -456,6 +456,66 @@ fn a_named_mcp_tool_takes_its_servers_schema_and_is_checked_before_it_runs() {
 }
 
 #[test]
+fn tool_import_registers_every_tool_of_a_server_under_a_prefix() {
+    let h = Home::new();
+    let s = serve(&h);
+    let url = s.url();
+    let everything = npm()
+        .join("node_modules/.bin/mcp-server-everything")
+        .display()
+        .to_string();
+    let r = h.run(&[
+        "tool",
+        "import",
+        "ev-",
+        "mcp",
+        &everything,
+        "--json",
+        "--node",
+        &url,
+        "--token",
+        TOKEN,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let tools = r.json()["tools"].as_array().unwrap().clone();
+    assert!(tools.len() >= 5, "{tools:?}");
+    let sum = tools
+        .iter()
+        .find(|t| t["name"] == "ev-get-sum")
+        .expect("get-sum imported");
+    assert_eq!(sum["function"], "get-sum");
+    assert!(sum["schema"]["properties"]["a"].is_object(), "{sum}");
+    // Callable, its schema checked, like any named tool.
+    let out = call(&s, "ev-get-sum", &json!({"a": 20, "b": 22}));
+    assert!(out["output"].to_string().contains("42"), "{out}");
+    let bad = s.req("POST", "/v1/tools/ev-get-sum/call", br#"{"a": "x"}"#);
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    // Only MCP servers list their tools; a prefix must make valid names.
+    assert_one_error_line(
+        &h.run(&[
+            "tool", "import", "x-", "wasm", "a.wasm", "--node", &url, "--token", TOKEN,
+        ]),
+        2,
+        "import takes an mcp server",
+    );
+    assert_one_error_line(
+        &h.run(&[
+            "tool",
+            "import",
+            "Bad",
+            "mcp",
+            &everything,
+            "--node",
+            &url,
+            "--token",
+            TOKEN,
+        ]),
+        2,
+        "PREFIX",
+    );
+}
+
+#[test]
 fn a_serving_node_starts_only_servers_installed_where_the_operator_said() {
     let h = Home::new();
     let s = serve(&h);
