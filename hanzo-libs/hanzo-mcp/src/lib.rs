@@ -229,6 +229,19 @@ impl McpRuntime {
         &self,
         spec: &JobSpec,
     ) -> Result<Vec<(String, Result<ToolDescription, ComputeError>)>, ComputeError> {
+        self.with_server(spec, |server| {
+            server
+                .tools
+                .iter()
+                .map(|t| (output::clean(&t.name, 128), describe_tool(t)))
+                .collect()
+        })
+        .await
+    }
+
+    /// `f` of a warm server of `spec` (or a new one, kept warm for the calls that
+    /// follow), asked without a call.
+    async fn with_server<T>(&self, spec: &JobSpec, f: impl FnOnce(&Server) -> T) -> Result<T, ComputeError> {
         let job = Job::new(spec.clone());
         let deadline = Instant::now() + Duration::from_millis(spec.limits.timeout_ms);
         let source = Source::parse(&spec.source)?;
@@ -237,14 +250,10 @@ impl McpRuntime {
             .acquire(&job, &source, &key, deadline)
             .await
             .map_err(|(e, _, _)| e)?;
-        let all = server
-            .tools
-            .iter()
-            .map(|t| (output::clean(&t.name, 128), describe_tool(t)))
-            .collect();
+        let out = f(&server);
         server.end().await;
         self.pool.put(key, server);
-        Ok(all)
+        Ok(out)
     }
 
     /// The sandboxed process of a stdio server: the job's environment, mounts,
@@ -476,18 +485,11 @@ impl Runtime for McpRuntime {
     /// The tool as the server lists it, asked of a warm server (or a new one, kept
     /// warm for the calls that follow).
     async fn describe(&self, spec: &JobSpec) -> Result<Option<ToolDescription>, ComputeError> {
-        let job = Job::new(spec.clone());
-        let deadline = Instant::now() + Duration::from_millis(spec.limits.timeout_ms);
-        let source = Source::parse(&spec.source)?;
-        let key = Self::key(&job, &source);
-        let server = self
-            .acquire(&job, &source, &key, deadline)
-            .await
-            .map_err(|(e, _, _)| e)?;
-        let picked = Self::pick_tool(&server, spec.function.as_deref()).and_then(describe_tool);
-        server.end().await;
-        self.pool.put(key, server);
-        picked.map(Some)
+        self.with_server(spec, |server| {
+            Self::pick_tool(server, spec.function.as_deref()).and_then(describe_tool)
+        })
+        .await?
+        .map(Some)
     }
 
     async fn execute(&self, job: &Job) -> Execution {
