@@ -349,6 +349,16 @@ pub(crate) fn resolve_source(client: &Client, kind: RuntimeKind, source: &str) -
         return Ok(hanzo_mcp::Source::absolutize(source, &cwd)?);
     }
     let path = Path::new(source);
+    if kind == RuntimeKind::Agent {
+        // An agent file travels as its text (CONTRACTS §10): the node reads none of
+        // this machine's files, and the receipt's code_hash is the file's sha256.
+        if path.is_file() {
+            return std::fs::read_to_string(path).map_err(|e| {
+                ComputeError::invalid(format!("cannot read the agent file {source}: {e}")).into()
+            });
+        }
+        return Ok(source.to_string());
+    }
     if source.starts_with("sha256:") || !path.exists() {
         return Ok(source.to_string());
     }

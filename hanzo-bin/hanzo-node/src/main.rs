@@ -4,6 +4,7 @@
 //! only the tool's output (or, with `--json`, the whole result); everything for people
 //! goes to stderr, and an error is one line beginning `error:`.
 
+mod agent_cmd;
 mod cache_cmd;
 mod demo;
 mod demo_net;

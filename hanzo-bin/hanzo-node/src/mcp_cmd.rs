@@ -58,12 +58,10 @@ async fn serve(config: Option<&Path>) -> anyhow::Result<u8> {
                     token: None,
                     access: Access::default(),
                     resources: cfg.compute.resources.clone(),
-                    scheduler: hanzo_scheduler::Options {
-                        queue_capacity: cfg.compute.resources.queue_capacity as usize,
-                        ..hanzo_scheduler::Options::default()
-                    },
+                    scheduler: crate::node::scheduler_options(&cfg),
                     services: ServiceRuntimes::new(Vec::new()),
                     policy,
+                    agent: node.agent.clone(),
                     ..ApiOptions::default()
                 },
             );
@@ -91,13 +89,13 @@ async fn serve(config: Option<&Path>) -> anyhow::Result<u8> {
 }
 
 /// A node serving from the same data directory, reached over its `/mcp`.
-struct Relay {
-    client: RunningService<RoleClient, ClientConfig>,
+pub(crate) struct Relay {
+    pub(crate) client: RunningService<RoleClient, ClientConfig>,
     name: String,
 }
 
 impl Relay {
-    async fn connect(cfg: &hanzo_compute::Config) -> anyhow::Result<Relay> {
+    pub(crate) async fn connect(cfg: &hanzo_compute::Config) -> anyhow::Result<Relay> {
         let dir = &cfg.node.data_dir;
         let unreachable = |why: String| {
             crate::job_cmd::fail(

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use clap::Subcommand;
+use hanzo_agent::{AgentOptions, AgentRuntime};
 use hanzo_compute::cache::{Cache, Pool};
 use hanzo_compute::{Compute, ComputeError, Config, NodeKey, RuntimeKind, UnavailableRuntime};
 use hanzo_deno_runtime::DenoRuntime;
@@ -62,6 +63,17 @@ pub struct Node {
     failed: BTreeMap<RuntimeKind, String>,
     /// The process runtimes' caches, bounded by `[node] cache_max_mb`.
     pub cache: Arc<Cache>,
+    /// The agent runtime, given the node's tools once an API over them exists.
+    pub agent: Option<Arc<AgentRuntime>>,
+}
+
+/// The scheduler's settings from `config`: the queue's capacity, the agents' places.
+pub fn scheduler_options(config: &Config) -> hanzo_scheduler::Options {
+    hanzo_scheduler::Options {
+        queue_capacity: config.compute.resources.queue_capacity as usize,
+        max_agents: config.compute.agent.max_running as usize,
+        ..hanzo_scheduler::Options::default()
+    }
 }
 
 impl Node {
@@ -224,6 +236,17 @@ impl Node {
                 }
             }
         }
+        let mut agent = None;
+        if wanted(RuntimeKind::Agent) {
+            let c = &config.compute.agent;
+            let rt = Arc::new(AgentRuntime::new(AgentOptions {
+                max_depth: c.max_depth,
+                max_steps: c.max_steps,
+                key_vars: c.key_vars.clone(),
+            })?);
+            compute.register(rt.clone());
+            agent = Some(rt);
+        }
         Ok(Node {
             config,
             compute,
@@ -232,6 +255,7 @@ impl Node {
             k8s,
             failed,
             cache,
+            agent,
         })
     }
 

@@ -110,10 +110,19 @@ pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
             return fail(e.to_string());
         }
     }
+    let mut chain = Vec::new();
     if let Some(o) = &args.output {
         let v = json_arg(o, "--output")?;
         if let Err(e) = receipt.check_output(&v) {
             return fail(e.to_string());
+        }
+        // An agent's output holds its tool calls with their receipts: the agent's
+        // signature covers them, and each is checked here against its own call.
+        if receipt.runtime == RuntimeKind::Agent {
+            match check_steps(&receipt, &v) {
+                Ok(lines) => chain = lines,
+                Err(why) => return fail(why),
+            }
         }
     }
     let pinned = if args.node_id.is_some() {
@@ -132,6 +141,9 @@ pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
         "ok: receipt verifies: job {} on {} ({:?}), signed by node {} ({pinned})",
         receipt.job_id, receipt.runtime, receipt.status, receipt.node_id
     );
+    for line in chain {
+        println!("{line}");
+    }
     if let Some(a) = accepted {
         let pinned = if args.submitter.is_some() {
             "the node given with --submitter".to_string()
@@ -155,6 +167,61 @@ pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
         );
     }
     Ok(0)
+}
+
+/// The steps of an agent's output (CONTRACTS §10), each against its receipt: signed
+/// by the node that signed the agent's, for the params the step shows, with the output
+/// (or the failure) it shows. One line per step; `Err` names the first that fails.
+fn check_steps(agent: &Receipt, output: &Value) -> Result<Vec<String>, String> {
+    let Some(steps) = output.get("steps").and_then(Value::as_array) else {
+        return Err("the agent's output has no steps array".into());
+    };
+    let mut lines = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        let tool = step.get("tool").and_then(Value::as_str).unwrap_or("?");
+        let r = match step.get("receipt") {
+            None | Some(Value::Null) => {
+                let why = step
+                    .pointer("/error/code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("no receipt");
+                lines.push(format!("ok: step {n}: {tool}: nothing ran ({why}), no receipt"));
+                continue;
+            }
+            Some(r) => {
+                Receipt::verify(r).map_err(|e| format!("step {n} ({tool}): receipt does not verify: {e}"))?
+            }
+        };
+        if !r.node_id.eq_ignore_ascii_case(&agent.node_id) {
+            return Err(format!(
+                "step {n} ({tool}): its receipt was signed by node {}, not the agent's node {}",
+                r.node_id, agent.node_id
+            ));
+        }
+        let params = step.get("params").unwrap_or(&Value::Null);
+        r.check_input(params)
+            .map_err(|e| format!("step {n} ({tool}): {e}"))?;
+        match (step.get("output"), step.get("error")) {
+            (Some(out), None) if !out.is_null() => {
+                r.check_output(out)
+                    .map_err(|e| format!("step {n} ({tool}): {e}"))?;
+            }
+            (_, Some(_)) if r.output_hash.is_none() => {}
+            _ => {
+                return Err(format!(
+                    "step {n} ({tool}): its output and its receipt's status disagree"
+                ));
+            }
+        }
+        lines.push(format!(
+            "ok: step {n}: {tool} ran as job {} ({}, code {}), params and output match its receipt",
+            r.job_id,
+            r.runtime,
+            &r.code_hash[..r.code_hash.len().min(16)]
+        ));
+    }
+    Ok(lines)
 }
 
 /// Checks the receipt's `code_hash` against `code`, read as the receipt's runtime reads

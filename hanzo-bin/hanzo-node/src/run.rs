@@ -62,10 +62,10 @@ impl LimitArgs {
     a.help("Cap on the output in bytes (default 16 MiB, or [compute] max_output_bytes)")
 }))]
 pub struct RunArgs {
-    /// wasm | docker | deno | python | go | native | k8s | mcp
+    /// wasm | docker | deno | python | go | native | k8s | mcp | agent
     pub runtime: String,
-    /// A file or directory path, an image reference, sha256:<hex> of a stored module, or
-    /// for mcp the URL or command line of an MCP server.
+    /// A file or directory path, an image reference, sha256:<hex> of a stored module,
+    /// for mcp the URL or command line of an MCP server, for agent an agent file.
     pub source: String,
     /// The function to call (default: run, or the module's only tool function).
     #[arg(long, value_name = "NAME")]
@@ -139,6 +139,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     // Parse the runtime name before anything else, so a typo is a usage error even
     // when the configuration cannot load.
     let kind: RuntimeKind = args.runtime.parse()?;
+    if kind == RuntimeKind::Agent {
+        return crate::agent_cmd::run(config, args).await;
+    }
     let node = Node::build(config, Some(kind), false).await?;
     let mut spec = args.to_spec(node.config.compute.max_output_bytes)?;
     // The node's ceilings hold here too (exit 2 naming the limit), which also keeps
@@ -159,6 +162,13 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     if node.compute.runtime(kind).is_none() {
         return Err(ComputeError::Unavailable(node.unavailable_reason(kind)).into());
     }
+    run_spec(&node.compute, spec, &args).await
+}
+
+/// Runs `spec` on `compute` as the operator's one-shot job: its logs to our stderr as
+/// they are written, then the output (or `--json` result) and the receipt as the
+/// contract asks; returns the exit code.
+pub async fn run_spec(compute: &hanzo_compute::Compute, spec: JobSpec, args: &RunArgs) -> anyhow::Result<u8> {
     // The tool's log stream goes to our stderr as it is written (as `docker run` does),
     // so a long job shows its progress; `report` adds only what the runtime appended at
     // the end (a note about dropped bytes). Escaped: the tool is not trusted with the
@@ -179,7 +189,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
     let job = Job::new(spec)
         .with_log_sink(sink)
         .with_progress(crate::progress::steps(spinner));
-    let outcome = node.compute.run_job(&job, Signing::On).await;
+    let outcome = compute.run_job(&job, Signing::On).await;
     report(
         &outcome,
         streamed.load(Ordering::Relaxed),

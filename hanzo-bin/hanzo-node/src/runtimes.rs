@@ -161,6 +161,7 @@ fn short_limit(k: LimitKind) -> &'static str {
         LimitKind::Output => "output",
         LimitKind::Processes => "pids",
         LimitKind::Stack => "stack",
+        LimitKind::Steps => "steps",
     }
 }
 

@@ -136,10 +136,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
         hosts.push(cfg.node.api_listen.to_ascii_lowercase());
     }
     let access = Access::for_listener(local, &hosts, &cfg.node.api_origins);
-    let scheduler_options = hanzo_scheduler::Options {
-        queue_capacity: cfg.compute.resources.queue_capacity as usize,
-        ..hanzo_scheduler::Options::default()
-    };
+    let scheduler_options = crate::node::scheduler_options(&cfg);
     // Services run on the Docker runtime and on Kubernetes when they are enabled (and,
     // for Kubernetes, configured). Both connect lazily, so a node whose daemon or
     // cluster is down still serves, and `/v1/services` answers 503 with why.
@@ -166,6 +163,7 @@ pub async fn run(config: Option<&Path>, args: ServeArgs) -> anyhow::Result<u8> {
             scheduler: scheduler_options,
             services: ServiceRuntimes::new(services),
             policy,
+            agent: node.agent.clone(),
         },
     );
     if cfg.network.enabled {

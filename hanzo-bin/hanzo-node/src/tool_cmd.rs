@@ -64,13 +64,15 @@ pub enum ToolCmd {
 pub struct AddArgs {
     /// The name ([a-z0-9][a-z0-9_-]{0,63}).
     pub name: String,
-    /// The runtime: wasm, docker, deno, python, go, native, k8s, mcp.
+    /// The runtime: wasm, docker, deno, python, go, native, k8s, mcp, agent.
     pub runtime: String,
     /// The source: a local WASM file (uploaded to the node), a path, an image,
-    /// sha256:<hex>, or an MCP server's URL or command line.
+    /// sha256:<hex>, an MCP server's URL or command line, or an agent file (sent as
+    /// its text).
     pub source: String,
     /// The JSON Schema of the params: inline JSON, or a file holding it (an mcp tool
-    /// without one takes its server's inputSchema).
+    /// without one takes its server's inputSchema; an agent, {"prompt"} or
+    /// {"messages"}).
     #[arg(long, value_name = "FILE|JSON")]
     pub schema: Option<String>,
     /// What the tool does, for people.

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod access_log;
+mod agent;
 mod error;
 mod guard;
 mod hooks;
@@ -59,6 +60,9 @@ pub struct ApiOptions {
     /// What API clients' jobs, tools and services may ask for (ceilings, mount roots,
     /// root in containers); the default allows no mounts and no root.
     pub policy: hanzo_compute::policy::ApiPolicy,
+    /// The agent runtime registered in the node's `Compute`, if any: it is given the
+    /// node's named tools to call (each call a job of this API).
+    pub agent: Option<Arc<hanzo_agent::AgentRuntime>>,
 }
 
 /// The API: the store, the scheduler over the node's runtimes, and the router.
@@ -109,7 +113,7 @@ impl Api {
         let hooks = Arc::new(StoreHooks::new(store.clone()));
         let peer_id = network::peer_id_of(compute.key());
         let scheduler = Scheduler::new(compute, options.resources, options.scheduler, hooks.clone());
-        Api {
+        let api = Api {
             state: Arc::new(State {
                 store,
                 scheduler,
@@ -123,7 +127,13 @@ impl Api {
                 peer_id,
                 placer: std::sync::OnceLock::new(),
             }),
+        };
+        if let Some(agent) = &options.agent {
+            agent.bind(Arc::new(agent::AgentHost {
+                state: Arc::downgrade(&api.state),
+            }));
         }
+        api
     }
 
     /// Queues the jobs the store recovered after a restart (`Recovery::queued`, in

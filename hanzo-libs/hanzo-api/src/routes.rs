@@ -418,7 +418,17 @@ pub(crate) struct Submitted {
 
 /// Checks, stores and queues (or places) a job: what `POST /v1/jobs` does before it
 /// answers, shared with the MCP server's calls.
-pub(crate) async fn enqueue(state: &State, mut spec: JobSpec, wait: bool) -> ApiResult<Submitted> {
+pub(crate) async fn enqueue(state: &State, spec: JobSpec, wait: bool) -> ApiResult<Submitted> {
+    enqueue_at(state, spec, wait, 0).await
+}
+
+/// [`enqueue`] for a job at `depth` under agents (`Job::depth`): an agent's tool call.
+pub(crate) async fn enqueue_at(
+    state: &State,
+    mut spec: JobSpec,
+    wait: bool,
+    depth: u32,
+) -> ApiResult<Submitted> {
     // A verified job runs on several nodes (CONTRACTS §8): `local`, the default,
     // widens to `any`, and the stored spec says so.
     if !spec.verification.is_none() && spec.placement.is_local() {
@@ -437,7 +447,8 @@ pub(crate) async fn enqueue(state: &State, mut spec: JobSpec, wait: bool) -> Api
         .track("submit", state.store.submit(spec.clone()).await)?;
     let id = record.id.clone();
     let done = wait.then(|| state.hooks.wait_for(&id));
-    let job = Job::with_id(id.clone(), spec).with_log_sink(state.hooks.live.open(&id));
+    let mut job = Job::with_id(id.clone(), spec).with_log_sink(state.hooks.live.open(&id));
+    job.depth = depth;
     if let Err(rejection) = permit.submit(job) {
         // Not expected (the permit holds the place), but the job is acknowledged in
         // the store: record why it will not run rather than leave it queued.

@@ -132,18 +132,19 @@ pub(crate) async fn stored(state: &State, name: &str) -> ApiResult<ToolRecord> {
 /// server (starting it under the tool's limits, or reaching it) for the tool's
 /// `inputSchema`, and its description and `outputSchema` where the definition has
 /// none. A server that cannot be reached or has no such tool refuses the registration.
-async fn describe_mcp(state: &State, spec: &mut ToolSpec) -> ApiResult<()> {
+async fn describe(state: &State, spec: &mut ToolSpec) -> ApiResult<()> {
     if spec.schema.is_some() && spec.description.is_some() && spec.output_schema.is_some() {
         return Ok(());
     }
-    let Some(rt) = state.scheduler.compute().runtime(RuntimeKind::Mcp).cloned() else {
+    let kind = spec.runtime;
+    let Some(rt) = state.scheduler.compute().runtime(kind).cloned() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "runtime_unavailable",
-            "runtime: the mcp runtime is not enabled on this node",
+            format!("runtime: the {kind} runtime is not enabled on this node"),
         ));
     };
-    let mut job = JobSpec::new(RuntimeKind::Mcp, spec.source.clone()).limits(spec.limits.clone());
+    let mut job = JobSpec::new(kind, spec.source.clone()).limits(spec.limits.clone());
     job.function = spec.function.clone();
     let described = rt.describe(&job).await.map_err(|e| match e {
         ComputeError::Unavailable(m) => {
@@ -162,7 +163,9 @@ async fn describe_mcp(state: &State, spec: &mut ToolSpec) -> ApiResult<()> {
             spec.output_schema = d.output_schema;
         }
         // The server's only tool, when none was named, is named from now on.
-        spec.function.get_or_insert(d.name);
+        if !d.name.is_empty() {
+            spec.function.get_or_insert(d.name);
+        }
     }
     Ok(())
 }
@@ -197,8 +200,11 @@ async fn register_tool(AxState(state): S, b: Result<Bytes, BytesRejection>) -> A
     state
         .policy
         .check_mcp_source("source", spec.runtime, &spec.source)?;
-    if spec.runtime == RuntimeKind::Mcp {
-        describe_mcp(&state, &mut spec).await?;
+    state
+        .policy
+        .check_agent_source("source", spec.runtime, &spec.source)?;
+    if matches!(spec.runtime, RuntimeKind::Mcp | RuntimeKind::Agent) {
+        describe(&state, &mut spec).await?;
     }
     if let Some(schema) = &spec.schema {
         compile(schema).map_err(|e| ApiError::invalid(format!("schema: {e}")))?;

@@ -128,6 +128,8 @@ pub struct ComputeConfig {
     pub go: GoConfig,
     /// `[compute.mcp]`.
     pub mcp: McpConfig,
+    /// `[compute.agent]`.
+    pub agent: AgentConfig,
     /// `[compute.resources]`.
     pub resources: ResourcesConfig,
 }
@@ -147,6 +149,7 @@ impl Default for ComputeConfig {
             python: PythonConfig::default(),
             go: GoConfig::default(),
             mcp: McpConfig::default(),
+            agent: AgentConfig::default(),
             resources: ResourcesConfig::default(),
         }
     }
@@ -419,6 +422,42 @@ impl Default for McpConfig {
     }
 }
 
+/// `[compute.agent]`: the `agent` runtime (CONTRACTS §10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Agents a client started that may run at once. An agent holds none of the node's
+    /// job slots (it waits on its model and on its tools, which take slots of their
+    /// own), so this is what bounds them; agents called by agents are bounded by
+    /// `max_depth` and their callers' `max_steps` instead.
+    pub max_running: u32,
+    /// How deep agents may call agents: a tool call that would start an agent deeper
+    /// than this is refused (the model reads why).
+    pub max_depth: u32,
+    /// The largest `max_steps` an agent file may ask for.
+    pub max_steps: u32,
+    /// URL prefixes of model endpoints that agents from API clients may name
+    /// (`https://llm.example/v1`). The node makes those requests itself, from its own
+    /// network, so the default is none. The local CLI is not bound by it.
+    pub allowed_endpoints: Vec<String>,
+    /// Variables of the node's own environment an agent may name as its
+    /// `api_key_env` when its job's env does not set it: the operator's keys, sent
+    /// only to `allowed_endpoints` (or, from the CLI, anywhere the operator points).
+    pub key_vars: Vec<String>,
+}
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            max_running: 8,
+            max_depth: 2,
+            max_steps: 64,
+            allowed_endpoints: Vec::new(),
+            key_vars: Vec::new(),
+        }
+    }
+}
+
 /// `[compute.resources]`: what the node offers in total. The memory and cores default
 /// to what this machine has ([`crate::fingerprint::machine`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -676,6 +715,40 @@ impl Config {
         }) {
             return Err(ComputeError::invalid(format!(
                 "compute.mcp.allowed_urls: '{u}' is not an http:// or https:// URL prefix"
+            )));
+        }
+        let agent = &self.compute.agent;
+        if agent.max_running == 0 || agent.max_running > 1024 {
+            return Err(ComputeError::invalid(format!(
+                "compute.agent.max_running: {} (expected 1 to 1024)",
+                agent.max_running
+            )));
+        }
+        if agent.max_depth > 8 {
+            return Err(ComputeError::invalid(format!(
+                "compute.agent.max_depth: {} (expected 0 to 8)",
+                agent.max_depth
+            )));
+        }
+        if agent.max_steps == 0 || agent.max_steps > crate::agent::MAX_STEPS_CAP {
+            return Err(ComputeError::invalid(format!(
+                "compute.agent.max_steps: {} (expected 1 to {})",
+                agent.max_steps,
+                crate::agent::MAX_STEPS_CAP
+            )));
+        }
+        if let Some(u) = agent.allowed_endpoints.iter().find(|u| {
+            let l = u.to_ascii_lowercase();
+            !(l.starts_with("http://") || l.starts_with("https://"))
+                || l.split("://").nth(1).is_none_or(str::is_empty)
+        }) {
+            return Err(ComputeError::invalid(format!(
+                "compute.agent.allowed_endpoints: '{u}' is not an http:// or https:// URL prefix"
+            )));
+        }
+        if let Some(v) = agent.key_vars.iter().find(|v| v.is_empty() || v.contains('=')) {
+            return Err(ComputeError::invalid(format!(
+                "compute.agent.key_vars: '{v}' is not a variable name"
             )));
         }
         if let Some(root) = self.compute.mount_roots.iter().find(|r| !r.is_absolute()) {

@@ -29,11 +29,14 @@ pub enum RuntimeKind {
     /// Tools of MCP servers (Model Context Protocol): a stdio server in the process
     /// sandbox, or a streamable-HTTP server the node calls.
     Mcp,
+    /// Agents: a model behind an OpenAI-compatible endpoint, looping over the node's
+    /// named tools, each call a job of its own (CONTRACTS §10).
+    Agent,
 }
 
 impl RuntimeKind {
     /// Every runtime kind, in display order.
-    pub const ALL: [RuntimeKind; 8] = [
+    pub const ALL: [RuntimeKind; 9] = [
         RuntimeKind::Wasm,
         RuntimeKind::Docker,
         RuntimeKind::Deno,
@@ -42,6 +45,7 @@ impl RuntimeKind {
         RuntimeKind::Native,
         RuntimeKind::K8s,
         RuntimeKind::Mcp,
+        RuntimeKind::Agent,
     ];
 
     /// Whether the runtime has a deterministic profile (`deterministic: true`): WASM,
@@ -62,6 +66,7 @@ impl RuntimeKind {
             RuntimeKind::Native => "native",
             RuntimeKind::K8s => "k8s",
             RuntimeKind::Mcp => "mcp",
+            RuntimeKind::Agent => "agent",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! receipts themselves ([`Receipt`]), the node's configuration ([`Config`]), and the
 //! [`conformance`] suite every runtime must pass.
 
+pub mod agent;
 pub mod billing;
 pub mod cache;
 pub mod canonical;

@@ -201,11 +201,13 @@ pub enum LimitKind {
     Processes,
     /// Call-stack depth (WASM stack size).
     Stack,
+    /// An agent's tool calls (`max_steps` of its agent file).
+    Steps,
 }
 
 impl LimitKind {
     /// Every limit kind, in table order.
-    pub const ALL: [LimitKind; 9] = [
+    pub const ALL: [LimitKind; 10] = [
         LimitKind::CpuShares,
         LimitKind::Memory,
         LimitKind::Disk,
@@ -215,6 +217,7 @@ impl LimitKind {
         LimitKind::Output,
         LimitKind::Processes,
         LimitKind::Stack,
+        LimitKind::Steps,
     ];
 
     /// The short name used in messages ("memory", "timeout", ...).
@@ -229,6 +232,7 @@ impl LimitKind {
             LimitKind::Output => "output",
             LimitKind::Processes => "processes",
             LimitKind::Stack => "stack",
+            LimitKind::Steps => "steps",
         }
     }
 }

@@ -39,6 +39,9 @@ pub struct ApiPolicy {
     pub allow_root: bool,
     /// URL prefixes of the MCP servers jobs may name (`[compute.mcp] allowed_urls`).
     pub mcp_urls: Vec<String>,
+    /// URL prefixes of the model endpoints agents may name (`[compute.agent]
+    /// allowed_endpoints`).
+    pub agent_endpoints: Vec<String>,
 }
 
 impl ApiPolicy {
@@ -50,6 +53,7 @@ impl ApiPolicy {
             mounts: MountPolicy::from_config(config)?,
             allow_root: config.compute.docker.allow_root,
             mcp_urls: config.compute.mcp.allowed_urls.clone(),
+            agent_endpoints: config.compute.agent.allowed_endpoints.clone(),
         })
     }
 
@@ -61,6 +65,7 @@ impl ApiPolicy {
             self.check_user("user", spec.user.as_deref())?;
         }
         self.check_mcp_source("source", spec.runtime, &spec.source)?;
+        self.check_agent_source("source", spec.runtime, &spec.source)?;
         for (i, m) in spec.mounts.iter_mut().enumerate() {
             *m = self.mounts.resolve(m).map_err(|e| match e {
                 MountError::Invalid(msg) => PolicyError::Invalid(format!("mounts[{i}]: {msg}")),
@@ -92,46 +97,90 @@ impl ApiPolicy {
         if runtime != RuntimeKind::Mcp || !(lower.starts_with("http://") || lower.starts_with("https://")) {
             return Ok(());
         }
-        // A prefix is compared as text, so the URL must be in the form it is read:
-        // no dot segments (`/mcp/../admin`), encoded ones, backslashes or user info
-        // (`http://allowed@elsewhere/`).
-        let authority = lower
-            .split("://")
-            .nth(1)
-            .unwrap_or("")
-            .split(['/', '?', '#'])
-            .next()
-            .unwrap_or("");
-        if lower.contains("/..")
-            || lower.contains("/./")
-            || lower.contains("%2e")
-            || lower.contains('\\')
-            || authority.contains('@')
-        {
-            return Err(PolicyError::Forbidden(format!(
-                "{field}: the MCP server URL {url} has dot segments, an encoded dot, a backslash or user info; name it in plain form"
-            )));
-        }
-        let allowed = self.mcp_urls.iter().any(|prefix| {
-            let p = prefix.to_ascii_lowercase();
-            // Whole components only: `http://a.example` must not admit
-            // `http://a.example.evil.test` or another port.
-            lower.starts_with(&p)
-                && (p.ends_with('/')
-                    || lower[p.len()..]
-                        .chars()
-                        .next()
-                        .is_none_or(|c| matches!(c, '/' | '?' | '#')))
-        });
-        if allowed {
-            Ok(())
-        } else {
-            Err(PolicyError::Forbidden(format!(
-                "{field}: the MCP server {url} is not under [compute.mcp] allowed_urls; the node calls it from its own network, so API clients may name only the servers the operator allows"
-            )))
-        }
+        check_url(
+            field,
+            url,
+            &self.mcp_urls,
+            "MCP server",
+            "[compute.mcp] allowed_urls",
+        )
     }
 
+    /// Refuses an agent file that does not parse, or whose model endpoint is outside
+    /// `[compute.agent] allowed_endpoints`: the node posts the conversation there from
+    /// its own network, with the key the agent names.
+    pub fn check_agent_source(
+        &self,
+        field: &str,
+        runtime: RuntimeKind,
+        source: &str,
+    ) -> Result<(), PolicyError> {
+        if runtime != RuntimeKind::Agent {
+            return Ok(());
+        }
+        let file = crate::agent::AgentFile::parse(source)
+            .map_err(|e| PolicyError::Invalid(format!("{field}: {e}")))?;
+        check_url(
+            field,
+            &file.endpoint,
+            &self.agent_endpoints,
+            "model endpoint",
+            "[compute.agent] allowed_endpoints",
+        )
+    }
+}
+
+/// Whether `url` is under one of `prefixes`, compared as text by whole components;
+/// Forbidden (naming `what` and the `setting`) otherwise.
+fn check_url(
+    field: &str,
+    url: &str,
+    prefixes: &[String],
+    what: &str,
+    setting: &str,
+) -> Result<(), PolicyError> {
+    let lower = url.to_ascii_lowercase();
+    // A prefix is compared as text, so the URL must be in the form it is read:
+    // no dot segments (`/mcp/../admin`), encoded ones, backslashes or user info
+    // (`http://allowed@elsewhere/`).
+    let authority = lower
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if lower.contains("/..")
+        || lower.contains("/./")
+        || lower.contains("%2e")
+        || lower.contains('\\')
+        || authority.contains('@')
+    {
+        return Err(PolicyError::Forbidden(format!(
+            "{field}: the {what} URL {url} has dot segments, an encoded dot, a backslash or user info; name it in plain form"
+        )));
+    }
+    let allowed = prefixes.iter().any(|prefix| {
+        let p = prefix.to_ascii_lowercase();
+        // Whole components only: `http://a.example` must not admit
+        // `http://a.example.evil.test` or another port.
+        lower.starts_with(&p)
+            && (p.ends_with('/')
+                || lower[p.len()..]
+                    .chars()
+                    .next()
+                    .is_none_or(|c| matches!(c, '/' | '?' | '#')))
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(PolicyError::Forbidden(format!(
+            "{field}: the {what} {url} is not under {setting}; the node calls it from its own network, so API clients may name only the ones the operator allows"
+        )))
+    }
+}
+
+impl ApiPolicy {
     /// Refuses a container user that is, or may be, root unless the operator allows
     /// it: a numeric non-zero `UID[:GID]` is needed, since a user NAME is looked up in
     /// the image's own `/etc/passwd`, which the image's author writes (`tool:x:0:0`).
@@ -160,6 +209,41 @@ impl ApiPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_endpoints_need_the_operator() {
+        let p = ApiPolicy {
+            agent_endpoints: vec!["http://127.0.0.1:11434/v1".into()],
+            ..ApiPolicy::default()
+        };
+        let file = |endpoint: &str| format!("endpoint = \"{endpoint}\"\nmodel = \"m\"\n");
+        p.check_agent_source("source", RuntimeKind::Agent, &file("http://127.0.0.1:11434/v1"))
+            .unwrap();
+        for bad in [
+            "http://127.0.0.1:11434/v1x",
+            "http://169.254.169.254/v1",
+            "http://127.0.0.1:11434/v1/../x",
+        ] {
+            let e = p
+                .check_agent_source("source", RuntimeKind::Agent, &file(bad))
+                .unwrap_err();
+            assert!(matches!(e, PolicyError::Forbidden(_)), "{bad}: {e}");
+            assert!(
+                e.to_string().contains("allowed_endpoints") || e.to_string().contains("plain form"),
+                "{e}"
+            );
+        }
+        let e = p
+            .check_agent_source("source", RuntimeKind::Agent, "model = 1")
+            .unwrap_err();
+        assert!(matches!(e, PolicyError::Invalid(_)), "{e}");
+        // Nothing is allowed until the operator says so.
+        assert!(
+            ApiPolicy::default()
+                .check_agent_source("source", RuntimeKind::Agent, &file("http://127.0.0.1:11434/v1"))
+                .is_err()
+        );
+    }
 
     #[test]
     fn mcp_urls_need_the_operator_and_match_whole_components() {

@@ -126,6 +126,12 @@ pub struct Job {
     /// Set when this execution is one attempt of a verified job (CONTRACTS §8) that
     /// another node placed here.
     pub attempt: Option<Attempt>,
+    /// How many agents this job runs under (CONTRACTS §10): 0 for a job a client
+    /// submitted, the calling agent's depth plus one for an agent's tool call. It
+    /// bounds how deep agents may call agents, and a nested agent takes none of the
+    /// node's agent places (its root holds one), so agents calling agents cannot
+    /// wait on each other.
+    pub depth: u32,
 }
 
 /// One attempt of a verified job: what every node running it must see alike, so
@@ -160,6 +166,7 @@ impl Job {
             progress: Default::default(),
             origin: None,
             attempt: None,
+            depth: 0,
         }
     }
 

@@ -249,6 +249,9 @@ fn the_variables_the_reference_names_really_override() {
             toml::Value::Array(_) if key == "allow_peers" || key == "deny_peers" => {
                 "12D3KooWD3eckifWpRn9wQpMG9R9hX3sD158z7EqHWmweQAJU5SA".to_string()
             }
+            toml::Value::Array(_) if key == "allowed_endpoints" => {
+                "http://127.0.0.1:11434/v1,https://llm.example/v1".to_string()
+            }
             toml::Value::Array(_) if key == "allowed_urls" => {
                 "http://a.example/mcp,https://b.example".to_string()
             }

@@ -190,6 +190,7 @@ impl GoRuntime {
             progress: job.progress.clone(),
             origin: job.origin.clone(),
             attempt: job.attempt.clone(),
+            depth: job.depth,
         };
         Ok(self.wasm.execute(&wasm_job).await)
     }

@@ -45,6 +45,12 @@ pub struct Options {
     pub min_retry_after: Duration,
     /// The longest `Retry-After`. Default 60 s.
     pub max_retry_after: Duration,
+    /// Agents (CONTRACTS §10) a client started that may run at once. An agent holds
+    /// no job slot, memory or CPU of the node: it waits on its model and on its tool
+    /// calls, which are jobs holding their own, so an agent waiting on a child can
+    /// never keep that child from starting. Agents started by agents (`Job::depth` >
+    /// 0) take no place either: their root holds one. Default 8.
+    pub max_agents: usize,
 }
 
 impl Default for Options {
@@ -57,6 +63,7 @@ impl Default for Options {
             signing: Signing::On,
             min_retry_after: Duration::from_secs(1),
             max_retry_after: Duration::from_secs(60),
+            max_agents: 8,
         }
     }
 }
@@ -201,6 +208,8 @@ type QueueKey = (Reverse<i32>, u64);
 struct Queued {
     job: Job,
     demand: Resources,
+    /// Whether it takes one of the agent places ([`Options::max_agents`]).
+    agent: bool,
     /// How many later jobs started ahead of this one while it did not fit.
     bypassed: u32,
 }
@@ -208,6 +217,7 @@ struct Queued {
 struct Running {
     cancel: CancelToken,
     demand: Resources,
+    agent: bool,
     runtime: RuntimeKind,
 }
 
@@ -220,6 +230,10 @@ struct State {
     running: HashMap<String, Running>,
     running_by_runtime: BTreeMap<RuntimeKind, usize>,
     in_use: Resources,
+    /// Running jobs holding an agent place.
+    agents: usize,
+    /// Queued jobs that would take one.
+    queued_agents: usize,
     next_seq: u64,
     counters: Counters,
     throughput: Throughput,
@@ -264,7 +278,7 @@ impl Permit {
     /// asks for more than the node has (a different spec than the one checked).
     pub fn submit(mut self, job: Job) -> Result<(), Rejection> {
         self.used = true;
-        let demand = Resources::demand(&job.spec.limits);
+        let demand = demand(&job);
         let inner = self.inner.clone();
         let starts = {
             let mut st = inner.lock();
@@ -311,6 +325,8 @@ impl Scheduler {
                     running: HashMap::new(),
                     running_by_runtime: BTreeMap::new(),
                     in_use: Resources::ZERO,
+                    agents: 0,
+                    queued_agents: 0,
                     next_seq: 0,
                     counters: Counters::default(),
                     throughput: Throughput::new(),
@@ -386,7 +402,7 @@ impl Scheduler {
                     report.duplicates += 1;
                     continue;
                 }
-                let demand = Resources::demand(&job.spec.limits);
+                let demand = demand(&job);
                 st.enqueue(job, demand);
                 report.queued += 1;
             }
@@ -463,6 +479,8 @@ impl Scheduler {
 
 impl State {
     fn enqueue(&mut self, job: Job, demand: Resources) {
+        let agent = takes_agent_place(&job);
+        self.queued_agents += usize::from(agent);
         let key = (Reverse(job.spec.priority), self.next_seq);
         self.next_seq += 1;
         self.queued_ids.insert(job.id.clone(), key);
@@ -473,6 +491,7 @@ impl State {
             Queued {
                 job,
                 demand,
+                agent,
                 bypassed: 0,
             },
         );
@@ -481,6 +500,7 @@ impl State {
     /// Removes a queued job (its id is already out of `queued_ids`).
     fn dequeue(&mut self, key: &QueueKey) -> Queued {
         let q = self.queue.remove(key).expect("queued_ids and queue agree");
+        self.queued_agents -= usize::from(q.agent);
         let prio = q.job.spec.priority;
         if let Some(n) = self.queued_by_priority.get_mut(&prio) {
             *n -= 1;
@@ -496,12 +516,14 @@ impl State {
         let q = self.dequeue(key);
         self.queued_ids.remove(&q.job.id);
         self.in_use = self.in_use.plus(&q.demand);
+        self.agents += usize::from(q.agent);
         *self.running_by_runtime.entry(q.job.spec.runtime).or_default() += 1;
         self.running.insert(
             q.job.id.clone(),
             Running {
                 cancel: q.job.cancel.clone(),
                 demand: q.demand,
+                agent: q.agent,
                 runtime: q.job.spec.runtime,
             },
         );
@@ -512,6 +534,7 @@ impl State {
     fn release(&mut self, id: &str) {
         if let Some(r) = self.running.remove(id) {
             self.in_use = self.in_use.minus(&r.demand);
+            self.agents -= usize::from(r.agent);
             if let Some(n) = self.running_by_runtime.get_mut(&r.runtime) {
                 *n -= 1;
                 if *n == 0 {
@@ -531,7 +554,9 @@ impl Inner {
 
     async fn check(&self, spec: &JobSpec) -> Result<(), Rejection> {
         spec.validate().map_err(|e| Rejection::Invalid(e.to_string()))?;
-        if let Some(why) = Resources::demand(&spec.limits).exceeds(&self.capacity) {
+        if spec.runtime != RuntimeKind::Agent
+            && let Some(why) = Resources::demand(&spec.limits).exceeds(&self.capacity)
+        {
             return Err(Rejection::TooLarge(why));
         }
         self.health
@@ -574,13 +599,17 @@ impl Inner {
         let mut starts = Vec::new();
         loop {
             let room = self.capacity.minus(&st.in_use);
-            if room.jobs == 0 {
+            let agent_room = st.agents < self.options.max_agents;
+            // Every job but an agent takes a slot: with none free only an agent
+            // could start, and only if one is queued and a place is free.
+            if room.jobs == 0 && !(agent_room && st.queued_agents > 0) {
                 break;
             }
+            let fits = |q: &Queued| q.demand.fits_in(&room) && (!q.agent || agent_room);
             let Some((&head_key, head)) = st.queue.first_key_value() else {
                 break;
             };
-            if head.demand.fits_in(&room) {
+            if fits(head) {
                 starts.push(st.admit(&head_key));
                 continue;
             }
@@ -592,7 +621,7 @@ impl Inner {
                 .iter()
                 .skip(1)
                 .take(self.options.backfill_window)
-                .find(|(_, q)| q.demand.fits_in(&room))
+                .find(|(_, q)| fits(q))
                 .map(|(k, _)| *k)
             else {
                 break;
@@ -680,6 +709,21 @@ async fn run(inner: Arc<Inner>, job: Job) {
     release.ran = Some(true);
     drop(release);
     inner.hooks.finished(&job, &outcome).await;
+}
+
+/// What a job holds while it runs. An agent holds nothing of the node's capacity
+/// (see [`Options::max_agents`]); its tool calls are jobs that hold their own.
+fn demand(job: &Job) -> Resources {
+    if job.spec.runtime == RuntimeKind::Agent {
+        Resources::ZERO
+    } else {
+        Resources::demand(&job.spec.limits)
+    }
+}
+
+/// Whether a job takes one of the agent places: an agent a client started.
+fn takes_agent_place(job: &Job) -> bool {
+    job.spec.runtime == RuntimeKind::Agent && job.depth == 0
 }
 
 /// The outcome of a job that ran nothing: no usage, no logs, no receipt.

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `hanzo-node` binary: flags, exit codes and output shapes of
 //! CONTRACTS §3, hostile fixtures, and receipts through `receipt verify`.
 
+mod agent;
 mod cache;
 mod cli;
 mod client;
