@@ -2,6 +2,7 @@
 //! runtime that finishes jobs only when told to (for precise control of timing).
 
 mod admission;
+mod agents;
 mod backpressure;
 mod burst;
 mod cancel;
