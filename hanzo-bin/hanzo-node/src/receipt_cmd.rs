@@ -179,12 +179,19 @@ fn check_steps(agent: &Receipt, output: &Value) -> Result<Vec<String>, String> {
     let mut lines = Vec::new();
     for (i, step) in steps.iter().enumerate() {
         let n = i + 1;
-        let tool = step.get("tool").and_then(Value::as_str).unwrap_or("?");
+        // What the output says is printed: a tool's name as a tool could be named,
+        // anything else (a model's invention) as `?`, never raw on a terminal.
+        let tool = step
+            .get("tool")
+            .and_then(Value::as_str)
+            .filter(|t| hanzo_compute::agent::AgentFile::is_tool_name(t))
+            .unwrap_or("?");
         let r = match step.get("receipt") {
             None | Some(Value::Null) => {
                 let why = step
                     .pointer("/error/code")
                     .and_then(Value::as_str)
+                    .filter(|c| c.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
                     .unwrap_or("no receipt");
                 lines.push(format!("ok: step {n}: {tool}: nothing ran ({why}), no receipt"));
                 continue;
@@ -202,16 +209,27 @@ fn check_steps(agent: &Receipt, output: &Value) -> Result<Vec<String>, String> {
         let params = step.get("params").unwrap_or(&Value::Null);
         r.check_input(params)
             .map_err(|e| format!("step {n} ({tool}): {e}"))?;
-        match (step.get("output"), step.get("error")) {
-            (Some(out), None) if !out.is_null() => {
+        if let Some(id) = step.get("job_id").and_then(Value::as_str)
+            && id != r.job_id
+        {
+            return Err(format!(
+                "step {n} ({tool}): its receipt is of another job than the step names"
+            ));
+        }
+        match step.get("error") {
+            // A step that failed: its receipt must say so, with the same error code.
+            Some(e) => {
+                let code = e.get("code").and_then(Value::as_str);
+                if r.output_hash.is_some() || r.error.as_ref().map(|x| x.code.as_str()) != code {
+                    return Err(format!(
+                        "step {n} ({tool}): the step shows an error its receipt does not"
+                    ));
+                }
+            }
+            None => {
+                let out = step.get("output").unwrap_or(&Value::Null);
                 r.check_output(out)
                     .map_err(|e| format!("step {n} ({tool}): {e}"))?;
-            }
-            (_, Some(_)) if r.output_hash.is_none() => {}
-            _ => {
-                return Err(format!(
-                    "step {n} ({tool}): its output and its receipt's status disagree"
-                ));
             }
         }
         lines.push(format!(

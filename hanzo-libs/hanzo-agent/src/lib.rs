@@ -41,8 +41,9 @@ use sha2::{Digest, Sha256};
 use std::sync::{Arc, OnceLock};
 use tokio::time::Instant;
 
-/// The most bytes of one model reply read, whatever the memory limit leaves.
-const MAX_REPLY: usize = 16 << 20;
+/// The most bytes of one model reply read, whatever the memory limit leaves. Parsed
+/// into JSON values it may take several times that (arguments given as objects).
+const MAX_REPLY: usize = 4 << 20;
 /// The most tool calls one model reply may carry.
 const MAX_CALLS_PER_REPLY: usize = 64;
 /// The most characters of a step's params or output shown in the job's logs.
@@ -261,6 +262,7 @@ impl Runtime for AgentRuntime {
             job,
             logs: &mut logs,
             peak: 0,
+            steps: Vec::new(),
         };
         let (code_hash, result) = run.go().await;
         let peak = run.peak;
@@ -286,6 +288,8 @@ struct Run<'a> {
     logs: &'a mut LogBuffer,
     /// The largest the conversation grew, in bytes.
     peak: usize,
+    /// The tool calls made so far.
+    steps: Vec<Value>,
 }
 
 impl Run<'_> {
@@ -320,9 +324,23 @@ impl Run<'_> {
                 "mounts: an agent reads no files; give them to its tools",
             ));
         }
+        // Checked here too, not only where an agent's call is refused: the tool an
+        // agent calls is looked up again when it runs, and could have become an agent.
+        if job.depth > self.rt.options.max_depth {
+            return Err(ComputeError::invalid(format!(
+                "too deep: agents nest at most {} deep on this node ([compute.agent] max_depth)",
+                self.rt.options.max_depth
+            )));
+        }
         let mut messages = initial_messages(file, &spec.params)?;
         let key = self.key(file)?;
-        let tools = self.tool_defs(file).await?;
+        // The lookup of the tools is held to the deadline and the cancel too (a
+        // serving node reached over MCP may not answer).
+        let tools = tokio::select! {
+            t = self.tool_defs(file) => t?,
+            _ = job.cancel.cancelled() => return Err(ComputeError::Cancelled),
+            _ = tokio::time::sleep_until(deadline) => return Err(out_of_time()),
+        };
         let budget = usize::try_from(spec.limits.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
         // A child token for the tool calls: fires on a cancel of the agent or at its
         // deadline, so a call in flight is stopped either way.
@@ -349,7 +367,31 @@ impl Run<'_> {
             )
             .await;
         watch.abort();
-        result
+        result.map_err(|e| self.with_chain(e))
+    }
+
+    /// A failed run's error, naming the calls it made: how many, and the sha256 of
+    /// their receipts in order (the canonical JSON of the list), so that the failed
+    /// agent's receipt binds them too.
+    fn with_chain(&self, e: ComputeError) -> ComputeError {
+        if self.steps.is_empty() {
+            return e;
+        }
+        let receipts: Vec<Value> = self.steps.iter().map(|s| s["receipt"].clone()).collect();
+        let chain = format!(
+            " (after {} tool calls; their receipts hash to {})",
+            self.steps.len(),
+            hanzo_compute::receipt::hash_json(&Value::Array(receipts))
+        );
+        match e {
+            ComputeError::LimitExceeded { limit, detail } => ComputeError::LimitExceeded {
+                limit,
+                detail: detail + &chain,
+            },
+            ComputeError::ToolFailed(m) => ComputeError::ToolFailed(m + &chain),
+            ComputeError::Unavailable(m) => ComputeError::Unavailable(m + &chain),
+            other => other,
+        }
     }
 
     /// The API key, from the job's env or a variable of the node's the operator lists.
@@ -360,14 +402,37 @@ impl Run<'_> {
         if let Some(v) = self.job.spec.env.get(var) {
             return Ok(Some(v.clone()));
         }
-        if self.rt.options.key_vars.iter().any(|k| k == var)
-            && let Ok(v) = std::env::var(var)
-        {
-            return Ok(Some(v));
+        // `VAR` lets any endpoint the agent may reach have the key; `VAR@PREFIX` only
+        // endpoints under PREFIX (whole components), one entry per prefix.
+        let mut listed = false;
+        let mut allowed = false;
+        for entry in &self.rt.options.key_vars {
+            let (name, prefix) = match entry.split_once('@') {
+                Some((n, p)) => (n, Some(p)),
+                None => (entry.as_str(), None),
+            };
+            if name != var {
+                continue;
+            }
+            listed = true;
+            allowed |= prefix.is_none_or(|p| under_prefix(&file.endpoint, p));
         }
-        Err(ComputeError::invalid(format!(
-            "api_key_env: {var} is not in the job's env and not one of the node's [compute.agent] key_vars"
-        )))
+        if !listed {
+            return Err(ComputeError::invalid(format!(
+                "api_key_env: {var} is not in the job's env and not one of the node's [compute.agent] key_vars"
+            )));
+        }
+        if !allowed {
+            return Err(ComputeError::invalid(format!(
+                "api_key_env: the node's {var} may not be sent to {} ([compute.agent] key_vars names where it may go)",
+                clean(&file.endpoint)
+            )));
+        }
+        std::env::var(var).map(Some).map_err(|_| {
+            ComputeError::invalid(format!(
+                "api_key_env: {var} is one of the node's key_vars but is not set in its environment"
+            ))
+        })
     }
 
     /// The function definitions of the agent's tools; a tool the node does not have
@@ -417,7 +482,7 @@ impl Run<'_> {
         let job = self.job;
         let url = file.completions_url();
         let functions: Vec<Value> = tools.iter().map(|(_, f)| f.clone()).collect();
-        let mut steps: Vec<Value> = Vec::new();
+        self.steps.clear();
         let (mut prompt_tokens, mut completion_tokens) = (0u64, 0u64);
         let mut turn = 0usize;
         let answer = loop {
@@ -444,8 +509,8 @@ impl Run<'_> {
                 _ = job.cancel.cancelled() => return Err(ComputeError::Cancelled),
                 _ = tokio::time::sleep_until(deadline) => return Err(out_of_time()),
             };
-            prompt_tokens += reply.prompt_tokens;
-            completion_tokens += reply.completion_tokens;
+            prompt_tokens = prompt_tokens.saturating_add(reply.prompt_tokens);
+            completion_tokens = completion_tokens.saturating_add(reply.completion_tokens);
             messages.push(reply.message());
             if reply.calls.is_empty() {
                 break reply.content.unwrap_or_default();
@@ -457,19 +522,19 @@ impl Run<'_> {
                 )));
             }
             for call in &reply.calls {
-                if steps.len() as u32 >= file.max_steps {
+                if self.steps.len() as u32 >= file.max_steps {
                     return Err(ComputeError::LimitExceeded {
                         limit: LimitKind::Steps,
                         detail: format!(
                             "the model asked for tool call {} ({}) and max_steps is {}",
-                            steps.len() + 1,
+                            self.steps.len() + 1,
                             clean(&call.name),
                             file.max_steps
                         ),
                     });
                 }
                 let step = self
-                    .step(steps.len() + 1, call, tools, deadline, children)
+                    .step(self.steps.len() + 1, call, tools, deadline, children)
                     .await?;
                 if job.cancel.is_cancelled() {
                     return Err(ComputeError::Cancelled);
@@ -482,16 +547,23 @@ impl Run<'_> {
                     (out, None) => out.to_string(),
                 };
                 messages.push(json!({"role": "tool", "tool_call_id": call.id, "content": content}));
-                steps.push(step);
+                self.steps.push(step);
+                // What the calls brought in counts at once, not only at the next turn:
+                // one reply may ask for many calls with large outputs.
+                let held = conversation_bytes(messages) + conversation_bytes(&self.steps);
+                self.peak = self.peak.max(held);
+                if held > budget {
+                    return Err(memory(held, budget));
+                }
             }
         };
         let output = json!({
             "answer": answer,
-            "steps": steps,
+            "steps": self.steps,
             "usage": {
                 "prompt_tokens": prompt_tokens,
                 "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
+                "total_tokens": prompt_tokens.saturating_add(completion_tokens),
                 "requests": turn,
             },
             "model": file.model,
@@ -499,7 +571,7 @@ impl Run<'_> {
         });
         self.log(format!(
             "answer after {} steps: {}\n",
-            steps.len(),
+            self.steps.len(),
             preview(&json!(answer))
         ));
         let size = output.to_string().len() as u64;
@@ -525,8 +597,15 @@ impl Run<'_> {
         children: &CancelToken,
     ) -> Result<Value, ComputeError> {
         let parent = self.job.id.clone();
+        // The name as the model wrote it is the model's: only a name a tool could have
+        // is kept as is, anything else cleaned and cut (it reaches logs and terminals).
+        let name = if AgentFile::is_tool_name(&call.name) {
+            call.name.clone()
+        } else {
+            clean(&call.name.chars().take(64).collect::<String>())
+        };
         let refused = |params: Value, code: &str, message: String| {
-            json!({"tool": call.name, "params": params, "output": null, "receipt": null,
+            json!({"tool": name, "params": params, "output": null, "receipt": null,
                    "error": {"code": code, "message": message}})
         };
         let step = match serde_json::from_str::<Value>(&call.arguments) {
@@ -652,6 +731,18 @@ fn preview(v: &Value) -> String {
             s
         }
     })
+}
+
+/// Whether `url` is under `prefix`, compared by whole components (`http://a/v1` does
+/// not admit `http://a/v10` or `http://a.evil/v1`).
+fn under_prefix(url: &str, prefix: &str) -> bool {
+    let (u, p) = (url.to_ascii_lowercase(), prefix.to_ascii_lowercase());
+    u.starts_with(&p)
+        && (p.ends_with('/')
+            || u[p.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| matches!(c, '/' | '?' | '#')))
 }
 
 /// The conversation's start: the system message, then the prompt or the messages

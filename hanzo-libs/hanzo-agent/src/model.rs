@@ -126,7 +126,7 @@ pub async fn complete(
         }
     }
     if !status.is_success() {
-        return Err(refused(status.as_u16(), &body, req.url));
+        return Err(refused(status.as_u16(), &body, req.url, req.key));
     }
     parse_reply(&body, turn)
 }
@@ -154,8 +154,21 @@ fn transport(url: &str, e: &reqwest::Error) -> ComputeError {
 }
 
 /// An error status, named for what the caller can do about it.
-fn refused(status: u16, body: &[u8], url: &str) -> ComputeError {
-    let said = error_text(body);
+fn refused(status: u16, body: &[u8], url: &str, key: Option<&str>) -> ComputeError {
+    let mut said = error_text(body);
+    // An endpoint (or a proxy before it) may quote the key it refused; the message
+    // ends up in the job's record and the receipt.
+    if let Some(key) = key.filter(|k| !k.is_empty()) {
+        said = said.replace(key, "[the key]");
+        // Quoted cut short (`sk-abc...`): no prefix of 8 characters or more survives.
+        for n in (8..key.len()).rev() {
+            if let Some(prefix) = key.get(..n)
+                && said.contains(prefix)
+            {
+                said = said.replace(prefix, "[the key]");
+            }
+        }
+    }
     let said = if said.is_empty() {
         String::new()
     } else {
@@ -207,7 +220,7 @@ fn error_text(body: &[u8]) -> String {
 pub fn clean(s: &str) -> String {
     let one: String = s
         .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if c.is_control() || invisible(c) { ' ' } else { c })
         .collect::<String>()
         .split_whitespace()
         .collect::<Vec<_>>()
@@ -218,6 +231,12 @@ pub fn clean(s: &str) -> String {
     } else {
         one
     }
+}
+
+/// Format characters that reorder or hide text on a terminal (bidi overrides and
+/// isolates, zero-width characters, the byte-order mark).
+fn invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 fn malformed(turn: usize, why: impl std::fmt::Display) -> ComputeError {
@@ -408,11 +427,28 @@ mod tests {
         assert_eq!(error_text(br#"{"error":{"message":"m","code":401}}"#), "m");
         assert_eq!(error_text(br#"{"error":"Unauthorized"}"#), "Unauthorized");
         assert_eq!(error_text(b"plain\ntext\x1b[31m"), "plain text [31m");
-        assert_eq!(refused(401, b"{}", "u").exit_code(), 2);
-        assert_eq!(refused(404, b"{}", "u").exit_code(), 2);
-        assert_eq!(refused(503, b"{}", "u").exit_code(), 4);
-        assert_eq!(refused(429, b"{}", "u").exit_code(), 4);
-        assert_eq!(refused(400, b"{}", "u").exit_code(), 1);
+        assert_eq!(refused(401, b"{}", "u", None).exit_code(), 2);
+        assert_eq!(refused(404, b"{}", "u", None).exit_code(), 2);
+        assert_eq!(refused(503, b"{}", "u", None).exit_code(), 4);
+        assert_eq!(refused(429, b"{}", "u", None).exit_code(), 4);
+        assert_eq!(refused(400, b"{}", "u", None).exit_code(), 1);
         assert!(clean(&"x".repeat(1000)).len() < 400);
+        assert_eq!(clean("a\u{202E}b\u{200B}c"), "a b c");
+        // A key the endpoint quotes back, whole or cut, is not repeated.
+        let key = "sk-secret-0123456789";
+        let e = refused(
+            401,
+            br#"{"error":{"message":"Incorrect API key provided: sk-secret-0123456789"}}"#,
+            "u",
+            Some(key),
+        );
+        assert!(!e.to_string().contains("sk-secret"), "{e}");
+        let e = refused(
+            401,
+            br#"{"error":{"message":"Incorrect API key provided: sk-secre**********"}}"#,
+            "u",
+            Some(key),
+        );
+        assert!(!e.to_string().contains("sk-secre"), "{e}");
     }
 }

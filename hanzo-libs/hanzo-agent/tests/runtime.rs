@@ -275,3 +275,46 @@ async fn peers_mounts_and_unknown_tools_are_refused_before_the_model() {
     j.spec.params = json!({"prompt": "a", "messages": []});
     assert!(matches!(run(&rt, &j).await, Err(ComputeError::InvalidInput(_))));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_key_goes_only_where_key_vars_says() {
+    // A variable only this test uses: the process's environment is shared.
+    const VAR: &str = "HANZO_AGENT_RUNTIME_TEST_KEY";
+    // SAFETY: no other test reads or writes this variable.
+    unsafe { std::env::set_var(VAR, "sk-operator") };
+    let url = endpoint(Canned {
+        body: answer("ok"),
+        delay: Duration::ZERO,
+    })
+    .await;
+    let with_key = |endpoint: &str| {
+        job(format!(
+            "endpoint = \"{endpoint}\"\nmodel = \"m\"\napi_key_env = \"{VAR}\"\n"
+        ))
+    };
+    // Not listed: refused.
+    let rt = runtime(AgentOptions::default());
+    let r = run(&rt, &with_key(&url)).await;
+    assert!(
+        matches!(&r, Err(ComputeError::InvalidInput(m)) if m.contains("key_vars")),
+        "{r:?}"
+    );
+    // Listed for another endpoint: refused, before anything is sent.
+    let rt = runtime(AgentOptions {
+        key_vars: vec![format!("{VAR}@http://127.0.0.1:1/v1")],
+        ..AgentOptions::default()
+    });
+    let r = run(&rt, &with_key(&url)).await;
+    assert!(
+        matches!(&r, Err(ComputeError::InvalidInput(m)) if m.contains("may not be sent")),
+        "{r:?}"
+    );
+    // Listed for this one (or for any): sent.
+    for entry in [format!("{VAR}@{url}"), VAR.to_string()] {
+        let rt = runtime(AgentOptions {
+            key_vars: vec![entry],
+            ..AgentOptions::default()
+        });
+        assert_eq!(run(&rt, &with_key(&url)).await.unwrap()["answer"], "ok");
+    }
+}

@@ -100,12 +100,7 @@ impl AgentFile {
         }
         let mut seen = std::collections::BTreeSet::new();
         for t in &self.tools {
-            // The names OpenAI's API takes for functions; the others are no stricter.
-            let ok = !t.is_empty()
-                && t.len() <= 64
-                && t.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-            if !ok {
+            if !Self::is_tool_name(t) {
                 return bad(format!(
                     "tools: {t:?} cannot be a function name (1 to 64 of a-z, A-Z, 0-9, _ and -)"
                 ));
@@ -123,6 +118,16 @@ impl AgentFile {
             return bad("max_tokens: 0".into());
         }
         Ok(())
+    }
+
+    /// Whether `name` can be a function's name: the names OpenAI's API takes
+    /// (`^[a-zA-Z0-9_-]{1,64}$`); the other servers are no stricter.
+    pub fn is_tool_name(name: &str) -> bool {
+        !name.is_empty()
+            && name.len() <= 64
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
     }
 
     /// `<endpoint>/chat/completions`.

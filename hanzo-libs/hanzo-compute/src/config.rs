@@ -441,8 +441,9 @@ pub struct AgentConfig {
     /// network, so the default is none. The local CLI is not bound by it.
     pub allowed_endpoints: Vec<String>,
     /// Variables of the node's own environment an agent may name as its
-    /// `api_key_env` when its job's env does not set it: the operator's keys, sent
-    /// only to `allowed_endpoints` (or, from the CLI, anywhere the operator points).
+    /// `api_key_env` when its job's env does not set it: the operator's keys. `VAR`
+    /// goes to any endpoint the agent may name; `VAR@PREFIX` only to endpoints under
+    /// PREFIX (one entry per prefix).
     pub key_vars: Vec<String>,
 }
 
@@ -746,9 +747,19 @@ impl Config {
                 "compute.agent.allowed_endpoints: '{u}' is not an http:// or https:// URL prefix"
             )));
         }
-        if let Some(v) = agent.key_vars.iter().find(|v| v.is_empty() || v.contains('=')) {
+        if let Some(v) = agent.key_vars.iter().find(|v| {
+            let (name, prefix) = v
+                .split_once('@')
+                .map_or((v.as_str(), None), |(n, p)| (n, Some(p)));
+            name.is_empty()
+                || name.contains('=')
+                || prefix.is_some_and(|p| {
+                    let l = p.to_ascii_lowercase();
+                    !(l.starts_with("http://") || l.starts_with("https://"))
+                })
+        }) {
             return Err(ComputeError::invalid(format!(
-                "compute.agent.key_vars: '{v}' is not a variable name"
+                "compute.agent.key_vars: '{v}' is not VAR or VAR@http(s)://endpoint-prefix"
             )));
         }
         if let Some(root) = self.compute.mount_roots.iter().find(|r| !r.is_absolute()) {

@@ -205,6 +205,19 @@ pub struct Snapshot {
 /// Queue order: highest priority first, then submission order.
 type QueueKey = (Reverse<i32>, u64);
 
+/// The agents' queue order: agents started by agents first (they take no place, so
+/// nothing holds them), then as [`QueueKey`].
+type AgentKey = (bool, Reverse<i32>, u64);
+
+/// Where a queued job waits.
+#[derive(Debug, Clone, Copy)]
+enum Place {
+    /// In the queue of jobs that hold resources.
+    Jobs(QueueKey),
+    /// In the agents' queue: agents hold none, so they wait apart and hold up no job.
+    Agents(AgentKey),
+}
+
 struct Queued {
     job: Job,
     demand: Resources,
@@ -223,7 +236,11 @@ struct Running {
 
 struct State {
     queue: BTreeMap<QueueKey, Queued>,
-    queued_ids: HashMap<String, QueueKey>,
+    /// Agents waiting: for an agent place ([`Options::max_agents`]) when a client
+    /// started them, for nothing when an agent did. Apart from `queue`, so that an
+    /// agent waiting for a place is never the head that holds up its own tool calls.
+    agent_queue: BTreeMap<AgentKey, Queued>,
+    queued_ids: HashMap<String, Place>,
     queued_by_priority: BTreeMap<i32, usize>,
     /// Outstanding [`Permit`]s: queue places promised but not yet filled.
     reserved: usize,
@@ -232,8 +249,6 @@ struct State {
     in_use: Resources,
     /// Running jobs holding an agent place.
     agents: usize,
-    /// Queued jobs that would take one.
-    queued_agents: usize,
     next_seq: u64,
     counters: Counters,
     throughput: Throughput,
@@ -319,6 +334,7 @@ impl Scheduler {
                 options,
                 state: Mutex::new(State {
                     queue: BTreeMap::new(),
+                    agent_queue: BTreeMap::new(),
                     queued_ids: HashMap::new(),
                     queued_by_priority: BTreeMap::new(),
                     reserved: 0,
@@ -326,7 +342,6 @@ impl Scheduler {
                     running_by_runtime: BTreeMap::new(),
                     in_use: Resources::ZERO,
                     agents: 0,
-                    queued_agents: 0,
                     next_seq: 0,
                     counters: Counters::default(),
                     throughput: Throughput::new(),
@@ -355,7 +370,7 @@ impl Scheduler {
             return Err(inner.count_rejection(&mut st, e));
         }
         let mut st = inner.lock();
-        if st.queue.len() + st.reserved >= inner.options.queue_capacity {
+        if st.queued() + st.reserved >= inner.options.queue_capacity {
             let e = Rejection::QueueFull {
                 retry_after: inner.retry_after(&st),
                 capacity: inner.options.queue_capacity,
@@ -424,8 +439,8 @@ impl Scheduler {
         let inner = &self.inner;
         let (job, starts) = {
             let mut st = inner.lock();
-            if let Some(key) = st.queued_ids.remove(id) {
-                let q = st.dequeue(&key);
+            if let Some(place) = st.queued_ids.remove(id) {
+                let q = st.dequeue(place);
                 st.counters.cancelled_queued += 1;
                 // It may have been the blocked head holding others back.
                 let starts = inner.pump(&mut st);
@@ -459,7 +474,7 @@ impl Scheduler {
     pub fn snapshot(&self) -> Snapshot {
         let st = self.inner.lock();
         Snapshot {
-            queued: st.queue.len(),
+            queued: st.queued(),
             queued_by_priority: st.queued_by_priority.clone(),
             queue_capacity: self.inner.options.queue_capacity,
             running: st.running.len(),
@@ -478,29 +493,43 @@ impl Scheduler {
 }
 
 impl State {
+    /// Jobs waiting, in both queues.
+    fn queued(&self) -> usize {
+        self.queue.len() + self.agent_queue.len()
+    }
+
     fn enqueue(&mut self, job: Job, demand: Resources) {
         let agent = takes_agent_place(&job);
-        self.queued_agents += usize::from(agent);
-        let key = (Reverse(job.spec.priority), self.next_seq);
+        let (priority, seq) = (Reverse(job.spec.priority), self.next_seq);
         self.next_seq += 1;
-        self.queued_ids.insert(job.id.clone(), key);
         *self.queued_by_priority.entry(job.spec.priority).or_default() += 1;
         self.counters.accepted += 1;
-        self.queue.insert(
-            key,
-            Queued {
-                job,
-                demand,
-                agent,
-                bypassed: 0,
-            },
-        );
+        let id = job.id.clone();
+        let q = Queued {
+            job,
+            demand,
+            agent,
+            bypassed: 0,
+        };
+        let place = if q.job.spec.runtime == RuntimeKind::Agent {
+            let key = (agent, priority, seq);
+            self.agent_queue.insert(key, q);
+            Place::Agents(key)
+        } else {
+            let key = (priority, seq);
+            self.queue.insert(key, q);
+            Place::Jobs(key)
+        };
+        self.queued_ids.insert(id, place);
     }
 
     /// Removes a queued job (its id is already out of `queued_ids`).
-    fn dequeue(&mut self, key: &QueueKey) -> Queued {
-        let q = self.queue.remove(key).expect("queued_ids and queue agree");
-        self.queued_agents -= usize::from(q.agent);
+    fn dequeue(&mut self, place: Place) -> Queued {
+        let q = match place {
+            Place::Jobs(key) => self.queue.remove(&key),
+            Place::Agents(key) => self.agent_queue.remove(&key),
+        }
+        .expect("queued_ids and the queues agree");
         let prio = q.job.spec.priority;
         if let Some(n) = self.queued_by_priority.get_mut(&prio) {
             *n -= 1;
@@ -512,8 +541,8 @@ impl State {
     }
 
     /// Takes a queued job's resources and moves it to `running`.
-    fn admit(&mut self, key: &QueueKey) -> (Job, Resources) {
-        let q = self.dequeue(key);
+    fn admit(&mut self, place: Place) -> (Job, Resources) {
+        let q = self.dequeue(place);
         self.queued_ids.remove(&q.job.id);
         self.in_use = self.in_use.plus(&q.demand);
         self.agents += usize::from(q.agent);
@@ -576,7 +605,7 @@ impl Inner {
     fn retry_after(&self, st: &State) -> Duration {
         let o = &self.options;
         let estimate = match st.throughput.rate(Instant::now()) {
-            Some(rate) if rate > 0.0 => Duration::from_secs_f64((st.queue.len() as f64 / rate).min(86_400.0)),
+            Some(rate) if rate > 0.0 => Duration::from_secs_f64((st.queued() as f64 / rate).min(86_400.0)),
             Some(_) => o.max_retry_after,
             None => Duration::from_secs(5),
         };
@@ -597,20 +626,26 @@ impl Inner {
     /// already running.
     fn pump(&self, st: &mut State) -> Vec<(Job, Resources)> {
         let mut starts = Vec::new();
-        loop {
-            let room = self.capacity.minus(&st.in_use);
-            let agent_room = st.agents < self.options.max_agents;
-            // Every job but an agent takes a slot: with none free only an agent
-            // could start, and only if one is queued and a place is free.
-            if room.jobs == 0 && !(agent_room && st.queued_agents > 0) {
+        // Agents first: they hold none of the node's resources, so they hold up no
+        // job. Those an agent started come first and need no place; then those a
+        // client started, while places are free.
+        while let Some((&key, q)) = st.agent_queue.first_key_value() {
+            if q.agent && st.agents >= self.options.max_agents {
                 break;
             }
-            let fits = |q: &Queued| q.demand.fits_in(&room) && (!q.agent || agent_room);
+            starts.push(st.admit(Place::Agents(key)));
+        }
+        loop {
+            let room = self.capacity.minus(&st.in_use);
+            if room.jobs == 0 {
+                break;
+            }
+            let fits = |q: &Queued| q.demand.fits_in(&room);
             let Some((&head_key, head)) = st.queue.first_key_value() else {
                 break;
             };
             if fits(head) {
-                starts.push(st.admit(&head_key));
+                starts.push(st.admit(Place::Jobs(head_key)));
                 continue;
             }
             if head.bypassed >= self.options.backfill_limit {
@@ -629,7 +664,7 @@ impl Inner {
             if let Some(head) = st.queue.get_mut(&head_key) {
                 head.bypassed += 1;
             }
-            starts.push(st.admit(&key));
+            starts.push(st.admit(Place::Jobs(key)));
         }
         starts
     }

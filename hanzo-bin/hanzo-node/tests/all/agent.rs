@@ -402,6 +402,13 @@ fn max_steps_the_deadline_and_cancelling_stop_the_agent_and_its_calls() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(r.error_line().contains("steps"), "{}", r.stderr);
     assert!(r.error_line().contains("max_steps is 2"), "{}", r.stderr);
+    // No output, but the error (which the receipt signs) binds the calls made.
+    assert!(
+        r.error_line()
+            .contains("after 2 tool calls; their receipts hash to"),
+        "{}",
+        r.stderr
+    );
     // The deadline covers the calls: a 30 s tool under a 3 s agent is stopped, and so
     // is its job.
     let model = Model::start(

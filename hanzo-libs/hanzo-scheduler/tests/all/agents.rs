@@ -142,3 +142,25 @@ async fn max_agents_bounds_the_agents_clients_start() {
     let snap = env.scheduler.snapshot();
     assert_eq!((snap.running, snap.queued, snap.in_use.jobs), (0, 0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_waiting_for_a_place_holds_up_no_call() {
+    // One place: the second agent waits, and the first one's 40 calls (more than the
+    // backfill limit of jobs that may pass a blocked head) all start regardless.
+    let env = env(1, 1);
+    env.gated.auto(Duration::from_millis(1));
+    let many: Vec<Value> = (0..40).map(|i| json!({ "native": i })).collect();
+    let first = agent(json!({ "calls": many }));
+    let second = agent(json!({"calls": [{"native": 100}]}));
+    env.submit(&first).await;
+    env.submit(&second).await;
+    env.hooks.wait_finished(43).await;
+    assert_eq!(
+        ok(&env.hooks.outcome(&first.id))["calls"]
+            .as_array()
+            .unwrap()
+            .len(),
+        40
+    );
+    assert_eq!(ok(&env.hooks.outcome(&second.id))["calls"][0]["n"], 100);
+}
