@@ -275,7 +275,8 @@ fn over_the_api_an_agent_is_a_job_with_live_steps_and_a_named_tool_even_on_a_one
                 {"reply": {"tool_calls": [call("wasm-cat", json!({"text": "one"}))]}},
                 {"expect": {"tool_contents": ["one"]}, "reply": {"content": "done"}},
                 {"expect": {"user": "again"}, "reply": {"tool_calls": [call("wasm-cat", json!({"text": "two"}))]}},
-                {"reply": {"content": "done again"}}
+                {"reply": {"content": "done again"}},
+                {"expect": {"user": "over mcp"}, "reply": {"content": "done over mcp"}}
             ]),
         ),
     );
@@ -308,8 +309,20 @@ fn over_the_api_an_agent_is_a_job_with_live_steps_and_a_named_tool_even_on_a_one
         b"",
     );
     assert!(logs.text().contains("step 1: wasm-cat"), "{}", logs.text());
-    // As a named tool, callable like any other.
-    add_tool(&s, &json!({"name": "helper", "runtime": "agent", "source": text}));
+    // As a named tool (the CLI sends the file's text), callable like any other.
+    let file = agent_file(&h, "helper", &model, &["wasm-cat"], "");
+    let r = h.run(&[
+        "tool",
+        "add",
+        "helper",
+        "agent",
+        &file,
+        "--node",
+        &s.url(),
+        "--token",
+        TOKEN,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
     let t = s.req("GET", "/v1/tools/helper", b"").json();
     assert_eq!(t["schema"]["properties"]["prompt"]["type"], "string", "{t}");
     let r = s.req(
@@ -322,7 +335,32 @@ fn over_the_api_an_agent_is_a_job_with_live_steps_and_a_named_tool_even_on_a_one
     // An agent tool's params are checked like any tool's.
     let r = s.req("POST", "/v1/tools/helper/call?wait=true", br#"{"prompt": 3}"#);
     assert_eq!(r.status, 400, "{}", r.text());
-    model.assert_clean(4);
+    // Over MCP, with the official Python SDK's client: listed with its params' schema,
+    // called, its receipt in `_meta`.
+    let steps = json!([{"list": true}, {"call": "helper", "args": {"prompt": "over mcp"}}]);
+    let out = crate::mcp::sdk_client(
+        &h,
+        &["http", &format!("{}/mcp", s.url()), TOKEN, &steps.to_string()],
+    );
+    let helper = out[0]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "helper")
+        .cloned()
+        .unwrap_or_else(|| panic!("helper not listed: {}", out[0]));
+    assert_eq!(helper["inputSchema"]["properties"]["prompt"]["type"], "string");
+    assert_eq!(
+        out[1]["result"]["structuredContent"]["answer"], "done over mcp",
+        "{}",
+        out[1]
+    );
+    assert!(
+        out[1]["result"]["_meta"]["hanzo-node/receipt"].is_object(),
+        "{}",
+        out[1]
+    );
+    model.assert_clean(5);
 }
 
 #[test]

@@ -107,7 +107,7 @@ fn hostile() -> String {
 }
 
 /// Runs the Python SDK client fixture; one JSON value per step.
-fn sdk_client(home: &Home, args: &[&str]) -> Vec<Value> {
+pub(crate) fn sdk_client(home: &Home, args: &[&str]) -> Vec<Value> {
     let out = Command::new(venv().join("bin/python"))
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/all/fixtures/mcp_client.py"))
         .args(args)
