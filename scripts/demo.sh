@@ -2,7 +2,8 @@
 # The main job on the embedded defaults: installs what is missing (the wasm32-wasip1 target,
 # bubblewrap, Go, deno, uv), builds the example tools and the node, then runs the tools on
 # the WASM runtime, on Deno, Python and Go in the process sandbox, a built-in tool and a
-# reference MCP server from PyPI (sandboxed, then warm), printing outputs and receipts; then three nodes on 127.0.0.1 place a job on each other
+# reference MCP server from PyPI (sandboxed, then warm), and an agent answering with two
+# example tools (each call a receipted job), printing outputs and receipts; then three nodes on 127.0.0.1 place a job on each other
 # and survive the death of the peer running one; then four nodes verify jobs by running
 # them redundantly, one of them a lying build (the `failpoints` feature) that is caught.
 set -euo pipefail
@@ -41,5 +42,19 @@ fi
 cargo build "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node --features failpoints
 liar="$(target_dir)/release/hanzo-node-failpoints"
 cp "$(target_dir)/release/hanzo-node" "$liar"
+# The agent step's model: HANZO_DEMO_AGENT_ENDPOINT (and HANZO_DEMO_AGENT_MODEL) name a
+# real OpenAI-compatible endpoint, Ollama's say; without one, a stand-in answers through
+# the same API with a fixed plan (no model can run here; examples/agent/README.md).
+agent_args=()
+if [ -n "${HANZO_DEMO_AGENT_ENDPOINT:-}" ]; then
+    agent_args=(--agent-endpoint "$HANZO_DEMO_AGENT_ENDPOINT" --agent-model "${HANZO_DEMO_AGENT_MODEL:-llama3.2}")
+else
+    port_file="$(mktemp -u)"
+    python3 examples/agent/stand_in_model.py "$port_file" &
+    stand_in=$!
+    trap 'kill "$stand_in" 2>/dev/null || true; rm -f "$port_file"' EXIT
+    for _ in $(seq 200); do [ -s "$port_file" ] && break; sleep 0.05; done
+    agent_args=(--agent-endpoint "http://127.0.0.1:$(cat "$port_file")/v1")
+fi
 cargo run "${CARGO_FLAGS[@]}" --release --quiet -p hanzo-node -- demo --examples "$HANZO_EXAMPLES_DIR" --sources examples --network --liar "$liar" \
-    --mcp-server "$HANZO_MCP_VENV/bin/mcp-server-time" "${docker_args[@]}" "$@"
+    --mcp-server "$HANZO_MCP_VENV/bin/mcp-server-time" "${agent_args[@]}" "${docker_args[@]}" "$@"

@@ -9,6 +9,7 @@ use clap::Args;
 use hanzo_compute::{ComputeError, JobSpec, LimitKind, Receipt, RuntimeKind};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
@@ -35,6 +36,14 @@ pub struct DemoArgs {
     /// started and then warm.
     #[arg(long, value_name = "PATH")]
     pub mcp_server: Option<PathBuf>,
+    /// An OpenAI-compatible chat-completions endpoint (`http://127.0.0.1:11434/v1`):
+    /// adds a step where an agent answers a question with two example tools as named
+    /// tools (scripts/demo.sh starts a stand-in when none is given).
+    #[arg(long, value_name = "URL")]
+    pub agent_endpoint: Option<String>,
+    /// The model the agent step asks for at --agent-endpoint.
+    #[arg(long, value_name = "NAME", default_value = "stand-in")]
+    pub agent_model: String,
 }
 
 /// What a demo step expects to happen.
@@ -328,6 +337,7 @@ pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow
         all.extend(mcp_steps(server));
     }
     let mut failures = 0;
+    let count = all.len();
     for (n, step) in all.into_iter().enumerate() {
         let source = match step.runtime {
             RuntimeKind::Wasm => args.examples.join(&step.module).display().to_string(),
@@ -402,6 +412,22 @@ pub async fn run(config: Option<&Path>, args: DemoArgs, verbose: bool) -> anyhow
             failures += 1;
         }
         println!();
+    }
+    if let Some(endpoint) = &args.agent_endpoint {
+        failures += crate::demo_agent::run(
+            crate::demo_agent::AgentDemo {
+                config: &node.config,
+                compute: Arc::new(node.compute),
+                wasm: node.wasm.clone(),
+                agent: node.agent.clone(),
+                examples: &args.examples,
+                endpoint,
+                model: &args.agent_model,
+                verbose,
+            },
+            count + 1,
+        )
+        .await?;
     }
     if args.network {
         let (data_dir, examples, liar) = (

@@ -7,6 +7,7 @@
 mod agent_cmd;
 mod cache_cmd;
 mod demo;
+mod demo_agent;
 mod demo_net;
 mod escape;
 mod job_cmd;

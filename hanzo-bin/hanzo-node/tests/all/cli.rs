@@ -271,14 +271,43 @@ fn the_demo_runs_every_step_as_expected() {
     let h = Home::new();
     let examples = examples_dir();
     let sources = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples");
+    // The agent step's endpoint: the stand-in scripts/demo.sh starts.
+    let port_file = h.path("stand-in.port");
+    let mut stand_in = std::process::Command::new("python3")
+        .arg(sources.join("agent/stand_in_model.py"))
+        .arg(&port_file)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let port = loop {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
+            break p.trim().to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stand-in model never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let endpoint = format!("http://127.0.0.1:{port}/v1");
     let r = h.run(&[
         "demo",
         "--examples",
         &examples.display().to_string(),
         "--sources",
         &sources.display().to_string(),
+        "--agent-endpoint",
+        &endpoint,
     ]);
+    let _ = stand_in.kill();
+    let _ = stand_in.wait();
     assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("agent receipt verified") && r.stdout.contains("binding 2 calls in order"),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("skipping"), "{}", r.stdout);
     for needle in [
         "TypeScript on Deno",
