@@ -132,7 +132,9 @@ impl Default for AgentOptions {
 pub struct AgentRuntime {
     options: AgentOptions,
     tools: OnceLock<Arc<dyn Tools>>,
-    client: reqwest::Client,
+    /// Built at the first agent, not with the node: a machine without CA certificates
+    /// must still start (and reach an `http://` endpoint).
+    client: std::sync::Mutex<Option<reqwest::Client>>,
 }
 
 impl std::fmt::Debug for AgentRuntime {
@@ -147,19 +149,39 @@ impl std::fmt::Debug for AgentRuntime {
 impl AgentRuntime {
     /// A runtime that can run agents once [`bind`](Self::bind) gave it the node's tools.
     pub fn new(options: AgentOptions) -> Result<Self, ComputeError> {
-        install_crypto();
-        // No proxy from the environment and no redirects: the key goes to the
-        // endpoint named, by the route named, or nowhere.
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| ComputeError::internal(format!("the agent runtime's HTTP client: {e}")))?;
         Ok(AgentRuntime {
             options,
             tools: OnceLock::new(),
-            client,
+            client: std::sync::Mutex::new(None),
         })
+    }
+
+    /// The HTTP client, built once.
+    fn client(&self) -> Result<reqwest::Client, ComputeError> {
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = &*slot {
+            return Ok(c.clone());
+        }
+        install_crypto();
+        // No proxy from the environment and no redirects: the key goes to the
+        // endpoint named, by the route named, or nowhere.
+        let builder = || {
+            reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+        };
+        let client = match builder().build() {
+            Ok(c) => c,
+            // The system's verifier found no CA certificates (a container without
+            // ca-certificates): no root is trusted then, so `https://` endpoints fail
+            // their certificate check, saying so, and `http://` ones still work.
+            Err(_) => builder()
+                .tls_certs_only(Vec::new())
+                .build()
+                .map_err(|e| ComputeError::internal(format!("the agent runtime's HTTP client: {e}")))?,
+        };
+        *slot = Some(client.clone());
+        Ok(client)
     }
 
     /// Gives the runtime the node's tools; the first binding holds (false if one did).
@@ -493,8 +515,9 @@ impl Run<'_> {
                 return Err(memory(held, budget));
             }
             let body = model::body(file, messages, &functions);
+            let client = self.rt.client()?;
             let request = model::complete(
-                &self.rt.client,
+                &client,
                 model::Request {
                     url: &url,
                     key,

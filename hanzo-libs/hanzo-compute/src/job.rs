@@ -607,6 +607,19 @@ impl JobSpec {
                 "deterministic: a native Go build has no deterministic profile (leave out native to build it to WASM)",
             ));
         }
+        // An agent calls an endpoint from the node's own network, with a key, and its
+        // tools are this node's: peers never start one, so it never leaves the node
+        // (and its env, which may hold the key, is never offered to one).
+        if self.runtime == RuntimeKind::Agent && !self.verification.is_none() {
+            return Err(ComputeError::invalid(
+                "verification: an agent runs on the node it is submitted to, once (peers never start agents)",
+            ));
+        }
+        if self.runtime == RuntimeKind::Agent && !self.placement.is_local() {
+            return Err(ComputeError::invalid(
+                "placement: an agent runs on the node it is submitted to (peers never start agents)",
+            ));
+        }
         for k in self.env.keys() {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(ComputeError::invalid(format!("invalid env name '{k}'")));
@@ -690,6 +703,20 @@ mod tests {
         j.env.clear();
         j.env.insert("A=B".into(), "x".into());
         assert!(j.validate().is_err());
+    }
+
+    #[test]
+    fn agents_never_leave_the_node() {
+        let mut j = JobSpec::new(RuntimeKind::Agent, "x");
+        j.validate().unwrap();
+        j.placement = Placement::Remote;
+        assert!(j.validate().unwrap_err().to_string().contains("placement"));
+        j.placement = Placement::Local;
+        j.verification = Verification::Redundant {
+            min_peers: 2,
+            max_peers: None,
+        };
+        assert!(j.validate().unwrap_err().to_string().contains("verification"));
     }
 
     #[test]

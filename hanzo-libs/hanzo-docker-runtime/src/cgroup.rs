@@ -164,6 +164,9 @@ const WATCH_EVERY: Duration = Duration::from_millis(20);
 /// taken while it still exists.
 pub(crate) struct MemoryWatch {
     last: Arc<Mutex<Option<MemoryRecord>>>,
+    /// The most forks the pids limit was seen refusing: a tool that exits because a
+    /// fork failed ("can't fork") takes its cgroup with it, so the count is kept here.
+    forks_refused: Arc<std::sync::atomic::AtomicU64>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -172,16 +175,31 @@ impl MemoryWatch {
     /// visible here.
     pub fn start(id: &str) -> Self {
         let last = Arc::new(Mutex::new(None));
+        let forks_refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let task = memory_dir(id).map(|dir| {
             let last = last.clone();
+            let forks = forks_refused.clone();
+            let id = id.to_string();
             tokio::spawn(async move {
                 while let Some(record) = MemoryRecord::read(&dir) {
                     *last.lock().unwrap_or_else(|e| e.into_inner()) = Some(record);
+                    if let Some(n) = pids_refused(&id) {
+                        forks.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+                    }
                     tokio::time::sleep(WATCH_EVERY).await;
                 }
             })
         });
-        MemoryWatch { last, task }
+        MemoryWatch {
+            last,
+            forks_refused,
+            task,
+        }
+    }
+
+    /// The most forks the pids limit was seen refusing while the container ran.
+    pub fn forks_refused(&self) -> u64 {
+        self.forks_refused.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops watching; the last record read, if any.

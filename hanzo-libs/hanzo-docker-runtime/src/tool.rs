@@ -339,6 +339,7 @@ async fn run_container(
         usage.peak_memory_bytes = crate::cgroup::peak_memory(id);
         kill(docker, id).await;
     }
+    forks_refused = forks_refused.max(memory_watch.forks_refused());
     let memory = memory_watch.finish();
     if usage.peak_memory_bytes.is_none() {
         usage.peak_memory_bytes = memory.and_then(|m| m.peak);
@@ -382,6 +383,9 @@ async fn run_container(
             LimitKind::Timeout,
             format!("killed after the {} ms timeout", limits.timeout_ms),
         )),
+        // A tool that failed after the pids limit refused its forks failed for that
+        // limit (a shell's "can't fork"), as one killed at the memory limit did.
+        Ended::Exited(code) if code != 0 && forks_refused > 0 => Err(processes()),
         Ended::Exited(code) => Err(hanzo_compute::stdio::failure(code, &stdout, logs)),
     }
 }

@@ -559,6 +559,11 @@ impl Sandbox {
                 Support::Unsupported,
                 "the process's own stack rlimit applies".into(),
             ),
+            (
+                LimitKind::Steps,
+                Support::Unsupported,
+                "an agent's tool calls; a process makes none".into(),
+            ),
         ]
     }
 

@@ -521,6 +521,13 @@ fn max_steps_the_deadline_and_cancelling_stop_the_agent_and_its_calls() {
     assert!(c.status == 200 || c.status == 202, "{}", c.text());
     assert_eq!(s.wait_terminal(&agent)["status"], "cancelled");
     assert_eq!(s.wait_terminal(&child)["status"], "cancelled");
+    // An agent never leaves the node (its env may hold a key; peers never start one).
+    let r = s.post_json(
+        "/v1/jobs",
+        &json!({"runtime": "agent", "source": text, "params": {"prompt": "x"}, "placement": "remote"}),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("placement"), "{}", r.text());
 }
 
 #[test]
