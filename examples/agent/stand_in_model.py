@@ -53,6 +53,10 @@ def plan(messages, tools):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm
+    # holds the body for the client's delayed ACK (40 ms a request), as real servers
+    # (Go's net/http, Ollama's) do not.
+    disable_nagle_algorithm = True
 
     def log_message(self, *args):
         pass
