@@ -14,9 +14,7 @@ use crate::mcp_cmd::Relay;
 use crate::node::{Node, load_config};
 use crate::run::RunArgs;
 use hanzo_agent::{AgentFile, Call, Child, ToolDef, Tools};
-use hanzo_api::{Access, Api, ApiOptions, ServiceRuntimes};
 use hanzo_compute::{ComputeError, RuntimeKind};
-use hanzo_jobstore::JobStore;
 use hanzo_mcp::rmcp::model::{
     CallToolRequest, CallToolRequestParams, CallToolResult, ClientRequest, ServerResult, Tool,
 };
@@ -59,33 +57,19 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<u8> {
         }
     }
     crate::secure::data_dir(&cfg.node.data_dir)?;
-    let db = cfg.node.data_dir.join("jobs.db");
-    let options = crate::serve::store_options(&cfg);
-    let opened = tokio::task::spawn_blocking(move || JobStore::open(&db, options))
-        .await
-        .map_err(ComputeError::internal)?;
-    match opened {
+    match crate::node::open_store(&cfg).await? {
         Ok((store, _recovery)) => {
             // Jobs the store holds from before stay queued for the next `serve`: a
             // one-shot command does not take over the node's queue.
             let node = Node::build(config, None, false).await?;
-            let policy = hanzo_compute::policy::ApiPolicy::from_config(&node.config)?;
             let compute = Arc::new(node.compute);
-            let _api = Api::new(
+            let _api = crate::node::local_api(
+                &node.config,
                 compute.clone(),
                 node.wasm.clone(),
+                node.agent.clone(),
                 store,
-                ApiOptions {
-                    token: None,
-                    access: Access::default(),
-                    resources: cfg.compute.resources.clone(),
-                    scheduler: crate::node::scheduler_options(&cfg),
-                    services: ServiceRuntimes::new(Vec::new()),
-                    policy,
-                    agent: node.agent.clone(),
-                    ..ApiOptions::default()
-                },
-            );
+            )?;
             crate::run::run_spec(&compute, spec, &args).await
         }
         Err(hanzo_jobstore::Error::Locked(_)) => {

@@ -9,9 +9,8 @@
 
 use crate::demo::clip;
 use hanzo_agent::AgentRuntime;
-use hanzo_api::{Access, Api, ApiOptions, ServiceRuntimes};
 use hanzo_compute::{Compute, ComputeError, Config, Job, JobSpec, Receipt, RuntimeKind, Signing};
-use hanzo_jobstore::{JobStore, ToolSpec};
+use hanzo_jobstore::ToolSpec;
 use hanzo_wasm_runtime::WasmRuntime;
 use serde_json::json;
 use std::path::Path;
@@ -39,12 +38,7 @@ pub async fn run(d: AgentDemo<'_>, number: usize) -> anyhow::Result<u32> {
         println!("    skipped: the agent runtime is not enabled ([compute] enabled_runtimes)\n");
         return Ok(0);
     };
-    let db = d.config.node.data_dir.join("jobs.db");
-    let options = crate::serve::store_options(d.config);
-    let opened = tokio::task::spawn_blocking(move || JobStore::open(&db, options))
-        .await
-        .map_err(ComputeError::internal)?;
-    let store = match opened {
+    let store = match crate::node::open_store(d.config).await? {
         Ok((store, _)) => store,
         Err(hanzo_jobstore::Error::Locked(_)) => {
             println!("    skipped: a node serves from this data directory and holds its job store\n");
@@ -86,20 +80,7 @@ pub async fn run(d: AgentDemo<'_>, number: usize) -> anyhow::Result<u32> {
             .map_err(ComputeError::internal)?;
     }
     // The API over the store gives the agent its tools; nothing listens.
-    let _api = Api::new(
-        d.compute.clone(),
-        d.wasm.clone(),
-        store,
-        ApiOptions {
-            access: Access::default(),
-            resources: d.config.compute.resources.clone(),
-            scheduler: crate::node::scheduler_options(d.config),
-            services: ServiceRuntimes::new(Vec::new()),
-            policy: hanzo_compute::policy::ApiPolicy::from_config(d.config)?,
-            agent: Some(agent),
-            ..ApiOptions::default()
-        },
-    );
+    let _api = crate::node::local_api(d.config, d.compute.clone(), d.wasm.clone(), Some(agent), store)?;
     let file = format!(
         "endpoint = \"{}\"\nmodel = \"{}\"\nsystem = \"You review texts with your tools, then answer in one sentence.\"\ntools = [\"word-stats\", \"sentiment\"]\nmax_steps = 4\n",
         d.endpoint, d.model

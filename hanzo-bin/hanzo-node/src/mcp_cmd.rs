@@ -10,9 +10,7 @@
 
 use crate::node::{Node, load_config};
 use clap::Subcommand;
-use hanzo_api::{Access, Api, ApiOptions, ServiceRuntimes};
 use hanzo_compute::ComputeError;
-use hanzo_jobstore::JobStore;
 use hanzo_mcp::rmcp::model::{
     CallToolRequestParams, CallToolResult, ClientCapabilities, ClientConfig, Implementation, JsonObject,
     ProtocolVersion, Tool,
@@ -40,31 +38,16 @@ pub async fn run(config: Option<&Path>, cmd: McpCmd) -> anyhow::Result<u8> {
 async fn serve(config: Option<&Path>) -> anyhow::Result<u8> {
     let cfg = load_config(config)?;
     crate::secure::data_dir(&cfg.node.data_dir)?;
-    let db = cfg.node.data_dir.join("jobs.db");
-    let options = crate::serve::store_options(&cfg);
-    let opened = tokio::task::spawn_blocking(move || JobStore::open(&db, options))
-        .await
-        .map_err(ComputeError::internal)?;
-    let server = match opened {
+    let server = match crate::node::open_store(&cfg).await? {
         Ok((store, recovery)) => {
             let node = Node::build(config, None, true).await?;
-            let policy = hanzo_compute::policy::ApiPolicy::from_config(&node.config)?;
-            let api = Api::new(
+            let api = crate::node::local_api(
+                &node.config,
                 Arc::new(node.compute),
                 node.wasm.clone(),
+                node.agent.clone(),
                 store,
-                ApiOptions {
-                    // No listener: the client is whoever started this process.
-                    token: None,
-                    access: Access::default(),
-                    resources: cfg.compute.resources.clone(),
-                    scheduler: crate::node::scheduler_options(&cfg),
-                    services: ServiceRuntimes::new(Vec::new()),
-                    policy,
-                    agent: node.agent.clone(),
-                    ..ApiOptions::default()
-                },
-            );
+            )?;
             api.recover(recovery.queued, recovery.remote).await;
             tracing::info!(data_dir = %cfg.node.data_dir.display(), "serving MCP on stdio, running calls in process");
             api.mcp_server()

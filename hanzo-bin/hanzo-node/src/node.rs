@@ -67,6 +67,49 @@ pub struct Node {
     pub agent: Option<Arc<AgentRuntime>>,
 }
 
+/// Opens the job store of `config`'s data directory, off the async workers. The inner
+/// `Err(Locked)` means a node serves from that directory and holds it.
+pub async fn open_store(
+    config: &Config,
+) -> anyhow::Result<Result<(hanzo_jobstore::JobStore, hanzo_jobstore::Recovery), hanzo_jobstore::Error>> {
+    let db = config.node.data_dir.join("jobs.db");
+    let options = crate::serve::store_options(config);
+    Ok(
+        tokio::task::spawn_blocking(move || hanzo_jobstore::JobStore::open(&db, options))
+            .await
+            .map_err(ComputeError::internal)?,
+    )
+}
+
+/// The node's API over `store` with no listener, for the commands that run calls in
+/// process when no node serves (`mcp serve`, `run agent`, the demo): the operator's
+/// policy and scheduler settings, as `serve` has them, and the agent runtime given the
+/// node's tools.
+pub fn local_api(
+    config: &Config,
+    compute: Arc<Compute>,
+    wasm: Option<Arc<WasmRuntime>>,
+    agent: Option<Arc<AgentRuntime>>,
+    store: hanzo_jobstore::JobStore,
+) -> anyhow::Result<hanzo_api::Api> {
+    Ok(hanzo_api::Api::new(
+        compute,
+        wasm,
+        store,
+        hanzo_api::ApiOptions {
+            // No listener: the client is whoever started this process.
+            token: None,
+            access: hanzo_api::Access::default(),
+            resources: config.compute.resources.clone(),
+            scheduler: scheduler_options(config),
+            services: hanzo_api::ServiceRuntimes::new(Vec::new()),
+            policy: hanzo_compute::policy::ApiPolicy::from_config(config)?,
+            agent,
+            ..hanzo_api::ApiOptions::default()
+        },
+    ))
+}
+
 /// The scheduler's settings from `config`: the queue's capacity, the agents' places.
 pub fn scheduler_options(config: &Config) -> hanzo_scheduler::Options {
     hanzo_scheduler::Options {
