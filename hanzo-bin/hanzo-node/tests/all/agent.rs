@@ -739,3 +739,71 @@ fn the_key_never_reaches_logs_outputs_or_receipts() {
     assert!(job["spec"]["env"].get("AGENT_TEST_KEY").is_none());
     assert!(job["receipt"].is_object());
 }
+
+#[test]
+fn each_step_reaches_the_live_log_stream_while_the_agent_runs() {
+    use std::io::{BufRead, BufReader, Write};
+    let h = Home::new();
+    let model = Model::start(
+        &h,
+        "model",
+        &script(
+            Some(KEY),
+            json!([
+                {"reply": {"tool_calls": [call("wasm-cat", json!({"text": "early"}))]}},
+                {"reply": {"tool_calls": [call("py-sleep", json!({"s": 3}))]}},
+                {"reply": {"content": "late"}}
+            ]),
+        ),
+    );
+    let endpoint = model.endpoint();
+    let s = serve(
+        &h,
+        &[
+            ("HANZO_COMPUTE_AGENT_ALLOWED_ENDPOINTS", &endpoint),
+            ("HANZO_COMPUTE_AGENT_KEY_VARS", "AGENT_TEST_KEY"),
+            ("AGENT_TEST_KEY", KEY),
+        ],
+    );
+    tools(&h, &s);
+    let text = std::fs::read_to_string(agent_file(&h, "a", &model, &["wasm-cat", "py-sleep"], "")).unwrap();
+    let r = s.post_json(
+        "/v1/jobs",
+        &json!({"runtime": "agent", "source": text, "params": {"prompt": "go"}}),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    // Follow the job's logs (server-sent events) from the start.
+    let mut sock = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        sock,
+        "GET /v1/jobs/{id}/logs?follow=true HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n",
+        s.port
+    )
+    .unwrap();
+    let mut reader = BufReader::new(sock);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream ended without step 1"
+        );
+        if line.contains("step 1: wasm-cat") {
+            break;
+        }
+    }
+    // Step 1 arrived while step 2 (a 3 s tool) runs: the agent is not done.
+    assert_eq!(s.job(&id)["status"], "running");
+    let mut rest = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        rest.push_str(&line);
+    }
+    assert!(rest.contains("step 2: py-sleep"), "{rest}");
+    assert_eq!(s.wait_terminal(&id)["output"]["answer"], "late");
+}
