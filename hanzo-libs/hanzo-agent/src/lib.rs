@@ -70,8 +70,6 @@ pub struct Call {
     /// Its params, as the model wrote them (an object, not yet checked against the
     /// tool's schema: that is the host's job, as for any caller).
     pub params: Value,
-    /// The agent's job id.
-    pub parent: String,
     /// The depth the child job runs at (the agent's plus one).
     pub depth: u32,
     /// The agent's deadline: the child's timeout is cut to what is left of it.
@@ -619,7 +617,6 @@ impl Run<'_> {
         deadline: Instant,
         children: &CancelToken,
     ) -> Result<Value, ComputeError> {
-        let parent = self.job.id.clone();
         // The name as the model wrote it is the model's: only a name a tool could have
         // is kept as is, anything else cleaned and cut (it reaches logs and terminals).
         let name = if AgentFile::is_tool_name(&call.name) {
@@ -680,7 +677,6 @@ impl Run<'_> {
                             .call(Call {
                                 tool: def.name.clone(),
                                 params: params.clone(),
-                                parent,
                                 depth,
                                 deadline,
                                 cancel: children.clone(),
