@@ -36,8 +36,9 @@ const FUNCTION: &str = "run";
 /// Resetting a slot with madvise, and the page faults on its fresh pages afterwards,
 /// make the kernel flush the TLB on every core running the process: with two threads
 /// that is an IPI each time, and in a VM each IPI is a VM exit. Kept-resident pages
-/// are reset in place instead. Our runtime uses wasmtime's default (0); this row shows
-/// what changing that would buy.
+/// are reset in place instead. Our runtime keeps 2 MiB resident too (hanzo-wasm-runtime
+/// engine.rs); the floor's other rows keep wasmtime's default (0), so this row shows what
+/// that setting buys.
 const KEEP_RESIDENT: usize = 2 << 20;
 
 #[derive(Parser, Debug)]
