@@ -5,15 +5,11 @@
 //! cancelled when the agent is.
 
 use crate::State;
-use crate::routes::{cancel_running, enqueue_at, read_store};
+use crate::routes::{enqueue_at, wait_or_cancel};
 use axum::http::StatusCode;
 use hanzo_agent::{Call, Child, ToolDef};
 use hanzo_compute::{ComputeError, RuntimeKind};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
-
-/// How long a cancelled call waits for its job to end before answering anyway.
-const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 /// The API as the agents' host of tools. Weak: the API owns the scheduler, which
 /// owns the agent runtime, which holds this.
@@ -89,31 +85,13 @@ impl hanzo_agent::Tools for AgentHost {
             Err(e) => return Ok(refused(e.code, e.message)),
         };
         let id = submitted.id;
-        let Some(mut done) = submitted.done else {
+        let Some(done) = submitted.done else {
             return Err(ComputeError::internal("the job has no waiter"));
         };
-        tokio::select! {
-            _ = &mut done => {}
-            _ = call.cancel.cancelled() => {
-                // The agent was cancelled or ran out of time: so is its call.
-                let _ = state.store.cancel(&id).await;
-                cancel_running(&state, &id).await;
-                let _ = tokio::time::timeout(CANCEL_GRACE, &mut done).await;
-            }
-        }
-        let key = id.clone();
-        let record = read_store(&state, move |s| s.get(&key))
+        // The agent was cancelled or ran out of time: so is its call.
+        let (record, result) = wait_or_cancel(&state, &id, done, call.cancel.cancelled())
             .await
-            .map_err(|e| ComputeError::internal(e.message))?
-            .ok_or_else(|| ComputeError::internal(format!("job {id} vanished from the store")))?;
-        let result = match (record.output, record.error) {
-            (_, Some(e)) => Err((e.code, e.message)),
-            (Some(v), None) => Ok(v),
-            (None, None) => Err((
-                "cancelled".to_string(),
-                format!("job {id} did not end in time ({})", record.status.name()),
-            )),
-        };
+            .map_err(|e| ComputeError::internal(e.message))?;
         Ok(Child {
             job_id: Some(id),
             result,

@@ -4,17 +4,13 @@
 //! the tool's schema, the tool's limits, the API's policy, stored in the job store.
 
 use crate::State;
-use crate::routes::{cancel_running, enqueue, read_store};
+use crate::routes::{enqueue, read_store, wait_or_cancel};
 use axum::http::StatusCode;
 use hanzo_mcp::rmcp::ErrorData;
 use hanzo_mcp::rmcp::model::{CallToolResult, ContentBlock, JsonObject, Tool};
 use hanzo_mcp::server::{CancellationToken, NodeServer, ToolHost, job_result, tool_entry};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
-
-/// How long a cancelled call waits for its job to end before answering anyway.
-const CANCEL_GRACE: Duration = Duration::from_secs(30);
 
 /// The API as the MCP server's host of tools.
 pub(crate) struct ApiHost {
@@ -71,32 +67,13 @@ impl ToolHost for ApiHost {
         };
         let id = submitted.id;
         let _ = started.send(id.clone());
-        let Some(mut done) = submitted.done else {
+        let Some(done) = submitted.done else {
             return Err(ErrorData::internal_error("the job has no waiter", None));
         };
-        tokio::select! {
-            _ = &mut done => {}
-            _ = cancel.cancelled() => {
-                // The client cancelled (or went away): the job is cancelled like
-                // `POST /v1/jobs/{id}/cancel`, then waited for, briefly.
-                let _ = state.store.cancel(&id).await;
-                cancel_running(state, &id).await;
-                let _ = tokio::time::timeout(CANCEL_GRACE, &mut done).await;
-            }
-        }
-        let key = id.clone();
-        let record = read_store(state, move |s| s.get(&key))
+        // The client cancelled (or went away): so is the job.
+        let (record, output) = wait_or_cancel(state, &id, done, cancel.cancelled())
             .await
-            .map_err(|e| ErrorData::internal_error(e.message, None))?
-            .ok_or_else(|| ErrorData::internal_error(format!("job {id} vanished from the store"), None))?;
-        let output = match (record.output, record.error) {
-            (_, Some(e)) => Err((e.code, e.message)),
-            (Some(v), None) => Ok(v),
-            (None, None) => Err((
-                "cancelled".to_string(),
-                format!("job {id} did not end in time ({})", record.status.name()),
-            )),
-        };
+            .map_err(|e| ErrorData::internal_error(e.message, None))?;
         let usage = record.usage.map(|u| json!(u));
         Ok(job_result(&id, output, record.receipt, usage))
     }

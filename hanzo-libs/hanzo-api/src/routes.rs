@@ -416,6 +416,42 @@ pub(crate) struct Submitted {
     pub done: Option<tokio::sync::oneshot::Receiver<crate::hooks::Ended>>,
 }
 
+/// How long a cancelled call waits for its job to end before answering anyway.
+const CANCEL_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A job a caller submitted and waits on (an MCP client's call, an agent's tool call):
+/// waits for it to end; when `cancelled` comes first, cancels it like
+/// `POST /v1/jobs/{id}/cancel` and waits for it, briefly. Answers its record (without
+/// `output` and `error`) and its result: the output, or the error's `(code, message)`.
+pub(crate) async fn wait_or_cancel(
+    state: &State,
+    id: &str,
+    mut done: tokio::sync::oneshot::Receiver<crate::hooks::Ended>,
+    cancelled: impl std::future::Future<Output = ()>,
+) -> ApiResult<(JobRecord, Result<Value, (String, String)>)> {
+    tokio::select! {
+        _ = &mut done => {}
+        _ = cancelled => {
+            let _ = state.store.cancel(id).await;
+            cancel_running(state, id).await;
+            let _ = tokio::time::timeout(CANCEL_GRACE, &mut done).await;
+        }
+    }
+    let key = id.to_string();
+    let mut record = read_store(state, move |s| s.get(&key))
+        .await?
+        .ok_or_else(|| ApiError::internal(format!("job {id} vanished from the store")))?;
+    let result = match (record.output.take(), record.error.take()) {
+        (_, Some(e)) => Err((e.code, e.message)),
+        (Some(v), None) => Ok(v),
+        (None, None) => Err((
+            "cancelled".to_string(),
+            format!("job {id} did not end in time ({})", record.status.name()),
+        )),
+    };
+    Ok((record, result))
+}
+
 /// Checks, stores and queues (or places) a job: what `POST /v1/jobs` does before it
 /// answers, shared with the MCP server's calls.
 pub(crate) async fn enqueue(state: &State, spec: JobSpec, wait: bool) -> ApiResult<Submitted> {
