@@ -435,7 +435,7 @@ impl Run<'_> {
                 continue;
             }
             listed = true;
-            allowed |= prefix.is_none_or(|p| under_prefix(&file.endpoint, p));
+            allowed |= prefix.is_none_or(|p| hanzo_compute::policy::under_prefix(&file.endpoint, p));
         }
         if !listed {
             return Err(ComputeError::invalid(format!(
@@ -750,18 +750,6 @@ fn preview(v: &Value) -> String {
             s
         }
     })
-}
-
-/// Whether `url` is under `prefix`, compared by whole components (`http://a/v1` does
-/// not admit `http://a/v10` or `http://a.evil/v1`).
-fn under_prefix(url: &str, prefix: &str) -> bool {
-    let (u, p) = (url.to_ascii_lowercase(), prefix.to_ascii_lowercase());
-    u.starts_with(&p)
-        && (p.ends_with('/')
-            || u[p.len()..]
-                .chars()
-                .next()
-                .is_none_or(|c| matches!(c, '/' | '?' | '#')))
 }
 
 /// The conversation's start: the system message, then the prompt or the messages

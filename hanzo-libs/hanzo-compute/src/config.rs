@@ -709,11 +709,7 @@ impl Config {
                 )));
             }
         }
-        if let Some(u) = mcp.allowed_urls.iter().find(|u| {
-            let l = u.to_ascii_lowercase();
-            !(l.starts_with("http://") || l.starts_with("https://"))
-                || l.split("://").nth(1).is_none_or(str::is_empty)
-        }) {
+        if let Some(u) = mcp.allowed_urls.iter().find(|u| !is_url_prefix(u)) {
             return Err(ComputeError::invalid(format!(
                 "compute.mcp.allowed_urls: '{u}' is not an http:// or https:// URL prefix"
             )));
@@ -738,11 +734,7 @@ impl Config {
                 crate::agent::MAX_STEPS_CAP
             )));
         }
-        if let Some(u) = agent.allowed_endpoints.iter().find(|u| {
-            let l = u.to_ascii_lowercase();
-            !(l.starts_with("http://") || l.starts_with("https://"))
-                || l.split("://").nth(1).is_none_or(str::is_empty)
-        }) {
+        if let Some(u) = agent.allowed_endpoints.iter().find(|u| !is_url_prefix(u)) {
             return Err(ComputeError::invalid(format!(
                 "compute.agent.allowed_endpoints: '{u}' is not an http:// or https:// URL prefix"
             )));
@@ -751,12 +743,7 @@ impl Config {
             let (name, prefix) = v
                 .split_once('@')
                 .map_or((v.as_str(), None), |(n, p)| (n, Some(p)));
-            name.is_empty()
-                || name.contains('=')
-                || prefix.is_some_and(|p| {
-                    let l = p.to_ascii_lowercase();
-                    !(l.starts_with("http://") || l.starts_with("https://"))
-                })
+            name.is_empty() || name.contains('=') || prefix.is_some_and(|p| !is_url_prefix(p))
         }) {
             return Err(ComputeError::invalid(format!(
                 "compute.agent.key_vars: '{v}' is not VAR or VAR@http(s)://endpoint-prefix"
@@ -881,6 +868,13 @@ impl Config {
     pub fn runtime_enabled(&self, kind: RuntimeKind) -> bool {
         self.compute.enabled_runtimes.iter().any(|n| n == kind.name())
     }
+}
+
+/// Whether `u` can be a URL prefix of an allow list: `http://` or `https://` and a host.
+fn is_url_prefix(u: &str) -> bool {
+    let l = u.to_ascii_lowercase();
+    (l.starts_with("http://") || l.starts_with("https://"))
+        && l.split("://").nth(1).is_some_and(|h| !h.is_empty())
 }
 
 /// `HANZO_*` variables the node reads that are not configuration keys.

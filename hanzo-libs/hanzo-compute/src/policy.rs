@@ -130,6 +130,19 @@ impl ApiPolicy {
     }
 }
 
+/// Whether `url` is under `prefix`, compared as text (ASCII case aside) by whole
+/// components: `http://a.example` does not admit `http://a.example.evil.test`, another
+/// port, or `http://a.example/v10` under `http://a.example/v1`.
+pub fn under_prefix(url: &str, prefix: &str) -> bool {
+    let (u, p) = (url.to_ascii_lowercase(), prefix.to_ascii_lowercase());
+    u.starts_with(&p)
+        && (p.ends_with('/')
+            || u[p.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| matches!(c, '/' | '?' | '#')))
+}
+
 /// Whether `url` is under one of `prefixes`, compared as text by whole components;
 /// Forbidden (naming `what` and the `setting`) otherwise.
 fn check_url(
@@ -160,18 +173,7 @@ fn check_url(
             "{field}: the {what} URL {url} has dot segments, an encoded dot, a backslash or user info; name it in plain form"
         )));
     }
-    let allowed = prefixes.iter().any(|prefix| {
-        let p = prefix.to_ascii_lowercase();
-        // Whole components only: `http://a.example` must not admit
-        // `http://a.example.evil.test` or another port.
-        lower.starts_with(&p)
-            && (p.ends_with('/')
-                || lower[p.len()..]
-                    .chars()
-                    .next()
-                    .is_none_or(|c| matches!(c, '/' | '?' | '#')))
-    });
-    if allowed {
+    if prefixes.iter().any(|prefix| under_prefix(url, prefix)) {
         Ok(())
     } else {
         Err(PolicyError::Forbidden(format!(
