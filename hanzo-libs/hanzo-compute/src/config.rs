@@ -204,6 +204,20 @@ pub struct WasmConfig {
     pub max_stack_kb: u64,
     /// Instances that may run at once (the pooling allocator's slots).
     pub max_instances: u32,
+    /// Which jobs count fuel.
+    pub fuel_metering: FuelMetering,
+}
+
+/// `[compute.wasm] fuel_metering`: which WASM jobs count fuel. Metering instruments
+/// the guest's code and costs it time, so by default only the jobs that need it pay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FuelMetering {
+    /// Jobs that set a `fuel` limit, and deterministic ones (their fuel is compared).
+    #[default]
+    OnDemand,
+    /// Every job, so every receipt reports `fuel_consumed`.
+    Always,
 }
 
 impl Default for WasmConfig {
@@ -214,6 +228,7 @@ impl Default for WasmConfig {
             max_execution_time_ms: 3_600_000,
             max_stack_kb: 512,
             max_instances: 256,
+            fuel_metering: FuelMetering::OnDemand,
         }
     }
 }

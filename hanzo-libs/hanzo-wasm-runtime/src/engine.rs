@@ -16,15 +16,28 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAlloca
 /// timeouts and cancellation.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
+/// Ticks the epoch thread keeps ticking after the last guest finished before it
+/// parks. Unparking it is a futex wake and, in a VM, an inter-processor interrupt,
+/// and the woken thread can land on the caller's core: jobs that came one after
+/// another (a signed call every 40 µs) each paid ~16 µs for it when the thread parked
+/// between them (BENCHMARKS.md, "WASM hot path"). Kept short, because a thread waking
+/// every millisecond disturbs other work on a two-core machine (Extism's calls in
+/// the benchmark took twice as long while it ticked for 50 ms after our last job).
+const LINGER_TICKS: u32 = 5;
+
 /// Bytes of each pooled linear memory and table kept resident between uses.
 const KEEP_RESIDENT_BYTES: usize = 2 * 1024 * 1024;
 
 /// Which engine configuration a job runs under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Profile {
-    /// The fast default.
+    /// The fast default: no fuel metering.
     Standard,
-    /// NaN canonicalisation and deterministic relaxed SIMD, for re-execution checks.
+    /// The standard profile with fuel metering, for jobs that set a `fuel` limit (or
+    /// every job, under `fuel_metering = "always"`).
+    Metered,
+    /// Fuel metering, NaN canonicalisation and deterministic relaxed SIMD, for
+    /// re-execution checks.
     Deterministic,
 }
 
@@ -33,6 +46,7 @@ impl Profile {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Profile::Standard => "standard",
+            Profile::Metered => "metered",
             Profile::Deterministic => "deterministic",
         }
     }
@@ -40,9 +54,15 @@ impl Profile {
     pub(crate) fn from_name(name: &str) -> Option<Profile> {
         match name {
             "standard" => Some(Profile::Standard),
+            "metered" => Some(Profile::Metered),
             "deterministic" => Some(Profile::Deterministic),
             _ => None,
         }
+    }
+
+    /// Whether guests of this profile count fuel.
+    pub(crate) fn metered(self) -> bool {
+        self != Profile::Standard
     }
 }
 
@@ -54,6 +74,8 @@ pub(crate) struct ProfileEngine {
     pub(crate) artifact_tag: String,
     /// Whether the pooling allocator is in use (false after a fallback).
     pub(crate) pooling: bool,
+    /// Whether guests count fuel.
+    pub(crate) metered: bool,
 }
 
 /// The engine configuration of `profile`. Everything that shapes machine code is set
@@ -64,9 +86,11 @@ pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -
     // Timeouts and cancellation: epoch checks are a load and compare on loop
     // back-edges and function entries, so a loop with no calls still ends.
     c.epoch_interruption(true);
-    // Fuel is metered for every job so usage and receipts can report it; a job's
-    // `fuel` limit only changes how much it is given.
-    c.consume_fuel(true);
+    // Fuel metering instruments every basic block of the guest: on a small tool it
+    // made the guest's own code ~65% slower (BENCHMARKS.md, "WASM hot path"). Like
+    // wasmtime and Extism, it is paid only by the jobs that ask for it: those with a
+    // `fuel` limit and the deterministic profile, whose fuel is compared.
+    c.consume_fuel(profile.metered());
     let stack = (cfg.max_stack_kb as usize) * 1024;
     c.max_wasm_stack(stack);
     // Guests run on fibers; the fiber must hold the wasm stack plus host frames.
@@ -92,6 +116,12 @@ pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -
         // resident and zeroing them instead costs a little memory per used slot.
         pool.linear_memory_keep_resident(KEEP_RESIDENT_BYTES);
         pool.table_keep_resident(KEEP_RESIDENT_BYTES);
+        // Without it wasmtime resets all of the kept-resident bytes with memset when a
+        // slot is reused, whether the guest wrote them or not: for a 1.1 MiB memory
+        // that memset was most of a call (35.6 µs, against 13.4 µs with the scan).
+        // Linux 6.7's PAGEMAP_SCAN names the pages the guest actually wrote, and only
+        // those are reset. On older kernels `Auto` falls back to the memset.
+        pool.pagemap_scan(wasmtime::Enabled::Auto);
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     c
@@ -111,7 +141,7 @@ impl ProfileEngine {
             ),
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| &mut s.wasi)
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |s: &mut HostState| s.wasi())
             .map_err(|e| ComputeError::internal(format!("cannot link WASI: {e}")))?;
         let artifact_tag = artifact_tag(&engine);
         Ok(ProfileEngine {
@@ -119,6 +149,7 @@ impl ProfileEngine {
             linker,
             artifact_tag,
             pooling,
+            metered: profile.metered(),
         })
     }
 }
@@ -153,8 +184,14 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("hanzo-wasm-epoch".into())
             .spawn(move || {
+                let mut idle_ticks = 0;
                 while !s.stop.load(Ordering::Acquire) {
                     if s.running.load(Ordering::Acquire) == 0 {
+                        idle_ticks += 1;
+                    } else {
+                        idle_ticks = 0;
+                    }
+                    if idle_ticks > LINGER_TICKS {
                         // Idle: no guest to interrupt. `enter` unparks us.
                         std::thread::park_timeout(Duration::from_millis(100));
                         continue;

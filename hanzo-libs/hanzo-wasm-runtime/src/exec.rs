@@ -3,32 +3,43 @@
 
 use crate::WasmRuntime;
 use crate::engine::ProfileEngine;
-use crate::host::{HostState, HostStop, MemoryLimitHit, MemoryLimiter, VirtualClock, deterministic_random};
+use crate::host::{HostState, HostStop, MemoryLimitHit, MemoryLimiter, WasiPlan};
 use crate::pipes::{BoundedPipe, OutputLimitHit, Overflow};
 use crate::store::ModuleStore;
 use hanzo_compute::receipt::hash_json;
 use hanzo_compute::{ComputeError, Execution, Job, LimitKind, Usage};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use wasmtime::{ExternType, InstancePre, Module, Store, Trap, UpdateDeadline, ValType};
-use wasmtime_wasi::p2::pipe::MemoryInputPipe;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasmtime::{
+    ExternType, Instance, InstancePre, Module, ModuleExport, Store, Trap, TypedFunc, UpdateDeadline, ValType,
+};
+use wasmtime_wasi::{FsPerms, I32Exit};
 
 /// How long past its deadline a guest blocked inside a host call may take to notice.
 const HOST_CALL_GRACE: Duration = Duration::from_millis(20);
 
-/// Which tool ABI a module follows (CONTRACTS §1b).
-#[derive(Debug, Clone)]
+/// Which tool ABI a module follows (CONTRACTS §1b), with the exports a call uses,
+/// looked up once per module rather than by name on every call.
+#[derive(Clone)]
 pub(crate) enum Abi {
     /// Exports `hanzo_alloc`: params in memory, an envelope back.
     Exports {
         /// Exports of type `(i32, i32) -> i64`, the callable tool functions.
         functions: Vec<String>,
-        /// Whether `_initialize` (a WASI reactor's constructor) must run first.
-        initialize: bool,
+        /// Their handles, in the same order.
+        handles: Vec<ModuleExport>,
+        /// `_initialize`, a WASI reactor's constructor, which must run first.
+        initialize: Option<ModuleExport>,
+        /// `hanzo_alloc`, of type `(i32) -> i32`.
+        alloc: ModuleExport,
+        /// The memory, `memory`.
+        memory: ModuleExport,
     },
     /// Exports `_start`: params on stdin, output on stdout.
-    Command,
+    Command {
+        /// `_start`, of type `() -> ()`.
+        start: ModuleExport,
+    },
 }
 
 /// A module ready to instantiate.
@@ -110,6 +121,11 @@ fn classify(module: &Module) -> Result<Abi, ComputeError> {
                 .map(|p| p.to_string())
                 .eq(results.iter().map(|p| p.to_string()))
     };
+    let handle = |name: &str| {
+        module
+            .get_export_index(name)
+            .ok_or_else(|| ComputeError::internal(format!("the export {name} has no index")))
+    };
     if let Some(alloc) = func("hanzo_alloc") {
         if !is(&alloc, &[ValType::I32], &[ValType::I32]) {
             return Err(ComputeError::invalid("hanzo_alloc must have type (i32) -> i32"));
@@ -119,23 +135,55 @@ fn classify(module: &Module) -> Result<Abi, ComputeError> {
                 "an exports-ABI module must export its memory as 'memory'",
             ));
         }
-        let functions = module
+        let functions: Vec<String> = module
             .exports()
             .filter(|e| !e.name().starts_with("hanzo_") && !e.name().starts_with('_'))
             .filter(|e| matches!(e.ty(), ExternType::Func(f) if is(&f, &[ValType::I32, ValType::I32], &[ValType::I64])))
             .map(|e| e.name().to_string())
             .collect();
+        let initialize = match func("_initialize") {
+            Some(f) if is(&f, &[], &[]) => Some(handle("_initialize")?),
+            Some(_) => return Err(ComputeError::invalid("_initialize must have type () -> ()")),
+            None => None,
+        };
         return Ok(Abi::Exports {
+            handles: functions.iter().map(|f| handle(f)).collect::<Result<_, _>>()?,
             functions,
-            initialize: func("_initialize").is_some(),
+            initialize,
+            alloc: handle("hanzo_alloc")?,
+            memory: handle("memory")?,
         });
     }
-    if func("_start").is_some() {
-        return Ok(Abi::Command);
+    if let Some(start) = func("_start") {
+        if !is(&start, &[], &[]) {
+            return Err(ComputeError::invalid("_start must have type () -> ()"));
+        }
+        return Ok(Abi::Command {
+            start: handle("_start")?,
+        });
     }
     Err(ComputeError::invalid(
         "the module exports neither hanzo_alloc (exports ABI) nor _start (WASI command)",
     ))
+}
+
+/// The export `handle` of `instance` as a typed function.
+///
+/// The handle comes from `classify`, which checked that export's type against
+/// exactly these parameters and results on the module this instance was made from
+/// (`get_module_export` returns nothing for an instance of another module), so the
+/// check `typed` would repeat on every call is skipped.
+fn typed<P: wasmtime::WasmParams, R: wasmtime::WasmResults>(
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    handle: &ModuleExport,
+) -> Result<TypedFunc<P, R>, ComputeError> {
+    let func = instance
+        .get_module_export(&mut *store, handle)
+        .and_then(|e| e.into_func())
+        .ok_or_else(|| ComputeError::internal("an export of the module is missing from its instance"))?;
+    // SAFETY: `func`'s type is `P -> R`, checked by `classify` on this module (above).
+    Ok(unsafe { TypedFunc::new_unchecked(&*store, func) })
 }
 
 /// The function an exports-ABI job calls: the one named, else `run`, else the only one.
@@ -217,87 +265,74 @@ pub(crate) async fn run(
     let stdout = BoundedPipe::new(cap, Overflow::Trap);
 
     // The sandbox: nothing from the host unless the job lists it.
-    let mut wasi = WasiCtxBuilder::new();
-    match p.abi {
-        Abi::Command => {
-            wasi.stdin(MemoryInputPipe::new(params.clone()));
-            wasi.stdout(stdout.clone());
-        }
-        Abi::Exports { .. } => {
-            // Under the exports ABI the output is the envelope; anything printed is log.
-            wasi.stdout(logs.clone());
-        }
-    }
-    wasi.stderr(logs.clone());
-    wasi.arg("tool.wasm");
-    wasi.env("HANZO_FUNCTION", &exec.function);
-    wasi.env("HANZO_JOB_ID", job.tool_job_id());
-    for (k, v) in &spec.env {
-        wasi.env(k, v);
-    }
-    for m in &spec.mounts {
-        let perms = if m.writable {
-            FsPerms::ReadWrite
-        } else {
-            FsPerms::ReadOnly
-        };
-        // The path was resolved once when the job was admitted; refuse it if a
-        // component has since been swapped for a symlink (a job holding a parent
-        // writable), since the preopen below follows symlinks.
-        if let Err(e) = hanzo_compute::mounts::open_no_symlinks(&m.host) {
-            exec.result = Err(ComputeError::invalid(format!(
-                "cannot mount {}: {}",
-                m.host.display(),
-                hanzo_compute::mounts::describe(&e)
-            )));
-            return exec;
-        }
-        if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, perms) {
-            exec.result = Err(ComputeError::invalid(format!(
-                "cannot mount {}: {e}",
-                m.host.display()
-            )));
-            return exec;
-        }
-    }
-    if spec.deterministic {
-        // Same module + same params => same clock readings and "random" bytes.
-        let seed = format!("{}:{}", p.sha, hash_json(&spec.params));
-        wasi.wall_clock(VirtualClock::default());
-        wasi.monotonic_clock(VirtualClock::default());
-        wasi.secure_random(deterministic_random(format!("secure:{seed}").as_bytes()));
-        wasi.insecure_random(deterministic_random(format!("insecure:{seed}").as_bytes()));
-        wasi.insecure_random_seed(u128::from_le_bytes(
-            hex::decode(&hash_json(&Value::String(seed))[..32])
-                .ok()
-                .and_then(|b| b.try_into().ok())
-                .unwrap_or([0; 16]),
-        ));
-    }
-
-    let mut store = Store::new(
-        &engine.engine,
-        HostState {
-            wasi: wasi.build_p1(),
-            limiter: MemoryLimiter::new(limits.memory_bytes()),
+    let mut env = Vec::with_capacity(spec.env.len() + 2);
+    env.push(("HANZO_FUNCTION".to_string(), exec.function.clone()));
+    env.push(("HANZO_JOB_ID".to_string(), job.tool_job_id().to_string()));
+    env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let plan = WasiPlan {
+        stdin: matches!(p.abi, Abi::Command { .. }).then(|| params.clone()),
+        // Under the exports ABI the output is the envelope; anything printed is log.
+        stdout: match p.abi {
+            Abi::Command { .. } => stdout.clone(),
+            Abi::Exports { .. } => logs.clone(),
         },
-    );
+        stderr: logs.clone(),
+        env,
+        deterministic_seed: spec
+            .deterministic
+            .then(|| format!("{}:{}", p.sha, hash_json(&spec.params))),
+    };
+    let limiter = MemoryLimiter::new(limits.memory_bytes());
+    let state = if spec.mounts.is_empty() {
+        HostState::lazy(plan, limiter)
+    } else {
+        let mut wasi = plan.builder();
+        for m in &spec.mounts {
+            let perms = if m.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            // The path was resolved once when the job was admitted; refuse it if a
+            // component has since been swapped for a symlink (a job holding a parent
+            // writable), since the preopen below follows symlinks.
+            if let Err(e) = hanzo_compute::mounts::open_no_symlinks(&m.host) {
+                exec.result = Err(ComputeError::invalid(format!(
+                    "cannot mount {}: {}",
+                    m.host.display(),
+                    hanzo_compute::mounts::describe(&e)
+                )));
+                return exec;
+            }
+            if let Err(e) = wasi.preopened_dir(&m.host, &m.guest, perms) {
+                exec.result = Err(ComputeError::invalid(format!(
+                    "cannot mount {}: {e}",
+                    m.host.display()
+                )));
+                return exec;
+            }
+        }
+        HostState::built(wasi.build_p1(), limiter)
+    };
+    let mut store = Store::new(&engine.engine, state);
     store.limiter(|s| &mut s.limiter);
     let fuel = limits.fuel.unwrap_or(u64::MAX);
-    if let Err(e) = store.set_fuel(fuel) {
+    if engine.metered
+        && let Err(e) = store.set_fuel(fuel)
+    {
         exec.result = Err(ComputeError::internal(e));
         return exec;
     }
 
     // Wait for a pooling slot before the clock starts: queueing is not running.
-    let _permit = match rt.permits.acquire().await {
+    let permit = match rt.permits.acquire().await {
         Ok(p) => p,
         Err(_) => {
             exec.result = Err(ComputeError::internal("the wasm runtime is shutting down"));
             return exec;
         }
     };
-    let _running = rt.ticker.enter();
+    let running = rt.ticker.enter();
     let started = Instant::now();
     let timeout = Duration::from_millis(limits.timeout_ms).saturating_sub(spent);
     let deadline = started + timeout;
@@ -329,8 +364,17 @@ pub(crate) async fn run(
         }
     };
     exec.usage.set_wall_time(spent + started.elapsed());
-    exec.usage.fuel_consumed = store.get_fuel().ok().map(|left| fuel - left);
+    exec.usage.fuel_consumed = if engine.metered {
+        store.get_fuel().ok().map(|left| fuel - left)
+    } else {
+        None
+    };
     exec.usage.peak_memory_bytes = Some(store.data().limiter.peak());
+    // The store goes before the permit: its pooling slot is reset and free again
+    // before another job may take it.
+    drop(running);
+    drop(store);
+    drop(permit);
     exec.logs = logs.take();
     exec.result = outcome.map_err(|f| match f {
         Failure::Compute(e) => e,
@@ -350,8 +394,8 @@ async fn call(
 ) -> Result<Value, Failure> {
     let instance = p.pre.instantiate_async(&mut *store).await?;
     match &p.abi {
-        Abi::Command => {
-            let start = instance.get_typed_func::<(), ()>(&mut *store, "_start")?;
+        Abi::Command { start } => {
+            let start = typed::<(), ()>(store, &instance, start)?;
             match start.call_async(&mut *store, ()).await {
                 Ok(()) => {}
                 // Go's wasip1 programs, among others, always end with proc_exit.
@@ -361,15 +405,22 @@ async fn call(
             }
             hanzo_compute::stdio::parse_output(&stdout.take()).map_err(Failure::Compute)
         }
-        Abi::Exports { initialize, .. } => {
-            if *initialize {
-                let init = instance.get_typed_func::<(), ()>(&mut *store, "_initialize")?;
+        Abi::Exports {
+            functions,
+            handles,
+            initialize,
+            alloc,
+            memory,
+        } => {
+            if let Some(init) = initialize {
+                let init = typed::<(), ()>(store, &instance, init)?;
                 init.call_async(&mut *store, ()).await?;
             }
             let memory = instance
-                .get_memory(&mut *store, "memory")
+                .get_module_export(&mut *store, memory)
+                .and_then(|e| e.into_memory())
                 .ok_or_else(|| ComputeError::invalid("the module exports no memory"))?;
-            let alloc = instance.get_typed_func::<i32, i32>(&mut *store, "hanzo_alloc")?;
+            let alloc = typed::<i32, i32>(store, &instance, alloc)?;
             let len = i32::try_from(params.len())
                 .map_err(|_| ComputeError::invalid("params are larger than 2 GiB"))?;
             let ptr = alloc.call_async(&mut *store, len).await?;
@@ -378,7 +429,12 @@ async fn call(
                 .map_err(|_| {
                     ComputeError::ToolFailed("hanzo_alloc returned memory outside the module's memory".into())
                 })?;
-            let f = instance.get_typed_func::<(i32, i32), i64>(&mut *store, function)?;
+            let handle = functions
+                .iter()
+                .position(|f| f == function)
+                .map(|i| &handles[i])
+                .ok_or_else(|| ComputeError::internal(format!("no tool function '{function}'")))?;
+            let f = typed::<(i32, i32), i64>(store, &instance, handle)?;
             let packed = f.call_async(&mut *store, (ptr, len)).await? as u64;
             let (out_ptr, out_len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
             if out_len > cap {

@@ -1,16 +1,97 @@
 //! Per-call host state: the WASI context, the memory limiter, and the deterministic
 //! clock and random source.
 
+use crate::pipes::BoundedPipe;
+use hanzo_compute::receipt::hash_json;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock};
+use wasmtime_wasi::p2::pipe::MemoryInputPipe;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 
 /// Everything a running guest can reach through its imports.
 pub(crate) struct HostState {
-    pub(crate) wasi: WasiP1Ctx,
+    /// The WASI context, once built.
+    wasi: Option<WasiP1Ctx>,
+    /// What to build it from on the guest's first WASI call.
+    plan: Option<WasiPlan>,
     pub(crate) limiter: MemoryLimiter,
+}
+
+impl HostState {
+    /// With the WASI context built already (a job with mounts, whose preopens can
+    /// fail and are reported before the guest starts).
+    pub(crate) fn built(wasi: WasiP1Ctx, limiter: MemoryLimiter) -> Self {
+        HostState {
+            wasi: Some(wasi),
+            plan: None,
+            limiter,
+        }
+    }
+
+    /// With the WASI context built on the guest's first WASI call. An exports-ABI
+    /// tool that prints nothing and reads no clock makes none, and building and
+    /// dropping a context it never uses was a tenth of such a call.
+    pub(crate) fn lazy(plan: WasiPlan, limiter: MemoryLimiter) -> Self {
+        HostState {
+            wasi: None,
+            plan: Some(plan),
+            limiter,
+        }
+    }
+
+    /// The guest's WASI context, built now if this is its first WASI call.
+    pub(crate) fn wasi(&mut self) -> &mut WasiP1Ctx {
+        if self.wasi.is_none() {
+            let plan = self.plan.take().expect("a WASI context or a plan for one");
+            self.wasi = Some(plan.builder().build_p1());
+        }
+        self.wasi.as_mut().expect("built above")
+    }
+}
+
+/// A guest's WASI context before it is built: its stdio, arguments and environment,
+/// and in the deterministic profile its clocks and random sources. Nothing from the
+/// host is in it unless the job lists it; mounts are added by the caller.
+pub(crate) struct WasiPlan {
+    /// Bytes on stdin (the command ABI's params).
+    pub(crate) stdin: Option<Vec<u8>>,
+    pub(crate) stdout: BoundedPipe,
+    pub(crate) stderr: BoundedPipe,
+    pub(crate) env: Vec<(String, String)>,
+    /// The seed of the deterministic profile's clocks and random streams.
+    pub(crate) deterministic_seed: Option<String>,
+}
+
+impl WasiPlan {
+    pub(crate) fn builder(self) -> WasiCtxBuilder {
+        let mut wasi = WasiCtxBuilder::new();
+        if let Some(stdin) = self.stdin {
+            wasi.stdin(MemoryInputPipe::new(stdin));
+        }
+        wasi.stdout(self.stdout);
+        wasi.stderr(self.stderr);
+        wasi.arg("tool.wasm");
+        for (k, v) in &self.env {
+            wasi.env(k, v);
+        }
+        if let Some(seed) = self.deterministic_seed {
+            // Same module + same params => same clock readings and "random" bytes.
+            wasi.wall_clock(VirtualClock::default());
+            wasi.monotonic_clock(VirtualClock::default());
+            wasi.secure_random(deterministic_random(format!("secure:{seed}").as_bytes()));
+            wasi.insecure_random(deterministic_random(format!("insecure:{seed}").as_bytes()));
+            wasi.insecure_random_seed(u128::from_le_bytes(
+                hex::decode(&hash_json(&Value::String(seed))[..32])
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .unwrap_or([0; 16]),
+            ));
+        }
+        wasi
+    }
 }
 
 /// Why the host stopped a guest; carried through the trap so the error can name it.

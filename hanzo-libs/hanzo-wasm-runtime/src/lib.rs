@@ -33,7 +33,7 @@ pub use store::{MAX_MODULE_BYTES, ModuleInfo, ModuleStore};
 
 use engine::{Profile, ProfileEngine, Ticker};
 use exec::Prepared;
-use hanzo_compute::config::WasmConfig;
+use hanzo_compute::config::{FuelMetering, WasmConfig};
 use hanzo_compute::receipt::sha256_hex;
 use hanzo_compute::{
     Capabilities, ComputeError, Execution, Health, Job, JobSpec, LimitKind, Runtime, RuntimeKind, Support,
@@ -115,8 +115,10 @@ pub struct WasmRuntime {
     store: ModuleStore,
     config: WasmConfig,
     standard: ProfileEngine,
+    /// The metered and deterministic engines, built on first use.
+    metered: OnceLock<ProfileEngine>,
     deterministic: OnceLock<ProfileEngine>,
-    deterministic_init: Mutex<()>,
+    lazy_init: Mutex<()>,
     ticker: Ticker,
     /// One permit per pooling-allocator slot, so a burst queues instead of failing.
     permits: Semaphore,
@@ -169,8 +171,9 @@ impl WasmRuntime {
             permits: Semaphore::new(options.config.max_instances as usize),
             config: options.config,
             standard,
+            metered: OnceLock::new(),
             deterministic: OnceLock::new(),
-            deterministic_init: Mutex::new(()),
+            lazy_init: Mutex::new(()),
             ticker,
             prepared: RwLock::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
@@ -278,21 +281,21 @@ impl WasmRuntime {
     }
 
     fn engine(&self, profile: Profile) -> Result<&ProfileEngine, ComputeError> {
-        match profile {
-            Profile::Standard => Ok(&self.standard),
-            Profile::Deterministic => {
-                if let Some(e) = self.deterministic.get() {
-                    return Ok(e);
-                }
-                let _guard = self.deterministic_init.lock().unwrap_or_else(|p| p.into_inner());
-                if self.deterministic.get().is_none() {
-                    let e = ProfileEngine::new(Profile::Deterministic, &self.config)?;
-                    self.ticker.add(&e.engine);
-                    let _ = self.deterministic.set(e);
-                }
-                Ok(self.deterministic.get().expect("just set"))
-            }
+        let cell = match profile {
+            Profile::Standard => return Ok(&self.standard),
+            Profile::Metered => &self.metered,
+            Profile::Deterministic => &self.deterministic,
+        };
+        if let Some(e) = cell.get() {
+            return Ok(e);
         }
+        let _guard = self.lazy_init.lock().unwrap_or_else(|p| p.into_inner());
+        if cell.get().is_none() {
+            let e = ProfileEngine::new(profile, &self.config)?;
+            self.ticker.add(&e.engine);
+            let _ = cell.set(e);
+        }
+        Ok(cell.get().expect("just set"))
     }
 
     /// Resolves a source to a digest, adding a file's module to the store.
@@ -348,6 +351,35 @@ impl WasmRuntime {
         Ok(sha)
     }
 
+    /// The prepared module a digest source names, when this process holds it: the
+    /// warm path, which reads no file and so never leaves the executor (handing a
+    /// worker's core over with `block_in_place` cost more than the call itself).
+    fn warm(&self, source: &str, profile: Profile) -> Option<Arc<Prepared>> {
+        let hex = source.strip_prefix("sha256:")?;
+        if hex.len() != 64 {
+            return None;
+        }
+        let key = (profile, hex.to_ascii_lowercase());
+        let p = self
+            .prepared
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .cloned()?;
+        self.note_use(&p);
+        Some(p)
+    }
+
+    /// Records a use of a module served from memory on disk, at most once a minute
+    /// (a file time update), for the store's LRU.
+    fn note_use(&self, p: &Prepared) {
+        let now = exec::unix_now();
+        if now >= p.touched.load(Ordering::Relaxed) + TOUCH_EVERY_S {
+            p.touched.store(now, Ordering::Relaxed);
+            blocking(|| self.store.touch(&p.sha));
+        }
+    }
+
     /// The pre-instantiated module for `sha` under `profile`: from memory, else from
     /// its precompiled artifact, else compiled (and the artifact saved) by `deadline`.
     async fn prepare(
@@ -366,13 +398,7 @@ impl WasmRuntime {
                 .cloned()
         };
         if let Some(p) = cached() {
-            // Record the use on disk at most once a minute per module (a file time
-            // update), for the store's LRU.
-            let now = exec::unix_now();
-            if now >= p.touched.load(Ordering::Relaxed) + TOUCH_EVERY_S {
-                p.touched.store(now, Ordering::Relaxed);
-                blocking(|| self.store.touch(sha));
-            }
+            self.note_use(&p);
             return Ok(p);
         }
         let flight = self
@@ -541,25 +567,32 @@ impl WasmRuntime {
         }
         let profile = if spec.deterministic {
             Profile::Deterministic
+        } else if spec.limits.fuel.is_some() || self.config.fuel_metering == FuelMetering::Always {
+            Profile::Metered
         } else {
             Profile::Standard
         };
         // The job's clock starts here: compiling the module is part of the job.
         let started = Instant::now();
         let deadline = started + Duration::from_millis(spec.limits.timeout_ms);
-        let sha = match blocking(|| self.resolve(&spec.source, profile)) {
-            Ok(sha) => sha,
-            Err(e) => return Execution::rejected(spec, e),
-        };
-        let prepared = match self.prepare(&sha, profile, job, deadline).await {
-            Ok(p) => p,
-            Err(e) => {
-                // The code was resolved (and is named in the receipt); the time spent
-                // on it is the job's.
-                let mut exec = Execution::rejected(spec, e);
-                exec.code_hash = Some(sha);
-                exec.usage.set_wall_time(started.elapsed());
-                return exec;
+        let prepared = match self.warm(&spec.source, profile) {
+            Some(p) => p,
+            None => {
+                let sha = match blocking(|| self.resolve(&spec.source, profile)) {
+                    Ok(sha) => sha,
+                    Err(e) => return Execution::rejected(spec, e),
+                };
+                match self.prepare(&sha, profile, job, deadline).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        // The code was resolved (and is named in the receipt); the time
+                        // spent on it is the job's.
+                        let mut exec = Execution::rejected(spec, e);
+                        exec.code_hash = Some(sha);
+                        exec.usage.set_wall_time(started.elapsed());
+                        return exec;
+                    }
+                }
             }
         };
         let engine = match self.engine(profile) {
@@ -651,7 +684,7 @@ impl Runtime for WasmRuntime {
             .with(
                 LimitKind::Fuel,
                 Support::Enforced,
-                "wasmtime fuel metering; always measured",
+                "wasmtime fuel metering, for jobs that set a fuel limit (and deterministic ones)",
             )
             .with(
                 LimitKind::Output,

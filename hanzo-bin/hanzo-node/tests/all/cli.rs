@@ -20,7 +20,10 @@ fn json_prints_output_usage_and_receipt() {
     let v = r.json();
     assert_eq!(v["output"], "hi");
     assert!(v["usage"]["wall_time_ms"].as_f64().unwrap() > 0.0);
-    assert!(v["usage"]["fuel_consumed"].as_u64().is_some());
+    // Fuel is counted for the jobs that set a fuel limit ([compute.wasm] fuel_metering).
+    assert!(v["usage"]["fuel_consumed"].is_null(), "{v}");
+    let metered = h.run(&["run", "wasm", &m, "--json", "--fuel", "1000000"]).json();
+    assert!(metered["usage"]["fuel_consumed"].as_u64().is_some(), "{metered}");
     for field in [
         "runtime",
         "code_hash",

@@ -1,7 +1,9 @@
 //! Memory, fuel and output limits, and requests the node must refuse.
 
 use crate::util::*;
+use hanzo_compute::config::{FuelMetering, WasmConfig};
 use hanzo_compute::{ComputeError, LimitKind, Network};
+use hanzo_wasm_runtime::WasmOptions;
 use serde_json::json;
 
 #[tokio::test]
@@ -65,12 +67,24 @@ async fn fuel_is_metered_and_enforced() {
             packed(8)
         ),
     );
-    let a = node.run_wat(&counting, json!({}), |_| {}).await;
-    let b = node.run_wat(&counting, json!({}), |_| {}).await;
+    // A job that sets no fuel limit is not metered (fuel_metering = "on_demand").
+    let free = node.run_wat(&counting, json!({}), |_| {}).await;
+    assert_eq!(free.result.unwrap(), json!(1));
+    assert_eq!(free.usage.fuel_consumed, None);
+    assert_eq!(free.receipt.unwrap().usage.fuel_consumed, None);
+
+    let plenty = |s: &mut hanzo_compute::JobSpec| s.limits.fuel = Some(u64::MAX);
+    let a = node.run_wat(&counting, json!({}), plenty).await;
+    let b = node.run_wat(&counting, json!({}), plenty).await;
     let used = a.usage.fuel_consumed.unwrap();
     assert!(used > 100_000, "fuel {used}");
     assert_eq!(used, b.usage.fuel_consumed.unwrap(), "fuel is exact, run to run");
     assert_eq!(a.receipt.unwrap().usage.fuel_consumed, Some(used));
+    // The deterministic profile always counts fuel (verification compares it).
+    let d = node
+        .run_wat(&counting, json!({}), |s| s.deterministic = true)
+        .await;
+    assert_eq!(d.usage.fuel_consumed, Some(used));
 
     let out = node
         .run_wat(&counting, json!({}), |s| s.limits.fuel = Some(10_000))
@@ -80,6 +94,25 @@ async fn fuel_is_metered_and_enforced() {
         .run_wat(&counting, json!({}), |s| s.limits.fuel = Some(used))
         .await;
     assert_eq!(out.result.unwrap(), json!(1), "exactly enough fuel is enough");
+}
+
+#[tokio::test]
+async fn fuel_metering_always_meters_every_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WasmOptions::new(
+        dir.path(),
+        WasmConfig {
+            fuel_metering: FuelMetering::Always,
+            ..test_config()
+        },
+    )
+    .with_compiler(compiler_process());
+    let node = Node::with_options(dir, |_| options);
+    let out = node
+        .run_wat(&returning("run", r#"{"ok":7}"#), json!({}), |_| {})
+        .await;
+    assert_eq!(out.result.unwrap(), json!(7));
+    assert!(out.usage.fuel_consumed.is_some_and(|f| f > 0), "{:?}", out.usage);
 }
 
 #[tokio::test]
