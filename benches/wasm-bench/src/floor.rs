@@ -10,6 +10,10 @@ use wasmtime::{
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+/// Bytes of each pooled memory and table kept resident under [`Pool::Ours`], as in
+/// our runtime.
+pub const KEEP_RESIDENT: usize = 2 << 20;
+
 /// One shared engine and a pre-linked module, like our runtime keeps.
 pub struct Floor {
     engine: Engine,
@@ -17,17 +21,29 @@ pub struct Floor {
     initialize: bool,
 }
 
+/// How the floor's pooling allocator is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// Our runtime's settings (hanzo-wasm-runtime engine.rs): the first 2 MiB of each
+    /// memory and table kept resident, and the pages a guest wrote found with
+    /// `PAGEMAP_SCAN` and reset in place.
+    Ours,
+    /// wasmtime's defaults: nothing kept resident, so a finished instance's pages go
+    /// back to the kernel with `madvise`.
+    Defaults,
+}
+
 impl Floor {
-    /// `keep_resident`: bytes of each linear memory and table that the pooling
-    /// allocator resets in place rather than returning to the kernel (0, wasmtime's
-    /// default, is what our runtime uses).
-    pub fn new(wasm: &[u8], keep_resident: usize) -> Result<Floor> {
+    pub fn new(wasm: &[u8], pool_settings: Pool) -> Result<Floor> {
         let mut config = Config::new();
         // The same allocation strategy as ours, so the comparison isolates what we
         // add on top rather than mmap-per-instance costs.
         let mut pool = PoolingAllocationConfig::default();
-        pool.linear_memory_keep_resident(keep_resident);
-        pool.table_keep_resident(keep_resident);
+        if pool_settings == Pool::Ours {
+            pool.linear_memory_keep_resident(KEEP_RESIDENT);
+            pool.table_keep_resident(KEEP_RESIDENT);
+            pool.pagemap_scan(wasmtime::Enabled::Auto);
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)
             .map_err(anyhow::Error::from)

@@ -32,15 +32,6 @@ use std::time::{Duration, Instant};
 const PARAMS: &str =
     r#"{"user":"alice","action":"score","values":[1,2,3,4,5],"note":"a hundred bytes of params roughly"}"#;
 const FUNCTION: &str = "run";
-/// Row 3d's pooling setting, enough to cover the echo module's ~1.1 MiB memory.
-/// Resetting a slot with madvise, and the page faults on its fresh pages afterwards,
-/// make the kernel flush the TLB on every core running the process: with two threads
-/// that is an IPI each time, and in a VM each IPI is a VM exit. Kept-resident pages
-/// are reset in place instead. Our runtime keeps 2 MiB resident too (hanzo-wasm-runtime
-/// engine.rs); the floor's other rows keep wasmtime's default (0), so this row shows what
-/// that setting buys.
-const KEEP_RESIDENT: usize = 2 << 20;
-
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark of hanzo-node's WASM runtime against bare wasmtime and Extism")]
 struct Args {
@@ -143,7 +134,8 @@ fn run(args: Args) -> Result<()> {
     let compute = Arc::new(compute_over(&key, &rt));
     let spec = spec(&sha, &params);
     let job = Job::new(spec.clone());
-    let floor = floor::Floor::new(&echo, 0)?;
+    let floor = floor::Floor::new(&echo, floor::Pool::Ours)?;
+    let defaults = floor::Floor::new(&echo, floor::Pool::Defaults)?;
     let mut reused = floor.reused(FUNCTION)?;
     let mut plugin = extism::Plugin::new(&extism_wasm, [], true).context("loading the Extism plugin")?;
     // Compiled once; a Plugin made from it per call gives Extism the same isolation as
@@ -166,6 +158,12 @@ fn run(args: Args) -> Result<()> {
         "the floor returned {}",
         String::from_utf8_lossy(&bytes)
     );
+    defaults.call(FUNCTION, PARAMS.as_bytes(), &mut bytes)?;
+    ensure!(
+        serde_json::from_slice::<Value>(&bytes)? == json!({ "ok": params }),
+        "the floor with wasmtime's defaults returned {}",
+        String::from_utf8_lossy(&bytes)
+    );
     reused.call(PARAMS.as_bytes(), &mut bytes)?;
     ensure!(
         serde_json::from_slice::<Value>(&bytes)? == json!({ "ok": params }),
@@ -175,12 +173,20 @@ fn run(args: Args) -> Result<()> {
     ensure!(extism_out == params, "Extism returned {extism_out}");
     // What the receipt's signature alone costs: ed25519 over this receipt's bytes.
     let receipt_bytes = serde_json::to_vec(&out.receipt.as_ref().expect("checked").to_value())?;
+    // The same with ring, the other Ed25519 in the dependency tree (libp2p's).
+    let ring_key = {
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| anyhow::anyhow!("ring cannot make a key"))?;
+        ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref())
+            .map_err(|_| anyhow::anyhow!("ring cannot read its key"))?
+    };
 
     eprintln!(
-        "wasm-bench: warm latency ({} calls x 7 rows in {} rounds) ...",
+        "wasm-bench: warm latency ({} calls x 9 rows in {} rounds) ...",
         args.calls, args.rounds
     );
-    let mut contenders: [Contender; 7] = [
+    let mut contenders: [Contender; 9] = [
         Box::new(|n: usize, out: &mut Vec<u64>| {
             ct.block_on(async {
                 for _ in 0..n {
@@ -213,6 +219,16 @@ fn run(args: Args) -> Result<()> {
             for _ in 0..n {
                 let t = Instant::now();
                 floor.call(FUNCTION, PARAMS.as_bytes(), &mut bytes)?;
+                out.push(t.elapsed().as_nanos() as u64);
+            }
+            black_box(&bytes);
+            Ok(())
+        }),
+        Box::new(|n: usize, out: &mut Vec<u64>| {
+            let mut bytes = Vec::new();
+            for _ in 0..n {
+                let t = Instant::now();
+                defaults.call(FUNCTION, PARAMS.as_bytes(), &mut bytes)?;
                 out.push(t.elapsed().as_nanos() as u64);
             }
             black_box(&bytes);
@@ -255,15 +271,25 @@ fn run(args: Args) -> Result<()> {
             }
             Ok(())
         }),
+        Box::new(|n: usize, out: &mut Vec<u64>| {
+            for _ in 0..n {
+                let t = Instant::now();
+                black_box(ring_key.sign(&receipt_bytes));
+                out.push(t.elapsed().as_nanos() as u64);
+            }
+            Ok(())
+        }),
     ];
     let [
         signed,
         unsigned,
         floor_latency,
+        defaults_latency,
         reused_latency,
         extism_latency,
         extism_fresh,
         signature,
+        ring_signature,
     ] = interleave(&mut contenders, args.warmup, args.calls, args.rounds)?;
     drop(contenders);
     drop(plugin);
@@ -306,13 +332,12 @@ fn run(args: Args) -> Result<()> {
             || Ok(Vec::new()),
             |bytes: &mut Vec<u8>| floor.call(FUNCTION, PARAMS.as_bytes(), bytes),
         )?;
-        let resident = floor::Floor::new(&echo, KEEP_RESIDENT)?;
-        let resident_rate = threaded_rate(
+        let defaults_rate = threaded_rate(
             args.workers,
             args.throughput_calls,
             args.warmup / 4,
             || Ok(Vec::new()),
-            |bytes: &mut Vec<u8>| resident.call(FUNCTION, PARAMS.as_bytes(), bytes),
+            |bytes: &mut Vec<u8>| defaults.call(FUNCTION, PARAMS.as_bytes(), bytes),
         )?;
         // One plugin per thread: a Plugin serves one call at a time.
         let extism_rate = threaded_rate(
@@ -331,7 +356,7 @@ fn run(args: Args) -> Result<()> {
             unsigned_one,
             floor: floor_rate,
             floor_one,
-            floor_resident: resident_rate,
+            floor_defaults: defaults_rate,
             extism: extism_rate,
         }
     };
@@ -361,15 +386,17 @@ fn run(args: Args) -> Result<()> {
             throughput_calls: args.throughput_calls,
             cold_runs: args.cold_runs,
             pooling,
-            keep_resident: KEEP_RESIDENT,
+            keep_resident: floor::KEEP_RESIDENT,
         },
         signed,
         unsigned,
         floor: floor_latency,
+        floor_defaults: defaults_latency,
         floor_reused: reused_latency,
         extism: extism_latency,
         extism_fresh,
         signature,
+        ring_signature,
         throughput,
         cold,
         cli,

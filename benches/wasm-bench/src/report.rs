@@ -28,8 +28,8 @@ pub struct Throughput {
     pub floor: f64,
     /// 3c with one thread.
     pub floor_one: f64,
-    /// The floor with memories and tables kept resident between instances.
-    pub floor_resident: f64,
+    /// The floor with wasmtime's default pool settings.
+    pub floor_defaults: f64,
     pub extism: f64,
 }
 
@@ -60,10 +60,12 @@ pub struct Results {
     pub signed: Latency,
     pub unsigned: Latency,
     pub floor: Latency,
+    pub floor_defaults: Latency,
     pub floor_reused: Latency,
     pub extism: Latency,
     pub extism_fresh: Latency,
     pub signature: Latency,
+    pub ring_signature: Latency,
     pub throughput: Throughput,
     pub cold: Cold,
     pub cli: Cli,
@@ -74,6 +76,12 @@ pub struct Results {
 pub const FLOOR_RATIO_TARGET: f64 = 2.0;
 /// The first-call target.
 pub const FIRST_CALL_TARGET: Duration = Duration::from_millis(5);
+/// Issue 17: a signed call costs at most this times (unsigned call + one signature).
+pub const SIGNED_OVERHEAD_TARGET: f64 = 1.1;
+/// Issue 17: signed throughput at least this share of Extism's.
+pub const THROUGHPUT_SHARE_TARGET: f64 = 0.5;
+/// Issue 17: `run wasm` within this many times `--version`.
+pub const CLI_RATIO_TARGET: f64 = 1.5;
 
 fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
@@ -132,11 +140,18 @@ pub fn render(r: &Results) -> String {
     w(format!(
         "- **Method:** latency rows: {} timed calls each after {} warm-up calls, interleaved in {} rounds so \
          background load hits every row alike; ours on a tokio current_thread runtime, the floor and Extism \
-         on the calling thread. Pooling allocator in our runtime: {}. Total run time {:.0} s.",
+         on the calling thread. Pooling allocator in our runtime: {}; ours and the floor keep {} MiB of each \
+         memory and table resident and reset the pages a guest wrote (`PAGEMAP_SCAN`: {}). Total run time {:.0} s.",
         m.calls,
         m.warmup,
         m.rounds,
         if m.pooling { "yes" } else { "**no** (fell back)" },
+        m.keep_resident >> 20,
+        if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            "available"
+        } else {
+            "**not available** on this kernel, so all kept-resident bytes are reset"
+        },
         r.elapsed.as_secs_f64()
     ));
     w(String::new());
@@ -150,8 +165,13 @@ pub fn render(r: &Results) -> String {
         ("2", "ours: `compute.run_job(&job, Signing::Off)`", &r.unsigned),
         (
             "4",
-            "bare wasmtime floor: fresh instance per call, no limits/JSON/receipt",
+            "bare wasmtime floor: fresh instance per call, our pool settings, no limits/JSON/receipt",
             &r.floor,
+        ),
+        (
+            "4a",
+            "the floor with wasmtime's default pool settings (context)",
+            &r.floor_defaults,
         ),
         (
             "4b",
@@ -170,8 +190,13 @@ pub fn render(r: &Results) -> String {
         ),
         (
             "—",
-            "component: ed25519 signature of one receipt (`NodeKey::sign_hex`)",
+            "component: ed25519 signature of one receipt (`NodeKey::sign_hex`, ed25519-dalek)",
             &r.signature,
+        ),
+        (
+            "—",
+            "component: the same signature with ring (context)",
+            &r.ring_signature,
         ),
     ];
     for (n, name, l) in rows {
@@ -214,7 +239,7 @@ pub fn render(r: &Results) -> String {
         rate(t.unsigned_one)
     ));
     w(format!(
-        "| 3c | bare wasmtime floor, {} OS threads (context) | {} |",
+        "| 3c | bare wasmtime floor (our pool settings), {} OS threads (context) | {} |",
         m.workers,
         rate(t.floor)
     ));
@@ -223,11 +248,10 @@ pub fn render(r: &Results) -> String {
         rate(t.floor_one)
     ));
     w(format!(
-        "| 3d | bare wasmtime floor with `linear_memory_keep_resident` and `table_keep_resident` \
-         = {} MiB, {} OS threads (context) | {} |",
-        m.keep_resident >> 20,
+        "| 3d | the floor with wasmtime's default pool settings (nothing kept resident, no pagemap scan), \
+         {} OS threads (context) | {} |",
         m.workers,
-        rate(t.floor_resident)
+        rate(t.floor_defaults)
     ));
     w(format!(
         "| 3e | Extism, {} OS threads with one plugin each (context) | {} |",
@@ -302,6 +326,31 @@ pub fn render(r: &Results) -> String {
         "| no compilation on a cold runtime | {} | {} |",
         c.compilations,
         met(c.compilations == 0)
+    ));
+    let unsigned_vs_extism = (
+        ratio(r.unsigned.p50, r.extism.p50),
+        ratio(r.unsigned.p99, r.extism.p99),
+    );
+    w(format!(
+        "| ours without signing below Extism's reused plugin, p50 and p99 (#17) | {:.2}x, {:.2}x | {} |",
+        unsigned_vs_extism.0,
+        unsigned_vs_extism.1,
+        met(unsigned_vs_extism.0 < 1.0 && unsigned_vs_extism.1 < 1.0)
+    ));
+    let signed_overhead = ratio(r.signed.p50, r.unsigned.p50 + r.signature.p50);
+    w(format!(
+        "| signed ≤ {SIGNED_OVERHEAD_TARGET}x (unsigned + one signature), p50 (#17) | {signed_overhead:.2}x | {} |",
+        met(signed_overhead <= SIGNED_OVERHEAD_TARGET)
+    ));
+    let share = t.signed / t.extism;
+    w(format!(
+        "| signed throughput ≥ {THROUGHPUT_SHARE_TARGET}x Extism's (#17) | {share:.2}x | {} |",
+        met(share >= THROUGHPUT_SHARE_TARGET)
+    ));
+    let cli_ratio = ratio(r.cli.run.p50, r.cli.version.p50);
+    w(format!(
+        "| `run wasm` ≤ {CLI_RATIO_TARGET}x `--version`, p50 (#17) | {cli_ratio:.2}x | {} |",
+        met(cli_ratio <= CLI_RATIO_TARGET)
     ));
     w(format!(
         "| ours (signed) vs Extism, p50 | {:.2}x | no target |",

@@ -7,69 +7,713 @@
 //! rather than rounded through an IEEE double, because rounding would make two
 //! different inputs hash the same.
 
+use serde::Serialize;
+use serde::ser::{self, Impossible};
 use serde_json::Value;
+use std::borrow::Cow;
+use std::cmp::Ordering;
 
 /// The canonical form of `value` as a string.
 pub fn to_string(value: &Value) -> String {
-    let mut out = String::with_capacity(128);
-    write_value(value, &mut out);
-    out
+    String::from_utf8(to_vec(value)).expect("canonical JSON is UTF-8")
 }
 
 /// The canonical form of `value` as bytes.
 pub fn to_vec(value: &Value) -> Vec<u8> {
-    to_string(value).into_bytes()
+    let mut out = Vec::with_capacity(128);
+    write_value(value, &mut out);
+    out
 }
 
-fn write_value(value: &Value, out: &mut String) {
+/// The canonical form of anything serialisable: the same bytes as
+/// `to_vec(&serde_json::to_value(value)?)`, written directly, without building the
+/// `Value` tree first (on a receipt that tree was most of the signing cost besides
+/// the signature itself).
+pub fn to_vec_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(256);
+    value.serialize(Canon {
+        out: &mut out,
+        skip: None,
+    })?;
+    Ok(out)
+}
+
+/// [`to_vec_of`] of an object with its top-level field `skip` left out (a receipt
+/// without its `signature`).
+pub fn to_vec_of_without<T: Serialize + ?Sized>(value: &T, skip: &str) -> Result<Vec<u8>, CanonicalError> {
+    let mut out = Vec::with_capacity(512);
+    value.serialize(Canon {
+        out: &mut out,
+        skip: Some(skip),
+    })?;
+    Ok(out)
+}
+
+/// Why a value has no canonical JSON form: what serde_json's `to_value` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CanonicalError(String);
+
+impl ser::Error for CanonicalError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        CanonicalError(msg.to_string())
+    }
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) {
     match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
+        Value::Null => out.extend_from_slice(b"null"),
+        Value::Bool(true) => out.extend_from_slice(b"true"),
+        Value::Bool(false) => out.extend_from_slice(b"false"),
         Value::Number(n) => {
             if let Some(u) = n.as_u64() {
-                out.push_str(&u.to_string());
+                write_u64(u, out);
             } else if let Some(i) = n.as_i64() {
-                out.push_str(&i.to_string());
+                write_i64(i, out);
             } else if let Some(f) = n.as_f64() {
-                // ECMAScript Number.prototype.toString, as RFC 8785 requires.
-                out.push_str(ryu_js::Buffer::new().format(f));
+                write_f64(f, out);
             }
         }
         Value::String(s) => write_string(s, out),
         Value::Array(items) => {
-            out.push('[');
+            out.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.push(',');
+                    out.push(b',');
                 }
                 write_value(item, out);
             }
-            out.push(']');
+            out.push(b']');
         }
         Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            // RFC 8785 orders keys by their UTF-16 code units, which differs from
-            // byte order only for characters outside the Basic Multilingual Plane.
-            entries.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
-            out.push('{');
-            for (i, (k, v)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
+            out.push(b'{');
+            // serde_json's map iterates in byte order (a BTreeMap), which is the
+            // canonical order when every key is ASCII: then nothing is sorted.
+            if in_canonical_order(map.keys().map(String::as_str)) {
+                for (i, (k, v)) in map.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(k, out);
+                    out.push(b':');
+                    write_value(v, out);
                 }
-                write_string(k, out);
-                out.push(':');
-                write_value(v, out);
+            } else {
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                entries.sort_by(|a, b| key_order(a.0, b.0));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_string(k, out);
+                    out.push(b':');
+                    write_value(v, out);
+                }
             }
-            out.push('}');
+            out.push(b'}');
         }
     }
 }
 
-fn write_string(s: &str, out: &mut String) {
-    // serde_json escapes exactly what RFC 8785 asks: '"', '\\', and control
-    // characters (as \b \f \n \r \t or lower-case \u00xx), nothing else.
-    out.push_str(&serde_json::to_string(s).expect("a string always serialises"));
+/// RFC 8785 orders keys by their UTF-16 code units. That is byte order except
+/// between characters outside the Basic Multilingual Plane and those from U+E000
+/// up, so ASCII keys compare as bytes.
+fn key_order(a: &str, b: &str) -> Ordering {
+    if a.is_ascii() && b.is_ascii() {
+        a.cmp(b)
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
+    }
+}
+
+/// Whether `keys` are ASCII and strictly ascending already.
+fn in_canonical_order<'a>(keys: impl Iterator<Item = &'a str>) -> bool {
+    let mut prev: Option<&str> = None;
+    for k in keys {
+        if !k.is_ascii() || prev.is_some_and(|p| p >= k) {
+            return false;
+        }
+        prev = Some(k);
+    }
+    true
+}
+
+fn write_u64(u: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(u).as_bytes());
+}
+
+fn write_i64(i: i64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa::Buffer::new().format(i).as_bytes());
+}
+
+fn write_f64(f: f64, out: &mut Vec<u8>) {
+    if f.is_finite() {
+        // ECMAScript Number.prototype.toString, as RFC 8785 requires.
+        out.extend_from_slice(ryu_js::Buffer::new().format(f).as_bytes());
+    } else {
+        // serde_json makes NaN and the infinities null.
+        out.extend_from_slice(b"null");
+    }
+}
+
+/// A JSON string, escaped exactly as serde_json (and RFC 8785) escape: '"', '\\',
+/// and control characters (as \b \f \n \r \t or lower-case \u00xx), nothing else.
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x08 => b"\\b",
+            0x0c => b"\\f",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(b >> 4) as usize],
+                HEX[(b & 0xf) as usize],
+            ]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The serializer behind [`to_vec_of`]: values straight into canonical bytes.
+/// Objects (structs and maps) write their values into a scratch buffer first and are
+/// then assembled in key order.
+struct Canon<'a> {
+    out: &'a mut Vec<u8>,
+    /// A top-level field to leave out.
+    skip: Option<&'a str>,
+}
+
+/// An object being written: each value's bytes in `buf`, found by `entries`.
+struct Object<'a> {
+    out: &'a mut Vec<u8>,
+    skip: Option<&'a str>,
+    buf: Vec<u8>,
+    entries: Vec<(Cow<'static, str>, std::ops::Range<usize>)>,
+    /// The key of the entry whose value comes next (maps).
+    pending: Option<String>,
+    /// `{"variant": {...}}`: the variant wrapping the object.
+    variant: Option<&'static str>,
+}
+
+impl<'a> Object<'a> {
+    fn new(out: &'a mut Vec<u8>, skip: Option<&'a str>, len: usize, variant: Option<&'static str>) -> Self {
+        Object {
+            out,
+            skip,
+            buf: Vec::with_capacity(len * 24),
+            entries: Vec::with_capacity(len),
+            pending: None,
+            variant,
+        }
+    }
+
+    fn value<T: Serialize + ?Sized>(
+        &mut self,
+        key: Cow<'static, str>,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        if self.skip == Some(&*key) {
+            return Ok(());
+        }
+        let start = self.buf.len();
+        value.serialize(Canon {
+            out: &mut self.buf,
+            skip: None,
+        })?;
+        self.entries.push((key, start..self.buf.len()));
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<(), CanonicalError> {
+        if let Some(v) = self.variant {
+            self.out.push(b'{');
+            write_string(v, self.out);
+            self.out.push(b':');
+        }
+        self.entries.sort_by(|a, b| key_order(&a.0, &b.0));
+        // serde_json keeps the last of two equal keys; so does this.
+        self.entries.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                std::mem::swap(later, earlier);
+                true
+            } else {
+                false
+            }
+        });
+        self.out.push(b'{');
+        for (i, (k, range)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            write_string(k, self.out);
+            self.out.push(b':');
+            self.out.extend_from_slice(&self.buf[range.clone()]);
+        }
+        self.out.push(b'}');
+        if self.variant.is_some() {
+            self.out.push(b'}');
+        }
+        Ok(())
+    }
+}
+
+/// An array being written.
+struct Array<'a> {
+    out: &'a mut Vec<u8>,
+    first: bool,
+    /// `{"variant": [...]}`: the variant wrapping the array.
+    variant: bool,
+}
+
+impl<'a> Array<'a> {
+    fn new(out: &'a mut Vec<u8>, variant: Option<&'static str>) -> Self {
+        if let Some(v) = variant {
+            out.push(b'{');
+            write_string(v, out);
+            out.push(b':');
+        }
+        out.push(b'[');
+        Array {
+            out,
+            first: true,
+            variant: variant.is_some(),
+        }
+    }
+
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        if !self.first {
+            self.out.push(b',');
+        }
+        self.first = false;
+        value.serialize(Canon {
+            out: self.out,
+            skip: None,
+        })
+    }
+
+    fn finish(self) -> Result<(), CanonicalError> {
+        self.out.push(b']');
+        if self.variant {
+            self.out.push(b'}');
+        }
+        Ok(())
+    }
+}
+
+impl<'a> ser::Serializer for Canon<'a> {
+    type Ok = ();
+    type Error = CanonicalError;
+    type SerializeSeq = Array<'a>;
+    type SerializeTuple = Array<'a>;
+    type SerializeTupleStruct = Array<'a>;
+    type SerializeTupleVariant = Array<'a>;
+    type SerializeMap = Object<'a>;
+    type SerializeStruct = Object<'a>;
+    type SerializeStructVariant = Object<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(if v { b"true" } else { b"false" });
+        Ok(())
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), CanonicalError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), CanonicalError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), CanonicalError> {
+        self.serialize_i64(v.into())
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), CanonicalError> {
+        write_i64(v, self.out);
+        Ok(())
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), CanonicalError> {
+        match i64::try_from(v) {
+            Ok(v) => self.serialize_i64(v),
+            Err(_) => self.serialize_u128(u128::try_from(v).map_err(|_| number_out_of_range())?),
+        }
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), CanonicalError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), CanonicalError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), CanonicalError> {
+        self.serialize_u64(v.into())
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), CanonicalError> {
+        write_u64(v, self.out);
+        Ok(())
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), CanonicalError> {
+        self.serialize_u64(u64::try_from(v).map_err(|_| number_out_of_range())?)
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), CanonicalError> {
+        // serde_json's `to_value` widens an f32 to f64.
+        self.serialize_f64(v.into())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), CanonicalError> {
+        write_f64(v, self.out);
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), CanonicalError> {
+        write_string(v.encode_utf8(&mut [0; 4]), self.out);
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), CanonicalError> {
+        write_string(v, self.out);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), CanonicalError> {
+        let mut a = Array::new(self.out, None);
+        for b in v {
+            a.element(b)?;
+        }
+        a.finish()
+    }
+    fn serialize_none(self) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), CanonicalError> {
+        self.out.extend_from_slice(b"null");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), CanonicalError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+    ) -> Result<(), CanonicalError> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.out.push(b'{');
+        write_string(variant, self.out);
+        self.out.push(b':');
+        value.serialize(Canon {
+            out: self.out,
+            skip: None,
+        })?;
+        self.out.push(b'}');
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'a>, CanonicalError> {
+        Ok(Array::new(self.out, None))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Array<'a>, CanonicalError> {
+        Ok(Array::new(self.out, None))
+    }
+    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Array<'a>, CanonicalError> {
+        Ok(Array::new(self.out, None))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Array<'a>, CanonicalError> {
+        Ok(Array::new(self.out, Some(variant)))
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, CanonicalError> {
+        Ok(Object::new(self.out, self.skip, len.unwrap_or(8), None))
+    }
+    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Object<'a>, CanonicalError> {
+        Ok(Object::new(self.out, self.skip, len, None))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Object<'a>, CanonicalError> {
+        Ok(Object::new(self.out, None, len, Some(variant)))
+    }
+}
+
+fn number_out_of_range() -> CanonicalError {
+    CanonicalError("number out of range".into())
+}
+
+impl ser::SerializeSeq for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTuple for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleStruct for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleVariant for Array<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeMap for Object<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), CanonicalError> {
+        self.pending = Some(key.serialize(KeySerializer)?);
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CanonicalError> {
+        let key = self
+            .pending
+            .take()
+            .ok_or_else(|| CanonicalError("a map value without a key".into()))?;
+        self.value(Cow::Owned(key), value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStruct for Object<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.value(Cow::Borrowed(key), value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStructVariant for Object<'_> {
+    type Ok = ();
+    type Error = CanonicalError;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        self.value(Cow::Borrowed(key), value)
+    }
+    fn end(self) -> Result<(), CanonicalError> {
+        self.finish()
+    }
+}
+
+/// Map keys as serde_json's `to_value` takes them: strings, and numbers, booleans
+/// and characters as their text; anything else is refused.
+struct KeySerializer;
+
+fn key_must_be_a_string() -> CanonicalError {
+    CanonicalError("key must be a string".into())
+}
+
+impl ser::Serializer for KeySerializer {
+    type Ok = String;
+    type Error = CanonicalError;
+    type SerializeSeq = Impossible<String, CanonicalError>;
+    type SerializeTuple = Impossible<String, CanonicalError>;
+    type SerializeTupleStruct = Impossible<String, CanonicalError>;
+    type SerializeTupleVariant = Impossible<String, CanonicalError>;
+    type SerializeMap = Impossible<String, CanonicalError>;
+    type SerializeStruct = Impossible<String, CanonicalError>;
+    type SerializeStructVariant = Impossible<String, CanonicalError>;
+
+    fn serialize_bool(self, v: bool) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i8(self, v: i8) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i16(self, v: i16) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i32(self, v: i32) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i64(self, v: i64) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_i128(self, v: i128) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u8(self, v: u8) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u16(self, v: u16) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u32(self, v: u32) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u64(self, v: u64) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_u128(self, v: u128) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_f32(self, _v: f32) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_f64(self, _v: f64) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_char(self, v: char) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_str(self, v: &str) -> Result<String, CanonicalError> {
+        Ok(v.to_string())
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_none(self) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_unit(self) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        variant: &'static str,
+    ) -> Result<String, CanonicalError> {
+        Ok(variant.to_string())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<String, CanonicalError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> Result<String, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStruct, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _i: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, CanonicalError> {
+        Err(key_must_be_a_string())
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +741,67 @@ mod tests {
     #[test]
     fn strings_escape_only_what_they_must() {
         assert_eq!(to_string(&json!("é\n\u{1f}\"/")), "\"é\\n\\u001f\\\"/\"");
+    }
+
+    #[test]
+    fn serialising_directly_gives_the_bytes_of_the_value() {
+        let values = [
+            json!(null),
+            json!([
+                1,
+                -2,
+                3.5,
+                1e300,
+                -0.0,
+                1.0,
+                u64::MAX,
+                i64::MIN,
+                "x",
+                true,
+                false,
+                null
+            ]),
+            json!({"b": {"y": [1, {"k": "v"}], "x": "\u{0}\u{8}\u{c}\t\r\n\"\\/\u{7f}"}, "a": 1}),
+            json!({"\u{fb01}": 1, "\u{1f600}": 2, "Z": 3, "é": 4, "": 5}),
+            json!({"user":"alice","action":"score","values":[1,2,3,4,5],"note":"a hundred bytes of params roughly"}),
+        ];
+        for v in values {
+            assert_eq!(to_vec_of(&v).unwrap(), to_vec(&v), "{v}");
+        }
+        #[derive(serde::Serialize)]
+        enum E {
+            Unit,
+            New(u8),
+            Tuple(u8, String),
+            Struct { b: u8, a: Option<f32> },
+        }
+        #[derive(serde::Serialize)]
+        struct S {
+            z: Vec<E>,
+            a: std::collections::HashMap<u32, bool>,
+            f: f64,
+            c: char,
+            t: (i8, u128),
+            skip_me: u8,
+        }
+        let s = S {
+            z: vec![
+                E::Unit,
+                E::New(1),
+                E::Tuple(2, "t".into()),
+                E::Struct { b: 3, a: Some(0.1) },
+            ],
+            a: [(10, true), (2, false)].into_iter().collect(),
+            f: f64::NAN,
+            c: '\u{1f600}',
+            t: (-1, 7),
+            skip_me: 9,
+        };
+        let expected = to_vec(&serde_json::to_value(&s).unwrap());
+        assert_eq!(to_vec_of(&s).unwrap(), expected);
+        let mut without: Value = serde_json::to_value(&s).unwrap();
+        without.as_object_mut().unwrap().remove("skip_me");
+        assert_eq!(to_vec_of_without(&s, "skip_me").unwrap(), to_vec(&without));
     }
 
     #[test]

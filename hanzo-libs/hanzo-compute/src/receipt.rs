@@ -202,7 +202,7 @@ impl<'a> ExecutionContext<'a> {
 
     /// sha256 (hex) of its canonical JSON.
     pub fn hash(&self) -> String {
-        hash_json(&serde_json::to_value(self).expect("a context always serialises"))
+        sha256_hex(&canonical::to_vec_of(self).expect("a context always serialises"))
     }
 }
 
@@ -245,8 +245,10 @@ impl Receipt {
     pub fn sign_with(&mut self, key: &NodeKey) -> Result<(), ComputeError> {
         self.node_id = key.id().to_string();
         self.signature = String::new();
-        let value = serde_json::to_value(&*self).map_err(ComputeError::internal)?;
-        self.signature = key.sign_hex(&signed_bytes(&value).map_err(ComputeError::internal)?);
+        // The same bytes as `signed_bytes(&self.to_value())`, which `verify` checks,
+        // written without building the JSON tree.
+        let bytes = canonical::to_vec_of_without(&*self, "signature").map_err(ComputeError::internal)?;
+        self.signature = key.sign_hex(&bytes);
         Ok(())
     }
 
@@ -545,6 +547,35 @@ mod tests {
             key,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn the_bytes_signed_are_the_canonical_json_verify_checks() {
+        let key = NodeKey::generate().unwrap();
+        let mut failed = sample(&key);
+        failed.output_hash = None;
+        failed.status = Outcome::Failed;
+        failed.error = Some(ReceiptError {
+            code: "tool_failed".into(),
+            message: "a \"quoted\"\n\u{1}message é \u{1f600}".into(),
+        });
+        failed.nonce = None;
+        failed.usage.fuel_consumed = None;
+        failed.limits.fuel = Some(u64::MAX);
+        for r in [sample(&key), failed] {
+            let direct = canonical::to_vec_of_without(&r, "signature").unwrap();
+            assert_eq!(direct, signed_bytes(&r.to_value()).unwrap());
+        }
+        let mut spec = crate::JobSpec::new(RuntimeKind::Wasm, "m.wasm");
+        for (k, v) in [("Z", "1"), ("\u{fb01}", "x"), ("\u{1f600}", "y")] {
+            spec.env.insert(k.into(), v.into());
+        }
+        let ctx = ExecutionContext::of(&spec, "run", "job", "v1");
+        assert_eq!(
+            ctx.hash(),
+            hash_json(&serde_json::to_value(&ctx).unwrap()),
+            "the context's direct canonical form"
+        );
     }
 
     #[test]
