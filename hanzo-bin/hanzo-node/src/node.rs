@@ -119,6 +119,9 @@ pub fn scheduler_options(config: &Config) -> hanzo_scheduler::Options {
     }
 }
 
+/// The WASM runtime's pooling slots in a one-shot command.
+const ONE_SHOT_INSTANCES: u32 = 2;
+
 impl Node {
     /// Builds the node. With `only`, just that runtime is started (a CLI `run` needs
     /// one, and starting the others would only cost time). `for_clients`: the node runs
@@ -151,7 +154,16 @@ impl Node {
             // Modules compile in this very binary re-run as a child process
             // (`hanzo-node __wasm-compile`), killed at the job's deadline.
             let program = std::env::current_exe().context("cannot find the hanzo-node binary")?;
-            let options = WasmOptions::new(&data_dir, config.compute.wasm.clone())
+            let mut wasm_config = config.compute.wasm.clone();
+            if only.is_some() && !for_clients {
+                // A one-shot command (`run`, `module add`) runs at most one job. Every
+                // pooling slot costs the process address-space reservations and a
+                // guard page (a system call each) before anything runs: 256 of them
+                // were a quarter of `run wasm`'s whole process (BENCHMARKS.md, "WASM
+                // hot path").
+                wasm_config.max_instances = wasm_config.max_instances.min(ONE_SHOT_INSTANCES);
+            }
+            let options = WasmOptions::new(&data_dir, wasm_config)
                 .with_modules_max_mb(config.node.modules_max_mb)
                 .with_compiler(Compiler::Subprocess {
                     program,

@@ -162,6 +162,13 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();
+    // Most strings (hashes, ids, names) need no escape: check eight bytes at a time,
+    // then copy.
+    if !needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let escape: &[u8] = match b {
@@ -194,6 +201,61 @@ fn write_string(s: &str, out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
+/// Whether any byte of `bytes` is a control character, '"' or '\\' (may say yes
+/// for a string that needs no escape, never no for one that does).
+fn needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Some byte of `x` is below `n` (n <= 128): the classic SWAR test.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS != 0;
+    let equal = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let x = u64::from_ne_bytes(c.try_into().expect("8 bytes"));
+        if below(x, 0x20) || equal(x, b'"') || equal(x, b'\\') {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .any(|&b| b < 0x20 || b == b'"' || b == b'\\')
+}
+
+/// An object's key with what sorts it fast: for an ASCII key (the usual case)
+/// canonical order is byte order, and its first eight bytes decide most comparisons.
+struct Key {
+    text: Cow<'static, str>,
+    /// The first eight bytes, big-endian, zero-padded; meaningful when `ascii`.
+    prefix: u64,
+    ascii: bool,
+}
+
+impl Key {
+    fn new(text: Cow<'static, str>) -> Key {
+        let mut head = [0u8; 8];
+        let n = text.len().min(8);
+        head[..n].copy_from_slice(&text.as_bytes()[..n]);
+        Key {
+            prefix: u64::from_be_bytes(head),
+            ascii: text.is_ascii(),
+            text,
+        }
+    }
+
+    fn order(&self, other: &Key) -> Ordering {
+        if self.ascii && other.ascii {
+            // Zero padding sorts a shorter key first, as byte order does (keys with
+            // a NUL byte fall through to the full comparison when prefixes tie).
+            self.prefix
+                .cmp(&other.prefix)
+                .then_with(|| self.text.as_bytes().cmp(other.text.as_bytes()))
+        } else {
+            key_order(&self.text, &other.text)
+        }
+    }
+}
+
 /// The serializer behind [`to_vec_of`]: values straight into canonical bytes.
 /// Objects (structs and maps) write their values into a scratch buffer first and are
 /// then assembled in key order.
@@ -208,7 +270,7 @@ struct Object<'a> {
     out: &'a mut Vec<u8>,
     skip: Option<&'a str>,
     buf: Vec<u8>,
-    entries: Vec<(Cow<'static, str>, std::ops::Range<usize>)>,
+    entries: Vec<(Key, std::ops::Range<usize>)>,
     /// The key of the entry whose value comes next (maps).
     pending: Option<String>,
     /// `{"variant": {...}}`: the variant wrapping the object.
@@ -240,7 +302,7 @@ impl<'a> Object<'a> {
             out: &mut self.buf,
             skip: None,
         })?;
-        self.entries.push((key, start..self.buf.len()));
+        self.entries.push((Key::new(key), start..self.buf.len()));
         Ok(())
     }
 
@@ -250,10 +312,10 @@ impl<'a> Object<'a> {
             write_string(v, self.out);
             self.out.push(b':');
         }
-        self.entries.sort_by(|a, b| key_order(&a.0, &b.0));
+        self.entries.sort_by(|a, b| a.0.order(&b.0));
         // serde_json keeps the last of two equal keys; so does this.
         self.entries.dedup_by(|later, earlier| {
-            if later.0 == earlier.0 {
+            if later.0.text == earlier.0.text {
                 std::mem::swap(later, earlier);
                 true
             } else {
@@ -265,7 +327,7 @@ impl<'a> Object<'a> {
             if i > 0 {
                 self.out.push(b',');
             }
-            write_string(k, self.out);
+            write_string(&k.text, self.out);
             self.out.push(b':');
             self.out.extend_from_slice(&self.buf[range.clone()]);
         }
@@ -763,6 +825,7 @@ mod tests {
             ]),
             json!({"b": {"y": [1, {"k": "v"}], "x": "\u{0}\u{8}\u{c}\t\r\n\"\\/\u{7f}"}, "a": 1}),
             json!({"\u{fb01}": 1, "\u{1f600}": 2, "Z": 3, "é": 4, "": 5}),
+            json!({"runtime": 1, "runtime_version": 2, "runtime\u{0}": 3, "runtimf": 4, "a": 5, "abcdefgh": 6, "abcdefg": 7}),
             json!({"user":"alice","action":"score","values":[1,2,3,4,5],"note":"a hundred bytes of params roughly"}),
         ];
         for v in values {
@@ -802,6 +865,22 @@ mod tests {
         let mut without: Value = serde_json::to_value(&s).unwrap();
         without.as_object_mut().unwrap().remove("skip_me");
         assert_eq!(to_vec_of_without(&s, "skip_me").unwrap(), to_vec(&without));
+    }
+
+    #[test]
+    fn every_character_is_escaped_as_serde_json_does_wherever_it_falls() {
+        for c in (0u8..0x80).map(char::from).chain(['é', '\u{2028}', '\u{1f600}']) {
+            for at in 0..17 {
+                let mut text: String = "abcdefghijklmnopq".into();
+                text.replace_range(at..at + 1, c.encode_utf8(&mut [0; 4]));
+                let mut out = Vec::new();
+                write_string(&text, &mut out);
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&text).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

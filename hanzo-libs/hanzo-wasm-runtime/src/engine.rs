@@ -171,6 +171,10 @@ struct TickerShared {
     engines: Mutex<Vec<Engine>>,
     running: AtomicUsize,
     stop: AtomicBool,
+    /// Set while the thread is parked with no guest running, the only time `enter`
+    /// must wake it: waking a thread is a system call and, in a VM, an interrupt to
+    /// another core, which jobs that follow one another should not each pay.
+    idle: AtomicBool,
 }
 
 impl Ticker {
@@ -179,6 +183,7 @@ impl Ticker {
             engines: Mutex::new(Vec::new()),
             running: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            idle: AtomicBool::new(false),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
@@ -192,11 +197,21 @@ impl Ticker {
                         idle_ticks = 0;
                     }
                     if idle_ticks > LINGER_TICKS {
-                        // Idle: no guest to interrupt. `enter` unparks us.
-                        std::thread::park_timeout(Duration::from_millis(100));
+                        // Idle: no guest to interrupt. `enter` unparks us. The flag
+                        // goes up before `running` is read again, and `enter` bumps
+                        // `running` before it reads the flag (both SeqCst), so one of
+                        // the two always sees the other: no guest starts unticked.
+                        s.idle.store(true, Ordering::SeqCst);
+                        if s.running.load(Ordering::SeqCst) == 0 {
+                            std::thread::park_timeout(Duration::from_millis(100));
+                        }
+                        s.idle.store(false, Ordering::SeqCst);
                         continue;
                     }
-                    std::thread::sleep(EPOCH_TICK);
+                    // Parked rather than asleep, so that dropping the runtime (a
+                    // one-shot command's exit) need not wait out the tick. An early
+                    // wake only makes one tick short.
+                    std::thread::park_timeout(EPOCH_TICK);
                     for e in s.engines.lock().unwrap_or_else(|p| p.into_inner()).iter() {
                         e.increment_epoch();
                     }
@@ -219,7 +234,8 @@ impl Ticker {
 
     /// Marks a guest as running until the guard drops.
     pub(crate) fn enter(&self) -> RunningGuard<'_> {
-        if self.shared.running.fetch_add(1, Ordering::AcqRel) == 0
+        if self.shared.running.fetch_add(1, Ordering::SeqCst) == 0
+            && self.shared.idle.load(Ordering::SeqCst)
             && let Some(t) = &self.thread
         {
             t.thread().unpark();

@@ -134,6 +134,8 @@ pub struct WasmRuntime {
     /// the file.
     path_digests: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
     compilations: AtomicU64,
+    /// [`Runtime::context_version`].
+    context_version: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +168,10 @@ impl WasmRuntime {
         let standard = ProfileEngine::new(Profile::Standard, &options.config)?;
         let ticker = Ticker::start();
         ticker.add(&standard.engine);
+        let context_version = format!(
+            "wasmtime {WASMTIME_VERSION}; deterministic profile {DETERMINISTIC_PROFILE_VERSION}; stack {} KiB",
+            options.config.max_stack_kb
+        );
         let rt = WasmRuntime {
             store,
             permits: Semaphore::new(options.config.max_instances as usize),
@@ -183,6 +189,7 @@ impl WasmRuntime {
             )),
             path_digests: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
+            context_version,
         };
         // A store over its quota (a lowered modules_max_mb) is brought under it now.
         rt.prune(None);
@@ -663,10 +670,8 @@ impl Runtime for WasmRuntime {
     /// The engine, the profile and the one setting of this node that changes what a
     /// module can do: its stack (a deep recursion traps on a smaller one).
     fn context_version(&self) -> String {
-        format!(
-            "wasmtime {WASMTIME_VERSION}; deterministic profile {DETERMINISTIC_PROFILE_VERSION}; stack {} KiB",
-            self.config.max_stack_kb
-        )
+        // Formatted once: it is asked for on every receipt.
+        self.context_version.clone()
     }
 
     fn capabilities(&self) -> Capabilities {
