@@ -49,6 +49,47 @@ pub fn to_vec_of_without<T: Serialize + ?Sized>(value: &T, skip: &str) -> Result
     Ok(out)
 }
 
+/// An object written field by field by code that knows its keys, given in canonical
+/// order (ASCII keys in byte order; checked in debug builds). Faster than
+/// [`to_vec_of`] for a struct on a hot path, which would sort its fields each time.
+pub struct SortedObject<'a> {
+    out: &'a mut Vec<u8>,
+    last: Option<&'static str>,
+}
+
+impl<'a> SortedObject<'a> {
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        SortedObject { out, last: None }
+    }
+
+    /// Writes `"key":value`; `key` must sort after the previous one.
+    pub fn field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), CanonicalError> {
+        debug_assert!(
+            key.is_ascii() && self.last.is_none_or(|l| l < key),
+            "{key} given out of canonical order"
+        );
+        if self.last.is_some() {
+            self.out.push(b',');
+        }
+        self.last = Some(key);
+        write_string(key, self.out);
+        self.out.push(b':');
+        value.serialize(Canon {
+            out: self.out,
+            skip: None,
+        })
+    }
+
+    pub fn finish(self) {
+        self.out.push(b'}');
+    }
+}
+
 /// Why a value has no canonical JSON form: what serde_json's `to_value` refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

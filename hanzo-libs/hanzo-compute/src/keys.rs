@@ -119,7 +119,7 @@ impl NodeKey {
 
     /// Signs `message`, returning the signature in hex.
     pub fn sign_hex(&self, message: &[u8]) -> String {
-        hex::encode(self.signing.sign(message).to_bytes())
+        crate::receipt::to_hex(&self.signing.sign(message).to_bytes())
     }
 }
 

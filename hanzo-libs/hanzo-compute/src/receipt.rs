@@ -21,7 +21,20 @@ pub const RECEIPT_VERSION: u32 = 2;
 
 /// sha256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    to_hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of `bytes`, as `hex::encode` writes it, by table: a receipt
+/// writes four of these, and the `hex` crate's char-by-char iterator cost more
+/// than the sha256 they encode.
+pub fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = Vec::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize]);
+        out.push(DIGITS[(b & 0xf) as usize]);
+    }
+    String::from_utf8(out).expect("hex digits are ASCII")
 }
 
 /// sha256 of the canonical JSON of `value`, lower-case hex.
@@ -202,7 +215,38 @@ impl<'a> ExecutionContext<'a> {
 
     /// sha256 (hex) of its canonical JSON.
     pub fn hash(&self) -> String {
-        sha256_hex(&canonical::to_vec_of(self).expect("a context always serialises"))
+        sha256_hex(&self.canonical().expect("a context always serialises"))
+    }
+
+    /// Its canonical JSON, written field by field in canonical order (a hash per
+    /// receipt; `the_bytes_signed_are_the_canonical_json_verify_checks` holds it to
+    /// the generic form).
+    fn canonical(&self) -> Result<Vec<u8>, canonical::CanonicalError> {
+        // Every field by name, so a new one cannot be left out unnoticed.
+        let ExecutionContext {
+            runtime,
+            runtime_version,
+            function,
+            tool_job_id,
+            env,
+            network,
+            mounts,
+            limits,
+            deterministic,
+        } = self;
+        let mut out = Vec::with_capacity(512);
+        let mut o = canonical::SortedObject::new(&mut out);
+        o.field("deterministic", deterministic)?;
+        o.field("env", env)?;
+        o.field("function", function)?;
+        o.field("limits", limits)?;
+        o.field("mounts", mounts)?;
+        o.field("network", network)?;
+        o.field("runtime", runtime)?;
+        o.field("runtime_version", runtime_version)?;
+        o.field("tool_job_id", tool_job_id)?;
+        o.finish();
+        Ok(out)
     }
 }
 
@@ -245,11 +289,68 @@ impl Receipt {
     pub fn sign_with(&mut self, key: &NodeKey) -> Result<(), ComputeError> {
         self.node_id = key.id().to_string();
         self.signature = String::new();
-        // The same bytes as `signed_bytes(&self.to_value())`, which `verify` checks,
-        // written without building the JSON tree.
-        let bytes = canonical::to_vec_of_without(&*self, "signature").map_err(ComputeError::internal)?;
+        let bytes = self.signed_bytes().map_err(ComputeError::internal)?;
         self.signature = key.sign_hex(&bytes);
         Ok(())
+    }
+
+    /// The bytes signed: the same as `signed_bytes(&self.to_value())`, which `verify`
+    /// checks, written field by field in canonical order without building the JSON
+    /// tree (that tree and its sorting were most of a receipt's cost besides the
+    /// signature itself).
+    fn signed_bytes(&self) -> Result<Vec<u8>, canonical::CanonicalError> {
+        // Every field by name, so a new one cannot be left out unnoticed.
+        let Receipt {
+            version,
+            job_id,
+            runtime,
+            function,
+            code_hash,
+            input_hash,
+            output_hash,
+            status,
+            error,
+            usage,
+            limits,
+            deterministic,
+            started_at,
+            finished_at,
+            context_hash,
+            runtime_version,
+            nonce,
+            node_id,
+            signature: _,
+        } = self;
+        let mut out = Vec::with_capacity(1024);
+        let mut o = canonical::SortedObject::new(&mut out);
+        o.field("code_hash", code_hash)?;
+        // The three version 2 fields are left out when absent (serde's
+        // `skip_serializing_if`), as `to_value` leaves them out.
+        if let Some(c) = context_hash {
+            o.field("context_hash", c)?;
+        }
+        o.field("deterministic", deterministic)?;
+        o.field("error", error)?;
+        o.field("finished_at", finished_at)?;
+        o.field("function", function)?;
+        o.field("input_hash", input_hash)?;
+        o.field("job_id", job_id)?;
+        o.field("limits", limits)?;
+        o.field("node_id", node_id)?;
+        if let Some(n) = nonce {
+            o.field("nonce", n)?;
+        }
+        o.field("output_hash", output_hash)?;
+        o.field("runtime", runtime)?;
+        if let Some(v) = runtime_version {
+            o.field("runtime_version", v)?;
+        }
+        o.field("started_at", started_at)?;
+        o.field("status", status)?;
+        o.field("usage", usage)?;
+        o.field("version", version)?;
+        o.finish();
+        Ok(out)
     }
 
     /// This receipt as JSON.
@@ -550,6 +651,13 @@ mod tests {
     }
 
     #[test]
+    fn hex_is_the_hex_crates() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(to_hex(&bytes), hex::encode(&bytes));
+        assert_eq!(to_hex(&[]), "");
+    }
+
+    #[test]
     fn the_bytes_signed_are_the_canonical_json_verify_checks() {
         let key = NodeKey::generate().unwrap();
         let mut failed = sample(&key);
@@ -562,13 +670,23 @@ mod tests {
         failed.nonce = None;
         failed.usage.fuel_consumed = None;
         failed.limits.fuel = Some(u64::MAX);
-        for r in [sample(&key), failed] {
-            let direct = canonical::to_vec_of_without(&r, "signature").unwrap();
-            assert_eq!(direct, signed_bytes(&r.to_value()).unwrap());
+        let mut v1 = sample(&key);
+        (v1.context_hash, v1.runtime_version) = (None, None);
+        for r in [sample(&key), failed, v1] {
+            let generic = signed_bytes(&r.to_value()).unwrap();
+            assert_eq!(canonical::to_vec_of_without(&r, "signature").unwrap(), generic);
+            assert_eq!(r.signed_bytes().unwrap(), generic);
         }
         let mut spec = crate::JobSpec::new(RuntimeKind::Wasm, "m.wasm");
         for (k, v) in [("Z", "1"), ("\u{fb01}", "x"), ("\u{1f600}", "y")] {
             spec.env.insert(k.into(), v.into());
+        }
+        for (guest, writable) in [("/out", true), ("/in", false)] {
+            spec.mounts.push(crate::Mount {
+                host: "/srv".into(),
+                guest: guest.into(),
+                writable,
+            });
         }
         let ctx = ExecutionContext::of(&spec, "run", "job", "v1");
         assert_eq!(
@@ -576,6 +694,7 @@ mod tests {
             hash_json(&serde_json::to_value(&ctx).unwrap()),
             "the context's direct canonical form"
         );
+        assert_eq!(ctx.canonical().unwrap(), canonical::to_vec_of(&ctx).unwrap());
     }
 
     #[test]

@@ -225,7 +225,7 @@ pub fn new_job_id() -> String {
     b[..8].copy_from_slice(&(ms << 16).to_be_bytes());
     b[6..14].copy_from_slice(&splitmix64(base.wrapping_add(n)).to_be_bytes());
     b[14..].copy_from_slice(&seed[8..]);
-    hex::encode(b)
+    crate::receipt::to_hex(&b)
 }
 
 /// SplitMix64's output function: a bijection on u64 that spreads consecutive inputs
