@@ -25,9 +25,9 @@ pub struct Floor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pool {
     /// Our runtime's settings (hanzo-wasm-runtime engine.rs): the first 2 MiB of each
-    /// memory and table kept resident, and the pages a guest wrote found with
-    /// `PAGEMAP_SCAN` and reset in place.
-    Ours,
+    /// memory and table kept resident, and (`true`, as our runtime decided: no swap)
+    /// the pages a guest wrote found with `PAGEMAP_SCAN` and reset in place.
+    Ours(bool),
     /// wasmtime's defaults: nothing kept resident, so a finished instance's pages go
     /// back to the kernel with `madvise`.
     Defaults,
@@ -39,10 +39,12 @@ impl Floor {
         // The same allocation strategy as ours, so the comparison isolates what we
         // add on top rather than mmap-per-instance costs.
         let mut pool = PoolingAllocationConfig::default();
-        if pool_settings == Pool::Ours {
+        if let Pool::Ours(scan) = pool_settings {
             pool.linear_memory_keep_resident(KEEP_RESIDENT);
             pool.table_keep_resident(KEEP_RESIDENT);
-            pool.pagemap_scan(wasmtime::Enabled::Auto);
+            if scan {
+                pool.pagemap_scan(wasmtime::Enabled::Auto);
+            }
         }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)

@@ -134,7 +134,7 @@ fn run(args: Args) -> Result<()> {
     let compute = Arc::new(compute_over(&key, &rt));
     let spec = spec(&sha, &params);
     let job = Job::new(spec.clone());
-    let floor = floor::Floor::new(&echo, floor::Pool::Ours)?;
+    let floor = floor::Floor::new(&echo, floor::Pool::Ours(rt.pagemap_scan()))?;
     let defaults = floor::Floor::new(&echo, floor::Pool::Defaults)?;
     let mut reused = floor.reused(FUNCTION)?;
     let mut plugin = extism::Plugin::new(&extism_wasm, [], true).context("loading the Extism plugin")?;
@@ -387,6 +387,7 @@ fn run(args: Args) -> Result<()> {
             cold_runs: args.cold_runs,
             pooling,
             keep_resident: floor::KEEP_RESIDENT,
+            pagemap_scan: rt.pagemap_scan(),
         },
         signed,
         unsigned,

@@ -17,6 +17,8 @@ pub struct Method {
     pub cold_runs: usize,
     pub pooling: bool,
     pub keep_resident: usize,
+    /// Whether our runtime (and so the floor) resets slots with `PAGEMAP_SCAN`.
+    pub pagemap_scan: bool,
 }
 
 /// Executions per second.
@@ -147,10 +149,12 @@ pub fn render(r: &Results) -> String {
         m.rounds,
         if m.pooling { "yes" } else { "**no** (fell back)" },
         m.keep_resident >> 20,
-        if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
-            "available"
+        if m.pagemap_scan {
+            "yes"
+        } else if wasmtime::PoolingAllocationConfig::is_pagemap_scan_available() {
+            "**no**: swap is on, so all kept-resident bytes are reset"
         } else {
-            "**not available** on this kernel, so all kept-resident bytes are reset"
+            "**no**: not available on this kernel, so all kept-resident bytes are reset"
         },
         r.elapsed.as_secs_f64()
     ));

@@ -126,7 +126,7 @@ pub fn compile_main(args: Vec<OsString>) -> i32 {
     // Functions compile in parallel, as in-process compilation always did: a large
     // module (a Go program: thousands of functions) compiles several times faster, and
     // the job's deadline bounds the whole. One huge function gains nothing from it.
-    let config = engine_config(args.profile, &args.config, false);
+    let config = engine_config(args.profile, &args.config, false, false);
     let engine = match wasmtime::Engine::new(&config) {
         Ok(e) => e,
         Err(e) => {

@@ -81,7 +81,7 @@ pub(crate) struct ProfileEngine {
 /// The engine configuration of `profile`. Everything that shapes machine code is set
 /// here, so the compiler subprocess (which builds its engine without `pooling`) makes
 /// artifacts this process's engine accepts.
-pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -> Config {
+pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool, pagemap_scan: bool) -> Config {
     let mut c = Config::new();
     // Timeouts and cancellation: epoch checks are a load and compare on loop
     // back-edges and function entries, so a loop with no calls still ends.
@@ -121,21 +121,30 @@ pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool) -
         // that memset was most of a call (35.6 µs, against 13.4 µs with the scan).
         // Linux 6.7's PAGEMAP_SCAN names the pages the guest actually wrote, and only
         // those are reset. On older kernels `Auto` falls back to the memset.
-        pool.pagemap_scan(wasmtime::Enabled::Auto);
+        //
+        // Only without swap: wasmtime 49 looks for pages both written and present, so
+        // a page the guest wrote that the kernel swapped out before the slot's reset is
+        // neither reset nor dropped, and the next job in the slot would read the last
+        // one's data (wasmtime PR #14357, open). `pagemap_scan` is false when swap is
+        // on (see `swap_enabled`), and the runtime stops taking WASM jobs if swap is
+        // turned on while it runs with the scan.
+        if pagemap_scan {
+            pool.pagemap_scan(wasmtime::Enabled::Auto);
+        }
         c.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     c
 }
 
 impl ProfileEngine {
-    pub(crate) fn new(profile: Profile, cfg: &WasmConfig) -> Result<Self, ComputeError> {
+    pub(crate) fn new(profile: Profile, cfg: &WasmConfig, pagemap_scan: bool) -> Result<Self, ComputeError> {
         // The pooling allocator reserves address space for every slot up front. Some
         // hosts cap virtual memory (ulimit -v, some containers); there the node falls
         // back to allocating per instance rather than refusing to start.
-        let (engine, pooling) = match Engine::new(&engine_config(profile, cfg, true)) {
+        let (engine, pooling) = match Engine::new(&engine_config(profile, cfg, true, pagemap_scan)) {
             Ok(e) => (e, true),
             Err(_) => (
-                Engine::new(&engine_config(profile, cfg, false))
+                Engine::new(&engine_config(profile, cfg, false, false))
                     .map_err(|e| ComputeError::internal(format!("cannot create the wasm engine: {e}")))?,
                 false,
             ),
@@ -171,6 +180,11 @@ struct TickerShared {
     engines: Mutex<Vec<Engine>>,
     running: AtomicUsize,
     stop: AtomicBool,
+    /// Whether to watch for swap being turned on (the engines reset slots with
+    /// `PAGEMAP_SCAN`, which is only safe without swap).
+    watch_swap: bool,
+    /// Swap was seen turned on while the engines reset slots with `PAGEMAP_SCAN`.
+    swap_appeared: AtomicBool,
     /// Set while the thread is parked with no guest running, the only time `enter`
     /// must wake it: waking a thread is a system call and, in a VM, an interrupt to
     /// another core, which jobs that follow one another should not each pay.
@@ -178,8 +192,12 @@ struct TickerShared {
 }
 
 impl Ticker {
-    pub(crate) fn start() -> Self {
+    /// `watch_swap`: check for swap being turned on when the thread wakes from idle
+    /// and every second while it ticks.
+    pub(crate) fn start(watch_swap: bool) -> Self {
         let shared = Arc::new(TickerShared {
+            watch_swap,
+            swap_appeared: AtomicBool::new(false),
             engines: Mutex::new(Vec::new()),
             running: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
@@ -189,12 +207,17 @@ impl Ticker {
         let thread = std::thread::Builder::new()
             .name("hanzo-wasm-epoch".into())
             .spawn(move || {
-                let mut idle_ticks = 0;
+                let mut idle_ticks: u32 = 0;
+                let mut ticks: u32 = 0;
                 while !s.stop.load(Ordering::Acquire) {
                     if s.running.load(Ordering::Acquire) == 0 {
-                        idle_ticks += 1;
+                        idle_ticks = idle_ticks.saturating_add(1);
                     } else {
                         idle_ticks = 0;
+                    }
+                    ticks = ticks.wrapping_add(1);
+                    if s.watch_swap && ticks.is_multiple_of(SWAP_CHECK_TICKS) {
+                        s.check_swap();
                     }
                     if idle_ticks > LINGER_TICKS {
                         // Idle: no guest to interrupt. `enter` unparks us. The flag
@@ -206,6 +229,9 @@ impl Ticker {
                             std::thread::park_timeout(Duration::from_millis(100));
                         }
                         s.idle.store(false, Ordering::SeqCst);
+                        if s.watch_swap && s.running.load(Ordering::Acquire) > 0 {
+                            s.check_swap();
+                        }
                         continue;
                     }
                     // Parked rather than asleep, so that dropping the runtime (a
@@ -222,6 +248,11 @@ impl Ticker {
             shared,
             thread: Some(thread),
         }
+    }
+
+    /// Whether swap was turned on while the engines reset slots with `PAGEMAP_SCAN`.
+    pub(crate) fn swap_appeared(&self) -> bool {
+        self.shared.swap_appeared.load(Ordering::Acquire)
     }
 
     pub(crate) fn add(&self, engine: &Engine) {
@@ -244,6 +275,32 @@ impl Ticker {
     }
 }
 
+impl TickerShared {
+    fn check_swap(&self) {
+        if !self.swap_appeared.load(Ordering::Relaxed) && swap_enabled() {
+            self.swap_appeared.store(true, Ordering::Release);
+        }
+    }
+}
+
+/// How often (in ticks, while guests run) the ticker checks for swap.
+const SWAP_CHECK_TICKS: u32 = 1000;
+
+/// Whether the kernel may swap this process's memory out: `/proc/swaps` lists a
+/// swap device or file (zram and zswap's backing included). Unreadable on Linux
+/// counts as yes; elsewhere there is no `PAGEMAP_SCAN` to worry about.
+pub(crate) fn swap_enabled() -> bool {
+    match std::fs::read_to_string("/proc/swaps") {
+        Ok(text) => swaps_listed(&text),
+        Err(_) => cfg!(target_os = "linux"),
+    }
+}
+
+/// Whether `/proc/swaps` text lists any swap area (its first line is a header).
+fn swaps_listed(text: &str) -> bool {
+    text.lines().skip(1).any(|l| !l.trim().is_empty())
+}
+
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -262,5 +319,21 @@ pub(crate) struct RunningGuard<'a> {
 impl Drop for RunningGuard<'_> {
     fn drop(&mut self) {
         self.ticker.shared.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::swaps_listed;
+
+    #[test]
+    fn swap_areas_are_read_from_proc_swaps() {
+        let header = "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n";
+        assert!(!swaps_listed(header));
+        assert!(!swaps_listed(""));
+        assert!(swaps_listed(&format!(
+            "{header}/dev/zram0 partition 4194300 0 100\n"
+        )));
+        assert!(swaps_listed(&format!("{header}/swapfile file 2097148 1024 -2\n")));
     }
 }

@@ -136,6 +136,8 @@ pub struct WasmRuntime {
     compilations: AtomicU64,
     /// [`Runtime::context_version`].
     context_version: String,
+    /// Whether the engines reset slots with `PAGEMAP_SCAN` (no swap at start).
+    pagemap_scan: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,8 +167,11 @@ impl WasmRuntime {
     pub fn new(options: WasmOptions) -> Result<Self, ComputeError> {
         let store = ModuleStore::open(&options.module_dir)?
             .with_quota(options.modules_max_mb.saturating_mul(1 << 20));
-        let standard = ProfileEngine::new(Profile::Standard, &options.config)?;
-        let ticker = Ticker::start();
+        // Slots are reset with PAGEMAP_SCAN only where no swap can take a page the
+        // guest wrote out from under the reset (engine.rs).
+        let pagemap_scan = !engine::swap_enabled();
+        let standard = ProfileEngine::new(Profile::Standard, &options.config, pagemap_scan)?;
+        let ticker = Ticker::start(pagemap_scan);
         ticker.add(&standard.engine);
         let context_version = format!(
             "wasmtime {WASMTIME_VERSION}; deterministic profile {DETERMINISTIC_PROFILE_VERSION}; stack {} KiB",
@@ -190,6 +195,7 @@ impl WasmRuntime {
             path_digests: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
             context_version,
+            pagemap_scan,
         };
         // A store over its quota (a lowered modules_max_mb) is brought under it now.
         rt.prune(None);
@@ -287,6 +293,13 @@ impl WasmRuntime {
         self.standard.pooling
     }
 
+    /// Whether finished instances' slots are reset with `PAGEMAP_SCAN` (only the pages
+    /// the guest wrote): on Linux 6.7 and later, and only when the node started
+    /// without swap.
+    pub fn pagemap_scan(&self) -> bool {
+        self.pagemap_scan && wasmtime::PoolingAllocationConfig::is_pagemap_scan_available()
+    }
+
     fn engine(&self, profile: Profile) -> Result<&ProfileEngine, ComputeError> {
         let cell = match profile {
             Profile::Standard => return Ok(&self.standard),
@@ -298,7 +311,7 @@ impl WasmRuntime {
         }
         let _guard = self.lazy_init.lock().unwrap_or_else(|p| p.into_inner());
         if cell.get().is_none() {
-            let e = ProfileEngine::new(profile, &self.config)?;
+            let e = ProfileEngine::new(profile, &self.config, self.pagemap_scan)?;
             self.ticker.add(&e.engine);
             let _ = cell.set(e);
         }
@@ -572,6 +585,18 @@ impl WasmRuntime {
         if let Err(e) = self.check_spec(spec) {
             return Execution::rejected(spec, e);
         }
+        if self.ticker.swap_appeared() {
+            // A page a guest wrote could now be swapped out before its slot's reset,
+            // and the next job in the slot would read it (engine.rs).
+            return Execution::rejected(
+                spec,
+                ComputeError::Unavailable(
+                    "swap was turned on while the node ran, and the WASM runtime resets instances in a way \
+                     that is only safe without swap; restart the node (it then resets them another way)"
+                        .into(),
+                ),
+            );
+        }
         let profile = if spec.deterministic {
             Profile::Deterministic
         } else if spec.limits.fuel.is_some() || self.config.fuel_metering == FuelMetering::Always {
@@ -730,6 +755,16 @@ impl Runtime for WasmRuntime {
         let mut h = Health::ok(format!("wasmtime {WASMTIME_VERSION}"));
         if !self.standard.pooling {
             h.detail = Some("pooling allocator unavailable on this host; allocating per instance".into());
+        } else if !self.pagemap_scan {
+            h.detail = Some(
+                "swap is on: finished instances are reset by clearing all kept-resident memory (slower)"
+                    .into(),
+            );
+        }
+        if self.ticker.swap_appeared() {
+            h.available = false;
+            h.detail =
+                Some("swap was turned on while the node ran; restart the node to run WASM jobs".into());
         }
         h
     }

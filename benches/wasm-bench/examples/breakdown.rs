@@ -1,0 +1,226 @@
+//! Where a fresh instance's time goes: the step-by-step figures behind BENCHMARKS.md
+//! ("WASM hot path"), which the benchmark's whole-call rows cannot show.
+//!
+//! ```text
+//! cargo build --release -p echo --target wasm32-wasip1
+//! cargo run --release -p wasm-bench --example breakdown -- target/wasm32-wasip1/release/echo.wasm [steps|receipt|ours|signed]
+//! ```
+//!
+//! - `steps` (the default): bare wasmtime, one fresh instance per call under three
+//!   pool settings (wasmtime's defaults; 2 MiB kept resident; the same with
+//!   `PAGEMAP_SCAN`) and with fuel metering, each step timed on its own.
+//! - `receipt`: the parts of a receipt (hashes, the context hash, the signed bytes,
+//!   the signature).
+//! - `ours` / `signed`: our runtime's unsigned or signed call in a loop for 5 s, to
+//!   run under `perf record` (build with `--profile bench` for symbols).
+
+use anyhow::{Context, Result};
+use hanzo_compute::receipt::{ExecutionContext, Receipt, ReceiptBody, hash_json, sha256_hex, timestamp};
+use hanzo_compute::{Compute, Job, JobSpec, NodeKey, RuntimeKind, Signing, Usage};
+use hanzo_wasm_runtime::{WasmOptions, WasmRuntime};
+use serde_json::Value;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig, Store,
+};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+/// The benchmark's params (main.rs).
+const PARAMS: &str =
+    r#"{"user":"alice","action":"score","values":[1,2,3,4,5],"note":"a hundred bytes of params roughly"}"#;
+const CALLS: usize = 20_000;
+const WARMUP: usize = 2_000;
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let path = args
+        .next()
+        .context("usage: breakdown ECHO_WASM [steps|receipt|ours|signed]")?;
+    let wasm = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
+    match args.next().as_deref().unwrap_or("steps") {
+        "steps" => steps(&wasm),
+        "receipt" => receipt(),
+        "ours" => ours(&wasm, Signing::Off),
+        "signed" => ours(&wasm, Signing::On),
+        other => anyhow::bail!("unknown mode {other} (steps, receipt, ours or signed)"),
+    }
+}
+
+fn print(label: &str, mut ns: Vec<u64>) {
+    ns.sort_unstable();
+    let at = |q: usize| ns[(ns.len() * q / 100).min(ns.len() - 1)] as f64 / 1e3;
+    println!("{label:48} p50 {:7.2} µs   p99 {:7.2} µs", at(50), at(99));
+}
+
+/// Times `f` CALLS times after WARMUP untimed calls.
+fn time(label: &str, mut f: impl FnMut()) {
+    for _ in 0..WARMUP {
+        f();
+    }
+    let mut ns = Vec::with_capacity(CALLS);
+    for _ in 0..CALLS {
+        let t = Instant::now();
+        f();
+        ns.push(t.elapsed().as_nanos() as u64);
+    }
+    print(label, ns);
+}
+
+fn steps(wasm: &[u8]) -> Result<()> {
+    let setups = [
+        ("wasmtime's default pool settings", 0, false, false),
+        ("2 MiB kept resident", 2 << 20, false, false),
+        (
+            "2 MiB kept resident + PAGEMAP_SCAN (ours, without swap)",
+            2 << 20,
+            true,
+            false,
+        ),
+        ("ours + fuel metering and epochs", 2 << 20, true, true),
+    ];
+    for (name, keep, scan, metered) in setups {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.linear_memory_keep_resident(keep);
+        pool.table_keep_resident(keep);
+        if scan {
+            pool.pagemap_scan(Enabled::Auto);
+        }
+        let mut config = Config::new();
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        config.consume_fuel(metered);
+        config.epoch_interruption(metered);
+        let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+        let module = Module::new(&engine, wasm).map_err(anyhow::Error::from)?;
+        let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |c| c)?;
+        let pre = linker.instantiate_pre(&module)?;
+        let len = PARAMS.len() as i32;
+        const STEPS: [&str; 6] = [
+            "WASI context",
+            "Store::new",
+            "instantiate",
+            "exports looked up by name",
+            "the guest's code (alloc, write, run)",
+            "drop (the slot's reset)",
+        ];
+        let mut ns: [Vec<u64>; 7] = Default::default();
+        for i in 0..CALLS + WARMUP {
+            let t0 = Instant::now();
+            let ctx = WasiCtxBuilder::new().build_p1();
+            let t1 = Instant::now();
+            let mut store = Store::new(&engine, ctx);
+            if metered {
+                store.set_fuel(u64::MAX)?;
+                store.set_epoch_deadline(u64::MAX / 2);
+            }
+            let t2 = Instant::now();
+            let instance = pre.instantiate(&mut store)?;
+            let t3 = Instant::now();
+            let memory = instance.get_memory(&mut store, "memory").context("no memory")?;
+            let alloc = instance.get_typed_func::<i32, i32>(&mut store, "hanzo_alloc")?;
+            let run = instance.get_typed_func::<(i32, i32), i64>(&mut store, "run")?;
+            let t4 = Instant::now();
+            let ptr = alloc.call(&mut store, len)?;
+            memory.write(&mut store, ptr as u32 as usize, PARAMS.as_bytes())?;
+            black_box(run.call(&mut store, (ptr, len))?);
+            let t5 = Instant::now();
+            drop(store);
+            let t6 = Instant::now();
+            if i >= WARMUP {
+                let t = [t0, t1, t2, t3, t4, t5, t6];
+                for s in 0..6 {
+                    ns[s].push((t[s + 1] - t[s]).as_nanos() as u64);
+                }
+                ns[6].push((t6 - t0).as_nanos() as u64);
+            }
+        }
+        println!("{name}:");
+        let [a, b, c, d, e, f, total] = ns;
+        for (label, v) in STEPS.iter().zip([a, b, c, d, e, f]) {
+            print(&format!("  {label}"), v);
+        }
+        print("  whole call", total);
+    }
+    Ok(())
+}
+
+fn receipt() -> Result<()> {
+    let key = NodeKey::generate()?;
+    let params: Value = serde_json::from_str(PARAMS)?;
+    let spec = JobSpec::new(RuntimeKind::Wasm, format!("sha256:{}", "a".repeat(64)))
+        .function("run")
+        .params(params.clone());
+    let job = Job::new(spec.clone());
+    let version = "wasmtime 49; deterministic profile 1; stack 512 KiB".to_string();
+    time("new job id", || {
+        black_box(hanzo_compute::new_job_id());
+    });
+    time("hash_json(params)", || {
+        black_box(hash_json(&params));
+    });
+    time("sha256_hex of 97 bytes", || {
+        black_box(sha256_hex(PARAMS.as_bytes()));
+    });
+    time("context hash", || {
+        black_box(ExecutionContext::of(&job.spec, "run", job.tool_job_id(), &version).hash());
+    });
+    time("timestamp", || {
+        black_box(timestamp(SystemTime::now()));
+    });
+    let body = || ReceiptBody {
+        job_id: job.id.clone(),
+        runtime: RuntimeKind::Wasm,
+        function: "run".into(),
+        code_hash: "a".repeat(64),
+        input_hash: hash_json(&params),
+        result: Ok(hash_json(&params)),
+        usage: Usage::default(),
+        limits: job.spec.limits.clone(),
+        deterministic: false,
+        started_at: SystemTime::now(),
+        finished_at: SystemTime::now(),
+        context_hash: "b".repeat(64),
+        runtime_version: version.clone(),
+        nonce: None,
+    };
+    let signed = Receipt::sign(body(), &key)?;
+    let bytes = serde_json::to_vec(&signed.to_value())?;
+    time("Receipt::sign (whole)", || {
+        black_box(Receipt::sign(body(), &key).expect("signs"));
+    });
+    time("one signature (NodeKey::sign_hex)", || {
+        black_box(key.sign_hex(&bytes));
+    });
+    Ok(())
+}
+
+fn ours(wasm: &[u8], signing: Signing) -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let options = WasmOptions::new(data.path(), hanzo_compute::config::WasmConfig::default());
+    let rt = Arc::new(WasmRuntime::new(options)?);
+    let sha = rt.add_module(wasm)?;
+    let mut compute = Compute::new(Arc::new(NodeKey::generate()?));
+    compute.register(rt.clone());
+    let spec = JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}"))
+        .function("run")
+        .params(serde_json::from_str(PARAMS)?);
+    let job = Job::new(spec);
+    let ct = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    ct.block_on(async {
+        let end = Instant::now() + Duration::from_secs(5);
+        let mut ns = Vec::new();
+        while Instant::now() < end {
+            let t = Instant::now();
+            let out = compute.run_job(&job, signing).await;
+            ns.push(t.elapsed().as_nanos() as u64);
+            anyhow::ensure!(out.result.is_ok(), "{:?}", out.result);
+        }
+        print("our call", ns);
+        Ok(())
+    })
+}
