@@ -677,6 +677,29 @@ impl ser::SerializeStructVariant for Object<'_> {
 /// and characters as their text; anything else is refused.
 struct KeySerializer;
 
+/// A float map key as serde_json's `to_value` writes it (finite ones only); rare
+/// enough to ask serde_json itself.
+fn float_key<F: Serialize>(v: &F) -> Result<String, CanonicalError> {
+    struct One<'a, F>(&'a F);
+    impl<F: Serialize> Serialize for One<'_, F> {
+        fn serialize<S: ser::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use ser::SerializeMap;
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry(self.0, &())?;
+            m.end()
+        }
+    }
+    match serde_json::to_value(One(v)) {
+        Ok(Value::Object(m)) => m
+            .into_iter()
+            .next()
+            .map(|(k, _)| k)
+            .ok_or_else(key_must_be_a_string),
+        Ok(_) => Err(key_must_be_a_string()),
+        Err(e) => Err(CanonicalError(e.to_string())),
+    }
+}
+
 fn key_must_be_a_string() -> CanonicalError {
     CanonicalError("key must be a string".into())
 }
@@ -725,11 +748,11 @@ impl ser::Serializer for KeySerializer {
     fn serialize_u128(self, v: u128) -> Result<String, CanonicalError> {
         Ok(v.to_string())
     }
-    fn serialize_f32(self, _v: f32) -> Result<String, CanonicalError> {
-        Err(key_must_be_a_string())
+    fn serialize_f32(self, v: f32) -> Result<String, CanonicalError> {
+        float_key(&v)
     }
-    fn serialize_f64(self, _v: f64) -> Result<String, CanonicalError> {
-        Err(key_must_be_a_string())
+    fn serialize_f64(self, v: f64) -> Result<String, CanonicalError> {
+        float_key(&v)
     }
     fn serialize_char(self, v: char) -> Result<String, CanonicalError> {
         Ok(v.to_string())
@@ -846,6 +869,21 @@ mod tests {
         assert_eq!(to_string(&json!("é\n\u{1f}\"/")), "\"é\\n\\u001f\\\"/\"");
     }
 
+    /// A float as a map key (serde_json accepts finite ones).
+    #[derive(PartialEq)]
+    struct FloatKey(f64);
+    impl Eq for FloatKey {}
+    impl std::hash::Hash for FloatKey {
+        fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+            self.0.to_bits().hash(h)
+        }
+    }
+    impl serde::Serialize for FloatKey {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_f64(self.0)
+        }
+    }
+
     #[test]
     fn serialising_directly_gives_the_bytes_of_the_value() {
         let values = [
@@ -888,6 +926,20 @@ mod tests {
             t: (i8, u128),
             skip_me: u8,
         }
+        let floats: std::collections::BTreeMap<String, std::collections::HashMap<u8, f64>> =
+            [("k".to_string(), [(1, 0.5)].into_iter().collect())]
+                .into_iter()
+                .collect();
+        assert_eq!(
+            to_vec_of(&floats).unwrap(),
+            to_vec(&serde_json::to_value(&floats).unwrap())
+        );
+        let float_keyed: Vec<std::collections::HashMap<FloatKey, u8>> =
+            vec![[(FloatKey(1.5), 1)].into_iter().collect()];
+        assert_eq!(
+            to_vec_of(&float_keyed).unwrap(),
+            to_vec(&serde_json::to_value(&float_keyed).unwrap())
+        );
         let s = S {
             z: vec![
                 E::Unit,

@@ -184,57 +184,39 @@ impl Job {
 }
 
 /// A fresh job id: 32 hex digits, the first 12 the milliseconds since the Unix epoch,
-/// the other 20 (80 bits) a per-process random seed mixed with a counter.
+/// the other 20 (80 bits) unpredictable.
 ///
 /// Ids made later sort later. The job store keeps unique indexes on job ids and on
 /// execution ids (made the same way): a random key lands on a random page of each
 /// index, and every such page is written to the WAL at the next commit, where a
 /// time-ordered key lands on the page the previous one did. A remote job writes
-/// three such keys on the submitter and two on the executor (BENCHMARKS.md). The
-/// last 80 bits keep ids unique: within a process by construction (the counter goes
-/// through a bijection), between processes by their random seeds. They cost no
-/// system call (getrandom per id was a tenth of a WASM job's bookkeeping). An id is
-/// no secret (the API's token is), and the time it shows is the job's `created_at`.
-/// Take a *suffix* of one for a short unique name: its prefix is shared by every id
-/// of the same minute.
+/// three such keys on the submitter and two on the executor (BENCHMARKS.md).
+///
+/// The last 80 bits are a keyed pseudo-random function (SipHash, the key drawn from
+/// the OS once per process) of a counter: no system call per id (`getrandom` per id
+/// was a tenth of a WASM job's bookkeeping), and still unpredictable to anyone who has
+/// seen other ids, which matters: a peer that could guess a node's next execution ids
+/// could claim them on other nodes first. An id is no secret (the API's token is),
+/// and the time it shows is the job's `created_at`. Take a *suffix* of one for a
+/// short unique name: its prefix is shared by every id of the same minute.
 pub fn new_job_id() -> String {
+    use std::hash::BuildHasher;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
-    static SEED: OnceLock<[u8; 10]> = OnceLock::new();
+    // std's `RandomState` keys SipHash-1-3 from the OS's random source.
+    static KEY: OnceLock<std::hash::RandomState> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let seed = SEED.get_or_init(|| {
-        let mut s = [0u8; 10];
-        // getrandom only fails on hosts with no entropy source at all; the time
-        // and the process id then stand in, unique enough for a local job there.
-        if getrandom::fill(&mut s).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_nanos() as u64;
-            s[..8].copy_from_slice(&(t ^ (u64::from(std::process::id()) << 40)).to_le_bytes());
-        }
-        s
-    });
+    let key = KEY.get_or_init(std::hash::RandomState::new);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default()
         .as_millis() as u64;
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let base = u64::from_le_bytes(seed[..8].try_into().expect("8 bytes"));
     let mut b = [0u8; 16];
     b[..8].copy_from_slice(&(ms << 16).to_be_bytes());
-    b[6..14].copy_from_slice(&splitmix64(base.wrapping_add(n)).to_be_bytes());
-    b[14..].copy_from_slice(&seed[8..]);
+    b[6..14].copy_from_slice(&key.hash_one((n, 0u8)).to_be_bytes());
+    b[14..].copy_from_slice(&key.hash_one((n, 1u8)).to_be_bytes()[..2]);
     crate::receipt::to_hex(&b)
-}
-
-/// SplitMix64's output function: a bijection on u64 that spreads consecutive inputs
-/// over the whole range.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What a runtime reports after running (or failing to run) a job.
@@ -344,7 +326,7 @@ mod tests {
         );
         let ms = u64::from_str_radix(&first[..12], 16).unwrap();
         assert!(ms >= before && ms < before + 60_000, "{first}: {ms} vs {before}");
-        // Many in the same millisecond: the counter behind the last 80 bits keeps them apart.
+        // Many in the same millisecond: 80 unpredictable bits keep them apart.
         let ids: HashSet<String> = (0..20_000).map(|_| new_job_id()).collect();
         assert_eq!(ids.len(), 20_000);
         std::thread::sleep(Duration::from_millis(2));

@@ -386,13 +386,27 @@ async fn offer_job(inner: &std::sync::Arc<Inner>, peer: PeerId, offer: Offer) ->
             reason: "malformed execution id".into(),
         };
     }
-    // An offer repeated after a lost reply: the same answer, never a second run.
-    if inner.executions.lock_map().contains_key(&offer.execution_id) {
-        return JobResponse::Accepted {
-            execution_id: offer.execution_id,
-            price: inner.options.price,
-            result: None,
-        };
+    // An offer repeated after a lost reply: the same answer, never a second run. Only
+    // to the peer that made it: an id is no secret, and another peer naming it must
+    // not be told its offer was taken (nor block the owner's).
+    let owner = inner
+        .executions
+        .lock_map()
+        .get(&offer.execution_id)
+        .map(|(owner, _)| *owner);
+    match owner {
+        Some(owner) if owner == peer => {
+            return JobResponse::Accepted {
+                execution_id: offer.execution_id,
+                price: inner.options.price,
+                result: None,
+            };
+        }
+        Some(_) => {
+            inner.net.report(peer, Conduct::Bad).await;
+            return declined("this execution id is another peer's");
+        }
+        None => {}
     }
     if offer.spec.len() > MAX_SPEC_BYTES {
         inner.net.report(peer, Conduct::Bad).await;

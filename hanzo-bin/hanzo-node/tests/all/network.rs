@@ -920,6 +920,57 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
     });
 }
 
+#[test]
+fn an_execution_id_is_answered_only_to_the_peer_that_offered_it() {
+    // Ids are no secret: a peer naming another's execution id must neither be told
+    // it was accepted nor take the id from its owner.
+    let node = Node::start(None, &[]);
+    let rt = peer_runtime();
+    rt.block_on(async {
+        use hanzo_network::{JobRequest, JobResponse, Offer};
+        let (owner, _owner_channels) = raw_peer(&node, [43; 32]).await;
+        let (other, _other_channels) = raw_peer(&node, [44; 32]).await;
+        let peer: hanzo_network::PeerId = node.peer_id.parse().unwrap();
+        let sha = hanzo_wasm_runtime::module_digest(CAT.as_bytes()).unwrap();
+        let spec = hanzo_compute::JobSpec::new(hanzo_compute::RuntimeKind::Wasm, format!("sha256:{sha}"));
+        let offer = Offer {
+            execution_id: "x-claimed-1".into(),
+            spec: serde_json::to_string(&spec).unwrap(),
+            code_bytes: CAT.len() as u64,
+            deadline_ms: 30_000,
+            file_ext: None,
+            image_id: None,
+            wait_ms: 0,
+            attempt: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let send = |from: hanzo_network::Client| {
+            let offer = offer.clone();
+            async move {
+                loop {
+                    match from.job(peer, JobRequest::Offer(offer.clone())).await {
+                        Ok(r) => break r,
+                        Err(e) if Instant::now() < deadline => {
+                            let _ = e;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        };
+        let first = send(owner.clone()).await;
+        assert!(matches!(first, JobResponse::Accepted { .. }), "{first:?}");
+        let stolen = send(other.clone()).await;
+        assert!(
+            matches!(&stolen, JobResponse::Declined { reason, busy: false } if reason.contains("another peer")),
+            "{stolen:?}"
+        );
+        let again = send(owner.clone()).await;
+        assert!(matches!(again, JobResponse::Accepted { .. }), "{again:?}");
+    });
+}
+
 /// A node in a network namespace of the test's own (a veth pair to the host, test
 /// addresses), for partitions: the link is cut and restored with `ip link`.
 struct Island {
