@@ -514,6 +514,42 @@ async fn await_result(
 }
 
 /// The peer id of a node key seed, as the node derives it.
+/// The offer of a WASM job on module `sha` with `params`, under `execution_id`.
+fn wasm_offer(execution_id: &str, sha: &str, params: Value, code_bytes: usize) -> hanzo_network::Offer {
+    let mut spec = hanzo_compute::JobSpec::new(hanzo_compute::RuntimeKind::Wasm, format!("sha256:{sha}"));
+    spec.params = params;
+    hanzo_network::Offer {
+        execution_id: execution_id.into(),
+        spec: serde_json::to_string(&spec).unwrap(),
+        code_bytes: code_bytes as u64,
+        deadline_ms: 30_000,
+        file_ext: None,
+        image_id: None,
+        wait_ms: 0,
+        attempt: None,
+    }
+}
+
+/// `offer` sent from `from` to `peer` until it is answered (the connection may still
+/// be coming up), or a panic at `deadline`.
+async fn offer_until_answered(
+    from: &hanzo_network::Client,
+    peer: hanzo_network::PeerId,
+    offer: &hanzo_network::Offer,
+    deadline: Instant,
+) -> hanzo_network::JobResponse {
+    loop {
+        match from
+            .job(peer, hanzo_network::JobRequest::Offer(offer.clone()))
+            .await
+        {
+            Ok(r) => return r,
+            Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
 fn hanzo_network_peer_id_of(seed: &[u8; 32]) -> String {
     hanzo_network::identity::keypair(*seed)
         .public()
@@ -854,7 +890,7 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
     let node = Node::start(None, &[]);
     let rt = peer_runtime();
     rt.block_on(async {
-        use hanzo_network::{ChunkResponse, Inbound, JobRequest, JobResponse, Offer};
+        use hanzo_network::{ChunkResponse, Inbound, JobResponse};
         let (liar, mut channels) = raw_peer(&node, [42; 32]).await;
         let sha = hanzo_wasm_runtime::module_digest(CAT.as_bytes()).unwrap();
         let other = sleep_wat(0).into_bytes();
@@ -872,29 +908,9 @@ fn a_module_whose_bytes_do_not_match_its_hash_is_refused() {
             }
         });
         let peer: hanzo_network::PeerId = node.peer_id.parse().unwrap();
-        let mut spec = hanzo_compute::JobSpec::new(hanzo_compute::RuntimeKind::Wasm, format!("sha256:{sha}"));
-        spec.params = json!({"a": 1});
-        let offer = Offer {
-            execution_id: "x-liar-1".into(),
-            spec: serde_json::to_string(&spec).unwrap(),
-            code_bytes: other.len() as u64,
-            deadline_ms: 30_000,
-            file_ext: None,
-            image_id: None,
-            wait_ms: 0,
-            attempt: None,
-        };
+        let offer = wasm_offer("x-liar-1", &sha, json!({"a": 1}), other.len());
         let deadline = Instant::now() + Duration::from_secs(30);
-        let accepted = loop {
-            match liar.job(peer, JobRequest::Offer(offer.clone())).await {
-                Ok(r) => break r,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("{e}"),
-            }
-        };
+        let accepted = offer_until_answered(&liar, peer, &offer, deadline).await;
         assert!(matches!(accepted, JobResponse::Accepted { .. }), "{accepted:?}");
         let result = await_result(&liar, peer, "x-liar-1", deadline).await;
         assert_eq!(result.status, "failed");
@@ -927,46 +943,21 @@ fn an_execution_id_is_answered_only_to_the_peer_that_offered_it() {
     let node = Node::start(None, &[]);
     let rt = peer_runtime();
     rt.block_on(async {
-        use hanzo_network::{JobRequest, JobResponse, Offer};
+        use hanzo_network::JobResponse;
         let (owner, _owner_channels) = raw_peer(&node, [43; 32]).await;
         let (other, _other_channels) = raw_peer(&node, [44; 32]).await;
         let peer: hanzo_network::PeerId = node.peer_id.parse().unwrap();
         let sha = hanzo_wasm_runtime::module_digest(CAT.as_bytes()).unwrap();
-        let spec = hanzo_compute::JobSpec::new(hanzo_compute::RuntimeKind::Wasm, format!("sha256:{sha}"));
-        let offer = Offer {
-            execution_id: "x-claimed-1".into(),
-            spec: serde_json::to_string(&spec).unwrap(),
-            code_bytes: CAT.len() as u64,
-            deadline_ms: 30_000,
-            file_ext: None,
-            image_id: None,
-            wait_ms: 0,
-            attempt: None,
-        };
+        let offer = wasm_offer("x-claimed-1", &sha, json!({}), CAT.len());
         let deadline = Instant::now() + Duration::from_secs(30);
-        let send = |from: hanzo_network::Client| {
-            let offer = offer.clone();
-            async move {
-                loop {
-                    match from.job(peer, JobRequest::Offer(offer.clone())).await {
-                        Ok(r) => break r,
-                        Err(e) if Instant::now() < deadline => {
-                            let _ = e;
-                            tokio::time::sleep(Duration::from_millis(200)).await;
-                        }
-                        Err(e) => panic!("{e}"),
-                    }
-                }
-            }
-        };
-        let first = send(owner.clone()).await;
+        let first = offer_until_answered(&owner, peer, &offer, deadline).await;
         assert!(matches!(first, JobResponse::Accepted { .. }), "{first:?}");
-        let stolen = send(other.clone()).await;
+        let stolen = offer_until_answered(&other, peer, &offer, deadline).await;
         assert!(
             matches!(&stolen, JobResponse::Declined { reason, busy: false } if reason.contains("another peer")),
             "{stolen:?}"
         );
-        let again = send(owner.clone()).await;
+        let again = offer_until_answered(&owner, peer, &offer, deadline).await;
         assert!(matches!(again, JobResponse::Accepted { .. }), "{again:?}");
     });
 }
