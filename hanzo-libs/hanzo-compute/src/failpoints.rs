@@ -5,7 +5,7 @@
 //! with the code it guards, and neither the points nor the `fail` crate exist.
 
 /// The fail points there are, with what each makes the node do when it fires.
-pub const POINTS: [(&str, &str); 3] = [
+pub const POINTS: [(&str, &str); 4] = [
     (
         CORRUPT_OUTPUT,
         "alter every output computed for a peer, and sign the altered output (a lying node)",
@@ -18,6 +18,10 @@ pub const POINTS: [(&str, &str); 3] = [
         STALL,
         "accept a peer's job and never run it, saying it is running",
     ),
+    (
+        SWAP_ON,
+        "tell the WASM runtime's swap check that swap is on (its reset of instances depends on it)",
+    ),
 ];
 
 /// Alter every output computed for a peer and sign it.
@@ -26,6 +30,8 @@ pub const CORRUPT_OUTPUT: &str = "corrupt_output";
 pub const DROP_RESULT: &str = "drop_result";
 /// Never run a peer's job.
 pub const STALL: &str = "stall";
+/// Swap is on, as far as the WASM runtime's check can tell.
+pub const SWAP_ON: &str = "swap_on";
 
 /// Whether this binary has fail points at all.
 pub const ENABLED: bool = cfg!(feature = "failpoints");

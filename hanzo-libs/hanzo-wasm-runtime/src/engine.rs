@@ -229,7 +229,10 @@ impl Ticker {
                             std::thread::park_timeout(Duration::from_millis(100));
                         }
                         s.idle.store(false, Ordering::SeqCst);
-                        if s.watch_swap && s.running.load(Ordering::Acquire) > 0 {
+                        // Woken for a guest (or by the timeout): swap may have been
+                        // turned on while nothing ran. Read here, on this thread, not on
+                        // the job's path.
+                        if s.watch_swap {
                             s.check_swap();
                         }
                         continue;
@@ -290,6 +293,9 @@ const SWAP_CHECK_TICKS: u32 = 1000;
 /// swap device or file (zram and zswap's backing included). Unreadable on Linux
 /// counts as yes; elsewhere there is no `PAGEMAP_SCAN` to worry about.
 pub(crate) fn swap_enabled() -> bool {
+    if hanzo_compute::failpoints::hit(hanzo_compute::failpoints::SWAP_ON) {
+        return true;
+    }
     match std::fs::read_to_string("/proc/swaps") {
         Ok(text) => swaps_listed(&text),
         Err(_) => cfg!(target_os = "linux"),

@@ -8,6 +8,7 @@ use crate::server::CAT;
 use crate::util::failpoints_bin;
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use hanzo_testkit::RANDOM_WAT;
 
@@ -331,6 +332,47 @@ fn a_lying_node_is_outvoted_named_and_no_longer_chosen() {
         .unwrap();
     assert_eq!(rec_b["verification"]["agreements"], 3, "{rec_b:#}");
     assert_eq!(rec_b["verification"]["dissents"], 0, "{rec_b:#}");
+}
+
+#[test]
+fn swap_turned_on_while_the_node_runs_stops_its_wasm_jobs() {
+    // The fail point tells the first swap check (at start: slots are then reset with
+    // PAGEMAP_SCAN, which a swapped-out page would escape) there is no swap, and every
+    // later one (the epoch thread's) that there is.
+    let node = Node::start_bin(
+        &failpoints_bin(),
+        None,
+        &[("FAILPOINTS", "swap_on=1*off->return")],
+    );
+    let spec = json!({"runtime": "wasm", "source": node.home.file("cat.wat", CAT), "params": {"a": 1}});
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let j = node.execute(&spec);
+        if j["status"] != "succeeded" {
+            break j;
+        }
+        assert_eq!(j["output"], json!({"a": 1}), "{j:#}");
+        assert!(Instant::now() < deadline, "the node never noticed swap");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(refused["status"], "failed", "{refused:#}");
+    assert_eq!(refused["error"]["code"], "unavailable", "{refused:#}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("swap") && message.contains("restart"),
+        "{message}"
+    );
+    // It stays refused, says why, and the node serves on.
+    assert_eq!(node.execute(&spec)["error"]["code"], "unavailable");
+    let runtimes = node.server.req("GET", "/v1/runtimes", b"").json();
+    let wasm = runtimes["runtimes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|r| r["runtime"] == "wasm"))
+        .unwrap_or_else(|| panic!("no wasm runtime: {runtimes:#}"))
+        .clone();
+    assert_eq!(wasm["available"], false, "{wasm:#}");
+    assert!(wasm["detail"].as_str().unwrap().contains("swap"), "{wasm:#}");
+    assert_eq!(node.server.req("GET", "/healthz", b"").status, 200);
 }
 
 #[test]
