@@ -169,13 +169,13 @@ impl Bwrap {
         }
         // With a user namespace first: it is the stronger sandbox, and the only one an
         // unprivileged user can have. Root may do without.
-        let first = b.probe(setup);
+        let first = b.probe_settled(setup);
         if first.is_ok() {
             return Ok(b);
         }
         if sys::euid() == 0 && setup.user.is_none() {
             b.userns = false;
-            if b.probe(setup).is_ok() {
+            if b.probe_settled(setup).is_ok() {
                 return Ok(b);
             }
         }
@@ -189,6 +189,24 @@ impl Bwrap {
     /// Whether bubblewrap binds descriptors (`--bind-fd`, 0.9+ and distribution backports).
     pub(crate) fn bind_fd(&self) -> bool {
         self.bind_fd
+    }
+
+    /// [`Bwrap::probe`], tried again (twice at most, 50 ms apart) when it failed on a
+    /// mount that changed under it. `--ro-bind / /` copies every mount of the host,
+    /// and one being added meanwhile (`ip netns add` binds a file under /run/netns)
+    /// fails the remount with EINVAL. One such moment must not leave the node without
+    /// a sandbox for its whole life; anything else fails at once.
+    fn probe_settled(&self, setup: &ChildSetup) -> Result<(), String> {
+        let mut tries = 0;
+        loop {
+            match self.probe(setup) {
+                Err(e) if tries < 2 && e.contains("Unable to apply mount flags") => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// Runs `bwrap --version` inside a sandbox with every namespace a job gets.
