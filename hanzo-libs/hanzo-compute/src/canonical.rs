@@ -31,21 +31,7 @@ pub fn to_vec(value: &Value) -> Vec<u8> {
 /// the signature itself).
 pub fn to_vec_of<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CanonicalError> {
     let mut out = Vec::with_capacity(256);
-    value.serialize(Canon {
-        out: &mut out,
-        skip: None,
-    })?;
-    Ok(out)
-}
-
-/// [`to_vec_of`] of an object with its top-level field `skip` left out (a receipt
-/// without its `signature`).
-pub fn to_vec_of_without<T: Serialize + ?Sized>(value: &T, skip: &str) -> Result<Vec<u8>, CanonicalError> {
-    let mut out = Vec::with_capacity(512);
-    value.serialize(Canon {
-        out: &mut out,
-        skip: Some(skip),
-    })?;
+    value.serialize(Canon { out: &mut out })?;
     Ok(out)
 }
 
@@ -79,10 +65,7 @@ impl<'a> SortedObject<'a> {
         self.last = Some(key);
         write_string(key, self.out);
         self.out.push(b':');
-        value.serialize(Canon {
-            out: self.out,
-            skip: None,
-        })
+        value.serialize(Canon { out: self.out })
     }
 
     pub fn finish(self) {
@@ -302,14 +285,11 @@ impl Key {
 /// then assembled in key order.
 struct Canon<'a> {
     out: &'a mut Vec<u8>,
-    /// A top-level field to leave out.
-    skip: Option<&'a str>,
 }
 
 /// An object being written: each value's bytes in `buf`, found by `entries`.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
-    skip: Option<&'a str>,
     buf: Vec<u8>,
     entries: Vec<(Key, std::ops::Range<usize>)>,
     /// The key of the entry whose value comes next (maps).
@@ -319,10 +299,9 @@ struct Object<'a> {
 }
 
 impl<'a> Object<'a> {
-    fn new(out: &'a mut Vec<u8>, skip: Option<&'a str>, len: usize, variant: Option<&'static str>) -> Self {
+    fn new(out: &'a mut Vec<u8>, len: usize, variant: Option<&'static str>) -> Self {
         Object {
             out,
-            skip,
             buf: Vec::with_capacity(len * 24),
             entries: Vec::with_capacity(len),
             pending: None,
@@ -335,14 +314,8 @@ impl<'a> Object<'a> {
         key: Cow<'static, str>,
         value: &T,
     ) -> Result<(), CanonicalError> {
-        if self.skip == Some(&*key) {
-            return Ok(());
-        }
         let start = self.buf.len();
-        value.serialize(Canon {
-            out: &mut self.buf,
-            skip: None,
-        })?;
+        value.serialize(Canon { out: &mut self.buf })?;
         self.entries.push((Key::new(key), start..self.buf.len()));
         Ok(())
     }
@@ -408,10 +381,7 @@ impl<'a> Array<'a> {
             self.out.push(b',');
         }
         self.first = false;
-        value.serialize(Canon {
-            out: self.out,
-            skip: None,
-        })
+        value.serialize(Canon { out: self.out })
     }
 
     fn finish(self) -> Result<(), CanonicalError> {
@@ -534,10 +504,7 @@ impl<'a> ser::Serializer for Canon<'a> {
         self.out.push(b'{');
         write_string(variant, self.out);
         self.out.push(b':');
-        value.serialize(Canon {
-            out: self.out,
-            skip: None,
-        })?;
+        value.serialize(Canon { out: self.out })?;
         self.out.push(b'}');
         Ok(())
     }
@@ -560,10 +527,10 @@ impl<'a> ser::Serializer for Canon<'a> {
         Ok(Array::new(self.out, Some(variant)))
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Object<'a>, CanonicalError> {
-        Ok(Object::new(self.out, self.skip, len.unwrap_or(8), None))
+        Ok(Object::new(self.out, len.unwrap_or(8), None))
     }
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Object<'a>, CanonicalError> {
-        Ok(Object::new(self.out, self.skip, len, None))
+        Ok(Object::new(self.out, len, None))
     }
     fn serialize_struct_variant(
         self,
@@ -572,7 +539,7 @@ impl<'a> ser::Serializer for Canon<'a> {
         variant: &'static str,
         len: usize,
     ) -> Result<Object<'a>, CanonicalError> {
-        Ok(Object::new(self.out, None, len, Some(variant)))
+        Ok(Object::new(self.out, len, Some(variant)))
     }
 }
 
@@ -896,7 +863,7 @@ mod tests {
             f: f64,
             c: char,
             t: (i8, u128),
-            skip_me: u8,
+            n: u8,
         }
         let floats: std::collections::BTreeMap<String, std::collections::HashMap<u8, f64>> =
             [("k".to_string(), [(1, 0.5)].into_iter().collect())]
@@ -923,13 +890,10 @@ mod tests {
             f: f64::NAN,
             c: '\u{1f600}',
             t: (-1, 7),
-            skip_me: 9,
+            n: 9,
         };
         let expected = to_vec(&serde_json::to_value(&s).unwrap());
         assert_eq!(to_vec_of(&s).unwrap(), expected);
-        let mut without: Value = serde_json::to_value(&s).unwrap();
-        without.as_object_mut().unwrap().remove("skip_me");
-        assert_eq!(to_vec_of_without(&s, "skip_me").unwrap(), to_vec(&without));
     }
 
     #[test]
