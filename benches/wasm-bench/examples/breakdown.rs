@@ -13,6 +13,8 @@
 //!   the signature).
 //! - `ours` / `signed`: our runtime's unsigned or signed call in a loop for 5 s, to
 //!   run under `perf record` (build with `--profile bench` for symbols).
+//! - `load` / `load-unsigned`: the throughput row's shape (2 tokio workers, 64 tasks
+//!   in flight) for 5 s, with the receipts per signature when signed.
 
 use anyhow::{Context, Result};
 use hanzo_compute::receipt::{ExecutionContext, Receipt, ReceiptBody, hash_json, sha256_hex, timestamp};
@@ -38,14 +40,16 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args
         .next()
-        .context("usage: breakdown ECHO_WASM [steps|receipt|ours|signed]")?;
+        .context("usage: breakdown ECHO_WASM [steps|receipt|ours|signed|load|load-unsigned]")?;
     let wasm = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
     match args.next().as_deref().unwrap_or("steps") {
         "steps" => steps(&wasm),
         "receipt" => receipt(),
         "ours" => ours(&wasm, Signing::Off),
         "signed" => ours(&wasm, Signing::On),
-        other => anyhow::bail!("unknown mode {other} (steps, receipt, ours or signed)"),
+        "load" => load(&wasm, Signing::On),
+        "load-unsigned" => load(&wasm, Signing::Off),
+        other => anyhow::bail!("unknown mode {other} (steps, receipt, ours, signed, load or load-unsigned)"),
     }
 }
 
@@ -223,4 +227,58 @@ fn ours(wasm: &[u8], signing: Signing) -> Result<()> {
         print("our call", ns);
         Ok(())
     })
+}
+
+fn load(wasm: &[u8], signing: Signing) -> Result<()> {
+    let data = tempfile::tempdir()?;
+    let options = WasmOptions::new(data.path(), hanzo_compute::config::WasmConfig::default());
+    let rt = Arc::new(WasmRuntime::new(options)?);
+    let sha = rt.add_module(wasm)?;
+    let mut compute = Compute::new(Arc::new(NodeKey::generate()?));
+    compute.register(rt.clone());
+    let compute = Arc::new(compute);
+    let spec = JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}"))
+        .function("run")
+        .params(serde_json::from_str(PARAMS)?);
+    let mt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (calls, signatures) = mt.block_on(async {
+        let end = Instant::now() + Duration::from_secs(5);
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (compute, spec) = (compute.clone(), spec.clone());
+                tokio::spawn(async move {
+                    let (mut calls, mut signatures) = (0u64, std::collections::HashSet::new());
+                    while Instant::now() < end {
+                        let out = compute.run_job(&Job::new(spec.clone()), signing).await;
+                        anyhow::ensure!(out.result.is_ok(), "{:?}", out.result);
+                        calls += 1;
+                        if let Some(r) = out.receipt {
+                            signatures.insert(r.signature);
+                        }
+                    }
+                    Ok((calls, signatures))
+                })
+            })
+            .collect();
+        let (mut calls, mut signatures) = (0, std::collections::HashSet::new());
+        for t in tasks {
+            let (c, s) = t.await??;
+            calls += c;
+            signatures.extend(s);
+        }
+        anyhow::Ok((calls, signatures.len()))
+    })?;
+    println!(
+        "{} calls/s over 5 s, {} receipts per signature",
+        calls / 5,
+        if signatures == 0 {
+            0.0
+        } else {
+            calls as f64 / signatures as f64
+        }
+    );
+    Ok(())
 }
