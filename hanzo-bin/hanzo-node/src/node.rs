@@ -146,6 +146,7 @@ impl Node {
             ))
         })?;
         let mut compute = Compute::new(Arc::new(key));
+        compute.set_receipt_batching(config.compute.batch_receipts);
         let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));
         let wanted = |k: RuntimeKind| config.runtime_enabled(k) && only.is_none_or(|o| o == k);
         let mut wasm = None;

@@ -137,8 +137,12 @@ pub async fn run(config: Option<&Path>, cmd: ReceiptCmd) -> anyhow::Result<u8> {
     if let Some(what) = matched {
         println!("ok: code_hash matches {what}");
     }
+    let batch = match &receipt.batch {
+        Some(b) => format!(" in a batch of {} (root {})", b.size, b.root),
+        None => String::new(),
+    };
     println!(
-        "ok: receipt verifies: job {} on {} ({:?}), signed by node {} ({pinned})",
+        "ok: receipt verifies: job {} on {} ({:?}), signed by node {}{batch} ({pinned})",
         receipt.job_id, receipt.runtime, receipt.status, receipt.node_id
     );
     for line in chain {

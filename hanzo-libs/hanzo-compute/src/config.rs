@@ -110,6 +110,11 @@ pub struct ComputeConfig {
     /// container-engine sockets are never mountable, under a root or not. The local
     /// CLI `run` is not bound by this list.
     pub mount_roots: Vec<PathBuf>,
+    /// Whether receipts finished together may share one signature over a Merkle
+    /// root, each carrying its proof (CONTRACTS §4, docs/receipts.md). A receipt
+    /// finished alone is signed alone either way. Off, every receipt is signed alone,
+    /// for verifiers that only read that form.
+    pub batch_receipts: bool,
     /// `[compute.limits]`: the most a job may ask for.
     pub limits: LimitsConfig,
     /// `[compute.wasm]`.
@@ -140,6 +145,7 @@ impl Default for ComputeConfig {
             enabled_runtimes: RuntimeKind::ALL.iter().map(|k| k.name().to_string()).collect(),
             max_output_bytes: crate::limits::DEFAULT_MAX_OUTPUT_BYTES,
             mount_roots: Vec::new(),
+            batch_receipts: true,
             limits: LimitsConfig::default(),
             wasm: WasmConfig::default(),
             docker: DockerConfig::default(),

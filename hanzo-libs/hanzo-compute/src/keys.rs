@@ -119,7 +119,12 @@ impl NodeKey {
 
     /// Signs `message`, returning the signature in hex.
     pub fn sign_hex(&self, message: &[u8]) -> String {
-        crate::receipt::to_hex(&self.signing.sign(message).to_bytes())
+        crate::receipt::to_hex(&self.sign_bytes(message))
+    }
+
+    /// Signs `message`, returning the signature's 64 bytes.
+    pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
     }
 }
 

@@ -3,7 +3,15 @@
 //! A receipt binds the code (`code_hash`), the input (`input_hash`) and the output
 //! (`output_hash`) of one execution to the node that ran it, with the limits applied
 //! and the resources used. The signature is ed25519 over the canonical JSON of every
-//! other field, so changing, adding or removing any field breaks it.
+//! other field, so changing, adding or removing any field breaks it. Under load one
+//! signature covers a batch of receipts through a Merkle root ([`batch`]); each such
+//! receipt carries its proof and still verifies on its own.
+
+pub mod batch;
+mod signer;
+
+pub use batch::Batch;
+pub(crate) use signer::Signer;
 
 use crate::keys::NodeKey;
 use crate::runtime::Usage;
@@ -117,8 +125,13 @@ pub struct Receipt {
     pub nonce: Option<String>,
     /// The node's ed25519 public key, hex.
     pub node_id: String,
-    /// ed25519 signature (hex) over the canonical JSON of every other field.
+    /// ed25519 signature (hex): over the canonical JSON of every other field, or, when
+    /// `batch` is present, over the batch's root ([`batch::BATCH_DOMAIN`]).
     pub signature: String,
+    /// Where the receipt sits in the batch its signature covers; absent on a receipt
+    /// signed alone. Version 2 on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<Batch>,
 }
 
 /// The facts a receipt records, before signing.
@@ -253,11 +266,19 @@ impl<'a> ExecutionContext<'a> {
 impl Receipt {
     /// Signs `body` with the node's key.
     pub fn sign(body: ReceiptBody, key: &NodeKey) -> Result<Receipt, ComputeError> {
+        let mut receipt = Receipt::unsigned(body);
+        receipt.sign_with(key)?;
+        Ok(receipt)
+    }
+
+    /// The receipt of `body`, with no `node_id` and no signature yet (see
+    /// [`Receipt::sign_all`]).
+    pub fn unsigned(body: ReceiptBody) -> Receipt {
         let (output_hash, status, error) = match body.result {
             Ok(h) => (Some(h), Outcome::Succeeded, None),
             Err(e) => (None, Outcome::Failed, Some(e)),
         };
-        let mut receipt = Receipt {
+        Receipt {
             version: RECEIPT_VERSION,
             job_id: body.job_id,
             runtime: body.runtime,
@@ -275,11 +296,71 @@ impl Receipt {
             context_hash: Some(body.context_hash),
             runtime_version: Some(body.runtime_version),
             nonce: body.nonce,
-            node_id: key.id().to_string(),
+            node_id: String::new(),
             signature: String::new(),
-        };
-        receipt.sign_with(key)?;
-        Ok(receipt)
+            batch: None,
+        }
+    }
+
+    /// Signs `receipts` with `key` and one signature between them: a lone receipt is
+    /// signed alone, as [`Receipt::sign_with`] signs it; several are signed as a batch,
+    /// each given the batch's root and its proof. The results are in the order given;
+    /// a receipt whose bytes cannot be written gets the error and is left out of the
+    /// batch.
+    pub fn sign_all(receipts: Vec<Receipt>, key: &NodeKey) -> Vec<Result<Receipt, ComputeError>> {
+        let mut prepared: Vec<Result<(Receipt, Vec<u8>), ComputeError>> = receipts
+            .into_iter()
+            .map(|mut r| {
+                let bytes = r.prepare(key)?;
+                Ok((r, bytes))
+            })
+            .collect();
+        let good: Vec<usize> = (0..prepared.len()).filter(|&i| prepared[i].is_ok()).collect();
+        if let [only] = good[..]
+            && let Ok((r, bytes)) = &mut prepared[only]
+        {
+            r.seal_alone(bytes, key);
+        } else if !good.is_empty() {
+            let leaves: Vec<_> = good
+                .iter()
+                .map(|&i| match &prepared[i] {
+                    Ok((_, bytes)) => batch::leaf_hash(bytes),
+                    Err(_) => unreachable!("only the good ones"),
+                })
+                .collect();
+            for (&i, seal) in good.iter().zip(batch::seal(&leaves, key)) {
+                if let Ok((r, _)) = &mut prepared[i] {
+                    r.seal_in(&seal);
+                }
+            }
+        }
+        prepared.into_iter().map(|r| r.map(|(r, _)| r)).collect()
+    }
+
+    /// Readies the receipt for `key`'s signature: sets `node_id`, clears `signature`
+    /// and `batch`, and returns the bytes a lone signature covers (and a batch's leaf
+    /// hashes).
+    pub(crate) fn prepare(&mut self, key: &NodeKey) -> Result<Vec<u8>, ComputeError> {
+        self.node_id = key.id().to_string();
+        self.signature = String::new();
+        self.batch = None;
+        self.signed_bytes().map_err(ComputeError::internal)
+    }
+
+    /// Signs the prepared receipt alone, over its `bytes`.
+    pub(crate) fn seal_alone(&mut self, bytes: &[u8], key: &NodeKey) {
+        self.signature = key.sign_hex(bytes);
+    }
+
+    /// Gives the prepared receipt its place in a signed batch.
+    pub(crate) fn seal_in(&mut self, seal: &batch::Seal) {
+        self.signature = to_hex(&seal.signature);
+        self.batch = Some(Batch {
+            root: to_hex(&seal.root),
+            index: seal.index,
+            size: seal.size,
+            proof: seal.path.iter().map(|h| to_hex(h)).collect(),
+        });
     }
 
     /// Signs the receipt as it stands with `key`, replacing its `node_id` and
@@ -287,10 +368,8 @@ impl Receipt {
     /// `corrupt_output` fail point), and for tests that need a receipt no honest
     /// execution would give.
     pub fn sign_with(&mut self, key: &NodeKey) -> Result<(), ComputeError> {
-        self.node_id = key.id().to_string();
-        self.signature = String::new();
-        let bytes = self.signed_bytes().map_err(ComputeError::internal)?;
-        self.signature = key.sign_hex(&bytes);
+        let bytes = self.prepare(key)?;
+        self.seal_alone(&bytes, key);
         Ok(())
     }
 
@@ -320,6 +399,7 @@ impl Receipt {
             nonce,
             node_id,
             signature: _,
+            batch: _,
         } = self;
         let mut out = Vec::with_capacity(1024);
         let mut o = canonical::SortedObject::new(&mut out);
@@ -364,10 +444,18 @@ impl Receipt {
     }
 }
 
-/// The canonical bytes that are signed: the receipt without its `signature` field.
+/// The canonical bytes that are signed: the document without its `signature` field
+/// (a receipt signed alone, an acceptance).
 pub(crate) fn signed_bytes(value: &Value) -> Result<Vec<u8>, VerifyError> {
+    without(value, &["signature"])
+}
+
+/// `value`'s canonical JSON without the `fields`.
+fn without(value: &Value, fields: &[&str]) -> Result<Vec<u8>, VerifyError> {
     let mut obj = value.as_object().cloned().ok_or(VerifyError::NotAnObject)?;
-    obj.remove("signature");
+    for f in fields {
+        obj.remove(*f);
+    }
     Ok(canonical::to_vec(&Value::Object(obj)))
 }
 
@@ -391,6 +479,10 @@ pub enum VerifyError {
     /// The signature does not match the contents: something was altered.
     #[error("signature does not match the receipt's contents (it was altered or signed by another key)")]
     BadSignature,
+    /// A batch receipt's contents and proof do not lead to the root it names: the
+    /// receipt was altered, or the proof is not its own.
+    #[error("the receipt is not in the batch it names (its contents or its batch proof were altered)")]
+    NotInBatch,
     /// The receipt's text has a key twice in one object. JSON parsers disagree on
     /// which one counts (serde_json keeps the last, others the first), so a verifier
     /// and a reader could see different values under one signature: refused.
@@ -508,6 +600,7 @@ fn verify(value: &Value) -> Result<Receipt, VerifyError> {
                 ("context_hash", receipt.context_hash.is_some()),
                 ("runtime_version", receipt.runtime_version.is_some()),
                 ("nonce", receipt.nonce.is_some()),
+                ("batch", receipt.batch.is_some()),
             ] {
                 if present {
                     return Err(VerifyError::Malformed(format!(
@@ -558,7 +651,30 @@ fn verify(value: &Value) -> Result<Receipt, VerifyError> {
     let sig = Signature::from_bytes(&sig_bytes);
     // The signature covers the document as given (not as re-serialised from the
     // struct), so a field this version does not know would still be covered.
-    key.verify_strict(&signed_bytes(value)?, &sig)
+    let Some(b) = &receipt.batch else {
+        key.verify_strict(&signed_bytes(value)?, &sig)
+            .map_err(|_| VerifyError::BadSignature)?;
+        return Ok(receipt);
+    };
+    // A batch receipt: its bytes (the same as a lone receipt's signed bytes) lead
+    // through the proof to the root, and the root is what was signed.
+    let root = hex_field::<32>(&b.root, "batch.root", "a sha256 in hex")?;
+    if b.proof.len() > batch::MAX_PROOF {
+        return Err(VerifyError::Malformed(format!(
+            "a batch proof has at most {} hashes",
+            batch::MAX_PROOF
+        )));
+    }
+    let proof = b
+        .proof
+        .iter()
+        .map(|h| hex_field::<32>(h, "batch.proof", "a list of sha256 hashes in hex"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let leaf = batch::leaf_hash(&without(value, &["signature", "batch"])?);
+    if batch::root_from_proof(leaf, b.index, b.size, &proof) != Some(root) {
+        return Err(VerifyError::NotInBatch);
+    }
+    key.verify_strict(&batch::message(b.size, &root), &sig)
         .map_err(|_| VerifyError::BadSignature)?;
     Ok(receipt)
 }
@@ -741,6 +857,147 @@ mod tests {
         let mut t = v.clone();
         t.as_object_mut().unwrap().insert("bonus".into(), json!(1));
         assert!(Receipt::verify(&t).is_err());
+    }
+
+    /// `n` receipts signed as one batch, as JSON.
+    fn batch_of(key: &NodeKey, n: usize) -> Vec<Value> {
+        let receipts = (0..n)
+            .map(|i| {
+                let mut r = sample(key);
+                r.job_id = format!("job-{i}");
+                r
+            })
+            .collect();
+        Receipt::sign_all(receipts, key)
+            .into_iter()
+            .map(|r| r.unwrap().to_value())
+            .collect()
+    }
+
+    /// `value` with the string, number, bool or list at `path` changed.
+    fn altered(value: &Value, path: &str) -> Value {
+        let mut t = value.clone();
+        let slot = t.pointer_mut(path).unwrap();
+        *slot = match slot.clone() {
+            Value::String(s) if s.len() == 64 => {
+                let last = if s.ends_with('0') { '1' } else { '0' };
+                Value::String(format!("{}{last}", &s[..63]))
+            }
+            Value::String(s) => Value::String(format!("{s}x")),
+            Value::Number(n) => json!(n.as_u64().unwrap_or(0) + 1),
+            Value::Bool(b) => json!(!b),
+            Value::Null => json!("x"),
+            Value::Object(mut m) => {
+                m.insert("extra".into(), json!(1));
+                Value::Object(m)
+            }
+            Value::Array(mut a) => {
+                a.pop();
+                Value::Array(a)
+            }
+        };
+        t
+    }
+
+    #[test]
+    fn a_lone_receipt_is_signed_alone_and_a_batch_verifies_receipt_by_receipt() {
+        let key = NodeKey::generate().unwrap();
+        let mut alone = sample(&key);
+        let one = Receipt::sign_all(vec![alone.clone()], &key).remove(0).unwrap();
+        assert_eq!(one.batch, None);
+        alone.sign_with(&key).unwrap();
+        assert_eq!(one, alone, "signed as sign_with signs");
+        for n in [2, 3, 7, 64] {
+            let batch = batch_of(&key, n);
+            for (i, v) in batch.iter().enumerate() {
+                let r = Receipt::verify(v).unwrap_or_else(|e| panic!("{i} of {n}: {e}"));
+                let b = r.batch.unwrap();
+                assert_eq!((b.index, b.size), (i as u64, n as u64));
+                assert_eq!(v["signature"], batch[0]["signature"]);
+                assert_eq!(r.node_id, key.id());
+            }
+        }
+    }
+
+    #[test]
+    fn altering_a_batch_receipt_or_its_proof_breaks_it() {
+        let key = NodeKey::generate().unwrap();
+        let batch = batch_of(&key, 5);
+        let v = &batch[2];
+        let mut paths: Vec<String> = v
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|k| *k != "signature" && *k != "batch")
+            .map(|k| format!("/{k}"))
+            .collect();
+        paths.extend(
+            [
+                "/batch/root",
+                "/batch/index",
+                "/batch/size",
+                "/batch/proof",
+                "/batch/proof/0",
+                "/batch/proof/2",
+            ]
+            .map(String::from),
+        );
+        paths.push("/batch".into());
+        for path in paths {
+            assert!(
+                Receipt::verify(&altered(v, &path)).is_err(),
+                "altering {path} went unnoticed"
+            );
+        }
+        // Another receipt's proof, or its place, is not this one's.
+        let mut t = v.clone();
+        t["batch"] = batch[3]["batch"].clone();
+        assert_eq!(Receipt::verify(&t).unwrap_err(), VerifyError::NotInBatch);
+        // A bigger batch's size with this batch's root and proof: signed, so refused.
+        let mut t = batch_of(&key, 3)[0].clone();
+        t["batch"]["size"] = json!(4);
+        assert_eq!(Receipt::verify(&t).unwrap_err(), VerifyError::BadSignature);
+        // Another batch's signature.
+        let mut t = v.clone();
+        t["signature"] = batch_of(&key, 5)[2]["signature"].clone();
+        assert_eq!(Receipt::verify(&t).unwrap_err(), VerifyError::BadSignature);
+        // A batch receipt without its batch is a lone receipt with the wrong signature.
+        let mut t = v.clone();
+        t.as_object_mut().unwrap().remove("batch");
+        assert_eq!(Receipt::verify(&t).unwrap_err(), VerifyError::BadSignature);
+        // A lone receipt with `"batch": null` is not the document that was signed.
+        let mut t = sample(&key).to_value();
+        t["batch"] = Value::Null;
+        assert_eq!(Receipt::verify(&t).unwrap_err(), VerifyError::BadSignature);
+        // Proofs longer than any tree's are refused before hashing.
+        let mut t = v.clone();
+        t["batch"]["proof"] = json!(vec!["00".repeat(32); batch::MAX_PROOF + 1]);
+        assert!(
+            Receipt::verify(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("at most 64")
+        );
+        let mut t = v.clone();
+        t["batch"]["proof"][0] = json!("zz");
+        assert!(
+            Receipt::verify(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("batch.proof")
+        );
+        // Version 1 receipts were never batched.
+        let mut t = v.clone();
+        t["version"] = json!(1);
+        for f in ["context_hash", "runtime_version", "nonce"] {
+            t.as_object_mut().unwrap().remove(f);
+        }
+        assert!(
+            Receipt::verify(&t)
+                .unwrap_err()
+                .to_string()
+                .contains("no field 'batch'")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The registry that dispatches a job to its runtime and signs the receipt (the
 //! seed's `UniversalCompute`).
 
-use crate::receipt::{ExecutionContext, ReceiptBody, ReceiptError, hash_json};
+use crate::receipt::{ExecutionContext, ReceiptBody, ReceiptError, Signer, hash_json};
 use crate::runtime::{Execution, Job, Runtime, Usage};
 use crate::{ComputeError, JobSpec, NodeKey, Receipt, RuntimeKind};
 use std::collections::BTreeMap;
@@ -33,19 +33,25 @@ pub enum Signing {
     Off,
 }
 
-/// Every runtime of the node, keyed by kind, plus the node's key.
+/// Every runtime of the node, keyed by kind, plus the signer of its receipts.
 pub struct Compute {
     runtimes: BTreeMap<RuntimeKind, Arc<dyn Runtime>>,
-    key: Arc<NodeKey>,
+    signer: Signer,
 }
 
 impl Compute {
-    /// A registry with no runtimes that signs with `key`.
+    /// A registry with no runtimes that signs with `key`, batching receipts under load.
     pub fn new(key: Arc<NodeKey>) -> Self {
         Compute {
             runtimes: BTreeMap::new(),
-            key,
+            signer: Signer::new(key, true),
         }
+    }
+
+    /// Whether receipts finished together may share one signature (`[compute]
+    /// batch_receipts`, on by default). Off, every receipt is signed alone.
+    pub fn set_receipt_batching(&mut self, on: bool) {
+        self.signer.set_batching(on);
     }
 
     /// Adds (or replaces) a runtime.
@@ -97,7 +103,7 @@ impl Compute {
 
     /// The node's key.
     pub fn key(&self) -> &NodeKey {
-        &self.key
+        self.signer.key()
     }
 
     /// Runs a job with a fresh id and signs its receipt.
@@ -124,6 +130,9 @@ impl Compute {
             ));
             return outcome(Err(e), Usage::default(), Vec::new(), None);
         };
+        // Counted while it runs, so that a receipt finished meanwhile can wait for
+        // this one to share its signature.
+        let running = (signing == Signing::On).then(|| self.signer.running());
         let started_at = SystemTime::now();
         let mut exec = runtime.execute(job).await;
         let finished_at = SystemTime::now();
@@ -135,9 +144,14 @@ impl Compute {
         {
             exec.result = Ok(serde_json::json!({ "lie": v }));
         }
-        let receipt = match signing {
-            Signing::On => self.receipt(job, runtime.as_ref(), &exec, started_at, finished_at),
-            Signing::Off => Ok(None),
+        let receipt = match running.and_then(|running| {
+            Some((
+                running,
+                self.receipt(job, runtime.as_ref(), &exec, started_at, finished_at)?,
+            ))
+        }) {
+            Some((running, r)) => self.signer.sign(r, running).await.map(Some),
+            None => Ok(None),
         };
         match receipt {
             Ok(receipt) => outcome(exec.result, exec.usage, exec.logs, receipt),
@@ -152,14 +166,12 @@ impl Compute {
         exec: &Execution,
         started_at: SystemTime,
         finished_at: SystemTime,
-    ) -> Result<Option<Receipt>, ComputeError> {
-        let Some(code_hash) = exec.code_hash.clone() else {
-            return Ok(None);
-        };
+    ) -> Option<Receipt> {
+        let code_hash = exec.code_hash.clone()?;
         // Bad input (an unknown function, params a tool cannot take) ran nothing
         // worth attesting.
         if let Err(ComputeError::InvalidInput(_)) = exec.result {
-            return Ok(None);
+            return None;
         }
         let result = match &exec.result {
             Ok(output) => Ok(hash_json(output)),
@@ -169,26 +181,21 @@ impl Compute {
             }),
         };
         let version = runtime.context_version();
-        Receipt::sign(
-            ReceiptBody {
-                job_id: job.id.clone(),
-                runtime: job.spec.runtime,
-                function: exec.function.clone(),
-                code_hash,
-                input_hash: hash_json(&job.spec.params),
-                result,
-                usage: exec.usage.clone(),
-                limits: job.spec.limits.clone(),
-                deterministic: job.spec.deterministic,
-                started_at,
-                finished_at,
-                context_hash: ExecutionContext::of(&job.spec, &exec.function, job.tool_job_id(), &version)
-                    .hash(),
-                runtime_version: version.clone(),
-                nonce: job.attempt.as_ref().map(|a| a.nonce.clone()),
-            },
-            &self.key,
-        )
-        .map(Some)
+        Some(Receipt::unsigned(ReceiptBody {
+            job_id: job.id.clone(),
+            runtime: job.spec.runtime,
+            function: exec.function.clone(),
+            code_hash,
+            input_hash: hash_json(&job.spec.params),
+            result,
+            usage: exec.usage.clone(),
+            limits: job.spec.limits.clone(),
+            deterministic: job.spec.deterministic,
+            started_at,
+            finished_at,
+            context_hash: ExecutionContext::of(&job.spec, &exec.function, job.tool_job_id(), &version).hash(),
+            runtime_version: version.clone(),
+            nonce: job.attempt.as_ref().map(|a| a.nonce.clone()),
+        }))
     }
 }

@@ -1237,4 +1237,55 @@ mod tests {
         let e = check(sent.limits.clone(), 1e18).unwrap_err();
         assert!(e.lie && e.why.contains("longer than its timeout"), "{}", e.why);
     }
+
+    #[test]
+    fn a_peers_receipt_signed_in_a_batch_is_checked_like_one_signed_alone() {
+        let key = NodeKey::from_seed([9; 32]);
+        let peer = hanzo_network::identity::peer_id_of_node(key.id()).unwrap();
+        let job = Job::new(JobSpec::new(RuntimeKind::Wasm, "sha256:00"));
+        let sent = job.spec.clone();
+        let code = Code {
+            sha256: "ab".repeat(32),
+            bytes: 1,
+            ext: None,
+            image_id: None,
+        };
+        // The peer's receipt and two others of its, signed together.
+        let batched = |r: RemoteResult| {
+            let alone: Receipt = serde_json::from_str(r.receipt.as_deref().unwrap()).unwrap();
+            let mut others = vec![alone.clone(), alone.clone()];
+            others[0].job_id = "other-1".into();
+            others[1].job_id = "other-2".into();
+            let mut all = Receipt::sign_all([others, vec![alone]].concat(), &key);
+            let mine = all.pop().unwrap().unwrap();
+            assert_eq!(mine.batch.as_ref().map(|b| (b.index, b.size)), Some((2, 3)));
+            RemoteResult {
+                receipt: Some(mine.to_value().to_string()),
+                ..r
+            }
+        };
+        let r = batched(result(&key, &sent, sent.limits.clone(), 12.5));
+        let outcome = check_result(&job, &sent, &code, peer, r.clone()).unwrap();
+        assert!(outcome.receipt.unwrap().batch.is_some(), "kept as signed");
+        // Its claims are checked as any receipt's: here, limits above what was sent.
+        let mut more = sent.limits.clone();
+        more.memory_mb *= 2;
+        let e = check_result(&job, &sent, &code, peer, batched(result(&key, &sent, more, 12.5))).unwrap_err();
+        assert!(e.lie && e.why.contains("limits above"), "{}", e.why);
+        // Another receipt's place in the batch is a lie.
+        let mut v: serde_json::Value = serde_json::from_str(r.receipt.as_deref().unwrap()).unwrap();
+        v["batch"]["index"] = json!(0);
+        let e = check_result(
+            &job,
+            &sent,
+            &code,
+            peer,
+            RemoteResult {
+                receipt: Some(v.to_string()),
+                ..r
+            },
+        )
+        .unwrap_err();
+        assert!(e.lie && e.why.contains("not in the batch"), "{}", e.why);
+    }
 }

@@ -98,6 +98,54 @@ fn unreadable_receipts_are_bad_input() {
     assert_eq!(h.run(&["receipt", "verify", &wrong]).code, 1);
 }
 
+/// A receipt the node signed in a batch (under load, one signature over a Merkle root)
+/// verifies on its own, with its code, params and output, and says so; another
+/// receipt's place in the batch does not.
+#[test]
+fn a_receipt_signed_in_a_batch_verifies_on_its_own() {
+    use hanzo_compute::{NodeKey, Receipt};
+    let h = Home::new();
+    let (m, _, v) = receipt_of(&h);
+    // The node's own key signs this receipt and two others as one batch, as the
+    // node's signer does when receipts finish together.
+    let key = NodeKey::load_or_create(&h.path("home")).unwrap();
+    assert_eq!(v["node_id"], key.id());
+    let mine: Receipt = serde_json::from_value(v.clone()).unwrap();
+    let mut others = vec![mine.clone(), mine.clone()];
+    others[0].job_id = "another-job".into();
+    others[1].job_id = "a-third-job".into();
+    let batch: Vec<Value> = Receipt::sign_all([vec![mine], others].concat(), &key)
+        .into_iter()
+        .map(|r| r.unwrap().to_value())
+        .collect();
+    assert_eq!(batch[0]["batch"]["size"], 3, "{}", batch[0]);
+    let path = h.file("batch.json", &batch[0].to_string());
+    let r = h.run(&[
+        "receipt",
+        "verify",
+        &path,
+        "--node-id",
+        key.id(),
+        "--code",
+        &m,
+        "--params",
+        r#"{"xs": [1, 2, 3]}"#,
+        "--output",
+        r#"{"sum":6}"#,
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("in a batch of 3"), "{}", r.stdout);
+    let mut stolen = batch[0].clone();
+    stolen["batch"] = batch[1]["batch"].clone();
+    let r = h.run(&["receipt", "verify", &h.file("stolen.json", &stolen.to_string())]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+    assert!(r.error_line().contains("not in the batch"), "{}", r.stderr);
+    let mut altered = batch[0].clone();
+    altered["output_hash"] = json!("0".repeat(64));
+    let r = h.run(&["receipt", "verify", &h.file("altered.json", &altered.to_string())]);
+    assert_eq!(r.code, 1, "{}", r.stdout);
+}
+
 /// A valid signature says only that some key signed: anyone can make a key. Without
 /// `--node-id` the verdict names the signer and says it was not pinned; with it, another
 /// signer is refused.

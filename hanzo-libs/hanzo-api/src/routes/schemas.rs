@@ -466,6 +466,12 @@ mod tests {
             nonce: Some("34".repeat(16)),
             node_id: "ef".into(),
             signature: "01".into(),
+            batch: Some(hanzo_compute::receipt::Batch {
+                root: "56".repeat(32),
+                index: 1,
+                size: 3,
+                proof: vec!["78".repeat(32), "9a".repeat(32)],
+            }),
         };
         JobRecord {
             id: "j1".into(),

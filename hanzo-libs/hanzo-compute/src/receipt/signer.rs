@@ -1,0 +1,391 @@
+//! The node's receipt signer: one signature per receipt when receipts come one at a
+//! time, one per batch under load.
+//!
+//! An ed25519 signature costs more than a short WASM job, so a node signing every
+//! receipt alone spends most of its CPU on signatures once jobs pile up. There is no
+//! signing thread: the receipts that are ready take turns holding the signer's token.
+//! The holder takes every receipt waiting at that moment and signs them together
+//! ([`batch::seal`]); the rest wait on a oneshot for their seal, and when the holder is
+//! done it hands the token to the first receipt that arrived meanwhile. So:
+//!
+//! - a receipt that finds no other job running and none waiting is signed alone at
+//!   once, on the caller's task, exactly as before batching (no handoff, no wait);
+//! - otherwise the holder first yields once, so that the jobs ready on its worker
+//!   finish and join the batch; a receipt that still finds itself alone is signed
+//!   alone, in the single form;
+//! - a batch holds at most [`MAX_BATCH`] receipts.
+//!
+//! **One token per thread.** A receipt waits for the holder of its own thread's
+//! token (a tokio worker's, in the node), never for another worker's. A waiting job
+//! is woken on the thread that wakes it, so one batch across two workers moved half
+//! of its jobs to the holder's worker at every turn, and each then freed its memory
+//! on a thread that had not allocated it: glibc's malloc takes the owning arena's
+//! lock for that, and the two workers ended up queuing on each other's arenas, at a
+//! cost above the signatures saved (BENCHMARKS.md, "batch signing"). Batches per
+//! worker are half as large and share nothing.
+//!
+//! Only 32-byte leaves go to the holder and only seals come back: each receipt is
+//! written, hashed and given its hex on its own task, and the holder's turn is the
+//! tree and one signature.
+//!
+//! Cancellation: a caller dropped while it waits loses only its own receipt; a token
+//! holder dropped mid-turn hands the token on from its `Drop`, so nobody waits for a
+//! signer that is gone.
+
+use super::Receipt;
+use super::batch::{self, Hash, MAX_BATCH, Seal};
+use crate::{ComputeError, NodeKey};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+/// Signs the node's receipts, batching them under load.
+pub(crate) struct Signer {
+    shared: Arc<Shared>,
+    /// Whether several receipts may share a signature (`[compute] batch_receipts`).
+    batching: bool,
+}
+
+struct Shared {
+    key: Arc<NodeKey>,
+    /// Jobs that will want a receipt signed and have not asked yet: while there are
+    /// any, a token holder yields once so that they can join its batch.
+    running: AtomicUsize,
+    /// One token and queue per thread ([`thread_shard`]).
+    shards: Box<[Mutex<State>]>,
+}
+
+/// Shards of a signer's state: more than the threads that sign (tokio's workers, one
+/// per core in the node), so that two rarely share one. Two that do still sign
+/// correctly, as one signer.
+const SHARDS: usize = 64;
+
+/// This thread's shard: threads are numbered in the order they first sign.
+fn thread_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+#[derive(Default)]
+struct State {
+    /// Whether some caller holds the token.
+    held: bool,
+    /// Receipts waiting for the token's holder, oldest first.
+    waiting: VecDeque<Waiter>,
+}
+
+struct Waiter {
+    leaf: Hash,
+    reply: oneshot::Sender<Turn>,
+}
+
+/// What a waiting receipt's caller is told.
+enum Turn {
+    /// The holder signed it in a batch.
+    Sealed(Seal),
+    /// The token is the caller's now. Should the caller be gone before it reads
+    /// this, dropping the message drops the token, which passes it on.
+    Yours(Token),
+}
+
+/// A job that will want a receipt: counted from the start of its execution until it
+/// asks for the signature, or is dropped.
+pub(crate) struct Running<'a>(&'a Shared);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A shard's token: dropped, it passes to the first waiter still listening.
+struct Token(Option<(Arc<Shared>, usize)>);
+
+impl Drop for Token {
+    fn drop(&mut self) {
+        let Some((shared, shard)) = self.0.take() else {
+            return;
+        };
+        loop {
+            let next = {
+                let mut st = shared.lock(shard);
+                match st.waiting.pop_front() {
+                    Some(w) => w,
+                    None => {
+                        st.held = false;
+                        return;
+                    }
+                }
+            };
+            // Sent outside the lock: a refused token comes back here and must not
+            // run this drop again while the lock is held.
+            match next.reply.send(Turn::Yours(Token(Some((shared.clone(), shard))))) {
+                Ok(()) => return,
+                // That caller is gone, and its receipt with it: nobody wants it.
+                Err(Turn::Yours(mut t)) => t.0 = None,
+                Err(Turn::Sealed(_)) => unreachable!("a token was sent"),
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self, shard: usize) -> MutexGuard<'_, State> {
+        // The state is a flag and a queue, consistent at every unlock: a panic
+        // elsewhere while it was held leaves nothing half-done.
+        self.shards[shard].lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Signer {
+    pub(crate) fn new(key: Arc<NodeKey>, batching: bool) -> Self {
+        Signer {
+            shared: Arc::new(Shared {
+                key,
+                running: AtomicUsize::new(0),
+                shards: (0..SHARDS).map(|_| Mutex::new(State::default())).collect(),
+            }),
+            batching,
+        }
+    }
+
+    pub(crate) fn key(&self) -> &NodeKey {
+        &self.shared.key
+    }
+
+    pub(crate) fn set_batching(&mut self, on: bool) {
+        self.batching = on;
+    }
+
+    /// Counts a job that will want a receipt signed, until the guard is dropped.
+    pub(crate) fn running(&self) -> Running<'_> {
+        self.shared.running.fetch_add(1, Ordering::AcqRel);
+        Running(&self.shared)
+    }
+
+    /// Signs `receipt` (built by [`Receipt::unsigned`]), alone or in a batch.
+    pub(crate) async fn sign(
+        &self,
+        mut receipt: Receipt,
+        running: Running<'_>,
+    ) -> Result<Receipt, ComputeError> {
+        drop(running);
+        let shared = &self.shared;
+        let bytes = receipt.prepare(&shared.key)?;
+        if !self.batching {
+            receipt.seal_alone(&bytes, &shared.key);
+            return Ok(receipt);
+        }
+        let shard = thread_shard();
+        // The leaf is hashed only to wait: outside the lock, then looked at again.
+        let mut leaf = None;
+        let rx = loop {
+            let mut st = shared.lock(shard);
+            if !st.held {
+                st.held = true;
+                break None;
+            }
+            match leaf {
+                Some(leaf) => {
+                    let (reply, rx) = oneshot::channel();
+                    st.waiting.push_back(Waiter { leaf, reply });
+                    break Some(rx);
+                }
+                None => {
+                    drop(st);
+                    leaf = Some(batch::leaf_hash(&bytes));
+                }
+            }
+        };
+        let _token = match rx {
+            None => Token(Some((shared.clone(), shard))),
+            Some(rx) => match rx.await {
+                Ok(Turn::Sealed(seal)) => {
+                    receipt.seal_in(&seal);
+                    return Ok(receipt);
+                }
+                Ok(Turn::Yours(token)) => token,
+                // Every waiter is answered or handed the token before its sender
+                // is dropped; this would be a broken invariant, not a state.
+                Err(_) => return Err(ComputeError::internal("the receipt signer dropped a receipt")),
+            },
+        };
+        // The token is this shard's, wherever this task runs by now.
+        let shard = _token.0.as_ref().expect("a token in hand").1;
+        if shared.running.load(Ordering::Acquire) > 0 || !shared.lock(shard).waiting.is_empty() {
+            // Others are about to want a signature: let the jobs ready on this worker
+            // finish first, so one signature covers them all.
+            tokio::task::yield_now().await;
+        }
+        let others: Vec<Waiter> = {
+            let mut st = shared.lock(shard);
+            let n = st.waiting.len().min(MAX_BATCH - 1);
+            st.waiting.drain(..n).collect()
+        };
+        if others.is_empty() {
+            receipt.seal_alone(&bytes, &shared.key);
+            return Ok(receipt);
+        }
+        let leaves: Vec<Hash> = std::iter::once(leaf.unwrap_or_else(|| batch::leaf_hash(&bytes)))
+            .chain(others.iter().map(|w| w.leaf))
+            .collect();
+        let mut seals = batch::seal(&leaves, &shared.key).into_iter();
+        receipt.seal_in(&seals.next().expect("one seal per leaf"));
+        for (w, seal) in others.into_iter().zip(seals) {
+            // A caller gone meanwhile no longer wants its receipt.
+            let _ = w.reply.send(Turn::Sealed(seal));
+        }
+        Ok(receipt)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::receipt::{ReceiptBody, sha256_hex};
+    use crate::{ResourceLimits, RuntimeKind, Usage};
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+    use std::time::SystemTime;
+
+    fn unsigned(job: usize) -> Receipt {
+        let now = SystemTime::now();
+        Receipt::unsigned(ReceiptBody {
+            job_id: format!("job-{job}"),
+            runtime: RuntimeKind::Wasm,
+            function: "run".into(),
+            code_hash: sha256_hex(b"module"),
+            input_hash: sha256_hex(job.to_string().as_bytes()),
+            result: Ok(sha256_hex(b"out")),
+            usage: Usage::default(),
+            limits: ResourceLimits::default(),
+            deterministic: false,
+            started_at: now,
+            finished_at: now,
+            context_hash: "11".repeat(32),
+            runtime_version: "wasm test".into(),
+            nonce: None,
+        })
+    }
+
+    fn signer(batching: bool) -> Arc<Signer> {
+        Arc::new(Signer::new(Arc::new(NodeKey::generate().unwrap()), batching))
+    }
+
+    fn verified(r: Result<Receipt, ComputeError>) -> Receipt {
+        let r = r.expect("signed");
+        assert_eq!(Receipt::verify(&r.to_value()).expect("verifies"), r);
+        r
+    }
+
+    /// `n` jobs that all finish before any asks for its signature, on one thread:
+    /// returns what each got.
+    async fn together(s: &Arc<Signer>, n: usize) -> Vec<Receipt> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let running = s.running();
+                    // Every job starts before the first one is done.
+                    tokio::task::yield_now().await;
+                    s.sign(unsigned(i), running).await
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(verified(t.await.unwrap()));
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_receipt_alone_is_signed_alone() {
+        let s = signer(true);
+        let r = verified(s.sign(unsigned(0), s.running()).await);
+        assert_eq!(r.batch, None);
+        assert_eq!(r.node_id, s.key().id());
+        assert_eq!(together(&s, 1).await[0].batch, None);
+    }
+
+    #[tokio::test]
+    async fn receipts_finished_together_share_one_signature() {
+        let s = signer(true);
+        let out = together(&s, 20).await;
+        let mut places = std::collections::BTreeSet::new();
+        for (i, r) in out.iter().enumerate() {
+            let b = r.batch.as_ref().expect("a batch receipt");
+            assert_eq!(b.size, 20, "{}", r.job_id);
+            places.insert(b.index);
+            assert_eq!(r.signature, out[0].signature);
+            assert_eq!(b.root, out[0].batch.as_ref().unwrap().root);
+            assert_eq!(r.job_id, format!("job-{i}"), "each caller gets its own receipt");
+        }
+        assert_eq!(places, (0..20).collect(), "one place each");
+        // And with batching off, each alone.
+        let s = signer(false);
+        let out = together(&s, 5).await;
+        assert!(out.iter().all(|r| r.batch.is_none()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_larger_than_a_batch_is_signed_in_several() {
+        let s = signer(true);
+        let out = together(&s, MAX_BATCH + 300).await;
+        let mut roots = std::collections::BTreeMap::new();
+        for r in &out {
+            let size = r.batch.as_ref().map_or(1, |b| b.size);
+            assert!(size as usize <= MAX_BATCH);
+            *roots.entry(r.signature.clone()).or_insert(0u64) += 1;
+        }
+        assert!(
+            roots.len() >= 2,
+            "{} receipts under {} signatures",
+            out.len(),
+            roots.len()
+        );
+        assert!(
+            roots.len() < out.len() / 10,
+            "{} signatures for {}",
+            roots.len(),
+            out.len()
+        );
+    }
+
+    fn poll<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_cancelled_holder_or_waiter_passes_the_token_on() {
+        let s = signer(true);
+        // A job still running makes the holder yield once, with the token held.
+        let busy = s.running();
+        let mut a = Box::pin(s.sign(unsigned(1), s.running()));
+        assert!(poll(a.as_mut()).is_pending(), "the holder yields");
+        let mut b = Box::pin(s.sign(unsigned(2), s.running()));
+        assert!(poll(b.as_mut()).is_pending(), "b waits");
+        let mut c = pin!(s.sign(unsigned(3), s.running()));
+        assert!(poll(c.as_mut()).is_pending(), "c waits");
+        // The holder is cancelled mid-turn: the token goes to b, whose caller is
+        // cancelled before it reads it; c gets it.
+        drop(a);
+        drop(b);
+        assert!(poll(c.as_mut()).is_pending(), "c holds the token and yields");
+        let Poll::Ready(r) = poll(c.as_mut()) else {
+            panic!("c signs on its second poll");
+        };
+        assert_eq!(verified(r).job_id, "job-3");
+        drop(busy);
+        // Nobody holds the token now: a new receipt is signed at once.
+        let Poll::Ready(r) = poll(pin!(s.sign(unsigned(4), s.running()))) else {
+            panic!("the token was lost");
+        };
+        assert_eq!(verified(r).batch, None);
+    }
+}
