@@ -303,7 +303,8 @@ fn run(args: Args) -> Result<()> {
             .worker_threads(args.workers)
             .enable_all()
             .build()?;
-        let (signed, unsigned) = tokio_rates(&mt, &compute, &spec, args.throughput_calls, args.concurrency)?;
+        let (signed, unsigned, receipts_per_signature) =
+            tokio_rates(&mt, &compute, &spec, args.throughput_calls, args.concurrency)?;
         let floor_rate = threaded_rate(
             args.workers,
             args.throughput_calls,
@@ -352,6 +353,7 @@ fn run(args: Args) -> Result<()> {
         )?;
         Throughput {
             signed,
+            receipts_per_signature,
             unsigned,
             unsigned_one,
             floor: floor_rate,
@@ -464,50 +466,63 @@ fn tokio_rates(
     spec: &JobSpec,
     total: usize,
     concurrency: usize,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, f64, f64)> {
     mt.block_on(async {
         for signing in [Signing::On, Signing::Off] {
             burst(compute, spec, signing, total / 10, concurrency).await?;
         }
         let mut spent = [Duration::ZERO; 2];
+        let mut signatures = 0;
         let chunk = total / 4;
         for _ in 0..2 {
             for (i, signing) in [Signing::On, Signing::Off].into_iter().enumerate() {
                 let t = Instant::now();
-                burst(compute, spec, signing, chunk, concurrency).await?;
+                signatures += burst(compute, spec, signing, chunk, concurrency).await?;
                 spent[i] += t.elapsed();
             }
         }
         let done = (2 * chunk) as f64;
-        Ok((done / spent[0].as_secs_f64(), done / spent[1].as_secs_f64()))
+        Ok((
+            done / spent[0].as_secs_f64(),
+            done / spent[1].as_secs_f64(),
+            done / signatures.max(1) as f64,
+        ))
     })
 }
 
-/// `total` executions by `concurrency` tasks, each taking the next until none are left.
+/// `total` executions by `concurrency` tasks, each taking the next until none are
+/// left. Returns the signatures made.
 async fn burst(
     compute: &Arc<Compute>,
     spec: &JobSpec,
     signing: Signing,
     total: usize,
     concurrency: usize,
-) -> Result<()> {
+) -> Result<u64> {
     let left = Arc::new(AtomicUsize::new(total));
     let tasks: Vec<_> = (0..concurrency)
         .map(|_| {
             let (compute, spec, left) = (compute.clone(), spec.clone(), left.clone());
             tokio::spawn(async move {
+                let mut signatures = 0u64;
                 while claim(&left) {
                     let o = compute.run_job(&Job::new(spec.clone()), signing).await;
                     ensure!(o.result.is_ok(), "throughput call: {:?}", o.result);
+                    // One signature per receipt signed alone, one per batch (its
+                    // first leaf).
+                    if o.receipt.is_some_and(|r| r.batch.is_none_or(|b| b.index == 0)) {
+                        signatures += 1;
+                    }
                 }
-                Ok(())
+                Ok(signatures)
             })
         })
         .collect();
+    let mut signatures = 0;
     for t in tasks {
-        t.await??;
+        signatures += t.await??;
     }
-    Ok(())
+    Ok(signatures)
 }
 
 fn claim(left: &AtomicUsize) -> bool {

@@ -112,6 +112,10 @@ impl Compute {
     }
 
     /// Runs `job` on its runtime.
+    ///
+    /// Poll the future to the end or drop it: one parked after its first poll may
+    /// hold the receipt signer's token for its thread, and every receipt of that
+    /// thread would wait for it (receipt::signer).
     pub async fn run_job(&self, job: &Job, signing: Signing) -> JobOutcome {
         let outcome = |result, usage, logs, receipt| JobOutcome {
             job_id: job.id.clone(),
@@ -150,7 +154,9 @@ impl Compute {
                 self.receipt(job, runtime.as_ref(), &exec, started_at, finished_at)?,
             ))
         }) {
-            Some((running, r)) => self.signer.sign(r, running).await.map(Some),
+            // A peer's job gets the single form: a peer of an earlier version reads
+            // no other (docs/receipts.md).
+            Some((running, r)) => self.signer.sign(r, running, job.origin.is_some()).await.map(Some),
             None => Ok(None),
         };
         match receipt {

@@ -8,12 +8,21 @@
 //! ([`batch::seal`]); the rest wait on a oneshot for their seal, and when the holder is
 //! done it hands the token to the first receipt that arrived meanwhile. So:
 //!
-//! - a receipt that finds no other job running and none waiting is signed alone at
-//!   once, on the caller's task, exactly as before batching (no handoff, no wait);
-//! - otherwise the holder first yields once, so that the jobs ready on its worker
-//!   finish and join the batch; a receipt that still finds itself alone is signed
-//!   alone, in the single form;
+//! - a receipt that finds the signer idle (the token free) while no other job runs
+//!   and none waits is signed alone at once, on the caller's task, exactly as before
+//!   batching (no handoff, no wait);
+//! - a receipt that finds the token free while other jobs run takes it and yields
+//!   once, so that the jobs ready on its worker finish and join its batch; one that
+//!   still finds itself alone is signed alone, in the single form;
+//! - a receipt that finds the token held waits for the holder's batch, or for the
+//!   token;
+//! - a receipt for a peer's job is always signed alone: a peer running an earlier
+//!   version reads only that form, and would take a batch receipt for a lie;
 //! - a batch holds at most [`MAX_BATCH`] receipts.
+//!
+//! A holder keeps the token across its one yield, so a `run_job` future polled once
+//! must be polled to the end or dropped, never parked: a parked holder stalls its
+//! thread's shard.
 //!
 //! **One token per thread.** A receipt waits for the holder of its own thread's
 //! token (a tokio worker's, in the node), never for another worker's. A waiting job
@@ -61,13 +70,35 @@ struct Shared {
 /// correctly, as one signer.
 const SHARDS: usize = 64;
 
-/// This thread's shard: threads are numbered in the order they first sign.
+/// This thread's shard.
 fn thread_shard() -> usize {
+    thread_slot() % SHARDS
+}
+
+/// This thread's number. A thread takes a number given back by a thread that
+/// exited, or the next one, when it first signs, and gives it back when it exits:
+/// tokio's blocking pool comes and goes (a worker leaving for `block_in_place` is
+/// replaced by a new thread), and numbering threads for ever would wrap and put
+/// live workers on one shard.
+fn thread_slot() -> usize {
+    static FREE: Mutex<Vec<usize>> = Mutex::new(Vec::new());
     static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    struct Slot(usize);
+    impl Drop for Slot {
+        fn drop(&mut self) {
+            FREE.lock().unwrap_or_else(|e| e.into_inner()).push(self.0);
+        }
     }
-    SHARD.with(|s| *s)
+    thread_local! {
+        static SLOT: Slot = Slot(
+            FREE.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop()
+                .unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed)),
+        );
+    }
+    // A thread signing while its thread-locals are torn down shares shard 0.
+    SLOT.try_with(|s| s.0).unwrap_or(0)
 }
 
 #[derive(Default)]
@@ -167,16 +198,18 @@ impl Signer {
         Running(&self.shared)
     }
 
-    /// Signs `receipt` (built by [`Receipt::unsigned`]), alone or in a batch.
+    /// Signs `receipt` (built by [`Receipt::unsigned`]), alone when `alone` or
+    /// batching is off, else alone or in a batch.
     pub(crate) async fn sign(
         &self,
         mut receipt: Receipt,
         running: Running<'_>,
+        alone: bool,
     ) -> Result<Receipt, ComputeError> {
         drop(running);
         let shared = &self.shared;
         let bytes = receipt.prepare(&shared.key)?;
-        if !self.batching {
+        if !self.batching || alone {
             receipt.seal_alone(&bytes, &shared.key);
             return Ok(receipt);
         }
@@ -286,6 +319,11 @@ mod tests {
     /// `n` jobs that all finish before any asks for its signature, on one thread:
     /// returns what each got.
     async fn together(s: &Arc<Signer>, n: usize) -> Vec<Receipt> {
+        together_for(s, n, false).await
+    }
+
+    /// [`together`], for peers' jobs when `peers`.
+    async fn together_for(s: &Arc<Signer>, n: usize, peers: bool) -> Vec<Receipt> {
         let tasks: Vec<_> = (0..n)
             .map(|i| {
                 let s = s.clone();
@@ -293,7 +331,7 @@ mod tests {
                     let running = s.running();
                     // Every job starts before the first one is done.
                     tokio::task::yield_now().await;
-                    s.sign(unsigned(i), running).await
+                    s.sign(unsigned(i), running, peers).await
                 })
             })
             .collect();
@@ -307,7 +345,7 @@ mod tests {
     #[tokio::test]
     async fn a_receipt_alone_is_signed_alone() {
         let s = signer(true);
-        let r = verified(s.sign(unsigned(0), s.running()).await);
+        let r = verified(s.sign(unsigned(0), s.running(), false).await);
         assert_eq!(r.batch, None);
         assert_eq!(r.node_id, s.key().id());
         assert_eq!(together(&s, 1).await[0].batch, None);
@@ -327,10 +365,23 @@ mod tests {
             assert_eq!(r.job_id, format!("job-{i}"), "each caller gets its own receipt");
         }
         assert_eq!(places, (0..20).collect(), "one place each");
-        // And with batching off, each alone.
+        // With batching off, each alone; and peers' jobs always alone.
         let s = signer(false);
         let out = together(&s, 5).await;
         assert!(out.iter().all(|r| r.batch.is_none()));
+        let s = signer(true);
+        let out = together_for(&s, 5, true).await;
+        assert!(out.iter().all(|r| r.batch.is_none()));
+    }
+
+    #[test]
+    fn threads_give_their_number_back_when_they_exit() {
+        // Numbered for ever, 200 threads in turn would take 200 numbers; given back,
+        // they share the few that the tests running alongside leave free.
+        for _ in 0..200 {
+            let n = std::thread::spawn(thread_slot).join().unwrap();
+            assert!(n < SHARDS / 2, "thread number {n}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -366,11 +417,11 @@ mod tests {
         let s = signer(true);
         // A job still running makes the holder yield once, with the token held.
         let busy = s.running();
-        let mut a = Box::pin(s.sign(unsigned(1), s.running()));
+        let mut a = Box::pin(s.sign(unsigned(1), s.running(), false));
         assert!(poll(a.as_mut()).is_pending(), "the holder yields");
-        let mut b = Box::pin(s.sign(unsigned(2), s.running()));
+        let mut b = Box::pin(s.sign(unsigned(2), s.running(), false));
         assert!(poll(b.as_mut()).is_pending(), "b waits");
-        let mut c = pin!(s.sign(unsigned(3), s.running()));
+        let mut c = pin!(s.sign(unsigned(3), s.running(), false));
         assert!(poll(c.as_mut()).is_pending(), "c waits");
         // The holder is cancelled mid-turn: the token goes to b, whose caller is
         // cancelled before it reads it; c gets it.
@@ -383,7 +434,7 @@ mod tests {
         assert_eq!(verified(r).job_id, "job-3");
         drop(busy);
         // Nobody holds the token now: a new receipt is signed at once.
-        let Poll::Ready(r) = poll(pin!(s.sign(unsigned(4), s.running()))) else {
+        let Poll::Ready(r) = poll(pin!(s.sign(unsigned(4), s.running(), false))) else {
             panic!("the token was lost");
         };
         assert_eq!(verified(r).batch, None);
