@@ -201,16 +201,23 @@ fn receipt() -> Result<()> {
     Ok(())
 }
 
-fn ours(wasm: &[u8], signing: Signing) -> Result<()> {
+/// Our runtime over a fresh data directory (kept while the returned guard lives),
+/// with `wasm` in its store, and the spec of a call to it.
+fn our_compute(wasm: &[u8]) -> Result<(tempfile::TempDir, Arc<Compute>, JobSpec)> {
     let data = tempfile::tempdir()?;
     let options = WasmOptions::new(data.path(), hanzo_compute::config::WasmConfig::default());
     let rt = Arc::new(WasmRuntime::new(options)?);
     let sha = rt.add_module(wasm)?;
     let mut compute = Compute::new(Arc::new(NodeKey::generate()?));
-    compute.register(rt.clone());
+    compute.register(rt);
     let spec = JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}"))
         .function("run")
         .params(serde_json::from_str(PARAMS)?);
+    Ok((data, Arc::new(compute), spec))
+}
+
+fn ours(wasm: &[u8], signing: Signing) -> Result<()> {
+    let (_data, compute, spec) = our_compute(wasm)?;
     let job = Job::new(spec);
     let ct = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -230,16 +237,7 @@ fn ours(wasm: &[u8], signing: Signing) -> Result<()> {
 }
 
 fn load(wasm: &[u8], signing: Signing) -> Result<()> {
-    let data = tempfile::tempdir()?;
-    let options = WasmOptions::new(data.path(), hanzo_compute::config::WasmConfig::default());
-    let rt = Arc::new(WasmRuntime::new(options)?);
-    let sha = rt.add_module(wasm)?;
-    let mut compute = Compute::new(Arc::new(NodeKey::generate()?));
-    compute.register(rt.clone());
-    let compute = Arc::new(compute);
-    let spec = JobSpec::new(RuntimeKind::Wasm, format!("sha256:{sha}"))
-        .function("run")
-        .params(serde_json::from_str(PARAMS)?);
+    let (_data, compute, spec) = our_compute(wasm)?;
     let mt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

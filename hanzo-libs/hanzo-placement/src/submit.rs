@@ -1210,8 +1210,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_receipt_charging_more_than_was_sent_is_a_lie() {
+    /// A peer's key and id, a job, what was sent of it, and its code.
+    fn setup() -> (NodeKey, PeerId, Job, JobSpec, Code) {
         let key = NodeKey::from_seed([9; 32]);
         let peer = hanzo_network::identity::peer_id_of_node(key.id()).unwrap();
         let job = Job::new(JobSpec::new(RuntimeKind::Wasm, "sha256:00"));
@@ -1222,6 +1222,12 @@ mod tests {
             ext: None,
             image_id: None,
         };
+        (key, peer, job, sent, code)
+    }
+
+    #[test]
+    fn a_receipt_charging_more_than_was_sent_is_a_lie() {
+        let (key, peer, job, sent, code) = setup();
         let check = |limits: ResourceLimits, wall: f64| {
             check_result(&job, &sent, &code, peer, result(&key, &sent, limits, wall))
         };
@@ -1240,16 +1246,7 @@ mod tests {
 
     #[test]
     fn a_peers_receipt_signed_in_a_batch_is_checked_like_one_signed_alone() {
-        let key = NodeKey::from_seed([9; 32]);
-        let peer = hanzo_network::identity::peer_id_of_node(key.id()).unwrap();
-        let job = Job::new(JobSpec::new(RuntimeKind::Wasm, "sha256:00"));
-        let sent = job.spec.clone();
-        let code = Code {
-            sha256: "ab".repeat(32),
-            bytes: 1,
-            ext: None,
-            image_id: None,
-        };
+        let (key, peer, job, sent, code) = setup();
         // The peer's receipt and two others of its, signed together.
         let batched = |r: RemoteResult| {
             let alone: Receipt = serde_json::from_str(r.receipt.as_deref().unwrap()).unwrap();
