@@ -148,15 +148,13 @@ impl Compute {
         {
             exec.result = Ok(serde_json::json!({ "lie": v }));
         }
-        let receipt = match running.and_then(|running| {
-            Some((
-                running,
-                self.receipt(job, runtime.as_ref(), &exec, started_at, finished_at)?,
-            ))
-        }) {
-            // A peer's job gets the single form: a peer of an earlier version reads
-            // no other (docs/receipts.md).
-            Some((running, r)) => self.signer.sign(r, running, job.origin.is_some()).await.map(Some),
+        let receipt = match running {
+            Some(running) => match self.receipt(job, runtime.as_ref(), &exec, started_at, finished_at) {
+                // A peer's job gets the single form: a peer of an earlier version
+                // reads no other (docs/receipts.md).
+                Some(r) => self.signer.sign(r, running, job.origin.is_some()).await.map(Some),
+                None => Ok(None),
+            },
             None => Ok(None),
         };
         match receipt {

@@ -247,8 +247,8 @@ impl Signer {
                 Err(_) => return Err(ComputeError::internal("the receipt signer dropped a receipt")),
             },
         };
-        // The token is this shard's, wherever this task runs by now.
-        let shard = _token.0.as_ref().expect("a token in hand").1;
+        // `shard` stays the one this receipt queued in (and its token's), wherever
+        // this task runs by now.
         if shared.running.load(Ordering::Acquire) > 0 || !shared.lock(shard).waiting.is_empty() {
             // Others are about to want a signature: let the jobs ready on this worker
             // finish first, so one signature covers them all.
