@@ -167,12 +167,11 @@ fn main() -> ExitCode {
     // logs at warn (its host application shows its stderr).
     let multi_threaded = serving || matches!(cli.command, Command::Mcp(_));
     progress::QUIET.store(cli.quiet > 0, std::sync::atomic::Ordering::Relaxed);
-    // The log format: the flag, else the configuration's (read here only for that; a
-    // configuration that does not load is reported by the command itself).
+    // The log format: the flag, else the configuration's (read here and kept for the
+    // command; a configuration that does not load is reported by the command itself).
     let format = cli.log_format.unwrap_or_else(|| {
-        node::load_config(cli.config.as_deref())
-            .ok()
-            .and_then(|c| c.node.log_format.parse().ok())
+        node::preload_config(cli.config.as_deref())
+            .and_then(|f| f.parse().ok())
             .unwrap_or(logging::Format::Text)
     });
     // `serve` logs at info; one-shot commands at warn (their stderr is the tool's logs

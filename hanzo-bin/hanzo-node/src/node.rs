@@ -38,7 +38,28 @@ fn config_path(explicit: Option<&Path>) -> Option<PathBuf> {
 
 /// Loads the configuration, with `HANZO_*` overrides from the environment.
 pub fn load_config(explicit: Option<&Path>) -> anyhow::Result<Config> {
+    let kept = PRELOADED.lock().unwrap_or_else(|p| p.into_inner()).take();
+    if let Some((path, config)) = kept
+        && path.as_deref() == explicit
+    {
+        return Ok(config);
+    }
     Ok(Config::load(config_path(explicit).as_deref(), std::env::vars())?)
+}
+
+/// The configuration `main` loaded before the command started, until the command's
+/// first [`load_config`] takes it.
+static PRELOADED: std::sync::Mutex<Option<(Option<PathBuf>, Config)>> = std::sync::Mutex::new(None);
+
+/// Loads the configuration for `main` (which needs its log format before anything
+/// else) and keeps it for the command's first [`load_config`] with the same path:
+/// parsing it twice was ~0.2 ms of a one-shot `run` (BENCHMARKS.md, "`run wasm`'s
+/// process"). `None` when it does not load; the command then reports why.
+pub fn preload_config(explicit: Option<&Path>) -> Option<String> {
+    let config = load_config(explicit).ok()?;
+    let format = config.node.log_format.clone();
+    *PRELOADED.lock().unwrap_or_else(|p| p.into_inner()) = Some((explicit.map(Path::to_path_buf), config));
+    Some(format)
 }
 
 /// Every runtime's cache pools under `data_dir`, whether or not the runtime is enabled
@@ -156,20 +177,27 @@ impl Node {
             // (`hanzo-node __wasm-compile`), killed at the job's deadline.
             let program = std::env::current_exe().context("cannot find the hanzo-node binary")?;
             let mut wasm_config = config.compute.wasm.clone();
-            if only.is_some() && !for_clients {
+            let one_shot = only.is_some() && !for_clients;
+            if one_shot {
                 // A one-shot command (`run`, `module add`) runs at most one job. Every
                 // pooling slot costs the process address-space reservations and a
                 // guard page (a system call each) before anything runs: 256 of them
                 // were a quarter of `run wasm`'s whole process (BENCHMARKS.md, "WASM
-                // hot path").
+                // hot path"). The cap also bounds the jobs a `run go` build may run.
                 wasm_config.max_instances = wasm_config.max_instances.min(ONE_SHOT_INSTANCES);
             }
-            let options = WasmOptions::new(&data_dir, wasm_config)
+            let mut options = WasmOptions::new(&data_dir, wasm_config)
                 .with_modules_max_mb(config.node.modules_max_mb)
                 .with_compiler(Compiler::Subprocess {
                     program,
                     args: vec![COMPILE_SUBCOMMAND.into()],
                 });
+            if one_shot {
+                // Even two slots cost more to reserve, and to unmap at exit, than the
+                // one instance mapped when the job starts (BENCHMARKS.md, "`run
+                // wasm`'s process").
+                options = options.without_pooling();
+            }
             let rt = Arc::new(WasmRuntime::new(options)?);
             if wanted(RuntimeKind::Wasm) {
                 compute.register(rt.clone());

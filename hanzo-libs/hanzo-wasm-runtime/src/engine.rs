@@ -137,13 +137,24 @@ pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool, p
 }
 
 impl ProfileEngine {
-    pub(crate) fn new(profile: Profile, cfg: &WasmConfig, pagemap_scan: bool) -> Result<Self, ComputeError> {
+    /// `pooling`: try the pooling allocator first (see `WasmOptions::pooling`).
+    pub(crate) fn new(
+        profile: Profile,
+        cfg: &WasmConfig,
+        pooling: bool,
+        pagemap_scan: bool,
+    ) -> Result<Self, ComputeError> {
         // The pooling allocator reserves address space for every slot up front. Some
         // hosts cap virtual memory (ulimit -v, some containers); there the node falls
         // back to allocating per instance rather than refusing to start.
-        let (engine, pooling) = match Engine::new(&engine_config(profile, cfg, true, pagemap_scan)) {
-            Ok(e) => (e, true),
-            Err(_) => (
+        let pooled = if pooling {
+            Engine::new(&engine_config(profile, cfg, true, pagemap_scan)).ok()
+        } else {
+            None
+        };
+        let (engine, pooling) = match pooled {
+            Some(e) => (e, true),
+            None => (
                 Engine::new(&engine_config(profile, cfg, false, false))
                     .map_err(|e| ComputeError::internal(format!("cannot create the wasm engine: {e}")))?,
                 false,

@@ -79,6 +79,9 @@ pub struct WasmOptions {
     pub modules_max_mb: u64,
     /// Where modules are compiled.
     pub compiler: Compiler,
+    /// Whether instances come from a pool of slots reserved up front (the default)
+    /// rather than being mapped one by one as jobs start.
+    pub pooling: bool,
 }
 
 impl WasmOptions {
@@ -90,7 +93,17 @@ impl WasmOptions {
             config,
             modules_max_mb: 0,
             compiler: Compiler::default(),
+            pooling: true,
         }
+    }
+
+    /// The same options with instances mapped as each job starts instead of taken from
+    /// a pool reserved up front. For a process that runs one job (`hanzo-node run`):
+    /// reserving the pool and unmapping it at exit cost more than the one instance
+    /// (BENCHMARKS.md, "`run wasm`'s process"). Limits are the same either way.
+    pub fn without_pooling(mut self) -> Self {
+        self.pooling = false;
+        self
     }
 
     /// The same options with a module store quota in MiB (0: unbounded).
@@ -138,6 +151,8 @@ pub struct WasmRuntime {
     context_version: String,
     /// Whether the engines reset slots with `PAGEMAP_SCAN` (no swap at start).
     pagemap_scan: bool,
+    /// [`WasmOptions::pooling`].
+    pooling: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,7 +185,7 @@ impl WasmRuntime {
         // Slots are reset with PAGEMAP_SCAN only where no swap can take a page the
         // guest wrote out from under the reset (engine.rs).
         let pagemap_scan = !engine::swap_enabled();
-        let standard = ProfileEngine::new(Profile::Standard, &options.config, pagemap_scan)?;
+        let standard = ProfileEngine::new(Profile::Standard, &options.config, options.pooling, pagemap_scan)?;
         let ticker = Ticker::start(pagemap_scan);
         ticker.add(&standard.engine);
         let context_version = format!(
@@ -189,6 +204,7 @@ impl WasmRuntime {
             prepared: RwLock::new(HashMap::new()),
             loading: Mutex::new(HashMap::new()),
             compiler: options.compiler,
+            pooling: options.pooling,
             compile_threads: Arc::new(Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             )),
@@ -311,7 +327,7 @@ impl WasmRuntime {
         }
         let _guard = self.lazy_init.lock().unwrap_or_else(|p| p.into_inner());
         if cell.get().is_none() {
-            let e = ProfileEngine::new(profile, &self.config, self.pagemap_scan)?;
+            let e = ProfileEngine::new(profile, &self.config, self.pooling, self.pagemap_scan)?;
             self.ticker.add(&e.engine);
             let _ = cell.set(e);
         }
@@ -753,7 +769,9 @@ impl Runtime for WasmRuntime {
 
     async fn health(&self) -> Health {
         let mut h = Health::ok(format!("wasmtime {WASMTIME_VERSION}"));
-        if !self.standard.pooling {
+        // Said only of a pool asked for and refused, not of one left out on purpose
+        // (`WasmOptions::without_pooling`).
+        if self.pooling && !self.standard.pooling {
             h.detail = Some("pooling allocator unavailable on this host; allocating per instance".into());
         } else if !self.pagemap_scan {
             h.detail = Some(

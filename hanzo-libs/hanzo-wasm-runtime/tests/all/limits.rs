@@ -8,7 +8,18 @@ use serde_json::json;
 
 #[tokio::test]
 async fn a_memory_grow_bomb_hits_the_memory_limit() {
-    let node = Node::new();
+    memory_grow_bomb(Node::new()).await;
+}
+
+/// `hanzo-node run` maps its one instance rather than reserving a pool
+/// ([`WasmOptions::without_pooling`]); the limit holds there the same.
+#[tokio::test]
+async fn without_the_pool_a_memory_grow_bomb_hits_the_memory_limit_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    memory_grow_bomb(Node::with_options(dir, WasmOptions::without_pooling)).await;
+}
+
+async fn memory_grow_bomb(node: Node) {
     let wat = exports_module(
         "",
         r#"(func (export "run") (param i32 i32) (result i64)
