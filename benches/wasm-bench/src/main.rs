@@ -59,8 +59,8 @@ struct Args {
     /// Fresh runtimes created for the in-process cold start.
     #[arg(long, default_value_t = 10)]
     cold_runs: usize,
-    /// `hanzo-node run` processes timed.
-    #[arg(long, default_value_t = 20)]
+    /// `hanzo-node run` processes timed, each followed by one `hanzo-node --version`.
+    #[arg(long, default_value_t = 50)]
     cli_runs: usize,
     /// Do not invoke cargo: use what is built, or fail saying what to build.
     #[arg(long)]
@@ -661,7 +661,10 @@ fn cli(node: &Path, echo: &Path, sha: &str, params: &Value, runs: usize) -> Resu
         before.len()
     );
 
+    // The two commands take turns, so that a spell of noise on the machine (a VM's
+    // neighbours) weighs on both sides of the ratio alike.
     let mut times = Vec::with_capacity(runs);
+    let mut version = Vec::with_capacity(runs);
     for _ in 0..runs {
         let t = Instant::now();
         let out = ok(&run_args)?;
@@ -669,9 +672,6 @@ fn cli(node: &Path, echo: &Path, sha: &str, params: &Value, runs: usize) -> Resu
         let got: Value =
             serde_json::from_str(&out).context("hanzo-node printed something other than JSON")?;
         ensure!(&got == params, "hanzo-node printed {out}");
-    }
-    let mut version = Vec::with_capacity(runs);
-    for _ in 0..runs {
         let t = Instant::now();
         ok(&["--version"])?;
         version.push(t.elapsed());
