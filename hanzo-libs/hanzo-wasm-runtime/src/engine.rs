@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, Module, PoolingAllocationConfig};
 
 /// How often the epoch advances. Each tick gives every running guest a chance to
 /// yield to the executor and to be stopped, so this is also the granularity of
@@ -81,6 +81,45 @@ pub(crate) struct ProfileEngine {
 /// The engine configuration of `profile`. Everything that shapes machine code is set
 /// here, so the compiler subprocess (which builds its engine without `pooling`) makes
 /// artifacts this process's engine accepts.
+/// The shape of module every engine runs: at most one linear memory and one table,
+/// of at most `MAX_TABLE_ELEMENTS` elements. The pool's slots are cut to it (these are
+/// wasmtime 49's defaults, set explicitly so that an upgrade cannot move them), and
+/// an engine without the pool holds modules to it too ([`check_shape`], the job's
+/// [`crate::host::MemoryLimiter`]), so that a module `hanzo-node run` takes is one
+/// `serve` takes.
+pub(crate) const MAX_MEMORIES: u32 = 1;
+/// See [`MAX_MEMORIES`].
+pub(crate) const MAX_TABLES: u32 = 1;
+/// See [`MAX_MEMORIES`].
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
+
+/// Refuses, as bad input naming what is over, a module outside the shape the pool's
+/// slots hold ([`MAX_MEMORIES`]). With the pool, wasmtime refuses such a module
+/// itself when it loads; without it, nothing else would.
+pub(crate) fn check_shape(module: &Module) -> Result<(), ComputeError> {
+    let r = module.resources_required();
+    if r.num_memories > MAX_MEMORIES {
+        return Err(ComputeError::invalid(format!(
+            "the module defines {} linear memories; this node runs modules with at most {MAX_MEMORIES}",
+            r.num_memories
+        )));
+    }
+    if r.num_tables > MAX_TABLES {
+        return Err(ComputeError::invalid(format!(
+            "the module defines {} tables; this node runs modules with at most {MAX_TABLES}",
+            r.num_tables
+        )));
+    }
+    if let Some(n) = r.max_initial_table_size
+        && n > MAX_TABLE_ELEMENTS as u64
+    {
+        return Err(ComputeError::invalid(format!(
+            "a table of the module starts with {n} elements; this node allows at most {MAX_TABLE_ELEMENTS}"
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool, pagemap_scan: bool) -> Config {
     let mut c = Config::new();
     // Timeouts and cancellation: epoch checks are a load and compare on loop
@@ -110,6 +149,9 @@ pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool, p
         pool.total_stacks(cfg.max_instances);
         pool.total_component_instances(0);
         pool.max_memory_size((cfg.max_memory_mb as usize).saturating_mul(1024 * 1024));
+        pool.max_memories_per_module(MAX_MEMORIES);
+        pool.max_tables_per_module(MAX_TABLES);
+        pool.table_elements(MAX_TABLE_ELEMENTS);
         // Reusing a slot otherwise returns its pages to the kernel (madvise), and every
         // such call makes the kernel flush the other cores' TLBs: on a 2-core VM that
         // halved throughput with two workers (BENCHMARKS.md). Keeping the first pages

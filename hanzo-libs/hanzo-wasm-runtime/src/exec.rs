@@ -86,6 +86,7 @@ pub(crate) fn prepare_module(
     sha: &str,
     module: Module,
 ) -> Result<Prepared, ComputeError> {
+    crate::engine::check_shape(&module)?;
     let abi = classify(&module)?;
     let pre = engine.linker.instantiate_pre(&module).map_err(|e| {
         ComputeError::invalid(format!(

@@ -182,6 +182,11 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // Past the pool's slot size `table.grow` fails (returns -1) as it does in a
+        // pool slot, also on an engine without the pool (engine::MAX_MEMORIES).
+        if desired > crate::engine::MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
         self.grow(
             "a table",
             current as u64 * TABLE_ELEMENT_BYTES,

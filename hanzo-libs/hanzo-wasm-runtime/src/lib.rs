@@ -184,7 +184,8 @@ impl WasmRuntime {
             .with_quota(options.modules_max_mb.saturating_mul(1 << 20));
         // Slots are reset with PAGEMAP_SCAN only where no swap can take a page the
         // guest wrote out from under the reset (engine.rs).
-        let pagemap_scan = !engine::swap_enabled();
+        // (Without the pool there are no slots to reset, and nothing to watch swap for.)
+        let pagemap_scan = options.pooling && !engine::swap_enabled();
         let standard = ProfileEngine::new(Profile::Standard, &options.config, options.pooling, pagemap_scan)?;
         let ticker = Ticker::start(pagemap_scan);
         ticker.add(&standard.engine);
@@ -773,7 +774,7 @@ impl Runtime for WasmRuntime {
         // (`WasmOptions::without_pooling`).
         if self.pooling && !self.standard.pooling {
             h.detail = Some("pooling allocator unavailable on this host; allocating per instance".into());
-        } else if !self.pagemap_scan {
+        } else if self.standard.pooling && !self.pagemap_scan {
             h.detail = Some(
                 "swap is on: finished instances are reset by clearing all kept-resident memory (slower)"
                     .into(),

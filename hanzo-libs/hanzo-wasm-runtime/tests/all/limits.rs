@@ -15,8 +15,67 @@ async fn a_memory_grow_bomb_hits_the_memory_limit() {
 /// ([`WasmOptions::without_pooling`]); the limit holds there the same.
 #[tokio::test]
 async fn without_the_pool_a_memory_grow_bomb_hits_the_memory_limit_the_same() {
-    let dir = tempfile::tempdir().unwrap();
-    memory_grow_bomb(Node::with_options(dir, WasmOptions::without_pooling)).await;
+    let node = Node::with_options(tempfile::tempdir().unwrap(), WasmOptions::without_pooling);
+    assert!(!node.wasm.pooling());
+    memory_grow_bomb(node).await;
+}
+
+/// The pool's slots hold one memory and one table of at most 20,000 elements; a
+/// module of another shape is refused without the pool too, as bad input naming it.
+#[tokio::test]
+async fn without_the_pool_modules_keep_the_pools_shape() {
+    let node = Node::with_options(tempfile::tempdir().unwrap(), WasmOptions::without_pooling);
+    for (wat, named) in [
+        (
+            r#"(module (memory 1) (memory 1) (func (export "_start")))"#,
+            "2 linear memories",
+        ),
+        (
+            r#"(module (table 1 funcref) (table 1 funcref) (func (export "_start")))"#,
+            "2 tables",
+        ),
+        (
+            r#"(module (table 20001 funcref) (func (export "_start")))"#,
+            "20001 elements",
+        ),
+    ] {
+        let out = node.run_wat(wat, json!({}), |_| {}).await;
+        assert!(
+            matches!(&out.result, Err(ComputeError::InvalidInput(m)) if m.contains(named)),
+            "{wat}: {:?}",
+            out.result
+        );
+    }
+}
+
+/// Growing a table past 20,000 elements fails (`table.grow` gives -1) with or without
+/// the pool; the guest answers only when it did.
+#[tokio::test]
+async fn a_table_grows_to_the_pools_slot_and_no_further_with_or_without_the_pool() {
+    let envelope = r#"{"ok":"refused"}"#;
+    let wat = exports_module(
+        envelope,
+        &format!(
+            r#"(table $t 1 funcref)
+(func (export "run") (param i32 i32) (result i64)
+    (if (i32.eq (table.grow $t (ref.null func) (i32.const 19999)) (i32.const -1)) (then unreachable))
+    (if (i32.ne (table.grow $t (ref.null func) (i32.const 1)) (i32.const -1)) (then unreachable))
+    {})"#,
+            packed(envelope.len())
+        ),
+    );
+    for node in [
+        Node::new(),
+        Node::with_options(tempfile::tempdir().unwrap(), WasmOptions::without_pooling),
+    ] {
+        let out = node.run_wat(&wat, json!({}), |s| s.limits.memory_mb = 16).await;
+        assert_eq!(
+            out.result.unwrap(),
+            json!("refused"),
+            "pooling: {}",
+            node.wasm.pooling()
+        );
+    }
 }
 
 async fn memory_grow_bomb(node: Node) {
