@@ -553,7 +553,13 @@ impl WasmRuntime {
                             ComputeError::internal(format!("cannot store the compiled module: {e}"))
                         })?;
                         exec::load_artifact(engine, &self.store, sha).ok_or_else(|| {
-                            ComputeError::internal("the module compiler's artifact does not load")
+                            exec::artifact_refused(
+                                profile,
+                                &self.config,
+                                &self.store,
+                                sha,
+                                &engine.artifact_tag,
+                            )
                         })
                     })
                 });

@@ -20,31 +20,52 @@ async fn without_the_pool_a_memory_grow_bomb_hits_the_memory_limit_the_same() {
     memory_grow_bomb(node).await;
 }
 
-/// The pool's slots hold one memory and one table of at most 20,000 elements; a
-/// module of another shape is refused without the pool too, as bad input naming it.
+/// The pool's slots hold one memory and one table of at most 20,000 elements. A
+/// module of another shape is refused as bad input naming it, with the pool (whose
+/// compiler process has none: the artifact it wrote is dropped, not kept to be
+/// compiled again by every job) and without it.
 #[tokio::test]
-async fn without_the_pool_modules_keep_the_pools_shape() {
-    let node = Node::with_options(tempfile::tempdir().unwrap(), WasmOptions::without_pooling);
-    for (wat, named) in [
-        (
-            r#"(module (memory 1) (memory 1) (func (export "_start")))"#,
-            "2 linear memories",
-        ),
-        (
-            r#"(module (table 1 funcref) (table 1 funcref) (func (export "_start")))"#,
-            "2 tables",
-        ),
-        (
-            r#"(module (table 20001 funcref) (func (export "_start")))"#,
-            "20001 elements",
-        ),
+async fn a_module_outside_the_pools_shape_is_refused_with_or_without_the_pool() {
+    for node in [
+        Node::new(),
+        Node::with_options(tempfile::tempdir().unwrap(), WasmOptions::without_pooling),
     ] {
-        let out = node.run_wat(wat, json!({}), |_| {}).await;
-        assert!(
-            matches!(&out.result, Err(ComputeError::InvalidInput(m)) if m.contains(named)),
-            "{wat}: {:?}",
-            out.result
-        );
+        for (wat, named) in [
+            (
+                r#"(module (memory 1) (memory 1) (func (export "_start")))"#,
+                "2 linear memories",
+            ),
+            (
+                r#"(module (table 1 funcref) (table 1 funcref) (func (export "_start")))"#,
+                "2 tables",
+            ),
+            (
+                r#"(module (table 20001 funcref) (func (export "_start")))"#,
+                "20001 elements",
+            ),
+        ] {
+            let out = node.run_wat(wat, json!({}), |_| {}).await;
+            assert!(
+                matches!(&out.result, Err(ComputeError::InvalidInput(m)) if m.contains(named)),
+                "pooling {}: {wat}: {:?}",
+                node.wasm.pooling(),
+                out.result
+            );
+        }
+        let artifacts = std::fs::read_dir(node.dir.path().join("modules"))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "cwasm")
+            })
+            .count();
+        // Without the pool the three artifacts load, and the shape is refused from them
+        // without compiling again; a pooled engine cannot load them, so none is kept.
+        let expected = if node.wasm.pooling() { 0 } else { 3 };
+        assert_eq!(artifacts, expected, "pooling {}", node.wasm.pooling());
     }
 }
 
