@@ -78,9 +78,6 @@ pub(crate) struct ProfileEngine {
     pub(crate) metered: bool,
 }
 
-/// The engine configuration of `profile`. Everything that shapes machine code is set
-/// here, so the compiler subprocess (which builds its engine without `pooling`) makes
-/// artifacts this process's engine accepts.
 /// The shape of module every engine runs: at most one linear memory and one table,
 /// of at most `MAX_TABLE_ELEMENTS` elements. The pool's slots are cut to it (these are
 /// wasmtime 49's defaults, set explicitly so that an upgrade cannot move them), and
@@ -120,6 +117,9 @@ pub(crate) fn check_shape(module: &Module) -> Result<(), ComputeError> {
     Ok(())
 }
 
+/// The engine configuration of `profile`. Everything that shapes machine code is set
+/// here, so the compiler subprocess (which builds its engine without `pooling`) makes
+/// artifacts this process's engine accepts.
 pub(crate) fn engine_config(profile: Profile, cfg: &WasmConfig, pooling: bool, pagemap_scan: bool) -> Config {
     let mut c = Config::new();
     // Timeouts and cancellation: epoch checks are a load and compare on loop

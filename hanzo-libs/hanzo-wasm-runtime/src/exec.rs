@@ -72,27 +72,24 @@ pub(crate) fn load_artifact(engine: &ProfileEngine, store: &ModuleStore, sha: &s
     unsafe { Module::deserialize_file(&engine.engine, &artifact) }.ok()
 }
 
-/// Why the artifact the module compiler just wrote for `sha` does not load into a
-/// pooled engine, and drops it (left in place, every later job would compile the module
+/// Why the `artifact` the module compiler just wrote does not load into a pooled
+/// engine, and drops it (left in place, every later job would compile the module
 /// again). The compiler's engine has no pool, so a module outside the pool's shape
 /// compiles there and is refused here: that is the module's fault, named as bad input
 /// ([`crate::engine::check_shape`]). Anything else is the node's.
 pub(crate) fn artifact_refused(
     profile: crate::engine::Profile,
     cfg: &hanzo_compute::config::WasmConfig,
-    store: &ModuleStore,
-    sha: &str,
-    tag: &str,
+    artifact: &std::path::Path,
 ) -> ComputeError {
-    let artifact = store.artifact_path(sha, tag);
     let shape = wasmtime::Engine::new(&crate::engine::engine_config(profile, cfg, false, false))
         .ok()
         // SAFETY: as in `load_artifact`: the file is the node's own compiler's output
         // for this very configuration, without the pool (which a module's shape does
         // not change: the code is the same).
-        .and_then(|e| unsafe { Module::deserialize_file(&e, &artifact) }.ok())
+        .and_then(|e| unsafe { Module::deserialize_file(&e, artifact) }.ok())
         .map(|m| crate::engine::check_shape(&m));
-    let _ = std::fs::remove_file(&artifact);
+    let _ = std::fs::remove_file(artifact);
     match shape {
         Some(Err(e)) => e,
         _ => ComputeError::internal("the module compiler's artifact does not load"),

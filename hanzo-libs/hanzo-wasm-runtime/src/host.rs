@@ -182,8 +182,8 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
         desired: usize,
         _max: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        // Past the pool's slot size `table.grow` fails (returns -1) as it does in a
-        // pool slot, also on an engine without the pool (engine::MAX_MEMORIES).
+        // A table grows no further than a pool slot holds (`table.grow` gives -1),
+        // on an engine without the pool as well (engine::MAX_TABLE_ELEMENTS).
         if desired > crate::engine::MAX_TABLE_ELEMENTS {
             return Ok(false);
         }

@@ -552,15 +552,8 @@ impl WasmRuntime {
                         std::fs::rename(&output, &artifact).map_err(|e| {
                             ComputeError::internal(format!("cannot store the compiled module: {e}"))
                         })?;
-                        exec::load_artifact(engine, &self.store, sha).ok_or_else(|| {
-                            exec::artifact_refused(
-                                profile,
-                                &self.config,
-                                &self.store,
-                                sha,
-                                &engine.artifact_tag,
-                            )
-                        })
+                        exec::load_artifact(engine, &self.store, sha)
+                            .ok_or_else(|| exec::artifact_refused(profile, &self.config, &artifact))
                     })
                 });
                 if loaded.is_err() {
