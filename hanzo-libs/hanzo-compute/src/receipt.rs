@@ -738,32 +738,39 @@ mod tests {
         assert!(matches!(check_unique_keys("{"), Err(VerifyError::Malformed(_))));
     }
 
-    fn sample(key: &NodeKey) -> Receipt {
+    /// A receipt body with every field set, for tests here and in `signer`.
+    pub(crate) fn body(job_id: &str) -> ReceiptBody {
         let now = SystemTime::now();
-        Receipt::sign(
-            ReceiptBody {
-                job_id: "job-1".into(),
-                runtime: RuntimeKind::Wasm,
-                function: "run".into(),
-                code_hash: sha256_hex(b"module"),
-                input_hash: hash_json(&json!({"a": 1})),
-                result: Ok(hash_json(&json!({"b": 2.5}))),
-                usage: Usage {
-                    wall_time_ms: 0.25,
-                    fuel_consumed: Some(1234),
-                    peak_memory_bytes: Some(65536),
-                },
-                limits: ResourceLimits::default(),
-                deterministic: false,
-                started_at: now,
-                finished_at: now,
-                context_hash: "11".repeat(32),
-                runtime_version: "wasm test".into(),
-                nonce: Some("22".repeat(16)),
+        ReceiptBody {
+            job_id: job_id.into(),
+            runtime: RuntimeKind::Wasm,
+            function: "run".into(),
+            code_hash: sha256_hex(b"module"),
+            input_hash: hash_json(&json!({"a": 1})),
+            result: Ok(hash_json(&json!({"b": 2.5}))),
+            usage: Usage {
+                wall_time_ms: 0.25,
+                fuel_consumed: Some(1234),
+                peak_memory_bytes: Some(65536),
             },
-            key,
-        )
-        .unwrap()
+            limits: ResourceLimits::default(),
+            deterministic: false,
+            started_at: now,
+            finished_at: now,
+            context_hash: "11".repeat(32),
+            runtime_version: "wasm test".into(),
+            nonce: Some("22".repeat(16)),
+        }
+    }
+
+    /// `t` fails verification with an error whose text contains `text`.
+    fn refused_naming(t: &Value, text: &str) {
+        let e = Receipt::verify(t).unwrap_err().to_string();
+        assert!(e.contains(text), "{e}");
+    }
+
+    fn sample(key: &NodeKey) -> Receipt {
+        Receipt::sign(body("job-1"), key).unwrap()
     }
 
     #[test]
@@ -956,32 +963,17 @@ mod tests {
         // Proofs longer than any tree's are refused before hashing.
         let mut t = v.clone();
         t["batch"]["proof"] = json!(vec!["00".repeat(32); batch::MAX_PROOF + 1]);
-        assert!(
-            Receipt::verify(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("at most 64")
-        );
+        refused_naming(&t, "at most 64");
         let mut t = v.clone();
         t["batch"]["proof"][0] = json!("zz");
-        assert!(
-            Receipt::verify(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("batch.proof")
-        );
+        refused_naming(&t, "batch.proof");
         // Version 1 receipts were never batched.
         let mut t = v.clone();
         t["version"] = json!(1);
         for f in ["context_hash", "runtime_version", "nonce"] {
             t.as_object_mut().unwrap().remove(f);
         }
-        assert!(
-            Receipt::verify(&t)
-                .unwrap_err()
-                .to_string()
-                .contains("no field 'batch'")
-        );
+        refused_naming(&t, "no field 'batch'");
     }
 
     #[test]

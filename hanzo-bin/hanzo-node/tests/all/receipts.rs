@@ -4,6 +4,22 @@ use crate::util::*;
 use serde_json::{Value, json};
 use std::path::Path;
 
+/// `receipt verify` of the receipt at `path`, checked against the job `receipt_of` ran
+/// (module `m`, its params and output), with `extra` flags.
+fn verify_against_the_job(h: &Home, path: &str, m: &str, extra: &[&str]) -> Run {
+    let mut args = vec!["receipt", "verify", path];
+    args.extend_from_slice(extra);
+    args.extend([
+        "--code",
+        m,
+        "--params",
+        r#"{"xs": [1, 2, 3]}"#,
+        "--output",
+        r#"{"sum":6}"#,
+    ]);
+    h.run(&args)
+}
+
 fn receipt_of(h: &Home) -> (String, String, Value) {
     let m = h.file("t.wat", &returning(r#"{"ok":{"sum":6}}"#));
     let path = h.path("r.json").display().to_string();
@@ -27,17 +43,7 @@ fn a_receipt_verifies_with_its_code_input_and_output() {
     let (m, path, _) = receipt_of(&h);
     let r = h.run(&["receipt", "verify", &path]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = h.run(&[
-        "receipt",
-        "verify",
-        &path,
-        "--code",
-        &m,
-        "--params",
-        r#"{"xs": [1, 2, 3]}"#,
-        "--output",
-        r#"{"sum":6}"#,
-    ]);
+    let r = verify_against_the_job(&h, &path, &m, &[]);
     assert_eq!(r.code, 0, "{}", r.stderr);
 }
 
@@ -120,19 +126,7 @@ fn a_receipt_signed_in_a_batch_verifies_on_its_own() {
         .collect();
     assert_eq!(batch[0]["batch"]["size"], 3, "{}", batch[0]);
     let path = h.file("batch.json", &batch[0].to_string());
-    let r = h.run(&[
-        "receipt",
-        "verify",
-        &path,
-        "--node-id",
-        key.id(),
-        "--code",
-        &m,
-        "--params",
-        r#"{"xs": [1, 2, 3]}"#,
-        "--output",
-        r#"{"sum":6}"#,
-    ]);
+    let r = verify_against_the_job(&h, &path, &m, &["--node-id", key.id()]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("in a batch of 3"), "{}", r.stdout);
     let mut stolen = batch[0].clone();

@@ -280,29 +280,14 @@ impl Signer {
 mod tests {
     use super::*;
     use crate::receipt::{ReceiptBody, sha256_hex};
-    use crate::{ResourceLimits, RuntimeKind, Usage};
     use std::future::Future;
     use std::pin::pin;
     use std::task::{Context, Poll, Waker};
-    use std::time::SystemTime;
 
     fn unsigned(job: usize) -> Receipt {
-        let now = SystemTime::now();
         Receipt::unsigned(ReceiptBody {
-            job_id: format!("job-{job}"),
-            runtime: RuntimeKind::Wasm,
-            function: "run".into(),
-            code_hash: sha256_hex(b"module"),
             input_hash: sha256_hex(job.to_string().as_bytes()),
-            result: Ok(sha256_hex(b"out")),
-            usage: Usage::default(),
-            limits: ResourceLimits::default(),
-            deterministic: false,
-            started_at: now,
-            finished_at: now,
-            context_hash: "11".repeat(32),
-            runtime_version: "wasm test".into(),
-            nonce: None,
+            ..crate::receipt::tests::body(&format!("job-{job}"))
         })
     }
 
