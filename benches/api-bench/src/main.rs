@@ -173,7 +173,7 @@ async fn run(args: Args) -> Result<()> {
     for durability in ["normal", "full"] {
         let home = tmp.path().join(durability);
         let node = Node::start(&bin, &home, &settings(durability)).await?;
-        let mut c = Conn::open(node.addr).await?;
+        let mut c = node.conn().await?;
         let spec = spec(&upload(&mut c).await?);
         eprintln!("api-bench: {durability}: latency, {calls} calls ...");
         latencies.push((durability, latency(&mut c, &spec, warmup, calls).await?));
@@ -199,7 +199,7 @@ async fn run(args: Args) -> Result<()> {
     };
     eprintln!("api-bench: normal, default resources: throughput, 64 clients, {jobs} jobs ...");
     let node = Node::start(&bin, &tmp.path().join("defaults"), &defaults).await?;
-    let spec_d = spec(&upload(&mut Conn::open(node.addr).await?).await?);
+    let spec_d = spec(&upload(&mut node.conn().await?).await?);
     rows.push(throughput(&node, &spec_d, ("normal", defaults.max_concurrent_jobs), 64, jobs).await?);
     node.stop().await?;
 
@@ -212,7 +212,7 @@ async fn run(args: Args) -> Result<()> {
         mem: node.mem()?,
         db_bytes: db_bytes(&home),
     }];
-    let mut c = Conn::open(node.addr).await?;
+    let mut c = node.conn().await?;
     let spec = spec(&upload(&mut c).await?);
     rows.push(throughput(&node, &spec, ("normal", args.slots), 64, store_jobs).await?);
     let in_store = store_counts(&mut c).await?.0;
@@ -230,7 +230,7 @@ async fn run(args: Args) -> Result<()> {
         mem: node.mem()?,
         db_bytes: db_bytes(&home),
     });
-    let mut c = Conn::open(node.addr).await?;
+    let mut c = node.conn().await?;
     let after = store_counts(&mut c).await?.0;
     ensure!(
         after == in_store,
@@ -315,12 +315,12 @@ async fn throughput(
     clients: usize,
     jobs: usize,
 ) -> Result<Throughput> {
-    let mut probe = Conn::open(node.addr).await?;
+    let mut probe = node.conn().await?;
     let (_, base_ok, base_failed) = store_counts(&mut probe).await?;
     let base_finished = finished(&mut probe).await?;
     let mut conns = Vec::with_capacity(clients);
     for _ in 0..clients {
-        conns.push(Conn::open(node.addr).await?);
+        conns.push(node.conn().await?);
     }
     let next = Arc::new(AtomicU64::new(0));
     let rejected = Arc::new(AtomicU64::new(0));

@@ -55,7 +55,16 @@ pub struct Mem {
     pub hwm_kb: u64,
 }
 
+/// The API token the bench's node is given (`node.api_token`), so that the client
+/// need not read `<data_dir>/api-token`.
+pub const TOKEN: &str = "api-bench-token-0123456789abcdef";
+
 impl Node {
+    /// An authorized connection to the node's API.
+    pub async fn conn(&self) -> Result<Conn> {
+        Ok(Conn::open(self.addr).await?.authorized(TOKEN))
+    }
+
     /// Starts the node on `home` and waits for `/healthz`.
     pub async fn start(bin: &Path, home: &Path, settings: &Settings) -> Result<Node> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
@@ -67,6 +76,7 @@ impl Node {
             .env_remove("HANZO_CONFIG")
             .env("HANZO_NODE_API_LISTEN", addr.to_string())
             .env("HANZO_COMPUTE_ENABLED_RUNTIMES", "wasm")
+            .env("HANZO_NODE_API_TOKEN", TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log)?);
