@@ -36,6 +36,10 @@ const PARAMS: &str =
 const CALLS: usize = 20_000;
 const WARMUP: usize = 2_000;
 
+/// The node's allocator, as in the benchmark.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let path = args
@@ -242,41 +246,68 @@ fn load(wasm: &[u8], signing: Signing) -> Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let (calls, signatures) = mt.block_on(async {
+    // Receipts by the size of the batch that signed them (1: signed alone).
+    let (calls, by_size) = mt.block_on(async {
         let end = Instant::now() + Duration::from_secs(5);
         let tasks: Vec<_> = (0..64)
             .map(|_| {
                 let (compute, spec) = (compute.clone(), spec.clone());
                 tokio::spawn(async move {
-                    let (mut calls, mut signatures) = (0u64, std::collections::HashSet::new());
+                    let (mut calls, mut by_size) = (0u64, std::collections::BTreeMap::<u64, u64>::new());
                     while Instant::now() < end {
                         let out = compute.run_job(&Job::new(spec.clone()), signing).await;
                         anyhow::ensure!(out.result.is_ok(), "{:?}", out.result);
                         calls += 1;
                         if let Some(r) = out.receipt {
-                            signatures.insert(r.signature);
+                            *by_size.entry(r.batch.map_or(1, |b| b.size)).or_default() += 1;
                         }
                     }
-                    Ok((calls, signatures))
+                    Ok((calls, by_size))
                 })
             })
             .collect();
-        let (mut calls, mut signatures) = (0, std::collections::HashSet::new());
+        let (mut calls, mut by_size) = (0, std::collections::BTreeMap::<u64, u64>::new());
         for t in tasks {
             let (c, s) = t.await??;
             calls += c;
-            signatures.extend(s);
+            for (size, n) in s {
+                *by_size.entry(size).or_default() += n;
+            }
         }
-        anyhow::Ok((calls, signatures.len()))
+        anyhow::Ok((calls, by_size))
     })?;
+    // A batch of `size` gave `size` receipts.
+    let signatures: f64 = by_size.iter().map(|(size, n)| *n as f64 / *size as f64).sum();
     println!(
-        "{} calls/s over 5 s, {} receipts per signature",
+        "{} calls/s over 5 s, {:.1} receipts per signature",
         calls / 5,
-        if signatures == 0 {
+        if signatures == 0.0 {
             0.0
         } else {
-            calls as f64 / signatures as f64
+            calls as f64 / signatures
         }
     );
+    if signatures > 0.0 {
+        // Where the signatures went: alone, small batches, large ones.
+        let mut buckets = [0f64; 5];
+        for (size, n) in &by_size {
+            let b = match size {
+                1 => 0,
+                2..=4 => 1,
+                5..=16 => 2,
+                17..=64 => 3,
+                _ => 4,
+            };
+            buckets[b] += *n as f64 / *size as f64;
+        }
+        println!(
+            "signatures by batch size: alone {:.0}%, 2-4 {:.0}%, 5-16 {:.0}%, 17-64 {:.0}%, more {:.0}%",
+            buckets[0] / signatures * 100.0,
+            buckets[1] / signatures * 100.0,
+            buckets[2] / signatures * 100.0,
+            buckets[3] / signatures * 100.0,
+            buckets[4] / signatures * 100.0,
+        );
+    }
     Ok(())
 }

@@ -67,6 +67,11 @@ struct Args {
     no_build: bool,
 }
 
+/// The node's allocator (hanzo-node's `main.rs` says why): our rows run the node's
+/// code in this process, so they allocate as the node does. Extism's rows share it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     // One line naming what went wrong, not anyhow's backtrace (RUST_BACKTRACE is often
     // set in CI and would bury the message).

@@ -4,6 +4,19 @@
 //! only the tool's output (or, with `--json`, the whole result); everything for people
 //! goes to stderr, and an error is one line beginning `error:`.
 
+/// jemalloc, not glibc's malloc. Under load a job's memory is often freed on another
+/// worker thread than the one that allocated it (a task moves, a receipt is sealed
+/// by the batch's holder), and glibc then takes the owning arena's lock: two workers
+/// queued on each other's arenas, and signed WASM throughput lost 20-30% to it
+/// (BENCHMARKS.md, "The allocator"). jemalloc frees into a per-thread cache instead.
+/// It keeps the limits this binary puts on itself meaningful: it maps memory as it
+/// needs it (no large up-front reservation, unlike mimalloc's 1 GiB arena), so the
+/// module compiler's `RLIMIT_DATA` and a tool host's memory rlimit still stop it at
+/// the first mapping past the limit. Its symbols are prefixed: C code in the process
+/// (SQLite, a tool's cdylib in the tool host) keeps glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod agent_cmd;
 mod cache_cmd;
 mod demo;

@@ -95,6 +95,25 @@ fn a_pathological_compile_ends_at_the_job_timeout() {
     assert!(t.elapsed() < Duration::from_secs(30), "took {:?}", t.elapsed());
 }
 
+#[test]
+fn a_compile_over_the_job_memory_is_exit_3_naming_memory() {
+    // The compiler is this binary (`__wasm-compile`) under `RLIMIT_DATA`, with the
+    // node's allocator: cranelift needs gigabytes for this function, and the limit
+    // must stop it at the job's memory, not let it run to the timeout.
+    let body = hanzo_testkit::live_locals_body(3000, 4);
+    let h = Home::new();
+    let m = h.file(
+        "big.wat",
+        &with_body(&format!(
+            r#"(func (export "run") (param i32 i32) (result i64) {body} (i64.const 0))"#
+        )),
+    );
+    let t = Instant::now();
+    let r = h.run(&["run", "wasm", &m, "--timeout-ms", "120000", "--memory-mb", "16"]);
+    assert_one_error_line(&r, 3, "compiling the module needed more than the job's 16 MiB");
+    assert!(t.elapsed() < Duration::from_secs(100), "took {:?}", t.elapsed());
+}
+
 /// `module add` with the given quota (MiB); returns `sha256:<hex>`.
 fn add(h: &Home, wat: &str, name: &str, quota_mb: &str) -> String {
     let m = h.file(name, wat);
