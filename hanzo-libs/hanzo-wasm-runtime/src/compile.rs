@@ -34,7 +34,7 @@ pub const COMPILER_PER_CORE_MB: u64 = 8;
 
 /// What the compiler process may use beyond the job's memory, in MiB.
 pub(crate) fn compiler_overhead_mb() -> u64 {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let cores = u64::from(hanzo_compute::fingerprint::machine().cpu_cores);
     COMPILER_BASE_MB + COMPILER_PER_CORE_MB * cores
 }
 

@@ -206,8 +206,10 @@ impl WasmRuntime {
             loading: Mutex::new(HashMap::new()),
             compiler: options.compiler,
             pooling: options.pooling,
+            // The machine's cores, measured once per process (on cgroup v1 each
+            // `available_parallelism` reads three files).
             compile_threads: Arc::new(Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                hanzo_compute::fingerprint::machine().cpu_cores as usize,
             )),
             path_digests: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
@@ -509,7 +511,7 @@ impl WasmRuntime {
                     // A backstop only (the process is killed at the deadline): CPU
                     // time of every core the compiler's threads may use, plus slack.
                     cpu_seconds: (remaining.as_secs() + 2)
-                        .saturating_mul(std::thread::available_parallelism().map_or(1, |n| n.get() as u64)),
+                        .saturating_mul(u64::from(hanzo_compute::fingerprint::machine().cpu_cores)),
                     input: self.store.wasm_path(sha),
                     output: output.clone(),
                 };
