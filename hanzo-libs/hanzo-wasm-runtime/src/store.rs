@@ -140,60 +140,48 @@ impl ModuleStore {
 
     /// Disk space the store takes: modules, artifacts and anything else in it.
     pub fn usage(&self) -> u64 {
-        self.scan().iter().map(|m| m.bytes).sum::<u64>() + self.stray_bytes()
-    }
-
-    /// Removes temporary files (`*.tmp*`) older than [`STALE_TMP`]: left by a node or a
-    /// compiler process that died mid-write. A live write is never that old (a compile
-    /// is killed at its job's deadline, at most `max_execution_time_ms`).
-    fn sweep_stale(&self) {
-        let Ok(rd) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if sha_of(&name).is_some() || !name.contains(".tmp") {
-                continue;
-            }
-            let old = e
-                .metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age > STALE_TMP);
-            if old {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-
-    /// Bytes of files that belong to no module (compilations in progress).
-    fn stray_bytes(&self) -> u64 {
-        std::fs::read_dir(&self.dir)
-            .map(|rd| {
-                rd.flatten()
-                    .filter(|e| sha_of(&e.file_name().to_string_lossy()).is_none())
-                    .filter_map(|e| e.metadata().ok())
-                    .filter(|m| m.is_file())
-                    .map(|m| m.len())
-                    .sum()
-            })
-            .unwrap_or(0)
+        let (modules, strays) = self.scan_all(false);
+        modules.iter().map(|m| m.bytes).sum::<u64>() + strays
     }
 
     /// Every module with its files, size and last use.
     fn scan(&self) -> Vec<StoredModule> {
+        self.scan_all(false).0
+    }
+
+    /// One pass over the directory (every node start and every new module prunes, and
+    /// three listings of it were a tenth of a one-shot `run`'s time above the process
+    /// floor): every module with its files, size and last use, and the bytes of files
+    /// that belong to no module (compilations in progress). With `sweep`, temporary
+    /// files (`*.tmp*`) older than [`STALE_TMP`] are removed on the way and not counted:
+    /// left by a node or a compiler process that died mid-write. A live write is never
+    /// that old (a compile is killed at its job's deadline, at most
+    /// `max_execution_time_ms`).
+    fn scan_all(&self, sweep: bool) -> (Vec<StoredModule>, u64) {
         let mut by_sha: HashMap<String, StoredModule> = HashMap::new();
+        let mut strays = 0;
         let Ok(rd) = std::fs::read_dir(&self.dir) else {
-            return Vec::new();
+            return (Vec::new(), 0);
         };
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(sha) = sha_of(&name) else { continue };
             let Ok(meta) = e.metadata() else { continue };
             if !meta.is_file() {
                 continue;
             }
+            let Some(sha) = sha_of(&name) else {
+                let stale = || {
+                    meta.modified()
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .is_some_and(|age| age > STALE_TMP)
+                };
+                if sweep && name.contains(".tmp") && stale() && std::fs::remove_file(e.path()).is_ok() {
+                    continue;
+                }
+                strays += meta.len();
+                continue;
+            };
             let m = by_sha.entry(sha.to_string()).or_insert_with(|| StoredModule {
                 sha: sha.to_string(),
                 files: Vec::new(),
@@ -217,7 +205,7 @@ impl ModuleStore {
                 m.files.push(e.path());
             }
         }
-        by_sha.into_values().collect()
+        (by_sha.into_values().collect(), strays)
     }
 
     /// Removes least recently used modules (with their artifacts) until the store fits
@@ -240,9 +228,8 @@ impl ModuleStore {
     /// running it from memory; to every other it is unknown from then on.
     pub fn prune_to(&self, budget: u64, spare: impl Fn(&str) -> bool) -> Vec<ModuleInfo> {
         let _one = self.pruning.lock().unwrap_or_else(|p| p.into_inner());
-        self.sweep_stale();
-        let mut modules = self.scan();
-        let mut total: u64 = modules.iter().map(|m| m.bytes).sum::<u64>() + self.stray_bytes();
+        let (mut modules, strays) = self.scan_all(true);
+        let mut total: u64 = modules.iter().map(|m| m.bytes).sum::<u64>() + strays;
         // Orphan artifacts first, then modules by last use.
         modules.sort_by_key(|m| (m.has_module, m.last_used));
         let mut removed = Vec::new();
@@ -415,6 +402,39 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ComputeError> {
 mod tests {
     use super::*;
     use hanzo_compute::receipt::sha256_hex;
+
+    #[test]
+    fn one_pass_counts_strays_and_sweeps_only_old_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ModuleStore::open(dir.path()).unwrap();
+        let sha = store.put(b"(module)").unwrap();
+        let module = std::fs::metadata(store.wasm_path(&sha)).unwrap().len();
+        let file = |name: &str, bytes: usize, age_s: u64| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, vec![b'x'; bytes]).unwrap();
+            let f = std::fs::File::options().write(true).open(&path).unwrap();
+            f.set_modified(SystemTime::now() - std::time::Duration::from_secs(age_s))
+                .unwrap();
+            path
+        };
+        // A compile in progress, one left by a process that died hours ago, and a file
+        // that is no temporary at all (never swept, whatever its age).
+        let live = file(&format!(".{sha}.x.cwasm.tmp1"), 100, 0);
+        let dead = file(&format!(".{sha}.x.cwasm.tmp2"), 1000, STALE_TMP.as_secs() + 60);
+        let other = file("notes", 10_000, STALE_TMP.as_secs() + 60);
+        assert_eq!(
+            store.usage(),
+            module + 100 + 1000 + 10_000,
+            "usage sweeps nothing"
+        );
+        assert!(store.prune_to(u64::MAX, |_| false).is_empty());
+        assert!(live.exists() && !dead.exists() && other.exists());
+        assert_eq!(store.usage(), module + 100 + 10_000);
+        // A budget below the strays removes every module: they count against it.
+        let removed = store.prune_to(module + 100, |_| false);
+        assert_eq!(removed.len(), 1);
+        assert!(!store.contains(&sha));
+    }
 
     #[test]
     fn modules_are_stored_by_the_digest_of_their_binary() {
