@@ -77,16 +77,9 @@ fn the_module_store_keeps_node_modules_max_mb() {
 fn a_pathological_compile_ends_at_the_job_timeout() {
     // One function with 2000 i64 locals all live across 6000 branches: cranelift
     // takes far longer than the timeout (minutes for larger ones).
-    let body = hanzo_testkit::live_locals_body(2000, 3);
     let h = Home::new();
-    let m = h.file(
-        "slow.wat",
-        &with_body(&format!(
-            r#"(func (export "run") (param i32 i32) (result i64) {body} (i64.const 0))"#
-        )),
-    );
     let t = Instant::now();
-    let r = h.run(&["run", "wasm", &m, "--timeout-ms", "1000", "--memory-mb", "2048"]);
+    let r = run_pathological(&h, 2000, 3, &["--timeout-ms", "1000", "--memory-mb", "2048"]);
     assert_one_error_line(
         &r,
         3,
@@ -100,18 +93,24 @@ fn a_compile_over_the_job_memory_is_exit_3_naming_memory() {
     // The compiler is this binary (`__wasm-compile`) under `RLIMIT_DATA`, with the
     // node's allocator: cranelift needs gigabytes for this function, and the limit
     // must stop it at the job's memory, not let it run to the timeout.
-    let body = hanzo_testkit::live_locals_body(3000, 4);
     let h = Home::new();
+    let t = Instant::now();
+    let r = run_pathological(&h, 3000, 4, &["--timeout-ms", "120000", "--memory-mb", "16"]);
+    assert_one_error_line(&r, 3, "compiling the module needed more than the job's 16 MiB");
+    assert!(t.elapsed() < Duration::from_secs(100), "took {:?}", t.elapsed());
+}
+
+/// `run wasm` of a module whose one function keeps `locals` i64 locals live across
+/// `locals * rounds` branches (`hanzo_testkit::live_locals_body`), with `args`.
+fn run_pathological(h: &Home, locals: usize, rounds: usize, args: &[&str]) -> Run {
+    let body = hanzo_testkit::live_locals_body(locals, rounds);
     let m = h.file(
-        "big.wat",
+        "pathological.wat",
         &with_body(&format!(
             r#"(func (export "run") (param i32 i32) (result i64) {body} (i64.const 0))"#
         )),
     );
-    let t = Instant::now();
-    let r = h.run(&["run", "wasm", &m, "--timeout-ms", "120000", "--memory-mb", "16"]);
-    assert_one_error_line(&r, 3, "compiling the module needed more than the job's 16 MiB");
-    assert!(t.elapsed() < Duration::from_secs(100), "took {:?}", t.elapsed());
+    h.run(&[&["run", "wasm", m.as_str()], args].concat())
 }
 
 /// `module add` with the given quota (MiB); returns `sha256:<hex>`.
