@@ -187,12 +187,6 @@ fn main() -> ExitCode {
             .and_then(|f| f.parse().ok())
             .unwrap_or(logging::Format::Text)
     });
-    // `run wasm` builds its engine while the rest of the process starts.
-    if let Command::Run(args) = &cli.command
-        && args.runtime == "wasm"
-    {
-        node::prewarm_wasm(cli.config.as_deref());
-    }
     // `serve` logs at info; one-shot commands at warn (their stderr is the tool's logs
     // and the contract's error line).
     if let Err(e) = logging::init(format, if serving { 2 } else { 1 }, cli.verbose, cli.quiet) {

@@ -143,30 +143,6 @@ pub fn scheduler_options(config: &Config) -> hanzo_scheduler::Options {
 /// The WASM runtime's pooling slots in a one-shot command.
 const ONE_SHOT_INSTANCES: u32 = 2;
 
-/// The `[compute.wasm]` a one-shot command (`run`, `module add`) gives its runtime.
-fn one_shot_wasm_config(config: &Config) -> hanzo_compute::config::WasmConfig {
-    let mut wasm = config.compute.wasm.clone();
-    // A one-shot command runs at most one job. Every pooling slot costs the process
-    // address-space reservations and a guard page (a system call each) before anything
-    // runs: 256 of them were a quarter of `run wasm`'s whole process (BENCHMARKS.md,
-    // "WASM hot path"). The cap also bounds the jobs a `run go` build may run.
-    wasm.max_instances = wasm.max_instances.min(ONE_SHOT_INSTANCES);
-    wasm
-}
-
-/// For `run wasm`: starts building the WASM engine of the configuration `main` loaded
-/// (when it did, and WASM is enabled) while the process starts up; `Node::build` takes
-/// it (`hanzo_wasm_runtime::prewarm_without_pool`).
-pub fn prewarm_wasm(explicit: Option<&Path>) {
-    let kept = PRELOADED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((path, config)) = kept.as_ref()
-        && path.as_deref() == explicit
-        && config.runtime_enabled(RuntimeKind::Wasm)
-    {
-        hanzo_wasm_runtime::prewarm_without_pool(&one_shot_wasm_config(config));
-    }
-}
-
 impl Node {
     /// Builds the node. With `only`, just that runtime is started (a CLI `run` needs
     /// one, and starting the others would only cost time). `for_clients`: the node runs
@@ -200,12 +176,16 @@ impl Node {
             // Modules compile in this very binary re-run as a child process
             // (`hanzo-node __wasm-compile`), killed at the job's deadline.
             let program = std::env::current_exe().context("cannot find the hanzo-node binary")?;
+            let mut wasm_config = config.compute.wasm.clone();
             let one_shot = only.is_some() && !for_clients;
-            let wasm_config = if one_shot {
-                one_shot_wasm_config(&config)
-            } else {
-                config.compute.wasm.clone()
-            };
+            if one_shot {
+                // A one-shot command (`run`, `module add`) runs at most one job. Every
+                // pooling slot costs the process address-space reservations and a
+                // guard page (a system call each) before anything runs: 256 of them
+                // were a quarter of `run wasm`'s whole process (BENCHMARKS.md, "WASM
+                // hot path"). The cap also bounds the jobs a `run go` build may run.
+                wasm_config.max_instances = wasm_config.max_instances.min(ONE_SHOT_INSTANCES);
+            }
             let mut options = WasmOptions::new(&data_dir, wasm_config)
                 .with_modules_max_mb(config.node.modules_max_mb)
                 .with_compiler(Compiler::Subprocess {

@@ -176,47 +176,9 @@ impl FileStamp {
     }
 }
 
-/// The standard engine of a runtime without the pool, being built ahead of
-/// [`WasmRuntime::new`] by [`prewarm_without_pool`], with the configuration it is for.
-type Prewarmed = (
-    WasmConfig,
-    std::thread::JoinHandle<Result<ProfileEngine, ComputeError>>,
-);
-static PREWARMED: Mutex<Option<Prewarmed>> = Mutex::new(None);
-
-/// Starts building, on a thread of its own, the standard engine and WASI linker that
-/// a runtime without the pool ([`WasmOptions::without_pooling`]) over `config` will
-/// need. A one-shot command (`hanzo-node run wasm`) calls this as soon as it has read
-/// its configuration: the engine and the linker (a few hundred µs, most of a `run`'s
-/// time in this crate) are then built while the process sets up the rest (logging,
-/// its async runtime, the node key). The next [`WasmRuntime::new`] without the pool
-/// over the same configuration takes it; one over another builds its own.
-pub fn prewarm_without_pool(config: &WasmConfig) {
-    let cfg = config.clone();
-    let Ok(handle) = std::thread::Builder::new()
-        .name("hanzo-wasm-engine".into())
-        .spawn(move || ProfileEngine::new(Profile::Standard, &cfg, false, false))
-    else {
-        // No thread: `WasmRuntime::new` builds the engine itself, as without this.
-        return;
-    };
-    *PREWARMED.lock().unwrap_or_else(|p| p.into_inner()) = Some((config.clone(), handle));
-}
-
-/// The engine [`prewarm_without_pool`] built for `config`, if it did.
-fn prewarmed(config: &WasmConfig) -> Option<ProfileEngine> {
-    let (built_for, handle) = PREWARMED.lock().unwrap_or_else(|p| p.into_inner()).take()?;
-    if built_for != *config {
-        return None;
-    }
-    // An error (or a panic) here is met again, and reported, by building it anew.
-    handle.join().ok()?.ok()
-}
-
 impl WasmRuntime {
-    /// Creates the runtime: opens the module store and builds the standard engine
-    /// (or takes the one [`prewarm_without_pool`] built). The deterministic engine is
-    /// built on first use.
+    /// Creates the runtime: opens the module store and builds the standard engine.
+    /// The deterministic engine is built on first use.
     pub fn new(options: WasmOptions) -> Result<Self, ComputeError> {
         let store = ModuleStore::open(&options.module_dir)?
             .with_quota(options.modules_max_mb.saturating_mul(1 << 20));
@@ -224,10 +186,7 @@ impl WasmRuntime {
         // guest wrote out from under the reset (engine.rs).
         // (Without the pool there are no slots to reset, and nothing to watch swap for.)
         let pagemap_scan = options.pooling && !engine::swap_enabled();
-        let standard = match (!options.pooling).then(|| prewarmed(&options.config)).flatten() {
-            Some(engine) => engine,
-            None => ProfileEngine::new(Profile::Standard, &options.config, options.pooling, pagemap_scan)?,
-        };
+        let standard = ProfileEngine::new(Profile::Standard, &options.config, options.pooling, pagemap_scan)?;
         let ticker = Ticker::start(pagemap_scan);
         ticker.add(&standard.engine);
         let context_version = format!(
