@@ -8,7 +8,7 @@
 /// worker thread than the one that allocated it (a task moves, a receipt is sealed
 /// by the batch's holder), and glibc then takes the owning arena's lock: two workers
 /// queued on each other's arenas, and signed WASM throughput lost 20-30% to it
-/// (BENCHMARKS.md, "The allocator"). jemalloc frees into a per-thread cache instead.
+/// (BENCHMARKS.md, "The allocator, adopted"). jemalloc frees into a per-thread cache instead.
 /// It keeps the limits this binary puts on itself meaningful: it maps memory as it
 /// needs it (no large up-front reservation, unlike mimalloc's 1 GiB arena), so the
 /// module compiler's `RLIMIT_DATA` and a tool host's memory rlimit still stop it at

@@ -149,9 +149,9 @@ impl ModuleStore {
         self.scan_all(false).0
     }
 
-    /// One pass over the directory (every node start and every new module prunes, and
-    /// three listings of it were a tenth of a one-shot `run`'s time above the process
-    /// floor): every module with its files, size and last use, and the bytes of files
+    /// One pass over the directory (every node start and every new module prunes; it
+    /// used to list the directory three times, with a `statx` per file each time):
+    /// every module with its files, size and last use, and the bytes of files
     /// that belong to no module (compilations in progress). With `sweep`, temporary
     /// files (`*.tmp*`) older than [`STALE_TMP`] are removed on the way and not counted:
     /// left by a node or a compiler process that died mid-write. A live write is never
