@@ -55,22 +55,37 @@ impl<'a> SortedObject<'a> {
         key: &'static str,
         value: &T,
     ) -> Result<(), CanonicalError> {
+        self.key(key);
+        value.serialize(Canon { out: self.out })
+    }
+
+    /// Writes `"key":` and leaves the value to the caller (who writes the rest of the
+    /// object itself); `key` must sort after the previous one.
+    pub fn key(&mut self, key: &'static str) {
         debug_assert!(
             key.is_ascii() && self.last.is_none_or(|l| l < key),
             "{key} given out of canonical order"
         );
+        // The keys are the code's own names: written as they are, without the escape
+        // scan a string from outside needs (checked in debug builds).
+        debug_assert!(!needs_escape(key.as_bytes()), "{key:?} would need escaping");
         if self.last.is_some() {
             self.out.push(b',');
         }
         self.last = Some(key);
-        write_string(key, self.out);
-        self.out.push(b':');
-        value.serialize(Canon { out: self.out })
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
     }
 
     pub fn finish(self) {
         self.out.push(b'}');
     }
+}
+
+/// A JSON string in canonical form (escaped as serde_json escapes).
+pub fn write_str(s: &str, out: &mut Vec<u8>) {
+    write_string(s, out);
 }
 
 /// Why a value has no canonical JSON form: what serde_json's `to_value` refuses.

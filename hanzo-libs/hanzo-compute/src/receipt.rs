@@ -20,6 +20,7 @@ use ed25519_dalek::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::time::SystemTime;
 
 /// The receipt format version written by this node. Version 2 added `context_hash`,
@@ -227,28 +228,77 @@ impl<'a> ExecutionContext<'a> {
     }
 
     /// sha256 (hex) of its canonical JSON.
+    ///
+    /// `tool_job_id` is the last field in canonical order and the only one that
+    /// differs between the jobs of one spec, so the hash state after everything
+    /// before it is kept, per thread, for the last context seen: a job like the one
+    /// before hashes only its id. The cache is keyed on every other field's value,
+    /// compared in full (not on a hash of them), so a hit is exactly the bytes a miss
+    /// would have written.
     pub fn hash(&self) -> String {
-        sha256_hex(&self.canonical().expect("a context always serialises"))
+        thread_local! {
+            static LAST: RefCell<Option<(FixedPart, Sha256)>> = const { RefCell::new(None) };
+        }
+        let state = LAST
+            .try_with(|last| {
+                let mut last = last.borrow_mut();
+                match &*last {
+                    Some((fixed, state)) if fixed.is(self) => state.clone(),
+                    _ => {
+                        let state = self.fixed_state();
+                        *last = Some((FixedPart::of(self), state.clone()));
+                        state
+                    }
+                }
+            })
+            // A thread tearing down its thread-locals hashes without the cache.
+            .unwrap_or_else(|_| self.fixed_state());
+        let mut tail = Vec::with_capacity(self.tool_job_id.len() + 3);
+        canonical::write_str(self.tool_job_id, &mut tail);
+        tail.push(b'}');
+        to_hex(&state.chain_update(&tail).finalize())
     }
 
-    /// Its canonical JSON, written field by field in canonical order (a hash per
-    /// receipt; `the_bytes_signed_are_the_canonical_json_verify_checks` holds it to
-    /// the generic form).
+    /// The hash state after every byte of the canonical JSON before `tool_job_id`'s
+    /// value.
+    fn fixed_state(&self) -> Sha256 {
+        let mut out = Vec::with_capacity(512);
+        let mut o = canonical::SortedObject::new(&mut out);
+        self.fixed_fields(&mut o).expect("a context always serialises");
+        o.key("tool_job_id");
+        Sha256::new_with_prefix(&out)
+    }
+
+    /// Its canonical JSON, written field by field in canonical order: what
+    /// [`ExecutionContext::hash`] hashes, in one piece
+    /// (`the_bytes_signed_are_the_canonical_json_verify_checks` holds it to the
+    /// generic form, `the_cached_context_hash_is_the_hash_of_the_whole_context` the
+    /// hash to it).
+    #[cfg(test)]
     fn canonical(&self) -> Result<Vec<u8>, canonical::CanonicalError> {
-        // Every field by name, so a new one cannot be left out unnoticed.
+        let mut out = Vec::with_capacity(512);
+        let mut o = canonical::SortedObject::new(&mut out);
+        self.fixed_fields(&mut o)?;
+        o.field("tool_job_id", self.tool_job_id)?;
+        o.finish();
+        Ok(out)
+    }
+
+    /// Every field but `tool_job_id`, which sorts last.
+    fn fixed_fields(&self, o: &mut canonical::SortedObject) -> Result<(), canonical::CanonicalError> {
+        // Every field by name, so a new one cannot be left out unnoticed (nor out of
+        // `FixedPart`).
         let ExecutionContext {
             runtime,
             runtime_version,
             function,
-            tool_job_id,
+            tool_job_id: _,
             env,
             network,
             mounts,
             limits,
             deterministic,
         } = self;
-        let mut out = Vec::with_capacity(512);
-        let mut o = canonical::SortedObject::new(&mut out);
         o.field("deterministic", deterministic)?;
         o.field("env", env)?;
         o.field("function", function)?;
@@ -257,9 +307,64 @@ impl<'a> ExecutionContext<'a> {
         o.field("network", network)?;
         o.field("runtime", runtime)?;
         o.field("runtime_version", runtime_version)?;
-        o.field("tool_job_id", tool_job_id)?;
-        o.finish();
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// An [`ExecutionContext`]'s fields but `tool_job_id`, owned: the key of the cached
+/// hash state in [`ExecutionContext::hash`].
+struct FixedPart {
+    runtime: RuntimeKind,
+    runtime_version: String,
+    function: String,
+    env: std::collections::BTreeMap<String, String>,
+    network: crate::Network,
+    mounts: Vec<(String, bool)>,
+    limits: ResourceLimits,
+    deterministic: bool,
+}
+
+impl FixedPart {
+    fn of(c: &ExecutionContext) -> FixedPart {
+        FixedPart {
+            runtime: c.runtime,
+            runtime_version: c.runtime_version.to_string(),
+            function: c.function.to_string(),
+            env: c.env.clone(),
+            network: c.network,
+            mounts: c.mounts.iter().map(|&(g, w)| (g.to_string(), w)).collect(),
+            limits: c.limits.clone(),
+            deterministic: c.deterministic,
+        }
+    }
+
+    /// Whether `c`'s fields but `tool_job_id` are these, value for value: then they
+    /// write the same canonical bytes.
+    fn is(&self, c: &ExecutionContext) -> bool {
+        let ExecutionContext {
+            runtime,
+            runtime_version,
+            function,
+            tool_job_id: _,
+            env,
+            network,
+            mounts,
+            limits,
+            deterministic,
+        } = c;
+        self.runtime == *runtime
+            && self.runtime_version == *runtime_version
+            && self.function == *function
+            && self.env == **env
+            && self.network == *network
+            && self.mounts.len() == mounts.len()
+            && self
+                .mounts
+                .iter()
+                .zip(mounts)
+                .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+            && self.limits == **limits
+            && self.deterministic == *deterministic
     }
 }
 
@@ -1054,6 +1159,57 @@ mod tests {
         for (i, h) in other.iter().enumerate() {
             assert_ne!(h, &base, "variant {i} left the context hash unchanged");
         }
+    }
+
+    #[test]
+    fn the_cached_context_hash_is_the_hash_of_the_whole_context() {
+        let mut spec = crate::JobSpec::new(RuntimeKind::Wasm, "sha256:ab");
+        spec.mounts.push("/a:/in".parse().unwrap());
+        spec.env.insert("K".into(), "v".into());
+        // Every field but the id changed alone, and two at once: each one a cache
+        // miss after the one before, a hit when repeated.
+        let variants: [fn(&mut crate::JobSpec); 8] = [
+            |_| {},
+            |s| s.runtime = RuntimeKind::Python,
+            |s| {
+                s.env.insert("K".into(), "w".into());
+            },
+            |s| s.network = crate::Network::Full,
+            |s| s.mounts[0].guest = "/in2".into(),
+            |s| s.mounts[0].writable = true,
+            |s| s.limits.timeout_ms += 1,
+            |s| {
+                s.deterministic = true;
+                s.env.clear();
+            },
+        ];
+        let specs: Vec<_> = variants
+            .iter()
+            .map(|change| {
+                let mut s = spec.clone();
+                change(&mut s);
+                s
+            })
+            .collect();
+        let mut contexts = Vec::new();
+        for s in &specs {
+            for (function, version) in [("run", "v1"), ("main", "v1"), ("run", "v2")] {
+                for id in ["job-1", "job-2", "a \"quoted\" id \u{1f600}"] {
+                    contexts.push(ExecutionContext::of(s, function, id, version));
+                }
+            }
+        }
+        let whole = |c: &ExecutionContext| sha256_hex(&c.canonical().unwrap());
+        for c in contexts.iter().chain(contexts.iter().rev()) {
+            assert_eq!(c.hash(), whole(c), "{c:?}");
+            assert_eq!(c.hash(), whole(c), "{c:?}, hashed again");
+        }
+        let all: std::collections::HashSet<_> = contexts.iter().map(|c| c.hash()).collect();
+        assert_eq!(all.len(), contexts.len(), "every context hashes apart");
+        // Another thread has its own cache.
+        let c = &contexts[5];
+        let there = std::thread::scope(|t| t.spawn(|| c.hash()).join().unwrap());
+        assert_eq!(there, whole(c));
     }
 
     #[test]
