@@ -184,6 +184,13 @@ fn receipt() -> Result<()> {
         let j = if turn { &job } else { &other };
         black_box(ExecutionContext::of(&j.spec, "run", j.tool_job_id(), &version).hash());
     });
+    let digest = [0xa5u8; 32];
+    time("to_hex of 32 bytes, ten times", || {
+        for _ in 0..10 {
+            black_box(hanzo_compute::receipt::to_hex(black_box(&digest)));
+        }
+    });
+    time("nothing (the clock's own cost)", || {});
     time("timestamp", || {
         black_box(timestamp(SystemTime::now()));
     });

@@ -59,6 +59,21 @@ impl<'a> SortedObject<'a> {
         value.serialize(Canon { out: self.out })
     }
 
+    /// Writes `"key":{...}`, an object whose fields `fields` writes in canonical
+    /// order: for a struct on a hot path, which [`SortedObject::field`] would write
+    /// through serde, sorting its fields each time.
+    pub fn object(
+        &mut self,
+        key: &'static str,
+        fields: impl FnOnce(&mut SortedObject) -> Result<(), CanonicalError>,
+    ) -> Result<(), CanonicalError> {
+        self.key(key);
+        let mut inner = SortedObject::new(self.out);
+        fields(&mut inner)?;
+        inner.finish();
+        Ok(())
+    }
+
     /// Writes `"key":` and leaves the value to the caller (who writes the rest of the
     /// object itself); `key` must sort after the previous one.
     pub fn key(&mut self, key: &'static str) {

@@ -52,6 +52,32 @@ impl Default for ResourceLimits {
 }
 
 impl ResourceLimits {
+    /// Its fields in canonical order, as serde writes them (the receipt's signed
+    /// bytes and context hash; `the_bytes_signed_are_the_canonical_json_verify_checks`
+    /// holds them to the generic form).
+    pub(crate) fn canonical_fields(
+        &self,
+        o: &mut crate::canonical::SortedObject,
+    ) -> Result<(), crate::canonical::CanonicalError> {
+        // Every field by name, so a new one cannot be left out unnoticed.
+        let ResourceLimits {
+            cpu_shares,
+            memory_mb,
+            disk_mb,
+            network_bandwidth_mbps,
+            timeout_ms,
+            fuel,
+            max_output_bytes,
+        } = self;
+        o.field("cpu_shares", cpu_shares)?;
+        o.field("disk_mb", disk_mb)?;
+        o.field("fuel", fuel)?;
+        o.field("max_output_bytes", max_output_bytes)?;
+        o.field("memory_mb", memory_mb)?;
+        o.field("network_bandwidth_mbps", network_bandwidth_mbps)?;
+        o.field("timeout_ms", timeout_ms)
+    }
+
     /// Rejects values that cannot mean anything (zero memory, zero timeout).
     pub fn validate(&self) -> Result<(), crate::ComputeError> {
         let bad = |what: &str| {

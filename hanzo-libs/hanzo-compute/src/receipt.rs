@@ -33,15 +33,17 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     to_hex(&Sha256::digest(bytes))
 }
 
-/// Lower-case hex of `bytes`, as `hex::encode` writes it, by table: a receipt
-/// writes four of these, and the `hex` crate's char-by-char iterator cost more
-/// than the sha256 they encode.
+/// Lower-case hex of `bytes`, as `hex::encode` writes it, by table: a batched
+/// receipt writes eight or more of these, and both the `hex` crate's char-by-char
+/// iterator and a push per digit cost more than the sha256 they encode.
 pub fn to_hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = Vec::with_capacity(bytes.len() * 2);
-    for &b in bytes {
-        out.push(DIGITS[(b >> 4) as usize]);
-        out.push(DIGITS[(b & 0xf) as usize]);
+    let mut out = vec![0u8; bytes.len() * 2];
+    // Two digits per byte into a buffer of the final size: no capacity check per
+    // digit, and a nibble (at most 15) needs no bounds check in a 16-entry table.
+    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
     String::from_utf8(out).expect("hex digits are ASCII")
 }
@@ -75,6 +77,15 @@ pub struct ReceiptError {
     pub code: String,
     /// The error message.
     pub message: String,
+}
+
+impl ReceiptError {
+    /// Its fields in canonical order (see [`canonical::SortedObject::object`]).
+    fn canonical_fields(&self, o: &mut canonical::SortedObject) -> Result<(), canonical::CanonicalError> {
+        let ReceiptError { code, message } = self;
+        o.field("code", code)?;
+        o.field("message", message)
+    }
 }
 
 /// A signed record of one execution.
@@ -302,7 +313,7 @@ impl<'a> ExecutionContext<'a> {
         o.field("deterministic", deterministic)?;
         o.field("env", env)?;
         o.field("function", function)?;
-        o.field("limits", limits)?;
+        o.object("limits", |o| limits.canonical_fields(o))?;
         o.field("mounts", mounts)?;
         o.field("network", network)?;
         o.field("runtime", runtime)?;
@@ -515,12 +526,15 @@ impl Receipt {
             o.field("context_hash", c)?;
         }
         o.field("deterministic", deterministic)?;
-        o.field("error", error)?;
+        match error {
+            Some(e) => o.object("error", |o| e.canonical_fields(o))?,
+            None => o.field("error", &())?,
+        }
         o.field("finished_at", finished_at)?;
         o.field("function", function)?;
         o.field("input_hash", input_hash)?;
         o.field("job_id", job_id)?;
-        o.field("limits", limits)?;
+        o.object("limits", |o| limits.canonical_fields(o))?;
         o.field("node_id", node_id)?;
         if let Some(n) = nonce {
             o.field("nonce", n)?;
@@ -532,7 +546,7 @@ impl Receipt {
         }
         o.field("started_at", started_at)?;
         o.field("status", status)?;
-        o.field("usage", usage)?;
+        o.object("usage", |o| usage.canonical_fields(o))?;
         o.field("version", version)?;
         o.finish();
         Ok(out)
@@ -897,7 +911,9 @@ mod tests {
         });
         failed.nonce = None;
         failed.usage.fuel_consumed = None;
+        failed.usage.wall_time_ms = 1e21 + 0.5;
         failed.limits.fuel = Some(u64::MAX);
+        failed.limits.network_bandwidth_mbps = Some(7);
         let mut v1 = sample(&key);
         (v1.context_hash, v1.runtime_version) = (None, None);
         for r in [sample(&key), failed, v1] {
@@ -905,6 +921,7 @@ mod tests {
             assert_eq!(r.signed_bytes().unwrap(), generic);
         }
         let mut spec = crate::JobSpec::new(RuntimeKind::Wasm, "m.wasm");
+        spec.limits.fuel = Some(9);
         for (k, v) in [("Z", "1"), ("\u{fb01}", "x"), ("\u{1f600}", "y")] {
             spec.env.insert(k.into(), v.into());
         }

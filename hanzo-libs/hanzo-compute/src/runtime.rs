@@ -23,6 +23,22 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Its fields in canonical order, as serde writes them (see
+    /// [`ResourceLimits::canonical_fields`](crate::ResourceLimits)).
+    pub(crate) fn canonical_fields(
+        &self,
+        o: &mut crate::canonical::SortedObject,
+    ) -> Result<(), crate::canonical::CanonicalError> {
+        let Usage {
+            wall_time_ms,
+            fuel_consumed,
+            peak_memory_bytes,
+        } = self;
+        o.field("fuel_consumed", fuel_consumed)?;
+        o.field("peak_memory_bytes", peak_memory_bytes)?;
+        o.field("wall_time_ms", wall_time_ms)
+    }
+
     /// Sets the wall time from a duration, rounded to the microsecond so that the
     /// figure prints the same way everywhere.
     pub fn set_wall_time(&mut self, d: std::time::Duration) {
