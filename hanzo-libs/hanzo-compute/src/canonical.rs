@@ -76,7 +76,7 @@ impl<'a> SortedObject<'a> {
 
     /// Writes `"key":` and leaves the value to the caller (who writes the rest of the
     /// object itself); `key` must sort after the previous one.
-    pub fn key(&mut self, key: &'static str) {
+    pub(crate) fn key(&mut self, key: &'static str) {
         debug_assert!(
             key.is_ascii() && self.last.is_none_or(|l| l < key),
             "{key} given out of canonical order"
@@ -99,7 +99,7 @@ impl<'a> SortedObject<'a> {
 }
 
 /// A JSON string in canonical form (escaped as serde_json escapes).
-pub fn write_str(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
     write_string(s, out);
 }
 

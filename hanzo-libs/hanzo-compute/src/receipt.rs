@@ -256,14 +256,17 @@ impl<'a> ExecutionContext<'a> {
                 match &*last {
                     Some((fixed, state)) if fixed.is(self) => state.clone(),
                     _ => {
-                        let state = self.fixed_state();
-                        *last = Some((FixedPart::of(self), state.clone()));
+                        let (state, len) = self.fixed_state();
+                        // A large context (a long env, or a peer's long strings in
+                        // a receipt being checked) is hashed but not kept: the entry
+                        // lives as long as the thread.
+                        *last = (len <= MAX_CACHED_CONTEXT).then(|| (FixedPart::of(self), state.clone()));
                         state
                     }
                 }
             })
             // A thread tearing down its thread-locals hashes without the cache.
-            .unwrap_or_else(|_| self.fixed_state());
+            .unwrap_or_else(|_| self.fixed_state().0);
         let mut tail = Vec::with_capacity(self.tool_job_id.len() + 3);
         canonical::write_str(self.tool_job_id, &mut tail);
         tail.push(b'}');
@@ -271,20 +274,20 @@ impl<'a> ExecutionContext<'a> {
     }
 
     /// The hash state after every byte of the canonical JSON before `tool_job_id`'s
-    /// value.
-    fn fixed_state(&self) -> Sha256 {
+    /// value, and how many bytes that was.
+    fn fixed_state(&self) -> (Sha256, usize) {
         let mut out = Vec::with_capacity(512);
         let mut o = canonical::SortedObject::new(&mut out);
         self.fixed_fields(&mut o).expect("a context always serialises");
         o.key("tool_job_id");
-        Sha256::new_with_prefix(&out)
+        (Sha256::new_with_prefix(&out), out.len())
     }
 
     /// Its canonical JSON, written field by field in canonical order: what
     /// [`ExecutionContext::hash`] hashes, in one piece
     /// (`the_bytes_signed_are_the_canonical_json_verify_checks` holds it to the
-    /// generic form, `the_cached_context_hash_is_the_hash_of_the_whole_context` the
-    /// hash to it).
+    /// generic form; `the_cached_context_hash_is_the_hash_of_the_whole_context` holds
+    /// the hash, from the cache or not, to the generic form's).
     #[cfg(test)]
     fn canonical(&self) -> Result<Vec<u8>, canonical::CanonicalError> {
         let mut out = Vec::with_capacity(512);
@@ -321,6 +324,10 @@ impl<'a> ExecutionContext<'a> {
         Ok(())
     }
 }
+
+/// The longest canonical prefix (bytes) whose hash state a thread keeps: a spec's
+/// usual context is ~300 bytes.
+const MAX_CACHED_CONTEXT: usize = 4096;
 
 /// An [`ExecutionContext`]'s fields but `tool_job_id`, owned: the key of the cached
 /// hash state in [`ExecutionContext::hash`].
@@ -911,6 +918,7 @@ mod tests {
         });
         failed.nonce = None;
         failed.usage.fuel_consumed = None;
+        failed.usage.peak_memory_bytes = None;
         failed.usage.wall_time_ms = 1e21 + 0.5;
         failed.limits.fuel = Some(u64::MAX);
         failed.limits.network_bandwidth_mbps = Some(7);
@@ -1208,15 +1216,24 @@ mod tests {
                 s
             })
             .collect();
+        let mut no_mounts = spec.clone();
+        no_mounts.mounts.clear();
+        let mut two = spec.clone();
+        two.mounts.push("/a:/in:rw".parse().unwrap());
+        // Past the size a thread keeps: hashed, never cached.
+        let mut large = spec.clone();
+        large.env.insert("BIG".into(), "x".repeat(MAX_CACHED_CONTEXT));
+        let specs: Vec<_> = specs.into_iter().chain([no_mounts, two, large]).collect();
         let mut contexts = Vec::new();
         for s in &specs {
             for (function, version) in [("run", "v1"), ("main", "v1"), ("run", "v2")] {
-                for id in ["job-1", "job-2", "a \"quoted\" id \u{1f600}"] {
+                for id in ["job-1", "job-2", "a \"quoted\" id \u{1f600}", "\u{0}\n\\"] {
                     contexts.push(ExecutionContext::of(s, function, id, version));
                 }
             }
         }
-        let whole = |c: &ExecutionContext| sha256_hex(&c.canonical().unwrap());
+        // The generic form, as a verifier writes it from the JSON.
+        let whole = |c: &ExecutionContext| hash_json(&serde_json::to_value(c).unwrap());
         for c in contexts.iter().chain(contexts.iter().rev()) {
             assert_eq!(c.hash(), whole(c), "{c:?}");
             assert_eq!(c.hash(), whole(c), "{c:?}, hashed again");
