@@ -294,7 +294,7 @@ mod tests {
     use super::*;
     use crate::receipt::{ReceiptBody, sha256_hex};
     use std::future::Future;
-    use std::pin::pin;
+    use std::pin::{Pin, pin};
     use std::task::{Context, Poll, Waker};
 
     fn unsigned(job: usize) -> Receipt {
@@ -406,20 +406,29 @@ mod tests {
         );
     }
 
-    fn poll<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    fn poll<F: Future + ?Sized>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
         f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    /// A signing in progress.
+    type Pending<'a> = Pin<Box<dyn Future<Output = Result<Receipt, ComputeError>> + 'a>>;
+
+    /// On this thread: a job still running (the guard), a receipt holding the token
+    /// and yielding for it (job 1), and one waiting for that holder (job 2).
+    fn holder_and_waiter(s: &Signer) -> (Running<'_>, [Pending<'_>; 2]) {
+        let busy = s.running();
+        let mut a: Pending = Box::pin(s.sign(unsigned(1), s.running(), false));
+        assert!(poll(a.as_mut()).is_pending(), "the holder yields");
+        let mut b: Pending = Box::pin(s.sign(unsigned(2), s.running(), false));
+        assert!(poll(b.as_mut()).is_pending(), "b waits");
+        (busy, [a, b])
     }
 
     #[test]
     fn after_a_batch_the_next_holder_yields_once_and_after_a_lone_one_not() {
         let s = signer(true);
-        // A batch of two on this thread: a holder yielding for a job still running,
-        // and a receipt that waits for it.
-        let busy = s.running();
-        let mut a = Box::pin(s.sign(unsigned(1), s.running(), false));
-        assert!(poll(a.as_mut()).is_pending(), "the holder yields");
-        let mut b = Box::pin(s.sign(unsigned(2), s.running(), false));
-        assert!(poll(b.as_mut()).is_pending(), "b waits");
+        // A batch of two on this thread.
+        let (busy, [mut a, mut b]) = holder_and_waiter(&s);
         drop(busy);
         for f in [a.as_mut(), b.as_mut()] {
             let Poll::Ready(r) = poll(f) else {
@@ -445,12 +454,7 @@ mod tests {
     #[test]
     fn a_cancelled_holder_or_waiter_passes_the_token_on() {
         let s = signer(true);
-        // A job still running makes the holder yield once, with the token held.
-        let busy = s.running();
-        let mut a = Box::pin(s.sign(unsigned(1), s.running(), false));
-        assert!(poll(a.as_mut()).is_pending(), "the holder yields");
-        let mut b = Box::pin(s.sign(unsigned(2), s.running(), false));
-        assert!(poll(b.as_mut()).is_pending(), "b waits");
+        let (busy, [a, b]) = holder_and_waiter(&s);
         let mut c = pin!(s.sign(unsigned(3), s.running(), false));
         assert!(poll(c.as_mut()).is_pending(), "c waits");
         // The holder is cancelled mid-turn: the token goes to b, whose caller is
