@@ -98,11 +98,6 @@ impl<'a> SortedObject<'a> {
     }
 }
 
-/// A JSON string in canonical form (escaped as serde_json escapes).
-pub(crate) fn write_str(s: &str, out: &mut Vec<u8>) {
-    write_string(s, out);
-}
-
 /// Why a value has no canonical JSON form: what serde_json's `to_value` refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -212,7 +207,7 @@ fn write_f64(f: f64, out: &mut Vec<u8>) {
 
 /// A JSON string, escaped exactly as serde_json (and RFC 8785) escape: '"', '\\',
 /// and control characters (as \b \f \n \r \t or lower-case \u00xx), nothing else.
-fn write_string(s: &str, out: &mut Vec<u8>) {
+pub(crate) fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
     let bytes = s.as_bytes();

@@ -268,7 +268,7 @@ impl<'a> ExecutionContext<'a> {
             // A thread tearing down its thread-locals hashes without the cache.
             .unwrap_or_else(|_| self.fixed_state().0);
         let mut tail = Vec::with_capacity(self.tool_job_id.len() + 3);
-        canonical::write_str(self.tool_job_id, &mut tail);
+        canonical::write_string(self.tool_job_id, &mut tail);
         tail.push(b'}');
         to_hex(&state.chain_update(&tail).finalize())
     }
@@ -375,12 +375,11 @@ impl FixedPart {
             && self.function == *function
             && self.env == **env
             && self.network == *network
-            && self.mounts.len() == mounts.len()
             && self
                 .mounts
                 .iter()
-                .zip(mounts)
-                .all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+                .map(|(g, w)| (g.as_str(), *w))
+                .eq(mounts.iter().copied())
             && self.limits == **limits
             && self.deterministic == *deterministic
     }

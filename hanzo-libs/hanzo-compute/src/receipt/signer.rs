@@ -257,11 +257,11 @@ impl Signer {
         };
         // `shard` stays the one this receipt queued in (and its token's), wherever
         // this task runs by now.
-        let busy = {
+        let busy = shared.running.load(Ordering::Acquire) > 0 || {
             let st = shared.lock(shard);
             !st.waiting.is_empty() || st.last_batch > 1
         };
-        if busy || shared.running.load(Ordering::Acquire) > 0 {
+        if busy {
             // Others are about to want a signature: let the jobs ready on this worker
             // finish first, so one signature covers them all.
             tokio::task::yield_now().await;
@@ -406,7 +406,7 @@ mod tests {
         );
     }
 
-    fn poll<F: Future + ?Sized>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    fn poll<F: Future + ?Sized>(f: Pin<&mut F>) -> Poll<F::Output> {
         f.poll(&mut Context::from_waker(Waker::noop()))
     }
 
