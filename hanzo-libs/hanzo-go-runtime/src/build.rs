@@ -379,7 +379,7 @@ impl Builder {
         let out = self.sandbox.run(spec, cancel).await;
         match &out.exit {
             Exit::Exited(0) => Ok(()),
-            Exit::Exited(_) | Exit::Signaled(_) => Err(compile_error(&out.stderr)),
+            Exit::Exited(_) | Exit::Signaled(_) => Err(compile_error(&out.stderr, &out.exit)),
             Exit::Cancelled => Err(ComputeError::Cancelled),
             Exit::TimedOut | Exit::MemoryLimit | Exit::ProcessLimit | Exit::OutputLimit => {
                 let e = out.result().unwrap_err();
@@ -421,7 +421,9 @@ fn blocking_read(pkg: &Package) -> Result<Vec<(PathBuf, Vec<u8>)>, ComputeError>
 }
 
 /// go build's errors as one line: the first error, and how many more lines followed.
-fn compile_error(stderr: &[u8]) -> ComputeError {
+/// A build that printed nothing is named by how it ended (`exit`), so that a build
+/// killed from outside is told apart from one that failed on the sources.
+fn compile_error(stderr: &[u8], exit: &Exit) -> ComputeError {
     let text = String::from_utf8_lossy(stderr);
     let lines: Vec<&str> = text
         .lines()
@@ -429,7 +431,18 @@ fn compile_error(stderr: &[u8]) -> ComputeError {
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
     let msg = match lines.as_slice() {
-        [] => "go build failed".to_string(),
+        [] => match exit {
+            Exit::Signaled(n) => format!("go build was killed by signal {n} before it printed anything"),
+            // Under bubblewrap a signal N reads as exit code 128+N (hanzo_sandbox::Exit).
+            Exit::Exited(c) if *c > 128 => {
+                format!(
+                    "go build failed with exit code {c} (signal {}?) and printed nothing",
+                    c - 128
+                )
+            }
+            Exit::Exited(c) => format!("go build failed with exit code {c} and printed nothing"),
+            _ => "go build failed and printed nothing".to_string(),
+        },
         [one] => format!("go build failed: {one}"),
         [first, rest @ ..] => format!("go build failed: {first} (and {} more lines)", rest.len()),
     };
@@ -447,11 +460,36 @@ mod tests {
 
     #[test]
     fn compile_errors_are_one_line() {
-        let e = compile_error(b"# fixture\n./main.go:5:2: undefined: foo\n./main.go:6:2: undefined: bar\n");
+        let e = compile_error(
+            b"# fixture\n./main.go:5:2: undefined: foo\n./main.go:6:2: undefined: bar\n",
+            &Exit::Exited(1),
+        );
         assert_eq!(
             e.to_string(),
             "go build failed: ./main.go:5:2: undefined: foo (and 1 more lines)"
         );
         assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_build_that_printed_nothing_is_named_by_how_it_ended() {
+        let cases = [
+            (
+                Exit::Exited(1),
+                "go build failed with exit code 1 and printed nothing",
+            ),
+            (
+                Exit::Exited(137),
+                "go build failed with exit code 137 (signal 9?) and printed nothing",
+            ),
+            (
+                Exit::Signaled(9),
+                "go build was killed by signal 9 before it printed anything",
+            ),
+        ];
+        for (exit, want) in cases {
+            // Lines go prints only as headers (`# pkg`) count as nothing.
+            assert_eq!(compile_error(b"# fixture\n\n", &exit).to_string(), want);
+        }
     }
 }
