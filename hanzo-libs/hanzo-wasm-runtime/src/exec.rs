@@ -481,22 +481,96 @@ async fn call(
     }
 }
 
-/// `{"ok": output}` or `{"error": message}`, nothing else.
+/// `{"ok": output}` or `{"error": message}`, nothing else: exactly one key.
+///
+/// Read as a stream, straight into the output `Value`: parsing the whole envelope
+/// into a map first and taking `ok` out of it allocated, filled and freed a map node
+/// and a key on every call, a tenth of what our layer adds to a bare wasmtime call in
+/// instructions (BENCHMARKS.md, "Instructions per call").
 fn parse_envelope(bytes: &[u8]) -> Result<Value, ComputeError> {
     let malformed = |why: String| ComputeError::ToolFailed(format!("malformed result envelope: {why}"));
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| malformed(format!("not JSON ({e})")))?;
-    match v {
-        Value::Object(mut m) if m.len() == 1 => {
-            if let Some(out) = m.remove("ok") {
-                return Ok(out);
+    let shape = || malformed("expected {\"ok\": ...} or {\"error\": \"...\"}".into());
+    match serde_json::from_slice::<Envelope>(bytes) {
+        Ok(Envelope::Ok(out)) => Ok(out),
+        Ok(Envelope::Error(Value::String(msg))) => Err(ComputeError::ToolFailed(msg)),
+        Ok(Envelope::Error(other)) => Err(ComputeError::ToolFailed(other.to_string())),
+        Ok(Envelope::Other) => Err(shape()),
+        // Valid JSON of another shape (an array, a number): the visitor refused it.
+        Err(e) if e.classify() == serde_json::error::Category::Data => Err(shape()),
+        Err(e) => Err(malformed(format!("not JSON ({e})"))),
+    }
+}
+
+/// A result envelope as read: its one key's value, or `Other` for an object of any
+/// other keys (none, an unknown one, or more than one).
+enum Envelope {
+    Ok(Value),
+    Error(Value),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(EnvelopeVisitor)
+    }
+}
+
+/// Which key of an envelope was read, without allocating it (`ok` may come escaped,
+/// as `"\u006fk"`, which the deserializer unescapes before this sees it).
+enum EnvelopeKey {
+    Ok,
+    Error,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for EnvelopeKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = EnvelopeKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a key")
             }
-            match m.remove("error") {
-                Some(Value::String(msg)) => Err(ComputeError::ToolFailed(msg)),
-                Some(other) => Err(ComputeError::ToolFailed(other.to_string())),
-                None => Err(malformed("expected {\"ok\": ...} or {\"error\": \"...\"}".into())),
+            fn visit_str<E>(self, key: &str) -> Result<EnvelopeKey, E> {
+                Ok(match key {
+                    "ok" => EnvelopeKey::Ok,
+                    "error" => EnvelopeKey::Error,
+                    _ => EnvelopeKey::Other,
+                })
             }
         }
-        _ => Err(malformed("expected {\"ok\": ...} or {\"error\": \"...\"}".into())),
+        d.deserialize_str(KeyVisitor)
+    }
+}
+
+struct EnvelopeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for EnvelopeVisitor {
+    type Value = Envelope;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a result envelope")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Envelope, A::Error> {
+        use serde::de::IgnoredAny;
+        let first = match map.next_key::<EnvelopeKey>()? {
+            None => return Ok(Envelope::Other),
+            Some(EnvelopeKey::Ok) => Envelope::Ok(map.next_value()?),
+            Some(EnvelopeKey::Error) => Envelope::Error(map.next_value()?),
+            Some(EnvelopeKey::Other) => {
+                map.next_value::<IgnoredAny>()?;
+                Envelope::Other
+            }
+        };
+        // The rest is still read to its end (the document must be valid JSON), and
+        // any second key, even the same one again, makes it no envelope.
+        let mut more = false;
+        while map.next_key::<IgnoredAny>()?.is_some() {
+            map.next_value::<IgnoredAny>()?;
+            more = true;
+        }
+        Ok(if more { Envelope::Other } else { first })
     }
 }
 
@@ -575,15 +649,41 @@ mod tests {
             parse_envelope(br#"{"error":"bad"}"#).unwrap_err(),
             ComputeError::ToolFailed("bad".into())
         );
+        // Escaped keys are the same keys.
+        assert_eq!(
+            parse_envelope(br#"{"\u006fk":[1]}"#).unwrap(),
+            serde_json::json!([1])
+        );
+        assert_eq!(
+            parse_envelope(br#"{"error":{"why":2}}"#).unwrap_err(),
+            ComputeError::ToolFailed(r#"{"why":2}"#.into())
+        );
         for bad in [
             &br#"{"ok":1,"error":"x"}"#[..],
+            br#"{"error":"x","ok":1}"#,
+            br#"{"ok":1,"ok":2}"#,
+            br#"{"result":1,"ok":1}"#,
+            b"{}",
             b"[1]",
+            b"\"ok\"",
             b"nope",
+            br#"{"ok":1"#,
+            br#"{"ok":1} x"#,
             br#"{"result":1}"#,
         ] {
             let e = parse_envelope(bad).unwrap_err().to_string();
             assert!(e.contains("malformed result envelope"), "{e}");
         }
+        // What is wrong is named: the shape, or the JSON itself.
+        let shape = |b: &[u8]| parse_envelope(b).unwrap_err().to_string();
+        assert!(
+            shape(b"[1]").contains(r#"expected {"ok": ...}"#),
+            "{}",
+            shape(b"[1]")
+        );
+        assert!(shape(br#"{"ok":1,"ok":2}"#).contains(r#"expected {"ok": ...}"#));
+        assert!(shape(b"nope").contains("not JSON"), "{}", shape(b"nope"));
+        assert!(shape(br#"{"ok":1} x"#).contains("not JSON"));
     }
 
     #[test]
