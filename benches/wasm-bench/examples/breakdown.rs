@@ -15,6 +15,18 @@
 //!   run under `perf record` (build with `--profile bench` for symbols).
 //! - `load` / `load-unsigned`: the throughput row's shape (2 tokio workers, 64 tasks
 //!   in flight) for 5 s, with the receipts per signature when signed.
+//! - `floors`: the bare floor's throughput on 2 threads three ways (sync calls; async
+//!   calls on a current_thread runtime per thread; async calls from 64 tasks on a
+//!   2-worker multi_thread runtime): what the async embedding and tokio cost alone.
+//! - `floor-async`: the bare floor's async call in a loop, to hold ours against in an
+//!   instruction count.
+//!
+//! Counting instructions (valgrind's callgrind) instead of timing: run a mode twice
+//! with `BREAKDOWN_CALLS=200` and `=1200` (`ours`, `signed`, `floor-async`) and take
+//! the difference of the two profiles: 1,000 calls, with start-up and compilation
+//! cancelled out. `BREAKDOWN_DATA=DIR` keeps the module's artifact between runs (no
+//! cranelift in the profile), and under valgrind our runtime runs without its pool (it
+//! cannot reserve one there), so `floor-async` takes `BREAKDOWN_ONDEMAND=1` to match.
 
 use anyhow::{Context, Result};
 use hanzo_compute::receipt::{ExecutionContext, Receipt, ReceiptBody, hash_json, sha256_hex, timestamp};
@@ -42,9 +54,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let path = args
-        .next()
-        .context("usage: breakdown ECHO_WASM [steps|receipt|ours|signed|load|load-unsigned]")?;
+    let path = args.next().context(
+        "usage: breakdown ECHO_WASM [steps|receipt|ours|signed|load|load-unsigned|floors|floor-async]",
+    )?;
     let wasm = std::fs::read(&path).with_context(|| format!("cannot read {path}"))?;
     match args.next().as_deref().unwrap_or("steps") {
         "steps" => steps(&wasm),
@@ -53,7 +65,11 @@ fn main() -> Result<()> {
         "signed" => ours(&wasm, Signing::On),
         "load" => load(&wasm, Signing::On),
         "load-unsigned" => load(&wasm, Signing::Off),
-        other => anyhow::bail!("unknown mode {other} (steps, receipt, ours, signed, load or load-unsigned)"),
+        "floors" => floors(&wasm),
+        "floor-async" => floor_async(&wasm),
+        other => anyhow::bail!(
+            "unknown mode {other} (steps, receipt, ours, signed, load, load-unsigned, floors or floor-async)"
+        ),
     }
 }
 
@@ -225,7 +241,10 @@ fn receipt() -> Result<()> {
 /// with `wasm` in its store, and the spec of a call to it.
 fn our_compute(wasm: &[u8]) -> Result<(tempfile::TempDir, Arc<Compute>, JobSpec)> {
     let data = tempfile::tempdir()?;
-    let options = WasmOptions::new(data.path(), hanzo_compute::config::WasmConfig::default());
+    // BREAKDOWN_DATA=DIR: a data dir kept between runs, so the module is compiled
+    // once, not in every profiled run.
+    let dir = std::env::var_os("BREAKDOWN_DATA").map_or_else(|| data.path().to_path_buf(), Into::into);
+    let options = WasmOptions::new(&dir, hanzo_compute::config::WasmConfig::default());
     let rt = Arc::new(WasmRuntime::new(options)?);
     let sha = rt.add_module(wasm)?;
     let mut compute = Compute::new(Arc::new(NodeKey::generate()?));
@@ -242,10 +261,13 @@ fn ours(wasm: &[u8], signing: Signing) -> Result<()> {
     let ct = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
+    // BREAKDOWN_CALLS=N: exactly N calls instead of 5 s (for a profiler that counts
+    // instructions: two counts' difference is N calls' worth).
+    let fixed: Option<usize> = std::env::var("BREAKDOWN_CALLS").ok().and_then(|n| n.parse().ok());
     ct.block_on(async {
         let end = Instant::now() + Duration::from_secs(5);
         let mut ns = Vec::new();
-        while Instant::now() < end {
+        while fixed.map_or(Instant::now() < end, |n| ns.len() < n) {
             let t = Instant::now();
             let out = compute.run_job(&job, signing).await;
             ns.push(t.elapsed().as_nanos() as u64);
@@ -326,4 +348,173 @@ fn load(wasm: &[u8], signing: Signing) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The bare floor's engine as our runtime sets it up (engine.rs): epochs, our stack
+/// sizes, a pool of our runtime's size with 2 MiB kept resident and `PAGEMAP_SCAN`
+/// (wasmtime's default pool reserves terabytes, more address space than valgrind can
+/// give). `BREAKDOWN_ONDEMAND=1`: no pool, as our runtime falls back to where it
+/// cannot reserve one (under valgrind).
+fn floor_engine(wasm: &[u8]) -> Result<(Engine, Module)> {
+    let cfg = hanzo_compute::config::WasmConfig::default();
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(cfg.max_instances);
+    pool.total_memories(cfg.max_instances);
+    pool.total_tables(cfg.max_instances);
+    pool.total_stacks(cfg.max_instances);
+    pool.max_memory_size((cfg.max_memory_mb as usize) << 20);
+    pool.linear_memory_keep_resident(2 << 20);
+    pool.table_keep_resident(2 << 20);
+    pool.pagemap_scan(Enabled::Auto);
+    let mut config = Config::new();
+    if std::env::var_os("BREAKDOWN_ONDEMAND").is_none() {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config.epoch_interruption(true);
+    let stack = (cfg.max_stack_kb as usize) << 10;
+    config.max_wasm_stack(stack);
+    config.async_stack_size(stack + (1 << 20));
+    let engine = Engine::new(&config).map_err(anyhow::Error::from)?;
+    let module = Module::new(&engine, wasm).map_err(anyhow::Error::from)?;
+    Ok((engine, module))
+}
+
+/// One async call of the bare floor in a fresh instance.
+async fn floor_async_call(engine: &Engine, pre: &wasmtime::InstancePre<WasiP1Ctx>) -> Result<()> {
+    let len = PARAMS.len() as i32;
+    let mut store = Store::new(engine, WasiCtxBuilder::new().build_p1());
+    store.set_epoch_deadline(u64::MAX / 2);
+    let instance = pre.instantiate_async(&mut store).await?;
+    let memory = instance.get_memory(&mut store, "memory").context("no memory")?;
+    let alloc = instance.get_typed_func::<i32, i32>(&mut store, "hanzo_alloc")?;
+    let run = instance.get_typed_func::<(i32, i32), i64>(&mut store, "run")?;
+    let ptr = alloc.call_async(&mut store, len).await?;
+    memory.write(&mut store, ptr as u32 as usize, PARAMS.as_bytes())?;
+    black_box(run.call_async(&mut store, (ptr, len)).await?);
+    Ok(())
+}
+
+/// The bare floor's throughput (2 threads) three ways: sync calls, async calls on a
+/// current_thread runtime per thread, async calls from 64 tasks on a 2-worker
+/// multi_thread runtime. What the async embedding and tokio cost on their own.
+fn floors(wasm: &[u8]) -> Result<()> {
+    let (engine, module) = floor_engine(wasm)?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |c| c)?;
+    let pre = Arc::new(linker.instantiate_pre(&module)?);
+    let mut sync_linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_sync(&mut sync_linker, |c| c)?;
+    let sync_pre = sync_linker.instantiate_pre(&module)?;
+    let len = PARAMS.len() as i32;
+    let sync_call = || -> Result<()> {
+        let mut store = Store::new(&engine, WasiCtxBuilder::new().build_p1());
+        store.set_epoch_deadline(u64::MAX / 2);
+        let instance = sync_pre.instantiate(&mut store)?;
+        let memory = instance.get_memory(&mut store, "memory").context("no memory")?;
+        let alloc = instance.get_typed_func::<i32, i32>(&mut store, "hanzo_alloc")?;
+        let run = instance.get_typed_func::<(i32, i32), i64>(&mut store, "run")?;
+        let ptr = alloc.call(&mut store, len)?;
+        memory.write(&mut store, ptr as u32 as usize, PARAMS.as_bytes())?;
+        black_box(run.call(&mut store, (ptr, len))?);
+        Ok(())
+    };
+    const SECS: u64 = 3;
+    let rate = |n: u64| n / SECS;
+    for round in 0..2 {
+        let end = Instant::now() + Duration::from_secs(SECS);
+        let n: u64 = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut n = 0u64;
+                        while Instant::now() < end {
+                            sync_call().expect("sync call");
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("thread")).sum()
+        });
+        println!(
+            "round {round}: sync, 2 threads                   {:>8} calls/s",
+            rate(n)
+        );
+        let end = Instant::now() + Duration::from_secs(SECS);
+        let n: u64 = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let ct = tokio::runtime::Builder::new_current_thread()
+                            .build()
+                            .expect("runtime");
+                        ct.block_on(async {
+                            let mut n = 0u64;
+                            while Instant::now() < end {
+                                floor_async_call(&engine, &pre).await.expect("async call");
+                                n += 1;
+                            }
+                            n
+                        })
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("thread")).sum()
+        });
+        println!(
+            "round {round}: async, current_thread x 2         {:>8} calls/s",
+            rate(n)
+        );
+        let mt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let end = Instant::now() + Duration::from_secs(SECS);
+        let n: u64 = mt.block_on(async {
+            let tasks: Vec<_> = (0..64)
+                .map(|_| {
+                    let (engine, pre) = (engine.clone(), pre.clone());
+                    tokio::spawn(async move {
+                        let mut n = 0u64;
+                        while Instant::now() < end {
+                            floor_async_call(&engine, &pre).await.expect("async call");
+                            n += 1;
+                        }
+                        n
+                    })
+                })
+                .collect();
+            let mut n = 0;
+            for t in tasks {
+                n += t.await.expect("task");
+            }
+            n
+        });
+        println!(
+            "round {round}: async, multi_thread 2w x 64 tasks {:>8} calls/s",
+            rate(n)
+        );
+    }
+    Ok(())
+}
+
+/// BREAKDOWN_CALLS (default 20,000) async calls of the bare floor on a current_thread
+/// runtime: the instruction profile to hold ours against.
+fn floor_async(wasm: &[u8]) -> Result<()> {
+    let n: usize = std::env::var("BREAKDOWN_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(CALLS);
+    let (engine, module) = floor_engine(wasm)?;
+    let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
+    wasmtime_wasi::p1::add_to_linker_async(&mut linker, |c| c)?;
+    let pre = linker.instantiate_pre(&module)?;
+    let ct = tokio::runtime::Builder::new_current_thread().build()?;
+    ct.block_on(async {
+        for _ in 0..n {
+            floor_async_call(&engine, &pre).await?;
+        }
+        anyhow::Ok(())
+    })
 }
