@@ -255,15 +255,19 @@ fn our_compute(wasm: &[u8]) -> Result<(tempfile::TempDir, Arc<Compute>, JobSpec)
     Ok((data, Arc::new(compute), spec))
 }
 
+/// `BREAKDOWN_CALLS=N`: exactly N calls instead of a time (for a profiler that counts
+/// instructions: two counts' difference is their calls' worth).
+fn fixed_calls() -> Option<usize> {
+    std::env::var("BREAKDOWN_CALLS").ok().and_then(|n| n.parse().ok())
+}
+
 fn ours(wasm: &[u8], signing: Signing) -> Result<()> {
     let (_data, compute, spec) = our_compute(wasm)?;
     let job = Job::new(spec);
     let ct = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    // BREAKDOWN_CALLS=N: exactly N calls instead of 5 s (for a profiler that counts
-    // instructions: two counts' difference is N calls' worth).
-    let fixed: Option<usize> = std::env::var("BREAKDOWN_CALLS").ok().and_then(|n| n.parse().ok());
+    let fixed = fixed_calls();
     ct.block_on(async {
         let end = Instant::now() + Duration::from_secs(5);
         let mut ns = Vec::new();
@@ -502,10 +506,7 @@ fn floors(wasm: &[u8]) -> Result<()> {
 /// BREAKDOWN_CALLS (default 20,000) async calls of the bare floor on a current_thread
 /// runtime: the instruction profile to hold ours against.
 fn floor_async(wasm: &[u8]) -> Result<()> {
-    let n: usize = std::env::var("BREAKDOWN_CALLS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(CALLS);
+    let n = fixed_calls().unwrap_or(CALLS);
     let (engine, module) = floor_engine(wasm)?;
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
     wasmtime_wasi::p1::add_to_linker_async(&mut linker, |c| c)?;

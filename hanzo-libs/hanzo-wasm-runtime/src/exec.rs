@@ -485,8 +485,8 @@ async fn call(
 ///
 /// Read as a stream, straight into the output `Value`: parsing the whole envelope
 /// into a map first and taking `ok` out of it allocated, filled and freed a map node
-/// and a key on every call, a tenth of what our layer adds to a bare wasmtime call in
-/// instructions (BENCHMARKS.md, "Instructions per call").
+/// and a key on every call: 690 instructions, ~7% of what our layer adds to a bare
+/// wasmtime call (BENCHMARKS.md, "Instructions per call").
 fn parse_envelope(bytes: &[u8]) -> Result<Value, ComputeError> {
     let malformed = |why: String| ComputeError::ToolFailed(format!("malformed result envelope: {why}"));
     let shape = || malformed("expected {\"ok\": ...} or {\"error\": \"...\"}".into());
