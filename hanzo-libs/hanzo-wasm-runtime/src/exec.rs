@@ -684,6 +684,15 @@ mod tests {
         assert!(shape(br#"{"ok":1,"ok":2}"#).contains(r#"expected {"ok": ...}"#));
         assert!(shape(b"nope").contains("not JSON"), "{}", shape(b"nope"));
         assert!(shape(br#"{"ok":1} x"#).contains("not JSON"));
+        // A guest's deep nesting ends in an error, not in the host's stack: in the
+        // output (serde_json's depth limit) and in a key that is skipped.
+        for deep in [
+            format!(r#"{{"ok":{}}}"#, "[".repeat(100_000)),
+            format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000)),
+        ] {
+            let e = shape(deep.as_bytes());
+            assert!(e.contains("malformed result envelope"), "{e}");
+        }
     }
 
     #[test]
