@@ -398,6 +398,14 @@ async fn floor_async_call(engine: &Engine, pre: &wasmtime::InstancePre<WasiP1Ctx
     Ok(())
 }
 
+/// `calls` on two OS threads at once; the sum of what they return.
+fn on_two_threads(calls: impl Fn() -> u64 + Sync) -> u64 {
+    std::thread::scope(|s| {
+        let threads: Vec<_> = (0..2).map(|_| s.spawn(&calls)).collect();
+        threads.into_iter().map(|t| t.join().expect("thread")).sum()
+    })
+}
+
 /// The bare floor's throughput (2 threads) three ways: sync calls, async calls on a
 /// current_thread runtime per thread, async calls from 64 tasks on a 2-worker
 /// multi_thread runtime. What the async embedding and tokio cost on their own.
@@ -426,45 +434,31 @@ fn floors(wasm: &[u8]) -> Result<()> {
     let rate = |n: u64| n / SECS;
     for round in 0..2 {
         let end = Instant::now() + Duration::from_secs(SECS);
-        let n: u64 = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..2)
-                .map(|_| {
-                    s.spawn(|| {
-                        let mut n = 0u64;
-                        while Instant::now() < end {
-                            sync_call().expect("sync call");
-                            n += 1;
-                        }
-                        n
-                    })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().expect("thread")).sum()
+        let n = on_two_threads(|| {
+            let mut n = 0u64;
+            while Instant::now() < end {
+                sync_call().expect("sync call");
+                n += 1;
+            }
+            n
         });
         println!(
             "round {round}: sync, 2 threads                   {:>8} calls/s",
             rate(n)
         );
         let end = Instant::now() + Duration::from_secs(SECS);
-        let n: u64 = std::thread::scope(|s| {
-            let threads: Vec<_> = (0..2)
-                .map(|_| {
-                    s.spawn(|| {
-                        let ct = tokio::runtime::Builder::new_current_thread()
-                            .build()
-                            .expect("runtime");
-                        ct.block_on(async {
-                            let mut n = 0u64;
-                            while Instant::now() < end {
-                                floor_async_call(&engine, &pre).await.expect("async call");
-                                n += 1;
-                            }
-                            n
-                        })
-                    })
-                })
-                .collect();
-            threads.into_iter().map(|t| t.join().expect("thread")).sum()
+        let n = on_two_threads(|| {
+            let ct = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .expect("runtime");
+            ct.block_on(async {
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    floor_async_call(&engine, &pre).await.expect("async call");
+                    n += 1;
+                }
+                n
+            })
         });
         println!(
             "round {round}: async, current_thread x 2         {:>8} calls/s",

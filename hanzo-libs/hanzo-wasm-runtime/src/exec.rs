@@ -675,22 +675,22 @@ mod tests {
             assert!(e.contains("malformed result envelope"), "{e}");
         }
         // What is wrong is named: the shape, or the JSON itself.
-        let shape = |b: &[u8]| parse_envelope(b).unwrap_err().to_string();
+        let message = |b: &[u8]| parse_envelope(b).unwrap_err().to_string();
         assert!(
-            shape(b"[1]").contains(r#"expected {"ok": ...}"#),
+            message(b"[1]").contains(r#"expected {"ok": ...}"#),
             "{}",
-            shape(b"[1]")
+            message(b"[1]")
         );
-        assert!(shape(br#"{"ok":1,"ok":2}"#).contains(r#"expected {"ok": ...}"#));
-        assert!(shape(b"nope").contains("not JSON"), "{}", shape(b"nope"));
-        assert!(shape(br#"{"ok":1} x"#).contains("not JSON"));
+        assert!(message(br#"{"ok":1,"ok":2}"#).contains(r#"expected {"ok": ...}"#));
+        assert!(message(b"nope").contains("not JSON"), "{}", message(b"nope"));
+        assert!(message(br#"{"ok":1} x"#).contains("not JSON"));
         // A guest's deep nesting ends in an error, not in the host's stack: in the
         // output (serde_json's depth limit) and in a key that is skipped.
         for deep in [
             format!(r#"{{"ok":{}}}"#, "[".repeat(100_000)),
             format!(r#"{{"x":{}1{}}}"#, "[".repeat(100_000), "]".repeat(100_000)),
         ] {
-            let e = shape(deep.as_bytes());
+            let e = message(deep.as_bytes());
             assert!(e.contains("malformed result envelope"), "{e}");
         }
     }
