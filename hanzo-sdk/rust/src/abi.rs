@@ -93,6 +93,10 @@ pub fn schema_export(tools: &[&ToolDef]) -> i64 {
 
 /// Panics abort on wasm (the host sees a trap); before that, leave the reason as one stderr
 /// line, which the host can show in place of a bare "unreachable" trap.
+///
+/// Once per instance: every call reaches here twice (`hanzo_alloc`, then the tool), and
+/// setting the hook takes std's hook lock and drops the old one.
 fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| eprintln!("{}", panic_message(info))));
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| std::panic::set_hook(Box::new(|info| eprintln!("{}", panic_message(info)))));
 }

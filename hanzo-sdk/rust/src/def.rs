@@ -21,6 +21,9 @@ pub struct ToolDef {
     pub output_schema: fn() -> Value,
     /// Parses raw UTF-8 JSON params, runs the tool and returns its output or error message.
     pub dispatch: fn(&[u8]) -> Result<Value, String>,
+    /// Does what `dispatch` does, but answers the exports-ABI envelope, written straight
+    /// from the tool's output type: no `Value` tree is built on the way out.
+    pub respond: fn(&[u8]) -> Vec<u8>,
 }
 
 impl ToolDef {
@@ -31,7 +34,7 @@ impl ToolDef {
 
     /// Runs the tool and encodes the exports-ABI envelope (`{"ok": ..}` or `{"error": ..}`).
     pub fn envelope(&self, params: &[u8]) -> Vec<u8> {
-        envelope(self.call(params))
+        (self.respond)(params)
     }
 
     /// The tool's schema document: `{"name", "description", "input", "output"}`.
@@ -94,14 +97,49 @@ pub fn select<'a>(tools: &[&'a ToolDef], function: Option<&str>) -> Result<&'a T
 
 /// Encodes the exports-ABI envelope for a tool result.
 pub fn envelope(result: Result<Value, String>) -> Vec<u8> {
-    let (key, value) = match result {
-        Ok(output) => ("ok", output),
-        Err(message) => ("error", Value::String(message)),
-    };
-    let mut map = Map::with_capacity(1);
-    map.insert(key.into(), value);
-    // Serialising a `Value` cannot fail: its maps have string keys and its numbers are finite.
-    serde_json::to_vec(&Value::Object(map)).expect("a serde_json::Value always serialises")
+    match result {
+        Ok(output) => ok_envelope(&output, 0),
+        Err(message) => error_envelope(&message),
+    }
+}
+
+/// Bytes reserved for an output before it is written, at most: enough that a typical small
+/// output is written without the buffer growing, never so much that a tool given large
+/// params and answering little holds a second copy of their size (the guest's memory limit
+/// counts it).
+const PRESIZE_MAX: usize = 4096;
+
+/// `{"ok": output}`, written straight from the output's own `Serialize`, in one buffer
+/// presized for about `size_hint` bytes of output (the params' length is a good guess for
+/// the many tools that answer about what they were given).
+///
+/// Going through a `serde_json::Value` first, as this did once, built the whole output
+/// twice over: a tree, then its text. An output that cannot be written as JSON (a map
+/// with non-string keys) answers `{"error": "invalid output: ..."}`, as before. Keys are
+/// written in the type's own order rather than sorted: the host parses the envelope and
+/// sorts them itself.
+pub fn ok_envelope<T: Serialize + ?Sized>(output: &T, size_hint: usize) -> Vec<u8> {
+    const OPEN: &[u8] = br#"{"ok":"#;
+    let mut out = Vec::with_capacity(OPEN.len() + size_hint.min(PRESIZE_MAX) + 1);
+    out.extend_from_slice(OPEN);
+    match serde_json::to_writer(&mut out, output) {
+        Ok(()) => {
+            out.push(b'}');
+            out
+        }
+        Err(e) => error_envelope(&format!("invalid output: {e}")),
+    }
+}
+
+/// `{"error": message}`.
+pub fn error_envelope(message: &str) -> Vec<u8> {
+    const OPEN: &[u8] = br#"{"error":"#;
+    let mut out = Vec::with_capacity(OPEN.len() + message.len() + 3);
+    out.extend_from_slice(OPEN);
+    // Writing a `str` into a `Vec` cannot fail.
+    serde_json::to_writer(&mut out, message).expect("a string always serialises");
+    out.push(b'}');
+    out
 }
 
 /// Parses raw params into the tool's input type.
@@ -292,6 +330,57 @@ mod tests {
         let tools = [&__hanzo_tool_add, &__hanzo_tool_run];
         assert_eq!(select(&tools, None).unwrap().name, "run");
         assert_eq!(select(&tools, Some("run")).unwrap().name, "run");
+    }
+
+    #[test]
+    fn the_envelope_is_written_from_the_output_type_and_agrees_with_dispatch() {
+        /// Fields out of alphabetical order, a map with integer keys.
+        #[derive(Serialize, JsonSchema)]
+        struct Out {
+            zeta: u8,
+            alpha: std::collections::BTreeMap<u8, &'static str>,
+        }
+        #[crate::tool]
+        fn typed(_params: Value) -> Out {
+            Out {
+                zeta: 1,
+                alpha: [(2, "two")].into(),
+            }
+        }
+        #[crate::tool]
+        fn bad_output(_params: Value) -> std::collections::BTreeMap<(u8, u8), u8> {
+            [((1, 2), 3)].into()
+        }
+        // Written straight from the type: its own field order, integer keys as strings.
+        assert_eq!(
+            __hanzo_tool_typed.envelope(b"{}"),
+            br#"{"ok":{"zeta":1,"alpha":{"2":"two"}}}"#
+        );
+        // An output that is not JSON fails as it did through a `Value`.
+        let bad = envelope_json(&__hanzo_tool_bad_output, "{}");
+        assert!(
+            bad["error"].as_str().unwrap().starts_with("invalid output: "),
+            "{bad}"
+        );
+        // Whatever the path, the envelope holds what `call` returns.
+        let big = format!(r#"{{"s":"{}","n":[1.5,-2,1e300]}}"#, "x".repeat(3 * PRESIZE_MAX));
+        let cases: [(&ToolDef, &str); 8] = [
+            (&__hanzo_tool_add, r#"{"a":2,"b":3}"#),
+            (&__hanzo_tool_add, r#"{"a":1}"#),
+            (&__hanzo_tool_add, "{not json"),
+            (&__hanzo_tool_echo, r#"{"b":[1,{"c":"\u00e9\n"}],"a":null}"#),
+            (&__hanzo_tool_echo, &big),
+            (&__hanzo_tool_echo, ""),
+            (&__hanzo_tool_type, r#""x""#),
+            (&__hanzo_tool_typed, "{}"),
+        ];
+        for (tool, params) in cases {
+            let expected = match tool.call(params.as_bytes()) {
+                Ok(output) => json!({ "ok": output }),
+                Err(message) => json!({ "error": message }),
+            };
+            assert_eq!(envelope_json(tool, params), expected, "{} {params}", tool.name);
+        }
     }
 
     #[test]

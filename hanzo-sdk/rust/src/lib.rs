@@ -128,7 +128,7 @@ pub mod __private {
     pub use serde;
     pub use serde_json;
 
-    pub use crate::def::{input_schema, output_schema};
+    pub use crate::def::{error_envelope, input_schema, ok_envelope, output_schema};
     pub use crate::stdio::stdio_main;
 
     #[cfg(target_family = "wasm")]

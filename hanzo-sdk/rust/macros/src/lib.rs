@@ -160,6 +160,22 @@ fn expand_tool(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStrea
     } else {
         quote!(::hanzo_tool::to_output(&#fn_ident(__hanzo_params)))
     };
+    // The same call for the exports ABI: the output is written into the envelope from its
+    // own type, with no `Value` in between (`ok_envelope` says why).
+    let respond = if fallible {
+        quote! {
+            match #fn_ident(__hanzo_params) {
+                ::core::result::Result::Ok(__hanzo_output) => {
+                    ::hanzo_tool::__private::ok_envelope(&__hanzo_output, __hanzo_input.len())
+                }
+                ::core::result::Result::Err(__hanzo_error) => ::hanzo_tool::__private::error_envelope(
+                    &::std::string::ToString::to_string(&__hanzo_error),
+                ),
+            }
+        }
+    } else {
+        quote!(::hanzo_tool::__private::ok_envelope(&#fn_ident(__hanzo_params), __hanzo_input.len()))
+    };
 
     let export = if in_binary_target() {
         quote!()
@@ -190,12 +206,22 @@ fn expand_tool(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStrea
                 let __hanzo_params: #input_ty = ::hanzo_tool::parse_params(__hanzo_input)?;
                 #call
             }
+            fn __hanzo_respond(__hanzo_input: &[u8]) -> ::std::vec::Vec<u8> {
+                let __hanzo_params: #input_ty = match ::hanzo_tool::parse_params(__hanzo_input) {
+                    ::core::result::Result::Ok(__hanzo_params) => __hanzo_params,
+                    ::core::result::Result::Err(__hanzo_error) => {
+                        return ::hanzo_tool::__private::error_envelope(&__hanzo_error);
+                    }
+                };
+                #respond
+            }
             ::hanzo_tool::ToolDef {
                 name: #name,
                 description: #description,
                 input_schema: ::hanzo_tool::__private::input_schema::<#input_ty>,
                 output_schema: ::hanzo_tool::__private::output_schema::<#output_ty>,
                 dispatch: __hanzo_dispatch,
+                respond: __hanzo_respond,
             }
         };
 
