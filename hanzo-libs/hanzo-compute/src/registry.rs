@@ -185,6 +185,8 @@ impl Compute {
             }),
         };
         let version = runtime.context_version();
+        let context_hash =
+            ExecutionContext::of(&job.spec, &exec.function, job.tool_job_id(), &version).hash();
         Some(Receipt::unsigned(ReceiptBody {
             job_id: job.id.clone(),
             runtime: job.spec.runtime,
@@ -197,8 +199,8 @@ impl Compute {
             deterministic: job.spec.deterministic,
             started_at,
             finished_at,
-            context_hash: ExecutionContext::of(&job.spec, &exec.function, job.tool_job_id(), &version).hash(),
-            runtime_version: version.clone(),
+            context_hash,
+            runtime_version: version,
             nonce: job.attempt.as_ref().map(|a| a.nonce.clone()),
         }))
     }
