@@ -37,13 +37,22 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// receipt writes eight or more of these, and both the `hex` crate's char-by-char
 /// iterator and a push per digit cost more than the sha256 they encode.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    /// Every byte's two digits.
+    static PAIRS: [[u8; 2]; 256] = {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut t = [[0u8; 2]; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = [DIGITS[b >> 4], DIGITS[b & 0xf]];
+            b += 1;
+        }
+        t
+    };
     let mut out = vec![0u8; bytes.len() * 2];
-    // Two digits per byte into a buffer of the final size: no capacity check per
-    // digit, and a nibble (at most 15) needs no bounds check in a 16-entry table.
-    for (pair, &b) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(b >> 4)];
-        pair[1] = DIGITS[usize::from(b & 0xf)];
+    // One load and one two-byte store per byte, into a buffer of the final size: no
+    // capacity check, and a byte needs no bounds check in a 256-entry table.
+    for (pair, &b) in out.as_chunks_mut::<2>().0.iter_mut().zip(bytes) {
+        *pair = PAIRS[usize::from(b)];
     }
     String::from_utf8(out).expect("hex digits are ASCII")
 }
