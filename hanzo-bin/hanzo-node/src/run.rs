@@ -199,7 +199,15 @@ pub async fn run_spec(compute: &hanzo_compute::Compute, spec: JobSpec, args: &Ru
     let job = Job::new(spec)
         .with_log_sink(sink)
         .with_progress(crate::progress::steps(spinner));
-    let outcome = compute.run_job(&job, Signing::On).await;
+    // The receipt is what `--receipt` writes and `--json` prints; with neither, nothing
+    // reads it. Not making one spares a one-shot command the signature, the hashes and
+    // sha2's CPU feature checks they bring (BENCHMARKS.md, issue 17, ninth session).
+    let signing = if args.receipt.is_some() || args.json {
+        Signing::On
+    } else {
+        Signing::Off
+    };
+    let outcome = compute.run_job(&job, signing).await;
     report(
         &outcome,
         streamed.load(Ordering::Relaxed),
