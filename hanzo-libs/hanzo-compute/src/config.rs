@@ -638,12 +638,11 @@ impl Config {
         // settings): the defaults themselves. The merge below writes every default into
         // a TOML table and reads the result back, ~125 µs of each one-shot command's
         // start (`run wasm`, BENCHMARKS.md), for nothing to merge.
-        let config = if table.is_empty() && env.keys().all(|k| OTHER_VARIABLES.contains(&k.as_str())) {
+        let mut config = if table.is_empty() && env.keys().all(|k| OTHER_VARIABLES.contains(&k.as_str())) {
             Config::default()
         } else {
             Self::merged(table, origin, &env)?
         };
-        let mut config = config;
         // `~/x` means the home directory, as a shell would have it (a value from a
         // file or a quoted variable is never expanded by one).
         if let Ok(rest) = config.node.data_dir.strip_prefix("~")

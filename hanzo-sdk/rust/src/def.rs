@@ -127,7 +127,7 @@ pub fn ok_envelope<T: Serialize + ?Sized>(output: &T, size_hint: usize) -> Vec<u
             out.push(b'}');
             out
         }
-        Err(e) => error_envelope(&format!("invalid output: {e}")),
+        Err(e) => error_envelope(&invalid_output(&e)),
     }
 }
 
@@ -157,7 +157,12 @@ pub fn parse_params<T: DeserializeOwned>(input: &[u8]) -> Result<T, String> {
 
 /// Converts a tool's output into JSON.
 pub fn to_output<T: Serialize + ?Sized>(output: &T) -> Result<Value, String> {
-    serde_json::to_value(output).map_err(|e| format!("invalid output: {e}"))
+    serde_json::to_value(output).map_err(|e| invalid_output(&e))
+}
+
+/// The error of an output that has no JSON form, whichever way it was being written.
+fn invalid_output(e: &serde_json::Error) -> String {
+    format!("invalid output: {e}")
 }
 
 /// JSON Schema (draft 2020-12) of `T` as params are deserialised into it.
