@@ -363,7 +363,7 @@ fn contract(wasm: &[u8]) -> Result<()> {
                             anyhow::ensure!(out.receipt.is_some(), "{:?}", out.result);
                         }
                         _ => {
-                            let spec = spec.clone().context("cloned above")?;
+                            let spec = spec.context("cloned above")?;
                             let out = compute.run(spec).await;
                             anyhow::ensure!(out.receipt.is_some(), "{:?}", out.result);
                         }
