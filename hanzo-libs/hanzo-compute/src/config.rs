@@ -480,18 +480,26 @@ impl Default for AgentConfig {
     }
 }
 
-/// `[compute.resources]`: what the node offers in total. The memory and cores default
-/// to what this machine has ([`crate::fingerprint::machine`]).
+/// `[compute.resources]`: what the node offers in total. The memory and cores are what
+/// this machine has ([`crate::fingerprint::machine`]) unless set; read them through
+/// [`ResourcesConfig::total_memory_gb`] and [`ResourcesConfig::total_cpu_cores`].
+///
+/// The machine is measured when first asked, not when the config is made: measuring
+/// reads `/proc/meminfo` and up to eight cgroup files, ~130 µs of every one-shot
+/// command's start (`run wasm`, BENCHMARKS.md), and only `serve`'s scheduler and what
+/// the node tells peers need it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResourcesConfig {
     /// Jobs running at once.
     pub max_concurrent_jobs: u32,
-    /// Memory the node hands out to jobs, in GiB (default: the machine's memory, or its
-    /// cgroup limit if lower, rounded down, at least 1).
-    pub total_memory_gb: u64,
-    /// CPU cores the node hands out (default: the CPUs the node may use).
-    pub total_cpu_cores: u32,
+    /// Memory the node hands out to jobs, in GiB; `None`: the machine's memory, or its
+    /// cgroup limit if lower, rounded down, at least 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_memory_gb: Option<u64>,
+    /// CPU cores the node hands out; `None`: the CPUs the node may use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total_cpu_cores: Option<u32>,
     /// Jobs that may wait in the queue; past it a submission is refused with 429 and
     /// Retry-After.
     pub queue_capacity: u32,
@@ -499,17 +507,37 @@ pub struct ResourcesConfig {
 
 impl Default for ResourcesConfig {
     fn default() -> Self {
-        let machine = crate::fingerprint::machine();
         ResourcesConfig {
             max_concurrent_jobs: 10,
-            total_memory_gb: machine.memory_gb(),
-            total_cpu_cores: machine.cpu_cores,
+            total_memory_gb: None,
+            total_cpu_cores: None,
             queue_capacity: 10_000,
         }
     }
 }
 
 impl ResourcesConfig {
+    /// The memory the node hands out, in GiB: as set, else the machine's.
+    pub fn total_memory_gb(&self) -> u64 {
+        self.total_memory_gb
+            .unwrap_or_else(|| crate::fingerprint::machine().memory_gb())
+    }
+
+    /// The CPU cores the node hands out: as set, else the machine's.
+    pub fn total_cpu_cores(&self) -> u32 {
+        self.total_cpu_cores
+            .unwrap_or_else(|| crate::fingerprint::machine().cpu_cores)
+    }
+
+    /// These resources with the machine's values written in where none is set.
+    pub fn resolved(&self) -> ResourcesConfig {
+        ResourcesConfig {
+            total_memory_gb: Some(self.total_memory_gb()),
+            total_cpu_cores: Some(self.total_cpu_cores()),
+            ..self.clone()
+        }
+    }
+
     /// The cores and GiB of memory the node may tell peers it has: what it hands out,
     /// but never more than the machine has. A configured value above the machine is
     /// kept for local scheduling (the operator may overcommit on purpose) and is not
@@ -517,8 +545,8 @@ impl ResourcesConfig {
     pub fn advertised(&self) -> (u32, u64) {
         let machine = crate::fingerprint::machine();
         (
-            self.total_cpu_cores.min(machine.cpu_cores),
-            self.total_memory_gb.min(machine.memory_gb()),
+            self.total_cpu_cores().min(machine.cpu_cores),
+            self.total_memory_gb().min(machine.memory_gb()),
         )
     }
 }
@@ -661,7 +689,11 @@ impl Config {
         origin: &str,
         env: &std::collections::HashMap<String, String>,
     ) -> Result<Config, ComputeError> {
-        let defaults = toml::Table::try_from(Config::default()).map_err(ComputeError::internal)?;
+        // The defaults with the machine's resources written in, so that their variables
+        // (`HANZO_COMPUTE_RESOURCES_TOTAL_MEMORY_GB`) are known names of known types.
+        let mut defaults = Config::default();
+        defaults.compute.resources = defaults.compute.resources.resolved();
+        let defaults = toml::Table::try_from(defaults).map_err(ComputeError::internal)?;
         check_env_names(&defaults, env)?;
         apply_env(&mut table, &defaults, "HANZO", env)?;
         // serde_path_to_error names the key (`compute.wasm.max_memory_mb`) in type errors,
@@ -1388,8 +1420,15 @@ total_cpu_cores = 8
         let m = crate::fingerprint::machine();
         let r = ResourcesConfig::default();
         assert_eq!(
-            (r.total_cpu_cores, r.total_memory_gb),
+            (r.total_cpu_cores(), r.total_memory_gb()),
             (m.cpu_cores, m.memory_gb())
+        );
+        // Unset until asked: the config itself does not measure the machine.
+        assert_eq!((r.total_cpu_cores, r.total_memory_gb), (None, None));
+        let resolved = r.resolved();
+        assert_eq!(
+            (resolved.total_cpu_cores, resolved.total_memory_gb),
+            (Some(m.cpu_cores), Some(m.memory_gb()))
         );
         assert_eq!(r.advertised(), (m.cpu_cores, m.memory_gb()));
         // The operator's numbers are kept as given; peers hear the lower of the two.
@@ -1400,7 +1439,25 @@ total_cpu_cores = 8
         )
         .unwrap();
         let r = &c.compute.resources;
-        assert_eq!((r.total_cpu_cores, r.total_memory_gb), (100_000, 1));
+        assert_eq!((r.total_cpu_cores(), r.total_memory_gb()), (100_000, 1));
         assert_eq!(r.advertised(), (m.cpu_cores, 1));
+        // A variable sets one; a file that sets other keys leaves them the machine's.
+        let c = Config::from_toml(
+            "[compute.resources]\nqueue_capacity = 5\n",
+            "f",
+            env(&[("HANZO_COMPUTE_RESOURCES_TOTAL_MEMORY_GB", "3")]),
+        )
+        .unwrap();
+        let r = &c.compute.resources;
+        assert_eq!((r.total_memory_gb, r.total_cpu_cores), (Some(3), None));
+        assert_eq!(r.total_cpu_cores(), m.cpu_cores);
+        let e = Config::from_toml(
+            "",
+            "f",
+            env(&[("HANZO_COMPUTE_RESOURCES_TOTAL_CPU_CORES", "many")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("TOTAL_CPU_CORES"), "{e}");
     }
 }

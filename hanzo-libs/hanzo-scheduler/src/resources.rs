@@ -42,8 +42,8 @@ impl Resources {
     pub fn capacity(config: &ResourcesConfig) -> Resources {
         Resources {
             jobs: u64::from(config.max_concurrent_jobs),
-            memory_mb: config.total_memory_gb.saturating_mul(1024),
-            cpu_millicores: u64::from(config.total_cpu_cores) * 1000,
+            memory_mb: config.total_memory_gb().saturating_mul(1024),
+            cpu_millicores: u64::from(config.total_cpu_cores()) * 1000,
         }
     }
 
@@ -139,8 +139,8 @@ mod tests {
     fn sixteen_gib_eight_cores() -> ResourcesConfig {
         ResourcesConfig {
             max_concurrent_jobs: 10,
-            total_memory_gb: 16,
-            total_cpu_cores: 8,
+            total_memory_gb: Some(16),
+            total_cpu_cores: Some(8),
             ..ResourcesConfig::default()
         }
     }

@@ -141,8 +141,10 @@ pub struct WasmRuntime {
     /// jobs that need that module.
     loading: Mutex<HashMap<(Profile, String), Flight>>,
     compiler: Compiler,
-    /// Bounds the compile threads of [`Compiler::Thread`], abandoned ones included.
-    compile_threads: Arc<Semaphore>,
+    /// Bounds the compile threads of [`Compiler::Thread`], abandoned ones included:
+    /// one per core, sized at the first compile (a command that only loads artifacts
+    /// does not measure the machine).
+    compile_threads: OnceLock<Arc<Semaphore>>,
     /// Path sources by file identity, so a warm call does not re-read and re-hash
     /// the file.
     path_digests: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
@@ -206,11 +208,7 @@ impl WasmRuntime {
             loading: Mutex::new(HashMap::new()),
             compiler: options.compiler,
             pooling: options.pooling,
-            // The machine's cores, measured once per process (on cgroup v1 each
-            // `available_parallelism` reads three files).
-            compile_threads: Arc::new(Semaphore::new(
-                hanzo_compute::fingerprint::machine().cpu_cores as usize,
-            )),
+            compile_threads: OnceLock::new(),
             path_digests: Mutex::new(HashMap::new()),
             compilations: AtomicU64::new(0),
             context_version,
@@ -219,6 +217,18 @@ impl WasmRuntime {
         // A store over its quota (a lowered modules_max_mb) is brought under it now.
         rt.prune(None);
         Ok(rt)
+    }
+
+    /// The compile threads' semaphore: one permit per core the process may use
+    /// (measured once per process; on cgroup v1 that reads three files).
+    fn compile_threads(&self) -> Arc<Semaphore> {
+        self.compile_threads
+            .get_or_init(|| {
+                Arc::new(Semaphore::new(
+                    hanzo_compute::fingerprint::machine().cpu_cores as usize,
+                ))
+            })
+            .clone()
     }
 
     /// The module store.
@@ -569,7 +579,7 @@ impl WasmRuntime {
                 // A thread that is given up keeps its permit until cranelift is done,
                 // so abandoned compiles cannot pile up past the number of cores.
                 let permit = tokio::select! {
-                    p = self.compile_threads.clone().acquire_owned() => p.map_err(|_| ComputeError::internal("the wasm runtime is shutting down"))?,
+                    p = self.compile_threads().acquire_owned() => p.map_err(|_| ComputeError::internal("the wasm runtime is shutting down"))?,
                     _ = tokio::time::sleep_until(deadline.into()) => return Err(timeout()),
                     _ = job.cancel.cancelled() => return Err(ComputeError::Cancelled),
                 };

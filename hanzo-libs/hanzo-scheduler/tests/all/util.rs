@@ -214,8 +214,8 @@ pub struct Env {
 pub fn resources(jobs: u32, memory_gb: u64, cores: u32) -> ResourcesConfig {
     ResourcesConfig {
         max_concurrent_jobs: jobs,
-        total_memory_gb: memory_gb,
-        total_cpu_cores: cores,
+        total_memory_gb: Some(memory_gb),
+        total_cpu_cores: Some(cores),
         ..ResourcesConfig::default()
     }
 }
