@@ -4,12 +4,24 @@ use crate::ComputeError;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use zeroize::Zeroizing;
 
 /// File name of the node key inside the data directory.
 pub const KEY_FILE: &str = "node.key";
 
 /// The node's signing key. Its public half, in hex, is the node id.
+///
+/// The key pair is derived from the seed when first used: the derivation (a scalar
+/// multiplication, ~170k instructions, and the pages of its tables) is a tenth of what
+/// `run wasm` adds to `--version`'s process, and a run that makes no receipt never
+/// uses the key.
 pub struct NodeKey {
+    seed: Zeroizing<[u8; 32]>,
+    derived: OnceLock<Derived>,
+}
+
+struct Derived {
     signing: SigningKey,
     id: String,
 }
@@ -17,22 +29,31 @@ pub struct NodeKey {
 impl std::fmt::Debug for NodeKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret half.
-        f.debug_struct("NodeKey").field("id", &self.id).finish()
+        f.debug_struct("NodeKey").field("id", &self.id()).finish()
     }
 }
 
 impl NodeKey {
     /// A key from a 32-byte seed.
     pub fn from_seed(seed: [u8; 32]) -> Self {
-        let signing = SigningKey::from_bytes(&seed);
-        let id = hex::encode(signing.verifying_key().as_bytes());
-        NodeKey { signing, id }
+        NodeKey {
+            seed: Zeroizing::new(seed),
+            derived: OnceLock::new(),
+        }
+    }
+
+    fn derived(&self) -> &Derived {
+        self.derived.get_or_init(|| {
+            let signing = SigningKey::from_bytes(&self.seed);
+            let id = hex::encode(signing.verifying_key().as_bytes());
+            Derived { signing, id }
+        })
     }
 
     /// The 32-byte secret seed: what the node's libp2p identity is derived from, so
     /// that its peer id and its receipts' `node_id` name the same key. Never log it.
     pub fn secret_seed(&self) -> [u8; 32] {
-        self.signing.to_bytes()
+        *self.seed
     }
 
     /// A fresh random key, not saved anywhere.
@@ -73,7 +94,7 @@ impl NodeKey {
                 opts.mode(0o600);
             }
             let mut f = opts.open(&tmp)?;
-            writeln!(f, "{}", hex::encode(key.signing.to_bytes()))?;
+            writeln!(f, "{}", hex::encode(*key.seed))?;
             f.sync_all()
         };
         let linked = write().and_then(|()| std::fs::hard_link(&tmp, &path));
@@ -109,12 +130,12 @@ impl NodeKey {
 
     /// The node id: the public key in lower-case hex.
     pub fn id(&self) -> &str {
-        &self.id
+        &self.derived().id
     }
 
     /// The public key.
     pub fn verifying_key(&self) -> VerifyingKey {
-        self.signing.verifying_key()
+        self.derived().signing.verifying_key()
     }
 
     /// Signs `message`, returning the signature in hex.
@@ -124,7 +145,7 @@ impl NodeKey {
 
     /// Signs `message`, returning the signature's 64 bytes.
     pub fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
-        self.signing.sign(message).to_bytes()
+        self.derived().signing.sign(message).to_bytes()
     }
 }
 
@@ -160,6 +181,25 @@ mod tests {
             hs.into_iter().map(|h| h.join().unwrap()).collect()
         });
         assert!(ids.windows(2).all(|w| w[0] == w[1]));
+    }
+
+    #[test]
+    fn the_pair_is_derived_on_first_use_and_is_the_seeds() {
+        let seed = [7u8; 32];
+        let key = NodeKey::from_seed(seed);
+        assert_eq!(key.secret_seed(), seed);
+        assert!(key.derived.get().is_none(), "derived before any use");
+        let pair = SigningKey::from_bytes(&seed);
+        assert_eq!(key.id(), hex::encode(pair.verifying_key().as_bytes()));
+        assert_eq!(key.verifying_key(), pair.verifying_key());
+        let sig = ed25519_dalek::Signature::from_bytes(&key.sign_bytes(b"m"));
+        assert!(pair.verifying_key().verify_strict(b"m", &sig).is_ok());
+        // Written and read back, the same key.
+        let dir = tempfile::tempdir().unwrap();
+        let created = NodeKey::load_or_create(dir.path()).unwrap();
+        let loaded = NodeKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(created.secret_seed(), loaded.secret_seed());
+        assert_eq!(created.id(), loaded.id());
     }
 
     #[test]
