@@ -82,7 +82,8 @@ pub struct Node {
     pub k8s: Option<Arc<KubernetesRuntime>>,
     /// Runtimes that are enabled but could not start, and why.
     failed: BTreeMap<RuntimeKind, String>,
-    /// The process runtimes' caches, bounded by `[node] cache_max_mb`.
+    /// The process runtimes' caches, bounded by `[node] cache_max_mb` (none in a one-shot
+    /// command for a runtime that keeps none, such as `run wasm`).
     pub cache: Arc<Cache>,
     /// The agent runtime, given the node's tools once an API over them exists.
     pub agent: Option<Arc<AgentRuntime>>,
@@ -168,8 +169,22 @@ impl Node {
         })?;
         let mut compute = Compute::new(Arc::new(key));
         compute.set_receipt_batching(config.compute.batch_receipts);
-        let cache = Arc::new(Cache::new(cache_pools(&data_dir), config.node.cache_max_mb));
         let wanted = |k: RuntimeKind| config.runtime_enabled(k) && only.is_none_or(|o| o == k);
+        // The process runtimes' caches. A one-shot command for another runtime (`run
+        // wasm`) uses none of them, and finding them touches the code of four crates.
+        let process_kinds = [
+            RuntimeKind::Deno,
+            RuntimeKind::Python,
+            RuntimeKind::Go,
+            RuntimeKind::Native,
+            RuntimeKind::Mcp,
+        ];
+        let pools = if only.is_none() || process_kinds.into_iter().any(wanted) {
+            cache_pools(&data_dir)
+        } else {
+            Vec::new()
+        };
+        let cache = Arc::new(Cache::new(pools, config.node.cache_max_mb));
         let mut wasm = None;
         // The go runtime runs its wasip1 builds on the WASM runtime.
         if wanted(RuntimeKind::Wasm) || wanted(RuntimeKind::Go) {
@@ -220,13 +235,6 @@ impl Node {
         }
         let mut failed = BTreeMap::new();
         // One sandbox, probed once, shared by every process runtime.
-        let process_kinds = [
-            RuntimeKind::Deno,
-            RuntimeKind::Python,
-            RuntimeKind::Go,
-            RuntimeKind::Native,
-            RuntimeKind::Mcp,
-        ];
         if process_kinds.into_iter().any(wanted) {
             let sandbox = Arc::new(Sandbox::detect_with(hanzo_sandbox::Options::from_config(
                 &config.compute.sandbox,
