@@ -689,11 +689,7 @@ impl Config {
         origin: &str,
         env: &std::collections::HashMap<String, String>,
     ) -> Result<Config, ComputeError> {
-        // The defaults with the machine's resources written in, so that their variables
-        // (`HANZO_COMPUTE_RESOURCES_TOTAL_MEMORY_GB`) are known names of known types.
-        let mut defaults = Config::default();
-        defaults.compute.resources = defaults.compute.resources.resolved();
-        let defaults = toml::Table::try_from(defaults).map_err(ComputeError::internal)?;
+        let defaults = defaults_table()?;
         check_env_names(&defaults, env)?;
         apply_env(&mut table, &defaults, "HANZO", env)?;
         // serde_path_to_error names the key (`compute.wasm.max_memory_mb`) in type errors,
@@ -950,9 +946,20 @@ fn is_url_prefix(u: &str) -> bool {
 /// `HANZO_*` variables the node reads that are not configuration keys.
 pub const OTHER_VARIABLES: &[&str] = &["HANZO_HOME", "HANZO_CONFIG"];
 
+/// The defaults as a TOML table with every key, for the variables' names and types.
+/// The machine's memory and cores, unset in [`Config::default`], stand in as zeros:
+/// only their type is read, so the machine is not measured for it.
+fn defaults_table() -> Result<toml::Table, ComputeError> {
+    let mut config = Config::default();
+    let resources = &mut config.compute.resources;
+    resources.total_memory_gb = Some(0);
+    resources.total_cpu_cores = Some(0);
+    toml::Table::try_from(config).map_err(ComputeError::internal)
+}
+
 /// Every `HANZO_<SECTION>_<KEY>` variable the configuration takes, in key order.
 pub fn variable_names() -> Vec<String> {
-    let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+    let defaults = defaults_table().unwrap_or_default();
     let mut names = Vec::new();
     collect_names(&defaults, "HANZO", &mut names);
     names
@@ -1441,6 +1448,13 @@ total_cpu_cores = 8
         let r = &c.compute.resources;
         assert_eq!((r.total_cpu_cores(), r.total_memory_gb()), (100_000, 1));
         assert_eq!(r.advertised(), (m.cpu_cores, 1));
+        let names = variable_names();
+        for n in [
+            "HANZO_COMPUTE_RESOURCES_TOTAL_MEMORY_GB",
+            "HANZO_COMPUTE_RESOURCES_TOTAL_CPU_CORES",
+        ] {
+            assert!(names.iter().any(|v| v == n), "{n} not in {names:?}");
+        }
         // A variable sets one; a file that sets other keys leaves them the machine's.
         let c = Config::from_toml(
             "[compute.resources]\nqueue_capacity = 5\n",
