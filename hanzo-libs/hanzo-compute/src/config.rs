@@ -486,8 +486,8 @@ impl Default for AgentConfig {
 ///
 /// The machine is measured when first asked, not when the config is made: measuring
 /// reads `/proc/meminfo` and up to eight cgroup files, ~130 µs of every one-shot
-/// command's start (`run wasm`, BENCHMARKS.md), and only `serve`'s scheduler and what
-/// the node tells peers need it.
+/// command's start (`run wasm`, BENCHMARKS.md), and only a scheduler, what the node
+/// tells peers and a compilation need it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ResourcesConfig {
